@@ -1,0 +1,95 @@
+package format
+
+import (
+	"fmt"
+)
+
+// DType names the element type of a tensor. The string form is what the
+// .kvant index stores, so it is part of the file format: never rename one.
+type DType string
+
+// Plain element types. Every foreign reader maps its own type codes onto
+// these, so a converter needs to know only one set.
+const (
+	F64  DType = "f64"
+	F32  DType = "f32"
+	F16  DType = "f16"
+	BF16 DType = "bf16"
+	I64  DType = "i64"
+	I32  DType = "i32"
+	I16  DType = "i16"
+	I8   DType = "i8"
+	U64  DType = "u64"
+	U32  DType = "u32"
+	U16  DType = "u16"
+	U8   DType = "u8"
+	Bool DType = "bool"
+)
+
+// Quantized element types. Their byte layout depends on the group size in
+// the tensor's quantization descriptor; SPEC.md documents each one.
+const (
+	Q8  DType = "q8"
+	Q4  DType = "q4"
+	Q4A DType = "q4a"
+)
+
+var elementSizes = map[DType]int{
+	F64: 8, F32: 4, F16: 2, BF16: 2,
+	I64: 8, I32: 4, I16: 2, I8: 1,
+	U64: 8, U32: 4, U16: 2, U8: 1,
+	Bool: 1,
+}
+
+// ElementSize returns the size in bytes of one element of a plain dtype, and
+// false for quantized or unknown dtypes.
+func (d DType) ElementSize() (int, bool) {
+	n, ok := elementSizes[d]
+	return n, ok
+}
+
+// IsQuantized reports whether d is one of kvant's grouped integer types.
+func (d DType) IsQuantized() bool {
+	return d == Q8 || d == Q4 || d == Q4A
+}
+
+// IsFloat reports whether d is a plain floating-point type.
+func (d DType) IsFloat() bool {
+	return d == F64 || d == F32 || d == F16 || d == BF16
+}
+
+// Known reports whether d is a dtype this version of kvant understands.
+func (d DType) Known() bool {
+	_, plain := elementSizes[d]
+	return plain || d.IsQuantized()
+}
+
+// NumElements returns the product of a shape's dimensions, or an error if a
+// dimension is negative or the product overflows int64. A shape from a file
+// header is untrusted, so every reader goes through here.
+func NumElements(shape []int64) (int64, error) {
+	n := int64(1)
+	for _, d := range shape {
+		if d < 0 {
+			return 0, fmt.Errorf("%w: negative dimension %d in shape %v", ErrBadShape, d, shape)
+		}
+		if d != 0 && n > (1<<62)/d {
+			return 0, fmt.Errorf("%w: shape %v overflows", ErrBadShape, shape)
+		}
+		n *= d
+	}
+	return n, nil
+}
+
+// PlainByteSize returns the byte length of a tensor of a plain dtype.
+func PlainByteSize(d DType, shape []int64) (int64, error) {
+	size, ok := d.ElementSize()
+	if !ok {
+		return 0, fmt.Errorf("%w: %q", ErrUnknownDType, string(d))
+	}
+	n, err := NumElements(shape)
+	if err != nil {
+		return 0, err
+	}
+	return n * int64(size), nil
+}
