@@ -26,14 +26,6 @@ const (
 	Bool DType = "bool"
 )
 
-// Quantized element types. Their byte layout depends on the group size in
-// the tensor's quantization descriptor; SPEC.md documents each one.
-const (
-	Q8  DType = "q8"
-	Q4  DType = "q4"
-	Q4A DType = "q4a"
-)
-
 var elementSizes = map[DType]int{
 	F64: 8, F32: 4, F16: 2, BF16: 2,
 	I64: 8, I32: 4, I16: 2, I8: 1,
@@ -41,16 +33,11 @@ var elementSizes = map[DType]int{
 	Bool: 1,
 }
 
-// ElementSize returns the size in bytes of one element of a plain dtype, and
-// false for quantized or unknown dtypes.
+// ElementSize returns the size in bytes of one element, and false for an
+// unknown dtype.
 func (d DType) ElementSize() (int, bool) {
 	n, ok := elementSizes[d]
 	return n, ok
-}
-
-// IsQuantized reports whether d is one of kvant's grouped integer types.
-func (d DType) IsQuantized() bool {
-	return d == Q8 || d == Q4 || d == Q4A
 }
 
 // IsFloat reports whether d is a plain floating-point type.
@@ -60,8 +47,8 @@ func (d DType) IsFloat() bool {
 
 // Known reports whether d is a dtype this version of kvant understands.
 func (d DType) Known() bool {
-	_, plain := elementSizes[d]
-	return plain || d.IsQuantized()
+	_, ok := elementSizes[d]
+	return ok
 }
 
 // NumElements returns the product of a shape's dimensions, or an error if a

@@ -15,3 +15,9 @@ var (
 	ErrTensorNotFound = errors.New("tensor not found")
 	ErrSizeMismatch   = errors.New("tensor byte length does not match dtype and shape")
 )
+
+// ErrDuplicateTensor is returned when two tensors share a name.
+var ErrDuplicateTensor = errors.New("duplicate tensor name")
+
+// ErrMissingMetadata is returned when a metadata key is absent.
+var ErrMissingMetadata = errors.New("metadata key not present")
