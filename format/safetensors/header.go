@@ -60,6 +60,7 @@ type header struct {
 // Unmarshal silently keeps the last of duplicate keys; a duplicated tensor
 // name must be an error, so the object is read key by key instead.
 type headerParser struct {
+	b    []byte
 	dec  *json.Decoder
 	base int64 // file offset of the header's first byte
 	file string
@@ -80,7 +81,7 @@ func parseHeader(b []byte, base int64, file string) (*header, error) {
 		}
 		return nil, newError(file, "", base+int64(i), ErrInvalidHeader, "header is not valid UTF-8")
 	}
-	p := &headerParser{dec: json.NewDecoder(bytes.NewReader(b)), base: base, file: file}
+	p := &headerParser{b: b, dec: json.NewDecoder(bytes.NewReader(b)), base: base, file: file}
 	p.dec.UseNumber()
 	if err := p.expectDelim('{', ""); err != nil {
 		return nil, err
@@ -126,14 +127,38 @@ func parseHeader(b []byte, base int64, file string) (*header, error) {
 	return h, nil
 }
 
-// offset returns the file offset just past the last token read.
-func (p *headerParser) offset() int64 { return p.base + p.dec.InputOffset() }
+// offset returns the file offset of the next token.
+func (p *headerParser) offset() int64 { return p.base + nextToken(p.b, p.dec.InputOffset()) }
+
+// nextToken skips from i past the separators json.Decoder leaves unread
+// after a token (whitespace, ':' and ','), so error offsets point at the
+// offending value itself.
+func nextToken(b []byte, i int64) int64 {
+	for i < int64(len(b)) {
+		switch b[i] {
+		case ' ', '\t', '\n', '\r', ':', ',':
+			i++
+			continue
+		}
+		break
+	}
+	return i
+}
+
+// syntaxOffset converts a json.SyntaxError's offset, which counts the bad
+// byte as read, into the offset of that byte.
+func syntaxOffset(syn *json.SyntaxError) int64 {
+	if syn.Offset > 0 {
+		return syn.Offset - 1
+	}
+	return 0
+}
 
 func (p *headerParser) jsonError(tensor string, err error) error {
 	off := p.offset()
 	var syn *json.SyntaxError
 	if errors.As(err, &syn) {
-		off = p.base + syn.Offset
+		off = p.base + syntaxOffset(syn)
 	}
 	if err == io.EOF {
 		err = io.ErrUnexpectedEOF

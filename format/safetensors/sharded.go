@@ -1,6 +1,7 @@
 package safetensors
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -92,16 +93,17 @@ func readBounded(path string, max int64) ([]byte, error) {
 // parseIndex reads {"metadata": {...}, "weight_map": {tensor: file}},
 // token by token so that duplicate keys are caught.
 func (s *Sharded) parseIndex(raw []byte) ([]indexEntry, error) {
-	dec := json.NewDecoder(strings.NewReader(string(raw)))
+	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.UseNumber()
 	bad := func(tensor string, at int64, sentinel error, detail string, args ...any) error {
 		return newError(s.path, tensor, at, sentinel, detail, args...)
 	}
+	offset := func() int64 { return nextToken(raw, dec.InputOffset()) }
 	tokenErr := func(err error) error {
-		at := dec.InputOffset()
+		at := offset()
 		var syn *json.SyntaxError
 		if errors.As(err, &syn) {
-			at = syn.Offset
+			at = syntaxOffset(syn)
 		}
 		if err == io.EOF {
 			err = io.ErrUnexpectedEOF
@@ -109,7 +111,7 @@ func (s *Sharded) parseIndex(raw []byte) ([]indexEntry, error) {
 		return bad("", at, ErrInvalidIndex, "%v", err)
 	}
 	expectObject := func(what string) error {
-		at := dec.InputOffset()
+		at := offset()
 		tok, err := dec.Token()
 		if err != nil {
 			return tokenErr(err)
@@ -126,7 +128,7 @@ func (s *Sharded) parseIndex(raw []byte) ([]indexEntry, error) {
 	seenTop := map[string]bool{}
 	haveWeightMap := false
 	for dec.More() {
-		at := dec.InputOffset()
+		at := offset()
 		tok, err := dec.Token()
 		if err != nil {
 			return nil, tokenErr(err)
@@ -143,7 +145,7 @@ func (s *Sharded) parseIndex(raw []byte) ([]indexEntry, error) {
 			}
 			s.indexMetadata = map[string]string{}
 			for dec.More() {
-				at := dec.InputOffset()
+				at := offset()
 				tok, err := dec.Token()
 				if err != nil {
 					return nil, tokenErr(err)
@@ -175,7 +177,7 @@ func (s *Sharded) parseIndex(raw []byte) ([]indexEntry, error) {
 			}
 			seen := map[string]int64{}
 			for dec.More() {
-				at := dec.InputOffset()
+				at := offset()
 				tok, err := dec.Token()
 				if err != nil {
 					return nil, tokenErr(err)
@@ -185,7 +187,7 @@ func (s *Sharded) parseIndex(raw []byte) ([]indexEntry, error) {
 					return nil, bad(name, at, ErrDuplicateName, "tensor listed twice in weight_map (first at byte %d)", first)
 				}
 				seen[name] = at
-				valAt := dec.InputOffset()
+				valAt := offset()
 				tok, err = dec.Token()
 				if err != nil {
 					return nil, tokenErr(err)
@@ -219,7 +221,7 @@ func (s *Sharded) parseIndex(raw []byte) ([]indexEntry, error) {
 		if err != nil {
 			return nil, tokenErr(err)
 		}
-		return nil, bad("", dec.InputOffset(), ErrInvalidIndex, "unexpected %s after the index object", describe(tok))
+		return nil, bad("", offset(), ErrInvalidIndex, "unexpected %s after the index object", describe(tok))
 	}
 	if !haveWeightMap {
 		return nil, bad("", 0, ErrInvalidIndex, "no weight_map")
