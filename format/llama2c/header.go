@@ -191,13 +191,18 @@ func (h Header) validate() error {
 		{"n_heads", h.Heads}, {"n_kv_heads", h.KVHeads},
 		{"vocab_size", h.VocabSize}, {"seq_len", h.SeqLen},
 	}
-	for _, f := range fields {
-		if f.value <= 0 || f.value > maxDim {
-			return fmt.Errorf("%w: %s is %d, want 1..%d", ErrBadHeader, f.name, f.value, maxDim)
-		}
+	paramsOffset := 0
+	if h.Version > 0 {
+		paramsOffset = offParams
 	}
-	if h.Layers > maxLayers {
-		return fmt.Errorf("%w: n_layers is %d, want 1..%d", ErrBadHeader, h.Layers, maxLayers)
+	for i, f := range fields {
+		limit := maxDim
+		if f.name == "n_layers" {
+			limit = maxLayers
+		}
+		if f.value <= 0 || f.value > limit {
+			return fmt.Errorf("%w: %s is %d at byte offset %d, want 1..%d", ErrBadHeader, f.name, f.value, paramsOffset+4*i, limit)
+		}
 	}
 	switch {
 	case h.Dim%h.Heads != 0:

@@ -596,9 +596,25 @@ func BenchmarkStreamStories260K(b *testing.B) {
 	}
 }
 
+// BenchmarkDequantizeQ8 streams the dequantized weights of a synthetic v2
+// file (dim 256, hidden 768, 2 layers, vocab 4096, group 64) with arbitrary
+// int8 values and scales: only the speed is measured here.
 func BenchmarkDequantizeQ8(b *testing.B) {
-	data := readFixture(b, "tiny_v2_unshared.bin")
-	f, err := NewFile(bytes.NewReader(data), int64(len(data)), "tiny_v2_unshared.bin")
+	h := Header{Version: 2, Dim: 256, HiddenDim: 768, Layers: 2, Heads: 8, KVHeads: 4, VocabSize: 4096, SeqLen: 64, SharedClassifier: true, GroupSize: 64}
+	data := make([]byte, h.FileSize())
+	for i := range data {
+		data[i] = byte(i * 7)
+	}
+	le := binary.LittleEndian
+	le.PutUint32(data, Magic)
+	le.PutUint32(data[4:], 2)
+	for i, v := range []int{h.Dim, h.HiddenDim, h.Layers, h.Heads, h.KVHeads, h.VocabSize, h.SeqLen} {
+		le.PutUint32(data[8+4*i:], uint32(v))
+	}
+	data[36] = 1
+	le.PutUint32(data[37:], uint32(h.GroupSize))
+	clear(data[41:256])
+	f, err := NewFile(bytes.NewReader(data), int64(len(data)), "synthetic.bin")
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -618,6 +634,28 @@ func BenchmarkDequantizeQ8(b *testing.B) {
 			if _, err := io.Copy(io.Discard, r); err != nil {
 				b.Fatal(err)
 			}
+		}
+	}
+}
+
+func TestHeaderErrorsNameOffsets(t *testing.T) {
+	cases := []struct {
+		file string
+		off  int
+		val  int32
+		want string
+	}{
+		{"tiny_v0_shared.bin", 12, 0, "n_heads is 0 at byte offset 12"},
+		{"tiny_v1_shared.bin", 8 + 12, 0, "n_heads is 0 at byte offset 20"},
+		{"tiny_v1_shared.bin", 4, 7, "unsupported version 7 at byte offset 4"},
+		{"tiny_v2_shared.bin", 37, 0, "group_size is 0 at byte offset 37"},
+	}
+	for _, c := range cases {
+		data := readFixture(t, c.file)
+		binary.LittleEndian.PutUint32(data[c.off:], uint32(c.val))
+		_, err := NewFile(bytes.NewReader(data), int64(len(data)), c.file)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s with %d at %d: err = %v, want it to contain %q", c.file, c.val, c.off, err, c.want)
 		}
 	}
 }

@@ -61,11 +61,11 @@ var _ Q8Tensor = (*q8Tensor)(nil)
 func (t *q8Tensor) scalesOffset() int64 { return t.offset + t.n }
 
 // Open streams the dequantized f32 values, reading the int8 values and the
-// scales side by side so memory stays at two small buffers.
+// scales side by side so memory stays at a few small buffers.
 func (t *q8Tensor) Open() (io.Reader, error) {
 	return &dequantizer{
 		t:      t,
-		q:      bufio.NewReader(io.NewSectionReader(t.file.r, t.offset, t.n)),
+		q:      io.NewSectionReader(t.file.r, t.offset, t.n),
 		scales: bufio.NewReader(io.NewSectionReader(t.file.r, t.scalesOffset(), t.size-t.n)),
 	}, nil
 }
@@ -88,55 +88,63 @@ func (t *q8Tensor) OpenQuantized() (q []int8, scales []float32, groupSize int, e
 	return q, scales, int(t.groupSize), nil
 }
 
+// dequantizeChunk is how many values the dequantizer converts at a time.
+const dequantizeChunk = 4096
+
 // dequantizer is an io.Reader producing q * scale as little-endian f32.
 type dequantizer struct {
 	t      *q8Tensor
-	q      *bufio.Reader
+	q      io.Reader
 	scales *bufio.Reader
-	done   int64   // elements produced
+	done   int64   // values converted so far
 	scale  float32 // scale of the current group
-	out    [4]byte // bytes of the current element not yet returned
-	outLen int
-	err    error
+	// scaleBuf is a field, not a local, so reading into it does not
+	// allocate once per group.
+	scaleBuf [4]byte
+	qbuf     []byte
+	out      []byte // converted bytes not yet returned
+	outBuf   []byte
+	err      error
 }
 
 func (d *dequantizer) Read(p []byte) (int, error) {
-	n := 0
-	for n < len(p) {
-		if d.outLen > 0 {
-			c := copy(p[n:], d.out[4-d.outLen:])
-			d.outLen -= c
-			n += c
-			continue
-		}
-		if d.err != nil {
-			break
-		}
-		if d.done == d.t.n {
-			d.err = io.EOF
-			break
-		}
-		if d.done%d.t.groupSize == 0 {
-			var s [4]byte
-			if _, err := io.ReadFull(d.scales, s[:]); err != nil {
-				d.err = d.t.errorf(d.t.scalesOffset()+4*(d.done/d.t.groupSize), unexpected(err))
-				break
-			}
-			d.scale = math.Float32frombits(binary.LittleEndian.Uint32(s[:]))
-		}
-		b, err := d.q.ReadByte()
-		if err != nil {
-			d.err = d.t.errorf(d.t.offset+d.done, unexpected(err))
-			break
-		}
-		binary.LittleEndian.PutUint32(d.out[:], math.Float32bits(float32(int8(b))*d.scale))
-		d.outLen = 4
-		d.done++
+	if len(d.out) == 0 && d.err == nil {
+		d.err = d.fill()
 	}
-	if n > 0 {
+	if len(d.out) > 0 {
+		n := copy(p, d.out)
+		d.out = d.out[n:]
 		return n, nil
 	}
 	return 0, d.err
+}
+
+// fill converts the next chunk of values into d.out.
+func (d *dequantizer) fill() error {
+	if d.done == d.t.n {
+		return io.EOF
+	}
+	if d.qbuf == nil {
+		size := min(d.t.n, dequantizeChunk)
+		d.qbuf, d.outBuf = make([]byte, size), make([]byte, 4*size)
+	}
+	q := d.qbuf[:min(int64(len(d.qbuf)), d.t.n-d.done)]
+	if _, err := io.ReadFull(d.q, q); err != nil {
+		return d.t.errorf(d.t.offset+d.done, unexpected(err))
+	}
+	out := d.outBuf[:4*len(q)]
+	for i, b := range q {
+		if k := d.done + int64(i); k%d.t.groupSize == 0 {
+			if _, err := io.ReadFull(d.scales, d.scaleBuf[:]); err != nil {
+				return d.t.errorf(d.t.scalesOffset()+4*(k/d.t.groupSize), unexpected(err))
+			}
+			d.scale = math.Float32frombits(binary.LittleEndian.Uint32(d.scaleBuf[:]))
+		}
+		binary.LittleEndian.PutUint32(out[4*i:], math.Float32bits(float32(int8(b))*d.scale))
+	}
+	d.done += int64(len(q))
+	d.out = out
+	return nil
 }
 
 // unexpected turns a plain EOF inside a tensor into ErrUnexpectedEOF: the
