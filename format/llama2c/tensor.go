@@ -41,8 +41,6 @@ func (t *tensor) Open() (io.Reader, error) {
 	return io.NewSectionReader(t.file.r, t.offset, t.size), nil
 }
 
-func (t *tensor) end() int64 { return t.offset + t.size }
-
 // errorf prefixes an error with the file, the tensor and a byte offset.
 func (t *tensor) errorf(offset int64, err error) error {
 	return fmt.Errorf("%s: tensor %s at byte offset %d: %w", t.file.name, t.info.Name, offset, err)
