@@ -12,6 +12,7 @@
 package safetensors
 
 import (
+	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -22,6 +23,13 @@ import (
 	"slices"
 
 	"github.com/kvant-dev/kvant/format"
+)
+
+// Both checkpoint kinds are format.Sources of format.SourceTensors.
+var (
+	_ format.Source       = (*File)(nil)
+	_ format.Source       = (*Sharded)(nil)
+	_ format.SourceTensor = (*Tensor)(nil)
 )
 
 // A File is an opened safetensors file. Its methods are safe for concurrent
@@ -77,7 +85,7 @@ func newFile(r io.ReaderAt, size int64, name string) (*File, error) {
 	}
 	var lenBuf [8]byte
 	if _, err := r.ReadAt(lenBuf[:], 0); err != nil {
-		return nil, &Error{File: name, Offset: 0, Err: fmt.Errorf("reading header length: %w", err)}
+		return nil, readError(name, 0, "header length", err)
 	}
 	n := binary.LittleEndian.Uint64(lenBuf[:])
 	if n > MaxHeaderSize {
@@ -89,7 +97,7 @@ func newFile(r io.ReaderAt, size int64, name string) (*File, error) {
 	// n is bounded by both MaxHeaderSize and the file size: safe to allocate.
 	hdr := make([]byte, n)
 	if _, err := r.ReadAt(hdr, 8); err != nil {
-		return nil, &Error{File: name, Offset: 8, Err: fmt.Errorf("reading header: %w", err)}
+		return nil, readError(name, 8, "header", err)
 	}
 	h, err := parseHeader(hdr, 8, name)
 	if err != nil {
@@ -106,6 +114,15 @@ func newFile(r io.ReaderAt, size int64, name string) (*File, error) {
 		return nil, err
 	}
 	return f, nil
+}
+
+// readError wraps a failed read; an EOF inside the size the caller
+// declared means the data is shorter than promised.
+func readError(name string, off int64, what string, err error) error {
+	if errors.Is(err, io.EOF) {
+		return newError(name, "", off, ErrTruncated, "reading %s: %v", what, err)
+	}
+	return &Error{File: name, Offset: off, Err: fmt.Errorf("reading %s: %w", what, err)}
 }
 
 // build validates the header entries against the data buffer and makes the
@@ -150,9 +167,9 @@ func (f *File) build(entries []headerEntry) error {
 	// Stable, so zero-length tensors sharing an offset keep header order.
 	slices.SortStableFunc(f.tensors, func(a, b *Tensor) int {
 		if a.offset != b.offset {
-			return cmpInt(a.offset, b.offset)
+			return cmp.Compare(a.offset, b.offset)
 		}
-		return cmpInt(a.size, b.size)
+		return cmp.Compare(a.size, b.size)
 	})
 	next := dataStart
 	var prev *Tensor
@@ -172,16 +189,6 @@ func (f *File) build(entries []headerEntry) error {
 		return newError(f.name, "", next, ErrHole, "%d bytes after the last tensor belong to no tensor", f.size-next)
 	}
 	return nil
-}
-
-func cmpInt(a, b int64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // byteSize is format.PlainByteSize with an overflow check on the final

@@ -259,3 +259,16 @@ func TestTensorReadersIndependent(t *testing.T) {
 		t.Error("Info shares its shape slice")
 	}
 }
+
+// NewReader with a size larger than the reader really holds.
+func TestNewReaderShortReader(t *testing.T) {
+	full := smallModel(t)
+	_, err := NewReader(bytes.NewReader(full[:20]), int64(len(full)))
+	if !errors.Is(err, ErrTruncated) {
+		t.Errorf("err = %v, want ErrTruncated", err)
+	}
+	_, err = NewReader(bytes.NewReader(full[:4]), int64(len(full)))
+	if !errors.Is(err, ErrTruncated) {
+		t.Errorf("err = %v, want ErrTruncated", err)
+	}
+}
