@@ -20,7 +20,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"sort"
 
 	"github.com/kvant-dev/kvant/format"
 	"github.com/nlpodyssey/gopickle/types"
@@ -123,8 +122,9 @@ func (c *Checkpoint) Tensors() []format.SourceTensor { return c.tensors }
 // Args returns the model's hyperparameters stored beside the state dict
 // (under "model_args", "args" or "config", the first present), converted to
 // plain Go values: map[string]any, []any, int64, float64, string, bool and
-// nil. Entries of other types (tensors, say) are left out. It returns nil if
-// the checkpoint holds none.
+// nil. Dict entries of other types (tensors, say) are left out; list items
+// of other types become nil, so the others keep their positions. It returns
+// nil if the checkpoint holds none.
 func (c *Checkpoint) Args() map[string]any { return c.args }
 
 // Legacy reports whether the file uses the pre-zip stream format.
@@ -323,14 +323,4 @@ func (c *converter) list(items []any, depth int) (any, error) {
 		out = append(out, val)
 	}
 	return out, nil
-}
-
-// sortedKeys returns the keys of m in order, for deterministic iteration.
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }

@@ -145,7 +145,23 @@ func newGatherReader(span []byte, elemSize int, shape, stride []int64, numel int
 
 func (g *gatherReader) Read(p []byte) (int, error) {
 	n := 0
+	es := g.elemSize
+	last := len(g.shape) - 1
 	for n < len(p) {
+		if len(g.pending) == 0 && last >= 0 && g.stride[last] != 1 && g.left > 0 && len(p)-n >= es {
+			// Strided innermost dimension: copy whole elements straight
+			// out of the span along the rest of this row.
+			step := int(g.stride[last]) * es
+			at := int(g.pos) * es
+			k := min(g.shape[last]-g.index[last], g.left, int64((len(p)-n)/es))
+			for range k {
+				copy(p[n:n+es], g.span[at:at+es])
+				n += es
+				at += step
+			}
+			g.advance(k)
+			continue
+		}
 		if len(g.pending) == 0 {
 			if g.left == 0 {
 				if n == 0 {
@@ -171,9 +187,14 @@ func (g *gatherReader) nextRun() {
 	}
 	es := int64(g.elemSize)
 	g.pending = g.span[g.pos*es : (g.pos+run)*es]
+	g.advance(run)
+}
+
+// advance moves the counter by run elements along the innermost dimension,
+// carrying into outer ones; run never crosses the end of a row.
+func (g *gatherReader) advance(run int64) {
 	g.left -= run
-	// Advance the counter by run elements along the innermost dimension,
-	// carrying into outer ones.
+	last := len(g.shape) - 1
 	if last < 0 {
 		return
 	}
