@@ -202,7 +202,7 @@ func TestHugeTensorCount(t *testing.T) {
 func TestTruncatedEverywhere(t *testing.T) {
 	s := tinySpec()
 	s.tensors[1].ne = []uint64{8, 1} // "b" is now 16 bytes at data offset 32...
-	s.data = s.data[:48]              // ...and ends the file
+	s.data = s.data[:48]             // ...and ends the file
 	full := s.bytes()
 	for n := 0; n < len(full); n++ {
 		_, err := parse(full[:n])
