@@ -2,6 +2,7 @@ package format
 
 import (
 	"fmt"
+	"math"
 )
 
 // DType names the element type of a tensor. The string form is what the
@@ -77,6 +78,9 @@ func PlainByteSize(d DType, shape []int64) (int64, error) {
 	n, err := NumElements(shape)
 	if err != nil {
 		return 0, err
+	}
+	if n > math.MaxInt64/int64(size) {
+		return 0, fmt.Errorf("%w: %s%v is more than 2^63 bytes", ErrBadShape, d, shape)
 	}
 	return n * int64(size), nil
 }
