@@ -79,8 +79,8 @@ func DequantizeQ4_0(dst []float32, src []byte) error {
 		d := half(b)
 		qs := b[2 : 2+QK/2]
 		for j, q := range qs {
-			out[j] = float32(int(q&0x0F)-8) * d
-			out[j+QK/2] = float32(int(q>>4)-8) * d
+			out[j] = float32(int32(q&0x0F)-8) * d
+			out[j+QK/2] = float32(int32(q>>4)-8) * d
 		}
 	}
 	return nil
