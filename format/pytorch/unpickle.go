@@ -165,8 +165,6 @@ func toInt64(v any) (int64, bool) {
 		if n.IsInt64() {
 			return n.Int64(), true
 		}
-	case bool:
-		// Python's bool is an int; torch never writes one here, so refuse.
 	}
 	return 0, false
 }
