@@ -1,6 +1,7 @@
 package convert
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -252,6 +253,15 @@ func openPyTorch(path string) (*Model, error) {
 		m.Close()
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
+	if cfgErr != nil {
+		// llama2.c's train.py ties output.weight to the embedding, and
+		// torch.save writes both names over one storage. Without a
+		// config.json to say so, equal data is the evidence.
+		if err := m.tieIfEqual(); err != nil {
+			m.Close()
+			return nil, fmt.Errorf("%s: %w", path, err)
+		}
+	}
 	if cfgErr == nil {
 		if err := m.loadTokenizerBeside(dir); err != nil {
 			m.Close()
@@ -314,6 +324,64 @@ func configFromMetaArgs(args map[string]any, tensors []format.SourceTensor) (mod
 		return model.Config{}, err
 	}
 	return cfg, nil
+}
+
+// tieIfEqual marks the model tied and drops output.weight when it holds the
+// same bytes as the token embedding. It streams both, so memory stays small.
+func (m *Model) tieIfEqual() error {
+	var emb, out format.SourceTensor
+	for _, t := range m.Tensors {
+		switch t.Info().Name {
+		case model.TokenEmbedding:
+			emb = t
+		case model.Output:
+			out = t
+		}
+	}
+	if emb == nil || out == nil || emb.Info().DType != out.Info().DType || !equalShape(emb.Info().Shape, out.Info().Shape) {
+		return nil
+	}
+	same, err := sameBytes(emb, out)
+	if err != nil || !same {
+		return err
+	}
+	m.Config.TiedEmbeddings = true
+	kept := m.Tensors[:0]
+	for _, t := range m.Tensors {
+		if t != out {
+			kept = append(kept, t)
+		}
+	}
+	m.Tensors = kept
+	return nil
+}
+
+func sameBytes(a, b format.SourceTensor) (bool, error) {
+	ra, err := a.Open()
+	if err != nil {
+		return false, err
+	}
+	rb, err := b.Open()
+	if err != nil {
+		return false, err
+	}
+	bufA, bufB := make([]byte, 1<<20), make([]byte, 1<<20)
+	for {
+		na, errA := io.ReadFull(ra, bufA)
+		nb, errB := io.ReadFull(rb, bufB)
+		if na != nb || !bytes.Equal(bufA[:na], bufB[:nb]) {
+			return false, nil
+		}
+		if errA == io.EOF || errA == io.ErrUnexpectedEOF {
+			return errB == io.EOF || errB == io.ErrUnexpectedEOF, nil
+		}
+		if errA != nil {
+			return false, errA
+		}
+		if errB != nil {
+			return false, errB
+		}
+	}
 }
 
 func argInt(args map[string]any, key string) int {

@@ -41,28 +41,34 @@ type usageError struct{ error }
 
 func (u usageError) Unwrap() error { return u.error }
 
-// Execute runs a root command and exits with a meaningful code, printing
-// errors on stderr as "NAME: error".
+// Execute runs a root command and exits with its code.
 func Execute(root *cobra.Command) {
+	os.Exit(Run(root, os.Args[1:], os.Stderr))
+}
+
+// Run runs a root command with args and returns a meaningful exit code,
+// printing errors to stderr as "NAME: error". Tests call it directly.
+func Run(root *cobra.Command, args []string, stderr io.Writer) int {
 	root.SilenceUsage = true
 	root.SilenceErrors = true
+	root.SetArgs(args)
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return usageError{err} })
 	wrapArgs(root)
 	err := root.Execute()
 	if err == nil {
-		os.Exit(ExitOK)
+		return ExitOK
 	}
-	fmt.Fprintf(os.Stderr, "%s: %v\n", root.Name(), err)
+	fmt.Fprintf(stderr, "%s: %v\n", root.Name(), err)
 	var ee *ExitError
 	var ue usageError
 	switch {
 	case errors.As(err, &ee):
-		os.Exit(ee.Code)
+		return ee.Code
 	case errors.As(err, &ue), isCobraUsage(err):
-		fmt.Fprintf(os.Stderr, "Run '%s --help' for usage.\n", root.Name())
-		os.Exit(ExitUsage)
+		fmt.Fprintf(stderr, "Run '%s --help' for usage.\n", root.Name())
+		return ExitUsage
 	}
-	os.Exit(ExitFailure)
+	return ExitFailure
 }
 
 // wrapArgs makes positional-argument errors usage errors.
