@@ -14,13 +14,6 @@ type mergeRule struct {
 	id   int32
 }
 
-// maxCachedWord bounds the pre-tokens kept in the word cache: long ones
-// rarely repeat.
-const (
-	maxCachedWord = 64
-	maxCacheSize  = 1 << 17
-)
-
 // mergesBPE implements Hugging Face's BPE model with merge ranks, either
 // byte-level ("byte-bpe": GPT-2, Llama 3, Qwen) or on characters with byte
 // fallback ("bpe": SentencePiece conversions such as Mistral), together
@@ -35,10 +28,12 @@ type mergesBPE struct {
 	normalizers []func(string) string
 	preTok      []func(word string, atStart bool, emit func(string))
 
-	pool sync.Pool // *merger
+	// wordMarker is set when a "bpe" section can be cut into words
+	// before each "▁" (see markerSplittable).
+	wordMarker string
 
-	mu    sync.RWMutex
-	cache map[string][]int32
+	pool  sync.Pool // *merger
+	cache wordCache
 }
 
 func mergeKey(a, b int32) uint64 { return uint64(uint32(a))<<32 | uint64(uint32(b)) }
@@ -49,7 +44,6 @@ func newMergesBPE(s *Spec) (*mergesBPE, error) {
 		byteLevel: s.Model == ModelByteBPE,
 		vocab:     make(map[string]int32, len(s.Pieces)),
 		merges:    make(map[uint64]mergeRule, len(s.Merges)),
-		cache:     make(map[string][]int32),
 	}
 	isAdded := make(map[int]bool, len(s.AddedTokens))
 	for _, a := range s.AddedTokens {
@@ -104,6 +98,9 @@ func newMergesBPE(s *Spec) (*mergesBPE, error) {
 			return nil, err
 		}
 	}
+	if !t.byteLevel && markerSplittable(spaceSymbol, s.Pieces, func(id int) bool { return !isAdded[id] }) {
+		t.wordMarker = spaceSymbol
+	}
 	return t, nil
 }
 
@@ -145,32 +142,17 @@ func (t *mergesBPE) preTokenize(i int, word string, atStart bool, emit func(stri
 
 // encodeWord appends the ids of one pre-token.
 func (t *mergesBPE) encodeWord(ids []int, word string) []int {
-	cacheable := len(word) <= maxCachedWord
-	if cacheable {
-		t.mu.RLock()
-		cached, ok := t.cache[word]
-		t.mu.RUnlock()
-		if ok {
-			for _, id := range cached {
-				ids = append(ids, int(id))
-			}
-			return ids
-		}
+	if t.wordMarker == "" {
+		return t.cache.encode(ids, word, t.mergeWord)
 	}
-	start := len(ids)
-	ids = t.mergeWord(ids, word)
-	if cacheable {
-		out := make([]int32, len(ids)-start)
-		for i, id := range ids[start:] {
-			out[i] = int32(id)
+	splitBeforeMarker(word, t.wordMarker, func(w string) {
+		n := len(ids)
+		ids = t.cache.encode(ids, w, t.mergeWord)
+		// Hugging Face fuses unknown characters across the cut too.
+		if t.spec.FuseUnk && n > 0 && n < len(ids) && ids[n-1] == t.spec.UNK && ids[n] == t.spec.UNK {
+			ids = append(ids[:n], ids[n+1:]...)
 		}
-		t.mu.Lock()
-		if len(t.cache) >= maxCacheSize {
-			clear(t.cache)
-		}
-		t.cache[word] = out
-		t.mu.Unlock()
-	}
+	})
 	return ids
 }
 

@@ -22,7 +22,12 @@ type spTokenizer struct {
 	user     *prefixMatcher // user-defined pieces, kept whole
 	byteIDs  [256]int32     // id of <0xNN>, -1 when absent
 
-	pool sync.Pool // *merger
+	// wordMarker is the escaped space when the text can be cut into
+	// words before it (see markerSplittable).
+	wordMarker string
+
+	pool  sync.Pool // *merger
+	cache wordCache
 }
 
 func newSentencePiece(s *Spec) (*spTokenizer, error) {
@@ -56,6 +61,16 @@ func newSentencePiece(s *Spec) (*spTokenizer, error) {
 		}
 	}
 	t.user = newPrefixMatcher(user)
+	marker := " "
+	if s.EscapeWhitespaces {
+		marker = spaceSymbol
+	}
+	if markerSplittable(marker, s.Pieces, func(id int) bool {
+		typ := s.tokenType(id)
+		return typ == TypeNormal || typ == TypeUserDefined || typ == TypeUnused
+	}) {
+		t.wordMarker = marker
+	}
 	return t, nil
 }
 
@@ -165,6 +180,22 @@ func (t *spTokenizer) encodeSection(ids []int, text string) []int {
 	if norm == "" {
 		return ids
 	}
+	if t.wordMarker == "" {
+		return t.encodeNormalized(ids, norm)
+	}
+	splitBeforeMarker(norm, t.wordMarker, func(w string) {
+		n := len(ids)
+		ids = t.cache.encode(ids, w, t.encodeNormalized)
+		// SentencePiece merges consecutive unknown pieces across the cut too.
+		if !t.spec.ByteFallback && n > 0 && n < len(ids) && ids[n-1] == t.spec.UNK && ids[n] == t.spec.UNK {
+			ids = append(ids[:n], ids[n+1:]...)
+		}
+	})
+	return ids
+}
+
+// encodeNormalized merges a normalized text and maps its pieces to ids.
+func (t *spTokenizer) encodeNormalized(ids []int, norm string) []int {
 	m, _ := t.pool.Get().(*merger)
 	if m == nil {
 		m = new(merger)
