@@ -265,8 +265,12 @@ func (t *mergesBPE) appendDecoded(dst []byte, id int, st *decodeState) []byte {
 				piece, isByte = string([]byte{b}), true
 			}
 		case "strip":
-			if !st.emitted && !isByte {
-				piece = stripRunes(piece, step.Content, step.Start, 0)
+			// After Fuse, Strip sees the whole text: only its start loses
+			// up to Start characters, whichever tokens they come from.
+			if !st.emitted && !isByte && st.stripped < step.Start {
+				stripped := stripRunes(piece, step.Content, step.Start-st.stripped, 0)
+				st.stripped += (len(piece) - len(stripped)) / max(len(step.Content), 1)
+				piece = stripped
 			}
 		case "metaspace":
 			if !isByte {

@@ -71,6 +71,7 @@ type decodeState struct {
 	pastStart     bool // SentencePiece: no more dummy-prefix stripping
 	strippedSpace bool // SentencePiece: the previous piece lost its "▁"
 	tokens        int  // tokens decoded so far
+	stripped      int  // Hugging Face Strip: characters removed at the start
 }
 
 // base holds what every implementation shares.
