@@ -46,10 +46,49 @@ func (d DType) IsFloat() bool {
 	return d == F64 || d == F32 || d == F16 || d == BF16
 }
 
-// Known reports whether d is a dtype this version of kvant understands.
+// Known reports whether d is a dtype this version of kvant understands: a
+// plain dtype, or a quantized one whose layout has been registered.
 func (d DType) Known() bool {
 	_, ok := elementSizes[d]
+	return ok || d.IsQuantized()
+}
+
+// IsQuantized reports whether d is a registered quantized dtype.
+func (d DType) IsQuantized() bool {
+	_, ok := quantLayouts[d]
 	return ok
+}
+
+// QuantLayout computes the byte size of a quantized tensor from its shape
+// and its index record's quantization descriptor, rejecting descriptors it
+// does not understand. Package quant registers one per scheme, so the
+// container can validate quantized tensors without knowing their layout.
+type QuantLayout func(shape []int64, desc []byte) (int64, error)
+
+var quantLayouts = map[DType]QuantLayout{}
+
+// RegisterQuantized makes d a known quantized dtype. It is called from the
+// init functions of the packages that define quantization schemes.
+func RegisterQuantized(d DType, layout QuantLayout) {
+	if _, plain := elementSizes[d]; plain {
+		panic("format: RegisterQuantized of plain dtype " + string(d))
+	}
+	quantLayouts[d] = layout
+}
+
+// ByteSize returns the byte length of a tensor of any known dtype; desc is
+// the quantization descriptor (nil for plain dtypes).
+func ByteSize(d DType, shape []int64, desc []byte) (int64, error) {
+	if layout, ok := quantLayouts[d]; ok {
+		if _, err := NumElements(shape); err != nil {
+			return 0, err
+		}
+		return layout(shape, desc)
+	}
+	if desc != nil {
+		return 0, fmt.Errorf("%w: plain dtype %s with a quantization descriptor", ErrBadShape, d)
+	}
+	return PlainByteSize(d, shape)
 }
 
 // NumElements returns the product of a shape's dimensions, or an error if a

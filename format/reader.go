@@ -150,10 +150,10 @@ func (kf *File) validate(dataEnd int64) error {
 		if !e.DType.Known() {
 			return fmt.Errorf("%s: dtype %q: %w", where, string(e.DType), ErrUnknownDType)
 		}
-		if e.Quant != nil {
-			return fmt.Errorf("%s: has a quantization descriptor, which format version %d does not define: %w", where, Version, ErrCorruptIndex)
+		if e.DType.IsQuantized() && e.Quant == nil {
+			return fmt.Errorf("%s: quantized dtype %s without a quantization descriptor: %w", where, e.DType, ErrCorruptIndex)
 		}
-		want, err := PlainByteSize(e.DType, e.Shape)
+		want, err := ByteSize(e.DType, e.Shape, e.Quant)
 		if err != nil {
 			return fmt.Errorf("%s: %w", where, err)
 		}

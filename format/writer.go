@@ -122,9 +122,9 @@ func (w *Writer) SetMetadata(key string, v any) error {
 }
 
 // WriteTensor appends one tensor, copying exactly its byte size from r and
-// checksumming it on the way. For plain dtypes the size follows from dtype
-// and shape; a quantized tensor passes its size in e.Size and its layout in
-// e.Quant. e.Offset and e.Checksum are filled in by the writer.
+// checksumming it on the way. The size follows from dtype and shape, and for
+// a quantized dtype from the descriptor in e.Quant. e.Offset, e.Size and
+// e.Checksum are filled in by the writer.
 func (w *Writer) WriteTensor(e TensorEntry, r io.Reader) error {
 	if w.closed {
 		return ErrWriterClosed
@@ -135,15 +135,11 @@ func (w *Writer) WriteTensor(e TensorEntry, r io.Reader) error {
 	if w.names[e.Name] {
 		return fmt.Errorf("%s: tensor %q: %w", w.path, e.Name, ErrDuplicateTensor)
 	}
-	if e.Quant == nil {
-		size, err := PlainByteSize(e.DType, e.Shape)
-		if err != nil {
-			return fmt.Errorf("%s: tensor %q: %w", w.path, e.Name, err)
-		}
-		e.Size = size
-	} else if e.Size < 0 {
-		return fmt.Errorf("%s: tensor %q: negative size %d", w.path, e.Name, e.Size)
+	size, err := ByteSize(e.DType, e.Shape, e.Quant)
+	if err != nil {
+		return fmt.Errorf("%s: tensor %q: %w", w.path, e.Name, err)
 	}
+	e.Size = size
 	if pad := alignUp(w.offset) - w.offset; pad > 0 {
 		if err := w.write(make([]byte, pad)); err != nil {
 			return err
