@@ -11,9 +11,10 @@ echo "== convert the embedded model ($src: Hugging Face directory, sharded bf16 
 bin/kvant-convert "$src" -o "$out/tiny-llama.kvant" --dtype f32
 echo
 echo "== inspect it"
-bin/kvant-convert inspect "$out/tiny-llama.kvant" | head -12
+bin/kvant-convert inspect "$out/tiny-llama.kvant" >"$out/inspect.txt"
+sed -n 1,12p "$out/inspect.txt"
 echo "   ..."
-bin/kvant-convert inspect "$out/tiny-llama.kvant" | tail -1
+tail -n 1 "$out/inspect.txt"
 echo
 echo "== verify every tensor's checksum"
 bin/kvant-convert verify -q "$out/tiny-llama.kvant"
