@@ -87,7 +87,7 @@ func Open(path string, opts OpenOptions) (*Model, error) {
 		return nil, err
 	}
 	if opts.Tokenizer != "" {
-		spec, err := loadTokenizer(opts.Tokenizer)
+		spec, err := tokenizer.Load(opts.Tokenizer)
 		if err != nil {
 			m.Close()
 			return nil, fmt.Errorf("tokenizer %s: %w", opts.Tokenizer, err)

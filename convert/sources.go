@@ -161,7 +161,7 @@ func (m *Model) loadTokenizerBeside(dir string) error {
 		if _, err := os.Stat(p); err != nil {
 			continue
 		}
-		spec, err := loadTokenizer(p)
+		spec, err := tokenizer.Load(p)
 		if err != nil {
 			return fmt.Errorf("tokenizer %s: %w", p, err)
 		}

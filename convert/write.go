@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+	"unsafe"
 
 	"github.com/kvant-dev/kvant/checksum"
 	"github.com/kvant-dev/kvant/format"
@@ -163,4 +164,61 @@ func provenance(m *Model, skipHash bool) (format.Provenance, error) {
 		p.Inputs = append(p.Inputs, f)
 	}
 	return p, nil
+}
+
+// Materialize reads every tensor of m into memory, converting float tensors
+// as Write would with DTypeAuto (f64 becomes f32, 1-D tensors f32), and
+// returns them as a model.Tensors for running a checkpoint without writing
+// a .kvant file first.
+func Materialize(m *Model) (*MemTensors, error) {
+	mt := &MemTensors{entries: map[string]format.TensorEntry{}, data: map[string][]byte{}}
+	for _, t := range m.Tensors {
+		info := t.Info()
+		to := targetDType(info, DTypeAuto)
+		r, err := t.Open()
+		if err != nil {
+			return nil, fmt.Errorf("tensor %q: %w", info.Name, err)
+		}
+		cr, err := newConvertingReader(r, info.DType, to)
+		if err != nil {
+			return nil, fmt.Errorf("tensor %q: %w", info.Name, err)
+		}
+		size, err := format.PlainByteSize(to, info.Shape)
+		if err != nil {
+			return nil, fmt.Errorf("tensor %q: %w", info.Name, err)
+		}
+		// Allocate as float32s so that f32 data is 4-byte aligned for the
+		// zero-copy views the forward pass takes.
+		buf := make([]float32, (size+3)/4)
+		data := unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(buf))), len(buf)*4)[:size]
+		if _, err := io.ReadFull(cr, data); err != nil {
+			return nil, fmt.Errorf("tensor %q: %w", info.Name, err)
+		}
+		mt.entries[info.Name] = format.TensorEntry{Name: info.Name, DType: to, Shape: info.Shape, Size: size}
+		mt.data[info.Name] = data
+	}
+	return mt, nil
+}
+
+// MemTensors holds converted tensors in memory; it implements model.Tensors.
+type MemTensors struct {
+	entries map[string]format.TensorEntry
+	data    map[string][]byte
+}
+
+// Entry returns a tensor's record.
+func (mt *MemTensors) Entry(name string) (format.TensorEntry, error) {
+	e, ok := mt.entries[name]
+	if !ok {
+		return e, fmt.Errorf("tensor %q: %w", name, format.ErrTensorNotFound)
+	}
+	return e, nil
+}
+
+// Data returns a tensor's bytes.
+func (mt *MemTensors) Data(name string) ([]byte, error) {
+	if _, err := mt.Entry(name); err != nil {
+		return nil, err
+	}
+	return mt.data[name], nil
 }

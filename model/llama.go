@@ -1,0 +1,412 @@
+package model
+
+import (
+	"errors"
+	"fmt"
+	"math"
+
+	"github.com/kvant-dev/kvant/format"
+	"github.com/kvant-dev/kvant/kernels"
+)
+
+// ErrContextFull is returned when a sequence would grow past its state's
+// capacity.
+var ErrContextFull = errors.New("context window full")
+
+// Tensors gives the forward pass the bytes of each canonical tensor. A
+// memory-mapped .kvant file implements it without copying; so can a map of
+// tensors converted in memory.
+type Tensors interface {
+	Entry(name string) (format.TensorEntry, error)
+	Data(name string) ([]byte, error)
+}
+
+type layer struct {
+	attnNorm, ffnNorm []float32
+	wq, wk, wv, wo    Matrix
+	bq, bk, bv        []float32
+	gate, up, down    Matrix
+}
+
+// Model is a loaded Llama-family model: the weights, read in place, and a
+// worker pool for its matrix products. A Model is safe for one sequence at a
+// time per State; the pool is shared, so run one Forward at a time.
+type Model struct {
+	Config  Config
+	embed   Matrix
+	layers  []layer
+	outNorm []float32
+	output  Matrix
+	pool    *kernels.Pool
+	freqs   []float32 // RoPE frequency of each rotated pair
+	scratch int       // per-worker matrix scratch size
+}
+
+// Load builds a Model over tensors. Weight matrices are used in place (a
+// mapped file's pages are read as needed); vectors (norms, biases) are
+// widened to f32 copies, which are tiny. threads <= 0 means one per CPU.
+func Load(cfg Config, ts Tensors, threads int) (*Model, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	m := &Model{Config: cfg, pool: kernels.NewPool(threads)}
+	var err error
+	matrix := func(name string, rows, cols int) Matrix {
+		if err != nil {
+			return nil
+		}
+		var e format.TensorEntry
+		var data []byte
+		if e, err = ts.Entry(name); err != nil {
+			return nil
+		}
+		if data, err = ts.Data(name); err != nil {
+			return nil
+		}
+		var mat Matrix
+		if mat, err = NewMatrix(e, data); err != nil {
+			return nil
+		}
+		if mat.Rows() != rows || mat.Cols() != cols {
+			err = fmt.Errorf("tensor %q is %d×%d, config implies %d×%d: %w", name, mat.Rows(), mat.Cols(), rows, cols, ErrBadConfig)
+			return nil
+		}
+		m.scratch = max(m.scratch, mat.ScratchSize())
+		return mat
+	}
+	vector := func(name string, n int) []float32 {
+		if err != nil {
+			return nil
+		}
+		var v []float32
+		if v, err = loadVector(ts, name, n); err != nil {
+			return nil
+		}
+		return v
+	}
+	d, hd := cfg.Dim, cfg.HeadDim
+	qd, kvd := cfg.Heads*hd, cfg.KVHeads*hd
+	m.embed = matrix(TokenEmbedding, cfg.VocabSize, d)
+	for l := 0; l < cfg.Layers; l++ {
+		name := func(s string) string { return LayerTensor(l, s) }
+		ly := layer{
+			attnNorm: vector(name(AttnNorm), d),
+			wq:       matrix(name(AttnQ), qd, d),
+			wk:       matrix(name(AttnK), kvd, d),
+			wv:       matrix(name(AttnV), kvd, d),
+			wo:       matrix(name(AttnOutput), d, qd),
+			ffnNorm:  vector(name(FFNNorm), d),
+			gate:     matrix(name(FFNGate), cfg.HiddenDim, d),
+			up:       matrix(name(FFNUp), cfg.HiddenDim, d),
+			down:     matrix(name(FFNDown), d, cfg.HiddenDim),
+		}
+		if cfg.AttentionBias {
+			ly.bq, ly.bk, ly.bv = vector(name(AttnQBias), qd), vector(name(AttnKBias), kvd), vector(name(AttnVBias), kvd)
+		}
+		m.layers = append(m.layers, ly)
+	}
+	m.outNorm = vector(OutputNorm, d)
+	if cfg.TiedEmbeddings {
+		m.output = m.embed
+	} else {
+		m.output = matrix(Output, cfg.VocabSize, d)
+	}
+	if err != nil {
+		m.pool.Close()
+		return nil, err
+	}
+	if m.freqs, err = ropeFrequencies(cfg); err != nil {
+		m.pool.Close()
+		return nil, err
+	}
+	return m, nil
+}
+
+// Close stops the model's worker pool.
+func (m *Model) Close() { m.pool.Close() }
+
+// Threads returns the number of worker threads.
+func (m *Model) Threads() int { return m.pool.Workers() }
+
+func loadVector(ts Tensors, name string, n int) ([]float32, error) {
+	e, err := ts.Entry(name)
+	if err != nil {
+		return nil, err
+	}
+	data, err := ts.Data(name)
+	if err != nil {
+		return nil, err
+	}
+	if len(e.Shape) != 1 || int(e.Shape[0]) != n {
+		return nil, fmt.Errorf("tensor %q has shape %v, config implies [%d]: %w", name, e.Shape, n, ErrBadConfig)
+	}
+	v := make([]float32, n)
+	switch e.DType {
+	case format.F32:
+		copy(v, asFloat32s(data))
+	case format.F16:
+		kernels.F16ToF32(v, asUint16s(data))
+	case format.BF16:
+		kernels.BF16ToF32(v, asUint16s(data))
+	default:
+		return nil, fmt.Errorf("tensor %q: dtype %s for a vector: %w", name, e.DType, format.ErrUnknownDType)
+	}
+	return v, nil
+}
+
+// ropeFrequencies returns the rotation frequency of each pair of a head,
+// theta^(-2i/head_dim), computed in float32 as llama2.c and transformers do,
+// and adjusted by Llama-3.1's "llama3" rope scaling when configured.
+func ropeFrequencies(cfg Config) ([]float32, error) {
+	half := cfg.HeadDim / 2
+	f := make([]float32, half)
+	for i := range f {
+		f[i] = float32(1 / math.Pow(cfg.RopeTheta, float64(2*i)/float64(cfg.HeadDim)))
+	}
+	rs := cfg.RopeScaling
+	if rs == nil || rs.Type == "" || rs.Type == "default" {
+		return f, nil
+	}
+	if rs.Type != "llama3" {
+		return nil, fmt.Errorf("%w: rope_scaling type %q (supported: llama3)", ErrBadConfig, rs.Type)
+	}
+	// transformers' _compute_llama3_parameters: long wavelengths are
+	// divided by factor, short ones kept, the band between interpolated.
+	old := float64(rs.OriginalMaxPositionEmbeddings)
+	lowWavelen, highWavelen := old/rs.LowFreqFactor, old/rs.HighFreqFactor
+	for i, freq := range f {
+		fr := float64(freq)
+		wavelen := 2 * math.Pi / fr
+		switch {
+		case wavelen < highWavelen:
+		case wavelen > lowWavelen:
+			fr /= rs.Factor
+		default:
+			smooth := (old/wavelen - rs.LowFreqFactor) / (rs.HighFreqFactor - rs.LowFreqFactor)
+			fr = (1-smooth)*fr/rs.Factor + smooth*fr
+		}
+		f[i] = float32(fr)
+	}
+	return f, nil
+}
+
+// State is one sequence's KV cache and scratch buffers.
+type State struct {
+	maxSeq int
+	pos    int
+	k, v   [][]float32 // per layer, maxSeq × kvDim
+	// Per-batch buffers, grown to the largest batch seen.
+	batch                 int
+	x, xb, q, kb, vb, att []float32
+	hb, hb2, logits       []float32
+	scores                [][]float32 // per worker, maxSeq
+	scratch               [][]float32 // per worker matrix scratch
+}
+
+// NewState allocates a sequence of at most maxSeq tokens (0 means the
+// model's max_seq_len).
+func (m *Model) NewState(maxSeq int) *State {
+	if maxSeq <= 0 {
+		maxSeq = m.Config.MaxSeqLen
+	}
+	if maxSeq <= 0 {
+		maxSeq = 2048
+	}
+	kvd := m.Config.KVHeads * m.Config.HeadDim
+	s := &State{maxSeq: maxSeq}
+	for range m.layers {
+		s.k = append(s.k, make([]float32, maxSeq*kvd))
+		s.v = append(s.v, make([]float32, maxSeq*kvd))
+	}
+	for range m.pool.Workers() {
+		s.scores = append(s.scores, make([]float32, maxSeq))
+		s.scratch = append(s.scratch, make([]float32, m.scratch))
+	}
+	return s
+}
+
+// Pos returns how many tokens the state holds.
+func (s *State) Pos() int { return s.pos }
+
+// Reset empties the sequence, keeping the buffers.
+func (s *State) Reset() { s.pos = 0 }
+
+// Truncate drops the tokens after position n (n <= Pos()).
+func (s *State) Truncate(n int) {
+	if n < s.pos {
+		s.pos = n
+	}
+}
+
+func (s *State) grow(m *Model, T int) {
+	if T <= s.batch {
+		return
+	}
+	c := m.Config
+	s.batch = T
+	s.x = make([]float32, T*c.Dim)
+	s.xb = make([]float32, T*max(c.Dim, c.Heads*c.HeadDim))
+	s.q = make([]float32, T*c.Heads*c.HeadDim)
+	s.kb = make([]float32, T*c.KVHeads*c.HeadDim)
+	s.vb = make([]float32, T*c.KVHeads*c.HeadDim)
+	s.att = make([]float32, T*c.Heads*c.HeadDim)
+	s.hb = make([]float32, T*c.HiddenDim)
+	s.hb2 = make([]float32, T*c.HiddenDim)
+}
+
+// Forward appends tokens to the sequence, processing them as one batch, and
+// returns the logits: of the last token only, or of every token when all is
+// true (T×vocab, row-major). The slice is reused by the next call.
+func (m *Model) Forward(s *State, tokens []int, all bool) ([]float32, error) {
+	T := len(tokens)
+	if T == 0 {
+		return nil, nil
+	}
+	if s.pos+T > s.maxSeq {
+		return nil, fmt.Errorf("%w: %d tokens held, %d more, capacity %d", ErrContextFull, s.pos, T, s.maxSeq)
+	}
+	c := m.Config
+	for _, tok := range tokens {
+		if tok < 0 || tok >= c.VocabSize {
+			return nil, fmt.Errorf("token id %d outside the vocabulary [0, %d)", tok, c.VocabSize)
+		}
+	}
+	s.grow(m, T)
+	d, hd := c.Dim, c.HeadDim
+	qd, kvd := c.Heads*hd, c.KVHeads*hd
+	x := s.x[:T*d]
+	for t, tok := range tokens {
+		m.embed.Row(tok, x[t*d:(t+1)*d])
+	}
+	for l := range m.layers {
+		ly := &m.layers[l]
+		xb := s.xb[:T*d]
+		for t := 0; t < T; t++ {
+			rmsNorm(xb[t*d:(t+1)*d], x[t*d:(t+1)*d], ly.attnNorm, float32(c.NormEps))
+		}
+		q, k, v := s.q[:T*qd], s.kb[:T*kvd], s.vb[:T*kvd]
+		m.matmul(s, q, ly.wq, xb, T)
+		m.matmul(s, k, ly.wk, xb, T)
+		m.matmul(s, v, ly.wv, xb, T)
+		for t := 0; t < T; t++ {
+			if ly.bq != nil {
+				kernels.Axpy(q[t*qd:(t+1)*qd], 1, ly.bq)
+				kernels.Axpy(k[t*kvd:(t+1)*kvd], 1, ly.bk)
+				kernels.Axpy(v[t*kvd:(t+1)*kvd], 1, ly.bv)
+			}
+			pos := s.pos + t
+			m.rope(q[t*qd:(t+1)*qd], pos)
+			m.rope(k[t*kvd:(t+1)*kvd], pos)
+			copy(s.k[l][pos*kvd:(pos+1)*kvd], k[t*kvd:(t+1)*kvd])
+			copy(s.v[l][pos*kvd:(pos+1)*kvd], v[t*kvd:(t+1)*kvd])
+		}
+		att := s.att[:T*qd]
+		m.attention(s, l, q, att, T)
+		xo := s.xb[:T*d]
+		m.matmul(s, xo, ly.wo, att, T)
+		kernels.Axpy(x, 1, xo)
+
+		for t := 0; t < T; t++ {
+			rmsNorm(xb[t*d:(t+1)*d], x[t*d:(t+1)*d], ly.ffnNorm, float32(c.NormEps))
+		}
+		h, h2 := s.hb[:T*c.HiddenDim], s.hb2[:T*c.HiddenDim]
+		m.matmul(s, h, ly.gate, xb, T)
+		m.matmul(s, h2, ly.up, xb, T)
+		for i, g := range h {
+			h[i] = g / (1 + float32(math.Exp(float64(-g)))) * h2[i]
+		}
+		m.matmul(s, xo, ly.down, h, T)
+		kernels.Axpy(x, 1, xo)
+	}
+	s.pos += T
+	first := T - 1
+	if all {
+		first = 0
+	}
+	n := T - first
+	xb := s.xb[:n*d]
+	for t := 0; t < n; t++ {
+		rmsNorm(xb[t*d:(t+1)*d], x[(first+t)*d:(first+t+1)*d], m.outNorm, float32(c.NormEps))
+	}
+	if cap(s.logits) < n*c.VocabSize {
+		s.logits = make([]float32, n*c.VocabSize)
+	}
+	logits := s.logits[:n*c.VocabSize]
+	m.matmul(s, logits, m.output, xb, n)
+	return logits, nil
+}
+
+// matmul computes out[t][r] = W[r]·x[t] for T activation rows, split by
+// weight rows across the pool.
+func (m *Model) matmul(s *State, out []float32, w Matrix, x []float32, T int) {
+	rows := w.Rows()
+	m.pool.For(rows, 16, func(worker, start, end int) {
+		w.MulRows(out, rows, x, T, start, end, s.scratch[worker])
+	})
+}
+
+// rmsNorm computes w * (x / sqrt(mean(x²) + eps)) in float32, in the order
+// transformers' LlamaRMSNorm does.
+func rmsNorm(dst, x, w []float32, eps float32) {
+	var ss float32
+	for _, v := range x {
+		ss += v * v
+	}
+	scale := float32(1 / math.Sqrt(float64(ss/float32(len(x))+eps)))
+	for i, v := range x {
+		dst[i] = w[i] * (v * scale)
+	}
+}
+
+// rope rotates each head's adjacent pairs (2i, 2i+1) by pos·freq[i]: the
+// interleaved pairing kvant stores q and k in (see format/SPEC.md).
+func (m *Model) rope(v []float32, pos int) {
+	hd := m.Config.HeadDim
+	for h := 0; h < len(v); h += hd {
+		head := v[h : h+hd]
+		for i, f := range m.freqs {
+			angle := float32(pos) * f
+			sin, cos := math.Sincos(float64(angle))
+			c, s := float32(cos), float32(sin)
+			a, b := head[2*i], head[2*i+1]
+			head[2*i] = a*c - b*s
+			head[2*i+1] = a*s + b*c
+		}
+	}
+}
+
+// attention computes causal grouped-query attention for T new tokens
+// against the cache, parallel over (token, head) pairs.
+func (m *Model) attention(s *State, l int, q, out []float32, T int) {
+	c := m.Config
+	hd, kvd := c.HeadDim, c.KVHeads*c.HeadDim
+	group := c.Heads / c.KVHeads
+	scale := float32(1 / math.Sqrt(float64(hd)))
+	kc, vc := s.k[l], s.v[l]
+	m.pool.For(T*c.Heads, 1, func(worker, start, end int) {
+		scores := s.scores[worker]
+		for i := start; i < end; i++ {
+			t, h := i/c.Heads, i%c.Heads
+			n := s.pos + t + 1 // causal: positions 0..pos+t
+			qh := q[t*c.Heads*hd+h*hd : t*c.Heads*hd+(h+1)*hd]
+			kvOff := (h / group) * hd
+			sc := scores[:n]
+			maxv := float32(math.Inf(-1))
+			for p := 0; p < n; p++ {
+				sc[p] = kernels.DotF32(qh, kc[p*kvd+kvOff:p*kvd+kvOff+hd]) * scale
+				maxv = max(maxv, sc[p])
+			}
+			var sum float32
+			for p := range sc {
+				sc[p] = float32(math.Exp(float64(sc[p] - maxv)))
+				sum += sc[p]
+			}
+			o := out[t*c.Heads*hd+h*hd : t*c.Heads*hd+(h+1)*hd]
+			clear(o)
+			inv := 1 / sum
+			for p := 0; p < n; p++ {
+				kernels.Axpy(o, sc[p]*inv, vc[p*kvd+kvOff:p*kvd+kvOff+hd])
+			}
+		}
+	})
+}
