@@ -29,7 +29,7 @@ type hfTokenizerJSON struct {
 	Decoder       *hfComponent `json:"decoder"`
 	Model         struct {
 		Type                    string          `json:"type"`
-		Vocab                   map[string]int  `json:"vocab"`
+		Vocab                   json.RawMessage `json:"vocab"` // a map for BPE, a list for Unigram
 		Merges                  json.RawMessage `json:"merges"`
 		UnkToken                *string         `json:"unk_token"`
 		ByteFallback            bool            `json:"byte_fallback"`
@@ -140,6 +140,10 @@ func fromHuggingFace(data, configData []byte) (*Spec, error) {
 	if m.Type != "BPE" {
 		return nil, fmt.Errorf("%w: model type %q (only BPE is supported)", ErrUnsupported, m.Type)
 	}
+	var vocab map[string]int
+	if err := json.Unmarshal(m.Vocab, &vocab); err != nil {
+		return nil, fmt.Errorf("%w: model.vocab: %w", ErrFormat, err)
+	}
 	if m.Dropout != nil && *m.Dropout > 0 {
 		return nil, fmt.Errorf("%w: BPE dropout %g", ErrUnsupported, *m.Dropout)
 	}
@@ -152,7 +156,7 @@ func fromHuggingFace(data, configData []byte) (*Spec, error) {
 
 	// Vocabulary: model entries, then added tokens, indexed by id.
 	size := 0
-	for p, id := range m.Vocab {
+	for p, id := range vocab {
 		if id < 0 || id >= maxVocab {
 			return nil, fmt.Errorf("%w: vocabulary entry %q has id %d", ErrFormat, p, id)
 		}
@@ -169,7 +173,7 @@ func fromHuggingFace(data, configData []byte) (*Spec, error) {
 	for i := range s.Types {
 		s.Types[i] = TypeUnused // ids no entry claims
 	}
-	for p, id := range m.Vocab {
+	for p, id := range vocab {
 		if s.Types[id] != TypeUnused {
 			return nil, fmt.Errorf("%w: id %d is used by %q and %q", ErrFormat, id, s.Pieces[id], p)
 		}
@@ -195,7 +199,7 @@ func fromHuggingFace(data, configData []byte) (*Spec, error) {
 			Matched: true, LStrip: a.LStrip, RStrip: a.RStrip})
 	}
 	if m.UnkToken != nil && *m.UnkToken != "" {
-		id, ok := m.Vocab[*m.UnkToken]
+		id, ok := vocab[*m.UnkToken]
 		if !ok {
 			return nil, fmt.Errorf("%w: unk_token %q is not in the vocabulary", ErrFormat, *m.UnkToken)
 		}
