@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/kvant-dev/kvant/convert"
@@ -143,6 +144,23 @@ func (l *Loaded) GenerateIDs(ctx context.Context, ids []int, opts GenerateOption
 			eos[e] = true
 		}
 		dec = tokenizer.NewStreamDecoder(l.Tokenizer)
+		// Decode the prompt first, discarding its text, so the
+		// continuation is decoded in context: SentencePiece drops the
+		// leading space of a sequence's first word only, not of a word
+		// that follows the prompt.
+		for _, id := range ids {
+			dec.Write(id)
+		}
+	}
+	var text strings.Builder
+	emit := func(s string) {
+		if s == "" {
+			return
+		}
+		text.WriteString(s)
+		if onText != nil {
+			onText(s)
+		}
 	}
 	sampler := sample.New(opts.Sampling)
 	genStart := time.Now()
@@ -158,9 +176,7 @@ func (l *Loaded) GenerateIDs(ctx context.Context, ids []int, opts GenerateOption
 		}
 		res.IDs = append(res.IDs, next)
 		if dec != nil {
-			if s := dec.Write(next); s != "" && onText != nil {
-				onText(s)
-			}
+			emit(dec.Write(next))
 		}
 		if len(res.IDs) == opts.MaxTokens {
 			break
@@ -174,10 +190,8 @@ func (l *Loaded) GenerateIDs(ctx context.Context, ids []int, opts GenerateOption
 		}
 	}
 	if dec != nil {
-		if s := dec.Flush(); s != "" && onText != nil {
-			onText(s)
-		}
-		res.Text = l.Tokenizer.Decode(res.IDs)
+		emit(dec.Flush())
+		res.Text = text.String()
 	}
 	res.GenTokens = len(res.IDs)
 	res.GenSecs = time.Since(genStart).Seconds()
@@ -188,4 +202,18 @@ func (l *Loaded) GenerateIDs(ctx context.Context, ids []int, opts GenerateOption
 		res.GenTokS = float64(res.GenTokens) / res.GenSecs
 	}
 	return res, nil
+}
+
+// TokenizerSpec returns the tokenizer a model file carries, without loading
+// its weights.
+func TokenizerSpec(path string) (*tokenizer.Spec, error) {
+	m, err := convert.Open(path, convert.OpenOptions{})
+	if err != nil {
+		return nil, err
+	}
+	defer m.Close()
+	if m.Tokenizer == nil {
+		return nil, fmt.Errorf("%s: %w", path, ErrNoTokenizer)
+	}
+	return m.Tokenizer, nil
 }

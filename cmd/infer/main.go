@@ -1,0 +1,169 @@
+// Command kvant-infer runs Llama-family models: generate text, tokenize,
+// and (later) measure perplexity and compare a quantized model with its
+// original.
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+
+	"github.com/spf13/cobra"
+
+	"github.com/kvant-dev/kvant/infer"
+	"github.com/kvant-dev/kvant/internal/cli"
+	"github.com/kvant-dev/kvant/sample"
+	"github.com/kvant-dev/kvant/tokenizer"
+)
+
+func main() { cli.Execute(newRoot()) }
+
+func newRoot() *cobra.Command {
+	root := &cobra.Command{
+		Use:   "kvant-infer",
+		Short: "Run Llama-family models",
+		Long: `kvant-infer runs a model from a .kvant file (memory-mapped, weights used in
+place) or from any checkpoint kvant-convert reads (converted in memory).
+
+Exit codes: 0 success, 1 failure, 2 usage error, 3 a check failed.`,
+	}
+	root.AddCommand(newRun(), newTokenize())
+	return root
+}
+
+func newRun() *cobra.Command {
+	var (
+		modelPath, prompt, tok string
+		n, topK, threads, ctx  int
+		temp, topP             float64
+		seed                   uint64
+		asJSON, noBOS          bool
+	)
+	cmd := &cobra.Command{
+		Use:   "run -m MODEL -p PROMPT",
+		Short: "Generate text from a prompt",
+		Long: `run encodes the prompt (with BOS unless --no-bos), processes it as one batch,
+then samples up to -n tokens, streaming the text to stdout, and stops at an
+end-of-sequence token. Prompt and generation speeds go to stderr.
+--temp 0 is greedy decoding.`,
+		Example: `  kvant-infer run -m stories.kvant -p "Once upon a time" -n 64
+  kvant-infer run -m ./Llama-2-7b-hf -p "The capital of France is" --temp 0
+  kvant-infer run -m model.kvant -p "Hi" --temp 0.8 --top-p 0.95 --seed 42 --json`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if modelPath == "" {
+				return &cli.ExitError{Code: cli.ExitUsage, Err: fmt.Errorf("missing -m MODEL")}
+			}
+			l, err := infer.Load(modelPath, infer.Options{Threads: threads, Tokenizer: tok})
+			if err != nil {
+				return err
+			}
+			defer l.Close()
+			c, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+			defer stop()
+			out := cmd.OutOrStdout()
+			onText := func(s string) { fmt.Fprint(out, s) }
+			if asJSON {
+				onText = nil
+			} else {
+				fmt.Fprint(out, prompt)
+			}
+			res, err := l.Generate(c, prompt, infer.GenerateOptions{
+				MaxTokens: n, AddBOS: !noBOS, Context: ctx,
+				Sampling: sample.Options{Temperature: temp, TopK: topK, TopP: topP, Seed: seed},
+			}, onText)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return cli.PrintJSON(out, res)
+			}
+			fmt.Fprintln(out)
+			fmt.Fprintf(cmd.ErrOrStderr(), "prompt: %d tokens, %.1f tok/s; generation: %d tokens, %.1f tok/s (%s, %d threads)\n",
+				res.PromptTokens, res.PromptTokS, res.GenTokens, res.GenTokS, res.StopReason, l.Model.Threads())
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVarP(&modelPath, "model", "m", "", "model: a .kvant file or any checkpoint kvant-convert reads")
+	f.StringVarP(&prompt, "prompt", "p", "", "prompt text")
+	f.StringVar(&tok, "tokenizer", "", "tokenizer file, for models that carry none")
+	f.IntVarP(&n, "n", "n", 128, "maximum tokens to generate")
+	f.Float64Var(&temp, "temp", 0.8, "temperature (0: greedy)")
+	f.Float64Var(&topP, "top-p", 0.9, "nucleus sampling threshold (1: off)")
+	f.IntVar(&topK, "top-k", 40, "keep the K most likely tokens (0: off)")
+	f.Uint64Var(&seed, "seed", 0, "random seed (the same seed gives the same text)")
+	f.IntVar(&threads, "threads", 0, "worker threads (0: one per CPU)")
+	f.IntVar(&ctx, "ctx", 0, "context length (0: the model's maximum)")
+	f.BoolVar(&noBOS, "no-bos", false, "do not prepend the BOS token")
+	f.BoolVar(&asJSON, "json", false, "print ids, text and timings as JSON")
+	return cmd
+}
+
+func newTokenize() *cobra.Command {
+	var (
+		modelPath, tokPath, text, file string
+		bos, asJSON                    bool
+	)
+	cmd := &cobra.Command{
+		Use:   "tokenize (-m MODEL | --tokenizer FILE) (-p TEXT | -f FILE)",
+		Short: "Print the token ids and pieces of a text",
+		Example: `  kvant-infer tokenize --tokenizer tokenizer.model -p "Hello world" --bos
+  kvant-infer tokenize -m model.kvant -f prompt.txt --json`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if (modelPath == "") == (tokPath == "") {
+				return &cli.ExitError{Code: cli.ExitUsage, Err: fmt.Errorf("give exactly one of -m MODEL and --tokenizer FILE")}
+			}
+			if file != "" {
+				b, err := os.ReadFile(file)
+				if err != nil {
+					return err
+				}
+				text = string(b)
+			}
+			tk, err := loadTokenizer(modelPath, tokPath)
+			if err != nil {
+				return err
+			}
+			ids := tk.Encode(text, bos)
+			out := cmd.OutOrStdout()
+			if asJSON {
+				pieces := make([]string, len(ids))
+				for i, id := range ids {
+					pieces[i] = tk.TokenPiece(id)
+				}
+				return cli.PrintJSON(out, map[string]any{"ids": ids, "pieces": pieces, "count": len(ids), "decoded": tk.Decode(ids)})
+			}
+			for _, id := range ids {
+				fmt.Fprintf(out, "%6d -> '%s'\n", id, tk.TokenPiece(id))
+			}
+			fmt.Fprintf(cmd.ErrOrStderr(), "%d tokens\n", len(ids))
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVarP(&modelPath, "model", "m", "", "model whose tokenizer to use")
+	f.StringVar(&tokPath, "tokenizer", "", "tokenizer file: tokenizer.model, tokenizer.json or tokenizer.bin")
+	f.StringVarP(&text, "prompt", "p", "", "text to tokenize")
+	f.StringVarP(&file, "file", "f", "", "read the text from a file")
+	f.BoolVar(&bos, "bos", false, "prepend the BOS token")
+	f.BoolVar(&asJSON, "json", false, "print ids, pieces and the decoded text as JSON")
+	return cmd
+}
+
+func loadTokenizer(modelPath, tokPath string) (tokenizer.Tokenizer, error) {
+	if tokPath != "" {
+		spec, err := tokenizer.Load(tokPath)
+		if err != nil {
+			return nil, err
+		}
+		return tokenizer.New(spec)
+	}
+	spec, err := infer.TokenizerSpec(modelPath)
+	if err != nil {
+		return nil, err
+	}
+	return tokenizer.New(spec)
+}
