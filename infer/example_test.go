@@ -19,5 +19,5 @@ func Example() {
 		panic(err)
 	}
 	fmt.Printf("%q\n", res.Text)
-	// Output: " Go, I will bring forth the land"
+	// Output: " Go, I will bring forth the"
 }
