@@ -105,7 +105,7 @@ func newMergesBPE(s *Spec) (*mergesBPE, error) {
 }
 
 func (t *mergesBPE) Encode(text string, addBOS bool) []int {
-	var ids []int
+	ids := make([]int, 0, len(text)/4+2)
 	if addBOS && t.spec.BOS >= 0 {
 		ids = append(ids, t.spec.BOS)
 	}

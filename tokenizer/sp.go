@@ -158,8 +158,25 @@ func (t *spTokenizer) normalize(dst []byte, text string) []byte {
 	return dst
 }
 
+// normalizeSimple is normalize for valid UTF-8 without user-defined
+// pieces or whitespace removal: only the dummy prefix and escaping remain.
+func (t *spTokenizer) normalizeSimple(text string) string {
+	if text == "" {
+		return ""
+	}
+	space, prefix := " ", ""
+	if t.spec.EscapeWhitespaces {
+		space = spaceSymbol
+		text = strings.ReplaceAll(text, " ", spaceSymbol)
+	}
+	if t.spec.AddDummyPrefix {
+		prefix = space
+	}
+	return prefix + text
+}
+
 func (t *spTokenizer) Encode(text string, addBOS bool) []int {
-	var ids []int
+	ids := make([]int, 0, len(text)/4+2)
 	if addBOS && t.spec.BOS >= 0 {
 		ids = append(ids, t.spec.BOS)
 	}
@@ -176,7 +193,12 @@ func (t *spTokenizer) Encode(text string, addBOS bool) []int {
 // encodeSection is SentencePieceProcessor::Encode for a text without added
 // tokens: normalize, merge, resegment unused pieces, then byte fallback.
 func (t *spTokenizer) encodeSection(ids []int, text string) []int {
-	norm := string(t.normalize(nil, text))
+	var norm string
+	if t.user.empty() && !t.spec.RemoveExtraWhitespaces && utf8.ValidString(text) {
+		norm = t.normalizeSimple(text) // the common Llama case, without per-character work
+	} else {
+		norm = string(t.normalize(nil, text))
+	}
 	if norm == "" {
 		return ids
 	}

@@ -156,16 +156,18 @@ func (b *base) splitAdded(text string, f func(section string, added int, atStart
 // prefixMatcher finds the longest of a set of strings at the start of a
 // text. Candidates are bucketed by first byte and sorted longest first.
 type prefixMatcher struct {
-	byFirst map[byte][]int
+	byFirst [256][]int // indices into entries; an array, not a map: it is read for every byte of text
+	n       int
 	entries []string
 	ids     []int
 }
 
 func newPrefixMatcher(entries []string, ids ...int) *prefixMatcher {
-	m := &prefixMatcher{byFirst: make(map[byte][]int), entries: entries, ids: ids}
+	m := &prefixMatcher{entries: entries, ids: ids}
 	for i, e := range entries {
 		if e != "" {
 			m.byFirst[e[0]] = append(m.byFirst[e[0]], i)
+			m.n++
 		}
 	}
 	for _, list := range m.byFirst {
@@ -174,7 +176,7 @@ func newPrefixMatcher(entries []string, ids ...int) *prefixMatcher {
 	return m
 }
 
-func (m *prefixMatcher) empty() bool { return len(m.byFirst) == 0 }
+func (m *prefixMatcher) empty() bool { return m.n == 0 }
 
 // match returns the length of the longest entry that prefixes s, 0 if none.
 func (m *prefixMatcher) match(s string) int {
@@ -183,7 +185,7 @@ func (m *prefixMatcher) match(s string) int {
 }
 
 func (m *prefixMatcher) matchID(s string) (int, int) {
-	if s == "" || len(m.byFirst) == 0 {
+	if s == "" || m.n == 0 {
 		return 0, -1
 	}
 	for _, i := range m.byFirst[s[0]] {
