@@ -7,7 +7,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/kvant-dev/kvant/internal/testutil"
-	"github.com/kvant-dev/kvant/tokenizer/internal/norm"
+	"golang.org/x/text/unicode/norm"
 )
 
 // addSharedSeed adds a file from ../shared as a fuzz seed when present.

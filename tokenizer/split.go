@@ -7,7 +7,7 @@ import (
 
 	"github.com/dlclark/regexp2"
 
-	"github.com/kvant-dev/kvant/tokenizer/internal/norm"
+	"golang.org/x/text/unicode/norm"
 )
 
 // nfc is the NFC normalizer step (Qwen).
