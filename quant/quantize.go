@@ -108,9 +108,53 @@ func Quantize(dst []byte, x []float32, cols int, s Scheme, m Method) error {
 // in float32 with the product rounded before the sum. Padding slots are not
 // decoded.
 func DequantizeRow(dst []float32, s Scheme, src []byte) {
-	bb := s.BlockBytes()
-	for i := 0; i < s.Blocks(len(dst)); i++ {
-		decodeBlock(dst[i*s.Group:min((i+1)*s.Group, len(dst))], s, src[i*bb:(i+1)*bb])
+	bb, h, full := s.BlockBytes(), s.headerBytes(), len(dst)/s.Group
+	// Whole blocks in one loop per dtype (a call per block costs as much
+	// as decoding it); constant-length 32-value slices let the compiler
+	// drop bounds checks.
+	switch s.DType {
+	case Q8:
+		for b := 0; b < full; b++ {
+			blk := src[b*bb : (b+1)*bb]
+			d, qs := getScale(blk, s.Scale), blk[h:]
+			for k := 0; k < s.Group; k += 32 {
+				out, in := dst[b*s.Group+k:b*s.Group+k+32], qs[k:k+32]
+				for j := range out {
+					out[j] = d * float32(int8(in[j]))
+				}
+			}
+		}
+	case Q4:
+		for b := 0; b < full; b++ {
+			blk := src[b*bb : (b+1)*bb]
+			d, qs := getScale(blk, s.Scale), blk[h:]
+			for k := 0; k < s.Group; k += 32 {
+				o := b*s.Group + k
+				lo, hi, in := dst[o:o+16], dst[o+16:o+32], qs[k/2:k/2+16]
+				for j := range lo {
+					q := in[j]
+					lo[j] = d * float32(int32(q&15)-8)
+					hi[j] = d * float32(int32(q>>4)-8)
+				}
+			}
+		}
+	case Q4A:
+		for b := 0; b < full; b++ {
+			blk := src[b*bb : (b+1)*bb]
+			d, mn, qs := getScale(blk, s.Scale), getScale(blk[s.scaleBytes():], s.Scale), blk[h:]
+			for k := 0; k < s.Group; k += 32 {
+				o := b*s.Group + k
+				lo, hi, in := dst[o:o+16], dst[o+16:o+32], qs[k/2:k/2+16]
+				for j := range lo {
+					q := in[j]
+					lo[j] = float32(d*float32(q&15)) + mn
+					hi[j] = float32(d*float32(q>>4)) + mn
+				}
+			}
+		}
+	}
+	if full*s.Group < len(dst) {
+		decodeBlock(dst[full*s.Group:], s, src[full*bb:(full+1)*bb])
 	}
 }
 
@@ -238,19 +282,52 @@ func decodeBlock(dst []float32, s Scheme, src []byte) {
 	qs := src[s.headerBytes():]
 	switch s.DType {
 	case Q8:
+		if len(dst) == s.Group {
+			// Whole 32-value sub-blocks: constant-length slices let the
+			// compiler drop the bounds checks.
+			for k := 0; k < len(dst); k += 32 {
+				out, in := dst[k:k+32], qs[k:k+32]
+				for j := range out {
+					out[j] = d * float32(int8(in[j]))
+				}
+			}
+			return
+		}
 		qs = qs[:len(dst)]
 		for i, q := range qs {
 			dst[i] = d * float32(int8(q))
 		}
 	case Q4:
+		if len(dst) == s.Group { // whole sub-blocks: the fast path
+			for k := 0; k < len(dst); k += 32 {
+				lo, hi, in := dst[k:k+16], dst[k+16:k+32], qs[k/2:k/2+16]
+				for j := range lo {
+					q := in[j]
+					lo[j] = d * float32(int32(q&15)-8)
+					hi[j] = d * float32(int32(q>>4)-8)
+				}
+			}
+			return
+		}
 		for i := range dst {
 			dst[i] = d * float32(int32(nibbleAt(qs, i))-8)
 		}
 	case Q4A:
+		// The explicit conversions round the product before the sum, so
+		// no platform fuses them into an FMA.
 		mn := getScale(src[s.scaleBytes():], s.Scale)
+		if len(dst) == s.Group {
+			for k := 0; k < len(dst); k += 32 {
+				lo, hi, in := dst[k:k+16], dst[k+16:k+32], qs[k/2:k/2+16]
+				for j := range lo {
+					q := in[j]
+					lo[j] = float32(d*float32(q&15)) + mn
+					hi[j] = float32(d*float32(q>>4)) + mn
+				}
+			}
+			return
+		}
 		for i := range dst {
-			// The explicit conversion rounds the product before the sum,
-			// so no platform fuses them into an FMA.
 			dst[i] = float32(d*float32(nibbleAt(qs, i))) + mn
 		}
 	}
