@@ -22,5 +22,5 @@ for pkg in $(go list ./...); do
 		rm -f "$log"
 	done
 done
-echo "fuzz targets: $passed passed, $failed failed"
+echo "fuzz: $passed passed, $failed failed"
 exit $status
