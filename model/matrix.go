@@ -6,6 +6,7 @@ import (
 
 	"github.com/kvant-dev/kvant/format"
 	"github.com/kvant-dev/kvant/kernels"
+	"github.com/kvant-dev/kvant/quant"
 )
 
 // A Matrix is a weight matrix of Rows() output features by Cols() inputs,
@@ -27,16 +28,6 @@ type Matrix interface {
 	ScratchSize() int
 }
 
-// MatrixBuilder makes a Matrix of a quantized dtype from its index record
-// and bytes. Quantization schemes register one with RegisterMatrix, so model
-// does not depend on their layouts.
-type MatrixBuilder func(e format.TensorEntry, data []byte) (Matrix, error)
-
-var matrixBuilders = map[format.DType]MatrixBuilder{}
-
-// RegisterMatrix installs the builder for a quantized dtype.
-func RegisterMatrix(d format.DType, b MatrixBuilder) { matrixBuilders[d] = b }
-
 // NewMatrix views a tensor's bytes as a Matrix without copying them. Plain
 // data must be 4-byte aligned for f32 and 2-byte aligned for halves, which a
 // .kvant mapping (64-byte aligned tensors) guarantees.
@@ -45,8 +36,9 @@ func NewMatrix(e format.TensorEntry, data []byte) (Matrix, error) {
 		return nil, fmt.Errorf("tensor %q: shape %v is not a matrix: %w", e.Name, e.Shape, ErrBadConfig)
 	}
 	rows, cols := int(e.Shape[0]), int(e.Shape[1])
-	if b, ok := matrixBuilders[e.DType]; ok {
-		return b(e, data)
+	if e.DType.IsQuantized() {
+		// Quantized rows are decoded inside the product by package quant.
+		return quant.NewMatrix(e, data)
 	}
 	size, err := format.PlainByteSize(e.DType, e.Shape)
 	if err != nil {
