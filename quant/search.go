@@ -30,11 +30,14 @@ func searchSym(out []int8, g []float32, lo, hi int32, dt format.DType, cands []f
 		return 0, false
 	}
 	best, bestD := -1.0, float32(0)
+	flo, fhi := float32(lo), float32(hi)
 	fit := func(id float32) (score float64, d float32) {
-		var sxq, sqq float64
+		// float32 sums: q² sums are exact integers, and the scores only
+		// rank candidates; the final choice against RTN is exact.
+		var sxq, sqq float32
 		for _, v := range g {
-			q := float64(clampInt(nearest(v*id), lo, hi))
-			sxq += float64(v) * q
+			q := roundClamped(v*id, flo, fhi)
+			sxq += v * q
 			sqq += q * q
 		}
 		if sqq == 0 {
@@ -42,7 +45,7 @@ func searchSym(out []int8, g []float32, lo, hi int32, dt format.DType, cands []f
 		}
 		// For fixed codes the best scale is sxq/sqq and the squared
 		// error is Σx² - sxq²/sqq: maximise sxq²/sqq.
-		return sxq * sxq / sqq, float32(sxq / sqq)
+		return float64(sxq) * float64(sxq) / float64(sqq), sxq / sqq
 	}
 	for _, t := range cands {
 		if s, dd := fit(t / vmax); s > best {
@@ -85,21 +88,16 @@ func searchAsym(out []int8, g []float32, nmax int32, dt format.DType) (d, mn flo
 	// fit rounds g to codes round((x - m)*id) and returns the
 	// least-squares scale and minimum for them with a score to maximise:
 	// the squared error is Σx² - (d·Σxq + m·Σx) at the optimum.
+	fmax := float32(nmax)
 	fit := func(id, m float32) (score float64, d, mn float32) {
-		var sq, sqq, sxq float64
+		var sq, sqq, sxq float32
 		for _, v := range g {
-			q := float64(clampInt(nearest((v-m)*id), 0, nmax))
+			q := roundClamped((v-m)*id, 0, fmax)
 			sq += q
 			sqq += q * q
-			sxq += float64(v) * q
+			sxq += v * q
 		}
-		det := n*sqq - sq*sq
-		if det <= 0 {
-			return -1e300, 0, 0
-		}
-		dd := (n*sxq - sx*sq) / det
-		mm := (sqq*sx - sq*sxq) / det
-		return dd*sxq + mm*sx, float32(dd), float32(mm)
+		return fitAsym(n, sx, float64(sq), float64(sqq), float64(sxq))
 	}
 	best := -1e300
 	var bestD, bestM float32
@@ -125,4 +123,26 @@ func searchAsym(out []int8, g []float32, nmax int32, dt format.DType) (d, mn flo
 		out[i] = int8(clampInt(nearest((v-mn)*id), 0, nmax))
 	}
 	return d, mn, true
+}
+
+// roundClamped clamps v to [lo, hi] (integers) and rounds it to the nearest
+// integer, ties to even, with the float trick of ggml's nearest_int: adding
+// 1.5·2^23 leaves the integer in the low mantissa bits, and subtracting it
+// again gives it back as a float, with no conversion to int.
+func roundClamped(v, lo, hi float32) float32 {
+	f := min(max(v, lo), hi) + 12582912
+	return f - 12582912
+}
+
+// fitAsym solves the least-squares scale and minimum for codes with sums
+// Σq, Σq², Σxq over n values with sum Σx, and returns a score to maximise:
+// the squared error is Σx² - (d·Σxq + m·Σx) at the optimum.
+func fitAsym(n, sx, sq, sqq, sxq float64) (score float64, d, mn float32) {
+	det := n*sqq - sq*sq
+	if det <= 0 {
+		return -1e300, 0, 0
+	}
+	dd := (n*sxq - sx*sq) / det
+	mm := (sqq*sx - sq*sxq) / det
+	return dd*sxq + mm*sx, float32(dd), float32(mm)
 }
