@@ -32,5 +32,5 @@ func Example() {
 	// blk.0.attn_norm.weight f32  32.000 bits per weight
 	// blk.0.attn_q.weight    q4   4.500 bits per weight
 	// blk.0.attn_k.weight    q4   4.500 bits per weight
-	// 39 tensors, 5.657 bits per weight
+	// 39 tensors, 6.005 bits per weight
 }
