@@ -1,6 +1,7 @@
 package convert
 
 import (
+	"errors"
 	"fmt"
 	"io"
 
@@ -40,7 +41,12 @@ func openGGUF(path string) (*Model, error) {
 	}
 	sortCanonical(m.Tensors)
 	spec, err := tokenizerFromGGUF(f)
-	if err != nil {
+	switch {
+	case errors.Is(err, ErrUnsupported):
+		// The weights are still usable: say so, and let the user attach
+		// the tokenizer's own file with --tokenizer.
+		m.Warnings = append(m.Warnings, fmt.Sprintf("%s: %v; the model is converted without a tokenizer", path, err))
+	case err != nil:
 		m.Close()
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}

@@ -16,6 +16,7 @@ type Inspection struct {
 	Totals     Totals             `json:"totals"`
 	Metadata   []string           `json:"metadata_keys,omitempty"`
 	Provenance *format.Provenance `json:"provenance,omitempty"`
+	Warnings   []string           `json:"warnings,omitempty"`
 }
 
 // TokenizerSummary is the part of a tokenizer worth showing.
@@ -51,7 +52,7 @@ func Inspect(path string, opts OpenOptions) (*Inspection, error) {
 		return nil, err
 	}
 	defer m.Close()
-	ins := &Inspection{Path: path, Format: m.Format, Config: m.Config, Provenance: m.Parent}
+	ins := &Inspection{Path: path, Format: m.Format, Config: m.Config, Provenance: m.Parent, Warnings: m.Warnings}
 	if m.Tokenizer != nil {
 		ins.Tokenizer = &TokenizerSummary{Model: m.Tokenizer.Model, VocabSize: len(m.Tokenizer.Pieces), BOS: m.Tokenizer.BOS, EOS: m.Tokenizer.EOS}
 	}

@@ -14,6 +14,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 
@@ -60,6 +61,9 @@ type Model struct {
 	Permuted []string
 	// Parent is the provenance of a .kvant source.
 	Parent *format.Provenance
+	// Warnings are problems that did not stop the conversion but that the
+	// user must hear about (commands print them on stderr).
+	Warnings []string
 
 	closers []io.Closer
 }
@@ -94,6 +98,7 @@ func Open(path string, opts OpenOptions) (*Model, error) {
 		}
 		m.Tokenizer = spec
 		m.Inputs = append(m.Inputs, opts.Tokenizer)
+		m.Warnings = slices.DeleteFunc(m.Warnings, func(w string) bool { return strings.Contains(w, "without a tokenizer") })
 	}
 	if err := m.check(); err != nil {
 		m.Close()

@@ -53,6 +53,9 @@ Exit codes: 0 success, 1 failure, 2 usage error, 3 verification failed.`,
 				return err
 			}
 			defer m.Close()
+			for _, w := range m.Warnings {
+				fmt.Fprintln(cmd.ErrOrStderr(), "warning:", w)
+			}
 			var total int64
 			for _, t := range m.Tensors {
 				n, _ := format.PlainByteSize(t.Info().DType, t.Info().Shape)
@@ -126,6 +129,9 @@ func newInspect(asJSON *bool) *cobra.Command {
 				fmt.Fprintf(tw, "%s\t%s\t%v\t%d\n", t.Name, t.DType, t.Shape, t.Bytes)
 			}
 			tw.Flush()
+			for _, warn := range ins.Warnings {
+				fmt.Fprintln(w, "warning:", warn)
+			}
 			fmt.Fprintf(w, "total: %d tensors, %d parameters, %.2f MB\n",
 				ins.Totals.Tensors, ins.Totals.Parameters, float64(ins.Totals.Bytes)/1e6)
 			return nil
