@@ -1,0 +1,486 @@
+// Command _asm generates kvant's amd64 kernels with avo:
+//
+//	cd kernels/_asm && go run . -out ../kernels_amd64.s -stubs ../kernels_amd64.go -pkg kernels
+//
+// (kernels/gen.go carries the go:generate line). Every generated function
+// processes the part of its input that fills whole vectors; the Go wrappers
+// in kernels/impl_amd64.go do the tails and the bounds checks, so the
+// assembly never reads or writes past what the wrapper proved is there.
+package main
+
+import (
+	"fmt"
+
+	. "github.com/mmcloughlin/avo/build"
+	. "github.com/mmcloughlin/avo/operand"
+	. "github.com/mmcloughlin/avo/reg"
+)
+
+// isa is one vector width: AVX2 (8 floats, ymm) or AVX-512 (16, zmm).
+type isa struct {
+	name  string
+	lanes int               // float32 lanes per vector
+	vec   func() VecVirtual // a new vector register
+}
+
+var (
+	avx2   = isa{"AVX2", 8, func() VecVirtual { return YMM() }}
+	avx512 = isa{"AVX512", 16, func() VecVirtual { return ZMM() }}
+)
+
+func main() {
+	ConstraintExpr("!purego")
+	for _, s := range []isa{avx2, avx512} {
+		dotF32(s)
+		dotHalf(s, false)
+		dotHalf(s, true)
+		widen(s, false)
+		widen(s, true)
+		axpy(s)
+		dotF32x4(s)
+	}
+	for _, vnni := range []bool{false, true} {
+		for _, kind := range []string{"Q8", "Q4", "Q4A"} {
+			for _, f32 := range []bool{false, true} {
+				dotQ(kind, f32, vnni)
+			}
+		}
+	}
+	Generate()
+}
+
+func mem(base Register, idx Register, scale uint8, disp int) Mem {
+	return Mem{Base: base, Index: idx, Scale: scale, Disp: disp}
+}
+
+// hsum reduces the float32 lanes of v (ymm or zmm) to the low lane of the
+// returned xmm.
+func hsum(s isa, v VecVirtual) VecVirtual {
+	y := v.AsY()
+	if s.lanes == 16 {
+		hi := YMM()
+		VEXTRACTF64X4(U8(1), v, hi)
+		VADDPS(hi, y, hi)
+		y = hi
+	}
+	x := XMM()
+	VEXTRACTF128(U8(1), y, x)
+	VADDPS(y.(Vec).AsX(), x, x)
+	t := XMM()
+	VMOVHLPS(x, x, t)
+	VADDPS(t, x, x)
+	VMOVSHDUP(x, t)
+	VADDSS(t, x, x)
+	return x
+}
+
+func zero(v ...VecVirtual) {
+	for _, r := range v {
+		VXORPS(r, r, r)
+	}
+}
+
+// loop emits "for i := 0; i < n; i += step { body }" and returns nothing;
+// i and n are GP registers, n a multiple of step.
+func loop(name string, i, n Register, step int, body func()) {
+	Label(name)
+	CMPQ(i, n)
+	JAE(LabelRef(name + "_end"))
+	body()
+	ADDQ(U32(step), i)
+	JMP(LabelRef(name))
+	Label(name + "_end")
+}
+
+// dotF32 is Σ a[i]*b[i] over the first len(a)&^(lanes-1) elements. It
+// keeps two accumulators, the first for even vectors and the tail, exactly
+// as dotF32x4 and dotHalf do, so that all of them give bit-identical sums
+// for the same (widened) inputs.
+func dotF32(s isa) {
+	name := "dotF32" + s.name
+	TEXT(name, NOSPLIT, "func(a, b []float32) float32")
+	Doc(name+" returns the dot product of a and b[:len(a)] over the first", fmt.Sprintf("len(a)&^%d elements.", s.lanes-1))
+	a := Load(Param("a").Base(), GP64())
+	b := Load(Param("b").Base(), GP64())
+	n := Load(Param("a").Len(), GP64())
+	dotLoop(s, name, n, func(m Mem, i Register, off int) VecVirtual {
+		t := s.vec()
+		VMOVUPS(mem(a, i, 4, 4*off), t)
+		return t
+	}, func(i Register, off int) Mem { return mem(b, i, 4, 4*off) })
+}
+
+// dotLoop emits the two-accumulator loop over n&^(lanes-1) elements and
+// returns the sum; load(i, off) loads the weight vector at element i+off,
+// xm(i, off) addresses the activations.
+func dotLoop(s isa, name string, n Register, load func(m Mem, i Register, off int) VecVirtual, xm func(i Register, off int) Mem) {
+	var acc [2]VecVirtual
+	for u := range acc {
+		acc[u] = s.vec()
+	}
+	zero(acc[:]...)
+	n2 := GP64()
+	MOVQ(n, n2)
+	ANDQ(I32(-2*s.lanes), n2)
+	ANDQ(I32(-s.lanes), n)
+	i := GP64()
+	XORQ(i, i)
+	loop(name+"_x2", i, n2, 2*s.lanes, func() {
+		for u := range acc {
+			t := load(Mem{}, i, u*s.lanes)
+			VFMADD231PS(xm(i, u*s.lanes), t, acc[u])
+		}
+	})
+	loop(name+"_x1", i, n, s.lanes, func() {
+		t := load(Mem{}, i, 0)
+		VFMADD231PS(xm(i, 0), t, acc[0])
+	})
+	VADDPS(acc[1], acc[0], acc[0])
+	r := hsum(s, acc[0])
+	VZEROUPPER()
+	Store(r, ReturnIndex(0))
+	RET()
+}
+
+// loadHalf widens lanes 16-bit values at m into a float32 vector: VCVTPH2PS
+// for IEEE halves, zero-extension and a 16-bit shift for bfloat16.
+func loadHalf(s isa, m Mem, bf16 bool) VecVirtual {
+	t := s.vec()
+	if bf16 {
+		VPMOVZXWD(m, t)
+		VPSLLD(U8(16), t, t)
+	} else {
+		VCVTPH2PS(m, t)
+	}
+	return t
+}
+
+func halfName(bf16 bool) string {
+	if bf16 {
+		return "BF16"
+	}
+	return "F16"
+}
+
+// dotHalf is Σ half(w[i])*x[i] over the first len(w)&^(lanes-1) elements.
+func dotHalf(s isa, bf16 bool) {
+	name := "dot" + halfName(bf16) + s.name
+	TEXT(name, NOSPLIT, "func(w []uint16, x []float32) float32")
+	Doc(name+" returns the dot product of the widened w and x[:len(w)] over", fmt.Sprintf("the first len(w)&^%d elements.", s.lanes-1))
+	w := Load(Param("w").Base(), GP64())
+	x := Load(Param("x").Base(), GP64())
+	n := Load(Param("w").Len(), GP64())
+	dotLoop(s, name, n, func(_ Mem, i Register, off int) VecVirtual {
+		return loadHalf(s, mem(w, i, 2, 2*off), bf16)
+	}, func(i Register, off int) Mem { return mem(x, i, 4, 4*off) })
+}
+
+// widen converts the first len(src)&^(lanes-1) values of src into dst.
+func widen(s isa, bf16 bool) {
+	name := "widen" + halfName(bf16) + s.name
+	TEXT(name, NOSPLIT, "func(dst []float32, src []uint16)")
+	Doc(name+" widens src into dst[:len(src)] over the first", fmt.Sprintf("len(src)&^%d elements.", s.lanes-1))
+	d := Load(Param("dst").Base(), GP64())
+	src := Load(Param("src").Base(), GP64())
+	n := Load(Param("src").Len(), GP64())
+	n4 := GP64()
+	MOVQ(n, n4)
+	ANDQ(I32(-4*s.lanes), n4)
+	ANDQ(I32(-s.lanes), n)
+	i := GP64()
+	XORQ(i, i)
+	loop(name+"_x4", i, n4, 4*s.lanes, func() {
+		var t [4]VecVirtual
+		for u := range t {
+			t[u] = loadHalf(s, mem(src, i, 2, 2*u*s.lanes), bf16)
+		}
+		for u := range t {
+			VMOVUPS(t[u], mem(d, i, 4, 4*u*s.lanes))
+		}
+	})
+	loop(name+"_x1", i, n, s.lanes, func() {
+		t := loadHalf(s, mem(src, i, 2, 0), bf16)
+		VMOVUPS(t, mem(d, i, 4, 0))
+	})
+	VZEROUPPER()
+	RET()
+}
+
+// axpy computes y += a*x (one FMA per element) over the first
+// len(y)&^(lanes-1) elements.
+func axpy(s isa) {
+	name := "axpy" + s.name
+	TEXT(name, NOSPLIT, "func(y []float32, a float32, x []float32)")
+	Doc(name+" computes y += a*x[:len(y)] over the first", fmt.Sprintf("len(y)&^%d elements.", s.lanes-1))
+	y := Load(Param("y").Base(), GP64())
+	x := Load(Param("x").Base(), GP64())
+	n := Load(Param("y").Len(), GP64())
+	a, err := Param("a").Resolve()
+	if err != nil {
+		panic(err)
+	}
+	av := s.vec()
+	VBROADCASTSS(a.Addr, av)
+	n4 := GP64()
+	MOVQ(n, n4)
+	ANDQ(I32(-4*s.lanes), n4)
+	ANDQ(I32(-s.lanes), n)
+	i := GP64()
+	XORQ(i, i)
+	loop(name+"_x4", i, n4, 4*s.lanes, func() {
+		var t [4]VecVirtual
+		for u := range t {
+			t[u] = s.vec()
+			VMOVUPS(mem(x, i, 4, 4*u*s.lanes), t[u])
+			VFMADD213PS(mem(y, i, 4, 4*u*s.lanes), av, t[u])
+		}
+		for u := range t {
+			VMOVUPS(t[u], mem(y, i, 4, 4*u*s.lanes))
+		}
+	})
+	loop(name+"_x1", i, n, s.lanes, func() {
+		t := s.vec()
+		VMOVUPS(mem(x, i, 4, 0), t)
+		VFMADD213PS(mem(y, i, 4, 0), av, t)
+		VMOVUPS(t, mem(y, i, 4, 0))
+	})
+	VZEROUPPER()
+	RET()
+}
+
+// dotF32x4 is four dot products of one weight row w with four activation
+// rows x[t*stride:], t = 0..3, over the first len(w)&^(lanes-1) elements:
+// each vector of w is loaded once and used four times.
+func dotF32x4(s isa) {
+	name := "dotF32x4" + s.name
+	TEXT(name, NOSPLIT, "func(w []float32, x []float32, stride int, out *[4]float32)")
+	Doc(name+" stores in out[t] the dot product of w and x[t*stride:][:len(w)]", fmt.Sprintf("for t = 0..3, over the first len(w)&^%d elements.", s.lanes-1))
+	w := Load(Param("w").Base(), GP64())
+	n := Load(Param("w").Len(), GP64())
+	stride := Load(Param("stride"), GP64())
+	SHLQ(U8(2), stride)
+	var xs [4]Register
+	xs[0] = Load(Param("x").Base(), GP64())
+	for t := 1; t < 4; t++ {
+		xs[t] = GP64()
+		LEAQ(Mem{Base: xs[t-1], Index: stride, Scale: 1}, xs[t])
+	}
+	var acc [2][4]VecVirtual
+	for u := range acc {
+		for t := range acc[u] {
+			acc[u][t] = s.vec()
+			zero(acc[u][t])
+		}
+	}
+	n2 := GP64()
+	MOVQ(n, n2)
+	ANDQ(I32(-2*s.lanes), n2)
+	ANDQ(I32(-s.lanes), n)
+	i := GP64()
+	XORQ(i, i)
+	loop(name+"_x2", i, n2, 2*s.lanes, func() {
+		for u := 0; u < 2; u++ {
+			wv := s.vec()
+			VMOVUPS(mem(w, i, 4, 4*u*s.lanes), wv)
+			for t := 0; t < 4; t++ {
+				VFMADD231PS(mem(xs[t], i, 4, 4*u*s.lanes), wv, acc[u][t])
+			}
+		}
+	})
+	loop(name+"_x1", i, n, s.lanes, func() {
+		wv := s.vec()
+		VMOVUPS(mem(w, i, 4, 0), wv)
+		for t := 0; t < 4; t++ {
+			VFMADD231PS(mem(xs[t], i, 4, 0), wv, acc[0][t])
+		}
+	})
+	out := Load(Param("out"), GP64())
+	for t := 0; t < 4; t++ {
+		VADDPS(acc[1][t], acc[0][t], acc[0][t])
+		VMOVSS(hsum(s, acc[0][t]), Mem{Base: out, Disp: 4 * t})
+	}
+	VZEROUPPER()
+	RET()
+}
+
+// dotQ is the dot product of one quantized weight row with int8
+// activations quantized per group of 32 (see kernels/quant.go for both
+// layouts). The row is a sequence of blocks of bb bytes, each holding the
+// scale (f16 or f32), for Q4A the minimum after it, then the codes of gsub
+// sub-blocks of 32 values. The kernel walks the first nsub sub-blocks.
+//
+// Per sub-block k, with s = scale*d[k]:
+//
+//	Q8:  s * Σ w·q, by the sign trick: |w| (unsigned) times q with w's sign
+//	Q4:  s * (Σ code·q - 8·sum[k])  (value = code - 8, codes are unsigned)
+//	Q4A: s * Σ code·q + min*S[k]    (value = scale*code + min, S = d·sum)
+//
+// The integer sums are exact (int16 pairs at most 2·128·127 = 32512 for
+// VPMADDUBSW, int32 lanes for VPMADDWD/VPDPBUSD) and are converted to
+// float32 once per sub-block; the float sums use one vector accumulator,
+// reduced at the end.
+func dotQ(kind string, f32scale, vnni bool) {
+	isaName := "AVX2"
+	if vnni {
+		isaName = "VNNI"
+	}
+	sc := "F16"
+	sb := 2
+	if f32scale {
+		sc, sb = "F32", 4
+	}
+	name := "dot" + kind + sc + isaName
+	TEXT(name, NOSPLIT, "func(w []byte, q []int8, d []float32, sums []int32, s []float32, nsub, gsub, bb int) float32")
+	Doc(name+" returns the dot product of nsub sub-blocks of 32 values of a",
+		"quantized row w (blocks of bb bytes, gsub sub-blocks each) with",
+		"quantized activations (q, d, sums, s); see dotQ in kernels/_asm.")
+	blk := Load(Param("w").Base(), GP64())
+	qp := Load(Param("q").Base(), GP64())
+	dp := Load(Param("d").Base(), GP64())
+	nsub := Load(Param("nsub"), GP64())
+	gsub := Load(Param("gsub"), GP64())
+	bb := Load(Param("bb"), GP64())
+	var sumsP, sP Register
+	switch kind {
+	case "Q4":
+		sumsP = Load(Param("sums").Base(), GP64())
+	case "Q4A":
+		sP = Load(Param("s").Base(), GP64())
+	}
+	hdr := sb
+	step := 16 // code bytes per sub-block
+	if kind == "Q4A" {
+		hdr = 2 * sb
+	}
+	if kind == "Q8" {
+		step = 32
+	}
+
+	facc := YMM()
+	zero(facc)
+	macc := XMM()
+	if kind == "Q4A" {
+		zero(macc)
+	}
+	var ones, mask YMM_t
+	if !vnni {
+		ones = YMM()
+		t := GP32()
+		MOVL(U32(0x00010001), t)
+		VMOVD(t, ones.AsX())
+		VPBROADCASTD(ones.AsX(), ones)
+	}
+	if kind != "Q8" {
+		mask = YMM()
+		t := GP32()
+		MOVL(U32(0x0f0f0f0f), t)
+		VMOVD(t, mask.AsX())
+		VPBROADCASTD(mask.AsX(), mask)
+	}
+
+	loadScale := func(off int) VecVirtual {
+		x := XMM()
+		if f32scale {
+			VMOVSS(Mem{Base: blk, Disp: off}, x)
+		} else {
+			t := GP32()
+			MOVWLZX(Mem{Base: blk, Disp: off}, t)
+			VMOVD(t, x)
+			VCVTPH2PS(x, x)
+		}
+		return x
+	}
+
+	k := GP64()
+	XORQ(k, k)
+	kend := GP64()
+	codes := GP64()
+	Label(name + "_block")
+	CMPQ(k, nsub)
+	JAE(LabelRef(name + "_done"))
+	dw := loadScale(0)
+	var mw VecVirtual
+	if kind == "Q4A" {
+		mw = loadScale(sb)
+	}
+	LEAQ(Mem{Base: blk, Disp: hdr}, codes)
+	MOVQ(k, kend)
+	ADDQ(gsub, kend)
+	CMPQ(kend, nsub)
+	CMOVQHI(nsub, kend)
+
+	Label(name + "_sub")
+	CMPQ(k, kend)
+	JAE(LabelRef(name + "_next"))
+	// s = dw*d[k], broadcast.
+	sx := XMM()
+	VMULSS(mem(dp, k, 4, 0), dw, sx)
+	sv := YMM()
+	VBROADCASTSS(sx, sv)
+	// Activations: 32 int8 at q[32k].
+	koff := GP64()
+	MOVQ(k, koff)
+	SHLQ(U8(5), koff)
+	xv := YMM()
+	VMOVDQU(Mem{Base: qp, Index: koff, Scale: 1}, xv)
+	var u, sg VecVirtual // unsigned and signed operands
+	switch kind {
+	case "Q8":
+		wv := YMM()
+		VMOVDQU(Mem{Base: codes}, wv)
+		u = YMM()
+		VPABSB(wv, u)
+		sg = YMM()
+		VPSIGNB(wv, xv, sg)
+	default:
+		// 16 bytes: low nibbles are values 0..15, high ones 16..31.
+		lo := XMM()
+		VMOVDQU(Mem{Base: codes}, lo)
+		hi := XMM()
+		VPSRLW(U8(4), lo, hi)
+		c := YMM()
+		VINSERTI128(U8(1), hi, lo.AsY(), c)
+		VPAND(mask, c, c)
+		u, sg = c, xv
+	}
+	p32 := YMM()
+	if vnni {
+		VPXOR(p32, p32, p32)
+		VPDPBUSD(sg, u, p32)
+	} else {
+		p16 := YMM()
+		VPMADDUBSW(sg, u, p16)
+		VPMADDWD(ones, p16, p32)
+	}
+	if kind == "Q4" {
+		// Subtract sum[k] from each of the 8 lanes: 8*sum[k] in all.
+		sm := YMM()
+		VPBROADCASTD(mem(sumsP, k, 4, 0), sm)
+		VPSUBD(sm, p32, p32)
+	}
+	f := YMM()
+	VCVTDQ2PS(p32, f)
+	VFMADD231PS(f, sv, facc)
+	if kind == "Q4A" {
+		VFMADD231SS(mem(sP, k, 4, 0), mw, macc)
+	}
+	ADDQ(U32(step), codes)
+	INCQ(k)
+	JMP(LabelRef(name + "_sub"))
+
+	Label(name + "_next")
+	ADDQ(bb, blk)
+	JMP(LabelRef(name + "_block"))
+
+	Label(name + "_done")
+	r := hsum(avx2, facc)
+	if kind == "Q4A" {
+		VADDSS(macc, r, r)
+	}
+	VZEROUPPER()
+	Store(r, ReturnIndex(0))
+	RET()
+}
+
+// YMM_t names the vector register type for declarations before use.
+type YMM_t = VecVirtual

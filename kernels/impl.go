@@ -1,0 +1,140 @@
+package kernels
+
+import (
+	"fmt"
+	"os"
+	"strings"
+)
+
+// An impl is one variant of the kernels: the pure-Go reference ("generic")
+// or an assembly one. Each has a complete set of functions (a variant
+// without a faster version of a kernel uses the generic one), so the
+// exported functions just call through the active impl, and the tests can
+// run every supported impl against generic.
+type impl struct {
+	name      string
+	supported bool // the CPU can run it
+	dotF32    func(a, b []float32) float32
+	dotF16    func(w []uint16, x []float32) float32
+	dotBF16   func(w []uint16, x []float32) float32
+	f16ToF32  func(dst []float32, src []uint16)
+	bf16ToF32 func(dst []float32, src []uint16)
+	axpy      func(y []float32, a float32, x []float32)
+	// dotF32x4 stores in out[t] the dot product of w with
+	// x[t*stride:t*stride+len(w)], t = 0..3, each bit-identical to
+	// dotF32(w, that row).
+	dotF32x4 func(w, x []float32, stride int, out *[4]float32)
+	// dotQ is the quantized row dot product (see DotQ); f is valid and w
+	// holds at least f.RowBytes(a.N) bytes.
+	dotQ func(f QFormat, w []byte, a *QuantizedActivations) float32
+}
+
+var generic = &impl{
+	name:      "generic",
+	supported: true,
+	dotF32:    dotF32Generic,
+	dotF16:    dotF16Generic,
+	dotBF16:   dotBF16Generic,
+	f16ToF32:  f16ToF32Generic,
+	bf16ToF32: bf16ToF32Generic,
+	axpy:      axpyGeneric,
+	dotF32x4:  dotF32x4Generic,
+	dotQ:      dotQGeneric,
+}
+
+// impls lists every variant compiled in, slowest first: generic and
+// asmImpls (impl_amd64.go, or none in impl_purego.go).
+var impls = append([]*impl{generic}, asmImpls...)
+
+// active is the variant the exported functions use.
+var active = generic
+
+// EnvVar names the environment variable that forces a kernel variant.
+const EnvVar = "KVANT_KERNELS"
+
+func init() {
+	// The best supported variant, unless KVANT_KERNELS names another.
+	for _, k := range impls {
+		if k.supported {
+			active = k
+		}
+	}
+	if v := os.Getenv(EnvVar); v != "" {
+		if err := SetKernels(v); err != nil {
+			fmt.Fprintf(os.Stderr, "kvant: warning: %v; using %s\n", err, active.name)
+		}
+	}
+}
+
+// Active returns the name of the kernel variant in use: "generic", "avx2",
+// "avx512" or "vnni".
+func Active() string { return active.name }
+
+// Variants returns the names of the variants compiled into this binary, in
+// order of preference (worst first), and whether this CPU can run each.
+func Variants() (names []string, supported []bool) {
+	for _, k := range impls {
+		names = append(names, k.name)
+		supported = append(supported, k.supported)
+	}
+	return names, supported
+}
+
+// SetKernels selects a variant by name, as KVANT_KERNELS does at start-up
+// (where an unknown or unsupported name is a warning on standard error and
+// the best supported variant is used instead). It returns an error, and
+// changes nothing, if the name is unknown, not compiled in (purego or not
+// amd64) or not supported by this CPU. It must not be called while kernels
+// are running.
+//
+//   - generic: pure Go, every platform.
+//   - avx2: AVX2, FMA and F16C: 8-wide float kernels; quantized dots with
+//     VPMADDUBSW/VPMADDWD.
+//   - avx512: avx2's requirements and AVX-512 F/BW/VL: 16-wide float kernels;
+//     quantized dots as avx2.
+//   - vnni: avx512's and AVX-512 VNNI: quantized dots with VPDPBUSD.
+func SetKernels(name string) error {
+	all := []string{"generic", "avx2", "avx512", "vnni"}
+	for _, k := range impls {
+		if k.name == name {
+			if !k.supported {
+				return fmt.Errorf("%s=%s: this CPU lacks the instructions it needs", EnvVar, name)
+			}
+			active = k
+			return nil
+		}
+	}
+	for _, n := range all {
+		if n == name {
+			return fmt.Errorf("%s=%s: not built into this binary (purego tag or not amd64)", EnvVar, name)
+		}
+	}
+	return fmt.Errorf("%s=%q: unknown kernel variant (want %s)", EnvVar, name, strings.Join(all, ", "))
+}
+
+// DotF32 returns the dot product of a and b; b must be at least as long as
+// a. The summation order depends on the variant (every variant keeps
+// several partial sums), so results agree across variants to rounding, and
+// are bit-identical within one variant for the same inputs.
+func DotF32(a, b []float32) float32 { return active.dotF32(a, b[:len(a)]) }
+
+// DotF16 returns the dot product of the IEEE half-precision row w with x
+// (at least len(w) values), widening w on the fly. It is bit-identical to
+// DotF32 of the widened row (widening is exact) in the same variant.
+func DotF16(w []uint16, x []float32) float32 { return active.dotF16(w, x[:len(w)]) }
+
+// DotBF16 is DotF16 for a bfloat16 row.
+func DotBF16(w []uint16, x []float32) float32 { return active.dotBF16(w, x[:len(w)]) }
+
+// BF16ToF32 widens a row of bfloat16 values (the upper halves of float32s)
+// into dst[:len(src)].
+func BF16ToF32(dst []float32, src []uint16) { active.bf16ToF32(dst[:len(src)], src) }
+
+// F16ToF32 widens a row of IEEE half-precision values into dst[:len(src)],
+// exactly (subnormals and infinities included; NaN payloads are kept, but
+// the assembly variants set the quiet bit of a signaling NaN).
+func F16ToF32(dst []float32, src []uint16) { active.f16ToF32(dst[:len(src)], src) }
+
+// Axpy computes y += a*x; x must be at least as long as y. The assembly
+// variants fuse the multiply and add (one rounding), generic does not.
+func Axpy(y []float32, a float32, x []float32) { active.axpy(y, a, x[:len(y)]) }

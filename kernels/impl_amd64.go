@@ -1,0 +1,150 @@
+//go:build !purego
+
+package kernels
+
+import "golang.org/x/sys/cpu"
+
+// The assembly variants. The generated functions (kernels_amd64.s, from
+// _asm) handle the part of a row that fills whole vectors; the wrappers
+// below check bounds and finish the tail in Go, adding it after the vector
+// sum in the same order everywhere, so DotF32, DotF16, DotBF16 and the
+// batched products stay bit-identical to each other within a variant.
+
+var (
+	hasAVX2   = cpu.X86.HasAVX2 && cpu.X86.HasFMA && cpu.X86.HasF16C
+	hasAVX512 = hasAVX2 && cpu.X86.HasAVX512F && cpu.X86.HasAVX512BW && cpu.X86.HasAVX512VL
+	hasVNNI   = hasAVX512 && cpu.X86.HasAVX512VNNI
+)
+
+// asmFuncs are one width's generated float kernels.
+type asmFuncs struct {
+	lanes     int
+	dotF32    func(a, b []float32) float32
+	dotF16    func(w []uint16, x []float32) float32
+	dotBF16   func(w []uint16, x []float32) float32
+	widenF16  func(dst []float32, src []uint16)
+	widenBF16 func(dst []float32, src []uint16)
+	axpy      func(y []float32, a float32, x []float32)
+	dotF32x4  func(w, x []float32, stride int, out *[4]float32)
+}
+
+var (
+	avx2Funcs   = asmFuncs{8, dotF32AVX2, dotF16AVX2, dotBF16AVX2, widenF16AVX2, widenBF16AVX2, axpyAVX2, dotF32x4AVX2}
+	avx512Funcs = asmFuncs{16, dotF32AVX512, dotF16AVX512, dotBF16AVX512, widenF16AVX512, widenBF16AVX512, axpyAVX512, dotF32x4AVX512}
+)
+
+// qFunc is a generated quantized dot product (see dotQ in _asm).
+type qFunc func(w []byte, q []int8, d []float32, sums []int32, s []float32, nsub, gsub, bb int) float32
+
+// qFuncs is indexed by QKind-1 and by whether scales are f32.
+type qFuncs [3][2]qFunc
+
+var (
+	qAVX2 = qFuncs{
+		{dotQ8F16AVX2, dotQ8F32AVX2},
+		{dotQ4F16AVX2, dotQ4F32AVX2},
+		{dotQ4AF16AVX2, dotQ4AF32AVX2},
+	}
+	qVNNI = qFuncs{
+		{dotQ8F16VNNI, dotQ8F32VNNI},
+		{dotQ4F16VNNI, dotQ4F32VNNI},
+		{dotQ4AF16VNNI, dotQ4AF32VNNI},
+	}
+)
+
+func (q *qFuncs) dot(f QFormat, w []byte, a *QuantizedActivations) float32 {
+	s := 0
+	if f.F32Scale {
+		s = 1
+	}
+	nsub := a.groups()
+	return q[f.Kind-1][s](w, a.Q, a.D, a.Sum, a.S, nsub, f.Group/32, f.BlockBytes())
+}
+
+func newAsmImpl(name string, supported bool, f asmFuncs, q *qFuncs) *impl {
+	m := f.lanes - 1
+	return &impl{
+		name:      name,
+		supported: supported,
+		dotF32: func(a, b []float32) float32 {
+			b = b[:len(a)]
+			s := f.dotF32(a, b)
+			for i := len(a) &^ m; i < len(a); i++ {
+				s += a[i] * b[i]
+			}
+			return s
+		},
+		dotF16: func(w []uint16, x []float32) float32 {
+			x = x[:len(w)]
+			s := f.dotF16(w, x)
+			if len(w)&m == 0 {
+				return s
+			}
+			tab := f16Table()
+			for i := len(w) &^ m; i < len(w); i++ {
+				s += tab[w[i]] * x[i]
+			}
+			return s
+		},
+		dotBF16: func(w []uint16, x []float32) float32 {
+			x = x[:len(w)]
+			s := f.dotBF16(w, x)
+			for i := len(w) &^ m; i < len(w); i++ {
+				s += bf16(w[i]) * x[i]
+			}
+			return s
+		},
+		f16ToF32: func(dst []float32, src []uint16) {
+			dst = dst[:len(src)]
+			f.widenF16(dst, src)
+			if len(src)&m == 0 {
+				return
+			}
+			tab := f16Table()
+			for i := len(src) &^ m; i < len(src); i++ {
+				dst[i] = tab[src[i]]
+			}
+		},
+		bf16ToF32: func(dst []float32, src []uint16) {
+			dst = dst[:len(src)]
+			f.widenBF16(dst, src)
+			for i := len(src) &^ m; i < len(src); i++ {
+				dst[i] = bf16(src[i])
+			}
+		},
+		axpy: func(y []float32, a float32, x []float32) {
+			x = x[:len(y)]
+			f.axpy(y, a, x)
+			for i := len(y) &^ m; i < len(y); i++ {
+				y[i] += a * x[i]
+			}
+		},
+		dotF32x4: func(w, x []float32, stride int, out *[4]float32) {
+			n := len(w)
+			if n == 0 {
+				*out = [4]float32{}
+				return
+			}
+			_ = x[3*stride+n-1] // the four rows are in x
+			if stride < n {
+				panic("kernels: dotF32x4 stride shorter than the row")
+			}
+			f.dotF32x4(w, x, stride, out)
+			for t := range out {
+				xt := x[t*stride : t*stride+n]
+				s := out[t]
+				for i := n &^ m; i < n; i++ {
+					s += w[i] * xt[i]
+				}
+				out[t] = s
+			}
+		},
+		dotQ: q.dot,
+	}
+}
+
+var asmImpls = []*impl{
+	newAsmImpl("avx2", hasAVX2, avx2Funcs, &qAVX2),
+	newAsmImpl("avx512", hasAVX512, avx512Funcs, &qAVX2),
+	newAsmImpl("vnni", hasVNNI, avx512Funcs, &qVNNI),
+}

@@ -1,0 +1,245 @@
+package kernels
+
+import (
+	"encoding/binary"
+	"fmt"
+	"math"
+)
+
+// Quantized rows.
+//
+// Weights: a row of cols values is cut into blocks of Group values (Group a
+// multiple of 32), padded at the end with zero-valued codes, and stored as
+// consecutive blocks, each its scale (f16 or f32, little-endian), for QKindQ4A
+// its minimum (same dtype) after it, then the codes:
+//
+//	QKindQ8:  Group int8 q, value = scale*q (q in [-127, 127]; -128 also
+//	          works in every kernel)
+//	QKindQ4:  Group/2 bytes, value = scale*(code-8)
+//	QKindQ4A: Group/2 bytes, value = scale*code + min
+//
+// 4-bit codes come in sub-blocks of 32 values in 16 bytes: byte j of
+// sub-block k holds value 32k+j in its low nibble and 32k+16+j in its high
+// one. This is package quant's layout (format/SPEC.md, "Quantized dtypes");
+// at Group 32 with f16 scales it is GGUF's Q8_0, Q4_0 and Q4_1.
+//
+// Activations: a QuantizedActivations holds one activation row quantized
+// per group of 32 values as llama.cpp's Q8_1 does: D[g] = amax/127,
+// Q[32g+i] = round(x/D[g]) (ties to even) in [-127, 127], with Sum[g], the
+// group's Σ Q, and S[g] = D[g]*Sum[g] precomputed for the 4-bit kernels.
+//
+// The product of a weight row and an activation row is then, per group of
+// 32: an exact int32 Σ w_code·q, times scale·D[g] in float32, plus for q4
+// the offset -8·Sum[g] (folded into the integers) and for q4a min·S[g].
+// Groups are summed in float32.
+//
+// How the SIMD kernels do int8×int8: VPMADDUBSW (avx2, avx512) and
+// VPDPBUSD (vnni) multiply unsigned by signed bytes. For q8 weights they
+// use the sign trick: |w| is unsigned and q·sign(w) signed, and
+// |w|·(q·sign(w)) = w·q; |−128| is 128 as an unsigned byte, and q is never
+// −128, so both are exact, and a VPMADDUBSW pair is at most 2·128·127 =
+// 32512, which int16 holds. 4-bit codes are unsigned already: Σ code·q
+// directly, with 8·Sum[g] subtracted for q4.
+
+// QKind is a quantized weight dtype.
+type QKind uint8
+
+// The quantized weight dtypes (package quant's q8, q4, q4a).
+const (
+	QKindQ8 QKind = iota + 1
+	QKindQ4
+	QKindQ4A
+)
+
+// QFormat describes a quantized weight row layout.
+type QFormat struct {
+	Kind     QKind
+	Group    int  // values per block: 32, 64, 128 or 256 (any positive multiple of 32 works)
+	F32Scale bool // scales (and minima) are f32, not f16
+}
+
+// Validate checks the format.
+func (f QFormat) Validate() error {
+	if f.Kind < QKindQ8 || f.Kind > QKindQ4A {
+		return fmt.Errorf("kernels: unknown quantized kind %d", f.Kind)
+	}
+	if f.Group <= 0 || f.Group%32 != 0 {
+		return fmt.Errorf("kernels: quantization group %d is not a positive multiple of 32", f.Group)
+	}
+	return nil
+}
+
+func (f QFormat) scaleBytes() int {
+	if f.F32Scale {
+		return 4
+	}
+	return 2
+}
+
+func (f QFormat) headerBytes() int {
+	if f.Kind == QKindQ4A {
+		return 2 * f.scaleBytes()
+	}
+	return f.scaleBytes()
+}
+
+// BlockBytes is the size of one block of Group values.
+func (f QFormat) BlockBytes() int {
+	if f.Kind == QKindQ8 {
+		return f.headerBytes() + f.Group
+	}
+	return f.headerBytes() + f.Group/2
+}
+
+// RowBytes is the size of a stored row of cols values.
+func (f QFormat) RowBytes(cols int) int { return (cols + f.Group - 1) / f.Group * f.BlockBytes() }
+
+func (f QFormat) scale(b []byte) float32 {
+	if f.F32Scale {
+		return math.Float32frombits(binary.LittleEndian.Uint32(b))
+	}
+	return halfToFloat(binary.LittleEndian.Uint16(b))
+}
+
+// QuantizedActivations is one activation row quantized to int8 per group of
+// 32 values (see the package's "Quantized rows" notes). Q has 32 entries per
+// group, the last group padded with zeros; D, Sum and S one per group.
+// QuantizeActivations fills it, reusing its storage.
+type QuantizedActivations struct {
+	N   int       // number of values
+	Q   []int8    // codes, 32*groups
+	D   []float32 // scale per group
+	Sum []int32   // Σ Q per group
+	S   []float32 // D*Sum per group
+}
+
+func (a *QuantizedActivations) groups() int { return (a.N + 31) / 32 }
+
+// QuantizeActivations quantizes x into a (amax/127 scale per 32 values,
+// round to nearest even), growing a's slices if needed. Non-finite values
+// give meaningless codes but no panic.
+func QuantizeActivations(a *QuantizedActivations, x []float32) {
+	a.N = len(x)
+	g := a.groups()
+	if cap(a.Q) < 32*g {
+		a.Q = make([]int8, 32*g)
+	}
+	if cap(a.D) < g {
+		a.D, a.Sum, a.S = make([]float32, g), make([]int32, g), make([]float32, g)
+	}
+	a.Q, a.D, a.Sum, a.S = a.Q[:32*g], a.D[:g], a.Sum[:g], a.S[:g]
+	for k := range g {
+		xs := x[32*k : min(32*k+32, len(x))]
+		q := a.Q[32*k : 32*k+32]
+		var amax float32
+		for _, v := range xs {
+			amax = max(amax, abs32(v))
+		}
+		d := amax / 127
+		var id float32
+		if d != 0 {
+			id = 1 / d
+		}
+		var sum int32
+		for i, v := range xs {
+			c := int32(math.RoundToEven(float64(min(max(v*id, -127), 127))))
+			q[i] = int8(c)
+			sum += c
+		}
+		clear(q[len(xs):])
+		a.D[k], a.Sum[k], a.S[k] = d, sum, d*float32(sum)
+	}
+}
+
+func abs32(v float32) float32 { return math.Float32frombits(math.Float32bits(v) &^ (1 << 31)) }
+
+// DotQ returns the dot product of the quantized weight row w (f.RowBytes(a.N)
+// bytes, or more: the rest is ignored) with the quantized activation row a.
+// It panics if f is invalid or w or a's slices are too short.
+func DotQ(f QFormat, w []byte, a *QuantizedActivations) float32 {
+	checkQ(f, len(w), a)
+	return active.dotQ(f, w, a)
+}
+
+func checkQ(f QFormat, wLen int, a *QuantizedActivations) {
+	if err := f.Validate(); err != nil {
+		panic(err)
+	}
+	if rb := f.RowBytes(a.N); wLen < rb {
+		panic(fmt.Sprintf("kernels: quantized row of %d bytes, need %d for %d values", wLen, rb, a.N))
+	}
+	if g := a.groups(); len(a.Q) < 32*g || len(a.D) < g || len(a.Sum) < g || len(a.S) < g {
+		panic(fmt.Sprintf("kernels: quantized activations of %d values are short", a.N))
+	}
+}
+
+// MulRowsQ computes out[t*outStride+r] = DotQ(f, w[r*rb:(r+1)*rb], &acts[t])
+// for r in [0, rows) and t in [0, len(acts)), where rb = f.RowBytes(cols) and
+// every acts[t] holds cols values. As MulRowsF32, each weight row is read
+// once per block of activation rows that fit in L2, and the results do not
+// depend on how many activation rows there are.
+func MulRowsQ(f QFormat, out []float32, outStride int, w []byte, rows int, acts []QuantizedActivations) {
+	active.mulRowsQ(f, out, outStride, w, rows, acts)
+}
+
+func (k *impl) mulRowsQ(f QFormat, out []float32, outStride int, w []byte, rows int, acts []QuantizedActivations) {
+	T := len(acts)
+	if T == 0 || rows == 0 {
+		return
+	}
+	cols := acts[0].N
+	for t := range acts {
+		if acts[t].N != cols {
+			panic(fmt.Sprintf("kernels: MulRowsQ: activation row %d has %d values, row 0 has %d", t, acts[t].N, cols))
+		}
+		checkQ(f, f.RowBytes(cols), &acts[t])
+	}
+	rb := f.RowBytes(cols)
+	checkMul("MulRowsQ", len(out), outStride, len(w), rows, rb, T*rb, T)
+	tb := mulBlock(cols + cols/8)
+	for t0 := 0; t0 < T; t0 += tb {
+		t1 := min(T, t0+tb)
+		for r := range rows {
+			row := w[r*rb : (r+1)*rb]
+			for t := t0; t < t1; t++ {
+				out[t*outStride+r] = k.dotQ(f, row, &acts[t])
+			}
+		}
+	}
+}
+
+// dotQGeneric is the reference: per group of 32 an exact int32 sum, scaled
+// by scale*D[g] (plus min*S[g] for q4a), summed in order in float32.
+func dotQGeneric(f QFormat, w []byte, a *QuantizedActivations) float32 {
+	nsub, gsub, bb, h := a.groups(), f.Group/32, f.BlockBytes(), f.headerBytes()
+	var sum float32
+	for k := range nsub {
+		blk := w[k/gsub*bb : (k/gsub+1)*bb]
+		j := k % gsub
+		dw := f.scale(blk)
+		q := a.Q[32*k : 32*k+32 : 32*k+32]
+		var isum int32
+		switch f.Kind {
+		case QKindQ8:
+			c := blk[h+32*j : h+32*j+32]
+			for i, v := range q {
+				isum += int32(int8(c[i])) * int32(v)
+			}
+			sum += dw * a.D[k] * float32(isum)
+		case QKindQ4:
+			c := blk[h+16*j : h+16*j+16]
+			for i, b := range c {
+				isum += (int32(b&15)-8)*int32(q[i]) + (int32(b>>4)-8)*int32(q[i+16])
+			}
+			sum += dw * a.D[k] * float32(isum)
+		case QKindQ4A:
+			c := blk[h+16*j : h+16*j+16]
+			for i, b := range c {
+				isum += int32(b&15)*int32(q[i]) + int32(b>>4)*int32(q[i+16])
+			}
+			mw := f.scale(blk[f.scaleBytes():])
+			sum += dw*a.D[k]*float32(isum) + mw*a.S[k]
+		}
+	}
+	return sum
+}
