@@ -91,7 +91,7 @@ Exit codes: 0 success, 1 failure, 2 usage error, 3 verification failed.`,
 	f.BoolVar(&noHash, "no-hash", false, "skip the sha256 of input files in the provenance")
 	root.PersistentFlags().BoolVar(&asJSON, "json", false, "print the result as JSON")
 	root.PersistentFlags().BoolVarP(&quiet, "quiet", "q", false, "no progress on stderr")
-	root.AddCommand(newInspect(&asJSON), newVerify(&asJSON, &quiet))
+	root.AddCommand(newInspect(&asJSON), newVerify(&asJSON, &quiet), newExport(&asJSON, &quiet))
 	return root
 }
 
