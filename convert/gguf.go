@@ -4,8 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 
-	"github.com/kvant-dev/kvant/format"
 	"github.com/kvant-dev/kvant/format/gguf"
 	"github.com/kvant-dev/kvant/model"
 	"github.com/kvant-dev/kvant/tokenizer"
@@ -121,31 +121,31 @@ func tokenizerFromGGUF(f *gguf.File) (*tokenizer.Spec, error) {
 	if err != nil {
 		return nil, nil
 	}
-	if kind != "llama" {
-		return nil, fmt.Errorf("tokenizer.ggml.model %q: %w (only the SentencePiece \"llama\" tokenizer is read from GGUF; attach another with --tokenizer)", kind, ErrUnsupported)
-	}
 	pieces, err := f.Strings("tokenizer.ggml.tokens")
 	if err != nil {
 		return nil, err
 	}
-	spec := &tokenizer.Spec{
-		Model:  tokenizer.ModelSentencePieceBPE,
-		Pieces: pieces,
-		BOS:    -1, EOS: -1, UNK: -1, PAD: -1,
-		AddBOS:            true,
-		ByteFallback:      true,
-		NormalizerName:    "identity",
-		AddDummyPrefix:    true,
-		EscapeWhitespaces: true,
-	}
-	if spec.Scores, err = f.Float32s("tokenizer.ggml.scores"); err != nil {
-		return nil, err
-	}
+	spec := &tokenizer.Spec{Pieces: pieces, BOS: -1, EOS: -1, UNK: -1, PAD: -1}
 	if types, err := f.Int32s("tokenizer.ggml.token_type"); err == nil {
 		spec.Types = make([]tokenizer.TokenType, len(types))
 		for i, t := range types {
 			spec.Types[i] = tokenizer.TokenType(t)
 		}
+	}
+	switch kind {
+	case "llama":
+		spec.Model = tokenizer.ModelSentencePieceBPE
+		spec.AddBOS, spec.ByteFallback = true, true
+		spec.NormalizerName, spec.AddDummyPrefix, spec.EscapeWhitespaces = "identity", true, true
+		if spec.Scores, err = f.Float32s("tokenizer.ggml.scores"); err != nil {
+			return nil, err
+		}
+	case "gpt2":
+		if err := byteBPEFromGGUF(f, spec); err != nil {
+			return nil, err
+		}
+	default:
+		return nil, fmt.Errorf("tokenizer.ggml.model %q: %w (supported: llama, gpt2)", kind, ErrUnsupported)
 	}
 	for key, dst := range map[string]*int{
 		"tokenizer.ggml.bos_token_id":     &spec.BOS,
@@ -169,4 +169,56 @@ func tokenizerFromGGUF(f *gguf.File) (*tokenizer.Spec, error) {
 	return spec, nil
 }
 
-var _ format.Source = (*gguf.File)(nil)
+// Pre-tokenizer regular expressions of the byte-level BPE tokenizers
+// llama.cpp names in tokenizer.ggml.pre, as their tokenizer.json files
+// spell them.
+var ggufPreTokenizers = map[string]struct {
+	pattern      string
+	nfc          bool
+	ignoreMerges bool
+}{
+	"llama-bpe": {pattern: `(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+`, ignoreMerges: true},
+	"qwen2":     {pattern: `(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+`, nfc: true},
+	"gpt-2":     {pattern: `'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+`},
+}
+
+// byteBPEFromGGUF fills a byte-level BPE spec from llama.cpp's "gpt2"
+// tokenizer keys. Control and user-defined tokens are matched in the text
+// before splitting, as Hugging Face's added tokens are.
+func byteBPEFromGGUF(f *gguf.File, spec *tokenizer.Spec) error {
+	pre, err := f.String("tokenizer.ggml.pre")
+	if err != nil {
+		pre = "gpt-2"
+	}
+	if pre == "default" {
+		pre = "gpt-2"
+	}
+	p, ok := ggufPreTokenizers[pre]
+	if !ok {
+		return fmt.Errorf("tokenizer.ggml.pre %q: %w (supported: llama-bpe, qwen2, gpt-2)", pre, ErrUnsupported)
+	}
+	merges, err := f.Strings("tokenizer.ggml.merges")
+	if err != nil {
+		return err
+	}
+	spec.Model = tokenizer.ModelByteBPE
+	spec.IgnoreMerges = p.ignoreMerges
+	spec.PreTokenizers = []tokenizer.Step{{Type: "split", Pattern: p.pattern}}
+	if p.nfc {
+		spec.Normalizers = []tokenizer.Step{{Type: "nfc"}}
+	}
+	for _, m := range merges {
+		a, b, ok := strings.Cut(m, " ")
+		if !ok {
+			return fmt.Errorf("tokenizer.ggml.merges entry %q is not two pieces: %w", m, ErrUnsupported)
+		}
+		spec.Merges = append(spec.Merges, [2]string{a, b})
+	}
+	for id, t := range spec.Types {
+		if t == tokenizer.TypeControl || t == tokenizer.TypeUserDefined {
+			spec.AddedTokens = append(spec.AddedTokens, tokenizer.AddedToken{
+				ID: id, Content: spec.Pieces[id], Special: t == tokenizer.TypeControl, Matched: true})
+		}
+	}
+	return nil
+}
