@@ -80,7 +80,7 @@ func smallInts(r *rand.Rand, n int) []float32 {
 // (SIMD: 16 or 32 partial sums, a short tree, a tail) or (n/8+3)
 // (generic) unit roundoffs of Σ|a_i*b_i|.
 func dotTol(n int, absSum float64) float64 {
-	return float64(n/4+32) * 0x1p-24 * absSum
+	return float64(n/4+32)*0x1p-24*absSum + float64(n)*0x1p-149 // products may be subnormal
 }
 
 func absDot(a, b []float32) float64 {

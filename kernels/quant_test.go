@@ -153,7 +153,10 @@ func qAbs(f QFormat, w []byte, a *QuantizedActivations) float64 {
 				}
 				c = int(b & 15)
 				if f.Kind == QKindQ4 {
-					c -= 8
+					// The SIMD kernels sum code·q and -Sum in separate
+					// lanes before scaling: their rounding is relative to
+					// Σ (code+8)·|q|, not to Σ |code-8|·|q|.
+					c += 8
 				}
 			}
 			is += math.Abs(float64(c) * float64(a.Q[32*k+i]))
@@ -270,10 +273,12 @@ func TestDotQPanics(t *testing.T) {
 	QuantizeActivations(&a, make([]float32, 40))
 	f := QFormat{QKindQ8, 32, false}
 	for name, fn := range map[string]func(){
-		"short row":  func() { DotQ(f, make([]byte, f.RowBytes(40)-1), &a) },
-		"bad group":  func() { DotQ(QFormat{QKindQ8, 48, false}, make([]byte, 1000), &a) },
-		"bad kind":   func() { DotQ(QFormat{0, 32, false}, make([]byte, 1000), &a) },
-		"short acts": func() { DotQ(f, make([]byte, 1000), &QuantizedActivations{N: 40, Q: a.Q[:32], D: a.D, Sum: a.Sum, S: a.S}) },
+		"short row": func() { DotQ(f, make([]byte, f.RowBytes(40)-1), &a) },
+		"bad group": func() { DotQ(QFormat{QKindQ8, 48, false}, make([]byte, 1000), &a) },
+		"bad kind":  func() { DotQ(QFormat{0, 32, false}, make([]byte, 1000), &a) },
+		"short acts": func() {
+			DotQ(f, make([]byte, 1000), &QuantizedActivations{N: 40, Q: a.Q[:32], D: a.D, Sum: a.Sum, S: a.S})
+		},
 	} {
 		func() {
 			defer func() {

@@ -1,0 +1,105 @@
+package kernels
+
+import (
+	"encoding/binary"
+	"math"
+	"math/rand/v2"
+	"testing"
+)
+
+// floatsFrom decodes little-endian float32s, replacing non-finite and huge
+// values (whose products would overflow) by small ones.
+func floatsFrom(b []byte) []float32 {
+	x := make([]float32, len(b)/4)
+	for i := range x {
+		v := math.Float32frombits(binary.LittleEndian.Uint32(b[4*i:]))
+		if !(math.Abs(float64(v)) < 1e15) {
+			v = float32(i%7) - 3
+		}
+		x[i] = v
+	}
+	return x
+}
+
+// FuzzDotF32 compares every variant's float kernels with generic on
+// fuzzed values and lengths (split point s).
+func FuzzDotF32(f *testing.F) {
+	f.Add([]byte{0, 0, 128, 63, 0, 0, 0, 64}, uint8(0))
+	f.Add(make([]byte, 4*67), uint8(3))
+	f.Fuzz(func(t *testing.T, data []byte, s uint8) {
+		x := floatsFrom(data)
+		n := len(x) / 2
+		a, b := x[:n], x[n:2*n]
+		wantDot := dotF32Generic(a, b)
+		h := make([]uint16, n)
+		for i := range h {
+			h[i] = binary.LittleEndian.Uint16(data[2*i:])
+		}
+		for _, k := range impls {
+			if !k.supported {
+				continue
+			}
+			if got := k.dotF32(a, b); math.Abs(float64(got-wantDot)) > dotTol(n, absDot(a, b)) && !math.IsInf(float64(wantDot), 0) {
+				t.Fatalf("%s: dotF32 n=%d: %v, generic %v", k.name, n, got, wantDot)
+			}
+			for _, bf := range []bool{false, true} {
+				buf, dst := guarded(n)
+				ref := make([]float32, n)
+				if bf {
+					k.bf16ToF32(dst, h)
+					bf16ToF32Generic(ref, h)
+				} else {
+					k.f16ToF32(dst, h)
+					f16ToF32Generic(ref, h)
+				}
+				checkGuards(t, buf)
+				for i := range ref {
+					if math.Float32bits(dst[i]) != math.Float32bits(ref[i]) && !(isNaN32(dst[i]) && isNaN32(ref[i])) {
+						t.Fatalf("%s: widen bf16=%v %#04x: %v, want %v", k.name, bf, h[i], dst[i], ref[i])
+					}
+				}
+			}
+			m := min(int(s), n)
+			buf, y := guarded(n - m)
+			copy(y, b[m:])
+			k.axpy(y, 0.5, a[m:])
+			checkGuards(t, buf)
+			for i := range y {
+				want := b[m+i] + 0.5*a[m+i]
+				tol := 2*0x1p-24*(math.Abs(float64(b[m+i]))+math.Abs(float64(0.5*a[m+i]))) + 0x1p-149
+				if math.Abs(float64(y[i]-want)) > tol {
+					t.Fatalf("%s: axpy: %v, want %v", k.name, y[i], want)
+				}
+			}
+		}
+	})
+}
+
+// FuzzDotQ compares every variant's quantized dot with generic on random
+// formats, lengths and contents drawn from the fuzzed seed.
+func FuzzDotQ(f *testing.F) {
+	f.Add(uint64(1), uint16(33))
+	f.Add(uint64(2), uint16(4096))
+	f.Fuzz(func(t *testing.T, seed uint64, n16 uint16) {
+		r := rand.New(rand.NewPCG(seed, 99))
+		n := 1 + int(n16)%5000
+		qf := qFormats[r.IntN(len(qFormats))]
+		w := randQRow(r, qf, n, false)
+		var a QuantizedActivations
+		x := randF32(r, n)
+		for i := range x {
+			x[i] *= float32(math.Ldexp(1, r.IntN(20)-10))
+		}
+		QuantizeActivations(&a, x)
+		want := dotQGeneric(qf, w, &a)
+		tol := float64(a.groups()+24) * 0x1p-24 * qAbs(qf, w, &a)
+		for _, k := range impls {
+			if !k.supported {
+				continue
+			}
+			if got := k.dotQ(qf, w, &a); math.Abs(float64(got-want)) > tol {
+				t.Fatalf("%s %+v n=%d: %v, generic %v", k.name, qf, n, got, want)
+			}
+		}
+	})
+}
