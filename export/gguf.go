@@ -452,30 +452,30 @@ func reblockGGML(dst, src []byte, t *tensor, rows int) error {
 	}
 	outBlock := 2*heads + codesPer32
 	srcRow, dstRow := s.RowBytes(t.cols), t.cols/gguf.QK*outBlock
-	o := 0
 	for r := 0; r < rows; r++ {
 		row, out := src[r*srcRow:(r+1)*srcRow], dst[r*dstRow:(r+1)*dstRow]
-		o = 0
-		for b := 0; b < t.cols/s.Group; b++ {
+		// One ggml block per 32 real values. When the row does not fill its
+		// last group, the group's padding is whole 32-value sub-blocks
+		// (the row length is a multiple of 32), which are left out.
+		var hdr [2]uint16
+		for sub := 0; sub < t.cols/gguf.QK; sub++ {
+			b, k := sub*gguf.QK/s.Group, sub*gguf.QK%s.Group/gguf.QK
 			blk := row[b*bb : (b+1)*bb]
-			var hdr [2]uint16
-			for h := 0; h < heads; h++ {
-				v, ok := halfBits(blk[h*sb:], s.Scale)
-				if !ok {
-					return fmt.Errorf("row %d, group %d: %w: scale %g is not an f16 value",
-						r, b, ErrNotExact, math.Float32frombits(binary.LittleEndian.Uint32(blk[h*sb:])))
-				}
-				hdr[h] = v
-			}
-			codes := blk[heads*sb:]
-			for k := 0; k < s.Group/gguf.QK; k++ {
-				ob := out[o : o+outBlock]
+			if k == 0 {
 				for h := 0; h < heads; h++ {
-					binary.LittleEndian.PutUint16(ob[2*h:], hdr[h])
+					v, ok := halfBits(blk[h*sb:], s.Scale)
+					if !ok {
+						return fmt.Errorf("row %d, group %d: %w: scale %g is not an f16 value",
+							r, b, ErrNotExact, math.Float32frombits(binary.LittleEndian.Uint32(blk[h*sb:])))
+					}
+					hdr[h] = v
 				}
-				copy(ob[2*heads:], codes[k*codesPer32:(k+1)*codesPer32])
-				o += outBlock
 			}
+			ob := out[sub*outBlock : (sub+1)*outBlock]
+			for h := 0; h < heads; h++ {
+				binary.LittleEndian.PutUint16(ob[2*h:], hdr[h])
+			}
+			copy(ob[2*heads:], blk[heads*sb+k*codesPer32:heads*sb+(k+1)*codesPer32])
 		}
 	}
 	return nil
