@@ -441,3 +441,47 @@ func TestGGUFRefusals(t *testing.T) {
 		t.Fatalf("a refused export left %s behind", out)
 	}
 }
+
+// GGUF import completeness: files of every type kvant reads (F32, F16,
+// BF16 and llama.cpp's Q8_0, Q4_0, Q4_1 blocks, here written by the
+// exporter with ggml's reference quantizers) open with convert.Open and
+// run in kvant's runner. Q8_0 is close enough to the source to pick the
+// same next token at every position of the prompt.
+func TestGGUFImportEveryType(t *testing.T) {
+	src := testdataModel(t, "tiny-llama", "st-bf16")
+	ref := logits(t, toKvant(t, src, format.BF16))
+	vocab := 1024
+	for _, typ := range []string{export.TypeF32, export.TypeF16, export.TypeBF16, export.TypeQ8_0, export.TypeQ4_0, export.TypeQ4_1} {
+		out, _ := exportGGUF(t, src, export.GGUFOptions{Type: typ})
+		m := open(t, out, "")
+		if m.Format != convert.FormatGGUF || m.Tokenizer == nil {
+			t.Fatalf("%s: format %s, tokenizer %v", typ, m.Format, m.Tokenizer != nil)
+		}
+		got := logits(t, out)
+		for i, v := range got {
+			if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
+				t.Fatalf("%s: logit %d is %v", typ, i, v)
+			}
+		}
+		switch typ {
+		case export.TypeF32, export.TypeBF16:
+			sameBits(t, typ, got, ref) // the bf16 values, exactly
+		case export.TypeQ8_0:
+			for p := 0; p < len(promptIDs); p++ {
+				if a, b := argmax(got[p*vocab:(p+1)*vocab]), argmax(ref[p*vocab:(p+1)*vocab]); a != b {
+					t.Fatalf("Q8_0: position %d predicts %d, the bf16 model %d", p, a, b)
+				}
+			}
+		}
+	}
+}
+
+func argmax(x []float32) int {
+	best := 0
+	for i, v := range x {
+		if v > x[best] {
+			best = i
+		}
+	}
+	return best
+}
