@@ -717,7 +717,7 @@ dotF32x4AVX512_x1_end:
 	RET
 
 // func dotQ8F16AVX2(w []byte, q []int8, d []float32, sums []int32, s []float32, nsub int, gsub int, bb int) float32
-// Requires: AVX, AVX2, CMOV, F16C, FMA3, SSE
+// Requires: AVX, AVX2, F16C, FMA3, SSE
 TEXT ·dotQ8F16AVX2(SB), NOSPLIT, $0-148
 	MOVQ         w_base+0(FP), AX
 	MOVQ         q_base+24(FP), CX
@@ -729,24 +729,20 @@ TEXT ·dotQ8F16AVX2(SB), NOSPLIT, $0-148
 	MOVL         $0x00010001, R8
 	VMOVD        R8, X1
 	VPBROADCASTD X1, Y1
+	VXORPS       Y2, Y2, Y2
 	XORQ         R8, R8
+	XORQ         R9, R9
+	LEAQ         2(AX), R10
+	MOVQ         BX, R12
+	DECQ         R12
 
-dotQ8F16AVX2_block:
-	CMPQ      R8, BX
-	JAE       dotQ8F16AVX2_done
-	MOVWLZX   (AX), R9
-	VMOVD     R9, X2
-	VCVTPH2PS X2, X2
-	LEAQ      2(AX), R10
-	MOVQ      R8, R9
-	ADDQ      SI, R9
-	CMPQ      R9, BX
-	CMOVQHI   BX, R9
-
-dotQ8F16AVX2_sub:
-	CMPQ         R8, R9
-	JAE          dotQ8F16AVX2_next
-	VMULSS       (DX)(R8*4), X2, X3
+dotQ8F16AVX2_x2:
+	CMPQ         R8, R12
+	JGE          dotQ8F16AVX2_x1
+	MOVWLZX      (AX), R11
+	VMOVD        R11, X3
+	VCVTPH2PS    X3, X3
+	VMULSS       (DX)(R8*4), X3, X3
 	VBROADCASTSS X3, Y3
 	MOVQ         R8, R11
 	SHLQ         $0x05, R11
@@ -758,15 +754,64 @@ dotQ8F16AVX2_sub:
 	VPMADDWD     Y1, Y4, Y4
 	VCVTDQ2PS    Y4, Y4
 	VFMADD231PS  Y4, Y3, Y0
-	ADDQ         $0x00000020, R10
 	INCQ         R8
-	JMP          dotQ8F16AVX2_sub
+	ADDQ         $0x00000020, R10
+	INCQ         R9
+	CMPQ         R9, SI
+	JB           dotQ8F16AVX2_a
+	XORQ         R9, R9
+	ADDQ         DI, AX
+	LEAQ         2(AX), R10
 
-dotQ8F16AVX2_next:
-	ADDQ DI, AX
-	JMP  dotQ8F16AVX2_block
+dotQ8F16AVX2_a:
+	MOVWLZX      (AX), R11
+	VMOVD        R11, X3
+	VCVTPH2PS    X3, X3
+	VMULSS       (DX)(R8*4), X3, X3
+	VBROADCASTSS X3, Y3
+	MOVQ         R8, R11
+	SHLQ         $0x05, R11
+	VMOVDQU      (CX)(R11*1), Y4
+	VMOVDQU      (R10), Y5
+	VPABSB       Y5, Y6
+	VPSIGNB      Y5, Y4, Y4
+	VPMADDUBSW   Y4, Y6, Y4
+	VPMADDWD     Y1, Y4, Y4
+	VCVTDQ2PS    Y4, Y4
+	VFMADD231PS  Y4, Y3, Y2
+	INCQ         R8
+	ADDQ         $0x00000020, R10
+	INCQ         R9
+	CMPQ         R9, SI
+	JB           dotQ8F16AVX2_b
+	XORQ         R9, R9
+	ADDQ         DI, AX
+	LEAQ         2(AX), R10
+
+dotQ8F16AVX2_b:
+	JMP dotQ8F16AVX2_x2
+
+dotQ8F16AVX2_x1:
+	CMPQ         R8, BX
+	JAE          dotQ8F16AVX2_done
+	MOVWLZX      (AX), AX
+	VMOVD        AX, X3
+	VCVTPH2PS    X3, X3
+	VMULSS       (DX)(R8*4), X3, X3
+	VBROADCASTSS X3, Y3
+	MOVQ         R8, R11
+	SHLQ         $0x05, R11
+	VMOVDQU      (CX)(R11*1), Y4
+	VMOVDQU      (R10), Y5
+	VPABSB       Y5, Y6
+	VPSIGNB      Y5, Y4, Y4
+	VPMADDUBSW   Y4, Y6, Y4
+	VPMADDWD     Y1, Y4, Y1
+	VCVTDQ2PS    Y1, Y1
+	VFMADD231PS  Y1, Y3, Y0
 
 dotQ8F16AVX2_done:
+	VADDPS       Y2, Y0, Y0
 	VEXTRACTF128 $0x01, Y0, X1
 	VADDPS       X0, X1, X1
 	VMOVHLPS     X1, X1, X0
@@ -778,7 +823,7 @@ dotQ8F16AVX2_done:
 	RET
 
 // func dotQ8F32AVX2(w []byte, q []int8, d []float32, sums []int32, s []float32, nsub int, gsub int, bb int) float32
-// Requires: AVX, AVX2, CMOV, FMA3, SSE
+// Requires: AVX, AVX2, FMA3, SSE
 TEXT ·dotQ8F32AVX2(SB), NOSPLIT, $0-148
 	MOVQ         w_base+0(FP), AX
 	MOVQ         q_base+24(FP), CX
@@ -790,22 +835,18 @@ TEXT ·dotQ8F32AVX2(SB), NOSPLIT, $0-148
 	MOVL         $0x00010001, R8
 	VMOVD        R8, X1
 	VPBROADCASTD X1, Y1
+	VXORPS       Y2, Y2, Y2
 	XORQ         R8, R8
+	XORQ         R9, R9
+	LEAQ         4(AX), R10
+	MOVQ         BX, R12
+	DECQ         R12
 
-dotQ8F32AVX2_block:
-	CMPQ    R8, BX
-	JAE     dotQ8F32AVX2_done
-	VMOVSS  (AX), X2
-	LEAQ    4(AX), R10
-	MOVQ    R8, R9
-	ADDQ    SI, R9
-	CMPQ    R9, BX
-	CMOVQHI BX, R9
-
-dotQ8F32AVX2_sub:
-	CMPQ         R8, R9
-	JAE          dotQ8F32AVX2_next
-	VMULSS       (DX)(R8*4), X2, X3
+dotQ8F32AVX2_x2:
+	CMPQ         R8, R12
+	JGE          dotQ8F32AVX2_x1
+	VMOVSS       (AX), X3
+	VMULSS       (DX)(R8*4), X3, X3
 	VBROADCASTSS X3, Y3
 	MOVQ         R8, R11
 	SHLQ         $0x05, R11
@@ -817,15 +858,60 @@ dotQ8F32AVX2_sub:
 	VPMADDWD     Y1, Y4, Y4
 	VCVTDQ2PS    Y4, Y4
 	VFMADD231PS  Y4, Y3, Y0
-	ADDQ         $0x00000020, R10
 	INCQ         R8
-	JMP          dotQ8F32AVX2_sub
+	ADDQ         $0x00000020, R10
+	INCQ         R9
+	CMPQ         R9, SI
+	JB           dotQ8F32AVX2_a
+	XORQ         R9, R9
+	ADDQ         DI, AX
+	LEAQ         4(AX), R10
 
-dotQ8F32AVX2_next:
-	ADDQ DI, AX
-	JMP  dotQ8F32AVX2_block
+dotQ8F32AVX2_a:
+	VMOVSS       (AX), X3
+	VMULSS       (DX)(R8*4), X3, X3
+	VBROADCASTSS X3, Y3
+	MOVQ         R8, R11
+	SHLQ         $0x05, R11
+	VMOVDQU      (CX)(R11*1), Y4
+	VMOVDQU      (R10), Y5
+	VPABSB       Y5, Y6
+	VPSIGNB      Y5, Y4, Y4
+	VPMADDUBSW   Y4, Y6, Y4
+	VPMADDWD     Y1, Y4, Y4
+	VCVTDQ2PS    Y4, Y4
+	VFMADD231PS  Y4, Y3, Y2
+	INCQ         R8
+	ADDQ         $0x00000020, R10
+	INCQ         R9
+	CMPQ         R9, SI
+	JB           dotQ8F32AVX2_b
+	XORQ         R9, R9
+	ADDQ         DI, AX
+	LEAQ         4(AX), R10
+
+dotQ8F32AVX2_b:
+	JMP dotQ8F32AVX2_x2
+
+dotQ8F32AVX2_x1:
+	CMPQ         R8, BX
+	JAE          dotQ8F32AVX2_done
+	VMOVSS       (AX), X3
+	VMULSS       (DX)(R8*4), X3, X3
+	VBROADCASTSS X3, Y3
+	MOVQ         R8, R11
+	SHLQ         $0x05, R11
+	VMOVDQU      (CX)(R11*1), Y4
+	VMOVDQU      (R10), Y5
+	VPABSB       Y5, Y6
+	VPSIGNB      Y5, Y4, Y4
+	VPMADDUBSW   Y4, Y6, Y4
+	VPMADDWD     Y1, Y4, Y1
+	VCVTDQ2PS    Y1, Y1
+	VFMADD231PS  Y1, Y3, Y0
 
 dotQ8F32AVX2_done:
+	VADDPS       Y2, Y0, Y0
 	VEXTRACTF128 $0x01, Y0, X1
 	VADDPS       X0, X1, X1
 	VMOVHLPS     X1, X1, X0
@@ -837,7 +923,7 @@ dotQ8F32AVX2_done:
 	RET
 
 // func dotQ4F16AVX2(w []byte, q []int8, d []float32, sums []int32, s []float32, nsub int, gsub int, bb int) float32
-// Requires: AVX, AVX2, CMOV, F16C, FMA3, SSE
+// Requires: AVX, AVX2, F16C, FMA3, SSE
 TEXT ·dotQ4F16AVX2(SB), NOSPLIT, $0-148
 	MOVQ         w_base+0(FP), AX
 	MOVQ         q_base+24(FP), CX
@@ -853,24 +939,20 @@ TEXT ·dotQ4F16AVX2(SB), NOSPLIT, $0-148
 	MOVL         $0x0f0f0f0f, R9
 	VMOVD        R9, X2
 	VPBROADCASTD X2, Y2
+	VXORPS       Y3, Y3, Y3
 	XORQ         R9, R9
+	XORQ         R10, R10
+	LEAQ         2(AX), R11
+	MOVQ         BX, R13
+	DECQ         R13
 
-dotQ4F16AVX2_block:
-	CMPQ      R9, BX
-	JAE       dotQ4F16AVX2_done
-	MOVWLZX   (AX), R10
-	VMOVD     R10, X3
-	VCVTPH2PS X3, X3
-	LEAQ      2(AX), R11
-	MOVQ      R9, R10
-	ADDQ      SI, R10
-	CMPQ      R10, BX
-	CMOVQHI   BX, R10
-
-dotQ4F16AVX2_sub:
-	CMPQ         R9, R10
-	JAE          dotQ4F16AVX2_next
-	VMULSS       (DX)(R9*4), X3, X4
+dotQ4F16AVX2_x2:
+	CMPQ         R9, R13
+	JGE          dotQ4F16AVX2_x1
+	MOVWLZX      (AX), R12
+	VMOVD        R12, X4
+	VCVTPH2PS    X4, X4
+	VMULSS       (DX)(R9*4), X4, X4
 	VBROADCASTSS X4, Y4
 	MOVQ         R9, R12
 	SHLQ         $0x05, R12
@@ -885,15 +967,70 @@ dotQ4F16AVX2_sub:
 	VPSUBD       Y7, Y5, Y5
 	VCVTDQ2PS    Y5, Y5
 	VFMADD231PS  Y5, Y4, Y0
-	ADDQ         $0x00000010, R11
 	INCQ         R9
-	JMP          dotQ4F16AVX2_sub
+	ADDQ         $0x00000010, R11
+	INCQ         R10
+	CMPQ         R10, SI
+	JB           dotQ4F16AVX2_a
+	XORQ         R10, R10
+	ADDQ         DI, AX
+	LEAQ         2(AX), R11
 
-dotQ4F16AVX2_next:
-	ADDQ DI, AX
-	JMP  dotQ4F16AVX2_block
+dotQ4F16AVX2_a:
+	MOVWLZX      (AX), R12
+	VMOVD        R12, X4
+	VCVTPH2PS    X4, X4
+	VMULSS       (DX)(R9*4), X4, X4
+	VBROADCASTSS X4, Y4
+	MOVQ         R9, R12
+	SHLQ         $0x05, R12
+	VMOVDQU      (CX)(R12*1), Y5
+	VMOVDQU      (R11), X6
+	VPSRLW       $0x04, X6, X7
+	VINSERTI128  $0x01, X7, Y6, Y7
+	VPAND        Y2, Y7, Y7
+	VPMADDUBSW   Y5, Y7, Y5
+	VPMADDWD     Y1, Y5, Y5
+	VPBROADCASTD (R8)(R9*4), Y7
+	VPSUBD       Y7, Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VFMADD231PS  Y5, Y4, Y3
+	INCQ         R9
+	ADDQ         $0x00000010, R11
+	INCQ         R10
+	CMPQ         R10, SI
+	JB           dotQ4F16AVX2_b
+	XORQ         R10, R10
+	ADDQ         DI, AX
+	LEAQ         2(AX), R11
+
+dotQ4F16AVX2_b:
+	JMP dotQ4F16AVX2_x2
+
+dotQ4F16AVX2_x1:
+	CMPQ         R9, BX
+	JAE          dotQ4F16AVX2_done
+	MOVWLZX      (AX), AX
+	VMOVD        AX, X4
+	VCVTPH2PS    X4, X4
+	VMULSS       (DX)(R9*4), X4, X4
+	VBROADCASTSS X4, Y4
+	MOVQ         R9, R12
+	SHLQ         $0x05, R12
+	VMOVDQU      (CX)(R12*1), Y5
+	VMOVDQU      (R11), X6
+	VPSRLW       $0x04, X6, X7
+	VINSERTI128  $0x01, X7, Y6, Y6
+	VPAND        Y2, Y6, Y6
+	VPMADDUBSW   Y5, Y6, Y2
+	VPMADDWD     Y1, Y2, Y1
+	VPBROADCASTD (R8)(R9*4), Y2
+	VPSUBD       Y2, Y1, Y1
+	VCVTDQ2PS    Y1, Y1
+	VFMADD231PS  Y1, Y4, Y0
 
 dotQ4F16AVX2_done:
+	VADDPS       Y3, Y0, Y0
 	VEXTRACTF128 $0x01, Y0, X1
 	VADDPS       X0, X1, X1
 	VMOVHLPS     X1, X1, X0
@@ -905,7 +1042,7 @@ dotQ4F16AVX2_done:
 	RET
 
 // func dotQ4F32AVX2(w []byte, q []int8, d []float32, sums []int32, s []float32, nsub int, gsub int, bb int) float32
-// Requires: AVX, AVX2, CMOV, FMA3, SSE
+// Requires: AVX, AVX2, FMA3, SSE
 TEXT ·dotQ4F32AVX2(SB), NOSPLIT, $0-148
 	MOVQ         w_base+0(FP), AX
 	MOVQ         q_base+24(FP), CX
@@ -921,22 +1058,18 @@ TEXT ·dotQ4F32AVX2(SB), NOSPLIT, $0-148
 	MOVL         $0x0f0f0f0f, R9
 	VMOVD        R9, X2
 	VPBROADCASTD X2, Y2
+	VXORPS       Y3, Y3, Y3
 	XORQ         R9, R9
+	XORQ         R10, R10
+	LEAQ         4(AX), R11
+	MOVQ         BX, R13
+	DECQ         R13
 
-dotQ4F32AVX2_block:
-	CMPQ    R9, BX
-	JAE     dotQ4F32AVX2_done
-	VMOVSS  (AX), X3
-	LEAQ    4(AX), R11
-	MOVQ    R9, R10
-	ADDQ    SI, R10
-	CMPQ    R10, BX
-	CMOVQHI BX, R10
-
-dotQ4F32AVX2_sub:
-	CMPQ         R9, R10
-	JAE          dotQ4F32AVX2_next
-	VMULSS       (DX)(R9*4), X3, X4
+dotQ4F32AVX2_x2:
+	CMPQ         R9, R13
+	JGE          dotQ4F32AVX2_x1
+	VMOVSS       (AX), X4
+	VMULSS       (DX)(R9*4), X4, X4
 	VBROADCASTSS X4, Y4
 	MOVQ         R9, R12
 	SHLQ         $0x05, R12
@@ -951,15 +1084,66 @@ dotQ4F32AVX2_sub:
 	VPSUBD       Y7, Y5, Y5
 	VCVTDQ2PS    Y5, Y5
 	VFMADD231PS  Y5, Y4, Y0
-	ADDQ         $0x00000010, R11
 	INCQ         R9
-	JMP          dotQ4F32AVX2_sub
+	ADDQ         $0x00000010, R11
+	INCQ         R10
+	CMPQ         R10, SI
+	JB           dotQ4F32AVX2_a
+	XORQ         R10, R10
+	ADDQ         DI, AX
+	LEAQ         4(AX), R11
 
-dotQ4F32AVX2_next:
-	ADDQ DI, AX
-	JMP  dotQ4F32AVX2_block
+dotQ4F32AVX2_a:
+	VMOVSS       (AX), X4
+	VMULSS       (DX)(R9*4), X4, X4
+	VBROADCASTSS X4, Y4
+	MOVQ         R9, R12
+	SHLQ         $0x05, R12
+	VMOVDQU      (CX)(R12*1), Y5
+	VMOVDQU      (R11), X6
+	VPSRLW       $0x04, X6, X7
+	VINSERTI128  $0x01, X7, Y6, Y7
+	VPAND        Y2, Y7, Y7
+	VPMADDUBSW   Y5, Y7, Y5
+	VPMADDWD     Y1, Y5, Y5
+	VPBROADCASTD (R8)(R9*4), Y7
+	VPSUBD       Y7, Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VFMADD231PS  Y5, Y4, Y3
+	INCQ         R9
+	ADDQ         $0x00000010, R11
+	INCQ         R10
+	CMPQ         R10, SI
+	JB           dotQ4F32AVX2_b
+	XORQ         R10, R10
+	ADDQ         DI, AX
+	LEAQ         4(AX), R11
+
+dotQ4F32AVX2_b:
+	JMP dotQ4F32AVX2_x2
+
+dotQ4F32AVX2_x1:
+	CMPQ         R9, BX
+	JAE          dotQ4F32AVX2_done
+	VMOVSS       (AX), X4
+	VMULSS       (DX)(R9*4), X4, X4
+	VBROADCASTSS X4, Y4
+	MOVQ         R9, R12
+	SHLQ         $0x05, R12
+	VMOVDQU      (CX)(R12*1), Y5
+	VMOVDQU      (R11), X6
+	VPSRLW       $0x04, X6, X7
+	VINSERTI128  $0x01, X7, Y6, Y6
+	VPAND        Y2, Y6, Y6
+	VPMADDUBSW   Y5, Y6, Y2
+	VPMADDWD     Y1, Y2, Y1
+	VPBROADCASTD (R8)(R9*4), Y2
+	VPSUBD       Y2, Y1, Y1
+	VCVTDQ2PS    Y1, Y1
+	VFMADD231PS  Y1, Y4, Y0
 
 dotQ4F32AVX2_done:
+	VADDPS       Y3, Y0, Y0
 	VEXTRACTF128 $0x01, Y0, X1
 	VADDPS       X0, X1, X1
 	VMOVHLPS     X1, X1, X0
@@ -971,7 +1155,7 @@ dotQ4F32AVX2_done:
 	RET
 
 // func dotQ4AF16AVX2(w []byte, q []int8, d []float32, sums []int32, s []float32, nsub int, gsub int, bb int) float32
-// Requires: AVX, AVX2, CMOV, F16C, FMA3, SSE
+// Requires: AVX, AVX2, F16C, FMA3, SSE
 TEXT ·dotQ4AF16AVX2(SB), NOSPLIT, $0-148
 	MOVQ         w_base+0(FP), AX
 	MOVQ         q_base+24(FP), CX
@@ -988,27 +1172,21 @@ TEXT ·dotQ4AF16AVX2(SB), NOSPLIT, $0-148
 	MOVL         $0x0f0f0f0f, R9
 	VMOVD        R9, X3
 	VPBROADCASTD X3, Y3
+	VXORPS       Y4, Y4, Y4
+	VXORPS       X5, X5, X5
 	XORQ         R9, R9
+	XORQ         R10, R10
+	LEAQ         4(AX), R11
+	MOVQ         BX, R13
+	DECQ         R13
 
-dotQ4AF16AVX2_block:
-	CMPQ      R9, BX
-	JAE       dotQ4AF16AVX2_done
-	MOVWLZX   (AX), R10
-	VMOVD     R10, X4
-	VCVTPH2PS X4, X4
-	MOVWLZX   2(AX), R10
-	VMOVD     R10, X5
-	VCVTPH2PS X5, X5
-	LEAQ      4(AX), R11
-	MOVQ      R9, R10
-	ADDQ      SI, R10
-	CMPQ      R10, BX
-	CMOVQHI   BX, R10
-
-dotQ4AF16AVX2_sub:
-	CMPQ         R9, R10
-	JAE          dotQ4AF16AVX2_next
-	VMULSS       (DX)(R9*4), X4, X6
+dotQ4AF16AVX2_x2:
+	CMPQ         R9, R13
+	JGE          dotQ4AF16AVX2_x1
+	MOVWLZX      (AX), R12
+	VMOVD        R12, X6
+	VCVTPH2PS    X6, X6
+	VMULSS       (DX)(R9*4), X6, X6
 	VBROADCASTSS X6, Y6
 	MOVQ         R9, R12
 	SHLQ         $0x05, R12
@@ -1021,29 +1199,92 @@ dotQ4AF16AVX2_sub:
 	VPMADDWD     Y2, Y7, Y7
 	VCVTDQ2PS    Y7, Y7
 	VFMADD231PS  Y7, Y6, Y0
-	VFMADD231SS  (R8)(R9*4), X5, X1
-	ADDQ         $0x00000010, R11
+	MOVWLZX      2(AX), R12
+	VMOVD        R12, X6
+	VCVTPH2PS    X6, X6
+	VFMADD231SS  (R8)(R9*4), X6, X1
 	INCQ         R9
-	JMP          dotQ4AF16AVX2_sub
+	ADDQ         $0x00000010, R11
+	INCQ         R10
+	CMPQ         R10, SI
+	JB           dotQ4AF16AVX2_a
+	XORQ         R10, R10
+	ADDQ         DI, AX
+	LEAQ         4(AX), R11
 
-dotQ4AF16AVX2_next:
-	ADDQ DI, AX
-	JMP  dotQ4AF16AVX2_block
+dotQ4AF16AVX2_a:
+	MOVWLZX      (AX), R12
+	VMOVD        R12, X6
+	VCVTPH2PS    X6, X6
+	VMULSS       (DX)(R9*4), X6, X6
+	VBROADCASTSS X6, Y6
+	MOVQ         R9, R12
+	SHLQ         $0x05, R12
+	VMOVDQU      (CX)(R12*1), Y7
+	VMOVDQU      (R11), X8
+	VPSRLW       $0x04, X8, X9
+	VINSERTI128  $0x01, X9, Y8, Y9
+	VPAND        Y3, Y9, Y9
+	VPMADDUBSW   Y7, Y9, Y7
+	VPMADDWD     Y2, Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VFMADD231PS  Y7, Y6, Y4
+	MOVWLZX      2(AX), R12
+	VMOVD        R12, X6
+	VCVTPH2PS    X6, X6
+	VFMADD231SS  (R8)(R9*4), X6, X5
+	INCQ         R9
+	ADDQ         $0x00000010, R11
+	INCQ         R10
+	CMPQ         R10, SI
+	JB           dotQ4AF16AVX2_b
+	XORQ         R10, R10
+	ADDQ         DI, AX
+	LEAQ         4(AX), R11
+
+dotQ4AF16AVX2_b:
+	JMP dotQ4AF16AVX2_x2
+
+dotQ4AF16AVX2_x1:
+	CMPQ         R9, BX
+	JAE          dotQ4AF16AVX2_done
+	MOVWLZX      (AX), BX
+	VMOVD        BX, X6
+	VCVTPH2PS    X6, X6
+	VMULSS       (DX)(R9*4), X6, X6
+	VBROADCASTSS X6, Y6
+	MOVQ         R9, R12
+	SHLQ         $0x05, R12
+	VMOVDQU      (CX)(R12*1), Y7
+	VMOVDQU      (R11), X8
+	VPSRLW       $0x04, X8, X9
+	VINSERTI128  $0x01, X9, Y8, Y8
+	VPAND        Y3, Y8, Y8
+	VPMADDUBSW   Y7, Y8, Y3
+	VPMADDWD     Y2, Y3, Y2
+	VCVTDQ2PS    Y2, Y2
+	VFMADD231PS  Y2, Y6, Y0
+	MOVWLZX      2(AX), AX
+	VMOVD        AX, X2
+	VCVTPH2PS    X2, X2
+	VFMADD231SS  (R8)(R9*4), X2, X1
 
 dotQ4AF16AVX2_done:
+	VADDPS       Y4, Y0, Y0
 	VEXTRACTF128 $0x01, Y0, X2
 	VADDPS       X0, X2, X2
 	VMOVHLPS     X2, X2, X0
 	VADDPS       X0, X2, X2
 	VMOVSHDUP    X2, X0
 	VADDSS       X0, X2, X2
+	VADDSS       X5, X1, X1
 	VADDSS       X1, X2, X2
 	VZEROUPPER
 	MOVSS        X2, ret+144(FP)
 	RET
 
 // func dotQ4AF32AVX2(w []byte, q []int8, d []float32, sums []int32, s []float32, nsub int, gsub int, bb int) float32
-// Requires: AVX, AVX2, CMOV, FMA3, SSE
+// Requires: AVX, AVX2, FMA3, SSE
 TEXT ·dotQ4AF32AVX2(SB), NOSPLIT, $0-148
 	MOVQ         w_base+0(FP), AX
 	MOVQ         q_base+24(FP), CX
@@ -1060,23 +1301,19 @@ TEXT ·dotQ4AF32AVX2(SB), NOSPLIT, $0-148
 	MOVL         $0x0f0f0f0f, R9
 	VMOVD        R9, X3
 	VPBROADCASTD X3, Y3
+	VXORPS       Y4, Y4, Y4
+	VXORPS       X5, X5, X5
 	XORQ         R9, R9
+	XORQ         R10, R10
+	LEAQ         8(AX), R11
+	MOVQ         BX, R13
+	DECQ         R13
 
-dotQ4AF32AVX2_block:
-	CMPQ    R9, BX
-	JAE     dotQ4AF32AVX2_done
-	VMOVSS  (AX), X4
-	VMOVSS  4(AX), X5
-	LEAQ    8(AX), R11
-	MOVQ    R9, R10
-	ADDQ    SI, R10
-	CMPQ    R10, BX
-	CMOVQHI BX, R10
-
-dotQ4AF32AVX2_sub:
-	CMPQ         R9, R10
-	JAE          dotQ4AF32AVX2_next
-	VMULSS       (DX)(R9*4), X4, X6
+dotQ4AF32AVX2_x2:
+	CMPQ         R9, R13
+	JGE          dotQ4AF32AVX2_x1
+	VMOVSS       (AX), X6
+	VMULSS       (DX)(R9*4), X6, X6
 	VBROADCASTSS X6, Y6
 	MOVQ         R9, R12
 	SHLQ         $0x05, R12
@@ -1089,29 +1326,82 @@ dotQ4AF32AVX2_sub:
 	VPMADDWD     Y2, Y7, Y7
 	VCVTDQ2PS    Y7, Y7
 	VFMADD231PS  Y7, Y6, Y0
-	VFMADD231SS  (R8)(R9*4), X5, X1
-	ADDQ         $0x00000010, R11
+	VMOVSS       4(AX), X6
+	VFMADD231SS  (R8)(R9*4), X6, X1
 	INCQ         R9
-	JMP          dotQ4AF32AVX2_sub
+	ADDQ         $0x00000010, R11
+	INCQ         R10
+	CMPQ         R10, SI
+	JB           dotQ4AF32AVX2_a
+	XORQ         R10, R10
+	ADDQ         DI, AX
+	LEAQ         8(AX), R11
 
-dotQ4AF32AVX2_next:
-	ADDQ DI, AX
-	JMP  dotQ4AF32AVX2_block
+dotQ4AF32AVX2_a:
+	VMOVSS       (AX), X6
+	VMULSS       (DX)(R9*4), X6, X6
+	VBROADCASTSS X6, Y6
+	MOVQ         R9, R12
+	SHLQ         $0x05, R12
+	VMOVDQU      (CX)(R12*1), Y7
+	VMOVDQU      (R11), X8
+	VPSRLW       $0x04, X8, X9
+	VINSERTI128  $0x01, X9, Y8, Y9
+	VPAND        Y3, Y9, Y9
+	VPMADDUBSW   Y7, Y9, Y7
+	VPMADDWD     Y2, Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VFMADD231PS  Y7, Y6, Y4
+	VMOVSS       4(AX), X6
+	VFMADD231SS  (R8)(R9*4), X6, X5
+	INCQ         R9
+	ADDQ         $0x00000010, R11
+	INCQ         R10
+	CMPQ         R10, SI
+	JB           dotQ4AF32AVX2_b
+	XORQ         R10, R10
+	ADDQ         DI, AX
+	LEAQ         8(AX), R11
+
+dotQ4AF32AVX2_b:
+	JMP dotQ4AF32AVX2_x2
+
+dotQ4AF32AVX2_x1:
+	CMPQ         R9, BX
+	JAE          dotQ4AF32AVX2_done
+	VMOVSS       (AX), X6
+	VMULSS       (DX)(R9*4), X6, X6
+	VBROADCASTSS X6, Y6
+	MOVQ         R9, R12
+	SHLQ         $0x05, R12
+	VMOVDQU      (CX)(R12*1), Y7
+	VMOVDQU      (R11), X8
+	VPSRLW       $0x04, X8, X9
+	VINSERTI128  $0x01, X9, Y8, Y8
+	VPAND        Y3, Y8, Y8
+	VPMADDUBSW   Y7, Y8, Y3
+	VPMADDWD     Y2, Y3, Y2
+	VCVTDQ2PS    Y2, Y2
+	VFMADD231PS  Y2, Y6, Y0
+	VMOVSS       4(AX), X2
+	VFMADD231SS  (R8)(R9*4), X2, X1
 
 dotQ4AF32AVX2_done:
+	VADDPS       Y4, Y0, Y0
 	VEXTRACTF128 $0x01, Y0, X2
 	VADDPS       X0, X2, X2
 	VMOVHLPS     X2, X2, X0
 	VADDPS       X0, X2, X2
 	VMOVSHDUP    X2, X0
 	VADDSS       X0, X2, X2
+	VADDSS       X5, X1, X1
 	VADDSS       X1, X2, X2
 	VZEROUPPER
 	MOVSS        X2, ret+144(FP)
 	RET
 
 // func dotQ8F16VNNI(w []byte, q []int8, d []float32, sums []int32, s []float32, nsub int, gsub int, bb int) float32
-// Requires: AVX, AVX2, AVX512VL, AVX512VNNI, CMOV, F16C, FMA3, SSE
+// Requires: AVX, AVX2, AVX512VL, AVX512VNNI, F16C, FMA3, SSE
 TEXT ·dotQ8F16VNNI(SB), NOSPLIT, $0-148
 	MOVQ   w_base+0(FP), AX
 	MOVQ   q_base+24(FP), CX
@@ -1120,24 +1410,20 @@ TEXT ·dotQ8F16VNNI(SB), NOSPLIT, $0-148
 	MOVQ   gsub+128(FP), SI
 	MOVQ   bb+136(FP), DI
 	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
 	XORQ   R8, R8
+	XORQ   R9, R9
+	LEAQ   2(AX), R10
+	MOVQ   BX, R12
+	DECQ   R12
 
-dotQ8F16VNNI_block:
-	CMPQ      R8, BX
-	JAE       dotQ8F16VNNI_done
-	MOVWLZX   (AX), R9
-	VMOVD     R9, X1
-	VCVTPH2PS X1, X1
-	LEAQ      2(AX), R10
-	MOVQ      R8, R9
-	ADDQ      SI, R9
-	CMPQ      R9, BX
-	CMOVQHI   BX, R9
-
-dotQ8F16VNNI_sub:
-	CMPQ         R8, R9
-	JAE          dotQ8F16VNNI_next
-	VMULSS       (DX)(R8*4), X1, X2
+dotQ8F16VNNI_x2:
+	CMPQ         R8, R12
+	JGE          dotQ8F16VNNI_x1
+	MOVWLZX      (AX), R11
+	VMOVD        R11, X2
+	VCVTPH2PS    X2, X2
+	VMULSS       (DX)(R8*4), X2, X2
 	VBROADCASTSS X2, Y2
 	MOVQ         R8, R11
 	SHLQ         $0x05, R11
@@ -1149,15 +1435,64 @@ dotQ8F16VNNI_sub:
 	VPDPBUSD     Y3, Y5, Y4
 	VCVTDQ2PS    Y4, Y3
 	VFMADD231PS  Y3, Y2, Y0
-	ADDQ         $0x00000020, R10
 	INCQ         R8
-	JMP          dotQ8F16VNNI_sub
+	ADDQ         $0x00000020, R10
+	INCQ         R9
+	CMPQ         R9, SI
+	JB           dotQ8F16VNNI_a
+	XORQ         R9, R9
+	ADDQ         DI, AX
+	LEAQ         2(AX), R10
 
-dotQ8F16VNNI_next:
-	ADDQ DI, AX
-	JMP  dotQ8F16VNNI_block
+dotQ8F16VNNI_a:
+	MOVWLZX      (AX), R11
+	VMOVD        R11, X2
+	VCVTPH2PS    X2, X2
+	VMULSS       (DX)(R8*4), X2, X2
+	VBROADCASTSS X2, Y2
+	MOVQ         R8, R11
+	SHLQ         $0x05, R11
+	VMOVDQU      (CX)(R11*1), Y3
+	VMOVDQU      (R10), Y4
+	VPABSB       Y4, Y5
+	VPSIGNB      Y4, Y3, Y3
+	VPXOR        Y4, Y4, Y4
+	VPDPBUSD     Y3, Y5, Y4
+	VCVTDQ2PS    Y4, Y3
+	VFMADD231PS  Y3, Y2, Y1
+	INCQ         R8
+	ADDQ         $0x00000020, R10
+	INCQ         R9
+	CMPQ         R9, SI
+	JB           dotQ8F16VNNI_b
+	XORQ         R9, R9
+	ADDQ         DI, AX
+	LEAQ         2(AX), R10
+
+dotQ8F16VNNI_b:
+	JMP dotQ8F16VNNI_x2
+
+dotQ8F16VNNI_x1:
+	CMPQ         R8, BX
+	JAE          dotQ8F16VNNI_done
+	MOVWLZX      (AX), AX
+	VMOVD        AX, X2
+	VCVTPH2PS    X2, X2
+	VMULSS       (DX)(R8*4), X2, X2
+	VBROADCASTSS X2, Y2
+	MOVQ         R8, R11
+	SHLQ         $0x05, R11
+	VMOVDQU      (CX)(R11*1), Y3
+	VMOVDQU      (R10), Y4
+	VPABSB       Y4, Y5
+	VPSIGNB      Y4, Y3, Y3
+	VPXOR        Y4, Y4, Y4
+	VPDPBUSD     Y3, Y5, Y4
+	VCVTDQ2PS    Y4, Y3
+	VFMADD231PS  Y3, Y2, Y0
 
 dotQ8F16VNNI_done:
+	VADDPS       Y1, Y0, Y0
 	VEXTRACTF128 $0x01, Y0, X1
 	VADDPS       X0, X1, X1
 	VMOVHLPS     X1, X1, X0
@@ -1169,7 +1504,7 @@ dotQ8F16VNNI_done:
 	RET
 
 // func dotQ8F32VNNI(w []byte, q []int8, d []float32, sums []int32, s []float32, nsub int, gsub int, bb int) float32
-// Requires: AVX, AVX2, AVX512VL, AVX512VNNI, CMOV, FMA3, SSE
+// Requires: AVX, AVX2, AVX512VL, AVX512VNNI, FMA3, SSE
 TEXT ·dotQ8F32VNNI(SB), NOSPLIT, $0-148
 	MOVQ   w_base+0(FP), AX
 	MOVQ   q_base+24(FP), CX
@@ -1178,22 +1513,18 @@ TEXT ·dotQ8F32VNNI(SB), NOSPLIT, $0-148
 	MOVQ   gsub+128(FP), SI
 	MOVQ   bb+136(FP), DI
 	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
 	XORQ   R8, R8
+	XORQ   R9, R9
+	LEAQ   4(AX), R10
+	MOVQ   BX, R12
+	DECQ   R12
 
-dotQ8F32VNNI_block:
-	CMPQ    R8, BX
-	JAE     dotQ8F32VNNI_done
-	VMOVSS  (AX), X1
-	LEAQ    4(AX), R10
-	MOVQ    R8, R9
-	ADDQ    SI, R9
-	CMPQ    R9, BX
-	CMOVQHI BX, R9
-
-dotQ8F32VNNI_sub:
-	CMPQ         R8, R9
-	JAE          dotQ8F32VNNI_next
-	VMULSS       (DX)(R8*4), X1, X2
+dotQ8F32VNNI_x2:
+	CMPQ         R8, R12
+	JGE          dotQ8F32VNNI_x1
+	VMOVSS       (AX), X2
+	VMULSS       (DX)(R8*4), X2, X2
 	VBROADCASTSS X2, Y2
 	MOVQ         R8, R11
 	SHLQ         $0x05, R11
@@ -1205,15 +1536,60 @@ dotQ8F32VNNI_sub:
 	VPDPBUSD     Y3, Y5, Y4
 	VCVTDQ2PS    Y4, Y3
 	VFMADD231PS  Y3, Y2, Y0
-	ADDQ         $0x00000020, R10
 	INCQ         R8
-	JMP          dotQ8F32VNNI_sub
+	ADDQ         $0x00000020, R10
+	INCQ         R9
+	CMPQ         R9, SI
+	JB           dotQ8F32VNNI_a
+	XORQ         R9, R9
+	ADDQ         DI, AX
+	LEAQ         4(AX), R10
 
-dotQ8F32VNNI_next:
-	ADDQ DI, AX
-	JMP  dotQ8F32VNNI_block
+dotQ8F32VNNI_a:
+	VMOVSS       (AX), X2
+	VMULSS       (DX)(R8*4), X2, X2
+	VBROADCASTSS X2, Y2
+	MOVQ         R8, R11
+	SHLQ         $0x05, R11
+	VMOVDQU      (CX)(R11*1), Y3
+	VMOVDQU      (R10), Y4
+	VPABSB       Y4, Y5
+	VPSIGNB      Y4, Y3, Y3
+	VPXOR        Y4, Y4, Y4
+	VPDPBUSD     Y3, Y5, Y4
+	VCVTDQ2PS    Y4, Y3
+	VFMADD231PS  Y3, Y2, Y1
+	INCQ         R8
+	ADDQ         $0x00000020, R10
+	INCQ         R9
+	CMPQ         R9, SI
+	JB           dotQ8F32VNNI_b
+	XORQ         R9, R9
+	ADDQ         DI, AX
+	LEAQ         4(AX), R10
+
+dotQ8F32VNNI_b:
+	JMP dotQ8F32VNNI_x2
+
+dotQ8F32VNNI_x1:
+	CMPQ         R8, BX
+	JAE          dotQ8F32VNNI_done
+	VMOVSS       (AX), X2
+	VMULSS       (DX)(R8*4), X2, X2
+	VBROADCASTSS X2, Y2
+	MOVQ         R8, R11
+	SHLQ         $0x05, R11
+	VMOVDQU      (CX)(R11*1), Y3
+	VMOVDQU      (R10), Y4
+	VPABSB       Y4, Y5
+	VPSIGNB      Y4, Y3, Y3
+	VPXOR        Y4, Y4, Y4
+	VPDPBUSD     Y3, Y5, Y4
+	VCVTDQ2PS    Y4, Y3
+	VFMADD231PS  Y3, Y2, Y0
 
 dotQ8F32VNNI_done:
+	VADDPS       Y1, Y0, Y0
 	VEXTRACTF128 $0x01, Y0, X1
 	VADDPS       X0, X1, X1
 	VMOVHLPS     X1, X1, X0
@@ -1225,7 +1601,7 @@ dotQ8F32VNNI_done:
 	RET
 
 // func dotQ4F16VNNI(w []byte, q []int8, d []float32, sums []int32, s []float32, nsub int, gsub int, bb int) float32
-// Requires: AVX, AVX2, AVX512VL, AVX512VNNI, CMOV, F16C, FMA3, SSE
+// Requires: AVX, AVX2, AVX512VL, AVX512VNNI, F16C, FMA3, SSE
 TEXT ·dotQ4F16VNNI(SB), NOSPLIT, $0-148
 	MOVQ         w_base+0(FP), AX
 	MOVQ         q_base+24(FP), CX
@@ -1238,24 +1614,20 @@ TEXT ·dotQ4F16VNNI(SB), NOSPLIT, $0-148
 	MOVL         $0x0f0f0f0f, R9
 	VMOVD        R9, X1
 	VPBROADCASTD X1, Y1
+	VXORPS       Y2, Y2, Y2
 	XORQ         R9, R9
+	XORQ         R10, R10
+	LEAQ         2(AX), R11
+	MOVQ         BX, R13
+	DECQ         R13
 
-dotQ4F16VNNI_block:
-	CMPQ      R9, BX
-	JAE       dotQ4F16VNNI_done
-	MOVWLZX   (AX), R10
-	VMOVD     R10, X2
-	VCVTPH2PS X2, X2
-	LEAQ      2(AX), R11
-	MOVQ      R9, R10
-	ADDQ      SI, R10
-	CMPQ      R10, BX
-	CMOVQHI   BX, R10
-
-dotQ4F16VNNI_sub:
-	CMPQ         R9, R10
-	JAE          dotQ4F16VNNI_next
-	VMULSS       (DX)(R9*4), X2, X3
+dotQ4F16VNNI_x2:
+	CMPQ         R9, R13
+	JGE          dotQ4F16VNNI_x1
+	MOVWLZX      (AX), R12
+	VMOVD        R12, X3
+	VCVTPH2PS    X3, X3
+	VMULSS       (DX)(R9*4), X3, X3
 	VBROADCASTSS X3, Y3
 	MOVQ         R9, R12
 	SHLQ         $0x05, R12
@@ -1270,15 +1642,70 @@ dotQ4F16VNNI_sub:
 	VPSUBD       Y4, Y7, Y7
 	VCVTDQ2PS    Y7, Y4
 	VFMADD231PS  Y4, Y3, Y0
-	ADDQ         $0x00000010, R11
 	INCQ         R9
-	JMP          dotQ4F16VNNI_sub
+	ADDQ         $0x00000010, R11
+	INCQ         R10
+	CMPQ         R10, SI
+	JB           dotQ4F16VNNI_a
+	XORQ         R10, R10
+	ADDQ         DI, AX
+	LEAQ         2(AX), R11
 
-dotQ4F16VNNI_next:
-	ADDQ DI, AX
-	JMP  dotQ4F16VNNI_block
+dotQ4F16VNNI_a:
+	MOVWLZX      (AX), R12
+	VMOVD        R12, X3
+	VCVTPH2PS    X3, X3
+	VMULSS       (DX)(R9*4), X3, X3
+	VBROADCASTSS X3, Y3
+	MOVQ         R9, R12
+	SHLQ         $0x05, R12
+	VMOVDQU      (CX)(R12*1), Y4
+	VMOVDQU      (R11), X5
+	VPSRLW       $0x04, X5, X6
+	VINSERTI128  $0x01, X6, Y5, Y6
+	VPAND        Y1, Y6, Y6
+	VPXOR        Y7, Y7, Y7
+	VPDPBUSD     Y4, Y6, Y7
+	VPBROADCASTD (R8)(R9*4), Y4
+	VPSUBD       Y4, Y7, Y7
+	VCVTDQ2PS    Y7, Y4
+	VFMADD231PS  Y4, Y3, Y2
+	INCQ         R9
+	ADDQ         $0x00000010, R11
+	INCQ         R10
+	CMPQ         R10, SI
+	JB           dotQ4F16VNNI_b
+	XORQ         R10, R10
+	ADDQ         DI, AX
+	LEAQ         2(AX), R11
+
+dotQ4F16VNNI_b:
+	JMP dotQ4F16VNNI_x2
+
+dotQ4F16VNNI_x1:
+	CMPQ         R9, BX
+	JAE          dotQ4F16VNNI_done
+	MOVWLZX      (AX), AX
+	VMOVD        AX, X3
+	VCVTPH2PS    X3, X3
+	VMULSS       (DX)(R9*4), X3, X3
+	VBROADCASTSS X3, Y3
+	MOVQ         R9, R12
+	SHLQ         $0x05, R12
+	VMOVDQU      (CX)(R12*1), Y4
+	VMOVDQU      (R11), X5
+	VPSRLW       $0x04, X5, X6
+	VINSERTI128  $0x01, X6, Y5, Y5
+	VPAND        Y1, Y5, Y5
+	VPXOR        Y1, Y1, Y1
+	VPDPBUSD     Y4, Y5, Y1
+	VPBROADCASTD (R8)(R9*4), Y4
+	VPSUBD       Y4, Y1, Y1
+	VCVTDQ2PS    Y1, Y1
+	VFMADD231PS  Y1, Y3, Y0
 
 dotQ4F16VNNI_done:
+	VADDPS       Y2, Y0, Y0
 	VEXTRACTF128 $0x01, Y0, X1
 	VADDPS       X0, X1, X1
 	VMOVHLPS     X1, X1, X0
@@ -1290,7 +1717,7 @@ dotQ4F16VNNI_done:
 	RET
 
 // func dotQ4F32VNNI(w []byte, q []int8, d []float32, sums []int32, s []float32, nsub int, gsub int, bb int) float32
-// Requires: AVX, AVX2, AVX512VL, AVX512VNNI, CMOV, FMA3, SSE
+// Requires: AVX, AVX2, AVX512VL, AVX512VNNI, FMA3, SSE
 TEXT ·dotQ4F32VNNI(SB), NOSPLIT, $0-148
 	MOVQ         w_base+0(FP), AX
 	MOVQ         q_base+24(FP), CX
@@ -1303,22 +1730,18 @@ TEXT ·dotQ4F32VNNI(SB), NOSPLIT, $0-148
 	MOVL         $0x0f0f0f0f, R9
 	VMOVD        R9, X1
 	VPBROADCASTD X1, Y1
+	VXORPS       Y2, Y2, Y2
 	XORQ         R9, R9
+	XORQ         R10, R10
+	LEAQ         4(AX), R11
+	MOVQ         BX, R13
+	DECQ         R13
 
-dotQ4F32VNNI_block:
-	CMPQ    R9, BX
-	JAE     dotQ4F32VNNI_done
-	VMOVSS  (AX), X2
-	LEAQ    4(AX), R11
-	MOVQ    R9, R10
-	ADDQ    SI, R10
-	CMPQ    R10, BX
-	CMOVQHI BX, R10
-
-dotQ4F32VNNI_sub:
-	CMPQ         R9, R10
-	JAE          dotQ4F32VNNI_next
-	VMULSS       (DX)(R9*4), X2, X3
+dotQ4F32VNNI_x2:
+	CMPQ         R9, R13
+	JGE          dotQ4F32VNNI_x1
+	VMOVSS       (AX), X3
+	VMULSS       (DX)(R9*4), X3, X3
 	VBROADCASTSS X3, Y3
 	MOVQ         R9, R12
 	SHLQ         $0x05, R12
@@ -1333,15 +1756,66 @@ dotQ4F32VNNI_sub:
 	VPSUBD       Y4, Y7, Y7
 	VCVTDQ2PS    Y7, Y4
 	VFMADD231PS  Y4, Y3, Y0
-	ADDQ         $0x00000010, R11
 	INCQ         R9
-	JMP          dotQ4F32VNNI_sub
+	ADDQ         $0x00000010, R11
+	INCQ         R10
+	CMPQ         R10, SI
+	JB           dotQ4F32VNNI_a
+	XORQ         R10, R10
+	ADDQ         DI, AX
+	LEAQ         4(AX), R11
 
-dotQ4F32VNNI_next:
-	ADDQ DI, AX
-	JMP  dotQ4F32VNNI_block
+dotQ4F32VNNI_a:
+	VMOVSS       (AX), X3
+	VMULSS       (DX)(R9*4), X3, X3
+	VBROADCASTSS X3, Y3
+	MOVQ         R9, R12
+	SHLQ         $0x05, R12
+	VMOVDQU      (CX)(R12*1), Y4
+	VMOVDQU      (R11), X5
+	VPSRLW       $0x04, X5, X6
+	VINSERTI128  $0x01, X6, Y5, Y6
+	VPAND        Y1, Y6, Y6
+	VPXOR        Y7, Y7, Y7
+	VPDPBUSD     Y4, Y6, Y7
+	VPBROADCASTD (R8)(R9*4), Y4
+	VPSUBD       Y4, Y7, Y7
+	VCVTDQ2PS    Y7, Y4
+	VFMADD231PS  Y4, Y3, Y2
+	INCQ         R9
+	ADDQ         $0x00000010, R11
+	INCQ         R10
+	CMPQ         R10, SI
+	JB           dotQ4F32VNNI_b
+	XORQ         R10, R10
+	ADDQ         DI, AX
+	LEAQ         4(AX), R11
+
+dotQ4F32VNNI_b:
+	JMP dotQ4F32VNNI_x2
+
+dotQ4F32VNNI_x1:
+	CMPQ         R9, BX
+	JAE          dotQ4F32VNNI_done
+	VMOVSS       (AX), X3
+	VMULSS       (DX)(R9*4), X3, X3
+	VBROADCASTSS X3, Y3
+	MOVQ         R9, R12
+	SHLQ         $0x05, R12
+	VMOVDQU      (CX)(R12*1), Y4
+	VMOVDQU      (R11), X5
+	VPSRLW       $0x04, X5, X6
+	VINSERTI128  $0x01, X6, Y5, Y5
+	VPAND        Y1, Y5, Y5
+	VPXOR        Y1, Y1, Y1
+	VPDPBUSD     Y4, Y5, Y1
+	VPBROADCASTD (R8)(R9*4), Y4
+	VPSUBD       Y4, Y1, Y1
+	VCVTDQ2PS    Y1, Y1
+	VFMADD231PS  Y1, Y3, Y0
 
 dotQ4F32VNNI_done:
+	VADDPS       Y2, Y0, Y0
 	VEXTRACTF128 $0x01, Y0, X1
 	VADDPS       X0, X1, X1
 	VMOVHLPS     X1, X1, X0
@@ -1353,7 +1827,7 @@ dotQ4F32VNNI_done:
 	RET
 
 // func dotQ4AF16VNNI(w []byte, q []int8, d []float32, sums []int32, s []float32, nsub int, gsub int, bb int) float32
-// Requires: AVX, AVX2, AVX512VL, AVX512VNNI, CMOV, F16C, FMA3, SSE
+// Requires: AVX, AVX2, AVX512VL, AVX512VNNI, F16C, FMA3, SSE
 TEXT ·dotQ4AF16VNNI(SB), NOSPLIT, $0-148
 	MOVQ         w_base+0(FP), AX
 	MOVQ         q_base+24(FP), CX
@@ -1367,27 +1841,21 @@ TEXT ·dotQ4AF16VNNI(SB), NOSPLIT, $0-148
 	MOVL         $0x0f0f0f0f, R9
 	VMOVD        R9, X2
 	VPBROADCASTD X2, Y2
+	VXORPS       Y3, Y3, Y3
+	VXORPS       X4, X4, X4
 	XORQ         R9, R9
+	XORQ         R10, R10
+	LEAQ         4(AX), R11
+	MOVQ         BX, R13
+	DECQ         R13
 
-dotQ4AF16VNNI_block:
-	CMPQ      R9, BX
-	JAE       dotQ4AF16VNNI_done
-	MOVWLZX   (AX), R10
-	VMOVD     R10, X3
-	VCVTPH2PS X3, X3
-	MOVWLZX   2(AX), R10
-	VMOVD     R10, X4
-	VCVTPH2PS X4, X4
-	LEAQ      4(AX), R11
-	MOVQ      R9, R10
-	ADDQ      SI, R10
-	CMPQ      R10, BX
-	CMOVQHI   BX, R10
-
-dotQ4AF16VNNI_sub:
-	CMPQ         R9, R10
-	JAE          dotQ4AF16VNNI_next
-	VMULSS       (DX)(R9*4), X3, X5
+dotQ4AF16VNNI_x2:
+	CMPQ         R9, R13
+	JGE          dotQ4AF16VNNI_x1
+	MOVWLZX      (AX), R12
+	VMOVD        R12, X5
+	VCVTPH2PS    X5, X5
+	VMULSS       (DX)(R9*4), X5, X5
 	VBROADCASTSS X5, Y5
 	MOVQ         R9, R12
 	SHLQ         $0x05, R12
@@ -1400,29 +1868,92 @@ dotQ4AF16VNNI_sub:
 	VPDPBUSD     Y6, Y8, Y9
 	VCVTDQ2PS    Y9, Y6
 	VFMADD231PS  Y6, Y5, Y0
-	VFMADD231SS  (R8)(R9*4), X4, X1
-	ADDQ         $0x00000010, R11
+	MOVWLZX      2(AX), R12
+	VMOVD        R12, X5
+	VCVTPH2PS    X5, X5
+	VFMADD231SS  (R8)(R9*4), X5, X1
 	INCQ         R9
-	JMP          dotQ4AF16VNNI_sub
+	ADDQ         $0x00000010, R11
+	INCQ         R10
+	CMPQ         R10, SI
+	JB           dotQ4AF16VNNI_a
+	XORQ         R10, R10
+	ADDQ         DI, AX
+	LEAQ         4(AX), R11
 
-dotQ4AF16VNNI_next:
-	ADDQ DI, AX
-	JMP  dotQ4AF16VNNI_block
+dotQ4AF16VNNI_a:
+	MOVWLZX      (AX), R12
+	VMOVD        R12, X5
+	VCVTPH2PS    X5, X5
+	VMULSS       (DX)(R9*4), X5, X5
+	VBROADCASTSS X5, Y5
+	MOVQ         R9, R12
+	SHLQ         $0x05, R12
+	VMOVDQU      (CX)(R12*1), Y6
+	VMOVDQU      (R11), X7
+	VPSRLW       $0x04, X7, X8
+	VINSERTI128  $0x01, X8, Y7, Y8
+	VPAND        Y2, Y8, Y8
+	VPXOR        Y9, Y9, Y9
+	VPDPBUSD     Y6, Y8, Y9
+	VCVTDQ2PS    Y9, Y6
+	VFMADD231PS  Y6, Y5, Y3
+	MOVWLZX      2(AX), R12
+	VMOVD        R12, X5
+	VCVTPH2PS    X5, X5
+	VFMADD231SS  (R8)(R9*4), X5, X4
+	INCQ         R9
+	ADDQ         $0x00000010, R11
+	INCQ         R10
+	CMPQ         R10, SI
+	JB           dotQ4AF16VNNI_b
+	XORQ         R10, R10
+	ADDQ         DI, AX
+	LEAQ         4(AX), R11
+
+dotQ4AF16VNNI_b:
+	JMP dotQ4AF16VNNI_x2
+
+dotQ4AF16VNNI_x1:
+	CMPQ         R9, BX
+	JAE          dotQ4AF16VNNI_done
+	MOVWLZX      (AX), BX
+	VMOVD        BX, X5
+	VCVTPH2PS    X5, X5
+	VMULSS       (DX)(R9*4), X5, X5
+	VBROADCASTSS X5, Y5
+	MOVQ         R9, R12
+	SHLQ         $0x05, R12
+	VMOVDQU      (CX)(R12*1), Y6
+	VMOVDQU      (R11), X7
+	VPSRLW       $0x04, X7, X8
+	VINSERTI128  $0x01, X8, Y7, Y7
+	VPAND        Y2, Y7, Y7
+	VPXOR        Y2, Y2, Y2
+	VPDPBUSD     Y6, Y7, Y2
+	VCVTDQ2PS    Y2, Y2
+	VFMADD231PS  Y2, Y5, Y0
+	MOVWLZX      2(AX), AX
+	VMOVD        AX, X2
+	VCVTPH2PS    X2, X2
+	VFMADD231SS  (R8)(R9*4), X2, X1
 
 dotQ4AF16VNNI_done:
+	VADDPS       Y3, Y0, Y0
 	VEXTRACTF128 $0x01, Y0, X2
 	VADDPS       X0, X2, X2
 	VMOVHLPS     X2, X2, X0
 	VADDPS       X0, X2, X2
 	VMOVSHDUP    X2, X0
 	VADDSS       X0, X2, X2
+	VADDSS       X4, X1, X1
 	VADDSS       X1, X2, X2
 	VZEROUPPER
 	MOVSS        X2, ret+144(FP)
 	RET
 
 // func dotQ4AF32VNNI(w []byte, q []int8, d []float32, sums []int32, s []float32, nsub int, gsub int, bb int) float32
-// Requires: AVX, AVX2, AVX512VL, AVX512VNNI, CMOV, FMA3, SSE
+// Requires: AVX, AVX2, AVX512VL, AVX512VNNI, FMA3, SSE
 TEXT ·dotQ4AF32VNNI(SB), NOSPLIT, $0-148
 	MOVQ         w_base+0(FP), AX
 	MOVQ         q_base+24(FP), CX
@@ -1436,23 +1967,19 @@ TEXT ·dotQ4AF32VNNI(SB), NOSPLIT, $0-148
 	MOVL         $0x0f0f0f0f, R9
 	VMOVD        R9, X2
 	VPBROADCASTD X2, Y2
+	VXORPS       Y3, Y3, Y3
+	VXORPS       X4, X4, X4
 	XORQ         R9, R9
+	XORQ         R10, R10
+	LEAQ         8(AX), R11
+	MOVQ         BX, R13
+	DECQ         R13
 
-dotQ4AF32VNNI_block:
-	CMPQ    R9, BX
-	JAE     dotQ4AF32VNNI_done
-	VMOVSS  (AX), X3
-	VMOVSS  4(AX), X4
-	LEAQ    8(AX), R11
-	MOVQ    R9, R10
-	ADDQ    SI, R10
-	CMPQ    R10, BX
-	CMOVQHI BX, R10
-
-dotQ4AF32VNNI_sub:
-	CMPQ         R9, R10
-	JAE          dotQ4AF32VNNI_next
-	VMULSS       (DX)(R9*4), X3, X5
+dotQ4AF32VNNI_x2:
+	CMPQ         R9, R13
+	JGE          dotQ4AF32VNNI_x1
+	VMOVSS       (AX), X5
+	VMULSS       (DX)(R9*4), X5, X5
 	VBROADCASTSS X5, Y5
 	MOVQ         R9, R12
 	SHLQ         $0x05, R12
@@ -1465,22 +1992,75 @@ dotQ4AF32VNNI_sub:
 	VPDPBUSD     Y6, Y8, Y9
 	VCVTDQ2PS    Y9, Y6
 	VFMADD231PS  Y6, Y5, Y0
-	VFMADD231SS  (R8)(R9*4), X4, X1
-	ADDQ         $0x00000010, R11
+	VMOVSS       4(AX), X5
+	VFMADD231SS  (R8)(R9*4), X5, X1
 	INCQ         R9
-	JMP          dotQ4AF32VNNI_sub
+	ADDQ         $0x00000010, R11
+	INCQ         R10
+	CMPQ         R10, SI
+	JB           dotQ4AF32VNNI_a
+	XORQ         R10, R10
+	ADDQ         DI, AX
+	LEAQ         8(AX), R11
 
-dotQ4AF32VNNI_next:
-	ADDQ DI, AX
-	JMP  dotQ4AF32VNNI_block
+dotQ4AF32VNNI_a:
+	VMOVSS       (AX), X5
+	VMULSS       (DX)(R9*4), X5, X5
+	VBROADCASTSS X5, Y5
+	MOVQ         R9, R12
+	SHLQ         $0x05, R12
+	VMOVDQU      (CX)(R12*1), Y6
+	VMOVDQU      (R11), X7
+	VPSRLW       $0x04, X7, X8
+	VINSERTI128  $0x01, X8, Y7, Y8
+	VPAND        Y2, Y8, Y8
+	VPXOR        Y9, Y9, Y9
+	VPDPBUSD     Y6, Y8, Y9
+	VCVTDQ2PS    Y9, Y6
+	VFMADD231PS  Y6, Y5, Y3
+	VMOVSS       4(AX), X5
+	VFMADD231SS  (R8)(R9*4), X5, X4
+	INCQ         R9
+	ADDQ         $0x00000010, R11
+	INCQ         R10
+	CMPQ         R10, SI
+	JB           dotQ4AF32VNNI_b
+	XORQ         R10, R10
+	ADDQ         DI, AX
+	LEAQ         8(AX), R11
+
+dotQ4AF32VNNI_b:
+	JMP dotQ4AF32VNNI_x2
+
+dotQ4AF32VNNI_x1:
+	CMPQ         R9, BX
+	JAE          dotQ4AF32VNNI_done
+	VMOVSS       (AX), X5
+	VMULSS       (DX)(R9*4), X5, X5
+	VBROADCASTSS X5, Y5
+	MOVQ         R9, R12
+	SHLQ         $0x05, R12
+	VMOVDQU      (CX)(R12*1), Y6
+	VMOVDQU      (R11), X7
+	VPSRLW       $0x04, X7, X8
+	VINSERTI128  $0x01, X8, Y7, Y7
+	VPAND        Y2, Y7, Y7
+	VPXOR        Y2, Y2, Y2
+	VPDPBUSD     Y6, Y7, Y2
+	VCVTDQ2PS    Y2, Y2
+	VFMADD231PS  Y2, Y5, Y0
+	VMOVSS       4(AX), X2
+	VFMADD231SS  (R8)(R9*4), X2, X1
 
 dotQ4AF32VNNI_done:
+	VADDPS       Y3, Y0, Y0
 	VEXTRACTF128 $0x01, Y0, X2
 	VADDPS       X0, X2, X2
 	VMOVHLPS     X2, X2, X0
 	VADDPS       X0, X2, X2
 	VMOVSHDUP    X2, X0
 	VADDSS       X0, X2, X2
+	VADDSS       X4, X1, X1
 	VADDSS       X1, X2, X2
 	VZEROUPPER
 	MOVSS        X2, ret+144(FP)

@@ -391,90 +391,111 @@ func dotQ(kind string, f32scale, vnni bool) {
 		return x
 	}
 
+	// One flat loop over sub-blocks, unrolled twice into two accumulators
+	// (a single one would make every sub-block wait for the previous FMA).
+	// k counts sub-blocks, j the sub-block within the block at blk, codes
+	// points at sub-block k's codes.
+	facc2 := YMM()
+	zero(facc2)
+	macc2 := XMM()
+	if kind == "Q4A" {
+		zero(macc2)
+	}
 	k := GP64()
 	XORQ(k, k)
-	kend := GP64()
+	j := GP64()
+	XORQ(j, j)
 	codes := GP64()
-	Label(name + "_block")
+	LEAQ(Mem{Base: blk, Disp: hdr}, codes)
+	koff := GP64()
+
+	body := func(facc, macc VecVirtual) {
+		dw := loadScale(0)
+		// s = dw*d[k], broadcast.
+		sx := XMM()
+		VMULSS(mem(dp, k, 4, 0), dw, sx)
+		sv := YMM()
+		VBROADCASTSS(sx, sv)
+		// Activations: 32 int8 at q[32k].
+		MOVQ(k, koff)
+		SHLQ(U8(5), koff)
+		xv := YMM()
+		VMOVDQU(Mem{Base: qp, Index: koff, Scale: 1}, xv)
+		var u, sg VecVirtual // unsigned and signed operands
+		switch kind {
+		case "Q8":
+			wv := YMM()
+			VMOVDQU(Mem{Base: codes}, wv)
+			u = YMM()
+			VPABSB(wv, u)
+			sg = YMM()
+			VPSIGNB(wv, xv, sg)
+		default:
+			// 16 bytes: low nibbles are values 0..15, high ones 16..31.
+			lo := XMM()
+			VMOVDQU(Mem{Base: codes}, lo)
+			hi := XMM()
+			VPSRLW(U8(4), lo, hi)
+			c := YMM()
+			VINSERTI128(U8(1), hi, lo.AsY(), c)
+			VPAND(mask, c, c)
+			u, sg = c, xv
+		}
+		p32 := YMM()
+		if vnni {
+			VPXOR(p32, p32, p32)
+			VPDPBUSD(sg, u, p32)
+		} else {
+			p16 := YMM()
+			VPMADDUBSW(sg, u, p16)
+			VPMADDWD(ones, p16, p32)
+		}
+		if kind == "Q4" {
+			// Subtract sum[k] from each of the 8 lanes: 8*sum[k] in all.
+			sm := YMM()
+			VPBROADCASTD(mem(sumsP, k, 4, 0), sm)
+			VPSUBD(sm, p32, p32)
+		}
+		f := YMM()
+		VCVTDQ2PS(p32, f)
+		VFMADD231PS(f, sv, facc)
+		if kind == "Q4A" {
+			mw := loadScale(sb)
+			VFMADD231SS(mem(sP, k, 4, 0), mw, macc)
+		}
+	}
+	advance := func(label string) {
+		INCQ(k)
+		ADDQ(U32(step), codes)
+		INCQ(j)
+		CMPQ(j, gsub)
+		JB(LabelRef(label))
+		XORQ(j, j)
+		ADDQ(bb, blk)
+		LEAQ(Mem{Base: blk, Disp: hdr}, codes)
+		Label(label)
+	}
+	n2 := GP64()
+	MOVQ(nsub, n2)
+	DECQ(n2) // k+1 < nsub
+	Label(name + "_x2")
+	CMPQ(k, n2)
+	JGE(LabelRef(name + "_x1"))
+	body(facc, macc)
+	advance(name + "_a")
+	body(facc2, macc2)
+	advance(name + "_b")
+	JMP(LabelRef(name + "_x2"))
+	Label(name + "_x1")
 	CMPQ(k, nsub)
 	JAE(LabelRef(name + "_done"))
-	dw := loadScale(0)
-	var mw VecVirtual
-	if kind == "Q4A" {
-		mw = loadScale(sb)
-	}
-	LEAQ(Mem{Base: blk, Disp: hdr}, codes)
-	MOVQ(k, kend)
-	ADDQ(gsub, kend)
-	CMPQ(kend, nsub)
-	CMOVQHI(nsub, kend)
-
-	Label(name + "_sub")
-	CMPQ(k, kend)
-	JAE(LabelRef(name + "_next"))
-	// s = dw*d[k], broadcast.
-	sx := XMM()
-	VMULSS(mem(dp, k, 4, 0), dw, sx)
-	sv := YMM()
-	VBROADCASTSS(sx, sv)
-	// Activations: 32 int8 at q[32k].
-	koff := GP64()
-	MOVQ(k, koff)
-	SHLQ(U8(5), koff)
-	xv := YMM()
-	VMOVDQU(Mem{Base: qp, Index: koff, Scale: 1}, xv)
-	var u, sg VecVirtual // unsigned and signed operands
-	switch kind {
-	case "Q8":
-		wv := YMM()
-		VMOVDQU(Mem{Base: codes}, wv)
-		u = YMM()
-		VPABSB(wv, u)
-		sg = YMM()
-		VPSIGNB(wv, xv, sg)
-	default:
-		// 16 bytes: low nibbles are values 0..15, high ones 16..31.
-		lo := XMM()
-		VMOVDQU(Mem{Base: codes}, lo)
-		hi := XMM()
-		VPSRLW(U8(4), lo, hi)
-		c := YMM()
-		VINSERTI128(U8(1), hi, lo.AsY(), c)
-		VPAND(mask, c, c)
-		u, sg = c, xv
-	}
-	p32 := YMM()
-	if vnni {
-		VPXOR(p32, p32, p32)
-		VPDPBUSD(sg, u, p32)
-	} else {
-		p16 := YMM()
-		VPMADDUBSW(sg, u, p16)
-		VPMADDWD(ones, p16, p32)
-	}
-	if kind == "Q4" {
-		// Subtract sum[k] from each of the 8 lanes: 8*sum[k] in all.
-		sm := YMM()
-		VPBROADCASTD(mem(sumsP, k, 4, 0), sm)
-		VPSUBD(sm, p32, p32)
-	}
-	f := YMM()
-	VCVTDQ2PS(p32, f)
-	VFMADD231PS(f, sv, facc)
-	if kind == "Q4A" {
-		VFMADD231SS(mem(sP, k, 4, 0), mw, macc)
-	}
-	ADDQ(U32(step), codes)
-	INCQ(k)
-	JMP(LabelRef(name + "_sub"))
-
-	Label(name + "_next")
-	ADDQ(bb, blk)
-	JMP(LabelRef(name + "_block"))
+	body(facc, macc)
 
 	Label(name + "_done")
+	VADDPS(facc2, facc, facc)
 	r := hsum(avx2, facc)
 	if kind == "Q4A" {
+		VADDSS(macc2, macc, macc)
 		VADDSS(macc, r, r)
 	}
 	VZEROUPPER()
