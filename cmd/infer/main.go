@@ -28,7 +28,7 @@ place) or from any checkpoint kvant-convert reads (converted in memory).
 
 Exit codes: 0 success, 1 failure, 2 usage error, 3 a check failed.`,
 	}
-	root.AddCommand(newRun(), newTokenize())
+	root.AddCommand(newRun(), newTokenize(), newPerplexity(), newCompare())
 	return root
 }
 
