@@ -26,11 +26,12 @@ for method in rtn search; do
 		2>"$work/time-$method.txt" >"$work/report-$method.txt"
 	rss_kb=$(grep 'Maximum resident set size' "$work/time-$method.txt" | awk '{print $NF}')
 	secs=$(grep 'Elapsed (wall clock)' "$work/time-$method.txt" | awk '{print $NF}' | awk -F: '{ if (NF==3) print $1*3600+$2*60+$3; else print $1*60+$2 }')
+	cpu=$(awk -F': ' '/User time|System time/ {s += $2} END {print s}' "$work/time-$method.txt")
 	rss=$((rss_kb * 1024))
 	out=$(stat -c %s "$work/out-$method.kvant")
-	awk -v m="$method" -v bytes="$bytes" -v out="$out" -v rss="$rss" -v limit="$limit" -v s="$secs" 'BEGIN {
-		printf "q4 %-6s  %.2f GB bf16 -> %.2f GB, %.1f s, %.0f MB/s of input, peak RSS %.0f MiB (limit %.0f MiB)\n",
-			m, bytes/1e9, out/1e9, s, bytes/1e6/s, rss/1048576, limit/1048576
+	awk -v m="$method" -v bytes="$bytes" -v out="$out" -v rss="$rss" -v limit="$limit" -v s="$secs" -v cpu="$cpu" 'BEGIN {
+		printf "q4 %-6s  %.2f GB bf16 -> %.2f GB, %.1f s wall, %.1f s CPU, %.0f MB/s of input, peak RSS %.0f MiB (limit %.0f MiB)\n",
+			m, bytes/1e9, out/1e9, s, cpu, bytes/1e6/s, rss/1048576, limit/1048576
 	}'
 	tail -1 "$work/report-$method.txt"
 	if [ "$rss" -gt "$limit" ]; then

@@ -39,7 +39,7 @@ func ExampleMatrix() {
 		w[i] = float32(i%64) / 64
 	}
 	data := make([]byte, 2*s.RowBytes(64))
-	if err := quant.Quantize(data, w, 64, s, quant.Search); err != nil {
+	if err := quant.Quantize(data, w, 64, s, quant.RTN); err != nil {
 		panic(err)
 	}
 	e := format.TensorEntry{Name: "blk.0.ffn_up.weight", DType: quant.Q8, Shape: []int64{2, 64}, Quant: s.DescriptorJSON(64)}
@@ -50,5 +50,5 @@ func ExampleMatrix() {
 	x := make([]float32, 64)
 	x[63] = 1
 	fmt.Printf("%d×%d, w[1][63]·1 = %.4f\n", m.Rows(), m.Cols(), m.DotRow(1, x))
-	// Output: 2×64, w[1][63]·1 = 0.9820
+	// Output: 2×64, w[1][63]·1 = 0.9844
 }

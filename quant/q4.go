@@ -11,7 +11,7 @@ import "math"
 // q4Candidates are the (signed) codes the largest-magnitude value is mapped
 // to by the search's candidate scales: -8 is RTN's; beyond -8 clips it;
 // +7 uses the positive side instead.
-var q4Candidates = []float32{-7.6, -8, -8.4, -8.8, -9.2, -9.6, 7}
+var q4Candidates = []float32{-8, -8.6, -9.2, 7}
 
 // rtnQ4 is ggml's quantize_row_q4_0_ref generalised to any group length:
 // vmax is the value of largest magnitude (the first on ties, sign kept),
