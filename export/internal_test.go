@@ -69,3 +69,43 @@ func TestQuantizeQ80TiesToEven(t *testing.T) {
 		t.Fatalf("zero group: scale %v, codes %v", s, q[:2])
 	}
 }
+
+// Llama 3.1's rope scaling becomes rope_freqs.weight, one divisor per
+// rotation pair as convert_hf_to_gguf.py computes it: 1 for wavelengths
+// shorter than original_context/high_freq_factor, the full factor for
+// those longer than original_context/low_freq_factor, a smooth blend
+// between. With Llama 3.1 8B's settings the first pair (wavelength 2π) is
+// unscaled and the last is divided by 8.
+func TestRopeFreqsLlama31(t *testing.T) {
+	c := model.Config{HeadDim: 128, RopeTheta: 500000, RopeScaling: &model.RopeScaling{
+		Type: "llama3", Factor: 8, LowFreqFactor: 1, HighFreqFactor: 4, OriginalMaxPositionEmbeddings: 8192}}
+	p, err := ropeFreqsTensor(c)
+	if err != nil || p == nil {
+		t.Fatal(p, err)
+	}
+	if p.name != "rope_freqs.weight" || len(p.shape) != 1 || p.shape[0] != 64 || len(p.extra) != 4*64 {
+		t.Fatalf("%s %v, %d bytes", p.name, p.shape, len(p.extra))
+	}
+	f := make([]float32, 64)
+	if err := convert.DecodeFloats(f, p.extra, "f32"); err != nil {
+		t.Fatal(err)
+	}
+	if f[0] != 1 || f[63] != 8 {
+		t.Fatalf("first %v, last %v; want 1 and 8", f[0], f[63])
+	}
+	blended := 0
+	for i := 1; i < len(f); i++ {
+		if f[i] < f[i-1] {
+			t.Fatalf("factor %d (%v) below factor %d (%v)", i, f[i], i-1, f[i-1])
+		}
+		if f[i] != 1 && f[i] != 8 {
+			blended++
+		}
+	}
+	if blended == 0 {
+		t.Fatal("no pair in the blended band")
+	}
+	if p, _ := ropeFreqsTensor(model.Config{HeadDim: 128}); p != nil {
+		t.Fatal("rope_freqs without rope scaling")
+	}
+}
