@@ -103,14 +103,27 @@ func BenchmarkQuantizeActivations(b *testing.B) {
 	}
 }
 
+// coldBytes is how much weight memory the memory-bound benchmarks cycle
+// through: several times any L3, so every pass reads from DRAM.
+const coldBytes = 512 << 20
+
+// copies returns how many copies of a matrix of n bytes to cycle through.
+func copies(n int, cold bool) int {
+	if !cold {
+		return 1
+	}
+	return max(1, coldBytes/n)
+}
+
 // benchQ runs the quantized dot over rows rows of cols values.
-func benchQ(b *testing.B, f QFormat, rows, cols, T int) {
+func benchQ(b *testing.B, f QFormat, rows, cols, T int, cold bool) {
 	r := rand.New(rand.NewPCG(1, 1))
 	rb := f.RowBytes(cols)
-	w := make([]byte, 0, rows*rb)
+	nm := copies(rows*rb, cold)
+	all := make([]byte, 0, nm*rows*rb)
 	row := randQRow(r, f, cols, false)
-	for range rows {
-		w = append(w, row...)
+	for range nm * rows {
+		all = append(all, row...)
 	}
 	acts := make([]QuantizedActivations, T)
 	for i := range acts {
@@ -118,33 +131,56 @@ func benchQ(b *testing.B, f QFormat, rows, cols, T int) {
 	}
 	out := make([]float32, rows*T)
 	benchEach(b, func(b *testing.B, k *impl) {
-		b.SetBytes(int64(len(w)))
+		b.SetBytes(int64(rows * rb * T))
+		i := 0
 		for b.Loop() {
+			w := all[i*rows*rb : (i+1)*rows*rb]
+			i = (i + 1) % nm
 			k.mulRowsQ(f, out, rows, w, rows, acts)
 		}
 	})
 }
 
 // benchFloat runs f32 (half == 0), f16 (1) or bf16 (2) MulRows.
-func benchFloat(b *testing.B, half, rows, cols, T int) {
+func benchFloat(b *testing.B, half, rows, cols, T int, cold bool) {
 	r := rand.New(rand.NewPCG(1, 1))
 	x := randF32(r, T*cols)
 	out := make([]float32, rows*T)
 	scratch := make([]float32, cols)
-	var w32 []float32
-	var w16 []uint16
+	var all32 []float32
+	var all16 []uint16
+	size := rows * cols
+	nm := copies(2*size, cold)
 	if half == 0 {
-		w32 = randF32(r, rows*cols)
+		nm = copies(4*size, cold)
+		all32 = make([]float32, nm*size)
+		copy(all32, randF32(r, size))
+		for i := 1; i < nm; i++ {
+			copy(all32[i*size:], all32[:size])
+		}
 	} else {
-		w16, _ = randHalf(r, rows*cols, half == 2)
+		all16 = make([]uint16, nm*size)
+		w, _ := randHalf(r, size, half == 2)
+		for i := range nm {
+			copy(all16[i*size:], w)
+		}
 	}
 	benchEach(b, func(b *testing.B, k *impl) {
 		if half == 0 {
-			b.SetBytes(int64(4 * rows * cols))
+			b.SetBytes(int64(4 * rows * cols * T))
 		} else {
-			b.SetBytes(int64(2 * rows * cols))
+			b.SetBytes(int64(2 * rows * cols * T))
 		}
+		i := 0
 		for b.Loop() {
+			var w32 []float32
+			var w16 []uint16
+			if half == 0 {
+				w32 = all32[i*size : (i+1)*size]
+			} else {
+				w16 = all16[i*size : (i+1)*size]
+			}
+			i = (i + 1) % nm
 			if half == 0 {
 				k.mulRowsF32(out, rows, w32, rows, cols, x, T)
 			} else {
@@ -165,13 +201,14 @@ var benchQFormats = []struct {
 }
 
 // BenchmarkGemv is one token's matrix-vector product, single-threaded, on
-// a 4096x4096 matrix (64 MiB in f32, 9 MiB in q4): memory-bound.
+// 4096x4096 matrices (64 MiB in f32, 9 MiB in q4), cycling through 512 MiB
+// of them so that, as in decoding, the weights come from DRAM.
 func BenchmarkGemv(b *testing.B) {
 	for i, n := range []string{"f32", "f16", "bf16"} {
-		b.Run(n, func(b *testing.B) { benchFloat(b, i, 4096, 4096, 1) })
+		b.Run(n, func(b *testing.B) { benchFloat(b, i, 4096, 4096, 1, true) })
 	}
 	for _, q := range benchQFormats {
-		b.Run(q.name, func(b *testing.B) { benchQ(b, q.f, 4096, 4096, 1) })
+		b.Run(q.name, func(b *testing.B) { benchQ(b, q.f, 4096, 4096, 1, true) })
 	}
 }
 
@@ -179,20 +216,21 @@ func BenchmarkGemv(b *testing.B) {
 // kernels' own speed.
 func BenchmarkGemvHot(b *testing.B) {
 	for i, n := range []string{"f32", "f16", "bf16"} {
-		b.Run(n, func(b *testing.B) { benchFloat(b, i, 64, 2048, 1) })
+		b.Run(n, func(b *testing.B) { benchFloat(b, i, 64, 2048, 1, false) })
 	}
 	for _, q := range benchQFormats {
-		b.Run(q.name, func(b *testing.B) { benchQ(b, q.f, 64, 2048, 1) })
+		b.Run(q.name, func(b *testing.B) { benchQ(b, q.f, 64, 2048, 1, false) })
 	}
 }
 
 // BenchmarkMulRows is a prefill product: 1024x1024 weights times T=32
-// activation rows. Throughput counts the weights once.
+// activation rows. Throughput counts the weights once per activation row
+// (bytes of weights multiplied), comparable with GemvHot.
 func BenchmarkMulRows(b *testing.B) {
 	for i, n := range []string{"f32", "f16", "bf16"} {
-		b.Run(fmt.Sprint(n, "/T=32"), func(b *testing.B) { benchFloat(b, i, 1024, 1024, 32) })
+		b.Run(fmt.Sprint(n, "/T=32"), func(b *testing.B) { benchFloat(b, i, 1024, 1024, 32, false) })
 	}
 	for _, q := range benchQFormats[:2] {
-		b.Run(q.name+"/T=32", func(b *testing.B) { benchQ(b, q.f, 1024, 1024, 32) })
+		b.Run(q.name+"/T=32", func(b *testing.B) { benchQ(b, q.f, 1024, 1024, 32, false) })
 	}
 }

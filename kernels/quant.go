@@ -131,10 +131,12 @@ func QuantizeActivations(a *QuantizedActivations, x []float32) {
 	for k := range g {
 		xs := x[32*k : min(32*k+32, len(x))]
 		q := a.Q[32*k : 32*k+32]
-		var amax float32
+		// |x| compared as bits: the same order for finite values.
+		var amaxBits uint32
 		for _, v := range xs {
-			amax = max(amax, abs32(v))
+			amaxBits = max(amaxBits, math.Float32bits(v)&0x7fffffff)
 		}
+		amax := math.Float32frombits(amaxBits)
 		d := amax / 127
 		var id float32
 		if d != 0 {
@@ -142,7 +144,15 @@ func QuantizeActivations(a *QuantizedActivations, x []float32) {
 		}
 		var sum int32
 		for i, v := range xs {
-			c := int32(math.RoundToEven(float64(min(max(v*id, -127), 127))))
+			// Round to nearest even by adding 1.5*2^23, exact for
+			// |v| <= 2^22 (a NaN gives some code, never a panic).
+			f := v * id
+			if f > 127 {
+				f = 127
+			} else if f < -127 {
+				f = -127
+			}
+			c := int32(math.Float32bits(f+12582912)&0x7fffff) - 0x400000
 			q[i] = int8(c)
 			sum += c
 		}
