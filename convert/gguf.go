@@ -30,9 +30,6 @@ func openGGUF(path string) (*Model, error) {
 	rotateHalf := cfg.Architecture == model.ArchQwen2
 	for _, t := range f.Tensors() {
 		name := t.Info().Name
-		if name == "rope_freqs.weight" {
-			continue // derived from the config; kvant recomputes it
-		}
 		if rotateHalf && model.NeedsRopePermute(name) {
 			t = permuted{t, cfg.HeadDim}
 			m.Permuted = append(m.Permuted, name)

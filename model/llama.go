@@ -119,7 +119,34 @@ func Load(cfg Config, ts Tensors, threads int) (*Model, error) {
 		m.pool.Close()
 		return nil, err
 	}
+	if err := m.applyRopeFreqs(ts); err != nil {
+		m.pool.Close()
+		return nil, err
+	}
 	return m, nil
+}
+
+// applyRopeFreqs divides the rotation frequencies by the optional
+// rope_freqs.weight tensor, as llama.cpp does for GGUF files that carry
+// Llama-3.1's scaling that way instead of in the config.
+func (m *Model) applyRopeFreqs(ts Tensors) error {
+	if _, err := ts.Entry(RopeFreqs); err != nil {
+		return nil // absent: nothing to apply
+	}
+	if rs := m.Config.RopeScaling; rs != nil && rs.Type != "" && rs.Type != "default" {
+		return fmt.Errorf("%w: both rope_scaling %q in the config and a %s tensor", ErrBadConfig, rs.Type, RopeFreqs)
+	}
+	div, err := loadVector(ts, RopeFreqs, len(m.freqs))
+	if err != nil {
+		return err
+	}
+	for i, d := range div {
+		if !(d > 0) {
+			return fmt.Errorf("%w: %s[%d] = %g is not a positive divisor", ErrBadConfig, RopeFreqs, i, d)
+		}
+		m.freqs[i] /= d
+	}
+	return nil
 }
 
 // Close stops the model's worker pool.

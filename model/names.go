@@ -19,6 +19,9 @@ const (
 	TokenEmbedding = "token_embd.weight"
 	OutputNorm     = "output_norm.weight"
 	Output         = "output.weight"
+	// RopeFreqs, optional, holds one divisor per rotation pair of a head:
+	// llama.cpp's way of storing Llama-3.1 rope scaling in GGUF files.
+	RopeFreqs = "rope_freqs.weight"
 )
 
 // Per-layer tensor suffixes, after "blk.N.".
