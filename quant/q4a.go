@@ -9,7 +9,7 @@ import "math"
 // q4aSteps are the candidate inverse scales the search tries, as in
 // ggml's make_qkx2_quants: iscale = (15 + step)/(max - min), from a slightly
 // coarser grid than RTN's (-0.5) to a finer one that clips both ends (+1).
-var q4aSteps = []float32{-0.5, 0.25, 0.75}
+var q4aSteps = []float32{-0.5, 0, 0.5, 1}
 
 // rtnQ4A is ggml's quantize_row_q4_1_ref generalised to any group length:
 // scale = (max-min)/15, min = the group's minimum,

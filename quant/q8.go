@@ -10,7 +10,7 @@ import "math"
 // q8Candidates are the values |x|max/scale tried by the search: 127 is
 // RTN's scale; larger ones clip the largest values a little for a finer
 // grid everywhere else, which the least-squares refit then balances.
-var q8Candidates = []float32{128, 130}
+var q8Candidates = []float32{127, 128, 130}
 
 // rtnQ8 is ggml's quantize_row_q8_0_ref generalised to any group length:
 // scale = amax/127, q = round(x/scale), ties away from zero.

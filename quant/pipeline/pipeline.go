@@ -43,8 +43,8 @@ const (
 )
 
 // DefaultMethod is the method used when none is given. Search lowers the
-// squared error of 4-bit weights by 10-18% over RTN at about 3x RTN's
-// end-to-end time (docs/quantization.md has the figures).
+// squared error of 4-bit weights by 10-18% over RTN for 1.9x RTN's CPU
+// time end to end (docs/quantization.md has the figures).
 const DefaultMethod = quant.Search
 
 // chunkValues is how many values a chunk holds: 4 MiB of float32, enough
