@@ -25,6 +25,11 @@ func NewMatrix(e format.TensorEntry, data []byte) (*Matrix, error) {
 	if err != nil {
 		return nil, fmt.Errorf("tensor %q: %w", e.Name, err)
 	}
+	if rows == 0 || cols == 0 {
+		// As the registered layout: an empty quantized tensor is invalid
+		// (and a row length from a corrupt record must not size scratch).
+		return nil, fmt.Errorf("tensor %q: %w: empty tensor %v", e.Name, ErrDescriptor, e.Shape)
+	}
 	s, err := ParseScheme(e.DType, e.Quant, cols)
 	if err != nil {
 		return nil, fmt.Errorf("tensor %q: %w", e.Name, err)

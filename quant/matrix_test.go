@@ -92,6 +92,10 @@ func TestKvantRoundTrip(t *testing.T) {
 	if _, err := quant.NewMatrix(e, data); err == nil {
 		t.Fatal("NewMatrix accepted a descriptor without the padding of 172-wide rows")
 	}
+	empty := format.TensorEntry{Name: "e", DType: quant.Q4, Shape: []int64{0, 1 << 40}, Quant: []byte(`{"group":32,"scale":"f16"}`)}
+	if _, err := quant.NewMatrix(empty, nil); err == nil {
+		t.Fatal("NewMatrix accepted an empty tensor")
+	}
 	if _, err := quant.NewMatrix(ts[1].e, data); err == nil {
 		t.Fatal("NewMatrix accepted data of the wrong length")
 	}
