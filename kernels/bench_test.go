@@ -97,10 +97,13 @@ func BenchmarkQuantizeActivations(b *testing.B) {
 	r := rand.New(rand.NewPCG(1, 1))
 	x := randF32(r, 4096)
 	var a QuantizedActivations
-	b.SetBytes(4 * 4096)
-	for b.Loop() {
-		QuantizeActivations(&a, x)
-	}
+	a.resize(len(x))
+	benchEach(b, func(b *testing.B, k *impl) {
+		b.SetBytes(4 * 4096)
+		for b.Loop() {
+			k.quantizeActs(&a, x)
+		}
+	})
 }
 
 // coldBytes is how much weight memory the memory-bound benchmarks cycle

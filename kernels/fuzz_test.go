@@ -75,8 +75,9 @@ func FuzzDotF32(f *testing.F) {
 	})
 }
 
-// FuzzDotQ compares every variant's quantized dot with generic on random
-// formats, lengths and contents drawn from the fuzzed seed.
+// FuzzDotQ compares every variant's activation quantizer and quantized dot
+// with generic on random formats, lengths and contents drawn from the
+// fuzzed seed.
 func FuzzDotQ(f *testing.F) {
 	f.Add(uint64(1), uint16(33))
 	f.Add(uint64(2), uint16(4096))
@@ -90,7 +91,20 @@ func FuzzDotQ(f *testing.F) {
 		for i := range x {
 			x[i] *= float32(math.Ldexp(1, r.IntN(20)-10))
 		}
-		QuantizeActivations(&a, x)
+		a.resize(n)
+		quantizeActsGeneric(&a, x)
+		var b QuantizedActivations
+		b.resize(n)
+		for _, k := range impls {
+			if k.supported {
+				k.quantizeActs(&b, x)
+				for i := range a.Q {
+					if a.Q[i] != b.Q[i] || a.D[i/32] != b.D[i/32] || a.Sum[i/32] != b.Sum[i/32] || a.S[i/32] != b.S[i/32] {
+						t.Fatalf("%s: quantized activations differ from generic at %d", k.name, i)
+					}
+				}
+			}
+		}
 		want := dotQGeneric(qf, w, &a)
 		tol := float64(a.groups()+24) * 0x1p-24 * qAbs(qf, w, &a)
 		for _, k := range impls {

@@ -27,6 +27,8 @@ type impl struct {
 	// dotQ is the quantized row dot product (see DotQ); f is valid and w
 	// holds at least f.RowBytes(a.N) bytes.
 	dotQ func(f QFormat, w []byte, a *QuantizedActivations) float32
+	// quantizeActs fills a, already sized for len(x) values.
+	quantizeActs func(a *QuantizedActivations, x []float32)
 }
 
 var generic = &impl{
@@ -40,6 +42,8 @@ var generic = &impl{
 	axpy:      axpyGeneric,
 	dotF32x4:  dotF32x4Generic,
 	dotQ:      dotQGeneric,
+
+	quantizeActs: quantizeActsGeneric,
 }
 
 // impls lists every variant compiled in, slowest first: generic and

@@ -140,6 +140,11 @@ func newAsmImpl(name string, supported bool, f asmFuncs, q *qFuncs) *impl {
 			}
 		},
 		dotQ: q.dot,
+		quantizeActs: func(a *QuantizedActivations, x []float32) {
+			full := len(x) / 32
+			quantizeActsAVX2(x[:32*full], a.Q[:32*full], a.D[:full], a.Sum[:full], a.S[:full])
+			quantizeGroups(a, x, full)
+		},
 	}
 }
 

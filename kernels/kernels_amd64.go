@@ -60,6 +60,9 @@ func axpyAVX512(y []float32, a float32, x []float32)
 // for t = 0..3, over the first len(w)&^15 elements.
 func dotF32x4AVX512(w []float32, x []float32, stride int, out *[4]float32)
 
+// quantizeActsAVX2 quantizes the len(x)/32 whole groups of x (see QuantizeActivations).
+func quantizeActsAVX2(x []float32, q []int8, d []float32, sums []int32, s []float32)
+
 // dotQ8F16AVX2 returns the dot product of nsub sub-blocks of 32 values of a
 // quantized row w (blocks of bb bytes, gsub sub-blocks each) with
 // quantized activations (q, d, sums, s); see dotQ in kernels/_asm.

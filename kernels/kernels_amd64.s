@@ -716,6 +716,100 @@ dotF32x4AVX512_x1_end:
 	VZEROUPPER
 	RET
 
+DATA quantPerm<>+0(SB)/4, $0x00000000
+DATA quantPerm<>+4(SB)/4, $0x00000004
+DATA quantPerm<>+8(SB)/4, $0x00000001
+DATA quantPerm<>+12(SB)/4, $0x00000005
+DATA quantPerm<>+16(SB)/4, $0x00000002
+DATA quantPerm<>+20(SB)/4, $0x00000006
+DATA quantPerm<>+24(SB)/4, $0x00000003
+DATA quantPerm<>+28(SB)/4, $0x00000007
+GLOBL quantPerm<>(SB), RODATA|NOPTR, $32
+
+// func quantizeActsAVX2(x []float32, q []int8, d []float32, sums []int32, s []float32)
+// Requires: AVX, AVX2
+TEXT ·quantizeActsAVX2(SB), NOSPLIT, $0-120
+	MOVQ         x_base+0(FP), AX
+	MOVQ         x_len+8(FP), CX
+	SHRQ         $0x05, CX
+	MOVQ         q_base+24(FP), DX
+	MOVQ         d_base+48(FP), BX
+	MOVQ         sums_base+72(FP), SI
+	MOVQ         s_base+96(FP), DI
+	MOVL         $0x7fffffff, R8
+	VMOVD        R8, X0
+	VPBROADCASTD X0, Y0
+	MOVL         $0x42fe0000, R8
+	VMOVD        R8, X1
+	MOVL         $0x3f800000, R8
+	VMOVD        R8, X2
+	VMOVDQU      quantPerm<>+0(SB), Y3
+	VXORPS       X4, X4, X4
+	XORQ         R9, R9
+
+quantizeActsAVX2_loop:
+	CMPQ         R9, CX
+	JAE          quantizeActsAVX2_done
+	MOVQ         R9, R8
+	SHLQ         $0x07, R8
+	VMOVUPS      (AX)(R8*1), Y5
+	VANDPS       Y0, Y5, Y6
+	VMOVUPS      32(AX)(R8*1), Y7
+	VANDPS       Y0, Y7, Y8
+	VMOVUPS      64(AX)(R8*1), Y9
+	VANDPS       Y0, Y9, Y10
+	VMOVUPS      96(AX)(R8*1), Y11
+	VANDPS       Y0, Y11, Y12
+	VMAXPS       Y8, Y6, Y6
+	VMAXPS       Y12, Y10, Y10
+	VMAXPS       Y10, Y6, Y6
+	VEXTRACTF128 $0x01, Y6, X8
+	VMAXPS       X6, X8, X8
+	VMOVHLPS     X8, X8, X6
+	VMAXPS       X6, X8, X8
+	VMOVSHDUP    X8, X6
+	VMAXSS       X6, X8, X8
+	VDIVSS       X1, X8, X6
+	VDIVSS       X6, X2, X8
+	VCMPSS       $0x00, X4, X6, X10
+	VANDNPS      X8, X10, X8
+	VMOVSS       X6, (BX)(R9*4)
+	VBROADCASTSS X8, Y8
+	VMULPS       Y8, Y5, Y5
+	VCVTPS2DQ    Y5, Y5
+	VMULPS       Y8, Y7, Y7
+	VCVTPS2DQ    Y7, Y7
+	VMULPS       Y8, Y9, Y9
+	VCVTPS2DQ    Y9, Y9
+	VMULPS       Y8, Y11, Y11
+	VCVTPS2DQ    Y11, Y8
+	VPADDD       Y7, Y5, Y10
+	VPADDD       Y8, Y9, Y11
+	VPADDD       Y11, Y10, Y10
+	VEXTRACTI128 $0x01, Y10, X11
+	VPADDD       X10, X11, X11
+	VPSHUFD      $0x4e, X11, X10
+	VPADDD       X10, X11, X11
+	VPSHUFD      $0xb1, X11, X10
+	VPADDD       X10, X11, X11
+	VMOVD        X11, (SI)(R9*4)
+	VCVTDQ2PS    X11, X10
+	VMULSS       X6, X10, X10
+	VMOVSS       X10, (DI)(R9*4)
+	VPACKSSDW    Y7, Y5, Y5
+	VPACKSSDW    Y8, Y9, Y6
+	VPACKSSWB    Y6, Y5, Y5
+	VPERMD       Y5, Y3, Y5
+	MOVQ         R9, R8
+	SHLQ         $0x05, R8
+	VMOVDQU      Y5, (DX)(R8*1)
+	INCQ         R9
+	JMP          quantizeActsAVX2_loop
+
+quantizeActsAVX2_done:
+	VZEROUPPER
+	RET
+
 // func dotQ8F16AVX2(w []byte, q []int8, d []float32, sums []int32, s []float32, nsub int, gsub int, bb int) float32
 // Requires: AVX, AVX2, F16C, FMA3, SSE
 TEXT ·dotQ8F16AVX2(SB), NOSPLIT, $0-148

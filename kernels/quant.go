@@ -116,10 +116,17 @@ type QuantizedActivations struct {
 func (a *QuantizedActivations) groups() int { return (a.N + 31) / 32 }
 
 // QuantizeActivations quantizes x into a (amax/127 scale per 32 values,
-// round to nearest even), growing a's slices if needed. Non-finite values
-// give meaningless codes but no panic.
+// round to nearest even), growing a's slices if needed. All variants give
+// identical results for finite x; non-finite values give meaningless codes
+// but no panic.
 func QuantizeActivations(a *QuantizedActivations, x []float32) {
-	a.N = len(x)
+	a.resize(len(x))
+	active.quantizeActs(a, x)
+}
+
+// resize sets a.N and sizes a's slices for n values.
+func (a *QuantizedActivations) resize(n int) {
+	a.N = n
 	g := a.groups()
 	if cap(a.Q) < 32*g {
 		a.Q = make([]int8, 32*g)
@@ -128,7 +135,14 @@ func QuantizeActivations(a *QuantizedActivations, x []float32) {
 		a.D, a.Sum, a.S = make([]float32, g), make([]int32, g), make([]float32, g)
 	}
 	a.Q, a.D, a.Sum, a.S = a.Q[:32*g], a.D[:g], a.Sum[:g], a.S[:g]
-	for k := range g {
+}
+
+// quantizeActsGeneric quantizes x into a, already resized.
+func quantizeActsGeneric(a *QuantizedActivations, x []float32) { quantizeGroups(a, x, 0) }
+
+// quantizeGroups quantizes groups from, from+1, ... of x into a.
+func quantizeGroups(a *QuantizedActivations, x []float32, from int) {
+	for k := from; k < a.groups(); k++ {
 		xs := x[32*k : min(32*k+32, len(x))]
 		q := a.Q[32*k : 32*k+32]
 		// |x| compared as bits: the same order for finite values.

@@ -290,3 +290,65 @@ func TestDotQPanics(t *testing.T) {
 		}()
 	}
 }
+
+// TestQuantizeActivationsVariants checks every variant's quantizer against
+// generic, bit for bit, with guards around every output.
+func TestQuantizeActivationsVariants(t *testing.T) {
+	forEach(t, func(t *testing.T, k *impl) {
+		r := rand.New(rand.NewPCG(19, 20))
+		for _, n := range []int{0, 1, 31, 32, 33, 64, 65, 96, 100, 1000, 4096, 4096 + 7} {
+			x := randF32(r, n)
+			for i := range x {
+				x[i] *= float32(math.Ldexp(1, r.IntN(40)-20))
+			}
+			if n >= 64 {
+				clear(x[32:64]) // an all-zero group
+				x[10] = 127 * 3 // an exact multiple of the step
+				x[11] = -x[10]
+			}
+			if n >= 96 { // d = 1: ties round to even
+				copy(x[64:96], make([]float32, 32))
+				x[64], x[65], x[66], x[67], x[68] = 127, 2.5, -3.5, 0.5, -126.5
+			}
+			g := (n + 31) / 32
+			qbuf := make([]int8, 32*g+2*guardLen)
+			for i := range qbuf {
+				qbuf[i] = 0x55
+			}
+			dbuf, d := guarded(g)
+			sbuf, s := guarded(g)
+			sumBuf := make([]int32, g+2*guardLen)
+			for i := range sumBuf {
+				sumBuf[i] = 0x5555
+			}
+			a := QuantizedActivations{
+				Q:   qbuf[guardLen : guardLen+32*g : guardLen+32*g],
+				D:   d,
+				Sum: sumBuf[guardLen : guardLen+g : guardLen+g],
+				S:   s,
+			}
+			a.resize(n)
+			k.quantizeActs(&a, x)
+			checkGuards(t, dbuf)
+			checkGuards(t, sbuf)
+			for i := range guardLen {
+				if qbuf[i] != 0x55 || qbuf[len(qbuf)-1-i] != 0x55 || sumBuf[i] != 0x5555 || sumBuf[len(sumBuf)-1-i] != 0x5555 {
+					t.Fatalf("n=%d: guard overwritten", n)
+				}
+			}
+			var want QuantizedActivations
+			want.resize(n)
+			quantizeActsGeneric(&want, x)
+			for i := range want.Q {
+				if a.Q[i] != want.Q[i] {
+					t.Fatalf("n=%d: Q[%d] = %d, generic %d (x=%v, D=%v)", n, i, a.Q[i], want.Q[i], x[min(i, n-1)], want.D[i/32])
+				}
+			}
+			for i := range want.D {
+				if math.Float32bits(a.D[i]) != math.Float32bits(want.D[i]) || a.Sum[i] != want.Sum[i] || math.Float32bits(a.S[i]) != math.Float32bits(want.S[i]) {
+					t.Fatalf("n=%d group %d: D,Sum,S = %v,%d,%v, generic %v,%d,%v", n, i, a.D[i], a.Sum[i], a.S[i], want.D[i], want.Sum[i], want.S[i])
+				}
+			}
+		}
+	})
+}

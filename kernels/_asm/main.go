@@ -39,6 +39,7 @@ func main() {
 		axpy(s)
 		dotF32x4(s)
 	}
+	quantizeActs()
 	for _, vnni := range []bool{false, true} {
 		for _, kind := range []string{"Q8", "Q4", "Q4A"} {
 			for _, f32 := range []bool{false, true} {
@@ -500,6 +501,117 @@ func dotQ(kind string, f32scale, vnni bool) {
 	}
 	VZEROUPPER()
 	Store(r, ReturnIndex(0))
+	RET()
+}
+
+// quantizeActs quantizes len(x)/32 whole groups of 32 activations exactly
+// as QuantizeActivations does in Go: amax by VMAXPS of |x|, d = amax/127,
+// id = 1/d (0 when d is 0), q = VCVTPS2DQ(x*id) (round to nearest even, the
+// MXCSR default), packed to int8 with saturation and put back in order;
+// sums[g] = Σ q, s[g] = d*sums[g].
+func quantizeActs() {
+	perm := GLOBL("quantPerm", RODATA|NOPTR)
+	for i, v := range []uint32{0, 4, 1, 5, 2, 6, 3, 7} {
+		DATA(4*i, U32(v))
+	}
+	name := "quantizeActsAVX2"
+	TEXT(name, NOSPLIT, "func(x []float32, q []int8, d []float32, sums []int32, s []float32)")
+	Doc(name + " quantizes the len(x)/32 whole groups of x (see QuantizeActivations).")
+	x := Load(Param("x").Base(), GP64())
+	ng := Load(Param("x").Len(), GP64())
+	SHRQ(U8(5), ng)
+	qp := Load(Param("q").Base(), GP64())
+	dp := Load(Param("d").Base(), GP64())
+	sumsP := Load(Param("sums").Base(), GP64())
+	sP := Load(Param("s").Base(), GP64())
+	absMask, c127, one := YMM(), XMM(), XMM()
+	t := GP32()
+	MOVL(U32(0x7fffffff), t)
+	VMOVD(t, absMask.AsX())
+	VPBROADCASTD(absMask.AsX(), absMask)
+	MOVL(U32(0x42fe0000), t) // 127.0
+	VMOVD(t, c127)
+	MOVL(U32(0x3f800000), t) // 1.0
+	VMOVD(t, one)
+	idx := YMM()
+	VMOVDQU(perm, idx)
+	zx := XMM()
+	VXORPS(zx, zx, zx)
+
+	g := GP64()
+	XORQ(g, g)
+	Label(name + "_loop")
+	CMPQ(g, ng)
+	JAE(LabelRef(name + "_done"))
+	MOVQ(g, t.As64())
+	SHLQ(U8(7), t.As64()) // 32 floats = 128 bytes
+	var xs, ab [4]VecVirtual
+	for i := range xs {
+		xs[i] = YMM()
+		VMOVUPS(Mem{Base: x, Index: t.As64(), Scale: 1, Disp: 32 * i}, xs[i])
+		ab[i] = YMM()
+		VANDPS(absMask, xs[i], ab[i])
+	}
+	VMAXPS(ab[1], ab[0], ab[0])
+	VMAXPS(ab[3], ab[2], ab[2])
+	VMAXPS(ab[2], ab[0], ab[0])
+	m := XMM()
+	VEXTRACTF128(U8(1), ab[0], m)
+	VMAXPS(ab[0].AsX(), m, m)
+	m2 := XMM()
+	VMOVHLPS(m, m, m2)
+	VMAXPS(m2, m, m)
+	VMOVSHDUP(m, m2)
+	VMAXSS(m2, m, m)
+	dv := XMM()
+	VDIVSS(c127, m, dv) // d = amax/127
+	id := XMM()
+	VDIVSS(dv, one, id) // 1/d
+	isZero := XMM()
+	VCMPSS(U8(0), zx, dv, isZero) // d == 0
+	VANDNPS(id, isZero, id)       // id = 0 where d == 0
+	VMOVSS(dv, mem(dp, g, 4, 0))
+	idv := YMM()
+	VBROADCASTSS(id, idv)
+	var is [4]VecVirtual
+	for i := range is {
+		VMULPS(idv, xs[i], xs[i])
+		is[i] = YMM()
+		VCVTPS2DQ(xs[i], is[i])
+	}
+	// Σ q.
+	s01, s23 := YMM(), YMM()
+	VPADDD(is[1], is[0], s01)
+	VPADDD(is[3], is[2], s23)
+	VPADDD(s23, s01, s01)
+	sx := XMM()
+	VEXTRACTI128(U8(1), s01, sx)
+	VPADDD(s01.AsX(), sx, sx)
+	sh := XMM()
+	VPSHUFD(U8(0x4e), sx, sh)
+	VPADDD(sh, sx, sx)
+	VPSHUFD(U8(0xb1), sx, sh)
+	VPADDD(sh, sx, sx)
+	VMOVD(sx, mem(sumsP, g, 4, 0))
+	sf := XMM()
+	VCVTDQ2PS(sx, sf)
+	VMULSS(dv, sf, sf)
+	VMOVSS(sf, mem(sP, g, 4, 0))
+	// Pack to bytes: per 128-bit lane the dwords come out as
+	// [x0 x1 x2 x3] of the low halves then of the high halves; VPERMD
+	// restores the order.
+	p01, p23 := YMM(), YMM()
+	VPACKSSDW(is[1], is[0], p01)
+	VPACKSSDW(is[3], is[2], p23)
+	VPACKSSWB(p23, p01, p01)
+	VPERMD(p01, idx, p01)
+	MOVQ(g, t.As64())
+	SHLQ(U8(5), t.As64())
+	VMOVDQU(p01, Mem{Base: qp, Index: t.As64(), Scale: 1})
+	INCQ(g)
+	JMP(LabelRef(name + "_loop"))
+	Label(name + "_done")
+	VZEROUPPER()
 	RET()
 }
 
