@@ -31,6 +31,7 @@ test: build
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 8m ./...
 	$(MAKE) --no-print-directory fuzz-short
+	$(MAKE) --no-print-directory race
 
 # Every fuzz target, run briefly. Each `go test -fuzz` run takes one target.
 fuzz-short:
@@ -38,6 +39,23 @@ fuzz-short:
 
 fuzz:
 	@./scripts/fuzz.sh $(FUZZ_LONG)
+
+.PHONY: race scale
+
+# The parallel code under the race detector: the quantization pipeline,
+# the kernels' worker pool, format's parallel Verify and the runner that
+# uses them. -short keeps it short: 40 s with a warm build cache, 3.4 min
+# cold on a loaded 2-core machine (mostly compiling for -race). The race
+# detector needs cgo, so only these test binaries are built with it.
+race:
+	@command -v $${CC:-gcc} >/dev/null || { echo "race: the race detector needs cgo and a C compiler; install gcc"; exit 1; }
+	CGO_ENABLED=1 $(GO) test -race -short -count=1 -timeout 6m ./quant/... ./kernels/ ./format/ ./infer/
+
+# Convert and quantize a 7B-shaped dense checkpoint and quantize a
+# 70B-shaped sparse one, checking peak RSS (docs/scale.md). Needs about
+# 45 GB of free disk and an hour; SCALE_DIR sets the work directory.
+scale:
+	CGO_ENABLED=0 ./bench/scale.sh $(or $(SCALE_DIR),/tmp/kvant-scale)
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./...
