@@ -11,7 +11,8 @@
 #   BENCH_REGEXP go test -bench pattern (default .)
 #   BENCHTIME    go test -benchtime (default 0.3s)
 # The raw go test output is kept in $TMPDIR/kvant-kernels-bench.txt (benchstat
-# reads it).
+# reads it). With RAW=FILE, the table is made from FILE, an earlier run's
+# output, without running the benchmarks again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 count=${1:-5}
@@ -20,7 +21,11 @@ benchtime=${3:-0.3s}
 raw=${TMPDIR:-/tmp}/kvant-kernels-bench.txt
 
 echo "# kernels: variant chosen here: $(go run ./bench/stream -print-kernels)"
-go test -run '^$' -bench "$pattern" -benchtime "$benchtime" -count "$count" ./kernels >"$raw"
+if [ -n "${RAW:-}" ]; then
+	raw=$RAW
+else
+	go test -run '^$' -bench "$pattern" -benchtime "$benchtime" -count "$count" ./kernels >"$raw"
+fi
 grep '^cpu:' "$raw" | head -1 || true
 
 awk '
