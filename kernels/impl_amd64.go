@@ -61,7 +61,29 @@ func (q *qFuncs) dot(f QFormat, w []byte, a *QuantizedActivations) float32 {
 	return q[f.Kind-1][s](w, a.Q, a.D, a.Sum, a.S, nsub, f.Group/32, f.BlockBytes())
 }
 
-func newAsmImpl(name string, supported bool, f asmFuncs, q *qFuncs) *impl {
+// qx4Funcs are the four-row kernels, indexed by QKind-1 (Q8, Q4) and by
+// whether scales are f32.
+type qx4Funcs [2][2]func(w []byte, q []int8, d []float32, sums []int32, nsub, gsub, bb int, out *[4]float32)
+
+var (
+	qx4AVX2 = qx4Funcs{{dotQ8x4F16AVX2, dotQ8x4F32AVX2}, {dotQ4x4F16AVX2, dotQ4x4F32AVX2}}
+	qx4VNNI = qx4Funcs{{dotQ8x4F16VNNI, dotQ8x4F32VNNI}, {dotQ4x4F16VNNI, dotQ4x4F32VNNI}}
+)
+
+func (q *qx4Funcs) dot(f QFormat, w []byte, b *qBatch4, out *[4]float32) {
+	if f.Kind == QKindQ4A {
+		panic("kernels: dotQx4 called for q4a")
+	}
+	s := 0
+	if f.F32Scale {
+		s = 1
+	}
+	g := b.groups
+	_ = w[f.RowBytes(32*g)-1] // the row covers every sub-block read
+	q[f.Kind-1][s](w, b.q[:128*g], b.d[:4*g], b.sums[:4*g], g, f.Group/32, f.BlockBytes(), out)
+}
+
+func newAsmImpl(name string, supported bool, f asmFuncs, q *qFuncs, qx4 *qx4Funcs) *impl {
 	m := f.lanes - 1
 	return &impl{
 		name:      name,
@@ -139,7 +161,8 @@ func newAsmImpl(name string, supported bool, f asmFuncs, q *qFuncs) *impl {
 				out[t] = s
 			}
 		},
-		dotQ: q.dot,
+		dotQ:   q.dot,
+		dotQx4: qx4.dot,
 		quantizeActs: func(a *QuantizedActivations, x []float32) {
 			full := len(x) / 32
 			quantizeActsAVX2(x[:32*full], a.Q[:32*full], a.D[:full], a.Sum[:full], a.S[:full])
@@ -149,7 +172,7 @@ func newAsmImpl(name string, supported bool, f asmFuncs, q *qFuncs) *impl {
 }
 
 var asmImpls = []*impl{
-	newAsmImpl("avx2", hasAVX2, avx2Funcs, &qAVX2),
-	newAsmImpl("avx512", hasAVX512, avx512Funcs, &qAVX2),
-	newAsmImpl("vnni", hasVNNI, avx512Funcs, &qVNNI),
+	newAsmImpl("avx2", hasAVX2, avx2Funcs, &qAVX2, &qx4AVX2),
+	newAsmImpl("avx512", hasAVX512, avx512Funcs, &qAVX2, &qx4AVX2),
+	newAsmImpl("vnni", hasVNNI, avx512Funcs, &qVNNI, &qx4VNNI),
 }

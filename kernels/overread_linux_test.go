@@ -66,6 +66,12 @@ func TestNoOverread(t *testing.T) {
 				acts.Q, acts.D, acts.Sum, acts.S = endOfPage[int8](t, 32*g), endOfPage[float32](t, g), endOfPage[int32](t, g), endOfPage[float32](t, g)
 				quantizeActsGeneric(&acts, a)
 				k.dotQ(f, w, &acts)
+				if k.dotQx4 != nil && f.Kind != QKindQ4A {
+					var b qBatch4
+					b.pack([]QuantizedActivations{acts, acts, acts, acts})
+					var o [4]float32
+					k.dotQx4(f, w, &b, &o)
+				}
 			}
 		}
 	})

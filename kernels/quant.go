@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
+	"sync"
 )
 
 // Quantized rows.
@@ -221,13 +222,59 @@ func (k *impl) mulRowsQ(f QFormat, out []float32, outStride int, w []byte, rows 
 	rb := f.RowBytes(cols)
 	checkMul("MulRowsQ", len(out), outStride, len(w), rows, rb, T*rb, T)
 	tb := mulBlock(cols + cols/8)
+	var batch *qBatch4
+	if k.dotQx4 != nil && T >= 4 && f.Kind != QKindQ4A {
+		batch = batches.Get().(*qBatch4)
+		defer batches.Put(batch)
+	}
 	for t0 := 0; t0 < T; t0 += tb {
 		t1 := min(T, t0+tb)
+		t := t0
+		// Four activation rows at a time, interleaved once for all rows.
+		for ; batch != nil && t+4 <= t1; t += 4 {
+			batch.pack(acts[t : t+4])
+			var o [4]float32
+			for r := range rows {
+				k.dotQx4(f, w[r*rb:(r+1)*rb], batch, &o)
+				out[t*outStride+r] = o[0]
+				out[(t+1)*outStride+r] = o[1]
+				out[(t+2)*outStride+r] = o[2]
+				out[(t+3)*outStride+r] = o[3]
+			}
+		}
 		for r := range rows {
 			row := w[r*rb : (r+1)*rb]
-			for t := t0; t < t1; t++ {
-				out[t*outStride+r] = k.dotQ(f, row, &acts[t])
+			for tt := t; tt < t1; tt++ {
+				out[tt*outStride+r] = k.dotQ(f, row, &acts[tt])
 			}
+		}
+	}
+}
+
+// qBatch4 is four quantized activation rows interleaved per group:
+// q[128k+32t+i], d[4k+t], sums[4k+t] are group k of row t.
+type qBatch4 struct {
+	groups int
+	q      []int8
+	d      []float32
+	sums   []int32
+}
+
+var batches = sync.Pool{New: func() any { return new(qBatch4) }}
+
+func (b *qBatch4) pack(acts []QuantizedActivations) {
+	g := acts[0].groups()
+	b.groups = g
+	if cap(b.q) < 128*g {
+		b.q, b.d, b.sums = make([]int8, 128*g), make([]float32, 4*g), make([]int32, 4*g)
+	}
+	b.q, b.d, b.sums = b.q[:128*g], b.d[:4*g], b.sums[:4*g]
+	for t := range 4 {
+		a := &acts[t]
+		for k := range g {
+			copy(b.q[128*k+32*t:128*k+32*t+32], a.Q[32*k:32*k+32])
+			b.d[4*k+t] = a.D[k]
+			b.sums[4*k+t] = a.Sum[k]
 		}
 	}
 }

@@ -240,8 +240,8 @@ func TestDotQDefinition(t *testing.T) {
 func TestMulRowsQ(t *testing.T) {
 	forEach(t, func(t *testing.T, k *impl) {
 		r := rand.New(rand.NewPCG(15, 16))
-		for _, f := range []QFormat{{QKindQ8, 32, false}, {QKindQ4, 64, true}, {QKindQ4A, 32, false}} {
-			for _, dims := range [][3]int{{1, 1, 1}, {3, 33, 5}, {5, 256, 2}, {2, 1000, 9}} {
+		for _, f := range qFormats {
+			for _, dims := range [][3]int{{1, 1, 1}, {3, 33, 5}, {5, 256, 2}, {2, 1000, 9}, {3, 64, 4}, {2, 4096 + 7, 45}} {
 				rows, cols, T := dims[0], dims[1], dims[2]
 				rb := f.RowBytes(cols)
 				w := make([]byte, 0, rows*rb)

@@ -41,6 +41,13 @@ func main() {
 	}
 	quantizeActs()
 	for _, vnni := range []bool{false, true} {
+		for _, kind := range []string{"Q8", "Q4"} {
+			for _, f32 := range []bool{false, true} {
+				dotQx4(kind, f32, vnni)
+			}
+		}
+	}
+	for _, vnni := range []bool{false, true} {
 		for _, kind := range []string{"Q8", "Q4", "Q4A"} {
 			for _, f32 := range []bool{false, true} {
 				dotQ(kind, f32, vnni)
@@ -501,6 +508,168 @@ func dotQ(kind string, f32scale, vnni bool) {
 	}
 	VZEROUPPER()
 	Store(r, ReturnIndex(0))
+	RET()
+}
+
+// dotQx4 is dotQ for one weight row and four activation rows at once,
+// interleaved per sub-block: q[128k+32t+i], d[4k+t], sums[4k+t] hold
+// sub-block k of activation row t. Each sub-block's scale and codes are
+// loaded and unpacked once for the four rows, and each row's sums are
+// formed in exactly dotQ's order (accumulator k&1, the same operations), so
+// out[t] is bit-identical to dotQ of that row. Q8 and Q4 only (Q4A's
+// minimum term needs registers AVX2 does not have).
+func dotQx4(kind string, f32scale, vnni bool) {
+	isaName := "AVX2"
+	if vnni {
+		isaName = "VNNI"
+	}
+	sc := "F16"
+	if f32scale {
+		sc = "F32"
+	}
+	name := "dot" + kind + "x4" + sc + isaName
+	TEXT(name, NOSPLIT, "func(w []byte, q []int8, d []float32, sums []int32, nsub, gsub, bb int, out *[4]float32)")
+	Doc(name+" stores in out[t] the dot product of nsub sub-blocks of a",
+		"quantized row w with the interleaved activation rows t = 0..3; see",
+		"dotQx4 in kernels/_asm.")
+	blk := Load(Param("w").Base(), GP64())
+	qk := Load(Param("q").Base(), GP64())
+	dk := Load(Param("d").Base(), GP64())
+	var sk Register
+	if kind == "Q4" {
+		sk = Load(Param("sums").Base(), GP64())
+	}
+	nsub := Load(Param("nsub"), GP64())
+	gsub := Load(Param("gsub"), GP64())
+	bb := Load(Param("bb"), GP64())
+	hdr := 2
+	if f32scale {
+		hdr = 4
+	}
+	step := 16
+	if kind == "Q8" {
+		step = 32
+	}
+	var acc [2][4]VecVirtual
+	for u := range acc {
+		for t := range acc[u] {
+			acc[u][t] = YMM()
+			zero(acc[u][t])
+		}
+	}
+	var ones, mask VecVirtual
+	if !vnni {
+		ones = YMM()
+		t := GP32()
+		MOVL(U32(0x00010001), t)
+		VMOVD(t, ones.AsX())
+		VPBROADCASTD(ones.AsX(), ones)
+	}
+	if kind != "Q8" {
+		mask = YMM()
+		t := GP32()
+		MOVL(U32(0x0f0f0f0f), t)
+		VMOVD(t, mask.AsX())
+		VPBROADCASTD(mask.AsX(), mask)
+	}
+	k := GP64()
+	XORQ(k, k)
+	j := GP64()
+	XORQ(j, j)
+	codes := GP64()
+	LEAQ(Mem{Base: blk, Disp: hdr}, codes)
+
+	body := func(acc [4]VecVirtual) {
+		dw := XMM()
+		if f32scale {
+			VMOVSS(Mem{Base: blk}, dw)
+		} else {
+			t := GP32()
+			MOVWLZX(Mem{Base: blk}, t)
+			VMOVD(t, dw)
+			VCVTPH2PS(dw, dw)
+		}
+		dwv := YMM()
+		VBROADCASTSS(dw, dwv)
+		var u, wv VecVirtual
+		if kind == "Q8" {
+			wv = YMM()
+			VMOVDQU(Mem{Base: codes}, wv)
+			u = YMM()
+			VPABSB(wv, u)
+		} else {
+			lo := XMM()
+			VMOVDQU(Mem{Base: codes}, lo)
+			hi := XMM()
+			VPSRLW(U8(4), lo, hi)
+			u = YMM()
+			VINSERTI128(U8(1), hi, lo.AsY(), u)
+			VPAND(mask, u, u)
+		}
+		for t := 0; t < 4; t++ {
+			xv := YMM()
+			VMOVDQU(Mem{Base: qk, Disp: 32 * t}, xv)
+			if kind == "Q8" {
+				VPSIGNB(wv, xv, xv)
+			}
+			p := YMM()
+			if vnni {
+				VPXOR(p, p, p)
+				VPDPBUSD(xv, u, p)
+			} else {
+				VPMADDUBSW(xv, u, p)
+				VPMADDWD(ones, p, p)
+			}
+			if kind == "Q4" {
+				sm := YMM()
+				VPBROADCASTD(Mem{Base: sk, Disp: 4 * t}, sm)
+				VPSUBD(sm, p, p)
+			}
+			VCVTDQ2PS(p, p)
+			sv := YMM()
+			VBROADCASTSS(Mem{Base: dk, Disp: 4 * t}, sv)
+			VMULPS(dwv, sv, sv) // dw*d[k], as dotQ's VMULSS
+			VFMADD231PS(p, sv, acc[t])
+		}
+	}
+	advance := func(label string) {
+		INCQ(k)
+		ADDQ(U32(128), qk)
+		ADDQ(U32(16), dk)
+		if kind == "Q4" {
+			ADDQ(U32(16), sk)
+		}
+		ADDQ(U32(step), codes)
+		INCQ(j)
+		CMPQ(j, gsub)
+		JB(LabelRef(label))
+		XORQ(j, j)
+		ADDQ(bb, blk)
+		LEAQ(Mem{Base: blk, Disp: hdr}, codes)
+		Label(label)
+	}
+	n2 := GP64()
+	MOVQ(nsub, n2)
+	DECQ(n2)
+	Label(name + "_x2")
+	CMPQ(k, n2)
+	JGE(LabelRef(name + "_x1"))
+	body(acc[0])
+	advance(name + "_a")
+	body(acc[1])
+	advance(name + "_b")
+	JMP(LabelRef(name + "_x2"))
+	Label(name + "_x1")
+	CMPQ(k, nsub)
+	JAE(LabelRef(name + "_done"))
+	body(acc[0])
+	Label(name + "_done")
+	out := Load(Param("out"), GP64())
+	for t := 0; t < 4; t++ {
+		VADDPS(acc[1][t], acc[0][t], acc[0][t])
+		VMOVSS(hsum(avx2, acc[0][t]), Mem{Base: out, Disp: 4 * t})
+	}
+	VZEROUPPER()
 	RET()
 }
 
