@@ -355,7 +355,7 @@ func kldHistogram(r *CompareResult) string {
 		x := xOf(m.v)
 		fmt.Fprintf(&b, `<line x1="%.1f" x2="%.1f" y1="%d" y2="%d" stroke="%s" stroke-width="1.6" stroke-dasharray="4 3"/>`, x, x, top, H-bottom, m.c)
 		// Staggered, so labels of close markers do not overlap.
-		fmt.Fprintf(&b, `<text x="%.1f" y="%d" font-size="11" style="fill:%s" text-anchor="start">%s</text>`, x+3, top+10+13*i, m.c, m.name)
+		fmt.Fprintf(&b, `<text x="%.1f" y="%d" font-size="11" style="fill:%s;paint-order:stroke;stroke:#fff;stroke-width:3px" text-anchor="start">%s</text>`, x+3, top+10+13*i, m.c, m.name)
 	}
 	fmt.Fprintf(&b, `<text x="%d" y="%d" font-size="12" text-anchor="middle">KL(base‖model) per token, nats (log scale)</text>`, left+int(pw/2), H-4)
 	b.WriteString("</svg>")
