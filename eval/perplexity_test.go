@@ -77,7 +77,9 @@ func TestPerplexityMatchesTorch(t *testing.T) {
 			}
 			for _, want := range ref.Results {
 				o := Options{Context: want.Context, Stride: want.Stride}
-				if testing.Short() && want.Context != 128 {
+				// The extra contexts check the windowing arithmetic; one
+				// model is enough for them (and -short skips them).
+				if want.Context != 128 && (testing.Short() || name != "tiny-llama") {
 					continue
 				}
 				got, err := Perplexity(context.Background(), l.Model, ids, l.Tokenizer.BOS(), o, nil)
