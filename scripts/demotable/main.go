@@ -41,9 +41,15 @@ func main() {
 		fmt.Fprintln(w, strings.Join(cells, "\t")+"\t")
 	}
 	row("", func(r eval.CompareResult) string { return strings.TrimSuffix(filepath.Base(r.Model), ".kvant") })
-	row("PPL base", func(r eval.CompareResult) string { return fmt.Sprintf("%.3f ± %.3f", r.PPLBase.Value, r.PPLBase.StdErr) })
-	row("PPL model", func(r eval.CompareResult) string { return fmt.Sprintf("%.3f ± %.3f", r.PPLModel.Value, r.PPLModel.StdErr) })
-	row("PPL ratio", func(r eval.CompareResult) string { return fmt.Sprintf("%.4f ± %.4f", r.PPLRatio.Value, r.PPLRatio.StdErr) })
+	row("PPL base", func(r eval.CompareResult) string {
+		return fmt.Sprintf("%.3f ± %.3f", r.PPLBase.Value, r.PPLBase.StdErr)
+	})
+	row("PPL model", func(r eval.CompareResult) string {
+		return fmt.Sprintf("%.3f ± %.3f", r.PPLModel.Value, r.PPLModel.StdErr)
+	})
+	row("PPL ratio", func(r eval.CompareResult) string {
+		return fmt.Sprintf("%.4f ± %.4f", r.PPLRatio.Value, r.PPLRatio.StdErr)
+	})
 	row("KLD mean", func(r eval.CompareResult) string { return fmt.Sprintf("%.2e ± %.1e", r.KLD.Mean, r.KLD.StdErr) })
 	row("KLD p99", func(r eval.CompareResult) string { return fmt.Sprintf("%.2e", r.KLD.P99) })
 	row("KLD max", func(r eval.CompareResult) string { return fmt.Sprintf("%.2e", r.KLD.Max) })
