@@ -76,12 +76,31 @@ func TestStories260KQuantizedGreedy(t *testing.T) {
 	}
 }
 
-// The project-trained model and llama2xs also run quantized.
+// The project-trained model and llama2xs also run quantized, and produce
+// text.
 func TestQuantizedModelsGenerate(t *testing.T) {
 	for _, typ := range []format.DType{quant.Q8, quant.Q4, quant.Q4A} {
 		ids := greedy(t, quantizeTo(t, testutil.Testdata(t, "tiny-llama", "st-bf16"), "", typ, 32), "And the LORD said unto Moses,", 16)
 		if len(ids) == 0 {
-			t.Fatalf("%s: no tokens", typ)
+			t.Fatalf("tiny-llama %s: no tokens", typ)
+		}
+	}
+	dir := testutil.Shared(t, "models", "llama2xs-tinystories-ckpt")
+	tok := testutil.Shared(t, "models", "stories260K", "tok512.model")
+	for _, typ := range []format.DType{quant.Q8, quant.Q4} {
+		q := quantizeTo(t, filepath.Join(dir, "ckpt.pt"), tok, typ, 32)
+		l, err := Load(q, Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := l.Generate(context.Background(), "Once upon a time", GenerateOptions{MaxTokens: 24, AddBOS: true}, nil)
+		l.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("llama2xs %s: %q", typ, res.Text)
+		if len(res.IDs) == 0 || len(res.Text) == 0 {
+			t.Fatalf("llama2xs %s generated no text", typ)
 		}
 	}
 }
