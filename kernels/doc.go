@@ -34,9 +34,10 @@
 //	               (GemvF32 for T = 1; DotF32 for one row)
 //	f16 weights:   MulRowsF16(out, outStride, w, rows, cols, x, T, scratch)
 //	bf16 weights:  MulRowsBF16(...), same arguments (DotF16/DotBF16 for one row)
-//	q8, q4, q4a:   QuantizeActivations(&acts[t], x[t*cols:(t+1)*cols]) once per
-//	               activation row, then MulRowsQ(f, out, outStride, w, rows, acts)
-//	               (DotQ for one row), with f the QFormat of the tensor
+//	q8, q4, q4a:   acts = QuantizeActivationRows(acts, x, T, cols) (per-worker
+//	               acts reused across calls), then
+//	               MulRowsQ(f, out, outStride, w, rows, acts), with f the QFormat
+//	               of the tensor (QuantizeActivations and DotQ for one row)
 //
 // where out[t*outStride+r] receives row r times activation row t, so a
 // worker of a Pool handling rows [start, end) passes out[start:],

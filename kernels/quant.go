@@ -125,6 +125,23 @@ func QuantizeActivations(a *QuantizedActivations, x []float32) {
 	active.quantizeActs(a, x)
 }
 
+// QuantizeActivationRows quantizes the T rows x[t*cols:(t+1)*cols] into
+// dst[:T], reusing dst's storage (grown if needed), and returns dst[:T]: the
+// acts argument of MulRowsQ.
+func QuantizeActivationRows(dst []QuantizedActivations, x []float32, T, cols int) []QuantizedActivations {
+	if T < 0 || cols < 0 || len(x) < T*cols {
+		panic(fmt.Sprintf("kernels: QuantizeActivationRows: %d values for %d rows of %d", len(x), T, cols))
+	}
+	if cap(dst) < T {
+		dst = append(dst[:cap(dst)], make([]QuantizedActivations, T-cap(dst))...)
+	}
+	dst = dst[:T]
+	for t := range dst {
+		QuantizeActivations(&dst[t], x[t*cols:(t+1)*cols])
+	}
+	return dst
+}
+
 // resize sets a.N and sizes a's slices for n values.
 func (a *QuantizedActivations) resize(n int) {
 	a.N = n

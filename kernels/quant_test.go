@@ -352,3 +352,30 @@ func TestQuantizeActivationsVariants(t *testing.T) {
 		}
 	})
 }
+
+func TestQuantizeActivationRows(t *testing.T) {
+	r := rand.New(rand.NewPCG(23, 24))
+	x := randF32(r, 5*70)
+	var acts []QuantizedActivations
+	for _, T := range []int{2, 5, 3} {
+		acts = QuantizeActivationRows(acts, x, T, 70)
+		if len(acts) != T {
+			t.Fatalf("T=%d: %d rows", T, len(acts))
+		}
+		for i := range acts {
+			var want QuantizedActivations
+			QuantizeActivations(&want, x[i*70:(i+1)*70])
+			if acts[i].N != 70 || string(unsafeBytes(acts[i].Q)) != string(unsafeBytes(want.Q)) || acts[i].D[2] != want.D[2] {
+				t.Fatalf("T=%d row %d differs from QuantizeActivations", T, i)
+			}
+		}
+	}
+}
+
+func unsafeBytes(q []int8) []byte {
+	b := make([]byte, len(q))
+	for i, v := range q {
+		b[i] = byte(v)
+	}
+	return b
+}
