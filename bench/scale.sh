@@ -65,7 +65,7 @@ measure() {
 }
 
 shard_bytes() { du -cb --apparent-size "$1"/*.safetensors | tail -1 | cut -f1; }
-disk_bytes() { du -cb "$1"/*.safetensors | tail -1 | cut -f1; }
+disk_bytes() { du -c -B1 "$1"/*.safetensors | tail -1 | cut -f1; }
 
 say "kvant scale run, $(date -u +%FT%TZ), $(nproc) CPUs, $(git describe --always --dirty 2>/dev/null || echo dev)"
 
