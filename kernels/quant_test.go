@@ -365,14 +365,14 @@ func TestQuantizeActivationRows(t *testing.T) {
 		for i := range acts {
 			var want QuantizedActivations
 			QuantizeActivations(&want, x[i*70:(i+1)*70])
-			if acts[i].N != 70 || string(unsafeBytes(acts[i].Q)) != string(unsafeBytes(want.Q)) || acts[i].D[2] != want.D[2] {
+			if acts[i].N != 70 || string(int8Bytes(acts[i].Q)) != string(int8Bytes(want.Q)) || acts[i].D[2] != want.D[2] {
 				t.Fatalf("T=%d row %d differs from QuantizeActivations", T, i)
 			}
 		}
 	}
 }
 
-func unsafeBytes(q []int8) []byte {
+func int8Bytes(q []int8) []byte {
 	b := make([]byte, len(q))
 	for i, v := range q {
 		b[i] = byte(v)
