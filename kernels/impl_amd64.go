@@ -36,29 +36,33 @@ var (
 // qFunc is a generated quantized dot product (see dotQ in _asm).
 type qFunc func(w []byte, q []int8, d []float32, sums []int32, s []float32, nsub, gsub, bb int) float32
 
-// qFuncs is indexed by QKind-1 and by whether scales are f32.
-type qFuncs [3][2]qFunc
+// qFuncs is indexed by QKind-1, by whether scales are f32 and by whether
+// the group is 32 (a simpler loop: one sub-block per block).
+type qFuncs [3][2][2]qFunc
 
 var (
 	qAVX2 = qFuncs{
-		{dotQ8F16AVX2, dotQ8F32AVX2},
-		{dotQ4F16AVX2, dotQ4F32AVX2},
-		{dotQ4AF16AVX2, dotQ4AF32AVX2},
+		{{dotQ8F16AVX2, dotQ8G32F16AVX2}, {dotQ8F32AVX2, dotQ8G32F32AVX2}},
+		{{dotQ4F16AVX2, dotQ4G32F16AVX2}, {dotQ4F32AVX2, dotQ4G32F32AVX2}},
+		{{dotQ4AF16AVX2, dotQ4AG32F16AVX2}, {dotQ4AF32AVX2, dotQ4AG32F32AVX2}},
 	}
 	qVNNI = qFuncs{
-		{dotQ8F16VNNI, dotQ8F32VNNI},
-		{dotQ4F16VNNI, dotQ4F32VNNI},
-		{dotQ4AF16VNNI, dotQ4AF32VNNI},
+		{{dotQ8F16VNNI, dotQ8G32F16VNNI}, {dotQ8F32VNNI, dotQ8G32F32VNNI}},
+		{{dotQ4F16VNNI, dotQ4G32F16VNNI}, {dotQ4F32VNNI, dotQ4G32F32VNNI}},
+		{{dotQ4AF16VNNI, dotQ4AG32F16VNNI}, {dotQ4AF32VNNI, dotQ4AG32F32VNNI}},
 	}
 )
 
 func (q *qFuncs) dot(f QFormat, w []byte, a *QuantizedActivations) float32 {
-	s := 0
+	s, g := 0, 0
 	if f.F32Scale {
 		s = 1
 	}
+	if f.Group == 32 {
+		g = 1
+	}
 	nsub := a.groups()
-	return q[f.Kind-1][s](w, a.Q, a.D, a.Sum, a.S, nsub, f.Group/32, f.BlockBytes())
+	return q[f.Kind-1][s][g](w, a.Q, a.D, a.Sum, a.S, nsub, f.Group/32, f.BlockBytes())
 }
 
 // qx4Funcs are the four-row kernels, indexed by QKind-1 (Q8, Q4) and by

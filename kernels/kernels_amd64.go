@@ -108,57 +108,117 @@ func dotQ4x4F32VNNI(w []byte, q []int8, d []float32, sums []int32, nsub int, gsu
 // quantized activations (q, d, sums, s); see dotQ in kernels/_asm.
 func dotQ8F16AVX2(w []byte, q []int8, d []float32, sums []int32, s []float32, nsub int, gsub int, bb int) float32
 
+// dotQ8G32F16AVX2 returns the dot product of nsub sub-blocks of 32 values of a
+// quantized row w (blocks of bb bytes, gsub sub-blocks each) with
+// quantized activations (q, d, sums, s); see dotQ in kernels/_asm.
+func dotQ8G32F16AVX2(w []byte, q []int8, d []float32, sums []int32, s []float32, nsub int, gsub int, bb int) float32
+
 // dotQ8F32AVX2 returns the dot product of nsub sub-blocks of 32 values of a
 // quantized row w (blocks of bb bytes, gsub sub-blocks each) with
 // quantized activations (q, d, sums, s); see dotQ in kernels/_asm.
 func dotQ8F32AVX2(w []byte, q []int8, d []float32, sums []int32, s []float32, nsub int, gsub int, bb int) float32
+
+// dotQ8G32F32AVX2 returns the dot product of nsub sub-blocks of 32 values of a
+// quantized row w (blocks of bb bytes, gsub sub-blocks each) with
+// quantized activations (q, d, sums, s); see dotQ in kernels/_asm.
+func dotQ8G32F32AVX2(w []byte, q []int8, d []float32, sums []int32, s []float32, nsub int, gsub int, bb int) float32
 
 // dotQ4F16AVX2 returns the dot product of nsub sub-blocks of 32 values of a
 // quantized row w (blocks of bb bytes, gsub sub-blocks each) with
 // quantized activations (q, d, sums, s); see dotQ in kernels/_asm.
 func dotQ4F16AVX2(w []byte, q []int8, d []float32, sums []int32, s []float32, nsub int, gsub int, bb int) float32
 
+// dotQ4G32F16AVX2 returns the dot product of nsub sub-blocks of 32 values of a
+// quantized row w (blocks of bb bytes, gsub sub-blocks each) with
+// quantized activations (q, d, sums, s); see dotQ in kernels/_asm.
+func dotQ4G32F16AVX2(w []byte, q []int8, d []float32, sums []int32, s []float32, nsub int, gsub int, bb int) float32
+
 // dotQ4F32AVX2 returns the dot product of nsub sub-blocks of 32 values of a
 // quantized row w (blocks of bb bytes, gsub sub-blocks each) with
 // quantized activations (q, d, sums, s); see dotQ in kernels/_asm.
 func dotQ4F32AVX2(w []byte, q []int8, d []float32, sums []int32, s []float32, nsub int, gsub int, bb int) float32
+
+// dotQ4G32F32AVX2 returns the dot product of nsub sub-blocks of 32 values of a
+// quantized row w (blocks of bb bytes, gsub sub-blocks each) with
+// quantized activations (q, d, sums, s); see dotQ in kernels/_asm.
+func dotQ4G32F32AVX2(w []byte, q []int8, d []float32, sums []int32, s []float32, nsub int, gsub int, bb int) float32
 
 // dotQ4AF16AVX2 returns the dot product of nsub sub-blocks of 32 values of a
 // quantized row w (blocks of bb bytes, gsub sub-blocks each) with
 // quantized activations (q, d, sums, s); see dotQ in kernels/_asm.
 func dotQ4AF16AVX2(w []byte, q []int8, d []float32, sums []int32, s []float32, nsub int, gsub int, bb int) float32
 
+// dotQ4AG32F16AVX2 returns the dot product of nsub sub-blocks of 32 values of a
+// quantized row w (blocks of bb bytes, gsub sub-blocks each) with
+// quantized activations (q, d, sums, s); see dotQ in kernels/_asm.
+func dotQ4AG32F16AVX2(w []byte, q []int8, d []float32, sums []int32, s []float32, nsub int, gsub int, bb int) float32
+
 // dotQ4AF32AVX2 returns the dot product of nsub sub-blocks of 32 values of a
 // quantized row w (blocks of bb bytes, gsub sub-blocks each) with
 // quantized activations (q, d, sums, s); see dotQ in kernels/_asm.
 func dotQ4AF32AVX2(w []byte, q []int8, d []float32, sums []int32, s []float32, nsub int, gsub int, bb int) float32
+
+// dotQ4AG32F32AVX2 returns the dot product of nsub sub-blocks of 32 values of a
+// quantized row w (blocks of bb bytes, gsub sub-blocks each) with
+// quantized activations (q, d, sums, s); see dotQ in kernels/_asm.
+func dotQ4AG32F32AVX2(w []byte, q []int8, d []float32, sums []int32, s []float32, nsub int, gsub int, bb int) float32
 
 // dotQ8F16VNNI returns the dot product of nsub sub-blocks of 32 values of a
 // quantized row w (blocks of bb bytes, gsub sub-blocks each) with
 // quantized activations (q, d, sums, s); see dotQ in kernels/_asm.
 func dotQ8F16VNNI(w []byte, q []int8, d []float32, sums []int32, s []float32, nsub int, gsub int, bb int) float32
 
+// dotQ8G32F16VNNI returns the dot product of nsub sub-blocks of 32 values of a
+// quantized row w (blocks of bb bytes, gsub sub-blocks each) with
+// quantized activations (q, d, sums, s); see dotQ in kernels/_asm.
+func dotQ8G32F16VNNI(w []byte, q []int8, d []float32, sums []int32, s []float32, nsub int, gsub int, bb int) float32
+
 // dotQ8F32VNNI returns the dot product of nsub sub-blocks of 32 values of a
 // quantized row w (blocks of bb bytes, gsub sub-blocks each) with
 // quantized activations (q, d, sums, s); see dotQ in kernels/_asm.
 func dotQ8F32VNNI(w []byte, q []int8, d []float32, sums []int32, s []float32, nsub int, gsub int, bb int) float32
+
+// dotQ8G32F32VNNI returns the dot product of nsub sub-blocks of 32 values of a
+// quantized row w (blocks of bb bytes, gsub sub-blocks each) with
+// quantized activations (q, d, sums, s); see dotQ in kernels/_asm.
+func dotQ8G32F32VNNI(w []byte, q []int8, d []float32, sums []int32, s []float32, nsub int, gsub int, bb int) float32
 
 // dotQ4F16VNNI returns the dot product of nsub sub-blocks of 32 values of a
 // quantized row w (blocks of bb bytes, gsub sub-blocks each) with
 // quantized activations (q, d, sums, s); see dotQ in kernels/_asm.
 func dotQ4F16VNNI(w []byte, q []int8, d []float32, sums []int32, s []float32, nsub int, gsub int, bb int) float32
 
+// dotQ4G32F16VNNI returns the dot product of nsub sub-blocks of 32 values of a
+// quantized row w (blocks of bb bytes, gsub sub-blocks each) with
+// quantized activations (q, d, sums, s); see dotQ in kernels/_asm.
+func dotQ4G32F16VNNI(w []byte, q []int8, d []float32, sums []int32, s []float32, nsub int, gsub int, bb int) float32
+
 // dotQ4F32VNNI returns the dot product of nsub sub-blocks of 32 values of a
 // quantized row w (blocks of bb bytes, gsub sub-blocks each) with
 // quantized activations (q, d, sums, s); see dotQ in kernels/_asm.
 func dotQ4F32VNNI(w []byte, q []int8, d []float32, sums []int32, s []float32, nsub int, gsub int, bb int) float32
+
+// dotQ4G32F32VNNI returns the dot product of nsub sub-blocks of 32 values of a
+// quantized row w (blocks of bb bytes, gsub sub-blocks each) with
+// quantized activations (q, d, sums, s); see dotQ in kernels/_asm.
+func dotQ4G32F32VNNI(w []byte, q []int8, d []float32, sums []int32, s []float32, nsub int, gsub int, bb int) float32
 
 // dotQ4AF16VNNI returns the dot product of nsub sub-blocks of 32 values of a
 // quantized row w (blocks of bb bytes, gsub sub-blocks each) with
 // quantized activations (q, d, sums, s); see dotQ in kernels/_asm.
 func dotQ4AF16VNNI(w []byte, q []int8, d []float32, sums []int32, s []float32, nsub int, gsub int, bb int) float32
 
+// dotQ4AG32F16VNNI returns the dot product of nsub sub-blocks of 32 values of a
+// quantized row w (blocks of bb bytes, gsub sub-blocks each) with
+// quantized activations (q, d, sums, s); see dotQ in kernels/_asm.
+func dotQ4AG32F16VNNI(w []byte, q []int8, d []float32, sums []int32, s []float32, nsub int, gsub int, bb int) float32
+
 // dotQ4AF32VNNI returns the dot product of nsub sub-blocks of 32 values of a
 // quantized row w (blocks of bb bytes, gsub sub-blocks each) with
 // quantized activations (q, d, sums, s); see dotQ in kernels/_asm.
 func dotQ4AF32VNNI(w []byte, q []int8, d []float32, sums []int32, s []float32, nsub int, gsub int, bb int) float32
+
+// dotQ4AG32F32VNNI returns the dot product of nsub sub-blocks of 32 values of a
+// quantized row w (blocks of bb bytes, gsub sub-blocks each) with
+// quantized activations (q, d, sums, s); see dotQ in kernels/_asm.
+func dotQ4AG32F32VNNI(w []byte, q []int8, d []float32, sums []int32, s []float32, nsub int, gsub int, bb int) float32

@@ -2567,20 +2567,18 @@ TEXT ·dotQ8F16AVX2(SB), NOSPLIT, $0-148
 	XORQ         R8, R8
 	XORQ         R9, R9
 	LEAQ         2(AX), R10
-	MOVQ         BX, R12
-	DECQ         R12
+	MOVQ         BX, R11
+	DECQ         R11
 
 dotQ8F16AVX2_x2:
-	CMPQ         R8, R12
+	CMPQ         R8, R11
 	JGE          dotQ8F16AVX2_x1
-	MOVWLZX      (AX), R11
-	VMOVD        R11, X3
+	MOVWLZX      (AX), R12
+	VMOVD        R12, X3
 	VCVTPH2PS    X3, X3
-	VMULSS       (DX)(R8*4), X3, X3
+	VMULSS       (DX), X3, X3
 	VBROADCASTSS X3, Y3
-	MOVQ         R8, R11
-	SHLQ         $0x05, R11
-	VMOVDQU      (CX)(R11*1), Y4
+	VMOVDQU      (CX), Y4
 	VMOVDQU      (R10), Y5
 	VPABSB       Y5, Y6
 	VPSIGNB      Y5, Y4, Y4
@@ -2589,6 +2587,8 @@ dotQ8F16AVX2_x2:
 	VCVTDQ2PS    Y4, Y4
 	VFMADD231PS  Y4, Y3, Y0
 	INCQ         R8
+	ADDQ         $0x00000020, CX
+	ADDQ         $0x00000004, DX
 	ADDQ         $0x00000020, R10
 	INCQ         R9
 	CMPQ         R9, SI
@@ -2598,14 +2598,12 @@ dotQ8F16AVX2_x2:
 	LEAQ         2(AX), R10
 
 dotQ8F16AVX2_a:
-	MOVWLZX      (AX), R11
-	VMOVD        R11, X3
+	MOVWLZX      (AX), R12
+	VMOVD        R12, X3
 	VCVTPH2PS    X3, X3
-	VMULSS       (DX)(R8*4), X3, X3
+	VMULSS       (DX), X3, X3
 	VBROADCASTSS X3, Y3
-	MOVQ         R8, R11
-	SHLQ         $0x05, R11
-	VMOVDQU      (CX)(R11*1), Y4
+	VMOVDQU      (CX), Y4
 	VMOVDQU      (R10), Y5
 	VPABSB       Y5, Y6
 	VPSIGNB      Y5, Y4, Y4
@@ -2614,6 +2612,8 @@ dotQ8F16AVX2_a:
 	VCVTDQ2PS    Y4, Y4
 	VFMADD231PS  Y4, Y3, Y2
 	INCQ         R8
+	ADDQ         $0x00000020, CX
+	ADDQ         $0x00000004, DX
 	ADDQ         $0x00000020, R10
 	INCQ         R9
 	CMPQ         R9, SI
@@ -2631,11 +2631,9 @@ dotQ8F16AVX2_x1:
 	MOVWLZX      (AX), AX
 	VMOVD        AX, X3
 	VCVTPH2PS    X3, X3
-	VMULSS       (DX)(R8*4), X3, X3
+	VMULSS       (DX), X3, X3
 	VBROADCASTSS X3, Y3
-	MOVQ         R8, R11
-	SHLQ         $0x05, R11
-	VMOVDQU      (CX)(R11*1), Y4
+	VMOVDQU      (CX), Y4
 	VMOVDQU      (R10), Y5
 	VPABSB       Y5, Y6
 	VPSIGNB      Y5, Y4, Y4
@@ -2645,6 +2643,91 @@ dotQ8F16AVX2_x1:
 	VFMADD231PS  Y1, Y3, Y0
 
 dotQ8F16AVX2_done:
+	VADDPS       Y2, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X0, X1, X1
+	VMOVHLPS     X1, X1, X0
+	VADDPS       X0, X1, X1
+	VMOVSHDUP    X1, X0
+	VADDSS       X0, X1, X1
+	VZEROUPPER
+	MOVSS        X1, ret+144(FP)
+	RET
+
+// func dotQ8G32F16AVX2(w []byte, q []int8, d []float32, sums []int32, s []float32, nsub int, gsub int, bb int) float32
+// Requires: AVX, AVX2, F16C, FMA3, SSE
+TEXT ·dotQ8G32F16AVX2(SB), NOSPLIT, $0-148
+	MOVQ         w_base+0(FP), AX
+	MOVQ         q_base+24(FP), CX
+	MOVQ         d_base+48(FP), DX
+	MOVQ         nsub+120(FP), BX
+	MOVQ         bb+136(FP), SI
+	VXORPS       Y0, Y0, Y0
+	MOVL         $0x00010001, DI
+	VMOVD        DI, X1
+	VPBROADCASTD X1, Y1
+	VXORPS       Y2, Y2, Y2
+	XORQ         DI, DI
+	MOVQ         BX, R8
+	DECQ         R8
+
+dotQ8G32F16AVX2_x2:
+	CMPQ         DI, R8
+	JGE          dotQ8G32F16AVX2_x1
+	MOVWLZX      (AX), R9
+	VMOVD        R9, X3
+	VCVTPH2PS    X3, X3
+	VMULSS       (DX), X3, X3
+	VBROADCASTSS X3, Y3
+	VMOVDQU      (CX), Y4
+	VMOVDQU      2(AX), Y5
+	VPABSB       Y5, Y6
+	VPSIGNB      Y5, Y4, Y4
+	VPMADDUBSW   Y4, Y6, Y4
+	VPMADDWD     Y1, Y4, Y4
+	VCVTDQ2PS    Y4, Y4
+	VFMADD231PS  Y4, Y3, Y0
+	INCQ         DI
+	ADDQ         $0x00000020, CX
+	ADDQ         $0x00000004, DX
+	ADDQ         SI, AX
+	MOVWLZX      (AX), R9
+	VMOVD        R9, X3
+	VCVTPH2PS    X3, X3
+	VMULSS       (DX), X3, X3
+	VBROADCASTSS X3, Y3
+	VMOVDQU      (CX), Y4
+	VMOVDQU      2(AX), Y5
+	VPABSB       Y5, Y6
+	VPSIGNB      Y5, Y4, Y4
+	VPMADDUBSW   Y4, Y6, Y4
+	VPMADDWD     Y1, Y4, Y4
+	VCVTDQ2PS    Y4, Y4
+	VFMADD231PS  Y4, Y3, Y2
+	INCQ         DI
+	ADDQ         $0x00000020, CX
+	ADDQ         $0x00000004, DX
+	ADDQ         SI, AX
+	JMP          dotQ8G32F16AVX2_x2
+
+dotQ8G32F16AVX2_x1:
+	CMPQ         DI, BX
+	JAE          dotQ8G32F16AVX2_done
+	MOVWLZX      (AX), BX
+	VMOVD        BX, X3
+	VCVTPH2PS    X3, X3
+	VMULSS       (DX), X3, X3
+	VBROADCASTSS X3, Y3
+	VMOVDQU      (CX), Y4
+	VMOVDQU      2(AX), Y5
+	VPABSB       Y5, Y6
+	VPSIGNB      Y5, Y4, Y4
+	VPMADDUBSW   Y4, Y6, Y4
+	VPMADDWD     Y1, Y4, Y1
+	VCVTDQ2PS    Y1, Y1
+	VFMADD231PS  Y1, Y3, Y0
+
+dotQ8G32F16AVX2_done:
 	VADDPS       Y2, Y0, Y0
 	VEXTRACTF128 $0x01, Y0, X1
 	VADDPS       X0, X1, X1
@@ -2673,18 +2756,16 @@ TEXT ·dotQ8F32AVX2(SB), NOSPLIT, $0-148
 	XORQ         R8, R8
 	XORQ         R9, R9
 	LEAQ         4(AX), R10
-	MOVQ         BX, R12
-	DECQ         R12
+	MOVQ         BX, R11
+	DECQ         R11
 
 dotQ8F32AVX2_x2:
-	CMPQ         R8, R12
+	CMPQ         R8, R11
 	JGE          dotQ8F32AVX2_x1
 	VMOVSS       (AX), X3
-	VMULSS       (DX)(R8*4), X3, X3
+	VMULSS       (DX), X3, X3
 	VBROADCASTSS X3, Y3
-	MOVQ         R8, R11
-	SHLQ         $0x05, R11
-	VMOVDQU      (CX)(R11*1), Y4
+	VMOVDQU      (CX), Y4
 	VMOVDQU      (R10), Y5
 	VPABSB       Y5, Y6
 	VPSIGNB      Y5, Y4, Y4
@@ -2693,6 +2774,8 @@ dotQ8F32AVX2_x2:
 	VCVTDQ2PS    Y4, Y4
 	VFMADD231PS  Y4, Y3, Y0
 	INCQ         R8
+	ADDQ         $0x00000020, CX
+	ADDQ         $0x00000004, DX
 	ADDQ         $0x00000020, R10
 	INCQ         R9
 	CMPQ         R9, SI
@@ -2703,11 +2786,9 @@ dotQ8F32AVX2_x2:
 
 dotQ8F32AVX2_a:
 	VMOVSS       (AX), X3
-	VMULSS       (DX)(R8*4), X3, X3
+	VMULSS       (DX), X3, X3
 	VBROADCASTSS X3, Y3
-	MOVQ         R8, R11
-	SHLQ         $0x05, R11
-	VMOVDQU      (CX)(R11*1), Y4
+	VMOVDQU      (CX), Y4
 	VMOVDQU      (R10), Y5
 	VPABSB       Y5, Y6
 	VPSIGNB      Y5, Y4, Y4
@@ -2716,6 +2797,8 @@ dotQ8F32AVX2_a:
 	VCVTDQ2PS    Y4, Y4
 	VFMADD231PS  Y4, Y3, Y2
 	INCQ         R8
+	ADDQ         $0x00000020, CX
+	ADDQ         $0x00000004, DX
 	ADDQ         $0x00000020, R10
 	INCQ         R9
 	CMPQ         R9, SI
@@ -2731,11 +2814,9 @@ dotQ8F32AVX2_x1:
 	CMPQ         R8, BX
 	JAE          dotQ8F32AVX2_done
 	VMOVSS       (AX), X3
-	VMULSS       (DX)(R8*4), X3, X3
+	VMULSS       (DX), X3, X3
 	VBROADCASTSS X3, Y3
-	MOVQ         R8, R11
-	SHLQ         $0x05, R11
-	VMOVDQU      (CX)(R11*1), Y4
+	VMOVDQU      (CX), Y4
 	VMOVDQU      (R10), Y5
 	VPABSB       Y5, Y6
 	VPSIGNB      Y5, Y4, Y4
@@ -2745,6 +2826,85 @@ dotQ8F32AVX2_x1:
 	VFMADD231PS  Y1, Y3, Y0
 
 dotQ8F32AVX2_done:
+	VADDPS       Y2, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X0, X1, X1
+	VMOVHLPS     X1, X1, X0
+	VADDPS       X0, X1, X1
+	VMOVSHDUP    X1, X0
+	VADDSS       X0, X1, X1
+	VZEROUPPER
+	MOVSS        X1, ret+144(FP)
+	RET
+
+// func dotQ8G32F32AVX2(w []byte, q []int8, d []float32, sums []int32, s []float32, nsub int, gsub int, bb int) float32
+// Requires: AVX, AVX2, FMA3, SSE
+TEXT ·dotQ8G32F32AVX2(SB), NOSPLIT, $0-148
+	MOVQ         w_base+0(FP), AX
+	MOVQ         q_base+24(FP), CX
+	MOVQ         d_base+48(FP), DX
+	MOVQ         nsub+120(FP), BX
+	MOVQ         bb+136(FP), SI
+	VXORPS       Y0, Y0, Y0
+	MOVL         $0x00010001, DI
+	VMOVD        DI, X1
+	VPBROADCASTD X1, Y1
+	VXORPS       Y2, Y2, Y2
+	XORQ         DI, DI
+	MOVQ         BX, R8
+	DECQ         R8
+
+dotQ8G32F32AVX2_x2:
+	CMPQ         DI, R8
+	JGE          dotQ8G32F32AVX2_x1
+	VMOVSS       (AX), X3
+	VMULSS       (DX), X3, X3
+	VBROADCASTSS X3, Y3
+	VMOVDQU      (CX), Y4
+	VMOVDQU      4(AX), Y5
+	VPABSB       Y5, Y6
+	VPSIGNB      Y5, Y4, Y4
+	VPMADDUBSW   Y4, Y6, Y4
+	VPMADDWD     Y1, Y4, Y4
+	VCVTDQ2PS    Y4, Y4
+	VFMADD231PS  Y4, Y3, Y0
+	INCQ         DI
+	ADDQ         $0x00000020, CX
+	ADDQ         $0x00000004, DX
+	ADDQ         SI, AX
+	VMOVSS       (AX), X3
+	VMULSS       (DX), X3, X3
+	VBROADCASTSS X3, Y3
+	VMOVDQU      (CX), Y4
+	VMOVDQU      4(AX), Y5
+	VPABSB       Y5, Y6
+	VPSIGNB      Y5, Y4, Y4
+	VPMADDUBSW   Y4, Y6, Y4
+	VPMADDWD     Y1, Y4, Y4
+	VCVTDQ2PS    Y4, Y4
+	VFMADD231PS  Y4, Y3, Y2
+	INCQ         DI
+	ADDQ         $0x00000020, CX
+	ADDQ         $0x00000004, DX
+	ADDQ         SI, AX
+	JMP          dotQ8G32F32AVX2_x2
+
+dotQ8G32F32AVX2_x1:
+	CMPQ         DI, BX
+	JAE          dotQ8G32F32AVX2_done
+	VMOVSS       (AX), X3
+	VMULSS       (DX), X3, X3
+	VBROADCASTSS X3, Y3
+	VMOVDQU      (CX), Y4
+	VMOVDQU      4(AX), Y5
+	VPABSB       Y5, Y6
+	VPSIGNB      Y5, Y4, Y4
+	VPMADDUBSW   Y4, Y6, Y4
+	VPMADDWD     Y1, Y4, Y1
+	VCVTDQ2PS    Y1, Y1
+	VFMADD231PS  Y1, Y3, Y0
+
+dotQ8G32F32AVX2_done:
 	VADDPS       Y2, Y0, Y0
 	VEXTRACTF128 $0x01, Y0, X1
 	VADDPS       X0, X1, X1
@@ -2777,31 +2937,32 @@ TEXT ·dotQ4F16AVX2(SB), NOSPLIT, $0-148
 	XORQ         R9, R9
 	XORQ         R10, R10
 	LEAQ         2(AX), R11
-	MOVQ         BX, R13
-	DECQ         R13
+	MOVQ         BX, R12
+	DECQ         R12
 
 dotQ4F16AVX2_x2:
-	CMPQ         R9, R13
+	CMPQ         R9, R12
 	JGE          dotQ4F16AVX2_x1
-	MOVWLZX      (AX), R12
-	VMOVD        R12, X4
+	MOVWLZX      (AX), R13
+	VMOVD        R13, X4
 	VCVTPH2PS    X4, X4
-	VMULSS       (DX)(R9*4), X4, X4
+	VMULSS       (DX), X4, X4
 	VBROADCASTSS X4, Y4
-	MOVQ         R9, R12
-	SHLQ         $0x05, R12
-	VMOVDQU      (CX)(R12*1), Y5
+	VMOVDQU      (CX), Y5
 	VMOVDQU      (R11), X6
 	VPSRLW       $0x04, X6, X7
 	VINSERTI128  $0x01, X7, Y6, Y7
 	VPAND        Y2, Y7, Y7
 	VPMADDUBSW   Y5, Y7, Y5
 	VPMADDWD     Y1, Y5, Y5
-	VPBROADCASTD (R8)(R9*4), Y7
+	VPBROADCASTD (R8), Y7
 	VPSUBD       Y7, Y5, Y5
 	VCVTDQ2PS    Y5, Y5
 	VFMADD231PS  Y5, Y4, Y0
 	INCQ         R9
+	ADDQ         $0x00000020, CX
+	ADDQ         $0x00000004, DX
+	ADDQ         $0x00000004, R8
 	ADDQ         $0x00000010, R11
 	INCQ         R10
 	CMPQ         R10, SI
@@ -2811,25 +2972,26 @@ dotQ4F16AVX2_x2:
 	LEAQ         2(AX), R11
 
 dotQ4F16AVX2_a:
-	MOVWLZX      (AX), R12
-	VMOVD        R12, X4
+	MOVWLZX      (AX), R13
+	VMOVD        R13, X4
 	VCVTPH2PS    X4, X4
-	VMULSS       (DX)(R9*4), X4, X4
+	VMULSS       (DX), X4, X4
 	VBROADCASTSS X4, Y4
-	MOVQ         R9, R12
-	SHLQ         $0x05, R12
-	VMOVDQU      (CX)(R12*1), Y5
+	VMOVDQU      (CX), Y5
 	VMOVDQU      (R11), X6
 	VPSRLW       $0x04, X6, X7
 	VINSERTI128  $0x01, X7, Y6, Y7
 	VPAND        Y2, Y7, Y7
 	VPMADDUBSW   Y5, Y7, Y5
 	VPMADDWD     Y1, Y5, Y5
-	VPBROADCASTD (R8)(R9*4), Y7
+	VPBROADCASTD (R8), Y7
 	VPSUBD       Y7, Y5, Y5
 	VCVTDQ2PS    Y5, Y5
 	VFMADD231PS  Y5, Y4, Y3
 	INCQ         R9
+	ADDQ         $0x00000020, CX
+	ADDQ         $0x00000004, DX
+	ADDQ         $0x00000004, R8
 	ADDQ         $0x00000010, R11
 	INCQ         R10
 	CMPQ         R10, SI
@@ -2847,23 +3009,121 @@ dotQ4F16AVX2_x1:
 	MOVWLZX      (AX), AX
 	VMOVD        AX, X4
 	VCVTPH2PS    X4, X4
-	VMULSS       (DX)(R9*4), X4, X4
+	VMULSS       (DX), X4, X4
 	VBROADCASTSS X4, Y4
-	MOVQ         R9, R12
-	SHLQ         $0x05, R12
-	VMOVDQU      (CX)(R12*1), Y5
+	VMOVDQU      (CX), Y5
 	VMOVDQU      (R11), X6
 	VPSRLW       $0x04, X6, X7
 	VINSERTI128  $0x01, X7, Y6, Y6
 	VPAND        Y2, Y6, Y6
 	VPMADDUBSW   Y5, Y6, Y2
 	VPMADDWD     Y1, Y2, Y1
-	VPBROADCASTD (R8)(R9*4), Y2
+	VPBROADCASTD (R8), Y2
 	VPSUBD       Y2, Y1, Y1
 	VCVTDQ2PS    Y1, Y1
 	VFMADD231PS  Y1, Y4, Y0
 
 dotQ4F16AVX2_done:
+	VADDPS       Y3, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X0, X1, X1
+	VMOVHLPS     X1, X1, X0
+	VADDPS       X0, X1, X1
+	VMOVSHDUP    X1, X0
+	VADDSS       X0, X1, X1
+	VZEROUPPER
+	MOVSS        X1, ret+144(FP)
+	RET
+
+// func dotQ4G32F16AVX2(w []byte, q []int8, d []float32, sums []int32, s []float32, nsub int, gsub int, bb int) float32
+// Requires: AVX, AVX2, F16C, FMA3, SSE
+TEXT ·dotQ4G32F16AVX2(SB), NOSPLIT, $0-148
+	MOVQ         w_base+0(FP), AX
+	MOVQ         q_base+24(FP), CX
+	MOVQ         d_base+48(FP), DX
+	MOVQ         nsub+120(FP), BX
+	MOVQ         bb+136(FP), SI
+	MOVQ         sums_base+72(FP), DI
+	VXORPS       Y0, Y0, Y0
+	MOVL         $0x00010001, R8
+	VMOVD        R8, X1
+	VPBROADCASTD X1, Y1
+	MOVL         $0x0f0f0f0f, R8
+	VMOVD        R8, X2
+	VPBROADCASTD X2, Y2
+	VXORPS       Y3, Y3, Y3
+	XORQ         R8, R8
+	MOVQ         BX, R9
+	DECQ         R9
+
+dotQ4G32F16AVX2_x2:
+	CMPQ         R8, R9
+	JGE          dotQ4G32F16AVX2_x1
+	MOVWLZX      (AX), R10
+	VMOVD        R10, X4
+	VCVTPH2PS    X4, X4
+	VMULSS       (DX), X4, X4
+	VBROADCASTSS X4, Y4
+	VMOVDQU      (CX), Y5
+	VMOVDQU      2(AX), X6
+	VPSRLW       $0x04, X6, X7
+	VINSERTI128  $0x01, X7, Y6, Y7
+	VPAND        Y2, Y7, Y7
+	VPMADDUBSW   Y5, Y7, Y5
+	VPMADDWD     Y1, Y5, Y5
+	VPBROADCASTD (DI), Y7
+	VPSUBD       Y7, Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VFMADD231PS  Y5, Y4, Y0
+	INCQ         R8
+	ADDQ         $0x00000020, CX
+	ADDQ         $0x00000004, DX
+	ADDQ         $0x00000004, DI
+	ADDQ         SI, AX
+	MOVWLZX      (AX), R10
+	VMOVD        R10, X4
+	VCVTPH2PS    X4, X4
+	VMULSS       (DX), X4, X4
+	VBROADCASTSS X4, Y4
+	VMOVDQU      (CX), Y5
+	VMOVDQU      2(AX), X6
+	VPSRLW       $0x04, X6, X7
+	VINSERTI128  $0x01, X7, Y6, Y7
+	VPAND        Y2, Y7, Y7
+	VPMADDUBSW   Y5, Y7, Y5
+	VPMADDWD     Y1, Y5, Y5
+	VPBROADCASTD (DI), Y7
+	VPSUBD       Y7, Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VFMADD231PS  Y5, Y4, Y3
+	INCQ         R8
+	ADDQ         $0x00000020, CX
+	ADDQ         $0x00000004, DX
+	ADDQ         $0x00000004, DI
+	ADDQ         SI, AX
+	JMP          dotQ4G32F16AVX2_x2
+
+dotQ4G32F16AVX2_x1:
+	CMPQ         R8, BX
+	JAE          dotQ4G32F16AVX2_done
+	MOVWLZX      (AX), BX
+	VMOVD        BX, X4
+	VCVTPH2PS    X4, X4
+	VMULSS       (DX), X4, X4
+	VBROADCASTSS X4, Y4
+	VMOVDQU      (CX), Y5
+	VMOVDQU      2(AX), X6
+	VPSRLW       $0x04, X6, X7
+	VINSERTI128  $0x01, X7, Y6, Y6
+	VPAND        Y2, Y6, Y6
+	VPMADDUBSW   Y5, Y6, Y2
+	VPMADDWD     Y1, Y2, Y1
+	VPBROADCASTD (DI), Y2
+	VPSUBD       Y2, Y1, Y1
+	VCVTDQ2PS    Y1, Y1
+	VFMADD231PS  Y1, Y4, Y0
+
+dotQ4G32F16AVX2_done:
 	VADDPS       Y3, Y0, Y0
 	VEXTRACTF128 $0x01, Y0, X1
 	VADDPS       X0, X1, X1
@@ -2896,29 +3156,30 @@ TEXT ·dotQ4F32AVX2(SB), NOSPLIT, $0-148
 	XORQ         R9, R9
 	XORQ         R10, R10
 	LEAQ         4(AX), R11
-	MOVQ         BX, R13
-	DECQ         R13
+	MOVQ         BX, R12
+	DECQ         R12
 
 dotQ4F32AVX2_x2:
-	CMPQ         R9, R13
+	CMPQ         R9, R12
 	JGE          dotQ4F32AVX2_x1
 	VMOVSS       (AX), X4
-	VMULSS       (DX)(R9*4), X4, X4
+	VMULSS       (DX), X4, X4
 	VBROADCASTSS X4, Y4
-	MOVQ         R9, R12
-	SHLQ         $0x05, R12
-	VMOVDQU      (CX)(R12*1), Y5
+	VMOVDQU      (CX), Y5
 	VMOVDQU      (R11), X6
 	VPSRLW       $0x04, X6, X7
 	VINSERTI128  $0x01, X7, Y6, Y7
 	VPAND        Y2, Y7, Y7
 	VPMADDUBSW   Y5, Y7, Y5
 	VPMADDWD     Y1, Y5, Y5
-	VPBROADCASTD (R8)(R9*4), Y7
+	VPBROADCASTD (R8), Y7
 	VPSUBD       Y7, Y5, Y5
 	VCVTDQ2PS    Y5, Y5
 	VFMADD231PS  Y5, Y4, Y0
 	INCQ         R9
+	ADDQ         $0x00000020, CX
+	ADDQ         $0x00000004, DX
+	ADDQ         $0x00000004, R8
 	ADDQ         $0x00000010, R11
 	INCQ         R10
 	CMPQ         R10, SI
@@ -2929,22 +3190,23 @@ dotQ4F32AVX2_x2:
 
 dotQ4F32AVX2_a:
 	VMOVSS       (AX), X4
-	VMULSS       (DX)(R9*4), X4, X4
+	VMULSS       (DX), X4, X4
 	VBROADCASTSS X4, Y4
-	MOVQ         R9, R12
-	SHLQ         $0x05, R12
-	VMOVDQU      (CX)(R12*1), Y5
+	VMOVDQU      (CX), Y5
 	VMOVDQU      (R11), X6
 	VPSRLW       $0x04, X6, X7
 	VINSERTI128  $0x01, X7, Y6, Y7
 	VPAND        Y2, Y7, Y7
 	VPMADDUBSW   Y5, Y7, Y5
 	VPMADDWD     Y1, Y5, Y5
-	VPBROADCASTD (R8)(R9*4), Y7
+	VPBROADCASTD (R8), Y7
 	VPSUBD       Y7, Y5, Y5
 	VCVTDQ2PS    Y5, Y5
 	VFMADD231PS  Y5, Y4, Y3
 	INCQ         R9
+	ADDQ         $0x00000020, CX
+	ADDQ         $0x00000004, DX
+	ADDQ         $0x00000004, R8
 	ADDQ         $0x00000010, R11
 	INCQ         R10
 	CMPQ         R10, SI
@@ -2960,23 +3222,115 @@ dotQ4F32AVX2_x1:
 	CMPQ         R9, BX
 	JAE          dotQ4F32AVX2_done
 	VMOVSS       (AX), X4
-	VMULSS       (DX)(R9*4), X4, X4
+	VMULSS       (DX), X4, X4
 	VBROADCASTSS X4, Y4
-	MOVQ         R9, R12
-	SHLQ         $0x05, R12
-	VMOVDQU      (CX)(R12*1), Y5
+	VMOVDQU      (CX), Y5
 	VMOVDQU      (R11), X6
 	VPSRLW       $0x04, X6, X7
 	VINSERTI128  $0x01, X7, Y6, Y6
 	VPAND        Y2, Y6, Y6
 	VPMADDUBSW   Y5, Y6, Y2
 	VPMADDWD     Y1, Y2, Y1
-	VPBROADCASTD (R8)(R9*4), Y2
+	VPBROADCASTD (R8), Y2
 	VPSUBD       Y2, Y1, Y1
 	VCVTDQ2PS    Y1, Y1
 	VFMADD231PS  Y1, Y4, Y0
 
 dotQ4F32AVX2_done:
+	VADDPS       Y3, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X0, X1, X1
+	VMOVHLPS     X1, X1, X0
+	VADDPS       X0, X1, X1
+	VMOVSHDUP    X1, X0
+	VADDSS       X0, X1, X1
+	VZEROUPPER
+	MOVSS        X1, ret+144(FP)
+	RET
+
+// func dotQ4G32F32AVX2(w []byte, q []int8, d []float32, sums []int32, s []float32, nsub int, gsub int, bb int) float32
+// Requires: AVX, AVX2, FMA3, SSE
+TEXT ·dotQ4G32F32AVX2(SB), NOSPLIT, $0-148
+	MOVQ         w_base+0(FP), AX
+	MOVQ         q_base+24(FP), CX
+	MOVQ         d_base+48(FP), DX
+	MOVQ         nsub+120(FP), BX
+	MOVQ         bb+136(FP), SI
+	MOVQ         sums_base+72(FP), DI
+	VXORPS       Y0, Y0, Y0
+	MOVL         $0x00010001, R8
+	VMOVD        R8, X1
+	VPBROADCASTD X1, Y1
+	MOVL         $0x0f0f0f0f, R8
+	VMOVD        R8, X2
+	VPBROADCASTD X2, Y2
+	VXORPS       Y3, Y3, Y3
+	XORQ         R8, R8
+	MOVQ         BX, R9
+	DECQ         R9
+
+dotQ4G32F32AVX2_x2:
+	CMPQ         R8, R9
+	JGE          dotQ4G32F32AVX2_x1
+	VMOVSS       (AX), X4
+	VMULSS       (DX), X4, X4
+	VBROADCASTSS X4, Y4
+	VMOVDQU      (CX), Y5
+	VMOVDQU      4(AX), X6
+	VPSRLW       $0x04, X6, X7
+	VINSERTI128  $0x01, X7, Y6, Y7
+	VPAND        Y2, Y7, Y7
+	VPMADDUBSW   Y5, Y7, Y5
+	VPMADDWD     Y1, Y5, Y5
+	VPBROADCASTD (DI), Y7
+	VPSUBD       Y7, Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VFMADD231PS  Y5, Y4, Y0
+	INCQ         R8
+	ADDQ         $0x00000020, CX
+	ADDQ         $0x00000004, DX
+	ADDQ         $0x00000004, DI
+	ADDQ         SI, AX
+	VMOVSS       (AX), X4
+	VMULSS       (DX), X4, X4
+	VBROADCASTSS X4, Y4
+	VMOVDQU      (CX), Y5
+	VMOVDQU      4(AX), X6
+	VPSRLW       $0x04, X6, X7
+	VINSERTI128  $0x01, X7, Y6, Y7
+	VPAND        Y2, Y7, Y7
+	VPMADDUBSW   Y5, Y7, Y5
+	VPMADDWD     Y1, Y5, Y5
+	VPBROADCASTD (DI), Y7
+	VPSUBD       Y7, Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VFMADD231PS  Y5, Y4, Y3
+	INCQ         R8
+	ADDQ         $0x00000020, CX
+	ADDQ         $0x00000004, DX
+	ADDQ         $0x00000004, DI
+	ADDQ         SI, AX
+	JMP          dotQ4G32F32AVX2_x2
+
+dotQ4G32F32AVX2_x1:
+	CMPQ         R8, BX
+	JAE          dotQ4G32F32AVX2_done
+	VMOVSS       (AX), X4
+	VMULSS       (DX), X4, X4
+	VBROADCASTSS X4, Y4
+	VMOVDQU      (CX), Y5
+	VMOVDQU      4(AX), X6
+	VPSRLW       $0x04, X6, X7
+	VINSERTI128  $0x01, X7, Y6, Y6
+	VPAND        Y2, Y6, Y6
+	VPMADDUBSW   Y5, Y6, Y2
+	VPMADDWD     Y1, Y2, Y1
+	VPBROADCASTD (DI), Y2
+	VPSUBD       Y2, Y1, Y1
+	VCVTDQ2PS    Y1, Y1
+	VFMADD231PS  Y1, Y4, Y0
+
+dotQ4G32F32AVX2_done:
 	VADDPS       Y3, Y0, Y0
 	VEXTRACTF128 $0x01, Y0, X1
 	VADDPS       X0, X1, X1
@@ -3011,20 +3365,18 @@ TEXT ·dotQ4AF16AVX2(SB), NOSPLIT, $0-148
 	XORQ         R9, R9
 	XORQ         R10, R10
 	LEAQ         4(AX), R11
-	MOVQ         BX, R13
-	DECQ         R13
+	MOVQ         BX, R12
+	DECQ         R12
 
 dotQ4AF16AVX2_x2:
-	CMPQ         R9, R13
+	CMPQ         R9, R12
 	JGE          dotQ4AF16AVX2_x1
-	MOVWLZX      (AX), R12
-	VMOVD        R12, X6
+	MOVWLZX      (AX), R13
+	VMOVD        R13, X6
 	VCVTPH2PS    X6, X6
-	VMULSS       (DX)(R9*4), X6, X6
+	VMULSS       (DX), X6, X6
 	VBROADCASTSS X6, Y6
-	MOVQ         R9, R12
-	SHLQ         $0x05, R12
-	VMOVDQU      (CX)(R12*1), Y7
+	VMOVDQU      (CX), Y7
 	VMOVDQU      (R11), X8
 	VPSRLW       $0x04, X8, X9
 	VINSERTI128  $0x01, X9, Y8, Y9
@@ -3033,11 +3385,14 @@ dotQ4AF16AVX2_x2:
 	VPMADDWD     Y2, Y7, Y7
 	VCVTDQ2PS    Y7, Y7
 	VFMADD231PS  Y7, Y6, Y0
-	MOVWLZX      2(AX), R12
-	VMOVD        R12, X6
+	MOVWLZX      2(AX), R13
+	VMOVD        R13, X6
 	VCVTPH2PS    X6, X6
-	VFMADD231SS  (R8)(R9*4), X6, X1
+	VFMADD231SS  (R8), X6, X1
 	INCQ         R9
+	ADDQ         $0x00000020, CX
+	ADDQ         $0x00000004, DX
+	ADDQ         $0x00000004, R8
 	ADDQ         $0x00000010, R11
 	INCQ         R10
 	CMPQ         R10, SI
@@ -3047,14 +3402,12 @@ dotQ4AF16AVX2_x2:
 	LEAQ         4(AX), R11
 
 dotQ4AF16AVX2_a:
-	MOVWLZX      (AX), R12
-	VMOVD        R12, X6
+	MOVWLZX      (AX), R13
+	VMOVD        R13, X6
 	VCVTPH2PS    X6, X6
-	VMULSS       (DX)(R9*4), X6, X6
+	VMULSS       (DX), X6, X6
 	VBROADCASTSS X6, Y6
-	MOVQ         R9, R12
-	SHLQ         $0x05, R12
-	VMOVDQU      (CX)(R12*1), Y7
+	VMOVDQU      (CX), Y7
 	VMOVDQU      (R11), X8
 	VPSRLW       $0x04, X8, X9
 	VINSERTI128  $0x01, X9, Y8, Y9
@@ -3063,11 +3416,14 @@ dotQ4AF16AVX2_a:
 	VPMADDWD     Y2, Y7, Y7
 	VCVTDQ2PS    Y7, Y7
 	VFMADD231PS  Y7, Y6, Y4
-	MOVWLZX      2(AX), R12
-	VMOVD        R12, X6
+	MOVWLZX      2(AX), R13
+	VMOVD        R13, X6
 	VCVTPH2PS    X6, X6
-	VFMADD231SS  (R8)(R9*4), X6, X5
+	VFMADD231SS  (R8), X6, X5
 	INCQ         R9
+	ADDQ         $0x00000020, CX
+	ADDQ         $0x00000004, DX
+	ADDQ         $0x00000004, R8
 	ADDQ         $0x00000010, R11
 	INCQ         R10
 	CMPQ         R10, SI
@@ -3085,11 +3441,9 @@ dotQ4AF16AVX2_x1:
 	MOVWLZX      (AX), BX
 	VMOVD        BX, X6
 	VCVTPH2PS    X6, X6
-	VMULSS       (DX)(R9*4), X6, X6
+	VMULSS       (DX), X6, X6
 	VBROADCASTSS X6, Y6
-	MOVQ         R9, R12
-	SHLQ         $0x05, R12
-	VMOVDQU      (CX)(R12*1), Y7
+	VMOVDQU      (CX), Y7
 	VMOVDQU      (R11), X8
 	VPSRLW       $0x04, X8, X9
 	VINSERTI128  $0x01, X9, Y8, Y8
@@ -3101,9 +3455,119 @@ dotQ4AF16AVX2_x1:
 	MOVWLZX      2(AX), AX
 	VMOVD        AX, X2
 	VCVTPH2PS    X2, X2
-	VFMADD231SS  (R8)(R9*4), X2, X1
+	VFMADD231SS  (R8), X2, X1
 
 dotQ4AF16AVX2_done:
+	VADDPS       Y4, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X2
+	VADDPS       X0, X2, X2
+	VMOVHLPS     X2, X2, X0
+	VADDPS       X0, X2, X2
+	VMOVSHDUP    X2, X0
+	VADDSS       X0, X2, X2
+	VADDSS       X5, X1, X1
+	VADDSS       X1, X2, X2
+	VZEROUPPER
+	MOVSS        X2, ret+144(FP)
+	RET
+
+// func dotQ4AG32F16AVX2(w []byte, q []int8, d []float32, sums []int32, s []float32, nsub int, gsub int, bb int) float32
+// Requires: AVX, AVX2, F16C, FMA3, SSE
+TEXT ·dotQ4AG32F16AVX2(SB), NOSPLIT, $0-148
+	MOVQ         w_base+0(FP), AX
+	MOVQ         q_base+24(FP), CX
+	MOVQ         d_base+48(FP), DX
+	MOVQ         nsub+120(FP), BX
+	MOVQ         bb+136(FP), SI
+	MOVQ         s_base+96(FP), DI
+	VXORPS       Y0, Y0, Y0
+	VXORPS       X1, X1, X1
+	MOVL         $0x00010001, R8
+	VMOVD        R8, X2
+	VPBROADCASTD X2, Y2
+	MOVL         $0x0f0f0f0f, R8
+	VMOVD        R8, X3
+	VPBROADCASTD X3, Y3
+	VXORPS       Y4, Y4, Y4
+	VXORPS       X5, X5, X5
+	XORQ         R8, R8
+	MOVQ         BX, R9
+	DECQ         R9
+
+dotQ4AG32F16AVX2_x2:
+	CMPQ         R8, R9
+	JGE          dotQ4AG32F16AVX2_x1
+	MOVWLZX      (AX), R10
+	VMOVD        R10, X6
+	VCVTPH2PS    X6, X6
+	VMULSS       (DX), X6, X6
+	VBROADCASTSS X6, Y6
+	VMOVDQU      (CX), Y7
+	VMOVDQU      4(AX), X8
+	VPSRLW       $0x04, X8, X9
+	VINSERTI128  $0x01, X9, Y8, Y9
+	VPAND        Y3, Y9, Y9
+	VPMADDUBSW   Y7, Y9, Y7
+	VPMADDWD     Y2, Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VFMADD231PS  Y7, Y6, Y0
+	MOVWLZX      2(AX), R10
+	VMOVD        R10, X6
+	VCVTPH2PS    X6, X6
+	VFMADD231SS  (DI), X6, X1
+	INCQ         R8
+	ADDQ         $0x00000020, CX
+	ADDQ         $0x00000004, DX
+	ADDQ         $0x00000004, DI
+	ADDQ         SI, AX
+	MOVWLZX      (AX), R10
+	VMOVD        R10, X6
+	VCVTPH2PS    X6, X6
+	VMULSS       (DX), X6, X6
+	VBROADCASTSS X6, Y6
+	VMOVDQU      (CX), Y7
+	VMOVDQU      4(AX), X8
+	VPSRLW       $0x04, X8, X9
+	VINSERTI128  $0x01, X9, Y8, Y9
+	VPAND        Y3, Y9, Y9
+	VPMADDUBSW   Y7, Y9, Y7
+	VPMADDWD     Y2, Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VFMADD231PS  Y7, Y6, Y4
+	MOVWLZX      2(AX), R10
+	VMOVD        R10, X6
+	VCVTPH2PS    X6, X6
+	VFMADD231SS  (DI), X6, X5
+	INCQ         R8
+	ADDQ         $0x00000020, CX
+	ADDQ         $0x00000004, DX
+	ADDQ         $0x00000004, DI
+	ADDQ         SI, AX
+	JMP          dotQ4AG32F16AVX2_x2
+
+dotQ4AG32F16AVX2_x1:
+	CMPQ         R8, BX
+	JAE          dotQ4AG32F16AVX2_done
+	MOVWLZX      (AX), BX
+	VMOVD        BX, X6
+	VCVTPH2PS    X6, X6
+	VMULSS       (DX), X6, X6
+	VBROADCASTSS X6, Y6
+	VMOVDQU      (CX), Y7
+	VMOVDQU      4(AX), X8
+	VPSRLW       $0x04, X8, X9
+	VINSERTI128  $0x01, X9, Y8, Y8
+	VPAND        Y3, Y8, Y8
+	VPMADDUBSW   Y7, Y8, Y3
+	VPMADDWD     Y2, Y3, Y2
+	VCVTDQ2PS    Y2, Y2
+	VFMADD231PS  Y2, Y6, Y0
+	MOVWLZX      2(AX), AX
+	VMOVD        AX, X2
+	VCVTPH2PS    X2, X2
+	VFMADD231SS  (DI), X2, X1
+
+dotQ4AG32F16AVX2_done:
 	VADDPS       Y4, Y0, Y0
 	VEXTRACTF128 $0x01, Y0, X2
 	VADDPS       X0, X2, X2
@@ -3140,18 +3604,16 @@ TEXT ·dotQ4AF32AVX2(SB), NOSPLIT, $0-148
 	XORQ         R9, R9
 	XORQ         R10, R10
 	LEAQ         8(AX), R11
-	MOVQ         BX, R13
-	DECQ         R13
+	MOVQ         BX, R12
+	DECQ         R12
 
 dotQ4AF32AVX2_x2:
-	CMPQ         R9, R13
+	CMPQ         R9, R12
 	JGE          dotQ4AF32AVX2_x1
 	VMOVSS       (AX), X6
-	VMULSS       (DX)(R9*4), X6, X6
+	VMULSS       (DX), X6, X6
 	VBROADCASTSS X6, Y6
-	MOVQ         R9, R12
-	SHLQ         $0x05, R12
-	VMOVDQU      (CX)(R12*1), Y7
+	VMOVDQU      (CX), Y7
 	VMOVDQU      (R11), X8
 	VPSRLW       $0x04, X8, X9
 	VINSERTI128  $0x01, X9, Y8, Y9
@@ -3161,8 +3623,11 @@ dotQ4AF32AVX2_x2:
 	VCVTDQ2PS    Y7, Y7
 	VFMADD231PS  Y7, Y6, Y0
 	VMOVSS       4(AX), X6
-	VFMADD231SS  (R8)(R9*4), X6, X1
+	VFMADD231SS  (R8), X6, X1
 	INCQ         R9
+	ADDQ         $0x00000020, CX
+	ADDQ         $0x00000004, DX
+	ADDQ         $0x00000004, R8
 	ADDQ         $0x00000010, R11
 	INCQ         R10
 	CMPQ         R10, SI
@@ -3173,11 +3638,9 @@ dotQ4AF32AVX2_x2:
 
 dotQ4AF32AVX2_a:
 	VMOVSS       (AX), X6
-	VMULSS       (DX)(R9*4), X6, X6
+	VMULSS       (DX), X6, X6
 	VBROADCASTSS X6, Y6
-	MOVQ         R9, R12
-	SHLQ         $0x05, R12
-	VMOVDQU      (CX)(R12*1), Y7
+	VMOVDQU      (CX), Y7
 	VMOVDQU      (R11), X8
 	VPSRLW       $0x04, X8, X9
 	VINSERTI128  $0x01, X9, Y8, Y9
@@ -3187,8 +3650,11 @@ dotQ4AF32AVX2_a:
 	VCVTDQ2PS    Y7, Y7
 	VFMADD231PS  Y7, Y6, Y4
 	VMOVSS       4(AX), X6
-	VFMADD231SS  (R8)(R9*4), X6, X5
+	VFMADD231SS  (R8), X6, X5
 	INCQ         R9
+	ADDQ         $0x00000020, CX
+	ADDQ         $0x00000004, DX
+	ADDQ         $0x00000004, R8
 	ADDQ         $0x00000010, R11
 	INCQ         R10
 	CMPQ         R10, SI
@@ -3204,11 +3670,9 @@ dotQ4AF32AVX2_x1:
 	CMPQ         R9, BX
 	JAE          dotQ4AF32AVX2_done
 	VMOVSS       (AX), X6
-	VMULSS       (DX)(R9*4), X6, X6
+	VMULSS       (DX), X6, X6
 	VBROADCASTSS X6, Y6
-	MOVQ         R9, R12
-	SHLQ         $0x05, R12
-	VMOVDQU      (CX)(R12*1), Y7
+	VMOVDQU      (CX), Y7
 	VMOVDQU      (R11), X8
 	VPSRLW       $0x04, X8, X9
 	VINSERTI128  $0x01, X9, Y8, Y8
@@ -3218,9 +3682,107 @@ dotQ4AF32AVX2_x1:
 	VCVTDQ2PS    Y2, Y2
 	VFMADD231PS  Y2, Y6, Y0
 	VMOVSS       4(AX), X2
-	VFMADD231SS  (R8)(R9*4), X2, X1
+	VFMADD231SS  (R8), X2, X1
 
 dotQ4AF32AVX2_done:
+	VADDPS       Y4, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X2
+	VADDPS       X0, X2, X2
+	VMOVHLPS     X2, X2, X0
+	VADDPS       X0, X2, X2
+	VMOVSHDUP    X2, X0
+	VADDSS       X0, X2, X2
+	VADDSS       X5, X1, X1
+	VADDSS       X1, X2, X2
+	VZEROUPPER
+	MOVSS        X2, ret+144(FP)
+	RET
+
+// func dotQ4AG32F32AVX2(w []byte, q []int8, d []float32, sums []int32, s []float32, nsub int, gsub int, bb int) float32
+// Requires: AVX, AVX2, FMA3, SSE
+TEXT ·dotQ4AG32F32AVX2(SB), NOSPLIT, $0-148
+	MOVQ         w_base+0(FP), AX
+	MOVQ         q_base+24(FP), CX
+	MOVQ         d_base+48(FP), DX
+	MOVQ         nsub+120(FP), BX
+	MOVQ         bb+136(FP), SI
+	MOVQ         s_base+96(FP), DI
+	VXORPS       Y0, Y0, Y0
+	VXORPS       X1, X1, X1
+	MOVL         $0x00010001, R8
+	VMOVD        R8, X2
+	VPBROADCASTD X2, Y2
+	MOVL         $0x0f0f0f0f, R8
+	VMOVD        R8, X3
+	VPBROADCASTD X3, Y3
+	VXORPS       Y4, Y4, Y4
+	VXORPS       X5, X5, X5
+	XORQ         R8, R8
+	MOVQ         BX, R9
+	DECQ         R9
+
+dotQ4AG32F32AVX2_x2:
+	CMPQ         R8, R9
+	JGE          dotQ4AG32F32AVX2_x1
+	VMOVSS       (AX), X6
+	VMULSS       (DX), X6, X6
+	VBROADCASTSS X6, Y6
+	VMOVDQU      (CX), Y7
+	VMOVDQU      8(AX), X8
+	VPSRLW       $0x04, X8, X9
+	VINSERTI128  $0x01, X9, Y8, Y9
+	VPAND        Y3, Y9, Y9
+	VPMADDUBSW   Y7, Y9, Y7
+	VPMADDWD     Y2, Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VFMADD231PS  Y7, Y6, Y0
+	VMOVSS       4(AX), X6
+	VFMADD231SS  (DI), X6, X1
+	INCQ         R8
+	ADDQ         $0x00000020, CX
+	ADDQ         $0x00000004, DX
+	ADDQ         $0x00000004, DI
+	ADDQ         SI, AX
+	VMOVSS       (AX), X6
+	VMULSS       (DX), X6, X6
+	VBROADCASTSS X6, Y6
+	VMOVDQU      (CX), Y7
+	VMOVDQU      8(AX), X8
+	VPSRLW       $0x04, X8, X9
+	VINSERTI128  $0x01, X9, Y8, Y9
+	VPAND        Y3, Y9, Y9
+	VPMADDUBSW   Y7, Y9, Y7
+	VPMADDWD     Y2, Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VFMADD231PS  Y7, Y6, Y4
+	VMOVSS       4(AX), X6
+	VFMADD231SS  (DI), X6, X5
+	INCQ         R8
+	ADDQ         $0x00000020, CX
+	ADDQ         $0x00000004, DX
+	ADDQ         $0x00000004, DI
+	ADDQ         SI, AX
+	JMP          dotQ4AG32F32AVX2_x2
+
+dotQ4AG32F32AVX2_x1:
+	CMPQ         R8, BX
+	JAE          dotQ4AG32F32AVX2_done
+	VMOVSS       (AX), X6
+	VMULSS       (DX), X6, X6
+	VBROADCASTSS X6, Y6
+	VMOVDQU      (CX), Y7
+	VMOVDQU      8(AX), X8
+	VPSRLW       $0x04, X8, X9
+	VINSERTI128  $0x01, X9, Y8, Y8
+	VPAND        Y3, Y8, Y8
+	VPMADDUBSW   Y7, Y8, Y3
+	VPMADDWD     Y2, Y3, Y2
+	VCVTDQ2PS    Y2, Y2
+	VFMADD231PS  Y2, Y6, Y0
+	VMOVSS       4(AX), X2
+	VFMADD231SS  (DI), X2, X1
+
+dotQ4AG32F32AVX2_done:
 	VADDPS       Y4, Y0, Y0
 	VEXTRACTF128 $0x01, Y0, X2
 	VADDPS       X0, X2, X2
@@ -3248,20 +3810,18 @@ TEXT ·dotQ8F16VNNI(SB), NOSPLIT, $0-148
 	XORQ   R8, R8
 	XORQ   R9, R9
 	LEAQ   2(AX), R10
-	MOVQ   BX, R12
-	DECQ   R12
+	MOVQ   BX, R11
+	DECQ   R11
 
 dotQ8F16VNNI_x2:
-	CMPQ         R8, R12
+	CMPQ         R8, R11
 	JGE          dotQ8F16VNNI_x1
-	MOVWLZX      (AX), R11
-	VMOVD        R11, X2
+	MOVWLZX      (AX), R12
+	VMOVD        R12, X2
 	VCVTPH2PS    X2, X2
-	VMULSS       (DX)(R8*4), X2, X2
+	VMULSS       (DX), X2, X2
 	VBROADCASTSS X2, Y2
-	MOVQ         R8, R11
-	SHLQ         $0x05, R11
-	VMOVDQU      (CX)(R11*1), Y3
+	VMOVDQU      (CX), Y3
 	VMOVDQU      (R10), Y4
 	VPABSB       Y4, Y5
 	VPSIGNB      Y4, Y3, Y3
@@ -3270,6 +3830,8 @@ dotQ8F16VNNI_x2:
 	VCVTDQ2PS    Y4, Y3
 	VFMADD231PS  Y3, Y2, Y0
 	INCQ         R8
+	ADDQ         $0x00000020, CX
+	ADDQ         $0x00000004, DX
 	ADDQ         $0x00000020, R10
 	INCQ         R9
 	CMPQ         R9, SI
@@ -3279,14 +3841,12 @@ dotQ8F16VNNI_x2:
 	LEAQ         2(AX), R10
 
 dotQ8F16VNNI_a:
-	MOVWLZX      (AX), R11
-	VMOVD        R11, X2
+	MOVWLZX      (AX), R12
+	VMOVD        R12, X2
 	VCVTPH2PS    X2, X2
-	VMULSS       (DX)(R8*4), X2, X2
+	VMULSS       (DX), X2, X2
 	VBROADCASTSS X2, Y2
-	MOVQ         R8, R11
-	SHLQ         $0x05, R11
-	VMOVDQU      (CX)(R11*1), Y3
+	VMOVDQU      (CX), Y3
 	VMOVDQU      (R10), Y4
 	VPABSB       Y4, Y5
 	VPSIGNB      Y4, Y3, Y3
@@ -3295,6 +3855,8 @@ dotQ8F16VNNI_a:
 	VCVTDQ2PS    Y4, Y3
 	VFMADD231PS  Y3, Y2, Y1
 	INCQ         R8
+	ADDQ         $0x00000020, CX
+	ADDQ         $0x00000004, DX
 	ADDQ         $0x00000020, R10
 	INCQ         R9
 	CMPQ         R9, SI
@@ -3312,11 +3874,9 @@ dotQ8F16VNNI_x1:
 	MOVWLZX      (AX), AX
 	VMOVD        AX, X2
 	VCVTPH2PS    X2, X2
-	VMULSS       (DX)(R8*4), X2, X2
+	VMULSS       (DX), X2, X2
 	VBROADCASTSS X2, Y2
-	MOVQ         R8, R11
-	SHLQ         $0x05, R11
-	VMOVDQU      (CX)(R11*1), Y3
+	VMOVDQU      (CX), Y3
 	VMOVDQU      (R10), Y4
 	VPABSB       Y4, Y5
 	VPSIGNB      Y4, Y3, Y3
@@ -3326,6 +3886,88 @@ dotQ8F16VNNI_x1:
 	VFMADD231PS  Y3, Y2, Y0
 
 dotQ8F16VNNI_done:
+	VADDPS       Y1, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X0, X1, X1
+	VMOVHLPS     X1, X1, X0
+	VADDPS       X0, X1, X1
+	VMOVSHDUP    X1, X0
+	VADDSS       X0, X1, X1
+	VZEROUPPER
+	MOVSS        X1, ret+144(FP)
+	RET
+
+// func dotQ8G32F16VNNI(w []byte, q []int8, d []float32, sums []int32, s []float32, nsub int, gsub int, bb int) float32
+// Requires: AVX, AVX2, AVX512VL, AVX512VNNI, F16C, FMA3, SSE
+TEXT ·dotQ8G32F16VNNI(SB), NOSPLIT, $0-148
+	MOVQ   w_base+0(FP), AX
+	MOVQ   q_base+24(FP), CX
+	MOVQ   d_base+48(FP), DX
+	MOVQ   nsub+120(FP), BX
+	MOVQ   bb+136(FP), SI
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	XORQ   DI, DI
+	MOVQ   BX, R8
+	DECQ   R8
+
+dotQ8G32F16VNNI_x2:
+	CMPQ         DI, R8
+	JGE          dotQ8G32F16VNNI_x1
+	MOVWLZX      (AX), R9
+	VMOVD        R9, X2
+	VCVTPH2PS    X2, X2
+	VMULSS       (DX), X2, X2
+	VBROADCASTSS X2, Y2
+	VMOVDQU      (CX), Y3
+	VMOVDQU      2(AX), Y4
+	VPABSB       Y4, Y5
+	VPSIGNB      Y4, Y3, Y3
+	VPXOR        Y4, Y4, Y4
+	VPDPBUSD     Y3, Y5, Y4
+	VCVTDQ2PS    Y4, Y3
+	VFMADD231PS  Y3, Y2, Y0
+	INCQ         DI
+	ADDQ         $0x00000020, CX
+	ADDQ         $0x00000004, DX
+	ADDQ         SI, AX
+	MOVWLZX      (AX), R9
+	VMOVD        R9, X2
+	VCVTPH2PS    X2, X2
+	VMULSS       (DX), X2, X2
+	VBROADCASTSS X2, Y2
+	VMOVDQU      (CX), Y3
+	VMOVDQU      2(AX), Y4
+	VPABSB       Y4, Y5
+	VPSIGNB      Y4, Y3, Y3
+	VPXOR        Y4, Y4, Y4
+	VPDPBUSD     Y3, Y5, Y4
+	VCVTDQ2PS    Y4, Y3
+	VFMADD231PS  Y3, Y2, Y1
+	INCQ         DI
+	ADDQ         $0x00000020, CX
+	ADDQ         $0x00000004, DX
+	ADDQ         SI, AX
+	JMP          dotQ8G32F16VNNI_x2
+
+dotQ8G32F16VNNI_x1:
+	CMPQ         DI, BX
+	JAE          dotQ8G32F16VNNI_done
+	MOVWLZX      (AX), BX
+	VMOVD        BX, X2
+	VCVTPH2PS    X2, X2
+	VMULSS       (DX), X2, X2
+	VBROADCASTSS X2, Y2
+	VMOVDQU      (CX), Y3
+	VMOVDQU      2(AX), Y4
+	VPABSB       Y4, Y5
+	VPSIGNB      Y4, Y3, Y3
+	VPXOR        Y4, Y4, Y4
+	VPDPBUSD     Y3, Y5, Y4
+	VCVTDQ2PS    Y4, Y3
+	VFMADD231PS  Y3, Y2, Y0
+
+dotQ8G32F16VNNI_done:
 	VADDPS       Y1, Y0, Y0
 	VEXTRACTF128 $0x01, Y0, X1
 	VADDPS       X0, X1, X1
@@ -3351,18 +3993,16 @@ TEXT ·dotQ8F32VNNI(SB), NOSPLIT, $0-148
 	XORQ   R8, R8
 	XORQ   R9, R9
 	LEAQ   4(AX), R10
-	MOVQ   BX, R12
-	DECQ   R12
+	MOVQ   BX, R11
+	DECQ   R11
 
 dotQ8F32VNNI_x2:
-	CMPQ         R8, R12
+	CMPQ         R8, R11
 	JGE          dotQ8F32VNNI_x1
 	VMOVSS       (AX), X2
-	VMULSS       (DX)(R8*4), X2, X2
+	VMULSS       (DX), X2, X2
 	VBROADCASTSS X2, Y2
-	MOVQ         R8, R11
-	SHLQ         $0x05, R11
-	VMOVDQU      (CX)(R11*1), Y3
+	VMOVDQU      (CX), Y3
 	VMOVDQU      (R10), Y4
 	VPABSB       Y4, Y5
 	VPSIGNB      Y4, Y3, Y3
@@ -3371,6 +4011,8 @@ dotQ8F32VNNI_x2:
 	VCVTDQ2PS    Y4, Y3
 	VFMADD231PS  Y3, Y2, Y0
 	INCQ         R8
+	ADDQ         $0x00000020, CX
+	ADDQ         $0x00000004, DX
 	ADDQ         $0x00000020, R10
 	INCQ         R9
 	CMPQ         R9, SI
@@ -3381,11 +4023,9 @@ dotQ8F32VNNI_x2:
 
 dotQ8F32VNNI_a:
 	VMOVSS       (AX), X2
-	VMULSS       (DX)(R8*4), X2, X2
+	VMULSS       (DX), X2, X2
 	VBROADCASTSS X2, Y2
-	MOVQ         R8, R11
-	SHLQ         $0x05, R11
-	VMOVDQU      (CX)(R11*1), Y3
+	VMOVDQU      (CX), Y3
 	VMOVDQU      (R10), Y4
 	VPABSB       Y4, Y5
 	VPSIGNB      Y4, Y3, Y3
@@ -3394,6 +4034,8 @@ dotQ8F32VNNI_a:
 	VCVTDQ2PS    Y4, Y3
 	VFMADD231PS  Y3, Y2, Y1
 	INCQ         R8
+	ADDQ         $0x00000020, CX
+	ADDQ         $0x00000004, DX
 	ADDQ         $0x00000020, R10
 	INCQ         R9
 	CMPQ         R9, SI
@@ -3409,11 +4051,9 @@ dotQ8F32VNNI_x1:
 	CMPQ         R8, BX
 	JAE          dotQ8F32VNNI_done
 	VMOVSS       (AX), X2
-	VMULSS       (DX)(R8*4), X2, X2
+	VMULSS       (DX), X2, X2
 	VBROADCASTSS X2, Y2
-	MOVQ         R8, R11
-	SHLQ         $0x05, R11
-	VMOVDQU      (CX)(R11*1), Y3
+	VMOVDQU      (CX), Y3
 	VMOVDQU      (R10), Y4
 	VPABSB       Y4, Y5
 	VPSIGNB      Y4, Y3, Y3
@@ -3423,6 +4063,82 @@ dotQ8F32VNNI_x1:
 	VFMADD231PS  Y3, Y2, Y0
 
 dotQ8F32VNNI_done:
+	VADDPS       Y1, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X0, X1, X1
+	VMOVHLPS     X1, X1, X0
+	VADDPS       X0, X1, X1
+	VMOVSHDUP    X1, X0
+	VADDSS       X0, X1, X1
+	VZEROUPPER
+	MOVSS        X1, ret+144(FP)
+	RET
+
+// func dotQ8G32F32VNNI(w []byte, q []int8, d []float32, sums []int32, s []float32, nsub int, gsub int, bb int) float32
+// Requires: AVX, AVX2, AVX512VL, AVX512VNNI, FMA3, SSE
+TEXT ·dotQ8G32F32VNNI(SB), NOSPLIT, $0-148
+	MOVQ   w_base+0(FP), AX
+	MOVQ   q_base+24(FP), CX
+	MOVQ   d_base+48(FP), DX
+	MOVQ   nsub+120(FP), BX
+	MOVQ   bb+136(FP), SI
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	XORQ   DI, DI
+	MOVQ   BX, R8
+	DECQ   R8
+
+dotQ8G32F32VNNI_x2:
+	CMPQ         DI, R8
+	JGE          dotQ8G32F32VNNI_x1
+	VMOVSS       (AX), X2
+	VMULSS       (DX), X2, X2
+	VBROADCASTSS X2, Y2
+	VMOVDQU      (CX), Y3
+	VMOVDQU      4(AX), Y4
+	VPABSB       Y4, Y5
+	VPSIGNB      Y4, Y3, Y3
+	VPXOR        Y4, Y4, Y4
+	VPDPBUSD     Y3, Y5, Y4
+	VCVTDQ2PS    Y4, Y3
+	VFMADD231PS  Y3, Y2, Y0
+	INCQ         DI
+	ADDQ         $0x00000020, CX
+	ADDQ         $0x00000004, DX
+	ADDQ         SI, AX
+	VMOVSS       (AX), X2
+	VMULSS       (DX), X2, X2
+	VBROADCASTSS X2, Y2
+	VMOVDQU      (CX), Y3
+	VMOVDQU      4(AX), Y4
+	VPABSB       Y4, Y5
+	VPSIGNB      Y4, Y3, Y3
+	VPXOR        Y4, Y4, Y4
+	VPDPBUSD     Y3, Y5, Y4
+	VCVTDQ2PS    Y4, Y3
+	VFMADD231PS  Y3, Y2, Y1
+	INCQ         DI
+	ADDQ         $0x00000020, CX
+	ADDQ         $0x00000004, DX
+	ADDQ         SI, AX
+	JMP          dotQ8G32F32VNNI_x2
+
+dotQ8G32F32VNNI_x1:
+	CMPQ         DI, BX
+	JAE          dotQ8G32F32VNNI_done
+	VMOVSS       (AX), X2
+	VMULSS       (DX), X2, X2
+	VBROADCASTSS X2, Y2
+	VMOVDQU      (CX), Y3
+	VMOVDQU      4(AX), Y4
+	VPABSB       Y4, Y5
+	VPSIGNB      Y4, Y3, Y3
+	VPXOR        Y4, Y4, Y4
+	VPDPBUSD     Y3, Y5, Y4
+	VCVTDQ2PS    Y4, Y3
+	VFMADD231PS  Y3, Y2, Y0
+
+dotQ8G32F32VNNI_done:
 	VADDPS       Y1, Y0, Y0
 	VEXTRACTF128 $0x01, Y0, X1
 	VADDPS       X0, X1, X1
@@ -3452,31 +4168,32 @@ TEXT ·dotQ4F16VNNI(SB), NOSPLIT, $0-148
 	XORQ         R9, R9
 	XORQ         R10, R10
 	LEAQ         2(AX), R11
-	MOVQ         BX, R13
-	DECQ         R13
+	MOVQ         BX, R12
+	DECQ         R12
 
 dotQ4F16VNNI_x2:
-	CMPQ         R9, R13
+	CMPQ         R9, R12
 	JGE          dotQ4F16VNNI_x1
-	MOVWLZX      (AX), R12
-	VMOVD        R12, X3
+	MOVWLZX      (AX), R13
+	VMOVD        R13, X3
 	VCVTPH2PS    X3, X3
-	VMULSS       (DX)(R9*4), X3, X3
+	VMULSS       (DX), X3, X3
 	VBROADCASTSS X3, Y3
-	MOVQ         R9, R12
-	SHLQ         $0x05, R12
-	VMOVDQU      (CX)(R12*1), Y4
+	VMOVDQU      (CX), Y4
 	VMOVDQU      (R11), X5
 	VPSRLW       $0x04, X5, X6
 	VINSERTI128  $0x01, X6, Y5, Y6
 	VPAND        Y1, Y6, Y6
 	VPXOR        Y7, Y7, Y7
 	VPDPBUSD     Y4, Y6, Y7
-	VPBROADCASTD (R8)(R9*4), Y4
+	VPBROADCASTD (R8), Y4
 	VPSUBD       Y4, Y7, Y7
 	VCVTDQ2PS    Y7, Y4
 	VFMADD231PS  Y4, Y3, Y0
 	INCQ         R9
+	ADDQ         $0x00000020, CX
+	ADDQ         $0x00000004, DX
+	ADDQ         $0x00000004, R8
 	ADDQ         $0x00000010, R11
 	INCQ         R10
 	CMPQ         R10, SI
@@ -3486,25 +4203,26 @@ dotQ4F16VNNI_x2:
 	LEAQ         2(AX), R11
 
 dotQ4F16VNNI_a:
-	MOVWLZX      (AX), R12
-	VMOVD        R12, X3
+	MOVWLZX      (AX), R13
+	VMOVD        R13, X3
 	VCVTPH2PS    X3, X3
-	VMULSS       (DX)(R9*4), X3, X3
+	VMULSS       (DX), X3, X3
 	VBROADCASTSS X3, Y3
-	MOVQ         R9, R12
-	SHLQ         $0x05, R12
-	VMOVDQU      (CX)(R12*1), Y4
+	VMOVDQU      (CX), Y4
 	VMOVDQU      (R11), X5
 	VPSRLW       $0x04, X5, X6
 	VINSERTI128  $0x01, X6, Y5, Y6
 	VPAND        Y1, Y6, Y6
 	VPXOR        Y7, Y7, Y7
 	VPDPBUSD     Y4, Y6, Y7
-	VPBROADCASTD (R8)(R9*4), Y4
+	VPBROADCASTD (R8), Y4
 	VPSUBD       Y4, Y7, Y7
 	VCVTDQ2PS    Y7, Y4
 	VFMADD231PS  Y4, Y3, Y2
 	INCQ         R9
+	ADDQ         $0x00000020, CX
+	ADDQ         $0x00000004, DX
+	ADDQ         $0x00000004, R8
 	ADDQ         $0x00000010, R11
 	INCQ         R10
 	CMPQ         R10, SI
@@ -3522,23 +4240,118 @@ dotQ4F16VNNI_x1:
 	MOVWLZX      (AX), AX
 	VMOVD        AX, X3
 	VCVTPH2PS    X3, X3
-	VMULSS       (DX)(R9*4), X3, X3
+	VMULSS       (DX), X3, X3
 	VBROADCASTSS X3, Y3
-	MOVQ         R9, R12
-	SHLQ         $0x05, R12
-	VMOVDQU      (CX)(R12*1), Y4
+	VMOVDQU      (CX), Y4
 	VMOVDQU      (R11), X5
 	VPSRLW       $0x04, X5, X6
 	VINSERTI128  $0x01, X6, Y5, Y5
 	VPAND        Y1, Y5, Y5
 	VPXOR        Y1, Y1, Y1
 	VPDPBUSD     Y4, Y5, Y1
-	VPBROADCASTD (R8)(R9*4), Y4
+	VPBROADCASTD (R8), Y4
 	VPSUBD       Y4, Y1, Y1
 	VCVTDQ2PS    Y1, Y1
 	VFMADD231PS  Y1, Y3, Y0
 
 dotQ4F16VNNI_done:
+	VADDPS       Y2, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X0, X1, X1
+	VMOVHLPS     X1, X1, X0
+	VADDPS       X0, X1, X1
+	VMOVSHDUP    X1, X0
+	VADDSS       X0, X1, X1
+	VZEROUPPER
+	MOVSS        X1, ret+144(FP)
+	RET
+
+// func dotQ4G32F16VNNI(w []byte, q []int8, d []float32, sums []int32, s []float32, nsub int, gsub int, bb int) float32
+// Requires: AVX, AVX2, AVX512VL, AVX512VNNI, F16C, FMA3, SSE
+TEXT ·dotQ4G32F16VNNI(SB), NOSPLIT, $0-148
+	MOVQ         w_base+0(FP), AX
+	MOVQ         q_base+24(FP), CX
+	MOVQ         d_base+48(FP), DX
+	MOVQ         nsub+120(FP), BX
+	MOVQ         bb+136(FP), SI
+	MOVQ         sums_base+72(FP), DI
+	VXORPS       Y0, Y0, Y0
+	MOVL         $0x0f0f0f0f, R8
+	VMOVD        R8, X1
+	VPBROADCASTD X1, Y1
+	VXORPS       Y2, Y2, Y2
+	XORQ         R8, R8
+	MOVQ         BX, R9
+	DECQ         R9
+
+dotQ4G32F16VNNI_x2:
+	CMPQ         R8, R9
+	JGE          dotQ4G32F16VNNI_x1
+	MOVWLZX      (AX), R10
+	VMOVD        R10, X3
+	VCVTPH2PS    X3, X3
+	VMULSS       (DX), X3, X3
+	VBROADCASTSS X3, Y3
+	VMOVDQU      (CX), Y4
+	VMOVDQU      2(AX), X5
+	VPSRLW       $0x04, X5, X6
+	VINSERTI128  $0x01, X6, Y5, Y6
+	VPAND        Y1, Y6, Y6
+	VPXOR        Y7, Y7, Y7
+	VPDPBUSD     Y4, Y6, Y7
+	VPBROADCASTD (DI), Y4
+	VPSUBD       Y4, Y7, Y7
+	VCVTDQ2PS    Y7, Y4
+	VFMADD231PS  Y4, Y3, Y0
+	INCQ         R8
+	ADDQ         $0x00000020, CX
+	ADDQ         $0x00000004, DX
+	ADDQ         $0x00000004, DI
+	ADDQ         SI, AX
+	MOVWLZX      (AX), R10
+	VMOVD        R10, X3
+	VCVTPH2PS    X3, X3
+	VMULSS       (DX), X3, X3
+	VBROADCASTSS X3, Y3
+	VMOVDQU      (CX), Y4
+	VMOVDQU      2(AX), X5
+	VPSRLW       $0x04, X5, X6
+	VINSERTI128  $0x01, X6, Y5, Y6
+	VPAND        Y1, Y6, Y6
+	VPXOR        Y7, Y7, Y7
+	VPDPBUSD     Y4, Y6, Y7
+	VPBROADCASTD (DI), Y4
+	VPSUBD       Y4, Y7, Y7
+	VCVTDQ2PS    Y7, Y4
+	VFMADD231PS  Y4, Y3, Y2
+	INCQ         R8
+	ADDQ         $0x00000020, CX
+	ADDQ         $0x00000004, DX
+	ADDQ         $0x00000004, DI
+	ADDQ         SI, AX
+	JMP          dotQ4G32F16VNNI_x2
+
+dotQ4G32F16VNNI_x1:
+	CMPQ         R8, BX
+	JAE          dotQ4G32F16VNNI_done
+	MOVWLZX      (AX), BX
+	VMOVD        BX, X3
+	VCVTPH2PS    X3, X3
+	VMULSS       (DX), X3, X3
+	VBROADCASTSS X3, Y3
+	VMOVDQU      (CX), Y4
+	VMOVDQU      2(AX), X5
+	VPSRLW       $0x04, X5, X6
+	VINSERTI128  $0x01, X6, Y5, Y5
+	VPAND        Y1, Y5, Y5
+	VPXOR        Y1, Y1, Y1
+	VPDPBUSD     Y4, Y5, Y1
+	VPBROADCASTD (DI), Y4
+	VPSUBD       Y4, Y1, Y1
+	VCVTDQ2PS    Y1, Y1
+	VFMADD231PS  Y1, Y3, Y0
+
+dotQ4G32F16VNNI_done:
 	VADDPS       Y2, Y0, Y0
 	VEXTRACTF128 $0x01, Y0, X1
 	VADDPS       X0, X1, X1
@@ -3568,29 +4381,30 @@ TEXT ·dotQ4F32VNNI(SB), NOSPLIT, $0-148
 	XORQ         R9, R9
 	XORQ         R10, R10
 	LEAQ         4(AX), R11
-	MOVQ         BX, R13
-	DECQ         R13
+	MOVQ         BX, R12
+	DECQ         R12
 
 dotQ4F32VNNI_x2:
-	CMPQ         R9, R13
+	CMPQ         R9, R12
 	JGE          dotQ4F32VNNI_x1
 	VMOVSS       (AX), X3
-	VMULSS       (DX)(R9*4), X3, X3
+	VMULSS       (DX), X3, X3
 	VBROADCASTSS X3, Y3
-	MOVQ         R9, R12
-	SHLQ         $0x05, R12
-	VMOVDQU      (CX)(R12*1), Y4
+	VMOVDQU      (CX), Y4
 	VMOVDQU      (R11), X5
 	VPSRLW       $0x04, X5, X6
 	VINSERTI128  $0x01, X6, Y5, Y6
 	VPAND        Y1, Y6, Y6
 	VPXOR        Y7, Y7, Y7
 	VPDPBUSD     Y4, Y6, Y7
-	VPBROADCASTD (R8)(R9*4), Y4
+	VPBROADCASTD (R8), Y4
 	VPSUBD       Y4, Y7, Y7
 	VCVTDQ2PS    Y7, Y4
 	VFMADD231PS  Y4, Y3, Y0
 	INCQ         R9
+	ADDQ         $0x00000020, CX
+	ADDQ         $0x00000004, DX
+	ADDQ         $0x00000004, R8
 	ADDQ         $0x00000010, R11
 	INCQ         R10
 	CMPQ         R10, SI
@@ -3601,22 +4415,23 @@ dotQ4F32VNNI_x2:
 
 dotQ4F32VNNI_a:
 	VMOVSS       (AX), X3
-	VMULSS       (DX)(R9*4), X3, X3
+	VMULSS       (DX), X3, X3
 	VBROADCASTSS X3, Y3
-	MOVQ         R9, R12
-	SHLQ         $0x05, R12
-	VMOVDQU      (CX)(R12*1), Y4
+	VMOVDQU      (CX), Y4
 	VMOVDQU      (R11), X5
 	VPSRLW       $0x04, X5, X6
 	VINSERTI128  $0x01, X6, Y5, Y6
 	VPAND        Y1, Y6, Y6
 	VPXOR        Y7, Y7, Y7
 	VPDPBUSD     Y4, Y6, Y7
-	VPBROADCASTD (R8)(R9*4), Y4
+	VPBROADCASTD (R8), Y4
 	VPSUBD       Y4, Y7, Y7
 	VCVTDQ2PS    Y7, Y4
 	VFMADD231PS  Y4, Y3, Y2
 	INCQ         R9
+	ADDQ         $0x00000020, CX
+	ADDQ         $0x00000004, DX
+	ADDQ         $0x00000004, R8
 	ADDQ         $0x00000010, R11
 	INCQ         R10
 	CMPQ         R10, SI
@@ -3632,23 +4447,112 @@ dotQ4F32VNNI_x1:
 	CMPQ         R9, BX
 	JAE          dotQ4F32VNNI_done
 	VMOVSS       (AX), X3
-	VMULSS       (DX)(R9*4), X3, X3
+	VMULSS       (DX), X3, X3
 	VBROADCASTSS X3, Y3
-	MOVQ         R9, R12
-	SHLQ         $0x05, R12
-	VMOVDQU      (CX)(R12*1), Y4
+	VMOVDQU      (CX), Y4
 	VMOVDQU      (R11), X5
 	VPSRLW       $0x04, X5, X6
 	VINSERTI128  $0x01, X6, Y5, Y5
 	VPAND        Y1, Y5, Y5
 	VPXOR        Y1, Y1, Y1
 	VPDPBUSD     Y4, Y5, Y1
-	VPBROADCASTD (R8)(R9*4), Y4
+	VPBROADCASTD (R8), Y4
 	VPSUBD       Y4, Y1, Y1
 	VCVTDQ2PS    Y1, Y1
 	VFMADD231PS  Y1, Y3, Y0
 
 dotQ4F32VNNI_done:
+	VADDPS       Y2, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X0, X1, X1
+	VMOVHLPS     X1, X1, X0
+	VADDPS       X0, X1, X1
+	VMOVSHDUP    X1, X0
+	VADDSS       X0, X1, X1
+	VZEROUPPER
+	MOVSS        X1, ret+144(FP)
+	RET
+
+// func dotQ4G32F32VNNI(w []byte, q []int8, d []float32, sums []int32, s []float32, nsub int, gsub int, bb int) float32
+// Requires: AVX, AVX2, AVX512VL, AVX512VNNI, FMA3, SSE
+TEXT ·dotQ4G32F32VNNI(SB), NOSPLIT, $0-148
+	MOVQ         w_base+0(FP), AX
+	MOVQ         q_base+24(FP), CX
+	MOVQ         d_base+48(FP), DX
+	MOVQ         nsub+120(FP), BX
+	MOVQ         bb+136(FP), SI
+	MOVQ         sums_base+72(FP), DI
+	VXORPS       Y0, Y0, Y0
+	MOVL         $0x0f0f0f0f, R8
+	VMOVD        R8, X1
+	VPBROADCASTD X1, Y1
+	VXORPS       Y2, Y2, Y2
+	XORQ         R8, R8
+	MOVQ         BX, R9
+	DECQ         R9
+
+dotQ4G32F32VNNI_x2:
+	CMPQ         R8, R9
+	JGE          dotQ4G32F32VNNI_x1
+	VMOVSS       (AX), X3
+	VMULSS       (DX), X3, X3
+	VBROADCASTSS X3, Y3
+	VMOVDQU      (CX), Y4
+	VMOVDQU      4(AX), X5
+	VPSRLW       $0x04, X5, X6
+	VINSERTI128  $0x01, X6, Y5, Y6
+	VPAND        Y1, Y6, Y6
+	VPXOR        Y7, Y7, Y7
+	VPDPBUSD     Y4, Y6, Y7
+	VPBROADCASTD (DI), Y4
+	VPSUBD       Y4, Y7, Y7
+	VCVTDQ2PS    Y7, Y4
+	VFMADD231PS  Y4, Y3, Y0
+	INCQ         R8
+	ADDQ         $0x00000020, CX
+	ADDQ         $0x00000004, DX
+	ADDQ         $0x00000004, DI
+	ADDQ         SI, AX
+	VMOVSS       (AX), X3
+	VMULSS       (DX), X3, X3
+	VBROADCASTSS X3, Y3
+	VMOVDQU      (CX), Y4
+	VMOVDQU      4(AX), X5
+	VPSRLW       $0x04, X5, X6
+	VINSERTI128  $0x01, X6, Y5, Y6
+	VPAND        Y1, Y6, Y6
+	VPXOR        Y7, Y7, Y7
+	VPDPBUSD     Y4, Y6, Y7
+	VPBROADCASTD (DI), Y4
+	VPSUBD       Y4, Y7, Y7
+	VCVTDQ2PS    Y7, Y4
+	VFMADD231PS  Y4, Y3, Y2
+	INCQ         R8
+	ADDQ         $0x00000020, CX
+	ADDQ         $0x00000004, DX
+	ADDQ         $0x00000004, DI
+	ADDQ         SI, AX
+	JMP          dotQ4G32F32VNNI_x2
+
+dotQ4G32F32VNNI_x1:
+	CMPQ         R8, BX
+	JAE          dotQ4G32F32VNNI_done
+	VMOVSS       (AX), X3
+	VMULSS       (DX), X3, X3
+	VBROADCASTSS X3, Y3
+	VMOVDQU      (CX), Y4
+	VMOVDQU      4(AX), X5
+	VPSRLW       $0x04, X5, X6
+	VINSERTI128  $0x01, X6, Y5, Y5
+	VPAND        Y1, Y5, Y5
+	VPXOR        Y1, Y1, Y1
+	VPDPBUSD     Y4, Y5, Y1
+	VPBROADCASTD (DI), Y4
+	VPSUBD       Y4, Y1, Y1
+	VCVTDQ2PS    Y1, Y1
+	VFMADD231PS  Y1, Y3, Y0
+
+dotQ4G32F32VNNI_done:
 	VADDPS       Y2, Y0, Y0
 	VEXTRACTF128 $0x01, Y0, X1
 	VADDPS       X0, X1, X1
@@ -3680,20 +4584,18 @@ TEXT ·dotQ4AF16VNNI(SB), NOSPLIT, $0-148
 	XORQ         R9, R9
 	XORQ         R10, R10
 	LEAQ         4(AX), R11
-	MOVQ         BX, R13
-	DECQ         R13
+	MOVQ         BX, R12
+	DECQ         R12
 
 dotQ4AF16VNNI_x2:
-	CMPQ         R9, R13
+	CMPQ         R9, R12
 	JGE          dotQ4AF16VNNI_x1
-	MOVWLZX      (AX), R12
-	VMOVD        R12, X5
+	MOVWLZX      (AX), R13
+	VMOVD        R13, X5
 	VCVTPH2PS    X5, X5
-	VMULSS       (DX)(R9*4), X5, X5
+	VMULSS       (DX), X5, X5
 	VBROADCASTSS X5, Y5
-	MOVQ         R9, R12
-	SHLQ         $0x05, R12
-	VMOVDQU      (CX)(R12*1), Y6
+	VMOVDQU      (CX), Y6
 	VMOVDQU      (R11), X7
 	VPSRLW       $0x04, X7, X8
 	VINSERTI128  $0x01, X8, Y7, Y8
@@ -3702,11 +4604,14 @@ dotQ4AF16VNNI_x2:
 	VPDPBUSD     Y6, Y8, Y9
 	VCVTDQ2PS    Y9, Y6
 	VFMADD231PS  Y6, Y5, Y0
-	MOVWLZX      2(AX), R12
-	VMOVD        R12, X5
+	MOVWLZX      2(AX), R13
+	VMOVD        R13, X5
 	VCVTPH2PS    X5, X5
-	VFMADD231SS  (R8)(R9*4), X5, X1
+	VFMADD231SS  (R8), X5, X1
 	INCQ         R9
+	ADDQ         $0x00000020, CX
+	ADDQ         $0x00000004, DX
+	ADDQ         $0x00000004, R8
 	ADDQ         $0x00000010, R11
 	INCQ         R10
 	CMPQ         R10, SI
@@ -3716,14 +4621,12 @@ dotQ4AF16VNNI_x2:
 	LEAQ         4(AX), R11
 
 dotQ4AF16VNNI_a:
-	MOVWLZX      (AX), R12
-	VMOVD        R12, X5
+	MOVWLZX      (AX), R13
+	VMOVD        R13, X5
 	VCVTPH2PS    X5, X5
-	VMULSS       (DX)(R9*4), X5, X5
+	VMULSS       (DX), X5, X5
 	VBROADCASTSS X5, Y5
-	MOVQ         R9, R12
-	SHLQ         $0x05, R12
-	VMOVDQU      (CX)(R12*1), Y6
+	VMOVDQU      (CX), Y6
 	VMOVDQU      (R11), X7
 	VPSRLW       $0x04, X7, X8
 	VINSERTI128  $0x01, X8, Y7, Y8
@@ -3732,11 +4635,14 @@ dotQ4AF16VNNI_a:
 	VPDPBUSD     Y6, Y8, Y9
 	VCVTDQ2PS    Y9, Y6
 	VFMADD231PS  Y6, Y5, Y3
-	MOVWLZX      2(AX), R12
-	VMOVD        R12, X5
+	MOVWLZX      2(AX), R13
+	VMOVD        R13, X5
 	VCVTPH2PS    X5, X5
-	VFMADD231SS  (R8)(R9*4), X5, X4
+	VFMADD231SS  (R8), X5, X4
 	INCQ         R9
+	ADDQ         $0x00000020, CX
+	ADDQ         $0x00000004, DX
+	ADDQ         $0x00000004, R8
 	ADDQ         $0x00000010, R11
 	INCQ         R10
 	CMPQ         R10, SI
@@ -3754,11 +4660,9 @@ dotQ4AF16VNNI_x1:
 	MOVWLZX      (AX), BX
 	VMOVD        BX, X5
 	VCVTPH2PS    X5, X5
-	VMULSS       (DX)(R9*4), X5, X5
+	VMULSS       (DX), X5, X5
 	VBROADCASTSS X5, Y5
-	MOVQ         R9, R12
-	SHLQ         $0x05, R12
-	VMOVDQU      (CX)(R12*1), Y6
+	VMOVDQU      (CX), Y6
 	VMOVDQU      (R11), X7
 	VPSRLW       $0x04, X7, X8
 	VINSERTI128  $0x01, X8, Y7, Y7
@@ -3770,9 +4674,116 @@ dotQ4AF16VNNI_x1:
 	MOVWLZX      2(AX), AX
 	VMOVD        AX, X2
 	VCVTPH2PS    X2, X2
-	VFMADD231SS  (R8)(R9*4), X2, X1
+	VFMADD231SS  (R8), X2, X1
 
 dotQ4AF16VNNI_done:
+	VADDPS       Y3, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X2
+	VADDPS       X0, X2, X2
+	VMOVHLPS     X2, X2, X0
+	VADDPS       X0, X2, X2
+	VMOVSHDUP    X2, X0
+	VADDSS       X0, X2, X2
+	VADDSS       X4, X1, X1
+	VADDSS       X1, X2, X2
+	VZEROUPPER
+	MOVSS        X2, ret+144(FP)
+	RET
+
+// func dotQ4AG32F16VNNI(w []byte, q []int8, d []float32, sums []int32, s []float32, nsub int, gsub int, bb int) float32
+// Requires: AVX, AVX2, AVX512VL, AVX512VNNI, F16C, FMA3, SSE
+TEXT ·dotQ4AG32F16VNNI(SB), NOSPLIT, $0-148
+	MOVQ         w_base+0(FP), AX
+	MOVQ         q_base+24(FP), CX
+	MOVQ         d_base+48(FP), DX
+	MOVQ         nsub+120(FP), BX
+	MOVQ         bb+136(FP), SI
+	MOVQ         s_base+96(FP), DI
+	VXORPS       Y0, Y0, Y0
+	VXORPS       X1, X1, X1
+	MOVL         $0x0f0f0f0f, R8
+	VMOVD        R8, X2
+	VPBROADCASTD X2, Y2
+	VXORPS       Y3, Y3, Y3
+	VXORPS       X4, X4, X4
+	XORQ         R8, R8
+	MOVQ         BX, R9
+	DECQ         R9
+
+dotQ4AG32F16VNNI_x2:
+	CMPQ         R8, R9
+	JGE          dotQ4AG32F16VNNI_x1
+	MOVWLZX      (AX), R10
+	VMOVD        R10, X5
+	VCVTPH2PS    X5, X5
+	VMULSS       (DX), X5, X5
+	VBROADCASTSS X5, Y5
+	VMOVDQU      (CX), Y6
+	VMOVDQU      4(AX), X7
+	VPSRLW       $0x04, X7, X8
+	VINSERTI128  $0x01, X8, Y7, Y8
+	VPAND        Y2, Y8, Y8
+	VPXOR        Y9, Y9, Y9
+	VPDPBUSD     Y6, Y8, Y9
+	VCVTDQ2PS    Y9, Y6
+	VFMADD231PS  Y6, Y5, Y0
+	MOVWLZX      2(AX), R10
+	VMOVD        R10, X5
+	VCVTPH2PS    X5, X5
+	VFMADD231SS  (DI), X5, X1
+	INCQ         R8
+	ADDQ         $0x00000020, CX
+	ADDQ         $0x00000004, DX
+	ADDQ         $0x00000004, DI
+	ADDQ         SI, AX
+	MOVWLZX      (AX), R10
+	VMOVD        R10, X5
+	VCVTPH2PS    X5, X5
+	VMULSS       (DX), X5, X5
+	VBROADCASTSS X5, Y5
+	VMOVDQU      (CX), Y6
+	VMOVDQU      4(AX), X7
+	VPSRLW       $0x04, X7, X8
+	VINSERTI128  $0x01, X8, Y7, Y8
+	VPAND        Y2, Y8, Y8
+	VPXOR        Y9, Y9, Y9
+	VPDPBUSD     Y6, Y8, Y9
+	VCVTDQ2PS    Y9, Y6
+	VFMADD231PS  Y6, Y5, Y3
+	MOVWLZX      2(AX), R10
+	VMOVD        R10, X5
+	VCVTPH2PS    X5, X5
+	VFMADD231SS  (DI), X5, X4
+	INCQ         R8
+	ADDQ         $0x00000020, CX
+	ADDQ         $0x00000004, DX
+	ADDQ         $0x00000004, DI
+	ADDQ         SI, AX
+	JMP          dotQ4AG32F16VNNI_x2
+
+dotQ4AG32F16VNNI_x1:
+	CMPQ         R8, BX
+	JAE          dotQ4AG32F16VNNI_done
+	MOVWLZX      (AX), BX
+	VMOVD        BX, X5
+	VCVTPH2PS    X5, X5
+	VMULSS       (DX), X5, X5
+	VBROADCASTSS X5, Y5
+	VMOVDQU      (CX), Y6
+	VMOVDQU      4(AX), X7
+	VPSRLW       $0x04, X7, X8
+	VINSERTI128  $0x01, X8, Y7, Y7
+	VPAND        Y2, Y7, Y7
+	VPXOR        Y2, Y2, Y2
+	VPDPBUSD     Y6, Y7, Y2
+	VCVTDQ2PS    Y2, Y2
+	VFMADD231PS  Y2, Y5, Y0
+	MOVWLZX      2(AX), AX
+	VMOVD        AX, X2
+	VCVTPH2PS    X2, X2
+	VFMADD231SS  (DI), X2, X1
+
+dotQ4AG32F16VNNI_done:
 	VADDPS       Y3, Y0, Y0
 	VEXTRACTF128 $0x01, Y0, X2
 	VADDPS       X0, X2, X2
@@ -3806,18 +4817,16 @@ TEXT ·dotQ4AF32VNNI(SB), NOSPLIT, $0-148
 	XORQ         R9, R9
 	XORQ         R10, R10
 	LEAQ         8(AX), R11
-	MOVQ         BX, R13
-	DECQ         R13
+	MOVQ         BX, R12
+	DECQ         R12
 
 dotQ4AF32VNNI_x2:
-	CMPQ         R9, R13
+	CMPQ         R9, R12
 	JGE          dotQ4AF32VNNI_x1
 	VMOVSS       (AX), X5
-	VMULSS       (DX)(R9*4), X5, X5
+	VMULSS       (DX), X5, X5
 	VBROADCASTSS X5, Y5
-	MOVQ         R9, R12
-	SHLQ         $0x05, R12
-	VMOVDQU      (CX)(R12*1), Y6
+	VMOVDQU      (CX), Y6
 	VMOVDQU      (R11), X7
 	VPSRLW       $0x04, X7, X8
 	VINSERTI128  $0x01, X8, Y7, Y8
@@ -3827,8 +4836,11 @@ dotQ4AF32VNNI_x2:
 	VCVTDQ2PS    Y9, Y6
 	VFMADD231PS  Y6, Y5, Y0
 	VMOVSS       4(AX), X5
-	VFMADD231SS  (R8)(R9*4), X5, X1
+	VFMADD231SS  (R8), X5, X1
 	INCQ         R9
+	ADDQ         $0x00000020, CX
+	ADDQ         $0x00000004, DX
+	ADDQ         $0x00000004, R8
 	ADDQ         $0x00000010, R11
 	INCQ         R10
 	CMPQ         R10, SI
@@ -3839,11 +4851,9 @@ dotQ4AF32VNNI_x2:
 
 dotQ4AF32VNNI_a:
 	VMOVSS       (AX), X5
-	VMULSS       (DX)(R9*4), X5, X5
+	VMULSS       (DX), X5, X5
 	VBROADCASTSS X5, Y5
-	MOVQ         R9, R12
-	SHLQ         $0x05, R12
-	VMOVDQU      (CX)(R12*1), Y6
+	VMOVDQU      (CX), Y6
 	VMOVDQU      (R11), X7
 	VPSRLW       $0x04, X7, X8
 	VINSERTI128  $0x01, X8, Y7, Y8
@@ -3853,8 +4863,11 @@ dotQ4AF32VNNI_a:
 	VCVTDQ2PS    Y9, Y6
 	VFMADD231PS  Y6, Y5, Y3
 	VMOVSS       4(AX), X5
-	VFMADD231SS  (R8)(R9*4), X5, X4
+	VFMADD231SS  (R8), X5, X4
 	INCQ         R9
+	ADDQ         $0x00000020, CX
+	ADDQ         $0x00000004, DX
+	ADDQ         $0x00000004, R8
 	ADDQ         $0x00000010, R11
 	INCQ         R10
 	CMPQ         R10, SI
@@ -3870,11 +4883,9 @@ dotQ4AF32VNNI_x1:
 	CMPQ         R9, BX
 	JAE          dotQ4AF32VNNI_done
 	VMOVSS       (AX), X5
-	VMULSS       (DX)(R9*4), X5, X5
+	VMULSS       (DX), X5, X5
 	VBROADCASTSS X5, Y5
-	MOVQ         R9, R12
-	SHLQ         $0x05, R12
-	VMOVDQU      (CX)(R12*1), Y6
+	VMOVDQU      (CX), Y6
 	VMOVDQU      (R11), X7
 	VPSRLW       $0x04, X7, X8
 	VINSERTI128  $0x01, X8, Y7, Y7
@@ -3884,9 +4895,104 @@ dotQ4AF32VNNI_x1:
 	VCVTDQ2PS    Y2, Y2
 	VFMADD231PS  Y2, Y5, Y0
 	VMOVSS       4(AX), X2
-	VFMADD231SS  (R8)(R9*4), X2, X1
+	VFMADD231SS  (R8), X2, X1
 
 dotQ4AF32VNNI_done:
+	VADDPS       Y3, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X2
+	VADDPS       X0, X2, X2
+	VMOVHLPS     X2, X2, X0
+	VADDPS       X0, X2, X2
+	VMOVSHDUP    X2, X0
+	VADDSS       X0, X2, X2
+	VADDSS       X4, X1, X1
+	VADDSS       X1, X2, X2
+	VZEROUPPER
+	MOVSS        X2, ret+144(FP)
+	RET
+
+// func dotQ4AG32F32VNNI(w []byte, q []int8, d []float32, sums []int32, s []float32, nsub int, gsub int, bb int) float32
+// Requires: AVX, AVX2, AVX512VL, AVX512VNNI, FMA3, SSE
+TEXT ·dotQ4AG32F32VNNI(SB), NOSPLIT, $0-148
+	MOVQ         w_base+0(FP), AX
+	MOVQ         q_base+24(FP), CX
+	MOVQ         d_base+48(FP), DX
+	MOVQ         nsub+120(FP), BX
+	MOVQ         bb+136(FP), SI
+	MOVQ         s_base+96(FP), DI
+	VXORPS       Y0, Y0, Y0
+	VXORPS       X1, X1, X1
+	MOVL         $0x0f0f0f0f, R8
+	VMOVD        R8, X2
+	VPBROADCASTD X2, Y2
+	VXORPS       Y3, Y3, Y3
+	VXORPS       X4, X4, X4
+	XORQ         R8, R8
+	MOVQ         BX, R9
+	DECQ         R9
+
+dotQ4AG32F32VNNI_x2:
+	CMPQ         R8, R9
+	JGE          dotQ4AG32F32VNNI_x1
+	VMOVSS       (AX), X5
+	VMULSS       (DX), X5, X5
+	VBROADCASTSS X5, Y5
+	VMOVDQU      (CX), Y6
+	VMOVDQU      8(AX), X7
+	VPSRLW       $0x04, X7, X8
+	VINSERTI128  $0x01, X8, Y7, Y8
+	VPAND        Y2, Y8, Y8
+	VPXOR        Y9, Y9, Y9
+	VPDPBUSD     Y6, Y8, Y9
+	VCVTDQ2PS    Y9, Y6
+	VFMADD231PS  Y6, Y5, Y0
+	VMOVSS       4(AX), X5
+	VFMADD231SS  (DI), X5, X1
+	INCQ         R8
+	ADDQ         $0x00000020, CX
+	ADDQ         $0x00000004, DX
+	ADDQ         $0x00000004, DI
+	ADDQ         SI, AX
+	VMOVSS       (AX), X5
+	VMULSS       (DX), X5, X5
+	VBROADCASTSS X5, Y5
+	VMOVDQU      (CX), Y6
+	VMOVDQU      8(AX), X7
+	VPSRLW       $0x04, X7, X8
+	VINSERTI128  $0x01, X8, Y7, Y8
+	VPAND        Y2, Y8, Y8
+	VPXOR        Y9, Y9, Y9
+	VPDPBUSD     Y6, Y8, Y9
+	VCVTDQ2PS    Y9, Y6
+	VFMADD231PS  Y6, Y5, Y3
+	VMOVSS       4(AX), X5
+	VFMADD231SS  (DI), X5, X4
+	INCQ         R8
+	ADDQ         $0x00000020, CX
+	ADDQ         $0x00000004, DX
+	ADDQ         $0x00000004, DI
+	ADDQ         SI, AX
+	JMP          dotQ4AG32F32VNNI_x2
+
+dotQ4AG32F32VNNI_x1:
+	CMPQ         R8, BX
+	JAE          dotQ4AG32F32VNNI_done
+	VMOVSS       (AX), X5
+	VMULSS       (DX), X5, X5
+	VBROADCASTSS X5, Y5
+	VMOVDQU      (CX), Y6
+	VMOVDQU      8(AX), X7
+	VPSRLW       $0x04, X7, X8
+	VINSERTI128  $0x01, X8, Y7, Y7
+	VPAND        Y2, Y7, Y7
+	VPXOR        Y2, Y2, Y2
+	VPDPBUSD     Y6, Y7, Y2
+	VCVTDQ2PS    Y2, Y2
+	VFMADD231PS  Y2, Y5, Y0
+	VMOVSS       4(AX), X2
+	VFMADD231SS  (DI), X2, X1
+
+dotQ4AG32F32VNNI_done:
 	VADDPS       Y3, Y0, Y0
 	VEXTRACTF128 $0x01, Y0, X2
 	VADDPS       X0, X2, X2

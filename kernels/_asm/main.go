@@ -50,7 +50,8 @@ func main() {
 	for _, vnni := range []bool{false, true} {
 		for _, kind := range []string{"Q8", "Q4", "Q4A"} {
 			for _, f32 := range []bool{false, true} {
-				dotQ(kind, f32, vnni)
+				dotQ(kind, f32, vnni, false)
+				dotQ(kind, f32, vnni, true)
 			}
 		}
 	}
@@ -327,7 +328,7 @@ func dotF32x4(s isa) {
 // VPMADDUBSW, int32 lanes for VPMADDWD/VPDPBUSD) and are converted to
 // float32 once per sub-block; the float sums use one vector accumulator,
 // reduced at the end.
-func dotQ(kind string, f32scale, vnni bool) {
+func dotQ(kind string, f32scale, vnni, g32 bool) {
 	isaName := "AVX2"
 	if vnni {
 		isaName = "VNNI"
@@ -338,6 +339,10 @@ func dotQ(kind string, f32scale, vnni bool) {
 		sc, sb = "F32", 4
 	}
 	name := "dot" + kind + sc + isaName
+	if g32 {
+		// Blocks of one sub-block: no position within the block to track.
+		name = "dot" + kind + "G32" + sc + isaName
+	}
 	TEXT(name, NOSPLIT, "func(w []byte, q []int8, d []float32, sums []int32, s []float32, nsub, gsub, bb int) float32")
 	Doc(name+" returns the dot product of nsub sub-blocks of 32 values of a",
 		"quantized row w (blocks of bb bytes, gsub sub-blocks each) with",
@@ -346,7 +351,10 @@ func dotQ(kind string, f32scale, vnni bool) {
 	qp := Load(Param("q").Base(), GP64())
 	dp := Load(Param("d").Base(), GP64())
 	nsub := Load(Param("nsub"), GP64())
-	gsub := Load(Param("gsub"), GP64())
+	var gsub Register
+	if !g32 {
+		gsub = Load(Param("gsub"), GP64())
+	}
 	bb := Load(Param("bb"), GP64())
 	var sumsP, sP Register
 	switch kind {
@@ -411,29 +419,31 @@ func dotQ(kind string, f32scale, vnni bool) {
 	}
 	k := GP64()
 	XORQ(k, k)
-	j := GP64()
-	XORQ(j, j)
-	codes := GP64()
-	LEAQ(Mem{Base: blk, Disp: hdr}, codes)
-	koff := GP64()
+	var j, codes Register
+	codesMem := Mem{Base: blk, Disp: hdr}
+	if !g32 {
+		j = GP64()
+		XORQ(j, j)
+		codes = GP64()
+		LEAQ(Mem{Base: blk, Disp: hdr}, codes)
+		codesMem = Mem{Base: codes}
+	}
 
 	body := func(facc, macc VecVirtual) {
 		dw := loadScale(0)
 		// s = dw*d[k], broadcast.
 		sx := XMM()
-		VMULSS(mem(dp, k, 4, 0), dw, sx)
+		VMULSS(Mem{Base: dp}, dw, sx)
 		sv := YMM()
 		VBROADCASTSS(sx, sv)
 		// Activations: 32 int8 at q[32k].
-		MOVQ(k, koff)
-		SHLQ(U8(5), koff)
 		xv := YMM()
-		VMOVDQU(Mem{Base: qp, Index: koff, Scale: 1}, xv)
+		VMOVDQU(Mem{Base: qp}, xv)
 		var u, sg VecVirtual // unsigned and signed operands
 		switch kind {
 		case "Q8":
 			wv := YMM()
-			VMOVDQU(Mem{Base: codes}, wv)
+			VMOVDQU(codesMem, wv)
 			u = YMM()
 			VPABSB(wv, u)
 			sg = YMM()
@@ -441,7 +451,7 @@ func dotQ(kind string, f32scale, vnni bool) {
 		default:
 			// 16 bytes: low nibbles are values 0..15, high ones 16..31.
 			lo := XMM()
-			VMOVDQU(Mem{Base: codes}, lo)
+			VMOVDQU(codesMem, lo)
 			hi := XMM()
 			VPSRLW(U8(4), lo, hi)
 			c := YMM()
@@ -461,7 +471,7 @@ func dotQ(kind string, f32scale, vnni bool) {
 		if kind == "Q4" {
 			// Subtract sum[k] from each of the 8 lanes: 8*sum[k] in all.
 			sm := YMM()
-			VPBROADCASTD(mem(sumsP, k, 4, 0), sm)
+			VPBROADCASTD(Mem{Base: sumsP}, sm)
 			VPSUBD(sm, p32, p32)
 		}
 		f := YMM()
@@ -469,11 +479,23 @@ func dotQ(kind string, f32scale, vnni bool) {
 		VFMADD231PS(f, sv, facc)
 		if kind == "Q4A" {
 			mw := loadScale(sb)
-			VFMADD231SS(mem(sP, k, 4, 0), mw, macc)
+			VFMADD231SS(Mem{Base: sP}, mw, macc)
 		}
 	}
 	advance := func(label string) {
 		INCQ(k)
+		ADDQ(U32(32), qp)
+		ADDQ(U32(4), dp)
+		switch kind {
+		case "Q4":
+			ADDQ(U32(4), sumsP)
+		case "Q4A":
+			ADDQ(U32(4), sP)
+		}
+		if g32 {
+			ADDQ(bb, blk)
+			return
+		}
 		ADDQ(U32(step), codes)
 		INCQ(j)
 		CMPQ(j, gsub)
