@@ -27,8 +27,8 @@ type impl struct {
 	// dotQ is the quantized row dot product (see DotQ); f is valid and w
 	// holds at least f.RowBytes(a.N) bytes.
 	dotQ func(f QFormat, w []byte, a *QuantizedActivations) float32
-	// dotQx4, if not nil, stores in out[t] dotQ(f, w, row t of b) for
-	// Q8 and Q4 rows (not Q4A), bit-identical to dotQ.
+	// dotQx4, if not nil, stores in out[t] dotQ(f, w, row t of b),
+	// bit-identical to dotQ.
 	dotQx4 func(f QFormat, w []byte, b *qBatch4, out *[4]float32)
 	// quantizeActs fills a, already sized for len(x) values.
 	quantizeActs func(a *QuantizedActivations, x []float32)

@@ -65,26 +65,23 @@ func (q *qFuncs) dot(f QFormat, w []byte, a *QuantizedActivations) float32 {
 	return q[f.Kind-1][s][g](w, a.Q, a.D, a.Sum, a.S, nsub, f.Group/32, f.BlockBytes())
 }
 
-// qx4Funcs are the four-row kernels, indexed by QKind-1 (Q8, Q4) and by
-// whether scales are f32.
-type qx4Funcs [2][2]func(w []byte, q []int8, d []float32, sums []int32, nsub, gsub, bb int, out *[4]float32)
+// qx4Funcs are the four-row kernels, indexed by QKind-1 and by whether
+// scales are f32.
+type qx4Funcs [3][2]func(w []byte, q []int8, d []float32, sums []int32, s []float32, nsub, gsub, bb int, out *[4]float32)
 
 var (
-	qx4AVX2 = qx4Funcs{{dotQ8x4F16AVX2, dotQ8x4F32AVX2}, {dotQ4x4F16AVX2, dotQ4x4F32AVX2}}
-	qx4VNNI = qx4Funcs{{dotQ8x4F16VNNI, dotQ8x4F32VNNI}, {dotQ4x4F16VNNI, dotQ4x4F32VNNI}}
+	qx4AVX2 = qx4Funcs{{dotQ8x4F16AVX2, dotQ8x4F32AVX2}, {dotQ4x4F16AVX2, dotQ4x4F32AVX2}, {dotQ4Ax4F16AVX2, dotQ4Ax4F32AVX2}}
+	qx4VNNI = qx4Funcs{{dotQ8x4F16VNNI, dotQ8x4F32VNNI}, {dotQ4x4F16VNNI, dotQ4x4F32VNNI}, {dotQ4Ax4F16VNNI, dotQ4Ax4F32VNNI}}
 )
 
 func (q *qx4Funcs) dot(f QFormat, w []byte, b *qBatch4, out *[4]float32) {
-	if f.Kind == QKindQ4A {
-		panic("kernels: dotQx4 called for q4a")
-	}
 	s := 0
 	if f.F32Scale {
 		s = 1
 	}
 	g := b.groups
 	_ = w[f.RowBytes(32*g)-1] // the row covers every sub-block read
-	q[f.Kind-1][s](w, b.q[:128*g], b.d[:4*g], b.sums[:4*g], g, f.Group/32, f.BlockBytes(), out)
+	q[f.Kind-1][s](w, b.q[:128*g], b.d[:4*g], b.sums[:4*g], b.s[:4*g], g, f.Group/32, f.BlockBytes(), out)
 }
 
 func newAsmImpl(name string, supported bool, f asmFuncs, q *qFuncs, qx4 *qx4Funcs) *impl {

@@ -66,42 +66,62 @@ func quantizeActsAVX2(x []float32, q []int8, d []float32, sums []int32, s []floa
 // dotQ8x4F16AVX2 stores in out[t] the dot product of nsub sub-blocks of a
 // quantized row w with the interleaved activation rows t = 0..3; see
 // dotQx4 in kernels/_asm.
-func dotQ8x4F16AVX2(w []byte, q []int8, d []float32, sums []int32, nsub int, gsub int, bb int, out *[4]float32)
+func dotQ8x4F16AVX2(w []byte, q []int8, d []float32, sums []int32, s []float32, nsub int, gsub int, bb int, out *[4]float32)
 
 // dotQ8x4F32AVX2 stores in out[t] the dot product of nsub sub-blocks of a
 // quantized row w with the interleaved activation rows t = 0..3; see
 // dotQx4 in kernels/_asm.
-func dotQ8x4F32AVX2(w []byte, q []int8, d []float32, sums []int32, nsub int, gsub int, bb int, out *[4]float32)
+func dotQ8x4F32AVX2(w []byte, q []int8, d []float32, sums []int32, s []float32, nsub int, gsub int, bb int, out *[4]float32)
 
 // dotQ4x4F16AVX2 stores in out[t] the dot product of nsub sub-blocks of a
 // quantized row w with the interleaved activation rows t = 0..3; see
 // dotQx4 in kernels/_asm.
-func dotQ4x4F16AVX2(w []byte, q []int8, d []float32, sums []int32, nsub int, gsub int, bb int, out *[4]float32)
+func dotQ4x4F16AVX2(w []byte, q []int8, d []float32, sums []int32, s []float32, nsub int, gsub int, bb int, out *[4]float32)
 
 // dotQ4x4F32AVX2 stores in out[t] the dot product of nsub sub-blocks of a
 // quantized row w with the interleaved activation rows t = 0..3; see
 // dotQx4 in kernels/_asm.
-func dotQ4x4F32AVX2(w []byte, q []int8, d []float32, sums []int32, nsub int, gsub int, bb int, out *[4]float32)
+func dotQ4x4F32AVX2(w []byte, q []int8, d []float32, sums []int32, s []float32, nsub int, gsub int, bb int, out *[4]float32)
+
+// dotQ4Ax4F16AVX2 stores in out[t] the dot product of nsub sub-blocks of a
+// quantized row w with the interleaved activation rows t = 0..3; see
+// dotQx4 in kernels/_asm.
+func dotQ4Ax4F16AVX2(w []byte, q []int8, d []float32, sums []int32, s []float32, nsub int, gsub int, bb int, out *[4]float32)
+
+// dotQ4Ax4F32AVX2 stores in out[t] the dot product of nsub sub-blocks of a
+// quantized row w with the interleaved activation rows t = 0..3; see
+// dotQx4 in kernels/_asm.
+func dotQ4Ax4F32AVX2(w []byte, q []int8, d []float32, sums []int32, s []float32, nsub int, gsub int, bb int, out *[4]float32)
 
 // dotQ8x4F16VNNI stores in out[t] the dot product of nsub sub-blocks of a
 // quantized row w with the interleaved activation rows t = 0..3; see
 // dotQx4 in kernels/_asm.
-func dotQ8x4F16VNNI(w []byte, q []int8, d []float32, sums []int32, nsub int, gsub int, bb int, out *[4]float32)
+func dotQ8x4F16VNNI(w []byte, q []int8, d []float32, sums []int32, s []float32, nsub int, gsub int, bb int, out *[4]float32)
 
 // dotQ8x4F32VNNI stores in out[t] the dot product of nsub sub-blocks of a
 // quantized row w with the interleaved activation rows t = 0..3; see
 // dotQx4 in kernels/_asm.
-func dotQ8x4F32VNNI(w []byte, q []int8, d []float32, sums []int32, nsub int, gsub int, bb int, out *[4]float32)
+func dotQ8x4F32VNNI(w []byte, q []int8, d []float32, sums []int32, s []float32, nsub int, gsub int, bb int, out *[4]float32)
 
 // dotQ4x4F16VNNI stores in out[t] the dot product of nsub sub-blocks of a
 // quantized row w with the interleaved activation rows t = 0..3; see
 // dotQx4 in kernels/_asm.
-func dotQ4x4F16VNNI(w []byte, q []int8, d []float32, sums []int32, nsub int, gsub int, bb int, out *[4]float32)
+func dotQ4x4F16VNNI(w []byte, q []int8, d []float32, sums []int32, s []float32, nsub int, gsub int, bb int, out *[4]float32)
 
 // dotQ4x4F32VNNI stores in out[t] the dot product of nsub sub-blocks of a
 // quantized row w with the interleaved activation rows t = 0..3; see
 // dotQx4 in kernels/_asm.
-func dotQ4x4F32VNNI(w []byte, q []int8, d []float32, sums []int32, nsub int, gsub int, bb int, out *[4]float32)
+func dotQ4x4F32VNNI(w []byte, q []int8, d []float32, sums []int32, s []float32, nsub int, gsub int, bb int, out *[4]float32)
+
+// dotQ4Ax4F16VNNI stores in out[t] the dot product of nsub sub-blocks of a
+// quantized row w with the interleaved activation rows t = 0..3; see
+// dotQx4 in kernels/_asm.
+func dotQ4Ax4F16VNNI(w []byte, q []int8, d []float32, sums []int32, s []float32, nsub int, gsub int, bb int, out *[4]float32)
+
+// dotQ4Ax4F32VNNI stores in out[t] the dot product of nsub sub-blocks of a
+// quantized row w with the interleaved activation rows t = 0..3; see
+// dotQx4 in kernels/_asm.
+func dotQ4Ax4F32VNNI(w []byte, q []int8, d []float32, sums []int32, s []float32, nsub int, gsub int, bb int, out *[4]float32)
 
 // dotQ8F16AVX2 returns the dot product of nsub sub-blocks of 32 values of a
 // quantized row w (blocks of bb bytes, gsub sub-blocks each) with

@@ -810,15 +810,15 @@ quantizeActsAVX2_done:
 	VZEROUPPER
 	RET
 
-// func dotQ8x4F16AVX2(w []byte, q []int8, d []float32, sums []int32, nsub int, gsub int, bb int, out *[4]float32)
+// func dotQ8x4F16AVX2(w []byte, q []int8, d []float32, sums []int32, s []float32, nsub int, gsub int, bb int, out *[4]float32)
 // Requires: AVX, AVX2, F16C, FMA3
-TEXT ·dotQ8x4F16AVX2(SB), NOSPLIT, $0-128
+TEXT ·dotQ8x4F16AVX2(SB), NOSPLIT, $0-152
 	MOVQ         w_base+0(FP), AX
 	MOVQ         q_base+24(FP), CX
 	MOVQ         d_base+48(FP), DX
-	MOVQ         nsub+96(FP), BX
-	MOVQ         gsub+104(FP), SI
-	MOVQ         bb+112(FP), DI
+	MOVQ         nsub+120(FP), BX
+	MOVQ         gsub+128(FP), SI
+	MOVQ         bb+136(FP), DI
 	VXORPS       Y0, Y0, Y0
 	VXORPS       Y1, Y1, Y1
 	VXORPS       Y2, Y2, Y2
@@ -984,7 +984,7 @@ dotQ8x4F16AVX2_x1:
 	VFMADD231PS  Y10, Y8, Y3
 
 dotQ8x4F16AVX2_done:
-	MOVQ         out+120(FP), AX
+	MOVQ         out+144(FP), AX
 	VADDPS       Y4, Y0, Y0
 	VEXTRACTF128 $0x01, Y0, X4
 	VADDPS       X0, X4, X4
@@ -1020,15 +1020,15 @@ dotQ8x4F16AVX2_done:
 	VZEROUPPER
 	RET
 
-// func dotQ8x4F32AVX2(w []byte, q []int8, d []float32, sums []int32, nsub int, gsub int, bb int, out *[4]float32)
+// func dotQ8x4F32AVX2(w []byte, q []int8, d []float32, sums []int32, s []float32, nsub int, gsub int, bb int, out *[4]float32)
 // Requires: AVX, AVX2, FMA3
-TEXT ·dotQ8x4F32AVX2(SB), NOSPLIT, $0-128
+TEXT ·dotQ8x4F32AVX2(SB), NOSPLIT, $0-152
 	MOVQ         w_base+0(FP), AX
 	MOVQ         q_base+24(FP), CX
 	MOVQ         d_base+48(FP), DX
-	MOVQ         nsub+96(FP), BX
-	MOVQ         gsub+104(FP), SI
-	MOVQ         bb+112(FP), DI
+	MOVQ         nsub+120(FP), BX
+	MOVQ         gsub+128(FP), SI
+	MOVQ         bb+136(FP), DI
 	VXORPS       Y0, Y0, Y0
 	VXORPS       Y1, Y1, Y1
 	VXORPS       Y2, Y2, Y2
@@ -1188,7 +1188,7 @@ dotQ8x4F32AVX2_x1:
 	VFMADD231PS  Y10, Y8, Y3
 
 dotQ8x4F32AVX2_done:
-	MOVQ         out+120(FP), AX
+	MOVQ         out+144(FP), AX
 	VADDPS       Y4, Y0, Y0
 	VEXTRACTF128 $0x01, Y0, X4
 	VADDPS       X0, X4, X4
@@ -1224,16 +1224,16 @@ dotQ8x4F32AVX2_done:
 	VZEROUPPER
 	RET
 
-// func dotQ4x4F16AVX2(w []byte, q []int8, d []float32, sums []int32, nsub int, gsub int, bb int, out *[4]float32)
+// func dotQ4x4F16AVX2(w []byte, q []int8, d []float32, sums []int32, s []float32, nsub int, gsub int, bb int, out *[4]float32)
 // Requires: AVX, AVX2, F16C, FMA3
-TEXT ·dotQ4x4F16AVX2(SB), NOSPLIT, $0-128
+TEXT ·dotQ4x4F16AVX2(SB), NOSPLIT, $0-152
 	MOVQ         w_base+0(FP), AX
 	MOVQ         q_base+24(FP), CX
 	MOVQ         d_base+48(FP), DX
 	MOVQ         sums_base+72(FP), BX
-	MOVQ         nsub+96(FP), SI
-	MOVQ         gsub+104(FP), DI
-	MOVQ         bb+112(FP), R8
+	MOVQ         nsub+120(FP), SI
+	MOVQ         gsub+128(FP), DI
+	MOVQ         bb+136(FP), R8
 	VXORPS       Y0, Y0, Y0
 	VXORPS       Y1, Y1, Y1
 	VXORPS       Y2, Y2, Y2
@@ -1422,7 +1422,7 @@ dotQ4x4F16AVX2_x1:
 	VFMADD231PS  Y9, Y8, Y3
 
 dotQ4x4F16AVX2_done:
-	MOVQ         out+120(FP), AX
+	MOVQ         out+144(FP), AX
 	VADDPS       Y4, Y0, Y0
 	VEXTRACTF128 $0x01, Y0, X4
 	VADDPS       X0, X4, X4
@@ -1458,16 +1458,16 @@ dotQ4x4F16AVX2_done:
 	VZEROUPPER
 	RET
 
-// func dotQ4x4F32AVX2(w []byte, q []int8, d []float32, sums []int32, nsub int, gsub int, bb int, out *[4]float32)
+// func dotQ4x4F32AVX2(w []byte, q []int8, d []float32, sums []int32, s []float32, nsub int, gsub int, bb int, out *[4]float32)
 // Requires: AVX, AVX2, FMA3
-TEXT ·dotQ4x4F32AVX2(SB), NOSPLIT, $0-128
+TEXT ·dotQ4x4F32AVX2(SB), NOSPLIT, $0-152
 	MOVQ         w_base+0(FP), AX
 	MOVQ         q_base+24(FP), CX
 	MOVQ         d_base+48(FP), DX
 	MOVQ         sums_base+72(FP), BX
-	MOVQ         nsub+96(FP), SI
-	MOVQ         gsub+104(FP), DI
-	MOVQ         bb+112(FP), R8
+	MOVQ         nsub+120(FP), SI
+	MOVQ         gsub+128(FP), DI
+	MOVQ         bb+136(FP), R8
 	VXORPS       Y0, Y0, Y0
 	VXORPS       Y1, Y1, Y1
 	VXORPS       Y2, Y2, Y2
@@ -1650,7 +1650,7 @@ dotQ4x4F32AVX2_x1:
 	VFMADD231PS  Y9, Y8, Y3
 
 dotQ4x4F32AVX2_done:
-	MOVQ         out+120(FP), AX
+	MOVQ         out+144(FP), AX
 	VADDPS       Y4, Y0, Y0
 	VEXTRACTF128 $0x01, Y0, X4
 	VADDPS       X0, X4, X4
@@ -1686,15 +1686,525 @@ dotQ4x4F32AVX2_done:
 	VZEROUPPER
 	RET
 
-// func dotQ8x4F16VNNI(w []byte, q []int8, d []float32, sums []int32, nsub int, gsub int, bb int, out *[4]float32)
+// func dotQ4Ax4F16AVX2(w []byte, q []int8, d []float32, sums []int32, s []float32, nsub int, gsub int, bb int, out *[4]float32)
+// Requires: AVX, AVX2, F16C, FMA3
+TEXT ·dotQ4Ax4F16AVX2(SB), NOSPLIT, $0-152
+	MOVQ         w_base+0(FP), AX
+	MOVQ         q_base+24(FP), CX
+	MOVQ         d_base+48(FP), DX
+	MOVQ         s_base+96(FP), BX
+	MOVQ         nsub+120(FP), SI
+	MOVQ         gsub+128(FP), DI
+	MOVQ         bb+136(FP), R8
+	VXORPS       Y0, Y0, Y0
+	VXORPS       Y1, Y1, Y1
+	VXORPS       Y2, Y2, Y2
+	VXORPS       Y3, Y3, Y3
+	VXORPS       Y4, Y4, Y4
+	VXORPS       Y5, Y5, Y5
+	VXORPS       Y6, Y6, Y6
+	VXORPS       Y7, Y7, Y7
+	MOVL         $0x00010001, R9
+	VMOVD        R9, X8
+	VPBROADCASTD X8, Y8
+	MOVL         $0x0f0f0f0f, R9
+	VMOVD        R9, X9
+	VPBROADCASTD X9, Y9
+	XORQ         R9, R9
+	XORQ         R10, R10
+	LEAQ         4(AX), R11
+	MOVQ         SI, R12
+	DECQ         R12
+
+dotQ4Ax4F16AVX2_x2:
+	CMPQ         R9, R12
+	JGE          dotQ4Ax4F16AVX2_x1
+	MOVWLZX      (AX), R13
+	VMOVD        R13, X10
+	VCVTPH2PS    X10, X10
+	VBROADCASTSS X10, Y10
+	VMOVDQU      (R11), X11
+	VPSRLW       $0x04, X11, X12
+	VINSERTI128  $0x01, X12, Y11, Y12
+	VPAND        Y9, Y12, Y12
+	VMOVDQU      (CX), Y13
+	VPMADDUBSW   Y13, Y12, Y13
+	VPMADDWD     Y8, Y13, Y13
+	VCVTDQ2PS    Y13, Y13
+	VBROADCASTSS (DX), Y14
+	VMULPS       Y10, Y14, Y14
+	VFMADD231PS  Y13, Y14, Y0
+	MOVWLZX      2(AX), R13
+	VMOVD        R13, X11
+	VCVTPH2PS    X11, X11
+	VMULSS       (BX), X11, X11
+	VADDPS       Y11, Y0, Y0
+	VMOVDQU      32(CX), Y13
+	VPMADDUBSW   Y13, Y12, Y13
+	VPMADDWD     Y8, Y13, Y13
+	VCVTDQ2PS    Y13, Y13
+	VBROADCASTSS 4(DX), Y14
+	VMULPS       Y10, Y14, Y14
+	VFMADD231PS  Y13, Y14, Y1
+	MOVWLZX      2(AX), R13
+	VMOVD        R13, X11
+	VCVTPH2PS    X11, X11
+	VMULSS       4(BX), X11, X11
+	VADDPS       Y11, Y1, Y1
+	VMOVDQU      64(CX), Y13
+	VPMADDUBSW   Y13, Y12, Y13
+	VPMADDWD     Y8, Y13, Y13
+	VCVTDQ2PS    Y13, Y13
+	VBROADCASTSS 8(DX), Y14
+	VMULPS       Y10, Y14, Y14
+	VFMADD231PS  Y13, Y14, Y2
+	MOVWLZX      2(AX), R13
+	VMOVD        R13, X11
+	VCVTPH2PS    X11, X11
+	VMULSS       8(BX), X11, X11
+	VADDPS       Y11, Y2, Y2
+	VMOVDQU      96(CX), Y13
+	VPMADDUBSW   Y13, Y12, Y12
+	VPMADDWD     Y8, Y12, Y12
+	VCVTDQ2PS    Y12, Y12
+	VBROADCASTSS 12(DX), Y13
+	VMULPS       Y10, Y13, Y13
+	VFMADD231PS  Y12, Y13, Y3
+	MOVWLZX      2(AX), R13
+	VMOVD        R13, X11
+	VCVTPH2PS    X11, X11
+	VMULSS       12(BX), X11, X11
+	VADDPS       Y11, Y3, Y3
+	INCQ         R9
+	ADDQ         $0x00000080, CX
+	ADDQ         $0x00000010, DX
+	ADDQ         $0x00000010, BX
+	ADDQ         $0x00000010, R11
+	INCQ         R10
+	CMPQ         R10, DI
+	JB           dotQ4Ax4F16AVX2_a
+	XORQ         R10, R10
+	ADDQ         R8, AX
+	LEAQ         4(AX), R11
+
+dotQ4Ax4F16AVX2_a:
+	MOVWLZX      (AX), R13
+	VMOVD        R13, X10
+	VCVTPH2PS    X10, X10
+	VBROADCASTSS X10, Y10
+	VMOVDQU      (R11), X11
+	VPSRLW       $0x04, X11, X12
+	VINSERTI128  $0x01, X12, Y11, Y12
+	VPAND        Y9, Y12, Y12
+	VMOVDQU      (CX), Y13
+	VPMADDUBSW   Y13, Y12, Y13
+	VPMADDWD     Y8, Y13, Y13
+	VCVTDQ2PS    Y13, Y13
+	VBROADCASTSS (DX), Y14
+	VMULPS       Y10, Y14, Y14
+	VFMADD231PS  Y13, Y14, Y4
+	MOVWLZX      2(AX), R13
+	VMOVD        R13, X11
+	VCVTPH2PS    X11, X11
+	VMULSS       (BX), X11, X11
+	VADDPS       Y11, Y4, Y4
+	VMOVDQU      32(CX), Y13
+	VPMADDUBSW   Y13, Y12, Y13
+	VPMADDWD     Y8, Y13, Y13
+	VCVTDQ2PS    Y13, Y13
+	VBROADCASTSS 4(DX), Y14
+	VMULPS       Y10, Y14, Y14
+	VFMADD231PS  Y13, Y14, Y5
+	MOVWLZX      2(AX), R13
+	VMOVD        R13, X11
+	VCVTPH2PS    X11, X11
+	VMULSS       4(BX), X11, X11
+	VADDPS       Y11, Y5, Y5
+	VMOVDQU      64(CX), Y13
+	VPMADDUBSW   Y13, Y12, Y13
+	VPMADDWD     Y8, Y13, Y13
+	VCVTDQ2PS    Y13, Y13
+	VBROADCASTSS 8(DX), Y14
+	VMULPS       Y10, Y14, Y14
+	VFMADD231PS  Y13, Y14, Y6
+	MOVWLZX      2(AX), R13
+	VMOVD        R13, X11
+	VCVTPH2PS    X11, X11
+	VMULSS       8(BX), X11, X11
+	VADDPS       Y11, Y6, Y6
+	VMOVDQU      96(CX), Y13
+	VPMADDUBSW   Y13, Y12, Y12
+	VPMADDWD     Y8, Y12, Y12
+	VCVTDQ2PS    Y12, Y12
+	VBROADCASTSS 12(DX), Y13
+	VMULPS       Y10, Y13, Y13
+	VFMADD231PS  Y12, Y13, Y7
+	MOVWLZX      2(AX), R13
+	VMOVD        R13, X11
+	VCVTPH2PS    X11, X11
+	VMULSS       12(BX), X11, X11
+	VADDPS       Y11, Y7, Y7
+	INCQ         R9
+	ADDQ         $0x00000080, CX
+	ADDQ         $0x00000010, DX
+	ADDQ         $0x00000010, BX
+	ADDQ         $0x00000010, R11
+	INCQ         R10
+	CMPQ         R10, DI
+	JB           dotQ4Ax4F16AVX2_b
+	XORQ         R10, R10
+	ADDQ         R8, AX
+	LEAQ         4(AX), R11
+
+dotQ4Ax4F16AVX2_b:
+	JMP dotQ4Ax4F16AVX2_x2
+
+dotQ4Ax4F16AVX2_x1:
+	CMPQ         R9, SI
+	JAE          dotQ4Ax4F16AVX2_done
+	MOVWLZX      (AX), SI
+	VMOVD        SI, X10
+	VCVTPH2PS    X10, X10
+	VBROADCASTSS X10, Y10
+	VMOVDQU      (R11), X11
+	VPSRLW       $0x04, X11, X12
+	VINSERTI128  $0x01, X12, Y11, Y12
+	VPAND        Y9, Y12, Y12
+	VMOVDQU      (CX), Y9
+	VPMADDUBSW   Y9, Y12, Y9
+	VPMADDWD     Y8, Y9, Y9
+	VCVTDQ2PS    Y9, Y9
+	VBROADCASTSS (DX), Y13
+	VMULPS       Y10, Y13, Y13
+	VFMADD231PS  Y9, Y13, Y0
+	MOVWLZX      2(AX), SI
+	VMOVD        SI, X11
+	VCVTPH2PS    X11, X11
+	VMULSS       (BX), X11, X11
+	VADDPS       Y11, Y0, Y0
+	VMOVDQU      32(CX), Y9
+	VPMADDUBSW   Y9, Y12, Y9
+	VPMADDWD     Y8, Y9, Y9
+	VCVTDQ2PS    Y9, Y9
+	VBROADCASTSS 4(DX), Y13
+	VMULPS       Y10, Y13, Y13
+	VFMADD231PS  Y9, Y13, Y1
+	MOVWLZX      2(AX), SI
+	VMOVD        SI, X11
+	VCVTPH2PS    X11, X11
+	VMULSS       4(BX), X11, X11
+	VADDPS       Y11, Y1, Y1
+	VMOVDQU      64(CX), Y9
+	VPMADDUBSW   Y9, Y12, Y9
+	VPMADDWD     Y8, Y9, Y9
+	VCVTDQ2PS    Y9, Y9
+	VBROADCASTSS 8(DX), Y13
+	VMULPS       Y10, Y13, Y13
+	VFMADD231PS  Y9, Y13, Y2
+	MOVWLZX      2(AX), SI
+	VMOVD        SI, X11
+	VCVTPH2PS    X11, X11
+	VMULSS       8(BX), X11, X11
+	VADDPS       Y11, Y2, Y2
+	VMOVDQU      96(CX), Y9
+	VPMADDUBSW   Y9, Y12, Y9
+	VPMADDWD     Y8, Y9, Y9
+	VCVTDQ2PS    Y9, Y9
+	VBROADCASTSS 12(DX), Y8
+	VMULPS       Y10, Y8, Y8
+	VFMADD231PS  Y9, Y8, Y3
+	MOVWLZX      2(AX), AX
+	VMOVD        AX, X11
+	VCVTPH2PS    X11, X11
+	VMULSS       12(BX), X11, X11
+	VADDPS       Y11, Y3, Y3
+
+dotQ4Ax4F16AVX2_done:
+	MOVQ         out+144(FP), AX
+	VADDPS       Y4, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X4
+	VADDPS       X0, X4, X4
+	VMOVHLPS     X4, X4, X0
+	VADDPS       X0, X4, X4
+	VMOVSHDUP    X4, X0
+	VADDSS       X0, X4, X4
+	VMOVSS       X4, (AX)
+	VADDPS       Y5, Y1, Y1
+	VEXTRACTF128 $0x01, Y1, X0
+	VADDPS       X1, X0, X0
+	VMOVHLPS     X0, X0, X1
+	VADDPS       X1, X0, X0
+	VMOVSHDUP    X0, X1
+	VADDSS       X1, X0, X0
+	VMOVSS       X0, 4(AX)
+	VADDPS       Y6, Y2, Y2
+	VEXTRACTF128 $0x01, Y2, X0
+	VADDPS       X2, X0, X0
+	VMOVHLPS     X0, X0, X1
+	VADDPS       X1, X0, X0
+	VMOVSHDUP    X0, X1
+	VADDSS       X1, X0, X0
+	VMOVSS       X0, 8(AX)
+	VADDPS       Y7, Y3, Y3
+	VEXTRACTF128 $0x01, Y3, X0
+	VADDPS       X3, X0, X0
+	VMOVHLPS     X0, X0, X1
+	VADDPS       X1, X0, X0
+	VMOVSHDUP    X0, X1
+	VADDSS       X1, X0, X0
+	VMOVSS       X0, 12(AX)
+	VZEROUPPER
+	RET
+
+// func dotQ4Ax4F32AVX2(w []byte, q []int8, d []float32, sums []int32, s []float32, nsub int, gsub int, bb int, out *[4]float32)
+// Requires: AVX, AVX2, FMA3
+TEXT ·dotQ4Ax4F32AVX2(SB), NOSPLIT, $0-152
+	MOVQ         w_base+0(FP), AX
+	MOVQ         q_base+24(FP), CX
+	MOVQ         d_base+48(FP), DX
+	MOVQ         s_base+96(FP), BX
+	MOVQ         nsub+120(FP), SI
+	MOVQ         gsub+128(FP), DI
+	MOVQ         bb+136(FP), R8
+	VXORPS       Y0, Y0, Y0
+	VXORPS       Y1, Y1, Y1
+	VXORPS       Y2, Y2, Y2
+	VXORPS       Y3, Y3, Y3
+	VXORPS       Y4, Y4, Y4
+	VXORPS       Y5, Y5, Y5
+	VXORPS       Y6, Y6, Y6
+	VXORPS       Y7, Y7, Y7
+	MOVL         $0x00010001, R9
+	VMOVD        R9, X8
+	VPBROADCASTD X8, Y8
+	MOVL         $0x0f0f0f0f, R9
+	VMOVD        R9, X9
+	VPBROADCASTD X9, Y9
+	XORQ         R9, R9
+	XORQ         R10, R10
+	LEAQ         8(AX), R11
+	MOVQ         SI, R12
+	DECQ         R12
+
+dotQ4Ax4F32AVX2_x2:
+	CMPQ         R9, R12
+	JGE          dotQ4Ax4F32AVX2_x1
+	VMOVSS       (AX), X10
+	VBROADCASTSS X10, Y10
+	VMOVDQU      (R11), X11
+	VPSRLW       $0x04, X11, X12
+	VINSERTI128  $0x01, X12, Y11, Y12
+	VPAND        Y9, Y12, Y12
+	VMOVDQU      (CX), Y13
+	VPMADDUBSW   Y13, Y12, Y13
+	VPMADDWD     Y8, Y13, Y13
+	VCVTDQ2PS    Y13, Y13
+	VBROADCASTSS (DX), Y14
+	VMULPS       Y10, Y14, Y14
+	VFMADD231PS  Y13, Y14, Y0
+	VMOVSS       4(AX), X11
+	VMULSS       (BX), X11, X11
+	VADDPS       Y11, Y0, Y0
+	VMOVDQU      32(CX), Y13
+	VPMADDUBSW   Y13, Y12, Y13
+	VPMADDWD     Y8, Y13, Y13
+	VCVTDQ2PS    Y13, Y13
+	VBROADCASTSS 4(DX), Y14
+	VMULPS       Y10, Y14, Y14
+	VFMADD231PS  Y13, Y14, Y1
+	VMOVSS       4(AX), X11
+	VMULSS       4(BX), X11, X11
+	VADDPS       Y11, Y1, Y1
+	VMOVDQU      64(CX), Y13
+	VPMADDUBSW   Y13, Y12, Y13
+	VPMADDWD     Y8, Y13, Y13
+	VCVTDQ2PS    Y13, Y13
+	VBROADCASTSS 8(DX), Y14
+	VMULPS       Y10, Y14, Y14
+	VFMADD231PS  Y13, Y14, Y2
+	VMOVSS       4(AX), X11
+	VMULSS       8(BX), X11, X11
+	VADDPS       Y11, Y2, Y2
+	VMOVDQU      96(CX), Y13
+	VPMADDUBSW   Y13, Y12, Y12
+	VPMADDWD     Y8, Y12, Y12
+	VCVTDQ2PS    Y12, Y12
+	VBROADCASTSS 12(DX), Y13
+	VMULPS       Y10, Y13, Y13
+	VFMADD231PS  Y12, Y13, Y3
+	VMOVSS       4(AX), X11
+	VMULSS       12(BX), X11, X11
+	VADDPS       Y11, Y3, Y3
+	INCQ         R9
+	ADDQ         $0x00000080, CX
+	ADDQ         $0x00000010, DX
+	ADDQ         $0x00000010, BX
+	ADDQ         $0x00000010, R11
+	INCQ         R10
+	CMPQ         R10, DI
+	JB           dotQ4Ax4F32AVX2_a
+	XORQ         R10, R10
+	ADDQ         R8, AX
+	LEAQ         8(AX), R11
+
+dotQ4Ax4F32AVX2_a:
+	VMOVSS       (AX), X10
+	VBROADCASTSS X10, Y10
+	VMOVDQU      (R11), X11
+	VPSRLW       $0x04, X11, X12
+	VINSERTI128  $0x01, X12, Y11, Y12
+	VPAND        Y9, Y12, Y12
+	VMOVDQU      (CX), Y13
+	VPMADDUBSW   Y13, Y12, Y13
+	VPMADDWD     Y8, Y13, Y13
+	VCVTDQ2PS    Y13, Y13
+	VBROADCASTSS (DX), Y14
+	VMULPS       Y10, Y14, Y14
+	VFMADD231PS  Y13, Y14, Y4
+	VMOVSS       4(AX), X11
+	VMULSS       (BX), X11, X11
+	VADDPS       Y11, Y4, Y4
+	VMOVDQU      32(CX), Y13
+	VPMADDUBSW   Y13, Y12, Y13
+	VPMADDWD     Y8, Y13, Y13
+	VCVTDQ2PS    Y13, Y13
+	VBROADCASTSS 4(DX), Y14
+	VMULPS       Y10, Y14, Y14
+	VFMADD231PS  Y13, Y14, Y5
+	VMOVSS       4(AX), X11
+	VMULSS       4(BX), X11, X11
+	VADDPS       Y11, Y5, Y5
+	VMOVDQU      64(CX), Y13
+	VPMADDUBSW   Y13, Y12, Y13
+	VPMADDWD     Y8, Y13, Y13
+	VCVTDQ2PS    Y13, Y13
+	VBROADCASTSS 8(DX), Y14
+	VMULPS       Y10, Y14, Y14
+	VFMADD231PS  Y13, Y14, Y6
+	VMOVSS       4(AX), X11
+	VMULSS       8(BX), X11, X11
+	VADDPS       Y11, Y6, Y6
+	VMOVDQU      96(CX), Y13
+	VPMADDUBSW   Y13, Y12, Y12
+	VPMADDWD     Y8, Y12, Y12
+	VCVTDQ2PS    Y12, Y12
+	VBROADCASTSS 12(DX), Y13
+	VMULPS       Y10, Y13, Y13
+	VFMADD231PS  Y12, Y13, Y7
+	VMOVSS       4(AX), X11
+	VMULSS       12(BX), X11, X11
+	VADDPS       Y11, Y7, Y7
+	INCQ         R9
+	ADDQ         $0x00000080, CX
+	ADDQ         $0x00000010, DX
+	ADDQ         $0x00000010, BX
+	ADDQ         $0x00000010, R11
+	INCQ         R10
+	CMPQ         R10, DI
+	JB           dotQ4Ax4F32AVX2_b
+	XORQ         R10, R10
+	ADDQ         R8, AX
+	LEAQ         8(AX), R11
+
+dotQ4Ax4F32AVX2_b:
+	JMP dotQ4Ax4F32AVX2_x2
+
+dotQ4Ax4F32AVX2_x1:
+	CMPQ         R9, SI
+	JAE          dotQ4Ax4F32AVX2_done
+	VMOVSS       (AX), X10
+	VBROADCASTSS X10, Y10
+	VMOVDQU      (R11), X11
+	VPSRLW       $0x04, X11, X12
+	VINSERTI128  $0x01, X12, Y11, Y12
+	VPAND        Y9, Y12, Y12
+	VMOVDQU      (CX), Y9
+	VPMADDUBSW   Y9, Y12, Y9
+	VPMADDWD     Y8, Y9, Y9
+	VCVTDQ2PS    Y9, Y9
+	VBROADCASTSS (DX), Y13
+	VMULPS       Y10, Y13, Y13
+	VFMADD231PS  Y9, Y13, Y0
+	VMOVSS       4(AX), X11
+	VMULSS       (BX), X11, X11
+	VADDPS       Y11, Y0, Y0
+	VMOVDQU      32(CX), Y9
+	VPMADDUBSW   Y9, Y12, Y9
+	VPMADDWD     Y8, Y9, Y9
+	VCVTDQ2PS    Y9, Y9
+	VBROADCASTSS 4(DX), Y13
+	VMULPS       Y10, Y13, Y13
+	VFMADD231PS  Y9, Y13, Y1
+	VMOVSS       4(AX), X11
+	VMULSS       4(BX), X11, X11
+	VADDPS       Y11, Y1, Y1
+	VMOVDQU      64(CX), Y9
+	VPMADDUBSW   Y9, Y12, Y9
+	VPMADDWD     Y8, Y9, Y9
+	VCVTDQ2PS    Y9, Y9
+	VBROADCASTSS 8(DX), Y13
+	VMULPS       Y10, Y13, Y13
+	VFMADD231PS  Y9, Y13, Y2
+	VMOVSS       4(AX), X11
+	VMULSS       8(BX), X11, X11
+	VADDPS       Y11, Y2, Y2
+	VMOVDQU      96(CX), Y9
+	VPMADDUBSW   Y9, Y12, Y9
+	VPMADDWD     Y8, Y9, Y9
+	VCVTDQ2PS    Y9, Y9
+	VBROADCASTSS 12(DX), Y8
+	VMULPS       Y10, Y8, Y8
+	VFMADD231PS  Y9, Y8, Y3
+	VMOVSS       4(AX), X11
+	VMULSS       12(BX), X11, X11
+	VADDPS       Y11, Y3, Y3
+
+dotQ4Ax4F32AVX2_done:
+	MOVQ         out+144(FP), AX
+	VADDPS       Y4, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X4
+	VADDPS       X0, X4, X4
+	VMOVHLPS     X4, X4, X0
+	VADDPS       X0, X4, X4
+	VMOVSHDUP    X4, X0
+	VADDSS       X0, X4, X4
+	VMOVSS       X4, (AX)
+	VADDPS       Y5, Y1, Y1
+	VEXTRACTF128 $0x01, Y1, X0
+	VADDPS       X1, X0, X0
+	VMOVHLPS     X0, X0, X1
+	VADDPS       X1, X0, X0
+	VMOVSHDUP    X0, X1
+	VADDSS       X1, X0, X0
+	VMOVSS       X0, 4(AX)
+	VADDPS       Y6, Y2, Y2
+	VEXTRACTF128 $0x01, Y2, X0
+	VADDPS       X2, X0, X0
+	VMOVHLPS     X0, X0, X1
+	VADDPS       X1, X0, X0
+	VMOVSHDUP    X0, X1
+	VADDSS       X1, X0, X0
+	VMOVSS       X0, 8(AX)
+	VADDPS       Y7, Y3, Y3
+	VEXTRACTF128 $0x01, Y3, X0
+	VADDPS       X3, X0, X0
+	VMOVHLPS     X0, X0, X1
+	VADDPS       X1, X0, X0
+	VMOVSHDUP    X0, X1
+	VADDSS       X1, X0, X0
+	VMOVSS       X0, 12(AX)
+	VZEROUPPER
+	RET
+
+// func dotQ8x4F16VNNI(w []byte, q []int8, d []float32, sums []int32, s []float32, nsub int, gsub int, bb int, out *[4]float32)
 // Requires: AVX, AVX2, AVX512VL, AVX512VNNI, F16C, FMA3
-TEXT ·dotQ8x4F16VNNI(SB), NOSPLIT, $0-128
+TEXT ·dotQ8x4F16VNNI(SB), NOSPLIT, $0-152
 	MOVQ   w_base+0(FP), AX
 	MOVQ   q_base+24(FP), CX
 	MOVQ   d_base+48(FP), DX
-	MOVQ   nsub+96(FP), BX
-	MOVQ   gsub+104(FP), SI
-	MOVQ   bb+112(FP), DI
+	MOVQ   nsub+120(FP), BX
+	MOVQ   gsub+128(FP), SI
+	MOVQ   bb+136(FP), DI
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
@@ -1857,7 +2367,7 @@ dotQ8x4F16VNNI_x1:
 	VFMADD231PS  Y9, Y10, Y3
 
 dotQ8x4F16VNNI_done:
-	MOVQ         out+120(FP), AX
+	MOVQ         out+144(FP), AX
 	VADDPS       Y4, Y0, Y0
 	VEXTRACTF128 $0x01, Y0, X4
 	VADDPS       X0, X4, X4
@@ -1893,15 +2403,15 @@ dotQ8x4F16VNNI_done:
 	VZEROUPPER
 	RET
 
-// func dotQ8x4F32VNNI(w []byte, q []int8, d []float32, sums []int32, nsub int, gsub int, bb int, out *[4]float32)
+// func dotQ8x4F32VNNI(w []byte, q []int8, d []float32, sums []int32, s []float32, nsub int, gsub int, bb int, out *[4]float32)
 // Requires: AVX, AVX2, AVX512VL, AVX512VNNI, FMA3
-TEXT ·dotQ8x4F32VNNI(SB), NOSPLIT, $0-128
+TEXT ·dotQ8x4F32VNNI(SB), NOSPLIT, $0-152
 	MOVQ   w_base+0(FP), AX
 	MOVQ   q_base+24(FP), CX
 	MOVQ   d_base+48(FP), DX
-	MOVQ   nsub+96(FP), BX
-	MOVQ   gsub+104(FP), SI
-	MOVQ   bb+112(FP), DI
+	MOVQ   nsub+120(FP), BX
+	MOVQ   gsub+128(FP), SI
+	MOVQ   bb+136(FP), DI
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
@@ -2058,7 +2568,7 @@ dotQ8x4F32VNNI_x1:
 	VFMADD231PS  Y9, Y10, Y3
 
 dotQ8x4F32VNNI_done:
-	MOVQ         out+120(FP), AX
+	MOVQ         out+144(FP), AX
 	VADDPS       Y4, Y0, Y0
 	VEXTRACTF128 $0x01, Y0, X4
 	VADDPS       X0, X4, X4
@@ -2094,16 +2604,16 @@ dotQ8x4F32VNNI_done:
 	VZEROUPPER
 	RET
 
-// func dotQ4x4F16VNNI(w []byte, q []int8, d []float32, sums []int32, nsub int, gsub int, bb int, out *[4]float32)
+// func dotQ4x4F16VNNI(w []byte, q []int8, d []float32, sums []int32, s []float32, nsub int, gsub int, bb int, out *[4]float32)
 // Requires: AVX, AVX2, AVX512VL, AVX512VNNI, F16C, FMA3
-TEXT ·dotQ4x4F16VNNI(SB), NOSPLIT, $0-128
+TEXT ·dotQ4x4F16VNNI(SB), NOSPLIT, $0-152
 	MOVQ         w_base+0(FP), AX
 	MOVQ         q_base+24(FP), CX
 	MOVQ         d_base+48(FP), DX
 	MOVQ         sums_base+72(FP), BX
-	MOVQ         nsub+96(FP), SI
-	MOVQ         gsub+104(FP), DI
-	MOVQ         bb+112(FP), R8
+	MOVQ         nsub+120(FP), SI
+	MOVQ         gsub+128(FP), DI
+	MOVQ         bb+136(FP), R8
 	VXORPS       Y0, Y0, Y0
 	VXORPS       Y1, Y1, Y1
 	VXORPS       Y2, Y2, Y2
@@ -2289,7 +2799,7 @@ dotQ4x4F16VNNI_x1:
 	VFMADD231PS  Y11, Y8, Y3
 
 dotQ4x4F16VNNI_done:
-	MOVQ         out+120(FP), AX
+	MOVQ         out+144(FP), AX
 	VADDPS       Y4, Y0, Y0
 	VEXTRACTF128 $0x01, Y0, X4
 	VADDPS       X0, X4, X4
@@ -2325,16 +2835,16 @@ dotQ4x4F16VNNI_done:
 	VZEROUPPER
 	RET
 
-// func dotQ4x4F32VNNI(w []byte, q []int8, d []float32, sums []int32, nsub int, gsub int, bb int, out *[4]float32)
+// func dotQ4x4F32VNNI(w []byte, q []int8, d []float32, sums []int32, s []float32, nsub int, gsub int, bb int, out *[4]float32)
 // Requires: AVX, AVX2, AVX512VL, AVX512VNNI, FMA3
-TEXT ·dotQ4x4F32VNNI(SB), NOSPLIT, $0-128
+TEXT ·dotQ4x4F32VNNI(SB), NOSPLIT, $0-152
 	MOVQ         w_base+0(FP), AX
 	MOVQ         q_base+24(FP), CX
 	MOVQ         d_base+48(FP), DX
 	MOVQ         sums_base+72(FP), BX
-	MOVQ         nsub+96(FP), SI
-	MOVQ         gsub+104(FP), DI
-	MOVQ         bb+112(FP), R8
+	MOVQ         nsub+120(FP), SI
+	MOVQ         gsub+128(FP), DI
+	MOVQ         bb+136(FP), R8
 	VXORPS       Y0, Y0, Y0
 	VXORPS       Y1, Y1, Y1
 	VXORPS       Y2, Y2, Y2
@@ -2514,7 +3024,511 @@ dotQ4x4F32VNNI_x1:
 	VFMADD231PS  Y11, Y8, Y3
 
 dotQ4x4F32VNNI_done:
-	MOVQ         out+120(FP), AX
+	MOVQ         out+144(FP), AX
+	VADDPS       Y4, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X4
+	VADDPS       X0, X4, X4
+	VMOVHLPS     X4, X4, X0
+	VADDPS       X0, X4, X4
+	VMOVSHDUP    X4, X0
+	VADDSS       X0, X4, X4
+	VMOVSS       X4, (AX)
+	VADDPS       Y5, Y1, Y1
+	VEXTRACTF128 $0x01, Y1, X0
+	VADDPS       X1, X0, X0
+	VMOVHLPS     X0, X0, X1
+	VADDPS       X1, X0, X0
+	VMOVSHDUP    X0, X1
+	VADDSS       X1, X0, X0
+	VMOVSS       X0, 4(AX)
+	VADDPS       Y6, Y2, Y2
+	VEXTRACTF128 $0x01, Y2, X0
+	VADDPS       X2, X0, X0
+	VMOVHLPS     X0, X0, X1
+	VADDPS       X1, X0, X0
+	VMOVSHDUP    X0, X1
+	VADDSS       X1, X0, X0
+	VMOVSS       X0, 8(AX)
+	VADDPS       Y7, Y3, Y3
+	VEXTRACTF128 $0x01, Y3, X0
+	VADDPS       X3, X0, X0
+	VMOVHLPS     X0, X0, X1
+	VADDPS       X1, X0, X0
+	VMOVSHDUP    X0, X1
+	VADDSS       X1, X0, X0
+	VMOVSS       X0, 12(AX)
+	VZEROUPPER
+	RET
+
+// func dotQ4Ax4F16VNNI(w []byte, q []int8, d []float32, sums []int32, s []float32, nsub int, gsub int, bb int, out *[4]float32)
+// Requires: AVX, AVX2, AVX512VL, AVX512VNNI, F16C, FMA3
+TEXT ·dotQ4Ax4F16VNNI(SB), NOSPLIT, $0-152
+	MOVQ         w_base+0(FP), AX
+	MOVQ         q_base+24(FP), CX
+	MOVQ         d_base+48(FP), DX
+	MOVQ         s_base+96(FP), BX
+	MOVQ         nsub+120(FP), SI
+	MOVQ         gsub+128(FP), DI
+	MOVQ         bb+136(FP), R8
+	VXORPS       Y0, Y0, Y0
+	VXORPS       Y1, Y1, Y1
+	VXORPS       Y2, Y2, Y2
+	VXORPS       Y3, Y3, Y3
+	VXORPS       Y4, Y4, Y4
+	VXORPS       Y5, Y5, Y5
+	VXORPS       Y6, Y6, Y6
+	VXORPS       Y7, Y7, Y7
+	MOVL         $0x0f0f0f0f, R9
+	VMOVD        R9, X8
+	VPBROADCASTD X8, Y8
+	XORQ         R9, R9
+	XORQ         R10, R10
+	LEAQ         4(AX), R11
+	MOVQ         SI, R12
+	DECQ         R12
+
+dotQ4Ax4F16VNNI_x2:
+	CMPQ         R9, R12
+	JGE          dotQ4Ax4F16VNNI_x1
+	MOVWLZX      (AX), R13
+	VMOVD        R13, X9
+	VCVTPH2PS    X9, X9
+	VBROADCASTSS X9, Y9
+	VMOVDQU      (R11), X10
+	VPSRLW       $0x04, X10, X11
+	VINSERTI128  $0x01, X11, Y10, Y11
+	VPAND        Y8, Y11, Y11
+	VMOVDQU      (CX), Y12
+	VPXOR        Y13, Y13, Y13
+	VPDPBUSD     Y12, Y11, Y13
+	VCVTDQ2PS    Y13, Y13
+	VBROADCASTSS (DX), Y12
+	VMULPS       Y9, Y12, Y12
+	VFMADD231PS  Y13, Y12, Y0
+	MOVWLZX      2(AX), R13
+	VMOVD        R13, X10
+	VCVTPH2PS    X10, X10
+	VMULSS       (BX), X10, X10
+	VADDPS       Y10, Y0, Y0
+	VMOVDQU      32(CX), Y12
+	VPXOR        Y13, Y13, Y13
+	VPDPBUSD     Y12, Y11, Y13
+	VCVTDQ2PS    Y13, Y13
+	VBROADCASTSS 4(DX), Y12
+	VMULPS       Y9, Y12, Y12
+	VFMADD231PS  Y13, Y12, Y1
+	MOVWLZX      2(AX), R13
+	VMOVD        R13, X10
+	VCVTPH2PS    X10, X10
+	VMULSS       4(BX), X10, X10
+	VADDPS       Y10, Y1, Y1
+	VMOVDQU      64(CX), Y12
+	VPXOR        Y13, Y13, Y13
+	VPDPBUSD     Y12, Y11, Y13
+	VCVTDQ2PS    Y13, Y13
+	VBROADCASTSS 8(DX), Y12
+	VMULPS       Y9, Y12, Y12
+	VFMADD231PS  Y13, Y12, Y2
+	MOVWLZX      2(AX), R13
+	VMOVD        R13, X10
+	VCVTPH2PS    X10, X10
+	VMULSS       8(BX), X10, X10
+	VADDPS       Y10, Y2, Y2
+	VMOVDQU      96(CX), Y12
+	VPXOR        Y13, Y13, Y13
+	VPDPBUSD     Y12, Y11, Y13
+	VCVTDQ2PS    Y13, Y13
+	VBROADCASTSS 12(DX), Y11
+	VMULPS       Y9, Y11, Y11
+	VFMADD231PS  Y13, Y11, Y3
+	MOVWLZX      2(AX), R13
+	VMOVD        R13, X10
+	VCVTPH2PS    X10, X10
+	VMULSS       12(BX), X10, X10
+	VADDPS       Y10, Y3, Y3
+	INCQ         R9
+	ADDQ         $0x00000080, CX
+	ADDQ         $0x00000010, DX
+	ADDQ         $0x00000010, BX
+	ADDQ         $0x00000010, R11
+	INCQ         R10
+	CMPQ         R10, DI
+	JB           dotQ4Ax4F16VNNI_a
+	XORQ         R10, R10
+	ADDQ         R8, AX
+	LEAQ         4(AX), R11
+
+dotQ4Ax4F16VNNI_a:
+	MOVWLZX      (AX), R13
+	VMOVD        R13, X9
+	VCVTPH2PS    X9, X9
+	VBROADCASTSS X9, Y9
+	VMOVDQU      (R11), X10
+	VPSRLW       $0x04, X10, X11
+	VINSERTI128  $0x01, X11, Y10, Y11
+	VPAND        Y8, Y11, Y11
+	VMOVDQU      (CX), Y12
+	VPXOR        Y13, Y13, Y13
+	VPDPBUSD     Y12, Y11, Y13
+	VCVTDQ2PS    Y13, Y13
+	VBROADCASTSS (DX), Y12
+	VMULPS       Y9, Y12, Y12
+	VFMADD231PS  Y13, Y12, Y4
+	MOVWLZX      2(AX), R13
+	VMOVD        R13, X10
+	VCVTPH2PS    X10, X10
+	VMULSS       (BX), X10, X10
+	VADDPS       Y10, Y4, Y4
+	VMOVDQU      32(CX), Y12
+	VPXOR        Y13, Y13, Y13
+	VPDPBUSD     Y12, Y11, Y13
+	VCVTDQ2PS    Y13, Y13
+	VBROADCASTSS 4(DX), Y12
+	VMULPS       Y9, Y12, Y12
+	VFMADD231PS  Y13, Y12, Y5
+	MOVWLZX      2(AX), R13
+	VMOVD        R13, X10
+	VCVTPH2PS    X10, X10
+	VMULSS       4(BX), X10, X10
+	VADDPS       Y10, Y5, Y5
+	VMOVDQU      64(CX), Y12
+	VPXOR        Y13, Y13, Y13
+	VPDPBUSD     Y12, Y11, Y13
+	VCVTDQ2PS    Y13, Y13
+	VBROADCASTSS 8(DX), Y12
+	VMULPS       Y9, Y12, Y12
+	VFMADD231PS  Y13, Y12, Y6
+	MOVWLZX      2(AX), R13
+	VMOVD        R13, X10
+	VCVTPH2PS    X10, X10
+	VMULSS       8(BX), X10, X10
+	VADDPS       Y10, Y6, Y6
+	VMOVDQU      96(CX), Y12
+	VPXOR        Y13, Y13, Y13
+	VPDPBUSD     Y12, Y11, Y13
+	VCVTDQ2PS    Y13, Y13
+	VBROADCASTSS 12(DX), Y11
+	VMULPS       Y9, Y11, Y11
+	VFMADD231PS  Y13, Y11, Y7
+	MOVWLZX      2(AX), R13
+	VMOVD        R13, X10
+	VCVTPH2PS    X10, X10
+	VMULSS       12(BX), X10, X10
+	VADDPS       Y10, Y7, Y7
+	INCQ         R9
+	ADDQ         $0x00000080, CX
+	ADDQ         $0x00000010, DX
+	ADDQ         $0x00000010, BX
+	ADDQ         $0x00000010, R11
+	INCQ         R10
+	CMPQ         R10, DI
+	JB           dotQ4Ax4F16VNNI_b
+	XORQ         R10, R10
+	ADDQ         R8, AX
+	LEAQ         4(AX), R11
+
+dotQ4Ax4F16VNNI_b:
+	JMP dotQ4Ax4F16VNNI_x2
+
+dotQ4Ax4F16VNNI_x1:
+	CMPQ         R9, SI
+	JAE          dotQ4Ax4F16VNNI_done
+	MOVWLZX      (AX), SI
+	VMOVD        SI, X9
+	VCVTPH2PS    X9, X9
+	VBROADCASTSS X9, Y9
+	VMOVDQU      (R11), X10
+	VPSRLW       $0x04, X10, X11
+	VINSERTI128  $0x01, X11, Y10, Y11
+	VPAND        Y8, Y11, Y11
+	VMOVDQU      (CX), Y8
+	VPXOR        Y12, Y12, Y12
+	VPDPBUSD     Y8, Y11, Y12
+	VCVTDQ2PS    Y12, Y12
+	VBROADCASTSS (DX), Y8
+	VMULPS       Y9, Y8, Y8
+	VFMADD231PS  Y12, Y8, Y0
+	MOVWLZX      2(AX), SI
+	VMOVD        SI, X10
+	VCVTPH2PS    X10, X10
+	VMULSS       (BX), X10, X10
+	VADDPS       Y10, Y0, Y0
+	VMOVDQU      32(CX), Y8
+	VPXOR        Y12, Y12, Y12
+	VPDPBUSD     Y8, Y11, Y12
+	VCVTDQ2PS    Y12, Y12
+	VBROADCASTSS 4(DX), Y8
+	VMULPS       Y9, Y8, Y8
+	VFMADD231PS  Y12, Y8, Y1
+	MOVWLZX      2(AX), SI
+	VMOVD        SI, X10
+	VCVTPH2PS    X10, X10
+	VMULSS       4(BX), X10, X10
+	VADDPS       Y10, Y1, Y1
+	VMOVDQU      64(CX), Y8
+	VPXOR        Y12, Y12, Y12
+	VPDPBUSD     Y8, Y11, Y12
+	VCVTDQ2PS    Y12, Y12
+	VBROADCASTSS 8(DX), Y8
+	VMULPS       Y9, Y8, Y8
+	VFMADD231PS  Y12, Y8, Y2
+	MOVWLZX      2(AX), SI
+	VMOVD        SI, X10
+	VCVTPH2PS    X10, X10
+	VMULSS       8(BX), X10, X10
+	VADDPS       Y10, Y2, Y2
+	VMOVDQU      96(CX), Y8
+	VPXOR        Y12, Y12, Y12
+	VPDPBUSD     Y8, Y11, Y12
+	VCVTDQ2PS    Y12, Y12
+	VBROADCASTSS 12(DX), Y8
+	VMULPS       Y9, Y8, Y8
+	VFMADD231PS  Y12, Y8, Y3
+	MOVWLZX      2(AX), AX
+	VMOVD        AX, X10
+	VCVTPH2PS    X10, X10
+	VMULSS       12(BX), X10, X10
+	VADDPS       Y10, Y3, Y3
+
+dotQ4Ax4F16VNNI_done:
+	MOVQ         out+144(FP), AX
+	VADDPS       Y4, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X4
+	VADDPS       X0, X4, X4
+	VMOVHLPS     X4, X4, X0
+	VADDPS       X0, X4, X4
+	VMOVSHDUP    X4, X0
+	VADDSS       X0, X4, X4
+	VMOVSS       X4, (AX)
+	VADDPS       Y5, Y1, Y1
+	VEXTRACTF128 $0x01, Y1, X0
+	VADDPS       X1, X0, X0
+	VMOVHLPS     X0, X0, X1
+	VADDPS       X1, X0, X0
+	VMOVSHDUP    X0, X1
+	VADDSS       X1, X0, X0
+	VMOVSS       X0, 4(AX)
+	VADDPS       Y6, Y2, Y2
+	VEXTRACTF128 $0x01, Y2, X0
+	VADDPS       X2, X0, X0
+	VMOVHLPS     X0, X0, X1
+	VADDPS       X1, X0, X0
+	VMOVSHDUP    X0, X1
+	VADDSS       X1, X0, X0
+	VMOVSS       X0, 8(AX)
+	VADDPS       Y7, Y3, Y3
+	VEXTRACTF128 $0x01, Y3, X0
+	VADDPS       X3, X0, X0
+	VMOVHLPS     X0, X0, X1
+	VADDPS       X1, X0, X0
+	VMOVSHDUP    X0, X1
+	VADDSS       X1, X0, X0
+	VMOVSS       X0, 12(AX)
+	VZEROUPPER
+	RET
+
+// func dotQ4Ax4F32VNNI(w []byte, q []int8, d []float32, sums []int32, s []float32, nsub int, gsub int, bb int, out *[4]float32)
+// Requires: AVX, AVX2, AVX512VL, AVX512VNNI, FMA3
+TEXT ·dotQ4Ax4F32VNNI(SB), NOSPLIT, $0-152
+	MOVQ         w_base+0(FP), AX
+	MOVQ         q_base+24(FP), CX
+	MOVQ         d_base+48(FP), DX
+	MOVQ         s_base+96(FP), BX
+	MOVQ         nsub+120(FP), SI
+	MOVQ         gsub+128(FP), DI
+	MOVQ         bb+136(FP), R8
+	VXORPS       Y0, Y0, Y0
+	VXORPS       Y1, Y1, Y1
+	VXORPS       Y2, Y2, Y2
+	VXORPS       Y3, Y3, Y3
+	VXORPS       Y4, Y4, Y4
+	VXORPS       Y5, Y5, Y5
+	VXORPS       Y6, Y6, Y6
+	VXORPS       Y7, Y7, Y7
+	MOVL         $0x0f0f0f0f, R9
+	VMOVD        R9, X8
+	VPBROADCASTD X8, Y8
+	XORQ         R9, R9
+	XORQ         R10, R10
+	LEAQ         8(AX), R11
+	MOVQ         SI, R12
+	DECQ         R12
+
+dotQ4Ax4F32VNNI_x2:
+	CMPQ         R9, R12
+	JGE          dotQ4Ax4F32VNNI_x1
+	VMOVSS       (AX), X9
+	VBROADCASTSS X9, Y9
+	VMOVDQU      (R11), X10
+	VPSRLW       $0x04, X10, X11
+	VINSERTI128  $0x01, X11, Y10, Y11
+	VPAND        Y8, Y11, Y11
+	VMOVDQU      (CX), Y12
+	VPXOR        Y13, Y13, Y13
+	VPDPBUSD     Y12, Y11, Y13
+	VCVTDQ2PS    Y13, Y13
+	VBROADCASTSS (DX), Y12
+	VMULPS       Y9, Y12, Y12
+	VFMADD231PS  Y13, Y12, Y0
+	VMOVSS       4(AX), X10
+	VMULSS       (BX), X10, X10
+	VADDPS       Y10, Y0, Y0
+	VMOVDQU      32(CX), Y12
+	VPXOR        Y13, Y13, Y13
+	VPDPBUSD     Y12, Y11, Y13
+	VCVTDQ2PS    Y13, Y13
+	VBROADCASTSS 4(DX), Y12
+	VMULPS       Y9, Y12, Y12
+	VFMADD231PS  Y13, Y12, Y1
+	VMOVSS       4(AX), X10
+	VMULSS       4(BX), X10, X10
+	VADDPS       Y10, Y1, Y1
+	VMOVDQU      64(CX), Y12
+	VPXOR        Y13, Y13, Y13
+	VPDPBUSD     Y12, Y11, Y13
+	VCVTDQ2PS    Y13, Y13
+	VBROADCASTSS 8(DX), Y12
+	VMULPS       Y9, Y12, Y12
+	VFMADD231PS  Y13, Y12, Y2
+	VMOVSS       4(AX), X10
+	VMULSS       8(BX), X10, X10
+	VADDPS       Y10, Y2, Y2
+	VMOVDQU      96(CX), Y12
+	VPXOR        Y13, Y13, Y13
+	VPDPBUSD     Y12, Y11, Y13
+	VCVTDQ2PS    Y13, Y13
+	VBROADCASTSS 12(DX), Y11
+	VMULPS       Y9, Y11, Y11
+	VFMADD231PS  Y13, Y11, Y3
+	VMOVSS       4(AX), X10
+	VMULSS       12(BX), X10, X10
+	VADDPS       Y10, Y3, Y3
+	INCQ         R9
+	ADDQ         $0x00000080, CX
+	ADDQ         $0x00000010, DX
+	ADDQ         $0x00000010, BX
+	ADDQ         $0x00000010, R11
+	INCQ         R10
+	CMPQ         R10, DI
+	JB           dotQ4Ax4F32VNNI_a
+	XORQ         R10, R10
+	ADDQ         R8, AX
+	LEAQ         8(AX), R11
+
+dotQ4Ax4F32VNNI_a:
+	VMOVSS       (AX), X9
+	VBROADCASTSS X9, Y9
+	VMOVDQU      (R11), X10
+	VPSRLW       $0x04, X10, X11
+	VINSERTI128  $0x01, X11, Y10, Y11
+	VPAND        Y8, Y11, Y11
+	VMOVDQU      (CX), Y12
+	VPXOR        Y13, Y13, Y13
+	VPDPBUSD     Y12, Y11, Y13
+	VCVTDQ2PS    Y13, Y13
+	VBROADCASTSS (DX), Y12
+	VMULPS       Y9, Y12, Y12
+	VFMADD231PS  Y13, Y12, Y4
+	VMOVSS       4(AX), X10
+	VMULSS       (BX), X10, X10
+	VADDPS       Y10, Y4, Y4
+	VMOVDQU      32(CX), Y12
+	VPXOR        Y13, Y13, Y13
+	VPDPBUSD     Y12, Y11, Y13
+	VCVTDQ2PS    Y13, Y13
+	VBROADCASTSS 4(DX), Y12
+	VMULPS       Y9, Y12, Y12
+	VFMADD231PS  Y13, Y12, Y5
+	VMOVSS       4(AX), X10
+	VMULSS       4(BX), X10, X10
+	VADDPS       Y10, Y5, Y5
+	VMOVDQU      64(CX), Y12
+	VPXOR        Y13, Y13, Y13
+	VPDPBUSD     Y12, Y11, Y13
+	VCVTDQ2PS    Y13, Y13
+	VBROADCASTSS 8(DX), Y12
+	VMULPS       Y9, Y12, Y12
+	VFMADD231PS  Y13, Y12, Y6
+	VMOVSS       4(AX), X10
+	VMULSS       8(BX), X10, X10
+	VADDPS       Y10, Y6, Y6
+	VMOVDQU      96(CX), Y12
+	VPXOR        Y13, Y13, Y13
+	VPDPBUSD     Y12, Y11, Y13
+	VCVTDQ2PS    Y13, Y13
+	VBROADCASTSS 12(DX), Y11
+	VMULPS       Y9, Y11, Y11
+	VFMADD231PS  Y13, Y11, Y7
+	VMOVSS       4(AX), X10
+	VMULSS       12(BX), X10, X10
+	VADDPS       Y10, Y7, Y7
+	INCQ         R9
+	ADDQ         $0x00000080, CX
+	ADDQ         $0x00000010, DX
+	ADDQ         $0x00000010, BX
+	ADDQ         $0x00000010, R11
+	INCQ         R10
+	CMPQ         R10, DI
+	JB           dotQ4Ax4F32VNNI_b
+	XORQ         R10, R10
+	ADDQ         R8, AX
+	LEAQ         8(AX), R11
+
+dotQ4Ax4F32VNNI_b:
+	JMP dotQ4Ax4F32VNNI_x2
+
+dotQ4Ax4F32VNNI_x1:
+	CMPQ         R9, SI
+	JAE          dotQ4Ax4F32VNNI_done
+	VMOVSS       (AX), X9
+	VBROADCASTSS X9, Y9
+	VMOVDQU      (R11), X10
+	VPSRLW       $0x04, X10, X11
+	VINSERTI128  $0x01, X11, Y10, Y11
+	VPAND        Y8, Y11, Y11
+	VMOVDQU      (CX), Y8
+	VPXOR        Y12, Y12, Y12
+	VPDPBUSD     Y8, Y11, Y12
+	VCVTDQ2PS    Y12, Y12
+	VBROADCASTSS (DX), Y8
+	VMULPS       Y9, Y8, Y8
+	VFMADD231PS  Y12, Y8, Y0
+	VMOVSS       4(AX), X10
+	VMULSS       (BX), X10, X10
+	VADDPS       Y10, Y0, Y0
+	VMOVDQU      32(CX), Y8
+	VPXOR        Y12, Y12, Y12
+	VPDPBUSD     Y8, Y11, Y12
+	VCVTDQ2PS    Y12, Y12
+	VBROADCASTSS 4(DX), Y8
+	VMULPS       Y9, Y8, Y8
+	VFMADD231PS  Y12, Y8, Y1
+	VMOVSS       4(AX), X10
+	VMULSS       4(BX), X10, X10
+	VADDPS       Y10, Y1, Y1
+	VMOVDQU      64(CX), Y8
+	VPXOR        Y12, Y12, Y12
+	VPDPBUSD     Y8, Y11, Y12
+	VCVTDQ2PS    Y12, Y12
+	VBROADCASTSS 8(DX), Y8
+	VMULPS       Y9, Y8, Y8
+	VFMADD231PS  Y12, Y8, Y2
+	VMOVSS       4(AX), X10
+	VMULSS       8(BX), X10, X10
+	VADDPS       Y10, Y2, Y2
+	VMOVDQU      96(CX), Y8
+	VPXOR        Y12, Y12, Y12
+	VPDPBUSD     Y8, Y11, Y12
+	VCVTDQ2PS    Y12, Y12
+	VBROADCASTSS 12(DX), Y8
+	VMULPS       Y9, Y8, Y8
+	VFMADD231PS  Y12, Y8, Y3
+	VMOVSS       4(AX), X10
+	VMULSS       12(BX), X10, X10
+	VADDPS       Y10, Y3, Y3
+
+dotQ4Ax4F32VNNI_done:
+	MOVQ         out+144(FP), AX
 	VADDPS       Y4, Y0, Y0
 	VEXTRACTF128 $0x01, Y0, X4
 	VADDPS       X0, X4, X4
@@ -3353,15 +4367,13 @@ TEXT ·dotQ4AF16AVX2(SB), NOSPLIT, $0-148
 	MOVQ         bb+136(FP), DI
 	MOVQ         s_base+96(FP), R8
 	VXORPS       Y0, Y0, Y0
-	VXORPS       X1, X1, X1
 	MOVL         $0x00010001, R9
+	VMOVD        R9, X1
+	VPBROADCASTD X1, Y1
+	MOVL         $0x0f0f0f0f, R9
 	VMOVD        R9, X2
 	VPBROADCASTD X2, Y2
-	MOVL         $0x0f0f0f0f, R9
-	VMOVD        R9, X3
-	VPBROADCASTD X3, Y3
-	VXORPS       Y4, Y4, Y4
-	VXORPS       X5, X5, X5
+	VXORPS       Y3, Y3, Y3
 	XORQ         R9, R9
 	XORQ         R10, R10
 	LEAQ         4(AX), R11
@@ -3372,23 +4384,24 @@ dotQ4AF16AVX2_x2:
 	CMPQ         R9, R12
 	JGE          dotQ4AF16AVX2_x1
 	MOVWLZX      (AX), R13
-	VMOVD        R13, X6
-	VCVTPH2PS    X6, X6
-	VMULSS       (DX), X6, X6
-	VBROADCASTSS X6, Y6
-	VMOVDQU      (CX), Y7
-	VMOVDQU      (R11), X8
-	VPSRLW       $0x04, X8, X9
-	VINSERTI128  $0x01, X9, Y8, Y9
-	VPAND        Y3, Y9, Y9
-	VPMADDUBSW   Y7, Y9, Y7
-	VPMADDWD     Y2, Y7, Y7
-	VCVTDQ2PS    Y7, Y7
-	VFMADD231PS  Y7, Y6, Y0
+	VMOVD        R13, X4
+	VCVTPH2PS    X4, X4
+	VMULSS       (DX), X4, X4
+	VBROADCASTSS X4, Y4
+	VMOVDQU      (CX), Y5
+	VMOVDQU      (R11), X6
+	VPSRLW       $0x04, X6, X7
+	VINSERTI128  $0x01, X7, Y6, Y7
+	VPAND        Y2, Y7, Y7
+	VPMADDUBSW   Y5, Y7, Y5
+	VPMADDWD     Y1, Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VFMADD231PS  Y5, Y4, Y0
 	MOVWLZX      2(AX), R13
 	VMOVD        R13, X6
 	VCVTPH2PS    X6, X6
-	VFMADD231SS  (R8), X6, X1
+	VMULSS       (R8), X6, X6
+	VADDPS       Y6, Y0, Y0
 	INCQ         R9
 	ADDQ         $0x00000020, CX
 	ADDQ         $0x00000004, DX
@@ -3403,23 +4416,24 @@ dotQ4AF16AVX2_x2:
 
 dotQ4AF16AVX2_a:
 	MOVWLZX      (AX), R13
-	VMOVD        R13, X6
-	VCVTPH2PS    X6, X6
-	VMULSS       (DX), X6, X6
-	VBROADCASTSS X6, Y6
-	VMOVDQU      (CX), Y7
-	VMOVDQU      (R11), X8
-	VPSRLW       $0x04, X8, X9
-	VINSERTI128  $0x01, X9, Y8, Y9
-	VPAND        Y3, Y9, Y9
-	VPMADDUBSW   Y7, Y9, Y7
-	VPMADDWD     Y2, Y7, Y7
-	VCVTDQ2PS    Y7, Y7
-	VFMADD231PS  Y7, Y6, Y4
+	VMOVD        R13, X4
+	VCVTPH2PS    X4, X4
+	VMULSS       (DX), X4, X4
+	VBROADCASTSS X4, Y4
+	VMOVDQU      (CX), Y5
+	VMOVDQU      (R11), X6
+	VPSRLW       $0x04, X6, X7
+	VINSERTI128  $0x01, X7, Y6, Y7
+	VPAND        Y2, Y7, Y7
+	VPMADDUBSW   Y5, Y7, Y5
+	VPMADDWD     Y1, Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VFMADD231PS  Y5, Y4, Y3
 	MOVWLZX      2(AX), R13
 	VMOVD        R13, X6
 	VCVTPH2PS    X6, X6
-	VFMADD231SS  (R8), X6, X5
+	VMULSS       (R8), X6, X6
+	VADDPS       Y6, Y3, Y3
 	INCQ         R9
 	ADDQ         $0x00000020, CX
 	ADDQ         $0x00000004, DX
@@ -3439,36 +4453,35 @@ dotQ4AF16AVX2_x1:
 	CMPQ         R9, BX
 	JAE          dotQ4AF16AVX2_done
 	MOVWLZX      (AX), BX
-	VMOVD        BX, X6
-	VCVTPH2PS    X6, X6
-	VMULSS       (DX), X6, X6
-	VBROADCASTSS X6, Y6
-	VMOVDQU      (CX), Y7
-	VMOVDQU      (R11), X8
-	VPSRLW       $0x04, X8, X9
-	VINSERTI128  $0x01, X9, Y8, Y8
-	VPAND        Y3, Y8, Y8
-	VPMADDUBSW   Y7, Y8, Y3
-	VPMADDWD     Y2, Y3, Y2
-	VCVTDQ2PS    Y2, Y2
-	VFMADD231PS  Y2, Y6, Y0
+	VMOVD        BX, X4
+	VCVTPH2PS    X4, X4
+	VMULSS       (DX), X4, X4
+	VBROADCASTSS X4, Y4
+	VMOVDQU      (CX), Y5
+	VMOVDQU      (R11), X6
+	VPSRLW       $0x04, X6, X7
+	VINSERTI128  $0x01, X7, Y6, Y7
+	VPAND        Y2, Y7, Y7
+	VPMADDUBSW   Y5, Y7, Y2
+	VPMADDWD     Y1, Y2, Y1
+	VCVTDQ2PS    Y1, Y1
+	VFMADD231PS  Y1, Y4, Y0
 	MOVWLZX      2(AX), AX
-	VMOVD        AX, X2
-	VCVTPH2PS    X2, X2
-	VFMADD231SS  (R8), X2, X1
+	VMOVD        AX, X6
+	VCVTPH2PS    X6, X6
+	VMULSS       (R8), X6, X6
+	VADDPS       Y6, Y0, Y0
 
 dotQ4AF16AVX2_done:
-	VADDPS       Y4, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X2
-	VADDPS       X0, X2, X2
-	VMOVHLPS     X2, X2, X0
-	VADDPS       X0, X2, X2
-	VMOVSHDUP    X2, X0
-	VADDSS       X0, X2, X2
-	VADDSS       X5, X1, X1
-	VADDSS       X1, X2, X2
+	VADDPS       Y3, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X0, X1, X1
+	VMOVHLPS     X1, X1, X0
+	VADDPS       X0, X1, X1
+	VMOVSHDUP    X1, X0
+	VADDSS       X0, X1, X1
 	VZEROUPPER
-	MOVSS        X2, ret+144(FP)
+	MOVSS        X1, ret+144(FP)
 	RET
 
 // func dotQ4AG32F16AVX2(w []byte, q []int8, d []float32, sums []int32, s []float32, nsub int, gsub int, bb int) float32
@@ -3481,15 +4494,13 @@ TEXT ·dotQ4AG32F16AVX2(SB), NOSPLIT, $0-148
 	MOVQ         bb+136(FP), SI
 	MOVQ         s_base+96(FP), DI
 	VXORPS       Y0, Y0, Y0
-	VXORPS       X1, X1, X1
 	MOVL         $0x00010001, R8
+	VMOVD        R8, X1
+	VPBROADCASTD X1, Y1
+	MOVL         $0x0f0f0f0f, R8
 	VMOVD        R8, X2
 	VPBROADCASTD X2, Y2
-	MOVL         $0x0f0f0f0f, R8
-	VMOVD        R8, X3
-	VPBROADCASTD X3, Y3
-	VXORPS       Y4, Y4, Y4
-	VXORPS       X5, X5, X5
+	VXORPS       Y3, Y3, Y3
 	XORQ         R8, R8
 	MOVQ         BX, R9
 	DECQ         R9
@@ -3498,46 +4509,48 @@ dotQ4AG32F16AVX2_x2:
 	CMPQ         R8, R9
 	JGE          dotQ4AG32F16AVX2_x1
 	MOVWLZX      (AX), R10
-	VMOVD        R10, X6
-	VCVTPH2PS    X6, X6
-	VMULSS       (DX), X6, X6
-	VBROADCASTSS X6, Y6
-	VMOVDQU      (CX), Y7
-	VMOVDQU      4(AX), X8
-	VPSRLW       $0x04, X8, X9
-	VINSERTI128  $0x01, X9, Y8, Y9
-	VPAND        Y3, Y9, Y9
-	VPMADDUBSW   Y7, Y9, Y7
-	VPMADDWD     Y2, Y7, Y7
-	VCVTDQ2PS    Y7, Y7
-	VFMADD231PS  Y7, Y6, Y0
+	VMOVD        R10, X4
+	VCVTPH2PS    X4, X4
+	VMULSS       (DX), X4, X4
+	VBROADCASTSS X4, Y4
+	VMOVDQU      (CX), Y5
+	VMOVDQU      4(AX), X6
+	VPSRLW       $0x04, X6, X7
+	VINSERTI128  $0x01, X7, Y6, Y7
+	VPAND        Y2, Y7, Y7
+	VPMADDUBSW   Y5, Y7, Y5
+	VPMADDWD     Y1, Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VFMADD231PS  Y5, Y4, Y0
 	MOVWLZX      2(AX), R10
 	VMOVD        R10, X6
 	VCVTPH2PS    X6, X6
-	VFMADD231SS  (DI), X6, X1
+	VMULSS       (DI), X6, X6
+	VADDPS       Y6, Y0, Y0
 	INCQ         R8
 	ADDQ         $0x00000020, CX
 	ADDQ         $0x00000004, DX
 	ADDQ         $0x00000004, DI
 	ADDQ         SI, AX
 	MOVWLZX      (AX), R10
-	VMOVD        R10, X6
-	VCVTPH2PS    X6, X6
-	VMULSS       (DX), X6, X6
-	VBROADCASTSS X6, Y6
-	VMOVDQU      (CX), Y7
-	VMOVDQU      4(AX), X8
-	VPSRLW       $0x04, X8, X9
-	VINSERTI128  $0x01, X9, Y8, Y9
-	VPAND        Y3, Y9, Y9
-	VPMADDUBSW   Y7, Y9, Y7
-	VPMADDWD     Y2, Y7, Y7
-	VCVTDQ2PS    Y7, Y7
-	VFMADD231PS  Y7, Y6, Y4
+	VMOVD        R10, X4
+	VCVTPH2PS    X4, X4
+	VMULSS       (DX), X4, X4
+	VBROADCASTSS X4, Y4
+	VMOVDQU      (CX), Y5
+	VMOVDQU      4(AX), X6
+	VPSRLW       $0x04, X6, X7
+	VINSERTI128  $0x01, X7, Y6, Y7
+	VPAND        Y2, Y7, Y7
+	VPMADDUBSW   Y5, Y7, Y5
+	VPMADDWD     Y1, Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VFMADD231PS  Y5, Y4, Y3
 	MOVWLZX      2(AX), R10
 	VMOVD        R10, X6
 	VCVTPH2PS    X6, X6
-	VFMADD231SS  (DI), X6, X5
+	VMULSS       (DI), X6, X6
+	VADDPS       Y6, Y3, Y3
 	INCQ         R8
 	ADDQ         $0x00000020, CX
 	ADDQ         $0x00000004, DX
@@ -3549,36 +4562,35 @@ dotQ4AG32F16AVX2_x1:
 	CMPQ         R8, BX
 	JAE          dotQ4AG32F16AVX2_done
 	MOVWLZX      (AX), BX
-	VMOVD        BX, X6
-	VCVTPH2PS    X6, X6
-	VMULSS       (DX), X6, X6
-	VBROADCASTSS X6, Y6
-	VMOVDQU      (CX), Y7
-	VMOVDQU      4(AX), X8
-	VPSRLW       $0x04, X8, X9
-	VINSERTI128  $0x01, X9, Y8, Y8
-	VPAND        Y3, Y8, Y8
-	VPMADDUBSW   Y7, Y8, Y3
-	VPMADDWD     Y2, Y3, Y2
-	VCVTDQ2PS    Y2, Y2
-	VFMADD231PS  Y2, Y6, Y0
+	VMOVD        BX, X4
+	VCVTPH2PS    X4, X4
+	VMULSS       (DX), X4, X4
+	VBROADCASTSS X4, Y4
+	VMOVDQU      (CX), Y5
+	VMOVDQU      4(AX), X6
+	VPSRLW       $0x04, X6, X7
+	VINSERTI128  $0x01, X7, Y6, Y7
+	VPAND        Y2, Y7, Y7
+	VPMADDUBSW   Y5, Y7, Y2
+	VPMADDWD     Y1, Y2, Y1
+	VCVTDQ2PS    Y1, Y1
+	VFMADD231PS  Y1, Y4, Y0
 	MOVWLZX      2(AX), AX
-	VMOVD        AX, X2
-	VCVTPH2PS    X2, X2
-	VFMADD231SS  (DI), X2, X1
+	VMOVD        AX, X6
+	VCVTPH2PS    X6, X6
+	VMULSS       (DI), X6, X6
+	VADDPS       Y6, Y0, Y0
 
 dotQ4AG32F16AVX2_done:
-	VADDPS       Y4, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X2
-	VADDPS       X0, X2, X2
-	VMOVHLPS     X2, X2, X0
-	VADDPS       X0, X2, X2
-	VMOVSHDUP    X2, X0
-	VADDSS       X0, X2, X2
-	VADDSS       X5, X1, X1
-	VADDSS       X1, X2, X2
+	VADDPS       Y3, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X0, X1, X1
+	VMOVHLPS     X1, X1, X0
+	VADDPS       X0, X1, X1
+	VMOVSHDUP    X1, X0
+	VADDSS       X0, X1, X1
 	VZEROUPPER
-	MOVSS        X2, ret+144(FP)
+	MOVSS        X1, ret+144(FP)
 	RET
 
 // func dotQ4AF32AVX2(w []byte, q []int8, d []float32, sums []int32, s []float32, nsub int, gsub int, bb int) float32
@@ -3592,15 +4604,13 @@ TEXT ·dotQ4AF32AVX2(SB), NOSPLIT, $0-148
 	MOVQ         bb+136(FP), DI
 	MOVQ         s_base+96(FP), R8
 	VXORPS       Y0, Y0, Y0
-	VXORPS       X1, X1, X1
 	MOVL         $0x00010001, R9
+	VMOVD        R9, X1
+	VPBROADCASTD X1, Y1
+	MOVL         $0x0f0f0f0f, R9
 	VMOVD        R9, X2
 	VPBROADCASTD X2, Y2
-	MOVL         $0x0f0f0f0f, R9
-	VMOVD        R9, X3
-	VPBROADCASTD X3, Y3
-	VXORPS       Y4, Y4, Y4
-	VXORPS       X5, X5, X5
+	VXORPS       Y3, Y3, Y3
 	XORQ         R9, R9
 	XORQ         R10, R10
 	LEAQ         8(AX), R11
@@ -3610,20 +4620,21 @@ TEXT ·dotQ4AF32AVX2(SB), NOSPLIT, $0-148
 dotQ4AF32AVX2_x2:
 	CMPQ         R9, R12
 	JGE          dotQ4AF32AVX2_x1
-	VMOVSS       (AX), X6
-	VMULSS       (DX), X6, X6
-	VBROADCASTSS X6, Y6
-	VMOVDQU      (CX), Y7
-	VMOVDQU      (R11), X8
-	VPSRLW       $0x04, X8, X9
-	VINSERTI128  $0x01, X9, Y8, Y9
-	VPAND        Y3, Y9, Y9
-	VPMADDUBSW   Y7, Y9, Y7
-	VPMADDWD     Y2, Y7, Y7
-	VCVTDQ2PS    Y7, Y7
-	VFMADD231PS  Y7, Y6, Y0
+	VMOVSS       (AX), X4
+	VMULSS       (DX), X4, X4
+	VBROADCASTSS X4, Y4
+	VMOVDQU      (CX), Y5
+	VMOVDQU      (R11), X6
+	VPSRLW       $0x04, X6, X7
+	VINSERTI128  $0x01, X7, Y6, Y7
+	VPAND        Y2, Y7, Y7
+	VPMADDUBSW   Y5, Y7, Y5
+	VPMADDWD     Y1, Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VFMADD231PS  Y5, Y4, Y0
 	VMOVSS       4(AX), X6
-	VFMADD231SS  (R8), X6, X1
+	VMULSS       (R8), X6, X6
+	VADDPS       Y6, Y0, Y0
 	INCQ         R9
 	ADDQ         $0x00000020, CX
 	ADDQ         $0x00000004, DX
@@ -3637,20 +4648,21 @@ dotQ4AF32AVX2_x2:
 	LEAQ         8(AX), R11
 
 dotQ4AF32AVX2_a:
-	VMOVSS       (AX), X6
-	VMULSS       (DX), X6, X6
-	VBROADCASTSS X6, Y6
-	VMOVDQU      (CX), Y7
-	VMOVDQU      (R11), X8
-	VPSRLW       $0x04, X8, X9
-	VINSERTI128  $0x01, X9, Y8, Y9
-	VPAND        Y3, Y9, Y9
-	VPMADDUBSW   Y7, Y9, Y7
-	VPMADDWD     Y2, Y7, Y7
-	VCVTDQ2PS    Y7, Y7
-	VFMADD231PS  Y7, Y6, Y4
+	VMOVSS       (AX), X4
+	VMULSS       (DX), X4, X4
+	VBROADCASTSS X4, Y4
+	VMOVDQU      (CX), Y5
+	VMOVDQU      (R11), X6
+	VPSRLW       $0x04, X6, X7
+	VINSERTI128  $0x01, X7, Y6, Y7
+	VPAND        Y2, Y7, Y7
+	VPMADDUBSW   Y5, Y7, Y5
+	VPMADDWD     Y1, Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VFMADD231PS  Y5, Y4, Y3
 	VMOVSS       4(AX), X6
-	VFMADD231SS  (R8), X6, X5
+	VMULSS       (R8), X6, X6
+	VADDPS       Y6, Y3, Y3
 	INCQ         R9
 	ADDQ         $0x00000020, CX
 	ADDQ         $0x00000004, DX
@@ -3669,33 +4681,32 @@ dotQ4AF32AVX2_b:
 dotQ4AF32AVX2_x1:
 	CMPQ         R9, BX
 	JAE          dotQ4AF32AVX2_done
-	VMOVSS       (AX), X6
-	VMULSS       (DX), X6, X6
-	VBROADCASTSS X6, Y6
-	VMOVDQU      (CX), Y7
-	VMOVDQU      (R11), X8
-	VPSRLW       $0x04, X8, X9
-	VINSERTI128  $0x01, X9, Y8, Y8
-	VPAND        Y3, Y8, Y8
-	VPMADDUBSW   Y7, Y8, Y3
-	VPMADDWD     Y2, Y3, Y2
-	VCVTDQ2PS    Y2, Y2
-	VFMADD231PS  Y2, Y6, Y0
-	VMOVSS       4(AX), X2
-	VFMADD231SS  (R8), X2, X1
+	VMOVSS       (AX), X4
+	VMULSS       (DX), X4, X4
+	VBROADCASTSS X4, Y4
+	VMOVDQU      (CX), Y5
+	VMOVDQU      (R11), X6
+	VPSRLW       $0x04, X6, X7
+	VINSERTI128  $0x01, X7, Y6, Y7
+	VPAND        Y2, Y7, Y7
+	VPMADDUBSW   Y5, Y7, Y2
+	VPMADDWD     Y1, Y2, Y1
+	VCVTDQ2PS    Y1, Y1
+	VFMADD231PS  Y1, Y4, Y0
+	VMOVSS       4(AX), X6
+	VMULSS       (R8), X6, X6
+	VADDPS       Y6, Y0, Y0
 
 dotQ4AF32AVX2_done:
-	VADDPS       Y4, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X2
-	VADDPS       X0, X2, X2
-	VMOVHLPS     X2, X2, X0
-	VADDPS       X0, X2, X2
-	VMOVSHDUP    X2, X0
-	VADDSS       X0, X2, X2
-	VADDSS       X5, X1, X1
-	VADDSS       X1, X2, X2
+	VADDPS       Y3, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X0, X1, X1
+	VMOVHLPS     X1, X1, X0
+	VADDPS       X0, X1, X1
+	VMOVSHDUP    X1, X0
+	VADDSS       X0, X1, X1
 	VZEROUPPER
-	MOVSS        X2, ret+144(FP)
+	MOVSS        X1, ret+144(FP)
 	RET
 
 // func dotQ4AG32F32AVX2(w []byte, q []int8, d []float32, sums []int32, s []float32, nsub int, gsub int, bb int) float32
@@ -3708,15 +4719,13 @@ TEXT ·dotQ4AG32F32AVX2(SB), NOSPLIT, $0-148
 	MOVQ         bb+136(FP), SI
 	MOVQ         s_base+96(FP), DI
 	VXORPS       Y0, Y0, Y0
-	VXORPS       X1, X1, X1
 	MOVL         $0x00010001, R8
+	VMOVD        R8, X1
+	VPBROADCASTD X1, Y1
+	MOVL         $0x0f0f0f0f, R8
 	VMOVD        R8, X2
 	VPBROADCASTD X2, Y2
-	MOVL         $0x0f0f0f0f, R8
-	VMOVD        R8, X3
-	VPBROADCASTD X3, Y3
-	VXORPS       Y4, Y4, Y4
-	VXORPS       X5, X5, X5
+	VXORPS       Y3, Y3, Y3
 	XORQ         R8, R8
 	MOVQ         BX, R9
 	DECQ         R9
@@ -3724,39 +4733,41 @@ TEXT ·dotQ4AG32F32AVX2(SB), NOSPLIT, $0-148
 dotQ4AG32F32AVX2_x2:
 	CMPQ         R8, R9
 	JGE          dotQ4AG32F32AVX2_x1
-	VMOVSS       (AX), X6
-	VMULSS       (DX), X6, X6
-	VBROADCASTSS X6, Y6
-	VMOVDQU      (CX), Y7
-	VMOVDQU      8(AX), X8
-	VPSRLW       $0x04, X8, X9
-	VINSERTI128  $0x01, X9, Y8, Y9
-	VPAND        Y3, Y9, Y9
-	VPMADDUBSW   Y7, Y9, Y7
-	VPMADDWD     Y2, Y7, Y7
-	VCVTDQ2PS    Y7, Y7
-	VFMADD231PS  Y7, Y6, Y0
+	VMOVSS       (AX), X4
+	VMULSS       (DX), X4, X4
+	VBROADCASTSS X4, Y4
+	VMOVDQU      (CX), Y5
+	VMOVDQU      8(AX), X6
+	VPSRLW       $0x04, X6, X7
+	VINSERTI128  $0x01, X7, Y6, Y7
+	VPAND        Y2, Y7, Y7
+	VPMADDUBSW   Y5, Y7, Y5
+	VPMADDWD     Y1, Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VFMADD231PS  Y5, Y4, Y0
 	VMOVSS       4(AX), X6
-	VFMADD231SS  (DI), X6, X1
+	VMULSS       (DI), X6, X6
+	VADDPS       Y6, Y0, Y0
 	INCQ         R8
 	ADDQ         $0x00000020, CX
 	ADDQ         $0x00000004, DX
 	ADDQ         $0x00000004, DI
 	ADDQ         SI, AX
-	VMOVSS       (AX), X6
-	VMULSS       (DX), X6, X6
-	VBROADCASTSS X6, Y6
-	VMOVDQU      (CX), Y7
-	VMOVDQU      8(AX), X8
-	VPSRLW       $0x04, X8, X9
-	VINSERTI128  $0x01, X9, Y8, Y9
-	VPAND        Y3, Y9, Y9
-	VPMADDUBSW   Y7, Y9, Y7
-	VPMADDWD     Y2, Y7, Y7
-	VCVTDQ2PS    Y7, Y7
-	VFMADD231PS  Y7, Y6, Y4
+	VMOVSS       (AX), X4
+	VMULSS       (DX), X4, X4
+	VBROADCASTSS X4, Y4
+	VMOVDQU      (CX), Y5
+	VMOVDQU      8(AX), X6
+	VPSRLW       $0x04, X6, X7
+	VINSERTI128  $0x01, X7, Y6, Y7
+	VPAND        Y2, Y7, Y7
+	VPMADDUBSW   Y5, Y7, Y5
+	VPMADDWD     Y1, Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VFMADD231PS  Y5, Y4, Y3
 	VMOVSS       4(AX), X6
-	VFMADD231SS  (DI), X6, X5
+	VMULSS       (DI), X6, X6
+	VADDPS       Y6, Y3, Y3
 	INCQ         R8
 	ADDQ         $0x00000020, CX
 	ADDQ         $0x00000004, DX
@@ -3767,33 +4778,32 @@ dotQ4AG32F32AVX2_x2:
 dotQ4AG32F32AVX2_x1:
 	CMPQ         R8, BX
 	JAE          dotQ4AG32F32AVX2_done
-	VMOVSS       (AX), X6
-	VMULSS       (DX), X6, X6
-	VBROADCASTSS X6, Y6
-	VMOVDQU      (CX), Y7
-	VMOVDQU      8(AX), X8
-	VPSRLW       $0x04, X8, X9
-	VINSERTI128  $0x01, X9, Y8, Y8
-	VPAND        Y3, Y8, Y8
-	VPMADDUBSW   Y7, Y8, Y3
-	VPMADDWD     Y2, Y3, Y2
-	VCVTDQ2PS    Y2, Y2
-	VFMADD231PS  Y2, Y6, Y0
-	VMOVSS       4(AX), X2
-	VFMADD231SS  (DI), X2, X1
+	VMOVSS       (AX), X4
+	VMULSS       (DX), X4, X4
+	VBROADCASTSS X4, Y4
+	VMOVDQU      (CX), Y5
+	VMOVDQU      8(AX), X6
+	VPSRLW       $0x04, X6, X7
+	VINSERTI128  $0x01, X7, Y6, Y7
+	VPAND        Y2, Y7, Y7
+	VPMADDUBSW   Y5, Y7, Y2
+	VPMADDWD     Y1, Y2, Y1
+	VCVTDQ2PS    Y1, Y1
+	VFMADD231PS  Y1, Y4, Y0
+	VMOVSS       4(AX), X6
+	VMULSS       (DI), X6, X6
+	VADDPS       Y6, Y0, Y0
 
 dotQ4AG32F32AVX2_done:
-	VADDPS       Y4, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X2
-	VADDPS       X0, X2, X2
-	VMOVHLPS     X2, X2, X0
-	VADDPS       X0, X2, X2
-	VMOVSHDUP    X2, X0
-	VADDSS       X0, X2, X2
-	VADDSS       X5, X1, X1
-	VADDSS       X1, X2, X2
+	VADDPS       Y3, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X0, X1, X1
+	VMOVHLPS     X1, X1, X0
+	VADDPS       X0, X1, X1
+	VMOVSHDUP    X1, X0
+	VADDSS       X0, X1, X1
 	VZEROUPPER
-	MOVSS        X2, ret+144(FP)
+	MOVSS        X1, ret+144(FP)
 	RET
 
 // func dotQ8F16VNNI(w []byte, q []int8, d []float32, sums []int32, s []float32, nsub int, gsub int, bb int) float32
@@ -4575,12 +5585,10 @@ TEXT ·dotQ4AF16VNNI(SB), NOSPLIT, $0-148
 	MOVQ         bb+136(FP), DI
 	MOVQ         s_base+96(FP), R8
 	VXORPS       Y0, Y0, Y0
-	VXORPS       X1, X1, X1
 	MOVL         $0x0f0f0f0f, R9
-	VMOVD        R9, X2
-	VPBROADCASTD X2, Y2
-	VXORPS       Y3, Y3, Y3
-	VXORPS       X4, X4, X4
+	VMOVD        R9, X1
+	VPBROADCASTD X1, Y1
+	VXORPS       Y2, Y2, Y2
 	XORQ         R9, R9
 	XORQ         R10, R10
 	LEAQ         4(AX), R11
@@ -4591,23 +5599,24 @@ dotQ4AF16VNNI_x2:
 	CMPQ         R9, R12
 	JGE          dotQ4AF16VNNI_x1
 	MOVWLZX      (AX), R13
-	VMOVD        R13, X5
-	VCVTPH2PS    X5, X5
-	VMULSS       (DX), X5, X5
-	VBROADCASTSS X5, Y5
-	VMOVDQU      (CX), Y6
-	VMOVDQU      (R11), X7
-	VPSRLW       $0x04, X7, X8
-	VINSERTI128  $0x01, X8, Y7, Y8
-	VPAND        Y2, Y8, Y8
-	VPXOR        Y9, Y9, Y9
-	VPDPBUSD     Y6, Y8, Y9
-	VCVTDQ2PS    Y9, Y6
-	VFMADD231PS  Y6, Y5, Y0
+	VMOVD        R13, X3
+	VCVTPH2PS    X3, X3
+	VMULSS       (DX), X3, X3
+	VBROADCASTSS X3, Y3
+	VMOVDQU      (CX), Y4
+	VMOVDQU      (R11), X5
+	VPSRLW       $0x04, X5, X6
+	VINSERTI128  $0x01, X6, Y5, Y6
+	VPAND        Y1, Y6, Y6
+	VPXOR        Y7, Y7, Y7
+	VPDPBUSD     Y4, Y6, Y7
+	VCVTDQ2PS    Y7, Y4
+	VFMADD231PS  Y4, Y3, Y0
 	MOVWLZX      2(AX), R13
 	VMOVD        R13, X5
 	VCVTPH2PS    X5, X5
-	VFMADD231SS  (R8), X5, X1
+	VMULSS       (R8), X5, X5
+	VADDPS       Y5, Y0, Y0
 	INCQ         R9
 	ADDQ         $0x00000020, CX
 	ADDQ         $0x00000004, DX
@@ -4622,23 +5631,24 @@ dotQ4AF16VNNI_x2:
 
 dotQ4AF16VNNI_a:
 	MOVWLZX      (AX), R13
-	VMOVD        R13, X5
-	VCVTPH2PS    X5, X5
-	VMULSS       (DX), X5, X5
-	VBROADCASTSS X5, Y5
-	VMOVDQU      (CX), Y6
-	VMOVDQU      (R11), X7
-	VPSRLW       $0x04, X7, X8
-	VINSERTI128  $0x01, X8, Y7, Y8
-	VPAND        Y2, Y8, Y8
-	VPXOR        Y9, Y9, Y9
-	VPDPBUSD     Y6, Y8, Y9
-	VCVTDQ2PS    Y9, Y6
-	VFMADD231PS  Y6, Y5, Y3
+	VMOVD        R13, X3
+	VCVTPH2PS    X3, X3
+	VMULSS       (DX), X3, X3
+	VBROADCASTSS X3, Y3
+	VMOVDQU      (CX), Y4
+	VMOVDQU      (R11), X5
+	VPSRLW       $0x04, X5, X6
+	VINSERTI128  $0x01, X6, Y5, Y6
+	VPAND        Y1, Y6, Y6
+	VPXOR        Y7, Y7, Y7
+	VPDPBUSD     Y4, Y6, Y7
+	VCVTDQ2PS    Y7, Y4
+	VFMADD231PS  Y4, Y3, Y2
 	MOVWLZX      2(AX), R13
 	VMOVD        R13, X5
 	VCVTPH2PS    X5, X5
-	VFMADD231SS  (R8), X5, X4
+	VMULSS       (R8), X5, X5
+	VADDPS       Y5, Y2, Y2
 	INCQ         R9
 	ADDQ         $0x00000020, CX
 	ADDQ         $0x00000004, DX
@@ -4658,36 +5668,35 @@ dotQ4AF16VNNI_x1:
 	CMPQ         R9, BX
 	JAE          dotQ4AF16VNNI_done
 	MOVWLZX      (AX), BX
-	VMOVD        BX, X5
-	VCVTPH2PS    X5, X5
-	VMULSS       (DX), X5, X5
-	VBROADCASTSS X5, Y5
-	VMOVDQU      (CX), Y6
-	VMOVDQU      (R11), X7
-	VPSRLW       $0x04, X7, X8
-	VINSERTI128  $0x01, X8, Y7, Y7
-	VPAND        Y2, Y7, Y7
-	VPXOR        Y2, Y2, Y2
-	VPDPBUSD     Y6, Y7, Y2
-	VCVTDQ2PS    Y2, Y2
-	VFMADD231PS  Y2, Y5, Y0
+	VMOVD        BX, X3
+	VCVTPH2PS    X3, X3
+	VMULSS       (DX), X3, X3
+	VBROADCASTSS X3, Y3
+	VMOVDQU      (CX), Y4
+	VMOVDQU      (R11), X5
+	VPSRLW       $0x04, X5, X6
+	VINSERTI128  $0x01, X6, Y5, Y6
+	VPAND        Y1, Y6, Y6
+	VPXOR        Y1, Y1, Y1
+	VPDPBUSD     Y4, Y6, Y1
+	VCVTDQ2PS    Y1, Y1
+	VFMADD231PS  Y1, Y3, Y0
 	MOVWLZX      2(AX), AX
-	VMOVD        AX, X2
-	VCVTPH2PS    X2, X2
-	VFMADD231SS  (R8), X2, X1
+	VMOVD        AX, X5
+	VCVTPH2PS    X5, X5
+	VMULSS       (R8), X5, X5
+	VADDPS       Y5, Y0, Y0
 
 dotQ4AF16VNNI_done:
-	VADDPS       Y3, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X2
-	VADDPS       X0, X2, X2
-	VMOVHLPS     X2, X2, X0
-	VADDPS       X0, X2, X2
-	VMOVSHDUP    X2, X0
-	VADDSS       X0, X2, X2
-	VADDSS       X4, X1, X1
-	VADDSS       X1, X2, X2
+	VADDPS       Y2, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X0, X1, X1
+	VMOVHLPS     X1, X1, X0
+	VADDPS       X0, X1, X1
+	VMOVSHDUP    X1, X0
+	VADDSS       X0, X1, X1
 	VZEROUPPER
-	MOVSS        X2, ret+144(FP)
+	MOVSS        X1, ret+144(FP)
 	RET
 
 // func dotQ4AG32F16VNNI(w []byte, q []int8, d []float32, sums []int32, s []float32, nsub int, gsub int, bb int) float32
@@ -4700,12 +5709,10 @@ TEXT ·dotQ4AG32F16VNNI(SB), NOSPLIT, $0-148
 	MOVQ         bb+136(FP), SI
 	MOVQ         s_base+96(FP), DI
 	VXORPS       Y0, Y0, Y0
-	VXORPS       X1, X1, X1
 	MOVL         $0x0f0f0f0f, R8
-	VMOVD        R8, X2
-	VPBROADCASTD X2, Y2
-	VXORPS       Y3, Y3, Y3
-	VXORPS       X4, X4, X4
+	VMOVD        R8, X1
+	VPBROADCASTD X1, Y1
+	VXORPS       Y2, Y2, Y2
 	XORQ         R8, R8
 	MOVQ         BX, R9
 	DECQ         R9
@@ -4714,46 +5721,48 @@ dotQ4AG32F16VNNI_x2:
 	CMPQ         R8, R9
 	JGE          dotQ4AG32F16VNNI_x1
 	MOVWLZX      (AX), R10
-	VMOVD        R10, X5
-	VCVTPH2PS    X5, X5
-	VMULSS       (DX), X5, X5
-	VBROADCASTSS X5, Y5
-	VMOVDQU      (CX), Y6
-	VMOVDQU      4(AX), X7
-	VPSRLW       $0x04, X7, X8
-	VINSERTI128  $0x01, X8, Y7, Y8
-	VPAND        Y2, Y8, Y8
-	VPXOR        Y9, Y9, Y9
-	VPDPBUSD     Y6, Y8, Y9
-	VCVTDQ2PS    Y9, Y6
-	VFMADD231PS  Y6, Y5, Y0
+	VMOVD        R10, X3
+	VCVTPH2PS    X3, X3
+	VMULSS       (DX), X3, X3
+	VBROADCASTSS X3, Y3
+	VMOVDQU      (CX), Y4
+	VMOVDQU      4(AX), X5
+	VPSRLW       $0x04, X5, X6
+	VINSERTI128  $0x01, X6, Y5, Y6
+	VPAND        Y1, Y6, Y6
+	VPXOR        Y7, Y7, Y7
+	VPDPBUSD     Y4, Y6, Y7
+	VCVTDQ2PS    Y7, Y4
+	VFMADD231PS  Y4, Y3, Y0
 	MOVWLZX      2(AX), R10
 	VMOVD        R10, X5
 	VCVTPH2PS    X5, X5
-	VFMADD231SS  (DI), X5, X1
+	VMULSS       (DI), X5, X5
+	VADDPS       Y5, Y0, Y0
 	INCQ         R8
 	ADDQ         $0x00000020, CX
 	ADDQ         $0x00000004, DX
 	ADDQ         $0x00000004, DI
 	ADDQ         SI, AX
 	MOVWLZX      (AX), R10
-	VMOVD        R10, X5
-	VCVTPH2PS    X5, X5
-	VMULSS       (DX), X5, X5
-	VBROADCASTSS X5, Y5
-	VMOVDQU      (CX), Y6
-	VMOVDQU      4(AX), X7
-	VPSRLW       $0x04, X7, X8
-	VINSERTI128  $0x01, X8, Y7, Y8
-	VPAND        Y2, Y8, Y8
-	VPXOR        Y9, Y9, Y9
-	VPDPBUSD     Y6, Y8, Y9
-	VCVTDQ2PS    Y9, Y6
-	VFMADD231PS  Y6, Y5, Y3
+	VMOVD        R10, X3
+	VCVTPH2PS    X3, X3
+	VMULSS       (DX), X3, X3
+	VBROADCASTSS X3, Y3
+	VMOVDQU      (CX), Y4
+	VMOVDQU      4(AX), X5
+	VPSRLW       $0x04, X5, X6
+	VINSERTI128  $0x01, X6, Y5, Y6
+	VPAND        Y1, Y6, Y6
+	VPXOR        Y7, Y7, Y7
+	VPDPBUSD     Y4, Y6, Y7
+	VCVTDQ2PS    Y7, Y4
+	VFMADD231PS  Y4, Y3, Y2
 	MOVWLZX      2(AX), R10
 	VMOVD        R10, X5
 	VCVTPH2PS    X5, X5
-	VFMADD231SS  (DI), X5, X4
+	VMULSS       (DI), X5, X5
+	VADDPS       Y5, Y2, Y2
 	INCQ         R8
 	ADDQ         $0x00000020, CX
 	ADDQ         $0x00000004, DX
@@ -4765,36 +5774,35 @@ dotQ4AG32F16VNNI_x1:
 	CMPQ         R8, BX
 	JAE          dotQ4AG32F16VNNI_done
 	MOVWLZX      (AX), BX
-	VMOVD        BX, X5
-	VCVTPH2PS    X5, X5
-	VMULSS       (DX), X5, X5
-	VBROADCASTSS X5, Y5
-	VMOVDQU      (CX), Y6
-	VMOVDQU      4(AX), X7
-	VPSRLW       $0x04, X7, X8
-	VINSERTI128  $0x01, X8, Y7, Y7
-	VPAND        Y2, Y7, Y7
-	VPXOR        Y2, Y2, Y2
-	VPDPBUSD     Y6, Y7, Y2
-	VCVTDQ2PS    Y2, Y2
-	VFMADD231PS  Y2, Y5, Y0
+	VMOVD        BX, X3
+	VCVTPH2PS    X3, X3
+	VMULSS       (DX), X3, X3
+	VBROADCASTSS X3, Y3
+	VMOVDQU      (CX), Y4
+	VMOVDQU      4(AX), X5
+	VPSRLW       $0x04, X5, X6
+	VINSERTI128  $0x01, X6, Y5, Y6
+	VPAND        Y1, Y6, Y6
+	VPXOR        Y1, Y1, Y1
+	VPDPBUSD     Y4, Y6, Y1
+	VCVTDQ2PS    Y1, Y1
+	VFMADD231PS  Y1, Y3, Y0
 	MOVWLZX      2(AX), AX
-	VMOVD        AX, X2
-	VCVTPH2PS    X2, X2
-	VFMADD231SS  (DI), X2, X1
+	VMOVD        AX, X5
+	VCVTPH2PS    X5, X5
+	VMULSS       (DI), X5, X5
+	VADDPS       Y5, Y0, Y0
 
 dotQ4AG32F16VNNI_done:
-	VADDPS       Y3, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X2
-	VADDPS       X0, X2, X2
-	VMOVHLPS     X2, X2, X0
-	VADDPS       X0, X2, X2
-	VMOVSHDUP    X2, X0
-	VADDSS       X0, X2, X2
-	VADDSS       X4, X1, X1
-	VADDSS       X1, X2, X2
+	VADDPS       Y2, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X0, X1, X1
+	VMOVHLPS     X1, X1, X0
+	VADDPS       X0, X1, X1
+	VMOVSHDUP    X1, X0
+	VADDSS       X0, X1, X1
 	VZEROUPPER
-	MOVSS        X2, ret+144(FP)
+	MOVSS        X1, ret+144(FP)
 	RET
 
 // func dotQ4AF32VNNI(w []byte, q []int8, d []float32, sums []int32, s []float32, nsub int, gsub int, bb int) float32
@@ -4808,12 +5816,10 @@ TEXT ·dotQ4AF32VNNI(SB), NOSPLIT, $0-148
 	MOVQ         bb+136(FP), DI
 	MOVQ         s_base+96(FP), R8
 	VXORPS       Y0, Y0, Y0
-	VXORPS       X1, X1, X1
 	MOVL         $0x0f0f0f0f, R9
-	VMOVD        R9, X2
-	VPBROADCASTD X2, Y2
-	VXORPS       Y3, Y3, Y3
-	VXORPS       X4, X4, X4
+	VMOVD        R9, X1
+	VPBROADCASTD X1, Y1
+	VXORPS       Y2, Y2, Y2
 	XORQ         R9, R9
 	XORQ         R10, R10
 	LEAQ         8(AX), R11
@@ -4823,20 +5829,21 @@ TEXT ·dotQ4AF32VNNI(SB), NOSPLIT, $0-148
 dotQ4AF32VNNI_x2:
 	CMPQ         R9, R12
 	JGE          dotQ4AF32VNNI_x1
-	VMOVSS       (AX), X5
-	VMULSS       (DX), X5, X5
-	VBROADCASTSS X5, Y5
-	VMOVDQU      (CX), Y6
-	VMOVDQU      (R11), X7
-	VPSRLW       $0x04, X7, X8
-	VINSERTI128  $0x01, X8, Y7, Y8
-	VPAND        Y2, Y8, Y8
-	VPXOR        Y9, Y9, Y9
-	VPDPBUSD     Y6, Y8, Y9
-	VCVTDQ2PS    Y9, Y6
-	VFMADD231PS  Y6, Y5, Y0
+	VMOVSS       (AX), X3
+	VMULSS       (DX), X3, X3
+	VBROADCASTSS X3, Y3
+	VMOVDQU      (CX), Y4
+	VMOVDQU      (R11), X5
+	VPSRLW       $0x04, X5, X6
+	VINSERTI128  $0x01, X6, Y5, Y6
+	VPAND        Y1, Y6, Y6
+	VPXOR        Y7, Y7, Y7
+	VPDPBUSD     Y4, Y6, Y7
+	VCVTDQ2PS    Y7, Y4
+	VFMADD231PS  Y4, Y3, Y0
 	VMOVSS       4(AX), X5
-	VFMADD231SS  (R8), X5, X1
+	VMULSS       (R8), X5, X5
+	VADDPS       Y5, Y0, Y0
 	INCQ         R9
 	ADDQ         $0x00000020, CX
 	ADDQ         $0x00000004, DX
@@ -4850,20 +5857,21 @@ dotQ4AF32VNNI_x2:
 	LEAQ         8(AX), R11
 
 dotQ4AF32VNNI_a:
-	VMOVSS       (AX), X5
-	VMULSS       (DX), X5, X5
-	VBROADCASTSS X5, Y5
-	VMOVDQU      (CX), Y6
-	VMOVDQU      (R11), X7
-	VPSRLW       $0x04, X7, X8
-	VINSERTI128  $0x01, X8, Y7, Y8
-	VPAND        Y2, Y8, Y8
-	VPXOR        Y9, Y9, Y9
-	VPDPBUSD     Y6, Y8, Y9
-	VCVTDQ2PS    Y9, Y6
-	VFMADD231PS  Y6, Y5, Y3
+	VMOVSS       (AX), X3
+	VMULSS       (DX), X3, X3
+	VBROADCASTSS X3, Y3
+	VMOVDQU      (CX), Y4
+	VMOVDQU      (R11), X5
+	VPSRLW       $0x04, X5, X6
+	VINSERTI128  $0x01, X6, Y5, Y6
+	VPAND        Y1, Y6, Y6
+	VPXOR        Y7, Y7, Y7
+	VPDPBUSD     Y4, Y6, Y7
+	VCVTDQ2PS    Y7, Y4
+	VFMADD231PS  Y4, Y3, Y2
 	VMOVSS       4(AX), X5
-	VFMADD231SS  (R8), X5, X4
+	VMULSS       (R8), X5, X5
+	VADDPS       Y5, Y2, Y2
 	INCQ         R9
 	ADDQ         $0x00000020, CX
 	ADDQ         $0x00000004, DX
@@ -4882,33 +5890,32 @@ dotQ4AF32VNNI_b:
 dotQ4AF32VNNI_x1:
 	CMPQ         R9, BX
 	JAE          dotQ4AF32VNNI_done
-	VMOVSS       (AX), X5
-	VMULSS       (DX), X5, X5
-	VBROADCASTSS X5, Y5
-	VMOVDQU      (CX), Y6
-	VMOVDQU      (R11), X7
-	VPSRLW       $0x04, X7, X8
-	VINSERTI128  $0x01, X8, Y7, Y7
-	VPAND        Y2, Y7, Y7
-	VPXOR        Y2, Y2, Y2
-	VPDPBUSD     Y6, Y7, Y2
-	VCVTDQ2PS    Y2, Y2
-	VFMADD231PS  Y2, Y5, Y0
-	VMOVSS       4(AX), X2
-	VFMADD231SS  (R8), X2, X1
+	VMOVSS       (AX), X3
+	VMULSS       (DX), X3, X3
+	VBROADCASTSS X3, Y3
+	VMOVDQU      (CX), Y4
+	VMOVDQU      (R11), X5
+	VPSRLW       $0x04, X5, X6
+	VINSERTI128  $0x01, X6, Y5, Y6
+	VPAND        Y1, Y6, Y6
+	VPXOR        Y1, Y1, Y1
+	VPDPBUSD     Y4, Y6, Y1
+	VCVTDQ2PS    Y1, Y1
+	VFMADD231PS  Y1, Y3, Y0
+	VMOVSS       4(AX), X5
+	VMULSS       (R8), X5, X5
+	VADDPS       Y5, Y0, Y0
 
 dotQ4AF32VNNI_done:
-	VADDPS       Y3, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X2
-	VADDPS       X0, X2, X2
-	VMOVHLPS     X2, X2, X0
-	VADDPS       X0, X2, X2
-	VMOVSHDUP    X2, X0
-	VADDSS       X0, X2, X2
-	VADDSS       X4, X1, X1
-	VADDSS       X1, X2, X2
+	VADDPS       Y2, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X0, X1, X1
+	VMOVHLPS     X1, X1, X0
+	VADDPS       X0, X1, X1
+	VMOVSHDUP    X1, X0
+	VADDSS       X0, X1, X1
 	VZEROUPPER
-	MOVSS        X2, ret+144(FP)
+	MOVSS        X1, ret+144(FP)
 	RET
 
 // func dotQ4AG32F32VNNI(w []byte, q []int8, d []float32, sums []int32, s []float32, nsub int, gsub int, bb int) float32
@@ -4921,12 +5928,10 @@ TEXT ·dotQ4AG32F32VNNI(SB), NOSPLIT, $0-148
 	MOVQ         bb+136(FP), SI
 	MOVQ         s_base+96(FP), DI
 	VXORPS       Y0, Y0, Y0
-	VXORPS       X1, X1, X1
 	MOVL         $0x0f0f0f0f, R8
-	VMOVD        R8, X2
-	VPBROADCASTD X2, Y2
-	VXORPS       Y3, Y3, Y3
-	VXORPS       X4, X4, X4
+	VMOVD        R8, X1
+	VPBROADCASTD X1, Y1
+	VXORPS       Y2, Y2, Y2
 	XORQ         R8, R8
 	MOVQ         BX, R9
 	DECQ         R9
@@ -4934,39 +5939,41 @@ TEXT ·dotQ4AG32F32VNNI(SB), NOSPLIT, $0-148
 dotQ4AG32F32VNNI_x2:
 	CMPQ         R8, R9
 	JGE          dotQ4AG32F32VNNI_x1
-	VMOVSS       (AX), X5
-	VMULSS       (DX), X5, X5
-	VBROADCASTSS X5, Y5
-	VMOVDQU      (CX), Y6
-	VMOVDQU      8(AX), X7
-	VPSRLW       $0x04, X7, X8
-	VINSERTI128  $0x01, X8, Y7, Y8
-	VPAND        Y2, Y8, Y8
-	VPXOR        Y9, Y9, Y9
-	VPDPBUSD     Y6, Y8, Y9
-	VCVTDQ2PS    Y9, Y6
-	VFMADD231PS  Y6, Y5, Y0
+	VMOVSS       (AX), X3
+	VMULSS       (DX), X3, X3
+	VBROADCASTSS X3, Y3
+	VMOVDQU      (CX), Y4
+	VMOVDQU      8(AX), X5
+	VPSRLW       $0x04, X5, X6
+	VINSERTI128  $0x01, X6, Y5, Y6
+	VPAND        Y1, Y6, Y6
+	VPXOR        Y7, Y7, Y7
+	VPDPBUSD     Y4, Y6, Y7
+	VCVTDQ2PS    Y7, Y4
+	VFMADD231PS  Y4, Y3, Y0
 	VMOVSS       4(AX), X5
-	VFMADD231SS  (DI), X5, X1
+	VMULSS       (DI), X5, X5
+	VADDPS       Y5, Y0, Y0
 	INCQ         R8
 	ADDQ         $0x00000020, CX
 	ADDQ         $0x00000004, DX
 	ADDQ         $0x00000004, DI
 	ADDQ         SI, AX
-	VMOVSS       (AX), X5
-	VMULSS       (DX), X5, X5
-	VBROADCASTSS X5, Y5
-	VMOVDQU      (CX), Y6
-	VMOVDQU      8(AX), X7
-	VPSRLW       $0x04, X7, X8
-	VINSERTI128  $0x01, X8, Y7, Y8
-	VPAND        Y2, Y8, Y8
-	VPXOR        Y9, Y9, Y9
-	VPDPBUSD     Y6, Y8, Y9
-	VCVTDQ2PS    Y9, Y6
-	VFMADD231PS  Y6, Y5, Y3
+	VMOVSS       (AX), X3
+	VMULSS       (DX), X3, X3
+	VBROADCASTSS X3, Y3
+	VMOVDQU      (CX), Y4
+	VMOVDQU      8(AX), X5
+	VPSRLW       $0x04, X5, X6
+	VINSERTI128  $0x01, X6, Y5, Y6
+	VPAND        Y1, Y6, Y6
+	VPXOR        Y7, Y7, Y7
+	VPDPBUSD     Y4, Y6, Y7
+	VCVTDQ2PS    Y7, Y4
+	VFMADD231PS  Y4, Y3, Y2
 	VMOVSS       4(AX), X5
-	VFMADD231SS  (DI), X5, X4
+	VMULSS       (DI), X5, X5
+	VADDPS       Y5, Y2, Y2
 	INCQ         R8
 	ADDQ         $0x00000020, CX
 	ADDQ         $0x00000004, DX
@@ -4977,31 +5984,30 @@ dotQ4AG32F32VNNI_x2:
 dotQ4AG32F32VNNI_x1:
 	CMPQ         R8, BX
 	JAE          dotQ4AG32F32VNNI_done
-	VMOVSS       (AX), X5
-	VMULSS       (DX), X5, X5
-	VBROADCASTSS X5, Y5
-	VMOVDQU      (CX), Y6
-	VMOVDQU      8(AX), X7
-	VPSRLW       $0x04, X7, X8
-	VINSERTI128  $0x01, X8, Y7, Y7
-	VPAND        Y2, Y7, Y7
-	VPXOR        Y2, Y2, Y2
-	VPDPBUSD     Y6, Y7, Y2
-	VCVTDQ2PS    Y2, Y2
-	VFMADD231PS  Y2, Y5, Y0
-	VMOVSS       4(AX), X2
-	VFMADD231SS  (DI), X2, X1
+	VMOVSS       (AX), X3
+	VMULSS       (DX), X3, X3
+	VBROADCASTSS X3, Y3
+	VMOVDQU      (CX), Y4
+	VMOVDQU      8(AX), X5
+	VPSRLW       $0x04, X5, X6
+	VINSERTI128  $0x01, X6, Y5, Y6
+	VPAND        Y1, Y6, Y6
+	VPXOR        Y1, Y1, Y1
+	VPDPBUSD     Y4, Y6, Y1
+	VCVTDQ2PS    Y1, Y1
+	VFMADD231PS  Y1, Y3, Y0
+	VMOVSS       4(AX), X5
+	VMULSS       (DI), X5, X5
+	VADDPS       Y5, Y0, Y0
 
 dotQ4AG32F32VNNI_done:
-	VADDPS       Y3, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X2
-	VADDPS       X0, X2, X2
-	VMOVHLPS     X2, X2, X0
-	VADDPS       X0, X2, X2
-	VMOVSHDUP    X2, X0
-	VADDSS       X0, X2, X2
-	VADDSS       X4, X1, X1
-	VADDSS       X1, X2, X2
+	VADDPS       Y2, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X0, X1, X1
+	VMOVHLPS     X1, X1, X0
+	VADDPS       X0, X1, X1
+	VMOVSHDUP    X1, X0
+	VADDSS       X0, X1, X1
 	VZEROUPPER
-	MOVSS        X2, ret+144(FP)
+	MOVSS        X1, ret+144(FP)
 	RET

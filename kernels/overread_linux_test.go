@@ -66,7 +66,7 @@ func TestNoOverread(t *testing.T) {
 				acts.Q, acts.D, acts.Sum, acts.S = endOfPage[int8](t, 32*g), endOfPage[float32](t, g), endOfPage[int32](t, g), endOfPage[float32](t, g)
 				quantizeActsGeneric(&acts, a)
 				k.dotQ(f, w, &acts)
-				if k.dotQx4 != nil && f.Kind != QKindQ4A {
+				if k.dotQx4 != nil {
 					var b qBatch4
 					b.pack([]QuantizedActivations{acts, acts, acts, acts})
 					var o [4]float32

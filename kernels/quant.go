@@ -240,7 +240,7 @@ func (k *impl) mulRowsQ(f QFormat, out []float32, outStride int, w []byte, rows 
 	checkMul("MulRowsQ", len(out), outStride, len(w), rows, rb, T*rb, T)
 	tb := mulBlock(cols + cols/8)
 	var batch *qBatch4
-	if k.dotQx4 != nil && T >= 4 && f.Kind != QKindQ4A {
+	if k.dotQx4 != nil && T >= 4 {
 		batch = batches.Get().(*qBatch4)
 		defer batches.Put(batch)
 	}
@@ -269,12 +269,13 @@ func (k *impl) mulRowsQ(f QFormat, out []float32, outStride int, w []byte, rows 
 }
 
 // qBatch4 is four quantized activation rows interleaved per group:
-// q[128k+32t+i], d[4k+t], sums[4k+t] are group k of row t.
+// q[128k+32t+i], d[4k+t], sums[4k+t], s[4k+t] are group k of row t.
 type qBatch4 struct {
 	groups int
 	q      []int8
 	d      []float32
 	sums   []int32
+	s      []float32
 }
 
 var batches = sync.Pool{New: func() any { return new(qBatch4) }}
@@ -283,15 +284,16 @@ func (b *qBatch4) pack(acts []QuantizedActivations) {
 	g := acts[0].groups()
 	b.groups = g
 	if cap(b.q) < 128*g {
-		b.q, b.d, b.sums = make([]int8, 128*g), make([]float32, 4*g), make([]int32, 4*g)
+		b.q, b.d, b.sums, b.s = make([]int8, 128*g), make([]float32, 4*g), make([]int32, 4*g), make([]float32, 4*g)
 	}
-	b.q, b.d, b.sums = b.q[:128*g], b.d[:4*g], b.sums[:4*g]
+	b.q, b.d, b.sums, b.s = b.q[:128*g], b.d[:4*g], b.sums[:4*g], b.s[:4*g]
 	for t := range 4 {
 		a := &acts[t]
 		for k := range g {
 			copy(b.q[128*k+32*t:128*k+32*t+32], a.Q[32*k:32*k+32])
 			b.d[4*k+t] = a.D[k]
 			b.sums[4*k+t] = a.Sum[k]
+			b.s[4*k+t] = a.S[k]
 		}
 	}
 }

@@ -41,7 +41,7 @@ func main() {
 	}
 	quantizeActs()
 	for _, vnni := range []bool{false, true} {
-		for _, kind := range []string{"Q8", "Q4"} {
+		for _, kind := range []string{"Q8", "Q4", "Q4A"} {
 			for _, f32 := range []bool{false, true} {
 				dotQx4(kind, f32, vnni)
 			}
@@ -374,10 +374,6 @@ func dotQ(kind string, f32scale, vnni, g32 bool) {
 
 	facc := YMM()
 	zero(facc)
-	macc := XMM()
-	if kind == "Q4A" {
-		zero(macc)
-	}
 	var ones, mask YMM_t
 	if !vnni {
 		ones = YMM()
@@ -413,10 +409,6 @@ func dotQ(kind string, f32scale, vnni, g32 bool) {
 	// points at sub-block k's codes.
 	facc2 := YMM()
 	zero(facc2)
-	macc2 := XMM()
-	if kind == "Q4A" {
-		zero(macc2)
-	}
 	k := GP64()
 	XORQ(k, k)
 	var j, codes Register
@@ -429,7 +421,7 @@ func dotQ(kind string, f32scale, vnni, g32 bool) {
 		codesMem = Mem{Base: codes}
 	}
 
-	body := func(facc, macc VecVirtual) {
+	body := func(facc VecVirtual) {
 		dw := loadScale(0)
 		// s = dw*d[k], broadcast.
 		sx := XMM()
@@ -478,8 +470,11 @@ func dotQ(kind string, f32scale, vnni, g32 bool) {
 		VCVTDQ2PS(p32, f)
 		VFMADD231PS(f, sv, facc)
 		if kind == "Q4A" {
+			// min*S[k] into lane 0 only: VMULSS leaves mw's zero lanes
+			// 1..3 and clears the upper half.
 			mw := loadScale(sb)
-			VFMADD231SS(Mem{Base: sP}, mw, macc)
+			VMULSS(Mem{Base: sP}, mw, mw)
+			VADDPS(mw.AsY(), facc, facc)
 		}
 	}
 	advance := func(label string) {
@@ -511,23 +506,19 @@ func dotQ(kind string, f32scale, vnni, g32 bool) {
 	Label(name + "_x2")
 	CMPQ(k, n2)
 	JGE(LabelRef(name + "_x1"))
-	body(facc, macc)
+	body(facc)
 	advance(name + "_a")
-	body(facc2, macc2)
+	body(facc2)
 	advance(name + "_b")
 	JMP(LabelRef(name + "_x2"))
 	Label(name + "_x1")
 	CMPQ(k, nsub)
 	JAE(LabelRef(name + "_done"))
-	body(facc, macc)
+	body(facc)
 
 	Label(name + "_done")
 	VADDPS(facc2, facc, facc)
 	r := hsum(avx2, facc)
-	if kind == "Q4A" {
-		VADDSS(macc2, macc, macc)
-		VADDSS(macc, r, r)
-	}
 	VZEROUPPER()
 	Store(r, ReturnIndex(0))
 	RET()
@@ -538,8 +529,7 @@ func dotQ(kind string, f32scale, vnni, g32 bool) {
 // sub-block k of activation row t. Each sub-block's scale and codes are
 // loaded and unpacked once for the four rows, and each row's sums are
 // formed in exactly dotQ's order (accumulator k&1, the same operations), so
-// out[t] is bit-identical to dotQ of that row. Q8 and Q4 only (Q4A's
-// minimum term needs registers AVX2 does not have).
+// out[t] is bit-identical to dotQ of that row.
 func dotQx4(kind string, f32scale, vnni bool) {
 	isaName := "AVX2"
 	if vnni {
@@ -550,7 +540,7 @@ func dotQx4(kind string, f32scale, vnni bool) {
 		sc = "F32"
 	}
 	name := "dot" + kind + "x4" + sc + isaName
-	TEXT(name, NOSPLIT, "func(w []byte, q []int8, d []float32, sums []int32, nsub, gsub, bb int, out *[4]float32)")
+	TEXT(name, NOSPLIT, "func(w []byte, q []int8, d []float32, sums []int32, s []float32, nsub, gsub, bb int, out *[4]float32)")
 	Doc(name+" stores in out[t] the dot product of nsub sub-blocks of a",
 		"quantized row w with the interleaved activation rows t = 0..3; see",
 		"dotQx4 in kernels/_asm.")
@@ -558,15 +548,22 @@ func dotQx4(kind string, f32scale, vnni bool) {
 	qk := Load(Param("q").Base(), GP64())
 	dk := Load(Param("d").Base(), GP64())
 	var sk Register
-	if kind == "Q4" {
+	switch kind {
+	case "Q4":
 		sk = Load(Param("sums").Base(), GP64())
+	case "Q4A":
+		sk = Load(Param("s").Base(), GP64())
 	}
 	nsub := Load(Param("nsub"), GP64())
 	gsub := Load(Param("gsub"), GP64())
 	bb := Load(Param("bb"), GP64())
-	hdr := 2
+	sb := 2
 	if f32scale {
-		hdr = 4
+		sb = 4
+	}
+	hdr := sb
+	if kind == "Q4A" {
+		hdr = 2 * sb
 	}
 	step := 16
 	if kind == "Q8" {
@@ -601,16 +598,20 @@ func dotQx4(kind string, f32scale, vnni bool) {
 	codes := GP64()
 	LEAQ(Mem{Base: blk, Disp: hdr}, codes)
 
-	body := func(acc [4]VecVirtual) {
-		dw := XMM()
+	loadScale := func(off int) VecVirtual {
+		x := XMM()
 		if f32scale {
-			VMOVSS(Mem{Base: blk}, dw)
+			VMOVSS(Mem{Base: blk, Disp: off}, x)
 		} else {
 			t := GP32()
-			MOVWLZX(Mem{Base: blk}, t)
-			VMOVD(t, dw)
-			VCVTPH2PS(dw, dw)
+			MOVWLZX(Mem{Base: blk, Disp: off}, t)
+			VMOVD(t, x)
+			VCVTPH2PS(x, x)
 		}
+		return x
+	}
+	body := func(acc [4]VecVirtual) {
+		dw := loadScale(0)
 		dwv := YMM()
 		VBROADCASTSS(dw, dwv)
 		var u, wv VecVirtual
@@ -652,13 +653,19 @@ func dotQx4(kind string, f32scale, vnni bool) {
 			VBROADCASTSS(Mem{Base: dk, Disp: 4 * t}, sv)
 			VMULPS(dwv, sv, sv) // dw*d[k], as dotQ's VMULSS
 			VFMADD231PS(p, sv, acc[t])
+			if kind == "Q4A" {
+				// As dotQ: min*S[k] into lane 0.
+				mw := loadScale(sb)
+				VMULSS(Mem{Base: sk, Disp: 4 * t}, mw, mw)
+				VADDPS(mw.AsY(), acc[t], acc[t])
+			}
 		}
 	}
 	advance := func(label string) {
 		INCQ(k)
 		ADDQ(U32(128), qk)
 		ADDQ(U32(16), dk)
-		if kind == "Q4" {
+		if kind != "Q8" {
 			ADDQ(U32(16), sk)
 		}
 		ADDQ(U32(step), codes)
