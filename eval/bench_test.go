@@ -82,7 +82,7 @@ func BenchmarkPerplexity110M(b *testing.B) {
 	synthOnce.Do(func() { synth = newSynthetic(shape110M) })
 	for _, threads := range []int{1, 2} {
 		b.Run(fmt.Sprintf("threads=%d", threads), func(b *testing.B) {
-			m, err := model.Load(shape110M, synth, threads)
+			m, err := model.Load(shape110M, synth, model.Options{Threads: threads})
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -27,6 +27,9 @@ type Options struct {
 	Tokenizer string
 	// Verify checks every tensor's checksum at load (.kvant files).
 	Verify bool
+	// DequantizedProducts uses float activations with decoded quantized
+	// rows (the reference) instead of int8 activations.
+	DequantizedProducts bool
 }
 
 // Loaded is a model ready to run, with its tokenizer.
@@ -67,7 +70,7 @@ func Load(path string, opts Options) (*Loaded, error) {
 			return nil, fmt.Errorf("%s: tokenizer: %w", path, err)
 		}
 	}
-	if l.Model, err = model.Load(m.Config, ts, opts.Threads); err != nil {
+	if l.Model, err = model.Load(m.Config, ts, model.Options{Threads: opts.Threads, DequantizedProducts: opts.DequantizedProducts}); err != nil {
 		if file != nil {
 			file.Close()
 		}

@@ -75,7 +75,7 @@ var (
 
 func load110M(b *testing.B, threads int) *Model {
 	synth110MOnce.Do(func() { synth110M = newSynthetic(Shape110M) })
-	m, err := Load(Shape110M, synth110M, threads)
+	m, err := Load(Shape110M, synth110M, Options{Threads: threads})
 	if err != nil {
 		b.Fatal(err)
 	}

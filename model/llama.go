@@ -7,6 +7,7 @@ import (
 
 	"github.com/kvant-dev/kvant/format"
 	"github.com/kvant-dev/kvant/kernels"
+	"github.com/kvant-dev/kvant/quant"
 )
 
 // ErrContextFull is returned when a sequence would grow past its state's
@@ -28,6 +29,17 @@ type layer struct {
 	gate, up, down    Matrix
 }
 
+// Options tune Load.
+type Options struct {
+	// Threads for the matrix products (0: one per CPU).
+	Threads int
+	// DequantizedProducts multiplies quantized weights by the float
+	// activations, decoding each weight row first: the exact reference.
+	// By default activations are quantized to int8 per group of 32, as
+	// llama.cpp does, so that integer SIMD kernels do the products.
+	DequantizedProducts bool
+}
+
 // Model is a loaded Llama-family model: the weights, read in place, and a
 // worker pool for its matrix products. A Model is safe for one sequence at a
 // time per State; the pool is shared, so run one Forward at a time.
@@ -40,16 +52,18 @@ type Model struct {
 	pool    *kernels.Pool
 	freqs   []float32 // RoPE frequency of each rotated pair
 	scratch int       // per-worker matrix scratch size
+	// dequantized selects the float path for quantized weights.
+	dequantized bool
 }
 
 // Load builds a Model over tensors. Weight matrices are used in place (a
 // mapped file's pages are read as needed); vectors (norms, biases) are
-// widened to f32 copies, which are tiny. threads <= 0 means one per CPU.
-func Load(cfg Config, ts Tensors, threads int) (*Model, error) {
+// widened to f32 copies, which are tiny.
+func Load(cfg Config, ts Tensors, opts Options) (*Model, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	m := &Model{Config: cfg, pool: kernels.NewPool(threads)}
+	m := &Model{Config: cfg, pool: kernels.NewPool(opts.Threads), dequantized: opts.DequantizedProducts}
 	var err error
 	matrix := func(name string, rows, cols int) Matrix {
 		if err != nil {
@@ -228,6 +242,7 @@ type State struct {
 	hb, hb2, logits       []float32
 	scores                [][]float32 // per worker, maxSeq
 	scratch               [][]float32 // per worker matrix scratch
+	acts                  []kernels.QuantizedActivations
 }
 
 // NewState allocates a sequence of at most maxSeq tokens (0 means the
@@ -364,9 +379,19 @@ func (m *Model) Forward(s *State, tokens []int, all bool) ([]float32, error) {
 }
 
 // matmul computes out[t][r] = W[r]·x[t] for T activation rows, split by
-// weight rows across the pool.
+// weight rows across the pool. Quantized weights meet activations quantized
+// once per product (not per worker) to int8, in the integer kernels.
 func (m *Model) matmul(s *State, out []float32, w Matrix, x []float32, T int) {
 	rows := w.Rows()
+	if q, ok := w.(*quant.Matrix); ok && !m.dequantized {
+		f, data := q.KernelFormat(), q.Data()
+		rb := f.RowBytes(q.Cols())
+		s.acts = kernels.QuantizeActivationRows(s.acts, x, T, q.Cols())
+		m.pool.For(rows, 16, func(_, start, end int) {
+			kernels.MulRowsQ(f, out[start:], rows, data[start*rb:end*rb], end-start, s.acts)
+		})
+		return
+	}
 	m.pool.For(rows, 16, func(worker, start, end int) {
 		w.MulRows(out, rows, x, T, start, end, s.scratch[worker])
 	})

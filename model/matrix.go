@@ -51,9 +51,9 @@ func NewMatrix(e format.TensorEntry, data []byte) (Matrix, error) {
 	case format.F32:
 		return &f32Matrix{rows, cols, asFloat32s(data)}, nil
 	case format.F16:
-		return &halfMatrix{rows, cols, asUint16s(data), kernels.F16ToF32}, nil
+		return &halfMatrix{rows, cols, asUint16s(data), kernels.F16ToF32, kernels.MulRowsF16}, nil
 	case format.BF16:
-		return &halfMatrix{rows, cols, asUint16s(data), kernels.BF16ToF32}, nil
+		return &halfMatrix{rows, cols, asUint16s(data), kernels.BF16ToF32, kernels.MulRowsBF16}, nil
 	}
 	return nil, fmt.Errorf("tensor %q: dtype %s cannot be a weight matrix: %w", e.Name, e.DType, format.ErrUnknownDType)
 }
@@ -85,19 +85,16 @@ func (m *f32Matrix) Row(r int, dst []float32) {
 }
 func (m *f32Matrix) MulRows(out []float32, outStride int, x []float32, T, start, end int, _ []float32) {
 	c := m.cols
-	for r := start; r < end; r++ {
-		row := m.w[r*c : (r+1)*c]
-		for t := 0; t < T; t++ {
-			out[t*outStride+r] = kernels.DotF32(row, x[t*c:(t+1)*c])
-		}
-	}
+	kernels.MulRowsF32(out[start:], outStride, m.w[start*c:end*c], end-start, c, x, T)
 }
 
-// halfMatrix holds f16 or bf16 weights, widened one row at a time.
+// halfMatrix holds f16 or bf16 weights, widened one row at a time (or, for
+// one activation row, fused into the dot product).
 type halfMatrix struct {
 	rows, cols int
 	w          []uint16
 	widen      func(dst []float32, src []uint16)
+	mulRows    func(out []float32, outStride int, w []uint16, rows, cols int, x []float32, T int, scratch []float32)
 }
 
 func (m *halfMatrix) Rows() int        { return m.rows }
@@ -108,11 +105,5 @@ func (m *halfMatrix) Row(r int, dst []float32) {
 }
 func (m *halfMatrix) MulRows(out []float32, outStride int, x []float32, T, start, end int, scratch []float32) {
 	c := m.cols
-	row := scratch[:c]
-	for r := start; r < end; r++ {
-		m.widen(row, m.w[r*c:(r+1)*c])
-		for t := 0; t < T; t++ {
-			out[t*outStride+r] = kernels.DotF32(row, x[t*c:(t+1)*c])
-		}
-	}
+	m.mulRows(out[start:], outStride, m.w[start*c:end*c], end-start, c, x, T, scratch)
 }

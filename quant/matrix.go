@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"github.com/kvant-dev/kvant/format"
+	"github.com/kvant-dev/kvant/kernels"
 )
 
 // Matrix is a read-only view of a quantized tensor's bytes as rows of
@@ -41,6 +42,16 @@ func NewMatrix(e format.TensorEntry, data []byte) (*Matrix, error) {
 	}
 	return &Matrix{scheme: s, rows: int(rows), cols: int(cols), rowBytes: rb, data: data}, nil
 }
+
+// KernelFormat describes the row layout the way package kernels' integer
+// dot products take it.
+func (m *Matrix) KernelFormat() kernels.QFormat {
+	kind := map[format.DType]kernels.QKind{Q8: kernels.QKindQ8, Q4: kernels.QKindQ4, Q4A: kernels.QKindQ4A}[m.scheme.DType]
+	return kernels.QFormat{Kind: kind, Group: m.scheme.Group, F32Scale: m.scheme.Scale == format.F32}
+}
+
+// Data returns the stored bytes of all rows.
+func (m *Matrix) Data() []byte { return m.data }
 
 // Scheme returns the matrix's quantization scheme.
 func (m *Matrix) Scheme() Scheme { return m.scheme }
