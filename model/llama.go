@@ -35,8 +35,9 @@ type Options struct {
 	Threads int
 	// DequantizedProducts multiplies quantized weights by the float
 	// activations, decoding each weight row first: the exact reference.
-	// By default activations are quantized to int8 per group of 32, as
-	// llama.cpp does, so that integer SIMD kernels do the products.
+	// By default activations meeting 4-bit weights are quantized to int8
+	// per group of 32, as llama.cpp does, so that integer SIMD kernels do
+	// the products.
 	DequantizedProducts bool
 }
 
@@ -379,11 +380,14 @@ func (m *Model) Forward(s *State, tokens []int, all bool) ([]float32, error) {
 }
 
 // matmul computes out[t][r] = W[r]·x[t] for T activation rows, split by
-// weight rows across the pool. Quantized weights meet activations quantized
-// once per product (not per worker) to int8, in the integer kernels.
+// weight rows across the pool. 4-bit weights meet activations quantized once
+// per product (not per worker) to int8, in the integer kernels: the weights'
+// own error dwarfs the activations'. 8-bit weights keep float activations,
+// because int8 activations would triple their KL divergence from f32
+// (measured in infer's TestInt8ActivationsKLD).
 func (m *Model) matmul(s *State, out []float32, w Matrix, x []float32, T int) {
 	rows := w.Rows()
-	if q, ok := w.(*quant.Matrix); ok && !m.dequantized {
+	if q, ok := w.(*quant.Matrix); ok && !m.dequantized && q.Scheme().DType != quant.Q8 {
 		f, data := q.KernelFormat(), q.Data()
 		rb := f.RowBytes(q.Cols())
 		s.acts = kernels.QuantizeActivationRows(s.acts, x, T, q.Cols())
