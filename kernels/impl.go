@@ -32,6 +32,10 @@ type impl struct {
 	dotQx4 func(f QFormat, w []byte, b *qBatch4, out *[4]float32)
 	// quantizeActs fills a, already sized for len(x) values.
 	quantizeActs func(a *QuantizedActivations, x []float32)
+	// dotQF32 is DotQF32 and dequantQ DequantizeQ, after their checks
+	// (qf32.go); set by init functions.
+	dotQF32  func(f QFormat, w []byte, x []float32) float32
+	dequantQ func(f QFormat, dst []float32, w []byte)
 }
 
 var generic = &impl{

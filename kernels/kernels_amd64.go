@@ -242,3 +242,219 @@ func dotQ4AF32VNNI(w []byte, q []int8, d []float32, sums []int32, s []float32, n
 // quantized row w (blocks of bb bytes, gsub sub-blocks each) with
 // quantized activations (q, d, sums, s); see dotQ in kernels/_asm.
 func dotQ4AG32F32VNNI(w []byte, q []int8, d []float32, sums []int32, s []float32, nsub int, gsub int, bb int) float32
+
+// dotQF32Q8F16AVX2 returns the dot product of the decoded quantized row w with x
+// over nsub sub-blocks of 32 values and rem vectors; see qf32 in
+// kernels/_asm.
+func dotQF32Q8F16AVX2(w []byte, x []float32, nsub int, gsub int, bb int, rem int) float32
+
+// dotQF32Q8G32F16AVX2 returns the dot product of the decoded quantized row w with x
+// over nsub sub-blocks of 32 values and rem vectors; see qf32 in
+// kernels/_asm.
+func dotQF32Q8G32F16AVX2(w []byte, x []float32, nsub int, gsub int, bb int, rem int) float32
+
+// dotQF32Q8F32AVX2 returns the dot product of the decoded quantized row w with x
+// over nsub sub-blocks of 32 values and rem vectors; see qf32 in
+// kernels/_asm.
+func dotQF32Q8F32AVX2(w []byte, x []float32, nsub int, gsub int, bb int, rem int) float32
+
+// dotQF32Q8G32F32AVX2 returns the dot product of the decoded quantized row w with x
+// over nsub sub-blocks of 32 values and rem vectors; see qf32 in
+// kernels/_asm.
+func dotQF32Q8G32F32AVX2(w []byte, x []float32, nsub int, gsub int, bb int, rem int) float32
+
+// dotQF32Q4F16AVX2 returns the dot product of the decoded quantized row w with x
+// over nsub sub-blocks of 32 values and rem vectors; see qf32 in
+// kernels/_asm.
+func dotQF32Q4F16AVX2(w []byte, x []float32, nsub int, gsub int, bb int, rem int) float32
+
+// dotQF32Q4G32F16AVX2 returns the dot product of the decoded quantized row w with x
+// over nsub sub-blocks of 32 values and rem vectors; see qf32 in
+// kernels/_asm.
+func dotQF32Q4G32F16AVX2(w []byte, x []float32, nsub int, gsub int, bb int, rem int) float32
+
+// dotQF32Q4F32AVX2 returns the dot product of the decoded quantized row w with x
+// over nsub sub-blocks of 32 values and rem vectors; see qf32 in
+// kernels/_asm.
+func dotQF32Q4F32AVX2(w []byte, x []float32, nsub int, gsub int, bb int, rem int) float32
+
+// dotQF32Q4G32F32AVX2 returns the dot product of the decoded quantized row w with x
+// over nsub sub-blocks of 32 values and rem vectors; see qf32 in
+// kernels/_asm.
+func dotQF32Q4G32F32AVX2(w []byte, x []float32, nsub int, gsub int, bb int, rem int) float32
+
+// dotQF32Q4AF16AVX2 returns the dot product of the decoded quantized row w with x
+// over nsub sub-blocks of 32 values and rem vectors; see qf32 in
+// kernels/_asm.
+func dotQF32Q4AF16AVX2(w []byte, x []float32, nsub int, gsub int, bb int, rem int) float32
+
+// dotQF32Q4AG32F16AVX2 returns the dot product of the decoded quantized row w with x
+// over nsub sub-blocks of 32 values and rem vectors; see qf32 in
+// kernels/_asm.
+func dotQF32Q4AG32F16AVX2(w []byte, x []float32, nsub int, gsub int, bb int, rem int) float32
+
+// dotQF32Q4AF32AVX2 returns the dot product of the decoded quantized row w with x
+// over nsub sub-blocks of 32 values and rem vectors; see qf32 in
+// kernels/_asm.
+func dotQF32Q4AF32AVX2(w []byte, x []float32, nsub int, gsub int, bb int, rem int) float32
+
+// dotQF32Q4AG32F32AVX2 returns the dot product of the decoded quantized row w with x
+// over nsub sub-blocks of 32 values and rem vectors; see qf32 in
+// kernels/_asm.
+func dotQF32Q4AG32F32AVX2(w []byte, x []float32, nsub int, gsub int, bb int, rem int) float32
+
+// dequantQ8F16AVX2 decodes nsub sub-blocks of 32 values and rem vectors of the
+// quantized row w into dst; see qf32 in kernels/_asm.
+func dequantQ8F16AVX2(dst []float32, w []byte, nsub int, gsub int, bb int, rem int)
+
+// dequantQ8G32F16AVX2 decodes nsub sub-blocks of 32 values and rem vectors of the
+// quantized row w into dst; see qf32 in kernels/_asm.
+func dequantQ8G32F16AVX2(dst []float32, w []byte, nsub int, gsub int, bb int, rem int)
+
+// dequantQ8F32AVX2 decodes nsub sub-blocks of 32 values and rem vectors of the
+// quantized row w into dst; see qf32 in kernels/_asm.
+func dequantQ8F32AVX2(dst []float32, w []byte, nsub int, gsub int, bb int, rem int)
+
+// dequantQ8G32F32AVX2 decodes nsub sub-blocks of 32 values and rem vectors of the
+// quantized row w into dst; see qf32 in kernels/_asm.
+func dequantQ8G32F32AVX2(dst []float32, w []byte, nsub int, gsub int, bb int, rem int)
+
+// dequantQ4F16AVX2 decodes nsub sub-blocks of 32 values and rem vectors of the
+// quantized row w into dst; see qf32 in kernels/_asm.
+func dequantQ4F16AVX2(dst []float32, w []byte, nsub int, gsub int, bb int, rem int)
+
+// dequantQ4G32F16AVX2 decodes nsub sub-blocks of 32 values and rem vectors of the
+// quantized row w into dst; see qf32 in kernels/_asm.
+func dequantQ4G32F16AVX2(dst []float32, w []byte, nsub int, gsub int, bb int, rem int)
+
+// dequantQ4F32AVX2 decodes nsub sub-blocks of 32 values and rem vectors of the
+// quantized row w into dst; see qf32 in kernels/_asm.
+func dequantQ4F32AVX2(dst []float32, w []byte, nsub int, gsub int, bb int, rem int)
+
+// dequantQ4G32F32AVX2 decodes nsub sub-blocks of 32 values and rem vectors of the
+// quantized row w into dst; see qf32 in kernels/_asm.
+func dequantQ4G32F32AVX2(dst []float32, w []byte, nsub int, gsub int, bb int, rem int)
+
+// dequantQ4AF16AVX2 decodes nsub sub-blocks of 32 values and rem vectors of the
+// quantized row w into dst; see qf32 in kernels/_asm.
+func dequantQ4AF16AVX2(dst []float32, w []byte, nsub int, gsub int, bb int, rem int)
+
+// dequantQ4AG32F16AVX2 decodes nsub sub-blocks of 32 values and rem vectors of the
+// quantized row w into dst; see qf32 in kernels/_asm.
+func dequantQ4AG32F16AVX2(dst []float32, w []byte, nsub int, gsub int, bb int, rem int)
+
+// dequantQ4AF32AVX2 decodes nsub sub-blocks of 32 values and rem vectors of the
+// quantized row w into dst; see qf32 in kernels/_asm.
+func dequantQ4AF32AVX2(dst []float32, w []byte, nsub int, gsub int, bb int, rem int)
+
+// dequantQ4AG32F32AVX2 decodes nsub sub-blocks of 32 values and rem vectors of the
+// quantized row w into dst; see qf32 in kernels/_asm.
+func dequantQ4AG32F32AVX2(dst []float32, w []byte, nsub int, gsub int, bb int, rem int)
+
+// dotQF32Q8F16AVX512 returns the dot product of the decoded quantized row w with x
+// over nsub sub-blocks of 32 values and rem vectors; see qf32 in
+// kernels/_asm.
+func dotQF32Q8F16AVX512(w []byte, x []float32, nsub int, gsub int, bb int, rem int) float32
+
+// dotQF32Q8G32F16AVX512 returns the dot product of the decoded quantized row w with x
+// over nsub sub-blocks of 32 values and rem vectors; see qf32 in
+// kernels/_asm.
+func dotQF32Q8G32F16AVX512(w []byte, x []float32, nsub int, gsub int, bb int, rem int) float32
+
+// dotQF32Q8F32AVX512 returns the dot product of the decoded quantized row w with x
+// over nsub sub-blocks of 32 values and rem vectors; see qf32 in
+// kernels/_asm.
+func dotQF32Q8F32AVX512(w []byte, x []float32, nsub int, gsub int, bb int, rem int) float32
+
+// dotQF32Q8G32F32AVX512 returns the dot product of the decoded quantized row w with x
+// over nsub sub-blocks of 32 values and rem vectors; see qf32 in
+// kernels/_asm.
+func dotQF32Q8G32F32AVX512(w []byte, x []float32, nsub int, gsub int, bb int, rem int) float32
+
+// dotQF32Q4F16AVX512 returns the dot product of the decoded quantized row w with x
+// over nsub sub-blocks of 32 values and rem vectors; see qf32 in
+// kernels/_asm.
+func dotQF32Q4F16AVX512(w []byte, x []float32, nsub int, gsub int, bb int, rem int) float32
+
+// dotQF32Q4G32F16AVX512 returns the dot product of the decoded quantized row w with x
+// over nsub sub-blocks of 32 values and rem vectors; see qf32 in
+// kernels/_asm.
+func dotQF32Q4G32F16AVX512(w []byte, x []float32, nsub int, gsub int, bb int, rem int) float32
+
+// dotQF32Q4F32AVX512 returns the dot product of the decoded quantized row w with x
+// over nsub sub-blocks of 32 values and rem vectors; see qf32 in
+// kernels/_asm.
+func dotQF32Q4F32AVX512(w []byte, x []float32, nsub int, gsub int, bb int, rem int) float32
+
+// dotQF32Q4G32F32AVX512 returns the dot product of the decoded quantized row w with x
+// over nsub sub-blocks of 32 values and rem vectors; see qf32 in
+// kernels/_asm.
+func dotQF32Q4G32F32AVX512(w []byte, x []float32, nsub int, gsub int, bb int, rem int) float32
+
+// dotQF32Q4AF16AVX512 returns the dot product of the decoded quantized row w with x
+// over nsub sub-blocks of 32 values and rem vectors; see qf32 in
+// kernels/_asm.
+func dotQF32Q4AF16AVX512(w []byte, x []float32, nsub int, gsub int, bb int, rem int) float32
+
+// dotQF32Q4AG32F16AVX512 returns the dot product of the decoded quantized row w with x
+// over nsub sub-blocks of 32 values and rem vectors; see qf32 in
+// kernels/_asm.
+func dotQF32Q4AG32F16AVX512(w []byte, x []float32, nsub int, gsub int, bb int, rem int) float32
+
+// dotQF32Q4AF32AVX512 returns the dot product of the decoded quantized row w with x
+// over nsub sub-blocks of 32 values and rem vectors; see qf32 in
+// kernels/_asm.
+func dotQF32Q4AF32AVX512(w []byte, x []float32, nsub int, gsub int, bb int, rem int) float32
+
+// dotQF32Q4AG32F32AVX512 returns the dot product of the decoded quantized row w with x
+// over nsub sub-blocks of 32 values and rem vectors; see qf32 in
+// kernels/_asm.
+func dotQF32Q4AG32F32AVX512(w []byte, x []float32, nsub int, gsub int, bb int, rem int) float32
+
+// dequantQ8F16AVX512 decodes nsub sub-blocks of 32 values and rem vectors of the
+// quantized row w into dst; see qf32 in kernels/_asm.
+func dequantQ8F16AVX512(dst []float32, w []byte, nsub int, gsub int, bb int, rem int)
+
+// dequantQ8G32F16AVX512 decodes nsub sub-blocks of 32 values and rem vectors of the
+// quantized row w into dst; see qf32 in kernels/_asm.
+func dequantQ8G32F16AVX512(dst []float32, w []byte, nsub int, gsub int, bb int, rem int)
+
+// dequantQ8F32AVX512 decodes nsub sub-blocks of 32 values and rem vectors of the
+// quantized row w into dst; see qf32 in kernels/_asm.
+func dequantQ8F32AVX512(dst []float32, w []byte, nsub int, gsub int, bb int, rem int)
+
+// dequantQ8G32F32AVX512 decodes nsub sub-blocks of 32 values and rem vectors of the
+// quantized row w into dst; see qf32 in kernels/_asm.
+func dequantQ8G32F32AVX512(dst []float32, w []byte, nsub int, gsub int, bb int, rem int)
+
+// dequantQ4F16AVX512 decodes nsub sub-blocks of 32 values and rem vectors of the
+// quantized row w into dst; see qf32 in kernels/_asm.
+func dequantQ4F16AVX512(dst []float32, w []byte, nsub int, gsub int, bb int, rem int)
+
+// dequantQ4G32F16AVX512 decodes nsub sub-blocks of 32 values and rem vectors of the
+// quantized row w into dst; see qf32 in kernels/_asm.
+func dequantQ4G32F16AVX512(dst []float32, w []byte, nsub int, gsub int, bb int, rem int)
+
+// dequantQ4F32AVX512 decodes nsub sub-blocks of 32 values and rem vectors of the
+// quantized row w into dst; see qf32 in kernels/_asm.
+func dequantQ4F32AVX512(dst []float32, w []byte, nsub int, gsub int, bb int, rem int)
+
+// dequantQ4G32F32AVX512 decodes nsub sub-blocks of 32 values and rem vectors of the
+// quantized row w into dst; see qf32 in kernels/_asm.
+func dequantQ4G32F32AVX512(dst []float32, w []byte, nsub int, gsub int, bb int, rem int)
+
+// dequantQ4AF16AVX512 decodes nsub sub-blocks of 32 values and rem vectors of the
+// quantized row w into dst; see qf32 in kernels/_asm.
+func dequantQ4AF16AVX512(dst []float32, w []byte, nsub int, gsub int, bb int, rem int)
+
+// dequantQ4AG32F16AVX512 decodes nsub sub-blocks of 32 values and rem vectors of the
+// quantized row w into dst; see qf32 in kernels/_asm.
+func dequantQ4AG32F16AVX512(dst []float32, w []byte, nsub int, gsub int, bb int, rem int)
+
+// dequantQ4AF32AVX512 decodes nsub sub-blocks of 32 values and rem vectors of the
+// quantized row w into dst; see qf32 in kernels/_asm.
+func dequantQ4AF32AVX512(dst []float32, w []byte, nsub int, gsub int, bb int, rem int)
+
+// dequantQ4AG32F32AVX512 decodes nsub sub-blocks of 32 values and rem vectors of the
+// quantized row w into dst; see qf32 in kernels/_asm.
+func dequantQ4AG32F32AVX512(dst []float32, w []byte, nsub int, gsub int, bb int, rem int)

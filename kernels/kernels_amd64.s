@@ -6011,3 +6011,3395 @@ dotQ4AG32F32VNNI_done:
 	VZEROUPPER
 	MOVSS        X1, ret+144(FP)
 	RET
+
+// func dotQF32Q8F16AVX2(w []byte, x []float32, nsub int, gsub int, bb int, rem int) float32
+// Requires: AVX, AVX2, F16C, FMA3, SSE
+TEXT ·dotQF32Q8F16AVX2(SB), NOSPLIT, $0-84
+	MOVQ   w_base+0(FP), AX
+	MOVQ   x_base+24(FP), CX
+	MOVQ   nsub+48(FP), DX
+	MOVQ   gsub+56(FP), BX
+	MOVQ   bb+64(FP), SI
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	XORQ   DI, DI
+	XORQ   R8, R8
+	LEAQ   2(AX), R9
+
+dotQF32Q8F16AVX2_loop:
+	CMPQ         DI, DX
+	JAE          dotQF32Q8F16AVX2_tail
+	VPBROADCASTW (AX), X2
+	VCVTPH2PS    X2, Y2
+	VPMOVSXBD    (R9), Y3
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       Y2, Y3, Y3
+	VFMADD231PS  (CX), Y3, Y0
+	VPMOVSXBD    8(R9), Y3
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       Y2, Y3, Y3
+	VFMADD231PS  32(CX), Y3, Y1
+	VPMOVSXBD    16(R9), Y3
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       Y2, Y3, Y3
+	VFMADD231PS  64(CX), Y3, Y0
+	VPMOVSXBD    24(R9), Y3
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       Y2, Y3, Y3
+	VFMADD231PS  96(CX), Y3, Y1
+	INCQ         DI
+	ADDQ         $0x00000080, CX
+	ADDQ         $0x00000020, R9
+	INCQ         R8
+	CMPQ         R8, BX
+	JB           dotQF32Q8F16AVX2_loop
+	XORQ         R8, R8
+	ADDQ         SI, AX
+	LEAQ         2(AX), R9
+	JMP          dotQF32Q8F16AVX2_loop
+
+dotQF32Q8F16AVX2_tail:
+	MOVQ         rem+72(FP), DX
+	CMPQ         DX, $0x00
+	JE           dotQF32Q8F16AVX2_done
+	VPBROADCASTW (AX), X2
+	VCVTPH2PS    X2, Y2
+	VPMOVSXBD    (R9), Y3
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       Y2, Y3, Y3
+	VFMADD231PS  (CX), Y3, Y0
+	CMPQ         DX, $0x01
+	JBE          dotQF32Q8F16AVX2_done
+	VPMOVSXBD    8(R9), Y3
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       Y2, Y3, Y3
+	VFMADD231PS  32(CX), Y3, Y1
+	CMPQ         DX, $0x02
+	JBE          dotQF32Q8F16AVX2_done
+	VPMOVSXBD    16(R9), Y3
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       Y2, Y3, Y3
+	VFMADD231PS  64(CX), Y3, Y0
+
+dotQF32Q8F16AVX2_done:
+	VADDPS       Y1, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X0, X1, X1
+	VMOVHLPS     X1, X1, X0
+	VADDPS       X0, X1, X1
+	VMOVSHDUP    X1, X0
+	VADDSS       X0, X1, X1
+	VZEROUPPER
+	MOVSS        X1, ret+80(FP)
+	RET
+
+// func dotQF32Q8G32F16AVX2(w []byte, x []float32, nsub int, gsub int, bb int, rem int) float32
+// Requires: AVX, AVX2, F16C, FMA3, SSE
+TEXT ·dotQF32Q8G32F16AVX2(SB), NOSPLIT, $0-84
+	MOVQ   w_base+0(FP), AX
+	MOVQ   x_base+24(FP), CX
+	MOVQ   nsub+48(FP), DX
+	MOVQ   bb+64(FP), BX
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	XORQ   SI, SI
+
+dotQF32Q8G32F16AVX2_loop:
+	CMPQ         SI, DX
+	JAE          dotQF32Q8G32F16AVX2_tail
+	VPBROADCASTW (AX), X2
+	VCVTPH2PS    X2, Y2
+	VPMOVSXBD    2(AX), Y3
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       Y2, Y3, Y3
+	VFMADD231PS  (CX), Y3, Y0
+	VPMOVSXBD    10(AX), Y3
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       Y2, Y3, Y3
+	VFMADD231PS  32(CX), Y3, Y1
+	VPMOVSXBD    18(AX), Y3
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       Y2, Y3, Y3
+	VFMADD231PS  64(CX), Y3, Y0
+	VPMOVSXBD    26(AX), Y3
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       Y2, Y3, Y3
+	VFMADD231PS  96(CX), Y3, Y1
+	INCQ         SI
+	ADDQ         $0x00000080, CX
+	ADDQ         BX, AX
+	JMP          dotQF32Q8G32F16AVX2_loop
+
+dotQF32Q8G32F16AVX2_tail:
+	MOVQ         rem+72(FP), DX
+	CMPQ         DX, $0x00
+	JE           dotQF32Q8G32F16AVX2_done
+	VPBROADCASTW (AX), X2
+	VCVTPH2PS    X2, Y2
+	VPMOVSXBD    2(AX), Y3
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       Y2, Y3, Y3
+	VFMADD231PS  (CX), Y3, Y0
+	CMPQ         DX, $0x01
+	JBE          dotQF32Q8G32F16AVX2_done
+	VPMOVSXBD    10(AX), Y3
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       Y2, Y3, Y3
+	VFMADD231PS  32(CX), Y3, Y1
+	CMPQ         DX, $0x02
+	JBE          dotQF32Q8G32F16AVX2_done
+	VPMOVSXBD    18(AX), Y3
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       Y2, Y3, Y3
+	VFMADD231PS  64(CX), Y3, Y0
+
+dotQF32Q8G32F16AVX2_done:
+	VADDPS       Y1, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X0, X1, X1
+	VMOVHLPS     X1, X1, X0
+	VADDPS       X0, X1, X1
+	VMOVSHDUP    X1, X0
+	VADDSS       X0, X1, X1
+	VZEROUPPER
+	MOVSS        X1, ret+80(FP)
+	RET
+
+// func dotQF32Q8F32AVX2(w []byte, x []float32, nsub int, gsub int, bb int, rem int) float32
+// Requires: AVX, AVX2, FMA3, SSE
+TEXT ·dotQF32Q8F32AVX2(SB), NOSPLIT, $0-84
+	MOVQ   w_base+0(FP), AX
+	MOVQ   x_base+24(FP), CX
+	MOVQ   nsub+48(FP), DX
+	MOVQ   gsub+56(FP), BX
+	MOVQ   bb+64(FP), SI
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	XORQ   DI, DI
+	XORQ   R8, R8
+	LEAQ   4(AX), R9
+
+dotQF32Q8F32AVX2_loop:
+	CMPQ         DI, DX
+	JAE          dotQF32Q8F32AVX2_tail
+	VBROADCASTSS (AX), Y2
+	VPMOVSXBD    (R9), Y3
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       Y2, Y3, Y3
+	VFMADD231PS  (CX), Y3, Y0
+	VPMOVSXBD    8(R9), Y3
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       Y2, Y3, Y3
+	VFMADD231PS  32(CX), Y3, Y1
+	VPMOVSXBD    16(R9), Y3
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       Y2, Y3, Y3
+	VFMADD231PS  64(CX), Y3, Y0
+	VPMOVSXBD    24(R9), Y3
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       Y2, Y3, Y3
+	VFMADD231PS  96(CX), Y3, Y1
+	INCQ         DI
+	ADDQ         $0x00000080, CX
+	ADDQ         $0x00000020, R9
+	INCQ         R8
+	CMPQ         R8, BX
+	JB           dotQF32Q8F32AVX2_loop
+	XORQ         R8, R8
+	ADDQ         SI, AX
+	LEAQ         4(AX), R9
+	JMP          dotQF32Q8F32AVX2_loop
+
+dotQF32Q8F32AVX2_tail:
+	MOVQ         rem+72(FP), DX
+	CMPQ         DX, $0x00
+	JE           dotQF32Q8F32AVX2_done
+	VBROADCASTSS (AX), Y2
+	VPMOVSXBD    (R9), Y3
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       Y2, Y3, Y3
+	VFMADD231PS  (CX), Y3, Y0
+	CMPQ         DX, $0x01
+	JBE          dotQF32Q8F32AVX2_done
+	VPMOVSXBD    8(R9), Y3
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       Y2, Y3, Y3
+	VFMADD231PS  32(CX), Y3, Y1
+	CMPQ         DX, $0x02
+	JBE          dotQF32Q8F32AVX2_done
+	VPMOVSXBD    16(R9), Y3
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       Y2, Y3, Y3
+	VFMADD231PS  64(CX), Y3, Y0
+
+dotQF32Q8F32AVX2_done:
+	VADDPS       Y1, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X0, X1, X1
+	VMOVHLPS     X1, X1, X0
+	VADDPS       X0, X1, X1
+	VMOVSHDUP    X1, X0
+	VADDSS       X0, X1, X1
+	VZEROUPPER
+	MOVSS        X1, ret+80(FP)
+	RET
+
+// func dotQF32Q8G32F32AVX2(w []byte, x []float32, nsub int, gsub int, bb int, rem int) float32
+// Requires: AVX, AVX2, FMA3, SSE
+TEXT ·dotQF32Q8G32F32AVX2(SB), NOSPLIT, $0-84
+	MOVQ   w_base+0(FP), AX
+	MOVQ   x_base+24(FP), CX
+	MOVQ   nsub+48(FP), DX
+	MOVQ   bb+64(FP), BX
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	XORQ   SI, SI
+
+dotQF32Q8G32F32AVX2_loop:
+	CMPQ         SI, DX
+	JAE          dotQF32Q8G32F32AVX2_tail
+	VBROADCASTSS (AX), Y2
+	VPMOVSXBD    4(AX), Y3
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       Y2, Y3, Y3
+	VFMADD231PS  (CX), Y3, Y0
+	VPMOVSXBD    12(AX), Y3
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       Y2, Y3, Y3
+	VFMADD231PS  32(CX), Y3, Y1
+	VPMOVSXBD    20(AX), Y3
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       Y2, Y3, Y3
+	VFMADD231PS  64(CX), Y3, Y0
+	VPMOVSXBD    28(AX), Y3
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       Y2, Y3, Y3
+	VFMADD231PS  96(CX), Y3, Y1
+	INCQ         SI
+	ADDQ         $0x00000080, CX
+	ADDQ         BX, AX
+	JMP          dotQF32Q8G32F32AVX2_loop
+
+dotQF32Q8G32F32AVX2_tail:
+	MOVQ         rem+72(FP), DX
+	CMPQ         DX, $0x00
+	JE           dotQF32Q8G32F32AVX2_done
+	VBROADCASTSS (AX), Y2
+	VPMOVSXBD    4(AX), Y3
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       Y2, Y3, Y3
+	VFMADD231PS  (CX), Y3, Y0
+	CMPQ         DX, $0x01
+	JBE          dotQF32Q8G32F32AVX2_done
+	VPMOVSXBD    12(AX), Y3
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       Y2, Y3, Y3
+	VFMADD231PS  32(CX), Y3, Y1
+	CMPQ         DX, $0x02
+	JBE          dotQF32Q8G32F32AVX2_done
+	VPMOVSXBD    20(AX), Y3
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       Y2, Y3, Y3
+	VFMADD231PS  64(CX), Y3, Y0
+
+dotQF32Q8G32F32AVX2_done:
+	VADDPS       Y1, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X0, X1, X1
+	VMOVHLPS     X1, X1, X0
+	VADDPS       X0, X1, X1
+	VMOVSHDUP    X1, X0
+	VADDSS       X0, X1, X1
+	VZEROUPPER
+	MOVSS        X1, ret+80(FP)
+	RET
+
+// func dotQF32Q4F16AVX2(w []byte, x []float32, nsub int, gsub int, bb int, rem int) float32
+// Requires: AVX, AVX2, F16C, FMA3, SSE
+TEXT ·dotQF32Q4F16AVX2(SB), NOSPLIT, $0-84
+	MOVQ         w_base+0(FP), AX
+	MOVQ         x_base+24(FP), CX
+	MOVQ         nsub+48(FP), DX
+	MOVQ         gsub+56(FP), BX
+	MOVQ         bb+64(FP), SI
+	VXORPS       Y0, Y0, Y0
+	VXORPS       Y1, Y1, Y1
+	MOVL         $0x0000000f, DI
+	VMOVD        DI, X2
+	VPBROADCASTD X2, Y2
+	MOVL         $0x00000008, DI
+	VMOVD        DI, X3
+	VPBROADCASTD X3, Y3
+	XORQ         DI, DI
+	XORQ         R8, R8
+	LEAQ         2(AX), R9
+
+dotQF32Q4F16AVX2_loop:
+	CMPQ         DI, DX
+	JAE          dotQF32Q4F16AVX2_tail
+	VPBROADCASTW (AX), X4
+	VCVTPH2PS    X4, Y4
+	VPMOVZXBD    (R9), Y6
+	VPAND        Y2, Y6, Y5
+	VPSUBD       Y3, Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y4, Y5, Y5
+	VFMADD231PS  (CX), Y5, Y0
+	VPMOVZXBD    8(R9), Y7
+	VPAND        Y2, Y7, Y5
+	VPSUBD       Y3, Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y4, Y5, Y5
+	VFMADD231PS  32(CX), Y5, Y1
+	VPSRLD       $0x04, Y6, Y5
+	VPSUBD       Y3, Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y4, Y5, Y5
+	VFMADD231PS  64(CX), Y5, Y0
+	VPSRLD       $0x04, Y7, Y5
+	VPSUBD       Y3, Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y4, Y5, Y5
+	VFMADD231PS  96(CX), Y5, Y1
+	INCQ         DI
+	ADDQ         $0x00000080, CX
+	ADDQ         $0x00000010, R9
+	INCQ         R8
+	CMPQ         R8, BX
+	JB           dotQF32Q4F16AVX2_loop
+	XORQ         R8, R8
+	ADDQ         SI, AX
+	LEAQ         2(AX), R9
+	JMP          dotQF32Q4F16AVX2_loop
+
+dotQF32Q4F16AVX2_tail:
+	MOVQ         rem+72(FP), DX
+	CMPQ         DX, $0x00
+	JE           dotQF32Q4F16AVX2_done
+	VPBROADCASTW (AX), X4
+	VCVTPH2PS    X4, Y4
+	VPMOVZXBD    (R9), Y5
+	VPAND        Y2, Y5, Y5
+	VPSUBD       Y3, Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y4, Y5, Y5
+	VFMADD231PS  (CX), Y5, Y0
+	CMPQ         DX, $0x01
+	JBE          dotQF32Q4F16AVX2_done
+	VPMOVZXBD    8(R9), Y5
+	VPAND        Y2, Y5, Y2
+	VPSUBD       Y3, Y2, Y2
+	VCVTDQ2PS    Y2, Y2
+	VMULPS       Y4, Y2, Y2
+	VFMADD231PS  32(CX), Y2, Y1
+	CMPQ         DX, $0x02
+	JBE          dotQF32Q4F16AVX2_done
+	VPMOVZXBD    (R9), Y2
+	VPSRLD       $0x04, Y2, Y2
+	VPSUBD       Y3, Y2, Y2
+	VCVTDQ2PS    Y2, Y2
+	VMULPS       Y4, Y2, Y2
+	VFMADD231PS  64(CX), Y2, Y0
+
+dotQF32Q4F16AVX2_done:
+	VADDPS       Y1, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X0, X1, X1
+	VMOVHLPS     X1, X1, X0
+	VADDPS       X0, X1, X1
+	VMOVSHDUP    X1, X0
+	VADDSS       X0, X1, X1
+	VZEROUPPER
+	MOVSS        X1, ret+80(FP)
+	RET
+
+// func dotQF32Q4G32F16AVX2(w []byte, x []float32, nsub int, gsub int, bb int, rem int) float32
+// Requires: AVX, AVX2, F16C, FMA3, SSE
+TEXT ·dotQF32Q4G32F16AVX2(SB), NOSPLIT, $0-84
+	MOVQ         w_base+0(FP), AX
+	MOVQ         x_base+24(FP), CX
+	MOVQ         nsub+48(FP), DX
+	MOVQ         bb+64(FP), BX
+	VXORPS       Y0, Y0, Y0
+	VXORPS       Y1, Y1, Y1
+	MOVL         $0x0000000f, SI
+	VMOVD        SI, X2
+	VPBROADCASTD X2, Y2
+	MOVL         $0x00000008, SI
+	VMOVD        SI, X3
+	VPBROADCASTD X3, Y3
+	XORQ         SI, SI
+
+dotQF32Q4G32F16AVX2_loop:
+	CMPQ         SI, DX
+	JAE          dotQF32Q4G32F16AVX2_tail
+	VPBROADCASTW (AX), X4
+	VCVTPH2PS    X4, Y4
+	VPMOVZXBD    2(AX), Y6
+	VPAND        Y2, Y6, Y5
+	VPSUBD       Y3, Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y4, Y5, Y5
+	VFMADD231PS  (CX), Y5, Y0
+	VPMOVZXBD    10(AX), Y7
+	VPAND        Y2, Y7, Y5
+	VPSUBD       Y3, Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y4, Y5, Y5
+	VFMADD231PS  32(CX), Y5, Y1
+	VPSRLD       $0x04, Y6, Y5
+	VPSUBD       Y3, Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y4, Y5, Y5
+	VFMADD231PS  64(CX), Y5, Y0
+	VPSRLD       $0x04, Y7, Y5
+	VPSUBD       Y3, Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y4, Y5, Y5
+	VFMADD231PS  96(CX), Y5, Y1
+	INCQ         SI
+	ADDQ         $0x00000080, CX
+	ADDQ         BX, AX
+	JMP          dotQF32Q4G32F16AVX2_loop
+
+dotQF32Q4G32F16AVX2_tail:
+	MOVQ         rem+72(FP), DX
+	CMPQ         DX, $0x00
+	JE           dotQF32Q4G32F16AVX2_done
+	VPBROADCASTW (AX), X4
+	VCVTPH2PS    X4, Y4
+	VPMOVZXBD    2(AX), Y5
+	VPAND        Y2, Y5, Y5
+	VPSUBD       Y3, Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y4, Y5, Y5
+	VFMADD231PS  (CX), Y5, Y0
+	CMPQ         DX, $0x01
+	JBE          dotQF32Q4G32F16AVX2_done
+	VPMOVZXBD    10(AX), Y5
+	VPAND        Y2, Y5, Y2
+	VPSUBD       Y3, Y2, Y2
+	VCVTDQ2PS    Y2, Y2
+	VMULPS       Y4, Y2, Y2
+	VFMADD231PS  32(CX), Y2, Y1
+	CMPQ         DX, $0x02
+	JBE          dotQF32Q4G32F16AVX2_done
+	VPMOVZXBD    2(AX), Y2
+	VPSRLD       $0x04, Y2, Y2
+	VPSUBD       Y3, Y2, Y2
+	VCVTDQ2PS    Y2, Y2
+	VMULPS       Y4, Y2, Y2
+	VFMADD231PS  64(CX), Y2, Y0
+
+dotQF32Q4G32F16AVX2_done:
+	VADDPS       Y1, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X0, X1, X1
+	VMOVHLPS     X1, X1, X0
+	VADDPS       X0, X1, X1
+	VMOVSHDUP    X1, X0
+	VADDSS       X0, X1, X1
+	VZEROUPPER
+	MOVSS        X1, ret+80(FP)
+	RET
+
+// func dotQF32Q4F32AVX2(w []byte, x []float32, nsub int, gsub int, bb int, rem int) float32
+// Requires: AVX, AVX2, FMA3, SSE
+TEXT ·dotQF32Q4F32AVX2(SB), NOSPLIT, $0-84
+	MOVQ         w_base+0(FP), AX
+	MOVQ         x_base+24(FP), CX
+	MOVQ         nsub+48(FP), DX
+	MOVQ         gsub+56(FP), BX
+	MOVQ         bb+64(FP), SI
+	VXORPS       Y0, Y0, Y0
+	VXORPS       Y1, Y1, Y1
+	MOVL         $0x0000000f, DI
+	VMOVD        DI, X2
+	VPBROADCASTD X2, Y2
+	MOVL         $0x00000008, DI
+	VMOVD        DI, X3
+	VPBROADCASTD X3, Y3
+	XORQ         DI, DI
+	XORQ         R8, R8
+	LEAQ         4(AX), R9
+
+dotQF32Q4F32AVX2_loop:
+	CMPQ         DI, DX
+	JAE          dotQF32Q4F32AVX2_tail
+	VBROADCASTSS (AX), Y4
+	VPMOVZXBD    (R9), Y6
+	VPAND        Y2, Y6, Y5
+	VPSUBD       Y3, Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y4, Y5, Y5
+	VFMADD231PS  (CX), Y5, Y0
+	VPMOVZXBD    8(R9), Y7
+	VPAND        Y2, Y7, Y5
+	VPSUBD       Y3, Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y4, Y5, Y5
+	VFMADD231PS  32(CX), Y5, Y1
+	VPSRLD       $0x04, Y6, Y5
+	VPSUBD       Y3, Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y4, Y5, Y5
+	VFMADD231PS  64(CX), Y5, Y0
+	VPSRLD       $0x04, Y7, Y5
+	VPSUBD       Y3, Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y4, Y5, Y5
+	VFMADD231PS  96(CX), Y5, Y1
+	INCQ         DI
+	ADDQ         $0x00000080, CX
+	ADDQ         $0x00000010, R9
+	INCQ         R8
+	CMPQ         R8, BX
+	JB           dotQF32Q4F32AVX2_loop
+	XORQ         R8, R8
+	ADDQ         SI, AX
+	LEAQ         4(AX), R9
+	JMP          dotQF32Q4F32AVX2_loop
+
+dotQF32Q4F32AVX2_tail:
+	MOVQ         rem+72(FP), DX
+	CMPQ         DX, $0x00
+	JE           dotQF32Q4F32AVX2_done
+	VBROADCASTSS (AX), Y4
+	VPMOVZXBD    (R9), Y5
+	VPAND        Y2, Y5, Y5
+	VPSUBD       Y3, Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y4, Y5, Y5
+	VFMADD231PS  (CX), Y5, Y0
+	CMPQ         DX, $0x01
+	JBE          dotQF32Q4F32AVX2_done
+	VPMOVZXBD    8(R9), Y5
+	VPAND        Y2, Y5, Y2
+	VPSUBD       Y3, Y2, Y2
+	VCVTDQ2PS    Y2, Y2
+	VMULPS       Y4, Y2, Y2
+	VFMADD231PS  32(CX), Y2, Y1
+	CMPQ         DX, $0x02
+	JBE          dotQF32Q4F32AVX2_done
+	VPMOVZXBD    (R9), Y2
+	VPSRLD       $0x04, Y2, Y2
+	VPSUBD       Y3, Y2, Y2
+	VCVTDQ2PS    Y2, Y2
+	VMULPS       Y4, Y2, Y2
+	VFMADD231PS  64(CX), Y2, Y0
+
+dotQF32Q4F32AVX2_done:
+	VADDPS       Y1, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X0, X1, X1
+	VMOVHLPS     X1, X1, X0
+	VADDPS       X0, X1, X1
+	VMOVSHDUP    X1, X0
+	VADDSS       X0, X1, X1
+	VZEROUPPER
+	MOVSS        X1, ret+80(FP)
+	RET
+
+// func dotQF32Q4G32F32AVX2(w []byte, x []float32, nsub int, gsub int, bb int, rem int) float32
+// Requires: AVX, AVX2, FMA3, SSE
+TEXT ·dotQF32Q4G32F32AVX2(SB), NOSPLIT, $0-84
+	MOVQ         w_base+0(FP), AX
+	MOVQ         x_base+24(FP), CX
+	MOVQ         nsub+48(FP), DX
+	MOVQ         bb+64(FP), BX
+	VXORPS       Y0, Y0, Y0
+	VXORPS       Y1, Y1, Y1
+	MOVL         $0x0000000f, SI
+	VMOVD        SI, X2
+	VPBROADCASTD X2, Y2
+	MOVL         $0x00000008, SI
+	VMOVD        SI, X3
+	VPBROADCASTD X3, Y3
+	XORQ         SI, SI
+
+dotQF32Q4G32F32AVX2_loop:
+	CMPQ         SI, DX
+	JAE          dotQF32Q4G32F32AVX2_tail
+	VBROADCASTSS (AX), Y4
+	VPMOVZXBD    4(AX), Y6
+	VPAND        Y2, Y6, Y5
+	VPSUBD       Y3, Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y4, Y5, Y5
+	VFMADD231PS  (CX), Y5, Y0
+	VPMOVZXBD    12(AX), Y7
+	VPAND        Y2, Y7, Y5
+	VPSUBD       Y3, Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y4, Y5, Y5
+	VFMADD231PS  32(CX), Y5, Y1
+	VPSRLD       $0x04, Y6, Y5
+	VPSUBD       Y3, Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y4, Y5, Y5
+	VFMADD231PS  64(CX), Y5, Y0
+	VPSRLD       $0x04, Y7, Y5
+	VPSUBD       Y3, Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y4, Y5, Y5
+	VFMADD231PS  96(CX), Y5, Y1
+	INCQ         SI
+	ADDQ         $0x00000080, CX
+	ADDQ         BX, AX
+	JMP          dotQF32Q4G32F32AVX2_loop
+
+dotQF32Q4G32F32AVX2_tail:
+	MOVQ         rem+72(FP), DX
+	CMPQ         DX, $0x00
+	JE           dotQF32Q4G32F32AVX2_done
+	VBROADCASTSS (AX), Y4
+	VPMOVZXBD    4(AX), Y5
+	VPAND        Y2, Y5, Y5
+	VPSUBD       Y3, Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y4, Y5, Y5
+	VFMADD231PS  (CX), Y5, Y0
+	CMPQ         DX, $0x01
+	JBE          dotQF32Q4G32F32AVX2_done
+	VPMOVZXBD    12(AX), Y5
+	VPAND        Y2, Y5, Y2
+	VPSUBD       Y3, Y2, Y2
+	VCVTDQ2PS    Y2, Y2
+	VMULPS       Y4, Y2, Y2
+	VFMADD231PS  32(CX), Y2, Y1
+	CMPQ         DX, $0x02
+	JBE          dotQF32Q4G32F32AVX2_done
+	VPMOVZXBD    4(AX), Y2
+	VPSRLD       $0x04, Y2, Y2
+	VPSUBD       Y3, Y2, Y2
+	VCVTDQ2PS    Y2, Y2
+	VMULPS       Y4, Y2, Y2
+	VFMADD231PS  64(CX), Y2, Y0
+
+dotQF32Q4G32F32AVX2_done:
+	VADDPS       Y1, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X0, X1, X1
+	VMOVHLPS     X1, X1, X0
+	VADDPS       X0, X1, X1
+	VMOVSHDUP    X1, X0
+	VADDSS       X0, X1, X1
+	VZEROUPPER
+	MOVSS        X1, ret+80(FP)
+	RET
+
+// func dotQF32Q4AF16AVX2(w []byte, x []float32, nsub int, gsub int, bb int, rem int) float32
+// Requires: AVX, AVX2, F16C, FMA3, SSE
+TEXT ·dotQF32Q4AF16AVX2(SB), NOSPLIT, $0-84
+	MOVQ         w_base+0(FP), AX
+	MOVQ         x_base+24(FP), CX
+	MOVQ         nsub+48(FP), DX
+	MOVQ         gsub+56(FP), BX
+	MOVQ         bb+64(FP), SI
+	VXORPS       Y0, Y0, Y0
+	VXORPS       Y1, Y1, Y1
+	MOVL         $0x0000000f, DI
+	VMOVD        DI, X2
+	VPBROADCASTD X2, Y2
+	XORQ         DI, DI
+	XORQ         R8, R8
+	LEAQ         4(AX), R9
+
+dotQF32Q4AF16AVX2_loop:
+	CMPQ         DI, DX
+	JAE          dotQF32Q4AF16AVX2_tail
+	VPBROADCASTW (AX), X3
+	VCVTPH2PS    X3, Y3
+	VPBROADCASTW 2(AX), X4
+	VCVTPH2PS    X4, Y4
+	VPMOVZXBD    (R9), Y6
+	VPAND        Y2, Y6, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y3, Y5, Y5
+	VADDPS       Y4, Y5, Y5
+	VFMADD231PS  (CX), Y5, Y0
+	VPMOVZXBD    8(R9), Y7
+	VPAND        Y2, Y7, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y3, Y5, Y5
+	VADDPS       Y4, Y5, Y5
+	VFMADD231PS  32(CX), Y5, Y1
+	VPSRLD       $0x04, Y6, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y3, Y5, Y5
+	VADDPS       Y4, Y5, Y5
+	VFMADD231PS  64(CX), Y5, Y0
+	VPSRLD       $0x04, Y7, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y3, Y5, Y5
+	VADDPS       Y4, Y5, Y5
+	VFMADD231PS  96(CX), Y5, Y1
+	INCQ         DI
+	ADDQ         $0x00000080, CX
+	ADDQ         $0x00000010, R9
+	INCQ         R8
+	CMPQ         R8, BX
+	JB           dotQF32Q4AF16AVX2_loop
+	XORQ         R8, R8
+	ADDQ         SI, AX
+	LEAQ         4(AX), R9
+	JMP          dotQF32Q4AF16AVX2_loop
+
+dotQF32Q4AF16AVX2_tail:
+	MOVQ         rem+72(FP), DX
+	CMPQ         DX, $0x00
+	JE           dotQF32Q4AF16AVX2_done
+	VPBROADCASTW (AX), X3
+	VCVTPH2PS    X3, Y3
+	VPBROADCASTW 2(AX), X4
+	VCVTPH2PS    X4, Y4
+	VPMOVZXBD    (R9), Y5
+	VPAND        Y2, Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y3, Y5, Y5
+	VADDPS       Y4, Y5, Y5
+	VFMADD231PS  (CX), Y5, Y0
+	CMPQ         DX, $0x01
+	JBE          dotQF32Q4AF16AVX2_done
+	VPMOVZXBD    8(R9), Y5
+	VPAND        Y2, Y5, Y2
+	VCVTDQ2PS    Y2, Y2
+	VMULPS       Y3, Y2, Y2
+	VADDPS       Y4, Y2, Y2
+	VFMADD231PS  32(CX), Y2, Y1
+	CMPQ         DX, $0x02
+	JBE          dotQF32Q4AF16AVX2_done
+	VPMOVZXBD    (R9), Y2
+	VPSRLD       $0x04, Y2, Y2
+	VCVTDQ2PS    Y2, Y2
+	VMULPS       Y3, Y2, Y2
+	VADDPS       Y4, Y2, Y2
+	VFMADD231PS  64(CX), Y2, Y0
+
+dotQF32Q4AF16AVX2_done:
+	VADDPS       Y1, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X0, X1, X1
+	VMOVHLPS     X1, X1, X0
+	VADDPS       X0, X1, X1
+	VMOVSHDUP    X1, X0
+	VADDSS       X0, X1, X1
+	VZEROUPPER
+	MOVSS        X1, ret+80(FP)
+	RET
+
+// func dotQF32Q4AG32F16AVX2(w []byte, x []float32, nsub int, gsub int, bb int, rem int) float32
+// Requires: AVX, AVX2, F16C, FMA3, SSE
+TEXT ·dotQF32Q4AG32F16AVX2(SB), NOSPLIT, $0-84
+	MOVQ         w_base+0(FP), AX
+	MOVQ         x_base+24(FP), CX
+	MOVQ         nsub+48(FP), DX
+	MOVQ         bb+64(FP), BX
+	VXORPS       Y0, Y0, Y0
+	VXORPS       Y1, Y1, Y1
+	MOVL         $0x0000000f, SI
+	VMOVD        SI, X2
+	VPBROADCASTD X2, Y2
+	XORQ         SI, SI
+
+dotQF32Q4AG32F16AVX2_loop:
+	CMPQ         SI, DX
+	JAE          dotQF32Q4AG32F16AVX2_tail
+	VPBROADCASTW (AX), X3
+	VCVTPH2PS    X3, Y3
+	VPBROADCASTW 2(AX), X4
+	VCVTPH2PS    X4, Y4
+	VPMOVZXBD    4(AX), Y6
+	VPAND        Y2, Y6, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y3, Y5, Y5
+	VADDPS       Y4, Y5, Y5
+	VFMADD231PS  (CX), Y5, Y0
+	VPMOVZXBD    12(AX), Y7
+	VPAND        Y2, Y7, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y3, Y5, Y5
+	VADDPS       Y4, Y5, Y5
+	VFMADD231PS  32(CX), Y5, Y1
+	VPSRLD       $0x04, Y6, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y3, Y5, Y5
+	VADDPS       Y4, Y5, Y5
+	VFMADD231PS  64(CX), Y5, Y0
+	VPSRLD       $0x04, Y7, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y3, Y5, Y5
+	VADDPS       Y4, Y5, Y5
+	VFMADD231PS  96(CX), Y5, Y1
+	INCQ         SI
+	ADDQ         $0x00000080, CX
+	ADDQ         BX, AX
+	JMP          dotQF32Q4AG32F16AVX2_loop
+
+dotQF32Q4AG32F16AVX2_tail:
+	MOVQ         rem+72(FP), DX
+	CMPQ         DX, $0x00
+	JE           dotQF32Q4AG32F16AVX2_done
+	VPBROADCASTW (AX), X3
+	VCVTPH2PS    X3, Y3
+	VPBROADCASTW 2(AX), X4
+	VCVTPH2PS    X4, Y4
+	VPMOVZXBD    4(AX), Y5
+	VPAND        Y2, Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y3, Y5, Y5
+	VADDPS       Y4, Y5, Y5
+	VFMADD231PS  (CX), Y5, Y0
+	CMPQ         DX, $0x01
+	JBE          dotQF32Q4AG32F16AVX2_done
+	VPMOVZXBD    12(AX), Y5
+	VPAND        Y2, Y5, Y2
+	VCVTDQ2PS    Y2, Y2
+	VMULPS       Y3, Y2, Y2
+	VADDPS       Y4, Y2, Y2
+	VFMADD231PS  32(CX), Y2, Y1
+	CMPQ         DX, $0x02
+	JBE          dotQF32Q4AG32F16AVX2_done
+	VPMOVZXBD    4(AX), Y2
+	VPSRLD       $0x04, Y2, Y2
+	VCVTDQ2PS    Y2, Y2
+	VMULPS       Y3, Y2, Y2
+	VADDPS       Y4, Y2, Y2
+	VFMADD231PS  64(CX), Y2, Y0
+
+dotQF32Q4AG32F16AVX2_done:
+	VADDPS       Y1, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X0, X1, X1
+	VMOVHLPS     X1, X1, X0
+	VADDPS       X0, X1, X1
+	VMOVSHDUP    X1, X0
+	VADDSS       X0, X1, X1
+	VZEROUPPER
+	MOVSS        X1, ret+80(FP)
+	RET
+
+// func dotQF32Q4AF32AVX2(w []byte, x []float32, nsub int, gsub int, bb int, rem int) float32
+// Requires: AVX, AVX2, FMA3, SSE
+TEXT ·dotQF32Q4AF32AVX2(SB), NOSPLIT, $0-84
+	MOVQ         w_base+0(FP), AX
+	MOVQ         x_base+24(FP), CX
+	MOVQ         nsub+48(FP), DX
+	MOVQ         gsub+56(FP), BX
+	MOVQ         bb+64(FP), SI
+	VXORPS       Y0, Y0, Y0
+	VXORPS       Y1, Y1, Y1
+	MOVL         $0x0000000f, DI
+	VMOVD        DI, X2
+	VPBROADCASTD X2, Y2
+	XORQ         DI, DI
+	XORQ         R8, R8
+	LEAQ         8(AX), R9
+
+dotQF32Q4AF32AVX2_loop:
+	CMPQ         DI, DX
+	JAE          dotQF32Q4AF32AVX2_tail
+	VBROADCASTSS (AX), Y3
+	VBROADCASTSS 4(AX), Y4
+	VPMOVZXBD    (R9), Y6
+	VPAND        Y2, Y6, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y3, Y5, Y5
+	VADDPS       Y4, Y5, Y5
+	VFMADD231PS  (CX), Y5, Y0
+	VPMOVZXBD    8(R9), Y7
+	VPAND        Y2, Y7, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y3, Y5, Y5
+	VADDPS       Y4, Y5, Y5
+	VFMADD231PS  32(CX), Y5, Y1
+	VPSRLD       $0x04, Y6, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y3, Y5, Y5
+	VADDPS       Y4, Y5, Y5
+	VFMADD231PS  64(CX), Y5, Y0
+	VPSRLD       $0x04, Y7, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y3, Y5, Y5
+	VADDPS       Y4, Y5, Y5
+	VFMADD231PS  96(CX), Y5, Y1
+	INCQ         DI
+	ADDQ         $0x00000080, CX
+	ADDQ         $0x00000010, R9
+	INCQ         R8
+	CMPQ         R8, BX
+	JB           dotQF32Q4AF32AVX2_loop
+	XORQ         R8, R8
+	ADDQ         SI, AX
+	LEAQ         8(AX), R9
+	JMP          dotQF32Q4AF32AVX2_loop
+
+dotQF32Q4AF32AVX2_tail:
+	MOVQ         rem+72(FP), DX
+	CMPQ         DX, $0x00
+	JE           dotQF32Q4AF32AVX2_done
+	VBROADCASTSS (AX), Y3
+	VBROADCASTSS 4(AX), Y4
+	VPMOVZXBD    (R9), Y5
+	VPAND        Y2, Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y3, Y5, Y5
+	VADDPS       Y4, Y5, Y5
+	VFMADD231PS  (CX), Y5, Y0
+	CMPQ         DX, $0x01
+	JBE          dotQF32Q4AF32AVX2_done
+	VPMOVZXBD    8(R9), Y5
+	VPAND        Y2, Y5, Y2
+	VCVTDQ2PS    Y2, Y2
+	VMULPS       Y3, Y2, Y2
+	VADDPS       Y4, Y2, Y2
+	VFMADD231PS  32(CX), Y2, Y1
+	CMPQ         DX, $0x02
+	JBE          dotQF32Q4AF32AVX2_done
+	VPMOVZXBD    (R9), Y2
+	VPSRLD       $0x04, Y2, Y2
+	VCVTDQ2PS    Y2, Y2
+	VMULPS       Y3, Y2, Y2
+	VADDPS       Y4, Y2, Y2
+	VFMADD231PS  64(CX), Y2, Y0
+
+dotQF32Q4AF32AVX2_done:
+	VADDPS       Y1, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X0, X1, X1
+	VMOVHLPS     X1, X1, X0
+	VADDPS       X0, X1, X1
+	VMOVSHDUP    X1, X0
+	VADDSS       X0, X1, X1
+	VZEROUPPER
+	MOVSS        X1, ret+80(FP)
+	RET
+
+// func dotQF32Q4AG32F32AVX2(w []byte, x []float32, nsub int, gsub int, bb int, rem int) float32
+// Requires: AVX, AVX2, FMA3, SSE
+TEXT ·dotQF32Q4AG32F32AVX2(SB), NOSPLIT, $0-84
+	MOVQ         w_base+0(FP), AX
+	MOVQ         x_base+24(FP), CX
+	MOVQ         nsub+48(FP), DX
+	MOVQ         bb+64(FP), BX
+	VXORPS       Y0, Y0, Y0
+	VXORPS       Y1, Y1, Y1
+	MOVL         $0x0000000f, SI
+	VMOVD        SI, X2
+	VPBROADCASTD X2, Y2
+	XORQ         SI, SI
+
+dotQF32Q4AG32F32AVX2_loop:
+	CMPQ         SI, DX
+	JAE          dotQF32Q4AG32F32AVX2_tail
+	VBROADCASTSS (AX), Y3
+	VBROADCASTSS 4(AX), Y4
+	VPMOVZXBD    8(AX), Y6
+	VPAND        Y2, Y6, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y3, Y5, Y5
+	VADDPS       Y4, Y5, Y5
+	VFMADD231PS  (CX), Y5, Y0
+	VPMOVZXBD    16(AX), Y7
+	VPAND        Y2, Y7, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y3, Y5, Y5
+	VADDPS       Y4, Y5, Y5
+	VFMADD231PS  32(CX), Y5, Y1
+	VPSRLD       $0x04, Y6, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y3, Y5, Y5
+	VADDPS       Y4, Y5, Y5
+	VFMADD231PS  64(CX), Y5, Y0
+	VPSRLD       $0x04, Y7, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y3, Y5, Y5
+	VADDPS       Y4, Y5, Y5
+	VFMADD231PS  96(CX), Y5, Y1
+	INCQ         SI
+	ADDQ         $0x00000080, CX
+	ADDQ         BX, AX
+	JMP          dotQF32Q4AG32F32AVX2_loop
+
+dotQF32Q4AG32F32AVX2_tail:
+	MOVQ         rem+72(FP), DX
+	CMPQ         DX, $0x00
+	JE           dotQF32Q4AG32F32AVX2_done
+	VBROADCASTSS (AX), Y3
+	VBROADCASTSS 4(AX), Y4
+	VPMOVZXBD    8(AX), Y5
+	VPAND        Y2, Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y3, Y5, Y5
+	VADDPS       Y4, Y5, Y5
+	VFMADD231PS  (CX), Y5, Y0
+	CMPQ         DX, $0x01
+	JBE          dotQF32Q4AG32F32AVX2_done
+	VPMOVZXBD    16(AX), Y5
+	VPAND        Y2, Y5, Y2
+	VCVTDQ2PS    Y2, Y2
+	VMULPS       Y3, Y2, Y2
+	VADDPS       Y4, Y2, Y2
+	VFMADD231PS  32(CX), Y2, Y1
+	CMPQ         DX, $0x02
+	JBE          dotQF32Q4AG32F32AVX2_done
+	VPMOVZXBD    8(AX), Y2
+	VPSRLD       $0x04, Y2, Y2
+	VCVTDQ2PS    Y2, Y2
+	VMULPS       Y3, Y2, Y2
+	VADDPS       Y4, Y2, Y2
+	VFMADD231PS  64(CX), Y2, Y0
+
+dotQF32Q4AG32F32AVX2_done:
+	VADDPS       Y1, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X0, X1, X1
+	VMOVHLPS     X1, X1, X0
+	VADDPS       X0, X1, X1
+	VMOVSHDUP    X1, X0
+	VADDSS       X0, X1, X1
+	VZEROUPPER
+	MOVSS        X1, ret+80(FP)
+	RET
+
+// func dequantQ8F16AVX2(dst []float32, w []byte, nsub int, gsub int, bb int, rem int)
+// Requires: AVX, AVX2, F16C
+TEXT ·dequantQ8F16AVX2(SB), NOSPLIT, $0-80
+	MOVQ w_base+24(FP), AX
+	MOVQ dst_base+0(FP), CX
+	MOVQ nsub+48(FP), DX
+	MOVQ gsub+56(FP), BX
+	MOVQ bb+64(FP), SI
+	XORQ DI, DI
+	XORQ R8, R8
+	LEAQ 2(AX), R9
+
+dequantQ8F16AVX2_loop:
+	CMPQ         DI, DX
+	JAE          dequantQ8F16AVX2_tail
+	VPBROADCASTW (AX), X0
+	VCVTPH2PS    X0, Y0
+	VPMOVSXBD    (R9), Y1
+	VCVTDQ2PS    Y1, Y1
+	VMULPS       Y0, Y1, Y1
+	VMOVUPS      Y1, (CX)
+	VPMOVSXBD    8(R9), Y1
+	VCVTDQ2PS    Y1, Y1
+	VMULPS       Y0, Y1, Y1
+	VMOVUPS      Y1, 32(CX)
+	VPMOVSXBD    16(R9), Y1
+	VCVTDQ2PS    Y1, Y1
+	VMULPS       Y0, Y1, Y1
+	VMOVUPS      Y1, 64(CX)
+	VPMOVSXBD    24(R9), Y1
+	VCVTDQ2PS    Y1, Y1
+	VMULPS       Y0, Y1, Y1
+	VMOVUPS      Y1, 96(CX)
+	INCQ         DI
+	ADDQ         $0x00000080, CX
+	ADDQ         $0x00000020, R9
+	INCQ         R8
+	CMPQ         R8, BX
+	JB           dequantQ8F16AVX2_loop
+	XORQ         R8, R8
+	ADDQ         SI, AX
+	LEAQ         2(AX), R9
+	JMP          dequantQ8F16AVX2_loop
+
+dequantQ8F16AVX2_tail:
+	MOVQ         rem+72(FP), DX
+	CMPQ         DX, $0x00
+	JE           dequantQ8F16AVX2_done
+	VPBROADCASTW (AX), X0
+	VCVTPH2PS    X0, Y0
+	VPMOVSXBD    (R9), Y1
+	VCVTDQ2PS    Y1, Y1
+	VMULPS       Y0, Y1, Y1
+	VMOVUPS      Y1, (CX)
+	CMPQ         DX, $0x01
+	JBE          dequantQ8F16AVX2_done
+	VPMOVSXBD    8(R9), Y1
+	VCVTDQ2PS    Y1, Y1
+	VMULPS       Y0, Y1, Y1
+	VMOVUPS      Y1, 32(CX)
+	CMPQ         DX, $0x02
+	JBE          dequantQ8F16AVX2_done
+	VPMOVSXBD    16(R9), Y1
+	VCVTDQ2PS    Y1, Y1
+	VMULPS       Y0, Y1, Y1
+	VMOVUPS      Y1, 64(CX)
+
+dequantQ8F16AVX2_done:
+	VZEROUPPER
+	RET
+
+// func dequantQ8G32F16AVX2(dst []float32, w []byte, nsub int, gsub int, bb int, rem int)
+// Requires: AVX, AVX2, F16C
+TEXT ·dequantQ8G32F16AVX2(SB), NOSPLIT, $0-80
+	MOVQ w_base+24(FP), AX
+	MOVQ dst_base+0(FP), CX
+	MOVQ nsub+48(FP), DX
+	MOVQ bb+64(FP), BX
+	XORQ SI, SI
+
+dequantQ8G32F16AVX2_loop:
+	CMPQ         SI, DX
+	JAE          dequantQ8G32F16AVX2_tail
+	VPBROADCASTW (AX), X0
+	VCVTPH2PS    X0, Y0
+	VPMOVSXBD    2(AX), Y1
+	VCVTDQ2PS    Y1, Y1
+	VMULPS       Y0, Y1, Y1
+	VMOVUPS      Y1, (CX)
+	VPMOVSXBD    10(AX), Y1
+	VCVTDQ2PS    Y1, Y1
+	VMULPS       Y0, Y1, Y1
+	VMOVUPS      Y1, 32(CX)
+	VPMOVSXBD    18(AX), Y1
+	VCVTDQ2PS    Y1, Y1
+	VMULPS       Y0, Y1, Y1
+	VMOVUPS      Y1, 64(CX)
+	VPMOVSXBD    26(AX), Y1
+	VCVTDQ2PS    Y1, Y1
+	VMULPS       Y0, Y1, Y1
+	VMOVUPS      Y1, 96(CX)
+	INCQ         SI
+	ADDQ         $0x00000080, CX
+	ADDQ         BX, AX
+	JMP          dequantQ8G32F16AVX2_loop
+
+dequantQ8G32F16AVX2_tail:
+	MOVQ         rem+72(FP), DX
+	CMPQ         DX, $0x00
+	JE           dequantQ8G32F16AVX2_done
+	VPBROADCASTW (AX), X0
+	VCVTPH2PS    X0, Y0
+	VPMOVSXBD    2(AX), Y1
+	VCVTDQ2PS    Y1, Y1
+	VMULPS       Y0, Y1, Y1
+	VMOVUPS      Y1, (CX)
+	CMPQ         DX, $0x01
+	JBE          dequantQ8G32F16AVX2_done
+	VPMOVSXBD    10(AX), Y1
+	VCVTDQ2PS    Y1, Y1
+	VMULPS       Y0, Y1, Y1
+	VMOVUPS      Y1, 32(CX)
+	CMPQ         DX, $0x02
+	JBE          dequantQ8G32F16AVX2_done
+	VPMOVSXBD    18(AX), Y1
+	VCVTDQ2PS    Y1, Y1
+	VMULPS       Y0, Y1, Y1
+	VMOVUPS      Y1, 64(CX)
+
+dequantQ8G32F16AVX2_done:
+	VZEROUPPER
+	RET
+
+// func dequantQ8F32AVX2(dst []float32, w []byte, nsub int, gsub int, bb int, rem int)
+// Requires: AVX, AVX2
+TEXT ·dequantQ8F32AVX2(SB), NOSPLIT, $0-80
+	MOVQ w_base+24(FP), AX
+	MOVQ dst_base+0(FP), CX
+	MOVQ nsub+48(FP), DX
+	MOVQ gsub+56(FP), BX
+	MOVQ bb+64(FP), SI
+	XORQ DI, DI
+	XORQ R8, R8
+	LEAQ 4(AX), R9
+
+dequantQ8F32AVX2_loop:
+	CMPQ         DI, DX
+	JAE          dequantQ8F32AVX2_tail
+	VBROADCASTSS (AX), Y0
+	VPMOVSXBD    (R9), Y1
+	VCVTDQ2PS    Y1, Y1
+	VMULPS       Y0, Y1, Y1
+	VMOVUPS      Y1, (CX)
+	VPMOVSXBD    8(R9), Y1
+	VCVTDQ2PS    Y1, Y1
+	VMULPS       Y0, Y1, Y1
+	VMOVUPS      Y1, 32(CX)
+	VPMOVSXBD    16(R9), Y1
+	VCVTDQ2PS    Y1, Y1
+	VMULPS       Y0, Y1, Y1
+	VMOVUPS      Y1, 64(CX)
+	VPMOVSXBD    24(R9), Y1
+	VCVTDQ2PS    Y1, Y1
+	VMULPS       Y0, Y1, Y1
+	VMOVUPS      Y1, 96(CX)
+	INCQ         DI
+	ADDQ         $0x00000080, CX
+	ADDQ         $0x00000020, R9
+	INCQ         R8
+	CMPQ         R8, BX
+	JB           dequantQ8F32AVX2_loop
+	XORQ         R8, R8
+	ADDQ         SI, AX
+	LEAQ         4(AX), R9
+	JMP          dequantQ8F32AVX2_loop
+
+dequantQ8F32AVX2_tail:
+	MOVQ         rem+72(FP), DX
+	CMPQ         DX, $0x00
+	JE           dequantQ8F32AVX2_done
+	VBROADCASTSS (AX), Y0
+	VPMOVSXBD    (R9), Y1
+	VCVTDQ2PS    Y1, Y1
+	VMULPS       Y0, Y1, Y1
+	VMOVUPS      Y1, (CX)
+	CMPQ         DX, $0x01
+	JBE          dequantQ8F32AVX2_done
+	VPMOVSXBD    8(R9), Y1
+	VCVTDQ2PS    Y1, Y1
+	VMULPS       Y0, Y1, Y1
+	VMOVUPS      Y1, 32(CX)
+	CMPQ         DX, $0x02
+	JBE          dequantQ8F32AVX2_done
+	VPMOVSXBD    16(R9), Y1
+	VCVTDQ2PS    Y1, Y1
+	VMULPS       Y0, Y1, Y1
+	VMOVUPS      Y1, 64(CX)
+
+dequantQ8F32AVX2_done:
+	VZEROUPPER
+	RET
+
+// func dequantQ8G32F32AVX2(dst []float32, w []byte, nsub int, gsub int, bb int, rem int)
+// Requires: AVX, AVX2
+TEXT ·dequantQ8G32F32AVX2(SB), NOSPLIT, $0-80
+	MOVQ w_base+24(FP), AX
+	MOVQ dst_base+0(FP), CX
+	MOVQ nsub+48(FP), DX
+	MOVQ bb+64(FP), BX
+	XORQ SI, SI
+
+dequantQ8G32F32AVX2_loop:
+	CMPQ         SI, DX
+	JAE          dequantQ8G32F32AVX2_tail
+	VBROADCASTSS (AX), Y0
+	VPMOVSXBD    4(AX), Y1
+	VCVTDQ2PS    Y1, Y1
+	VMULPS       Y0, Y1, Y1
+	VMOVUPS      Y1, (CX)
+	VPMOVSXBD    12(AX), Y1
+	VCVTDQ2PS    Y1, Y1
+	VMULPS       Y0, Y1, Y1
+	VMOVUPS      Y1, 32(CX)
+	VPMOVSXBD    20(AX), Y1
+	VCVTDQ2PS    Y1, Y1
+	VMULPS       Y0, Y1, Y1
+	VMOVUPS      Y1, 64(CX)
+	VPMOVSXBD    28(AX), Y1
+	VCVTDQ2PS    Y1, Y1
+	VMULPS       Y0, Y1, Y1
+	VMOVUPS      Y1, 96(CX)
+	INCQ         SI
+	ADDQ         $0x00000080, CX
+	ADDQ         BX, AX
+	JMP          dequantQ8G32F32AVX2_loop
+
+dequantQ8G32F32AVX2_tail:
+	MOVQ         rem+72(FP), DX
+	CMPQ         DX, $0x00
+	JE           dequantQ8G32F32AVX2_done
+	VBROADCASTSS (AX), Y0
+	VPMOVSXBD    4(AX), Y1
+	VCVTDQ2PS    Y1, Y1
+	VMULPS       Y0, Y1, Y1
+	VMOVUPS      Y1, (CX)
+	CMPQ         DX, $0x01
+	JBE          dequantQ8G32F32AVX2_done
+	VPMOVSXBD    12(AX), Y1
+	VCVTDQ2PS    Y1, Y1
+	VMULPS       Y0, Y1, Y1
+	VMOVUPS      Y1, 32(CX)
+	CMPQ         DX, $0x02
+	JBE          dequantQ8G32F32AVX2_done
+	VPMOVSXBD    20(AX), Y1
+	VCVTDQ2PS    Y1, Y1
+	VMULPS       Y0, Y1, Y1
+	VMOVUPS      Y1, 64(CX)
+
+dequantQ8G32F32AVX2_done:
+	VZEROUPPER
+	RET
+
+// func dequantQ4F16AVX2(dst []float32, w []byte, nsub int, gsub int, bb int, rem int)
+// Requires: AVX, AVX2, F16C
+TEXT ·dequantQ4F16AVX2(SB), NOSPLIT, $0-80
+	MOVQ         w_base+24(FP), AX
+	MOVQ         dst_base+0(FP), CX
+	MOVQ         nsub+48(FP), DX
+	MOVQ         gsub+56(FP), BX
+	MOVQ         bb+64(FP), SI
+	MOVL         $0x0000000f, DI
+	VMOVD        DI, X0
+	VPBROADCASTD X0, Y0
+	MOVL         $0x00000008, DI
+	VMOVD        DI, X1
+	VPBROADCASTD X1, Y1
+	XORQ         DI, DI
+	XORQ         R8, R8
+	LEAQ         2(AX), R9
+
+dequantQ4F16AVX2_loop:
+	CMPQ         DI, DX
+	JAE          dequantQ4F16AVX2_tail
+	VPBROADCASTW (AX), X2
+	VCVTPH2PS    X2, Y2
+	VPMOVZXBD    (R9), Y4
+	VPAND        Y0, Y4, Y3
+	VPSUBD       Y1, Y3, Y3
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       Y2, Y3, Y3
+	VMOVUPS      Y3, (CX)
+	VPMOVZXBD    8(R9), Y5
+	VPAND        Y0, Y5, Y3
+	VPSUBD       Y1, Y3, Y3
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       Y2, Y3, Y3
+	VMOVUPS      Y3, 32(CX)
+	VPSRLD       $0x04, Y4, Y3
+	VPSUBD       Y1, Y3, Y3
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       Y2, Y3, Y3
+	VMOVUPS      Y3, 64(CX)
+	VPSRLD       $0x04, Y5, Y3
+	VPSUBD       Y1, Y3, Y3
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       Y2, Y3, Y3
+	VMOVUPS      Y3, 96(CX)
+	INCQ         DI
+	ADDQ         $0x00000080, CX
+	ADDQ         $0x00000010, R9
+	INCQ         R8
+	CMPQ         R8, BX
+	JB           dequantQ4F16AVX2_loop
+	XORQ         R8, R8
+	ADDQ         SI, AX
+	LEAQ         2(AX), R9
+	JMP          dequantQ4F16AVX2_loop
+
+dequantQ4F16AVX2_tail:
+	MOVQ         rem+72(FP), DX
+	CMPQ         DX, $0x00
+	JE           dequantQ4F16AVX2_done
+	VPBROADCASTW (AX), X2
+	VCVTPH2PS    X2, Y2
+	VPMOVZXBD    (R9), Y3
+	VPAND        Y0, Y3, Y3
+	VPSUBD       Y1, Y3, Y3
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       Y2, Y3, Y3
+	VMOVUPS      Y3, (CX)
+	CMPQ         DX, $0x01
+	JBE          dequantQ4F16AVX2_done
+	VPMOVZXBD    8(R9), Y3
+	VPAND        Y0, Y3, Y0
+	VPSUBD       Y1, Y0, Y0
+	VCVTDQ2PS    Y0, Y0
+	VMULPS       Y2, Y0, Y0
+	VMOVUPS      Y0, 32(CX)
+	CMPQ         DX, $0x02
+	JBE          dequantQ4F16AVX2_done
+	VPMOVZXBD    (R9), Y0
+	VPSRLD       $0x04, Y0, Y0
+	VPSUBD       Y1, Y0, Y0
+	VCVTDQ2PS    Y0, Y0
+	VMULPS       Y2, Y0, Y0
+	VMOVUPS      Y0, 64(CX)
+
+dequantQ4F16AVX2_done:
+	VZEROUPPER
+	RET
+
+// func dequantQ4G32F16AVX2(dst []float32, w []byte, nsub int, gsub int, bb int, rem int)
+// Requires: AVX, AVX2, F16C
+TEXT ·dequantQ4G32F16AVX2(SB), NOSPLIT, $0-80
+	MOVQ         w_base+24(FP), AX
+	MOVQ         dst_base+0(FP), CX
+	MOVQ         nsub+48(FP), DX
+	MOVQ         bb+64(FP), BX
+	MOVL         $0x0000000f, SI
+	VMOVD        SI, X0
+	VPBROADCASTD X0, Y0
+	MOVL         $0x00000008, SI
+	VMOVD        SI, X1
+	VPBROADCASTD X1, Y1
+	XORQ         SI, SI
+
+dequantQ4G32F16AVX2_loop:
+	CMPQ         SI, DX
+	JAE          dequantQ4G32F16AVX2_tail
+	VPBROADCASTW (AX), X2
+	VCVTPH2PS    X2, Y2
+	VPMOVZXBD    2(AX), Y4
+	VPAND        Y0, Y4, Y3
+	VPSUBD       Y1, Y3, Y3
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       Y2, Y3, Y3
+	VMOVUPS      Y3, (CX)
+	VPMOVZXBD    10(AX), Y5
+	VPAND        Y0, Y5, Y3
+	VPSUBD       Y1, Y3, Y3
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       Y2, Y3, Y3
+	VMOVUPS      Y3, 32(CX)
+	VPSRLD       $0x04, Y4, Y3
+	VPSUBD       Y1, Y3, Y3
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       Y2, Y3, Y3
+	VMOVUPS      Y3, 64(CX)
+	VPSRLD       $0x04, Y5, Y3
+	VPSUBD       Y1, Y3, Y3
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       Y2, Y3, Y3
+	VMOVUPS      Y3, 96(CX)
+	INCQ         SI
+	ADDQ         $0x00000080, CX
+	ADDQ         BX, AX
+	JMP          dequantQ4G32F16AVX2_loop
+
+dequantQ4G32F16AVX2_tail:
+	MOVQ         rem+72(FP), DX
+	CMPQ         DX, $0x00
+	JE           dequantQ4G32F16AVX2_done
+	VPBROADCASTW (AX), X2
+	VCVTPH2PS    X2, Y2
+	VPMOVZXBD    2(AX), Y3
+	VPAND        Y0, Y3, Y3
+	VPSUBD       Y1, Y3, Y3
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       Y2, Y3, Y3
+	VMOVUPS      Y3, (CX)
+	CMPQ         DX, $0x01
+	JBE          dequantQ4G32F16AVX2_done
+	VPMOVZXBD    10(AX), Y3
+	VPAND        Y0, Y3, Y0
+	VPSUBD       Y1, Y0, Y0
+	VCVTDQ2PS    Y0, Y0
+	VMULPS       Y2, Y0, Y0
+	VMOVUPS      Y0, 32(CX)
+	CMPQ         DX, $0x02
+	JBE          dequantQ4G32F16AVX2_done
+	VPMOVZXBD    2(AX), Y0
+	VPSRLD       $0x04, Y0, Y0
+	VPSUBD       Y1, Y0, Y0
+	VCVTDQ2PS    Y0, Y0
+	VMULPS       Y2, Y0, Y0
+	VMOVUPS      Y0, 64(CX)
+
+dequantQ4G32F16AVX2_done:
+	VZEROUPPER
+	RET
+
+// func dequantQ4F32AVX2(dst []float32, w []byte, nsub int, gsub int, bb int, rem int)
+// Requires: AVX, AVX2
+TEXT ·dequantQ4F32AVX2(SB), NOSPLIT, $0-80
+	MOVQ         w_base+24(FP), AX
+	MOVQ         dst_base+0(FP), CX
+	MOVQ         nsub+48(FP), DX
+	MOVQ         gsub+56(FP), BX
+	MOVQ         bb+64(FP), SI
+	MOVL         $0x0000000f, DI
+	VMOVD        DI, X0
+	VPBROADCASTD X0, Y0
+	MOVL         $0x00000008, DI
+	VMOVD        DI, X1
+	VPBROADCASTD X1, Y1
+	XORQ         DI, DI
+	XORQ         R8, R8
+	LEAQ         4(AX), R9
+
+dequantQ4F32AVX2_loop:
+	CMPQ         DI, DX
+	JAE          dequantQ4F32AVX2_tail
+	VBROADCASTSS (AX), Y2
+	VPMOVZXBD    (R9), Y4
+	VPAND        Y0, Y4, Y3
+	VPSUBD       Y1, Y3, Y3
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       Y2, Y3, Y3
+	VMOVUPS      Y3, (CX)
+	VPMOVZXBD    8(R9), Y5
+	VPAND        Y0, Y5, Y3
+	VPSUBD       Y1, Y3, Y3
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       Y2, Y3, Y3
+	VMOVUPS      Y3, 32(CX)
+	VPSRLD       $0x04, Y4, Y3
+	VPSUBD       Y1, Y3, Y3
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       Y2, Y3, Y3
+	VMOVUPS      Y3, 64(CX)
+	VPSRLD       $0x04, Y5, Y3
+	VPSUBD       Y1, Y3, Y3
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       Y2, Y3, Y3
+	VMOVUPS      Y3, 96(CX)
+	INCQ         DI
+	ADDQ         $0x00000080, CX
+	ADDQ         $0x00000010, R9
+	INCQ         R8
+	CMPQ         R8, BX
+	JB           dequantQ4F32AVX2_loop
+	XORQ         R8, R8
+	ADDQ         SI, AX
+	LEAQ         4(AX), R9
+	JMP          dequantQ4F32AVX2_loop
+
+dequantQ4F32AVX2_tail:
+	MOVQ         rem+72(FP), DX
+	CMPQ         DX, $0x00
+	JE           dequantQ4F32AVX2_done
+	VBROADCASTSS (AX), Y2
+	VPMOVZXBD    (R9), Y3
+	VPAND        Y0, Y3, Y3
+	VPSUBD       Y1, Y3, Y3
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       Y2, Y3, Y3
+	VMOVUPS      Y3, (CX)
+	CMPQ         DX, $0x01
+	JBE          dequantQ4F32AVX2_done
+	VPMOVZXBD    8(R9), Y3
+	VPAND        Y0, Y3, Y0
+	VPSUBD       Y1, Y0, Y0
+	VCVTDQ2PS    Y0, Y0
+	VMULPS       Y2, Y0, Y0
+	VMOVUPS      Y0, 32(CX)
+	CMPQ         DX, $0x02
+	JBE          dequantQ4F32AVX2_done
+	VPMOVZXBD    (R9), Y0
+	VPSRLD       $0x04, Y0, Y0
+	VPSUBD       Y1, Y0, Y0
+	VCVTDQ2PS    Y0, Y0
+	VMULPS       Y2, Y0, Y0
+	VMOVUPS      Y0, 64(CX)
+
+dequantQ4F32AVX2_done:
+	VZEROUPPER
+	RET
+
+// func dequantQ4G32F32AVX2(dst []float32, w []byte, nsub int, gsub int, bb int, rem int)
+// Requires: AVX, AVX2
+TEXT ·dequantQ4G32F32AVX2(SB), NOSPLIT, $0-80
+	MOVQ         w_base+24(FP), AX
+	MOVQ         dst_base+0(FP), CX
+	MOVQ         nsub+48(FP), DX
+	MOVQ         bb+64(FP), BX
+	MOVL         $0x0000000f, SI
+	VMOVD        SI, X0
+	VPBROADCASTD X0, Y0
+	MOVL         $0x00000008, SI
+	VMOVD        SI, X1
+	VPBROADCASTD X1, Y1
+	XORQ         SI, SI
+
+dequantQ4G32F32AVX2_loop:
+	CMPQ         SI, DX
+	JAE          dequantQ4G32F32AVX2_tail
+	VBROADCASTSS (AX), Y2
+	VPMOVZXBD    4(AX), Y4
+	VPAND        Y0, Y4, Y3
+	VPSUBD       Y1, Y3, Y3
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       Y2, Y3, Y3
+	VMOVUPS      Y3, (CX)
+	VPMOVZXBD    12(AX), Y5
+	VPAND        Y0, Y5, Y3
+	VPSUBD       Y1, Y3, Y3
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       Y2, Y3, Y3
+	VMOVUPS      Y3, 32(CX)
+	VPSRLD       $0x04, Y4, Y3
+	VPSUBD       Y1, Y3, Y3
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       Y2, Y3, Y3
+	VMOVUPS      Y3, 64(CX)
+	VPSRLD       $0x04, Y5, Y3
+	VPSUBD       Y1, Y3, Y3
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       Y2, Y3, Y3
+	VMOVUPS      Y3, 96(CX)
+	INCQ         SI
+	ADDQ         $0x00000080, CX
+	ADDQ         BX, AX
+	JMP          dequantQ4G32F32AVX2_loop
+
+dequantQ4G32F32AVX2_tail:
+	MOVQ         rem+72(FP), DX
+	CMPQ         DX, $0x00
+	JE           dequantQ4G32F32AVX2_done
+	VBROADCASTSS (AX), Y2
+	VPMOVZXBD    4(AX), Y3
+	VPAND        Y0, Y3, Y3
+	VPSUBD       Y1, Y3, Y3
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       Y2, Y3, Y3
+	VMOVUPS      Y3, (CX)
+	CMPQ         DX, $0x01
+	JBE          dequantQ4G32F32AVX2_done
+	VPMOVZXBD    12(AX), Y3
+	VPAND        Y0, Y3, Y0
+	VPSUBD       Y1, Y0, Y0
+	VCVTDQ2PS    Y0, Y0
+	VMULPS       Y2, Y0, Y0
+	VMOVUPS      Y0, 32(CX)
+	CMPQ         DX, $0x02
+	JBE          dequantQ4G32F32AVX2_done
+	VPMOVZXBD    4(AX), Y0
+	VPSRLD       $0x04, Y0, Y0
+	VPSUBD       Y1, Y0, Y0
+	VCVTDQ2PS    Y0, Y0
+	VMULPS       Y2, Y0, Y0
+	VMOVUPS      Y0, 64(CX)
+
+dequantQ4G32F32AVX2_done:
+	VZEROUPPER
+	RET
+
+// func dequantQ4AF16AVX2(dst []float32, w []byte, nsub int, gsub int, bb int, rem int)
+// Requires: AVX, AVX2, F16C
+TEXT ·dequantQ4AF16AVX2(SB), NOSPLIT, $0-80
+	MOVQ         w_base+24(FP), AX
+	MOVQ         dst_base+0(FP), CX
+	MOVQ         nsub+48(FP), DX
+	MOVQ         gsub+56(FP), BX
+	MOVQ         bb+64(FP), SI
+	MOVL         $0x0000000f, DI
+	VMOVD        DI, X0
+	VPBROADCASTD X0, Y0
+	XORQ         DI, DI
+	XORQ         R8, R8
+	LEAQ         4(AX), R9
+
+dequantQ4AF16AVX2_loop:
+	CMPQ         DI, DX
+	JAE          dequantQ4AF16AVX2_tail
+	VPBROADCASTW (AX), X1
+	VCVTPH2PS    X1, Y1
+	VPBROADCASTW 2(AX), X2
+	VCVTPH2PS    X2, Y2
+	VPMOVZXBD    (R9), Y4
+	VPAND        Y0, Y4, Y3
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       Y1, Y3, Y3
+	VADDPS       Y2, Y3, Y3
+	VMOVUPS      Y3, (CX)
+	VPMOVZXBD    8(R9), Y5
+	VPAND        Y0, Y5, Y3
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       Y1, Y3, Y3
+	VADDPS       Y2, Y3, Y3
+	VMOVUPS      Y3, 32(CX)
+	VPSRLD       $0x04, Y4, Y3
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       Y1, Y3, Y3
+	VADDPS       Y2, Y3, Y3
+	VMOVUPS      Y3, 64(CX)
+	VPSRLD       $0x04, Y5, Y3
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       Y1, Y3, Y3
+	VADDPS       Y2, Y3, Y3
+	VMOVUPS      Y3, 96(CX)
+	INCQ         DI
+	ADDQ         $0x00000080, CX
+	ADDQ         $0x00000010, R9
+	INCQ         R8
+	CMPQ         R8, BX
+	JB           dequantQ4AF16AVX2_loop
+	XORQ         R8, R8
+	ADDQ         SI, AX
+	LEAQ         4(AX), R9
+	JMP          dequantQ4AF16AVX2_loop
+
+dequantQ4AF16AVX2_tail:
+	MOVQ         rem+72(FP), DX
+	CMPQ         DX, $0x00
+	JE           dequantQ4AF16AVX2_done
+	VPBROADCASTW (AX), X1
+	VCVTPH2PS    X1, Y1
+	VPBROADCASTW 2(AX), X2
+	VCVTPH2PS    X2, Y2
+	VPMOVZXBD    (R9), Y3
+	VPAND        Y0, Y3, Y3
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       Y1, Y3, Y3
+	VADDPS       Y2, Y3, Y3
+	VMOVUPS      Y3, (CX)
+	CMPQ         DX, $0x01
+	JBE          dequantQ4AF16AVX2_done
+	VPMOVZXBD    8(R9), Y3
+	VPAND        Y0, Y3, Y0
+	VCVTDQ2PS    Y0, Y0
+	VMULPS       Y1, Y0, Y0
+	VADDPS       Y2, Y0, Y0
+	VMOVUPS      Y0, 32(CX)
+	CMPQ         DX, $0x02
+	JBE          dequantQ4AF16AVX2_done
+	VPMOVZXBD    (R9), Y0
+	VPSRLD       $0x04, Y0, Y0
+	VCVTDQ2PS    Y0, Y0
+	VMULPS       Y1, Y0, Y0
+	VADDPS       Y2, Y0, Y0
+	VMOVUPS      Y0, 64(CX)
+
+dequantQ4AF16AVX2_done:
+	VZEROUPPER
+	RET
+
+// func dequantQ4AG32F16AVX2(dst []float32, w []byte, nsub int, gsub int, bb int, rem int)
+// Requires: AVX, AVX2, F16C
+TEXT ·dequantQ4AG32F16AVX2(SB), NOSPLIT, $0-80
+	MOVQ         w_base+24(FP), AX
+	MOVQ         dst_base+0(FP), CX
+	MOVQ         nsub+48(FP), DX
+	MOVQ         bb+64(FP), BX
+	MOVL         $0x0000000f, SI
+	VMOVD        SI, X0
+	VPBROADCASTD X0, Y0
+	XORQ         SI, SI
+
+dequantQ4AG32F16AVX2_loop:
+	CMPQ         SI, DX
+	JAE          dequantQ4AG32F16AVX2_tail
+	VPBROADCASTW (AX), X1
+	VCVTPH2PS    X1, Y1
+	VPBROADCASTW 2(AX), X2
+	VCVTPH2PS    X2, Y2
+	VPMOVZXBD    4(AX), Y4
+	VPAND        Y0, Y4, Y3
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       Y1, Y3, Y3
+	VADDPS       Y2, Y3, Y3
+	VMOVUPS      Y3, (CX)
+	VPMOVZXBD    12(AX), Y5
+	VPAND        Y0, Y5, Y3
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       Y1, Y3, Y3
+	VADDPS       Y2, Y3, Y3
+	VMOVUPS      Y3, 32(CX)
+	VPSRLD       $0x04, Y4, Y3
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       Y1, Y3, Y3
+	VADDPS       Y2, Y3, Y3
+	VMOVUPS      Y3, 64(CX)
+	VPSRLD       $0x04, Y5, Y3
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       Y1, Y3, Y3
+	VADDPS       Y2, Y3, Y3
+	VMOVUPS      Y3, 96(CX)
+	INCQ         SI
+	ADDQ         $0x00000080, CX
+	ADDQ         BX, AX
+	JMP          dequantQ4AG32F16AVX2_loop
+
+dequantQ4AG32F16AVX2_tail:
+	MOVQ         rem+72(FP), DX
+	CMPQ         DX, $0x00
+	JE           dequantQ4AG32F16AVX2_done
+	VPBROADCASTW (AX), X1
+	VCVTPH2PS    X1, Y1
+	VPBROADCASTW 2(AX), X2
+	VCVTPH2PS    X2, Y2
+	VPMOVZXBD    4(AX), Y3
+	VPAND        Y0, Y3, Y3
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       Y1, Y3, Y3
+	VADDPS       Y2, Y3, Y3
+	VMOVUPS      Y3, (CX)
+	CMPQ         DX, $0x01
+	JBE          dequantQ4AG32F16AVX2_done
+	VPMOVZXBD    12(AX), Y3
+	VPAND        Y0, Y3, Y0
+	VCVTDQ2PS    Y0, Y0
+	VMULPS       Y1, Y0, Y0
+	VADDPS       Y2, Y0, Y0
+	VMOVUPS      Y0, 32(CX)
+	CMPQ         DX, $0x02
+	JBE          dequantQ4AG32F16AVX2_done
+	VPMOVZXBD    4(AX), Y0
+	VPSRLD       $0x04, Y0, Y0
+	VCVTDQ2PS    Y0, Y0
+	VMULPS       Y1, Y0, Y0
+	VADDPS       Y2, Y0, Y0
+	VMOVUPS      Y0, 64(CX)
+
+dequantQ4AG32F16AVX2_done:
+	VZEROUPPER
+	RET
+
+// func dequantQ4AF32AVX2(dst []float32, w []byte, nsub int, gsub int, bb int, rem int)
+// Requires: AVX, AVX2
+TEXT ·dequantQ4AF32AVX2(SB), NOSPLIT, $0-80
+	MOVQ         w_base+24(FP), AX
+	MOVQ         dst_base+0(FP), CX
+	MOVQ         nsub+48(FP), DX
+	MOVQ         gsub+56(FP), BX
+	MOVQ         bb+64(FP), SI
+	MOVL         $0x0000000f, DI
+	VMOVD        DI, X0
+	VPBROADCASTD X0, Y0
+	XORQ         DI, DI
+	XORQ         R8, R8
+	LEAQ         8(AX), R9
+
+dequantQ4AF32AVX2_loop:
+	CMPQ         DI, DX
+	JAE          dequantQ4AF32AVX2_tail
+	VBROADCASTSS (AX), Y1
+	VBROADCASTSS 4(AX), Y2
+	VPMOVZXBD    (R9), Y4
+	VPAND        Y0, Y4, Y3
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       Y1, Y3, Y3
+	VADDPS       Y2, Y3, Y3
+	VMOVUPS      Y3, (CX)
+	VPMOVZXBD    8(R9), Y5
+	VPAND        Y0, Y5, Y3
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       Y1, Y3, Y3
+	VADDPS       Y2, Y3, Y3
+	VMOVUPS      Y3, 32(CX)
+	VPSRLD       $0x04, Y4, Y3
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       Y1, Y3, Y3
+	VADDPS       Y2, Y3, Y3
+	VMOVUPS      Y3, 64(CX)
+	VPSRLD       $0x04, Y5, Y3
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       Y1, Y3, Y3
+	VADDPS       Y2, Y3, Y3
+	VMOVUPS      Y3, 96(CX)
+	INCQ         DI
+	ADDQ         $0x00000080, CX
+	ADDQ         $0x00000010, R9
+	INCQ         R8
+	CMPQ         R8, BX
+	JB           dequantQ4AF32AVX2_loop
+	XORQ         R8, R8
+	ADDQ         SI, AX
+	LEAQ         8(AX), R9
+	JMP          dequantQ4AF32AVX2_loop
+
+dequantQ4AF32AVX2_tail:
+	MOVQ         rem+72(FP), DX
+	CMPQ         DX, $0x00
+	JE           dequantQ4AF32AVX2_done
+	VBROADCASTSS (AX), Y1
+	VBROADCASTSS 4(AX), Y2
+	VPMOVZXBD    (R9), Y3
+	VPAND        Y0, Y3, Y3
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       Y1, Y3, Y3
+	VADDPS       Y2, Y3, Y3
+	VMOVUPS      Y3, (CX)
+	CMPQ         DX, $0x01
+	JBE          dequantQ4AF32AVX2_done
+	VPMOVZXBD    8(R9), Y3
+	VPAND        Y0, Y3, Y0
+	VCVTDQ2PS    Y0, Y0
+	VMULPS       Y1, Y0, Y0
+	VADDPS       Y2, Y0, Y0
+	VMOVUPS      Y0, 32(CX)
+	CMPQ         DX, $0x02
+	JBE          dequantQ4AF32AVX2_done
+	VPMOVZXBD    (R9), Y0
+	VPSRLD       $0x04, Y0, Y0
+	VCVTDQ2PS    Y0, Y0
+	VMULPS       Y1, Y0, Y0
+	VADDPS       Y2, Y0, Y0
+	VMOVUPS      Y0, 64(CX)
+
+dequantQ4AF32AVX2_done:
+	VZEROUPPER
+	RET
+
+// func dequantQ4AG32F32AVX2(dst []float32, w []byte, nsub int, gsub int, bb int, rem int)
+// Requires: AVX, AVX2
+TEXT ·dequantQ4AG32F32AVX2(SB), NOSPLIT, $0-80
+	MOVQ         w_base+24(FP), AX
+	MOVQ         dst_base+0(FP), CX
+	MOVQ         nsub+48(FP), DX
+	MOVQ         bb+64(FP), BX
+	MOVL         $0x0000000f, SI
+	VMOVD        SI, X0
+	VPBROADCASTD X0, Y0
+	XORQ         SI, SI
+
+dequantQ4AG32F32AVX2_loop:
+	CMPQ         SI, DX
+	JAE          dequantQ4AG32F32AVX2_tail
+	VBROADCASTSS (AX), Y1
+	VBROADCASTSS 4(AX), Y2
+	VPMOVZXBD    8(AX), Y4
+	VPAND        Y0, Y4, Y3
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       Y1, Y3, Y3
+	VADDPS       Y2, Y3, Y3
+	VMOVUPS      Y3, (CX)
+	VPMOVZXBD    16(AX), Y5
+	VPAND        Y0, Y5, Y3
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       Y1, Y3, Y3
+	VADDPS       Y2, Y3, Y3
+	VMOVUPS      Y3, 32(CX)
+	VPSRLD       $0x04, Y4, Y3
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       Y1, Y3, Y3
+	VADDPS       Y2, Y3, Y3
+	VMOVUPS      Y3, 64(CX)
+	VPSRLD       $0x04, Y5, Y3
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       Y1, Y3, Y3
+	VADDPS       Y2, Y3, Y3
+	VMOVUPS      Y3, 96(CX)
+	INCQ         SI
+	ADDQ         $0x00000080, CX
+	ADDQ         BX, AX
+	JMP          dequantQ4AG32F32AVX2_loop
+
+dequantQ4AG32F32AVX2_tail:
+	MOVQ         rem+72(FP), DX
+	CMPQ         DX, $0x00
+	JE           dequantQ4AG32F32AVX2_done
+	VBROADCASTSS (AX), Y1
+	VBROADCASTSS 4(AX), Y2
+	VPMOVZXBD    8(AX), Y3
+	VPAND        Y0, Y3, Y3
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       Y1, Y3, Y3
+	VADDPS       Y2, Y3, Y3
+	VMOVUPS      Y3, (CX)
+	CMPQ         DX, $0x01
+	JBE          dequantQ4AG32F32AVX2_done
+	VPMOVZXBD    16(AX), Y3
+	VPAND        Y0, Y3, Y0
+	VCVTDQ2PS    Y0, Y0
+	VMULPS       Y1, Y0, Y0
+	VADDPS       Y2, Y0, Y0
+	VMOVUPS      Y0, 32(CX)
+	CMPQ         DX, $0x02
+	JBE          dequantQ4AG32F32AVX2_done
+	VPMOVZXBD    8(AX), Y0
+	VPSRLD       $0x04, Y0, Y0
+	VCVTDQ2PS    Y0, Y0
+	VMULPS       Y1, Y0, Y0
+	VADDPS       Y2, Y0, Y0
+	VMOVUPS      Y0, 64(CX)
+
+dequantQ4AG32F32AVX2_done:
+	VZEROUPPER
+	RET
+
+// func dotQF32Q8F16AVX512(w []byte, x []float32, nsub int, gsub int, bb int, rem int) float32
+// Requires: AVX, AVX2, AVX512DQ, AVX512F, SSE
+TEXT ·dotQF32Q8F16AVX512(SB), NOSPLIT, $0-84
+	MOVQ   w_base+0(FP), AX
+	MOVQ   x_base+24(FP), CX
+	MOVQ   nsub+48(FP), DX
+	MOVQ   gsub+56(FP), BX
+	MOVQ   bb+64(FP), SI
+	VXORPS Z0, Z0, Z0
+	VXORPS Z1, Z1, Z1
+	XORQ   DI, DI
+	XORQ   R8, R8
+	LEAQ   2(AX), R9
+
+dotQF32Q8F16AVX512_loop:
+	CMPQ         DI, DX
+	JAE          dotQF32Q8F16AVX512_tail
+	VPBROADCASTW (AX), Y2
+	VCVTPH2PS    Y2, Z2
+	VPMOVSXBD    (R9), Z3
+	VCVTDQ2PS    Z3, Z3
+	VMULPS       Z2, Z3, Z3
+	VFMADD231PS  (CX), Z3, Z0
+	VPMOVSXBD    16(R9), Z3
+	VCVTDQ2PS    Z3, Z3
+	VMULPS       Z2, Z3, Z3
+	VFMADD231PS  64(CX), Z3, Z1
+	INCQ         DI
+	ADDQ         $0x00000080, CX
+	ADDQ         $0x00000020, R9
+	INCQ         R8
+	CMPQ         R8, BX
+	JB           dotQF32Q8F16AVX512_loop
+	XORQ         R8, R8
+	ADDQ         SI, AX
+	LEAQ         2(AX), R9
+	JMP          dotQF32Q8F16AVX512_loop
+
+dotQF32Q8F16AVX512_tail:
+	MOVQ         rem+72(FP), DX
+	CMPQ         DX, $0x00
+	JE           dotQF32Q8F16AVX512_done
+	VPBROADCASTW (AX), Y2
+	VCVTPH2PS    Y2, Z2
+	VPMOVSXBD    (R9), Z3
+	VCVTDQ2PS    Z3, Z3
+	VMULPS       Z2, Z3, Z3
+	VFMADD231PS  (CX), Z3, Z0
+
+dotQF32Q8F16AVX512_done:
+	VADDPS        Z1, Z0, Z0
+	VEXTRACTF64X4 $0x01, Z0, Y1
+	VADDPS        Y1, Y0, Y1
+	VEXTRACTF128  $0x01, Y1, X0
+	VADDPS        X1, X0, X0
+	VMOVHLPS      X0, X0, X1
+	VADDPS        X1, X0, X0
+	VMOVSHDUP     X0, X1
+	VADDSS        X1, X0, X0
+	VZEROUPPER
+	MOVSS         X0, ret+80(FP)
+	RET
+
+// func dotQF32Q8G32F16AVX512(w []byte, x []float32, nsub int, gsub int, bb int, rem int) float32
+// Requires: AVX, AVX2, AVX512DQ, AVX512F, SSE
+TEXT ·dotQF32Q8G32F16AVX512(SB), NOSPLIT, $0-84
+	MOVQ   w_base+0(FP), AX
+	MOVQ   x_base+24(FP), CX
+	MOVQ   nsub+48(FP), DX
+	MOVQ   bb+64(FP), BX
+	VXORPS Z0, Z0, Z0
+	VXORPS Z1, Z1, Z1
+	XORQ   SI, SI
+
+dotQF32Q8G32F16AVX512_loop:
+	CMPQ         SI, DX
+	JAE          dotQF32Q8G32F16AVX512_tail
+	VPBROADCASTW (AX), Y2
+	VCVTPH2PS    Y2, Z2
+	VPMOVSXBD    2(AX), Z3
+	VCVTDQ2PS    Z3, Z3
+	VMULPS       Z2, Z3, Z3
+	VFMADD231PS  (CX), Z3, Z0
+	VPMOVSXBD    18(AX), Z3
+	VCVTDQ2PS    Z3, Z3
+	VMULPS       Z2, Z3, Z3
+	VFMADD231PS  64(CX), Z3, Z1
+	INCQ         SI
+	ADDQ         $0x00000080, CX
+	ADDQ         BX, AX
+	JMP          dotQF32Q8G32F16AVX512_loop
+
+dotQF32Q8G32F16AVX512_tail:
+	MOVQ         rem+72(FP), DX
+	CMPQ         DX, $0x00
+	JE           dotQF32Q8G32F16AVX512_done
+	VPBROADCASTW (AX), Y2
+	VCVTPH2PS    Y2, Z2
+	VPMOVSXBD    2(AX), Z3
+	VCVTDQ2PS    Z3, Z3
+	VMULPS       Z2, Z3, Z3
+	VFMADD231PS  (CX), Z3, Z0
+
+dotQF32Q8G32F16AVX512_done:
+	VADDPS        Z1, Z0, Z0
+	VEXTRACTF64X4 $0x01, Z0, Y1
+	VADDPS        Y1, Y0, Y1
+	VEXTRACTF128  $0x01, Y1, X0
+	VADDPS        X1, X0, X0
+	VMOVHLPS      X0, X0, X1
+	VADDPS        X1, X0, X0
+	VMOVSHDUP     X0, X1
+	VADDSS        X1, X0, X0
+	VZEROUPPER
+	MOVSS         X0, ret+80(FP)
+	RET
+
+// func dotQF32Q8F32AVX512(w []byte, x []float32, nsub int, gsub int, bb int, rem int) float32
+// Requires: AVX, AVX512DQ, AVX512F, SSE
+TEXT ·dotQF32Q8F32AVX512(SB), NOSPLIT, $0-84
+	MOVQ   w_base+0(FP), AX
+	MOVQ   x_base+24(FP), CX
+	MOVQ   nsub+48(FP), DX
+	MOVQ   gsub+56(FP), BX
+	MOVQ   bb+64(FP), SI
+	VXORPS Z0, Z0, Z0
+	VXORPS Z1, Z1, Z1
+	XORQ   DI, DI
+	XORQ   R8, R8
+	LEAQ   4(AX), R9
+
+dotQF32Q8F32AVX512_loop:
+	CMPQ         DI, DX
+	JAE          dotQF32Q8F32AVX512_tail
+	VBROADCASTSS (AX), Z2
+	VPMOVSXBD    (R9), Z3
+	VCVTDQ2PS    Z3, Z3
+	VMULPS       Z2, Z3, Z3
+	VFMADD231PS  (CX), Z3, Z0
+	VPMOVSXBD    16(R9), Z3
+	VCVTDQ2PS    Z3, Z3
+	VMULPS       Z2, Z3, Z3
+	VFMADD231PS  64(CX), Z3, Z1
+	INCQ         DI
+	ADDQ         $0x00000080, CX
+	ADDQ         $0x00000020, R9
+	INCQ         R8
+	CMPQ         R8, BX
+	JB           dotQF32Q8F32AVX512_loop
+	XORQ         R8, R8
+	ADDQ         SI, AX
+	LEAQ         4(AX), R9
+	JMP          dotQF32Q8F32AVX512_loop
+
+dotQF32Q8F32AVX512_tail:
+	MOVQ         rem+72(FP), DX
+	CMPQ         DX, $0x00
+	JE           dotQF32Q8F32AVX512_done
+	VBROADCASTSS (AX), Z2
+	VPMOVSXBD    (R9), Z3
+	VCVTDQ2PS    Z3, Z3
+	VMULPS       Z2, Z3, Z3
+	VFMADD231PS  (CX), Z3, Z0
+
+dotQF32Q8F32AVX512_done:
+	VADDPS        Z1, Z0, Z0
+	VEXTRACTF64X4 $0x01, Z0, Y1
+	VADDPS        Y1, Y0, Y1
+	VEXTRACTF128  $0x01, Y1, X0
+	VADDPS        X1, X0, X0
+	VMOVHLPS      X0, X0, X1
+	VADDPS        X1, X0, X0
+	VMOVSHDUP     X0, X1
+	VADDSS        X1, X0, X0
+	VZEROUPPER
+	MOVSS         X0, ret+80(FP)
+	RET
+
+// func dotQF32Q8G32F32AVX512(w []byte, x []float32, nsub int, gsub int, bb int, rem int) float32
+// Requires: AVX, AVX512DQ, AVX512F, SSE
+TEXT ·dotQF32Q8G32F32AVX512(SB), NOSPLIT, $0-84
+	MOVQ   w_base+0(FP), AX
+	MOVQ   x_base+24(FP), CX
+	MOVQ   nsub+48(FP), DX
+	MOVQ   bb+64(FP), BX
+	VXORPS Z0, Z0, Z0
+	VXORPS Z1, Z1, Z1
+	XORQ   SI, SI
+
+dotQF32Q8G32F32AVX512_loop:
+	CMPQ         SI, DX
+	JAE          dotQF32Q8G32F32AVX512_tail
+	VBROADCASTSS (AX), Z2
+	VPMOVSXBD    4(AX), Z3
+	VCVTDQ2PS    Z3, Z3
+	VMULPS       Z2, Z3, Z3
+	VFMADD231PS  (CX), Z3, Z0
+	VPMOVSXBD    20(AX), Z3
+	VCVTDQ2PS    Z3, Z3
+	VMULPS       Z2, Z3, Z3
+	VFMADD231PS  64(CX), Z3, Z1
+	INCQ         SI
+	ADDQ         $0x00000080, CX
+	ADDQ         BX, AX
+	JMP          dotQF32Q8G32F32AVX512_loop
+
+dotQF32Q8G32F32AVX512_tail:
+	MOVQ         rem+72(FP), DX
+	CMPQ         DX, $0x00
+	JE           dotQF32Q8G32F32AVX512_done
+	VBROADCASTSS (AX), Z2
+	VPMOVSXBD    4(AX), Z3
+	VCVTDQ2PS    Z3, Z3
+	VMULPS       Z2, Z3, Z3
+	VFMADD231PS  (CX), Z3, Z0
+
+dotQF32Q8G32F32AVX512_done:
+	VADDPS        Z1, Z0, Z0
+	VEXTRACTF64X4 $0x01, Z0, Y1
+	VADDPS        Y1, Y0, Y1
+	VEXTRACTF128  $0x01, Y1, X0
+	VADDPS        X1, X0, X0
+	VMOVHLPS      X0, X0, X1
+	VADDPS        X1, X0, X0
+	VMOVSHDUP     X0, X1
+	VADDSS        X1, X0, X0
+	VZEROUPPER
+	MOVSS         X0, ret+80(FP)
+	RET
+
+// func dotQF32Q4F16AVX512(w []byte, x []float32, nsub int, gsub int, bb int, rem int) float32
+// Requires: AVX, AVX2, AVX512DQ, AVX512F, SSE
+TEXT ·dotQF32Q4F16AVX512(SB), NOSPLIT, $0-84
+	MOVQ         w_base+0(FP), AX
+	MOVQ         x_base+24(FP), CX
+	MOVQ         nsub+48(FP), DX
+	MOVQ         gsub+56(FP), BX
+	MOVQ         bb+64(FP), SI
+	VXORPS       Z0, Z0, Z0
+	VXORPS       Z1, Z1, Z1
+	MOVL         $0x0000000f, DI
+	VMOVD        DI, X2
+	VPBROADCASTD X2, Z2
+	MOVL         $0x00000008, DI
+	VMOVD        DI, X3
+	VPBROADCASTD X3, Z3
+	XORQ         DI, DI
+	XORQ         R8, R8
+	LEAQ         2(AX), R9
+
+dotQF32Q4F16AVX512_loop:
+	CMPQ         DI, DX
+	JAE          dotQF32Q4F16AVX512_tail
+	VPBROADCASTW (AX), Y4
+	VCVTPH2PS    Y4, Z4
+	VPMOVZXBD    (R9), Z6
+	VPANDD       Z2, Z6, Z5
+	VPSUBD       Z3, Z5, Z5
+	VCVTDQ2PS    Z5, Z5
+	VMULPS       Z4, Z5, Z5
+	VFMADD231PS  (CX), Z5, Z0
+	VPSRLD       $0x04, Z6, Z5
+	VPSUBD       Z3, Z5, Z5
+	VCVTDQ2PS    Z5, Z5
+	VMULPS       Z4, Z5, Z5
+	VFMADD231PS  64(CX), Z5, Z1
+	INCQ         DI
+	ADDQ         $0x00000080, CX
+	ADDQ         $0x00000010, R9
+	INCQ         R8
+	CMPQ         R8, BX
+	JB           dotQF32Q4F16AVX512_loop
+	XORQ         R8, R8
+	ADDQ         SI, AX
+	LEAQ         2(AX), R9
+	JMP          dotQF32Q4F16AVX512_loop
+
+dotQF32Q4F16AVX512_tail:
+	MOVQ         rem+72(FP), DX
+	CMPQ         DX, $0x00
+	JE           dotQF32Q4F16AVX512_done
+	VPBROADCASTW (AX), Y4
+	VCVTPH2PS    Y4, Z4
+	VPMOVZXBD    (R9), Z5
+	VPANDD       Z2, Z5, Z2
+	VPSUBD       Z3, Z2, Z2
+	VCVTDQ2PS    Z2, Z2
+	VMULPS       Z4, Z2, Z2
+	VFMADD231PS  (CX), Z2, Z0
+
+dotQF32Q4F16AVX512_done:
+	VADDPS        Z1, Z0, Z0
+	VEXTRACTF64X4 $0x01, Z0, Y1
+	VADDPS        Y1, Y0, Y1
+	VEXTRACTF128  $0x01, Y1, X0
+	VADDPS        X1, X0, X0
+	VMOVHLPS      X0, X0, X1
+	VADDPS        X1, X0, X0
+	VMOVSHDUP     X0, X1
+	VADDSS        X1, X0, X0
+	VZEROUPPER
+	MOVSS         X0, ret+80(FP)
+	RET
+
+// func dotQF32Q4G32F16AVX512(w []byte, x []float32, nsub int, gsub int, bb int, rem int) float32
+// Requires: AVX, AVX2, AVX512DQ, AVX512F, SSE
+TEXT ·dotQF32Q4G32F16AVX512(SB), NOSPLIT, $0-84
+	MOVQ         w_base+0(FP), AX
+	MOVQ         x_base+24(FP), CX
+	MOVQ         nsub+48(FP), DX
+	MOVQ         bb+64(FP), BX
+	VXORPS       Z0, Z0, Z0
+	VXORPS       Z1, Z1, Z1
+	MOVL         $0x0000000f, SI
+	VMOVD        SI, X2
+	VPBROADCASTD X2, Z2
+	MOVL         $0x00000008, SI
+	VMOVD        SI, X3
+	VPBROADCASTD X3, Z3
+	XORQ         SI, SI
+
+dotQF32Q4G32F16AVX512_loop:
+	CMPQ         SI, DX
+	JAE          dotQF32Q4G32F16AVX512_tail
+	VPBROADCASTW (AX), Y4
+	VCVTPH2PS    Y4, Z4
+	VPMOVZXBD    2(AX), Z6
+	VPANDD       Z2, Z6, Z5
+	VPSUBD       Z3, Z5, Z5
+	VCVTDQ2PS    Z5, Z5
+	VMULPS       Z4, Z5, Z5
+	VFMADD231PS  (CX), Z5, Z0
+	VPSRLD       $0x04, Z6, Z5
+	VPSUBD       Z3, Z5, Z5
+	VCVTDQ2PS    Z5, Z5
+	VMULPS       Z4, Z5, Z5
+	VFMADD231PS  64(CX), Z5, Z1
+	INCQ         SI
+	ADDQ         $0x00000080, CX
+	ADDQ         BX, AX
+	JMP          dotQF32Q4G32F16AVX512_loop
+
+dotQF32Q4G32F16AVX512_tail:
+	MOVQ         rem+72(FP), DX
+	CMPQ         DX, $0x00
+	JE           dotQF32Q4G32F16AVX512_done
+	VPBROADCASTW (AX), Y4
+	VCVTPH2PS    Y4, Z4
+	VPMOVZXBD    2(AX), Z5
+	VPANDD       Z2, Z5, Z2
+	VPSUBD       Z3, Z2, Z2
+	VCVTDQ2PS    Z2, Z2
+	VMULPS       Z4, Z2, Z2
+	VFMADD231PS  (CX), Z2, Z0
+
+dotQF32Q4G32F16AVX512_done:
+	VADDPS        Z1, Z0, Z0
+	VEXTRACTF64X4 $0x01, Z0, Y1
+	VADDPS        Y1, Y0, Y1
+	VEXTRACTF128  $0x01, Y1, X0
+	VADDPS        X1, X0, X0
+	VMOVHLPS      X0, X0, X1
+	VADDPS        X1, X0, X0
+	VMOVSHDUP     X0, X1
+	VADDSS        X1, X0, X0
+	VZEROUPPER
+	MOVSS         X0, ret+80(FP)
+	RET
+
+// func dotQF32Q4F32AVX512(w []byte, x []float32, nsub int, gsub int, bb int, rem int) float32
+// Requires: AVX, AVX512DQ, AVX512F, SSE
+TEXT ·dotQF32Q4F32AVX512(SB), NOSPLIT, $0-84
+	MOVQ         w_base+0(FP), AX
+	MOVQ         x_base+24(FP), CX
+	MOVQ         nsub+48(FP), DX
+	MOVQ         gsub+56(FP), BX
+	MOVQ         bb+64(FP), SI
+	VXORPS       Z0, Z0, Z0
+	VXORPS       Z1, Z1, Z1
+	MOVL         $0x0000000f, DI
+	VMOVD        DI, X2
+	VPBROADCASTD X2, Z2
+	MOVL         $0x00000008, DI
+	VMOVD        DI, X3
+	VPBROADCASTD X3, Z3
+	XORQ         DI, DI
+	XORQ         R8, R8
+	LEAQ         4(AX), R9
+
+dotQF32Q4F32AVX512_loop:
+	CMPQ         DI, DX
+	JAE          dotQF32Q4F32AVX512_tail
+	VBROADCASTSS (AX), Z4
+	VPMOVZXBD    (R9), Z6
+	VPANDD       Z2, Z6, Z5
+	VPSUBD       Z3, Z5, Z5
+	VCVTDQ2PS    Z5, Z5
+	VMULPS       Z4, Z5, Z5
+	VFMADD231PS  (CX), Z5, Z0
+	VPSRLD       $0x04, Z6, Z5
+	VPSUBD       Z3, Z5, Z5
+	VCVTDQ2PS    Z5, Z5
+	VMULPS       Z4, Z5, Z5
+	VFMADD231PS  64(CX), Z5, Z1
+	INCQ         DI
+	ADDQ         $0x00000080, CX
+	ADDQ         $0x00000010, R9
+	INCQ         R8
+	CMPQ         R8, BX
+	JB           dotQF32Q4F32AVX512_loop
+	XORQ         R8, R8
+	ADDQ         SI, AX
+	LEAQ         4(AX), R9
+	JMP          dotQF32Q4F32AVX512_loop
+
+dotQF32Q4F32AVX512_tail:
+	MOVQ         rem+72(FP), DX
+	CMPQ         DX, $0x00
+	JE           dotQF32Q4F32AVX512_done
+	VBROADCASTSS (AX), Z4
+	VPMOVZXBD    (R9), Z5
+	VPANDD       Z2, Z5, Z2
+	VPSUBD       Z3, Z2, Z2
+	VCVTDQ2PS    Z2, Z2
+	VMULPS       Z4, Z2, Z2
+	VFMADD231PS  (CX), Z2, Z0
+
+dotQF32Q4F32AVX512_done:
+	VADDPS        Z1, Z0, Z0
+	VEXTRACTF64X4 $0x01, Z0, Y1
+	VADDPS        Y1, Y0, Y1
+	VEXTRACTF128  $0x01, Y1, X0
+	VADDPS        X1, X0, X0
+	VMOVHLPS      X0, X0, X1
+	VADDPS        X1, X0, X0
+	VMOVSHDUP     X0, X1
+	VADDSS        X1, X0, X0
+	VZEROUPPER
+	MOVSS         X0, ret+80(FP)
+	RET
+
+// func dotQF32Q4G32F32AVX512(w []byte, x []float32, nsub int, gsub int, bb int, rem int) float32
+// Requires: AVX, AVX512DQ, AVX512F, SSE
+TEXT ·dotQF32Q4G32F32AVX512(SB), NOSPLIT, $0-84
+	MOVQ         w_base+0(FP), AX
+	MOVQ         x_base+24(FP), CX
+	MOVQ         nsub+48(FP), DX
+	MOVQ         bb+64(FP), BX
+	VXORPS       Z0, Z0, Z0
+	VXORPS       Z1, Z1, Z1
+	MOVL         $0x0000000f, SI
+	VMOVD        SI, X2
+	VPBROADCASTD X2, Z2
+	MOVL         $0x00000008, SI
+	VMOVD        SI, X3
+	VPBROADCASTD X3, Z3
+	XORQ         SI, SI
+
+dotQF32Q4G32F32AVX512_loop:
+	CMPQ         SI, DX
+	JAE          dotQF32Q4G32F32AVX512_tail
+	VBROADCASTSS (AX), Z4
+	VPMOVZXBD    4(AX), Z6
+	VPANDD       Z2, Z6, Z5
+	VPSUBD       Z3, Z5, Z5
+	VCVTDQ2PS    Z5, Z5
+	VMULPS       Z4, Z5, Z5
+	VFMADD231PS  (CX), Z5, Z0
+	VPSRLD       $0x04, Z6, Z5
+	VPSUBD       Z3, Z5, Z5
+	VCVTDQ2PS    Z5, Z5
+	VMULPS       Z4, Z5, Z5
+	VFMADD231PS  64(CX), Z5, Z1
+	INCQ         SI
+	ADDQ         $0x00000080, CX
+	ADDQ         BX, AX
+	JMP          dotQF32Q4G32F32AVX512_loop
+
+dotQF32Q4G32F32AVX512_tail:
+	MOVQ         rem+72(FP), DX
+	CMPQ         DX, $0x00
+	JE           dotQF32Q4G32F32AVX512_done
+	VBROADCASTSS (AX), Z4
+	VPMOVZXBD    4(AX), Z5
+	VPANDD       Z2, Z5, Z2
+	VPSUBD       Z3, Z2, Z2
+	VCVTDQ2PS    Z2, Z2
+	VMULPS       Z4, Z2, Z2
+	VFMADD231PS  (CX), Z2, Z0
+
+dotQF32Q4G32F32AVX512_done:
+	VADDPS        Z1, Z0, Z0
+	VEXTRACTF64X4 $0x01, Z0, Y1
+	VADDPS        Y1, Y0, Y1
+	VEXTRACTF128  $0x01, Y1, X0
+	VADDPS        X1, X0, X0
+	VMOVHLPS      X0, X0, X1
+	VADDPS        X1, X0, X0
+	VMOVSHDUP     X0, X1
+	VADDSS        X1, X0, X0
+	VZEROUPPER
+	MOVSS         X0, ret+80(FP)
+	RET
+
+// func dotQF32Q4AF16AVX512(w []byte, x []float32, nsub int, gsub int, bb int, rem int) float32
+// Requires: AVX, AVX2, AVX512DQ, AVX512F, SSE
+TEXT ·dotQF32Q4AF16AVX512(SB), NOSPLIT, $0-84
+	MOVQ         w_base+0(FP), AX
+	MOVQ         x_base+24(FP), CX
+	MOVQ         nsub+48(FP), DX
+	MOVQ         gsub+56(FP), BX
+	MOVQ         bb+64(FP), SI
+	VXORPS       Z0, Z0, Z0
+	VXORPS       Z1, Z1, Z1
+	MOVL         $0x0000000f, DI
+	VMOVD        DI, X2
+	VPBROADCASTD X2, Z2
+	XORQ         DI, DI
+	XORQ         R8, R8
+	LEAQ         4(AX), R9
+
+dotQF32Q4AF16AVX512_loop:
+	CMPQ         DI, DX
+	JAE          dotQF32Q4AF16AVX512_tail
+	VPBROADCASTW (AX), Y3
+	VCVTPH2PS    Y3, Z3
+	VPBROADCASTW 2(AX), Y4
+	VCVTPH2PS    Y4, Z4
+	VPMOVZXBD    (R9), Z6
+	VPANDD       Z2, Z6, Z5
+	VCVTDQ2PS    Z5, Z5
+	VMULPS       Z3, Z5, Z5
+	VADDPS       Z4, Z5, Z5
+	VFMADD231PS  (CX), Z5, Z0
+	VPSRLD       $0x04, Z6, Z5
+	VCVTDQ2PS    Z5, Z5
+	VMULPS       Z3, Z5, Z5
+	VADDPS       Z4, Z5, Z5
+	VFMADD231PS  64(CX), Z5, Z1
+	INCQ         DI
+	ADDQ         $0x00000080, CX
+	ADDQ         $0x00000010, R9
+	INCQ         R8
+	CMPQ         R8, BX
+	JB           dotQF32Q4AF16AVX512_loop
+	XORQ         R8, R8
+	ADDQ         SI, AX
+	LEAQ         4(AX), R9
+	JMP          dotQF32Q4AF16AVX512_loop
+
+dotQF32Q4AF16AVX512_tail:
+	MOVQ         rem+72(FP), DX
+	CMPQ         DX, $0x00
+	JE           dotQF32Q4AF16AVX512_done
+	VPBROADCASTW (AX), Y3
+	VCVTPH2PS    Y3, Z3
+	VPBROADCASTW 2(AX), Y4
+	VCVTPH2PS    Y4, Z4
+	VPMOVZXBD    (R9), Z5
+	VPANDD       Z2, Z5, Z2
+	VCVTDQ2PS    Z2, Z2
+	VMULPS       Z3, Z2, Z2
+	VADDPS       Z4, Z2, Z2
+	VFMADD231PS  (CX), Z2, Z0
+
+dotQF32Q4AF16AVX512_done:
+	VADDPS        Z1, Z0, Z0
+	VEXTRACTF64X4 $0x01, Z0, Y1
+	VADDPS        Y1, Y0, Y1
+	VEXTRACTF128  $0x01, Y1, X0
+	VADDPS        X1, X0, X0
+	VMOVHLPS      X0, X0, X1
+	VADDPS        X1, X0, X0
+	VMOVSHDUP     X0, X1
+	VADDSS        X1, X0, X0
+	VZEROUPPER
+	MOVSS         X0, ret+80(FP)
+	RET
+
+// func dotQF32Q4AG32F16AVX512(w []byte, x []float32, nsub int, gsub int, bb int, rem int) float32
+// Requires: AVX, AVX2, AVX512DQ, AVX512F, SSE
+TEXT ·dotQF32Q4AG32F16AVX512(SB), NOSPLIT, $0-84
+	MOVQ         w_base+0(FP), AX
+	MOVQ         x_base+24(FP), CX
+	MOVQ         nsub+48(FP), DX
+	MOVQ         bb+64(FP), BX
+	VXORPS       Z0, Z0, Z0
+	VXORPS       Z1, Z1, Z1
+	MOVL         $0x0000000f, SI
+	VMOVD        SI, X2
+	VPBROADCASTD X2, Z2
+	XORQ         SI, SI
+
+dotQF32Q4AG32F16AVX512_loop:
+	CMPQ         SI, DX
+	JAE          dotQF32Q4AG32F16AVX512_tail
+	VPBROADCASTW (AX), Y3
+	VCVTPH2PS    Y3, Z3
+	VPBROADCASTW 2(AX), Y4
+	VCVTPH2PS    Y4, Z4
+	VPMOVZXBD    4(AX), Z6
+	VPANDD       Z2, Z6, Z5
+	VCVTDQ2PS    Z5, Z5
+	VMULPS       Z3, Z5, Z5
+	VADDPS       Z4, Z5, Z5
+	VFMADD231PS  (CX), Z5, Z0
+	VPSRLD       $0x04, Z6, Z5
+	VCVTDQ2PS    Z5, Z5
+	VMULPS       Z3, Z5, Z5
+	VADDPS       Z4, Z5, Z5
+	VFMADD231PS  64(CX), Z5, Z1
+	INCQ         SI
+	ADDQ         $0x00000080, CX
+	ADDQ         BX, AX
+	JMP          dotQF32Q4AG32F16AVX512_loop
+
+dotQF32Q4AG32F16AVX512_tail:
+	MOVQ         rem+72(FP), DX
+	CMPQ         DX, $0x00
+	JE           dotQF32Q4AG32F16AVX512_done
+	VPBROADCASTW (AX), Y3
+	VCVTPH2PS    Y3, Z3
+	VPBROADCASTW 2(AX), Y4
+	VCVTPH2PS    Y4, Z4
+	VPMOVZXBD    4(AX), Z5
+	VPANDD       Z2, Z5, Z2
+	VCVTDQ2PS    Z2, Z2
+	VMULPS       Z3, Z2, Z2
+	VADDPS       Z4, Z2, Z2
+	VFMADD231PS  (CX), Z2, Z0
+
+dotQF32Q4AG32F16AVX512_done:
+	VADDPS        Z1, Z0, Z0
+	VEXTRACTF64X4 $0x01, Z0, Y1
+	VADDPS        Y1, Y0, Y1
+	VEXTRACTF128  $0x01, Y1, X0
+	VADDPS        X1, X0, X0
+	VMOVHLPS      X0, X0, X1
+	VADDPS        X1, X0, X0
+	VMOVSHDUP     X0, X1
+	VADDSS        X1, X0, X0
+	VZEROUPPER
+	MOVSS         X0, ret+80(FP)
+	RET
+
+// func dotQF32Q4AF32AVX512(w []byte, x []float32, nsub int, gsub int, bb int, rem int) float32
+// Requires: AVX, AVX512DQ, AVX512F, SSE
+TEXT ·dotQF32Q4AF32AVX512(SB), NOSPLIT, $0-84
+	MOVQ         w_base+0(FP), AX
+	MOVQ         x_base+24(FP), CX
+	MOVQ         nsub+48(FP), DX
+	MOVQ         gsub+56(FP), BX
+	MOVQ         bb+64(FP), SI
+	VXORPS       Z0, Z0, Z0
+	VXORPS       Z1, Z1, Z1
+	MOVL         $0x0000000f, DI
+	VMOVD        DI, X2
+	VPBROADCASTD X2, Z2
+	XORQ         DI, DI
+	XORQ         R8, R8
+	LEAQ         8(AX), R9
+
+dotQF32Q4AF32AVX512_loop:
+	CMPQ         DI, DX
+	JAE          dotQF32Q4AF32AVX512_tail
+	VBROADCASTSS (AX), Z3
+	VBROADCASTSS 4(AX), Z4
+	VPMOVZXBD    (R9), Z6
+	VPANDD       Z2, Z6, Z5
+	VCVTDQ2PS    Z5, Z5
+	VMULPS       Z3, Z5, Z5
+	VADDPS       Z4, Z5, Z5
+	VFMADD231PS  (CX), Z5, Z0
+	VPSRLD       $0x04, Z6, Z5
+	VCVTDQ2PS    Z5, Z5
+	VMULPS       Z3, Z5, Z5
+	VADDPS       Z4, Z5, Z5
+	VFMADD231PS  64(CX), Z5, Z1
+	INCQ         DI
+	ADDQ         $0x00000080, CX
+	ADDQ         $0x00000010, R9
+	INCQ         R8
+	CMPQ         R8, BX
+	JB           dotQF32Q4AF32AVX512_loop
+	XORQ         R8, R8
+	ADDQ         SI, AX
+	LEAQ         8(AX), R9
+	JMP          dotQF32Q4AF32AVX512_loop
+
+dotQF32Q4AF32AVX512_tail:
+	MOVQ         rem+72(FP), DX
+	CMPQ         DX, $0x00
+	JE           dotQF32Q4AF32AVX512_done
+	VBROADCASTSS (AX), Z3
+	VBROADCASTSS 4(AX), Z4
+	VPMOVZXBD    (R9), Z5
+	VPANDD       Z2, Z5, Z2
+	VCVTDQ2PS    Z2, Z2
+	VMULPS       Z3, Z2, Z2
+	VADDPS       Z4, Z2, Z2
+	VFMADD231PS  (CX), Z2, Z0
+
+dotQF32Q4AF32AVX512_done:
+	VADDPS        Z1, Z0, Z0
+	VEXTRACTF64X4 $0x01, Z0, Y1
+	VADDPS        Y1, Y0, Y1
+	VEXTRACTF128  $0x01, Y1, X0
+	VADDPS        X1, X0, X0
+	VMOVHLPS      X0, X0, X1
+	VADDPS        X1, X0, X0
+	VMOVSHDUP     X0, X1
+	VADDSS        X1, X0, X0
+	VZEROUPPER
+	MOVSS         X0, ret+80(FP)
+	RET
+
+// func dotQF32Q4AG32F32AVX512(w []byte, x []float32, nsub int, gsub int, bb int, rem int) float32
+// Requires: AVX, AVX512DQ, AVX512F, SSE
+TEXT ·dotQF32Q4AG32F32AVX512(SB), NOSPLIT, $0-84
+	MOVQ         w_base+0(FP), AX
+	MOVQ         x_base+24(FP), CX
+	MOVQ         nsub+48(FP), DX
+	MOVQ         bb+64(FP), BX
+	VXORPS       Z0, Z0, Z0
+	VXORPS       Z1, Z1, Z1
+	MOVL         $0x0000000f, SI
+	VMOVD        SI, X2
+	VPBROADCASTD X2, Z2
+	XORQ         SI, SI
+
+dotQF32Q4AG32F32AVX512_loop:
+	CMPQ         SI, DX
+	JAE          dotQF32Q4AG32F32AVX512_tail
+	VBROADCASTSS (AX), Z3
+	VBROADCASTSS 4(AX), Z4
+	VPMOVZXBD    8(AX), Z6
+	VPANDD       Z2, Z6, Z5
+	VCVTDQ2PS    Z5, Z5
+	VMULPS       Z3, Z5, Z5
+	VADDPS       Z4, Z5, Z5
+	VFMADD231PS  (CX), Z5, Z0
+	VPSRLD       $0x04, Z6, Z5
+	VCVTDQ2PS    Z5, Z5
+	VMULPS       Z3, Z5, Z5
+	VADDPS       Z4, Z5, Z5
+	VFMADD231PS  64(CX), Z5, Z1
+	INCQ         SI
+	ADDQ         $0x00000080, CX
+	ADDQ         BX, AX
+	JMP          dotQF32Q4AG32F32AVX512_loop
+
+dotQF32Q4AG32F32AVX512_tail:
+	MOVQ         rem+72(FP), DX
+	CMPQ         DX, $0x00
+	JE           dotQF32Q4AG32F32AVX512_done
+	VBROADCASTSS (AX), Z3
+	VBROADCASTSS 4(AX), Z4
+	VPMOVZXBD    8(AX), Z5
+	VPANDD       Z2, Z5, Z2
+	VCVTDQ2PS    Z2, Z2
+	VMULPS       Z3, Z2, Z2
+	VADDPS       Z4, Z2, Z2
+	VFMADD231PS  (CX), Z2, Z0
+
+dotQF32Q4AG32F32AVX512_done:
+	VADDPS        Z1, Z0, Z0
+	VEXTRACTF64X4 $0x01, Z0, Y1
+	VADDPS        Y1, Y0, Y1
+	VEXTRACTF128  $0x01, Y1, X0
+	VADDPS        X1, X0, X0
+	VMOVHLPS      X0, X0, X1
+	VADDPS        X1, X0, X0
+	VMOVSHDUP     X0, X1
+	VADDSS        X1, X0, X0
+	VZEROUPPER
+	MOVSS         X0, ret+80(FP)
+	RET
+
+// func dequantQ8F16AVX512(dst []float32, w []byte, nsub int, gsub int, bb int, rem int)
+// Requires: AVX, AVX2, AVX512F
+TEXT ·dequantQ8F16AVX512(SB), NOSPLIT, $0-80
+	MOVQ w_base+24(FP), AX
+	MOVQ dst_base+0(FP), CX
+	MOVQ nsub+48(FP), DX
+	MOVQ gsub+56(FP), BX
+	MOVQ bb+64(FP), SI
+	XORQ DI, DI
+	XORQ R8, R8
+	LEAQ 2(AX), R9
+
+dequantQ8F16AVX512_loop:
+	CMPQ         DI, DX
+	JAE          dequantQ8F16AVX512_tail
+	VPBROADCASTW (AX), Y0
+	VCVTPH2PS    Y0, Z0
+	VPMOVSXBD    (R9), Z1
+	VCVTDQ2PS    Z1, Z1
+	VMULPS       Z0, Z1, Z1
+	VMOVUPS      Z1, (CX)
+	VPMOVSXBD    16(R9), Z1
+	VCVTDQ2PS    Z1, Z1
+	VMULPS       Z0, Z1, Z1
+	VMOVUPS      Z1, 64(CX)
+	INCQ         DI
+	ADDQ         $0x00000080, CX
+	ADDQ         $0x00000020, R9
+	INCQ         R8
+	CMPQ         R8, BX
+	JB           dequantQ8F16AVX512_loop
+	XORQ         R8, R8
+	ADDQ         SI, AX
+	LEAQ         2(AX), R9
+	JMP          dequantQ8F16AVX512_loop
+
+dequantQ8F16AVX512_tail:
+	MOVQ         rem+72(FP), DX
+	CMPQ         DX, $0x00
+	JE           dequantQ8F16AVX512_done
+	VPBROADCASTW (AX), Y0
+	VCVTPH2PS    Y0, Z0
+	VPMOVSXBD    (R9), Z1
+	VCVTDQ2PS    Z1, Z1
+	VMULPS       Z0, Z1, Z1
+	VMOVUPS      Z1, (CX)
+
+dequantQ8F16AVX512_done:
+	VZEROUPPER
+	RET
+
+// func dequantQ8G32F16AVX512(dst []float32, w []byte, nsub int, gsub int, bb int, rem int)
+// Requires: AVX, AVX2, AVX512F
+TEXT ·dequantQ8G32F16AVX512(SB), NOSPLIT, $0-80
+	MOVQ w_base+24(FP), AX
+	MOVQ dst_base+0(FP), CX
+	MOVQ nsub+48(FP), DX
+	MOVQ bb+64(FP), BX
+	XORQ SI, SI
+
+dequantQ8G32F16AVX512_loop:
+	CMPQ         SI, DX
+	JAE          dequantQ8G32F16AVX512_tail
+	VPBROADCASTW (AX), Y0
+	VCVTPH2PS    Y0, Z0
+	VPMOVSXBD    2(AX), Z1
+	VCVTDQ2PS    Z1, Z1
+	VMULPS       Z0, Z1, Z1
+	VMOVUPS      Z1, (CX)
+	VPMOVSXBD    18(AX), Z1
+	VCVTDQ2PS    Z1, Z1
+	VMULPS       Z0, Z1, Z1
+	VMOVUPS      Z1, 64(CX)
+	INCQ         SI
+	ADDQ         $0x00000080, CX
+	ADDQ         BX, AX
+	JMP          dequantQ8G32F16AVX512_loop
+
+dequantQ8G32F16AVX512_tail:
+	MOVQ         rem+72(FP), DX
+	CMPQ         DX, $0x00
+	JE           dequantQ8G32F16AVX512_done
+	VPBROADCASTW (AX), Y0
+	VCVTPH2PS    Y0, Z0
+	VPMOVSXBD    2(AX), Z1
+	VCVTDQ2PS    Z1, Z1
+	VMULPS       Z0, Z1, Z1
+	VMOVUPS      Z1, (CX)
+
+dequantQ8G32F16AVX512_done:
+	VZEROUPPER
+	RET
+
+// func dequantQ8F32AVX512(dst []float32, w []byte, nsub int, gsub int, bb int, rem int)
+// Requires: AVX, AVX512F
+TEXT ·dequantQ8F32AVX512(SB), NOSPLIT, $0-80
+	MOVQ w_base+24(FP), AX
+	MOVQ dst_base+0(FP), CX
+	MOVQ nsub+48(FP), DX
+	MOVQ gsub+56(FP), BX
+	MOVQ bb+64(FP), SI
+	XORQ DI, DI
+	XORQ R8, R8
+	LEAQ 4(AX), R9
+
+dequantQ8F32AVX512_loop:
+	CMPQ         DI, DX
+	JAE          dequantQ8F32AVX512_tail
+	VBROADCASTSS (AX), Z0
+	VPMOVSXBD    (R9), Z1
+	VCVTDQ2PS    Z1, Z1
+	VMULPS       Z0, Z1, Z1
+	VMOVUPS      Z1, (CX)
+	VPMOVSXBD    16(R9), Z1
+	VCVTDQ2PS    Z1, Z1
+	VMULPS       Z0, Z1, Z1
+	VMOVUPS      Z1, 64(CX)
+	INCQ         DI
+	ADDQ         $0x00000080, CX
+	ADDQ         $0x00000020, R9
+	INCQ         R8
+	CMPQ         R8, BX
+	JB           dequantQ8F32AVX512_loop
+	XORQ         R8, R8
+	ADDQ         SI, AX
+	LEAQ         4(AX), R9
+	JMP          dequantQ8F32AVX512_loop
+
+dequantQ8F32AVX512_tail:
+	MOVQ         rem+72(FP), DX
+	CMPQ         DX, $0x00
+	JE           dequantQ8F32AVX512_done
+	VBROADCASTSS (AX), Z0
+	VPMOVSXBD    (R9), Z1
+	VCVTDQ2PS    Z1, Z1
+	VMULPS       Z0, Z1, Z1
+	VMOVUPS      Z1, (CX)
+
+dequantQ8F32AVX512_done:
+	VZEROUPPER
+	RET
+
+// func dequantQ8G32F32AVX512(dst []float32, w []byte, nsub int, gsub int, bb int, rem int)
+// Requires: AVX, AVX512F
+TEXT ·dequantQ8G32F32AVX512(SB), NOSPLIT, $0-80
+	MOVQ w_base+24(FP), AX
+	MOVQ dst_base+0(FP), CX
+	MOVQ nsub+48(FP), DX
+	MOVQ bb+64(FP), BX
+	XORQ SI, SI
+
+dequantQ8G32F32AVX512_loop:
+	CMPQ         SI, DX
+	JAE          dequantQ8G32F32AVX512_tail
+	VBROADCASTSS (AX), Z0
+	VPMOVSXBD    4(AX), Z1
+	VCVTDQ2PS    Z1, Z1
+	VMULPS       Z0, Z1, Z1
+	VMOVUPS      Z1, (CX)
+	VPMOVSXBD    20(AX), Z1
+	VCVTDQ2PS    Z1, Z1
+	VMULPS       Z0, Z1, Z1
+	VMOVUPS      Z1, 64(CX)
+	INCQ         SI
+	ADDQ         $0x00000080, CX
+	ADDQ         BX, AX
+	JMP          dequantQ8G32F32AVX512_loop
+
+dequantQ8G32F32AVX512_tail:
+	MOVQ         rem+72(FP), DX
+	CMPQ         DX, $0x00
+	JE           dequantQ8G32F32AVX512_done
+	VBROADCASTSS (AX), Z0
+	VPMOVSXBD    4(AX), Z1
+	VCVTDQ2PS    Z1, Z1
+	VMULPS       Z0, Z1, Z1
+	VMOVUPS      Z1, (CX)
+
+dequantQ8G32F32AVX512_done:
+	VZEROUPPER
+	RET
+
+// func dequantQ4F16AVX512(dst []float32, w []byte, nsub int, gsub int, bb int, rem int)
+// Requires: AVX, AVX2, AVX512F
+TEXT ·dequantQ4F16AVX512(SB), NOSPLIT, $0-80
+	MOVQ         w_base+24(FP), AX
+	MOVQ         dst_base+0(FP), CX
+	MOVQ         nsub+48(FP), DX
+	MOVQ         gsub+56(FP), BX
+	MOVQ         bb+64(FP), SI
+	MOVL         $0x0000000f, DI
+	VMOVD        DI, X0
+	VPBROADCASTD X0, Z0
+	MOVL         $0x00000008, DI
+	VMOVD        DI, X1
+	VPBROADCASTD X1, Z1
+	XORQ         DI, DI
+	XORQ         R8, R8
+	LEAQ         2(AX), R9
+
+dequantQ4F16AVX512_loop:
+	CMPQ         DI, DX
+	JAE          dequantQ4F16AVX512_tail
+	VPBROADCASTW (AX), Y2
+	VCVTPH2PS    Y2, Z2
+	VPMOVZXBD    (R9), Z4
+	VPANDD       Z0, Z4, Z3
+	VPSUBD       Z1, Z3, Z3
+	VCVTDQ2PS    Z3, Z3
+	VMULPS       Z2, Z3, Z3
+	VMOVUPS      Z3, (CX)
+	VPSRLD       $0x04, Z4, Z3
+	VPSUBD       Z1, Z3, Z3
+	VCVTDQ2PS    Z3, Z3
+	VMULPS       Z2, Z3, Z3
+	VMOVUPS      Z3, 64(CX)
+	INCQ         DI
+	ADDQ         $0x00000080, CX
+	ADDQ         $0x00000010, R9
+	INCQ         R8
+	CMPQ         R8, BX
+	JB           dequantQ4F16AVX512_loop
+	XORQ         R8, R8
+	ADDQ         SI, AX
+	LEAQ         2(AX), R9
+	JMP          dequantQ4F16AVX512_loop
+
+dequantQ4F16AVX512_tail:
+	MOVQ         rem+72(FP), DX
+	CMPQ         DX, $0x00
+	JE           dequantQ4F16AVX512_done
+	VPBROADCASTW (AX), Y2
+	VCVTPH2PS    Y2, Z2
+	VPMOVZXBD    (R9), Z3
+	VPANDD       Z0, Z3, Z0
+	VPSUBD       Z1, Z0, Z0
+	VCVTDQ2PS    Z0, Z0
+	VMULPS       Z2, Z0, Z0
+	VMOVUPS      Z0, (CX)
+
+dequantQ4F16AVX512_done:
+	VZEROUPPER
+	RET
+
+// func dequantQ4G32F16AVX512(dst []float32, w []byte, nsub int, gsub int, bb int, rem int)
+// Requires: AVX, AVX2, AVX512F
+TEXT ·dequantQ4G32F16AVX512(SB), NOSPLIT, $0-80
+	MOVQ         w_base+24(FP), AX
+	MOVQ         dst_base+0(FP), CX
+	MOVQ         nsub+48(FP), DX
+	MOVQ         bb+64(FP), BX
+	MOVL         $0x0000000f, SI
+	VMOVD        SI, X0
+	VPBROADCASTD X0, Z0
+	MOVL         $0x00000008, SI
+	VMOVD        SI, X1
+	VPBROADCASTD X1, Z1
+	XORQ         SI, SI
+
+dequantQ4G32F16AVX512_loop:
+	CMPQ         SI, DX
+	JAE          dequantQ4G32F16AVX512_tail
+	VPBROADCASTW (AX), Y2
+	VCVTPH2PS    Y2, Z2
+	VPMOVZXBD    2(AX), Z4
+	VPANDD       Z0, Z4, Z3
+	VPSUBD       Z1, Z3, Z3
+	VCVTDQ2PS    Z3, Z3
+	VMULPS       Z2, Z3, Z3
+	VMOVUPS      Z3, (CX)
+	VPSRLD       $0x04, Z4, Z3
+	VPSUBD       Z1, Z3, Z3
+	VCVTDQ2PS    Z3, Z3
+	VMULPS       Z2, Z3, Z3
+	VMOVUPS      Z3, 64(CX)
+	INCQ         SI
+	ADDQ         $0x00000080, CX
+	ADDQ         BX, AX
+	JMP          dequantQ4G32F16AVX512_loop
+
+dequantQ4G32F16AVX512_tail:
+	MOVQ         rem+72(FP), DX
+	CMPQ         DX, $0x00
+	JE           dequantQ4G32F16AVX512_done
+	VPBROADCASTW (AX), Y2
+	VCVTPH2PS    Y2, Z2
+	VPMOVZXBD    2(AX), Z3
+	VPANDD       Z0, Z3, Z0
+	VPSUBD       Z1, Z0, Z0
+	VCVTDQ2PS    Z0, Z0
+	VMULPS       Z2, Z0, Z0
+	VMOVUPS      Z0, (CX)
+
+dequantQ4G32F16AVX512_done:
+	VZEROUPPER
+	RET
+
+// func dequantQ4F32AVX512(dst []float32, w []byte, nsub int, gsub int, bb int, rem int)
+// Requires: AVX, AVX512F
+TEXT ·dequantQ4F32AVX512(SB), NOSPLIT, $0-80
+	MOVQ         w_base+24(FP), AX
+	MOVQ         dst_base+0(FP), CX
+	MOVQ         nsub+48(FP), DX
+	MOVQ         gsub+56(FP), BX
+	MOVQ         bb+64(FP), SI
+	MOVL         $0x0000000f, DI
+	VMOVD        DI, X0
+	VPBROADCASTD X0, Z0
+	MOVL         $0x00000008, DI
+	VMOVD        DI, X1
+	VPBROADCASTD X1, Z1
+	XORQ         DI, DI
+	XORQ         R8, R8
+	LEAQ         4(AX), R9
+
+dequantQ4F32AVX512_loop:
+	CMPQ         DI, DX
+	JAE          dequantQ4F32AVX512_tail
+	VBROADCASTSS (AX), Z2
+	VPMOVZXBD    (R9), Z4
+	VPANDD       Z0, Z4, Z3
+	VPSUBD       Z1, Z3, Z3
+	VCVTDQ2PS    Z3, Z3
+	VMULPS       Z2, Z3, Z3
+	VMOVUPS      Z3, (CX)
+	VPSRLD       $0x04, Z4, Z3
+	VPSUBD       Z1, Z3, Z3
+	VCVTDQ2PS    Z3, Z3
+	VMULPS       Z2, Z3, Z3
+	VMOVUPS      Z3, 64(CX)
+	INCQ         DI
+	ADDQ         $0x00000080, CX
+	ADDQ         $0x00000010, R9
+	INCQ         R8
+	CMPQ         R8, BX
+	JB           dequantQ4F32AVX512_loop
+	XORQ         R8, R8
+	ADDQ         SI, AX
+	LEAQ         4(AX), R9
+	JMP          dequantQ4F32AVX512_loop
+
+dequantQ4F32AVX512_tail:
+	MOVQ         rem+72(FP), DX
+	CMPQ         DX, $0x00
+	JE           dequantQ4F32AVX512_done
+	VBROADCASTSS (AX), Z2
+	VPMOVZXBD    (R9), Z3
+	VPANDD       Z0, Z3, Z0
+	VPSUBD       Z1, Z0, Z0
+	VCVTDQ2PS    Z0, Z0
+	VMULPS       Z2, Z0, Z0
+	VMOVUPS      Z0, (CX)
+
+dequantQ4F32AVX512_done:
+	VZEROUPPER
+	RET
+
+// func dequantQ4G32F32AVX512(dst []float32, w []byte, nsub int, gsub int, bb int, rem int)
+// Requires: AVX, AVX512F
+TEXT ·dequantQ4G32F32AVX512(SB), NOSPLIT, $0-80
+	MOVQ         w_base+24(FP), AX
+	MOVQ         dst_base+0(FP), CX
+	MOVQ         nsub+48(FP), DX
+	MOVQ         bb+64(FP), BX
+	MOVL         $0x0000000f, SI
+	VMOVD        SI, X0
+	VPBROADCASTD X0, Z0
+	MOVL         $0x00000008, SI
+	VMOVD        SI, X1
+	VPBROADCASTD X1, Z1
+	XORQ         SI, SI
+
+dequantQ4G32F32AVX512_loop:
+	CMPQ         SI, DX
+	JAE          dequantQ4G32F32AVX512_tail
+	VBROADCASTSS (AX), Z2
+	VPMOVZXBD    4(AX), Z4
+	VPANDD       Z0, Z4, Z3
+	VPSUBD       Z1, Z3, Z3
+	VCVTDQ2PS    Z3, Z3
+	VMULPS       Z2, Z3, Z3
+	VMOVUPS      Z3, (CX)
+	VPSRLD       $0x04, Z4, Z3
+	VPSUBD       Z1, Z3, Z3
+	VCVTDQ2PS    Z3, Z3
+	VMULPS       Z2, Z3, Z3
+	VMOVUPS      Z3, 64(CX)
+	INCQ         SI
+	ADDQ         $0x00000080, CX
+	ADDQ         BX, AX
+	JMP          dequantQ4G32F32AVX512_loop
+
+dequantQ4G32F32AVX512_tail:
+	MOVQ         rem+72(FP), DX
+	CMPQ         DX, $0x00
+	JE           dequantQ4G32F32AVX512_done
+	VBROADCASTSS (AX), Z2
+	VPMOVZXBD    4(AX), Z3
+	VPANDD       Z0, Z3, Z0
+	VPSUBD       Z1, Z0, Z0
+	VCVTDQ2PS    Z0, Z0
+	VMULPS       Z2, Z0, Z0
+	VMOVUPS      Z0, (CX)
+
+dequantQ4G32F32AVX512_done:
+	VZEROUPPER
+	RET
+
+// func dequantQ4AF16AVX512(dst []float32, w []byte, nsub int, gsub int, bb int, rem int)
+// Requires: AVX, AVX2, AVX512F
+TEXT ·dequantQ4AF16AVX512(SB), NOSPLIT, $0-80
+	MOVQ         w_base+24(FP), AX
+	MOVQ         dst_base+0(FP), CX
+	MOVQ         nsub+48(FP), DX
+	MOVQ         gsub+56(FP), BX
+	MOVQ         bb+64(FP), SI
+	MOVL         $0x0000000f, DI
+	VMOVD        DI, X0
+	VPBROADCASTD X0, Z0
+	XORQ         DI, DI
+	XORQ         R8, R8
+	LEAQ         4(AX), R9
+
+dequantQ4AF16AVX512_loop:
+	CMPQ         DI, DX
+	JAE          dequantQ4AF16AVX512_tail
+	VPBROADCASTW (AX), Y1
+	VCVTPH2PS    Y1, Z1
+	VPBROADCASTW 2(AX), Y2
+	VCVTPH2PS    Y2, Z2
+	VPMOVZXBD    (R9), Z4
+	VPANDD       Z0, Z4, Z3
+	VCVTDQ2PS    Z3, Z3
+	VMULPS       Z1, Z3, Z3
+	VADDPS       Z2, Z3, Z3
+	VMOVUPS      Z3, (CX)
+	VPSRLD       $0x04, Z4, Z3
+	VCVTDQ2PS    Z3, Z3
+	VMULPS       Z1, Z3, Z3
+	VADDPS       Z2, Z3, Z3
+	VMOVUPS      Z3, 64(CX)
+	INCQ         DI
+	ADDQ         $0x00000080, CX
+	ADDQ         $0x00000010, R9
+	INCQ         R8
+	CMPQ         R8, BX
+	JB           dequantQ4AF16AVX512_loop
+	XORQ         R8, R8
+	ADDQ         SI, AX
+	LEAQ         4(AX), R9
+	JMP          dequantQ4AF16AVX512_loop
+
+dequantQ4AF16AVX512_tail:
+	MOVQ         rem+72(FP), DX
+	CMPQ         DX, $0x00
+	JE           dequantQ4AF16AVX512_done
+	VPBROADCASTW (AX), Y1
+	VCVTPH2PS    Y1, Z1
+	VPBROADCASTW 2(AX), Y2
+	VCVTPH2PS    Y2, Z2
+	VPMOVZXBD    (R9), Z3
+	VPANDD       Z0, Z3, Z0
+	VCVTDQ2PS    Z0, Z0
+	VMULPS       Z1, Z0, Z0
+	VADDPS       Z2, Z0, Z0
+	VMOVUPS      Z0, (CX)
+
+dequantQ4AF16AVX512_done:
+	VZEROUPPER
+	RET
+
+// func dequantQ4AG32F16AVX512(dst []float32, w []byte, nsub int, gsub int, bb int, rem int)
+// Requires: AVX, AVX2, AVX512F
+TEXT ·dequantQ4AG32F16AVX512(SB), NOSPLIT, $0-80
+	MOVQ         w_base+24(FP), AX
+	MOVQ         dst_base+0(FP), CX
+	MOVQ         nsub+48(FP), DX
+	MOVQ         bb+64(FP), BX
+	MOVL         $0x0000000f, SI
+	VMOVD        SI, X0
+	VPBROADCASTD X0, Z0
+	XORQ         SI, SI
+
+dequantQ4AG32F16AVX512_loop:
+	CMPQ         SI, DX
+	JAE          dequantQ4AG32F16AVX512_tail
+	VPBROADCASTW (AX), Y1
+	VCVTPH2PS    Y1, Z1
+	VPBROADCASTW 2(AX), Y2
+	VCVTPH2PS    Y2, Z2
+	VPMOVZXBD    4(AX), Z4
+	VPANDD       Z0, Z4, Z3
+	VCVTDQ2PS    Z3, Z3
+	VMULPS       Z1, Z3, Z3
+	VADDPS       Z2, Z3, Z3
+	VMOVUPS      Z3, (CX)
+	VPSRLD       $0x04, Z4, Z3
+	VCVTDQ2PS    Z3, Z3
+	VMULPS       Z1, Z3, Z3
+	VADDPS       Z2, Z3, Z3
+	VMOVUPS      Z3, 64(CX)
+	INCQ         SI
+	ADDQ         $0x00000080, CX
+	ADDQ         BX, AX
+	JMP          dequantQ4AG32F16AVX512_loop
+
+dequantQ4AG32F16AVX512_tail:
+	MOVQ         rem+72(FP), DX
+	CMPQ         DX, $0x00
+	JE           dequantQ4AG32F16AVX512_done
+	VPBROADCASTW (AX), Y1
+	VCVTPH2PS    Y1, Z1
+	VPBROADCASTW 2(AX), Y2
+	VCVTPH2PS    Y2, Z2
+	VPMOVZXBD    4(AX), Z3
+	VPANDD       Z0, Z3, Z0
+	VCVTDQ2PS    Z0, Z0
+	VMULPS       Z1, Z0, Z0
+	VADDPS       Z2, Z0, Z0
+	VMOVUPS      Z0, (CX)
+
+dequantQ4AG32F16AVX512_done:
+	VZEROUPPER
+	RET
+
+// func dequantQ4AF32AVX512(dst []float32, w []byte, nsub int, gsub int, bb int, rem int)
+// Requires: AVX, AVX512F
+TEXT ·dequantQ4AF32AVX512(SB), NOSPLIT, $0-80
+	MOVQ         w_base+24(FP), AX
+	MOVQ         dst_base+0(FP), CX
+	MOVQ         nsub+48(FP), DX
+	MOVQ         gsub+56(FP), BX
+	MOVQ         bb+64(FP), SI
+	MOVL         $0x0000000f, DI
+	VMOVD        DI, X0
+	VPBROADCASTD X0, Z0
+	XORQ         DI, DI
+	XORQ         R8, R8
+	LEAQ         8(AX), R9
+
+dequantQ4AF32AVX512_loop:
+	CMPQ         DI, DX
+	JAE          dequantQ4AF32AVX512_tail
+	VBROADCASTSS (AX), Z1
+	VBROADCASTSS 4(AX), Z2
+	VPMOVZXBD    (R9), Z4
+	VPANDD       Z0, Z4, Z3
+	VCVTDQ2PS    Z3, Z3
+	VMULPS       Z1, Z3, Z3
+	VADDPS       Z2, Z3, Z3
+	VMOVUPS      Z3, (CX)
+	VPSRLD       $0x04, Z4, Z3
+	VCVTDQ2PS    Z3, Z3
+	VMULPS       Z1, Z3, Z3
+	VADDPS       Z2, Z3, Z3
+	VMOVUPS      Z3, 64(CX)
+	INCQ         DI
+	ADDQ         $0x00000080, CX
+	ADDQ         $0x00000010, R9
+	INCQ         R8
+	CMPQ         R8, BX
+	JB           dequantQ4AF32AVX512_loop
+	XORQ         R8, R8
+	ADDQ         SI, AX
+	LEAQ         8(AX), R9
+	JMP          dequantQ4AF32AVX512_loop
+
+dequantQ4AF32AVX512_tail:
+	MOVQ         rem+72(FP), DX
+	CMPQ         DX, $0x00
+	JE           dequantQ4AF32AVX512_done
+	VBROADCASTSS (AX), Z1
+	VBROADCASTSS 4(AX), Z2
+	VPMOVZXBD    (R9), Z3
+	VPANDD       Z0, Z3, Z0
+	VCVTDQ2PS    Z0, Z0
+	VMULPS       Z1, Z0, Z0
+	VADDPS       Z2, Z0, Z0
+	VMOVUPS      Z0, (CX)
+
+dequantQ4AF32AVX512_done:
+	VZEROUPPER
+	RET
+
+// func dequantQ4AG32F32AVX512(dst []float32, w []byte, nsub int, gsub int, bb int, rem int)
+// Requires: AVX, AVX512F
+TEXT ·dequantQ4AG32F32AVX512(SB), NOSPLIT, $0-80
+	MOVQ         w_base+24(FP), AX
+	MOVQ         dst_base+0(FP), CX
+	MOVQ         nsub+48(FP), DX
+	MOVQ         bb+64(FP), BX
+	MOVL         $0x0000000f, SI
+	VMOVD        SI, X0
+	VPBROADCASTD X0, Z0
+	XORQ         SI, SI
+
+dequantQ4AG32F32AVX512_loop:
+	CMPQ         SI, DX
+	JAE          dequantQ4AG32F32AVX512_tail
+	VBROADCASTSS (AX), Z1
+	VBROADCASTSS 4(AX), Z2
+	VPMOVZXBD    8(AX), Z4
+	VPANDD       Z0, Z4, Z3
+	VCVTDQ2PS    Z3, Z3
+	VMULPS       Z1, Z3, Z3
+	VADDPS       Z2, Z3, Z3
+	VMOVUPS      Z3, (CX)
+	VPSRLD       $0x04, Z4, Z3
+	VCVTDQ2PS    Z3, Z3
+	VMULPS       Z1, Z3, Z3
+	VADDPS       Z2, Z3, Z3
+	VMOVUPS      Z3, 64(CX)
+	INCQ         SI
+	ADDQ         $0x00000080, CX
+	ADDQ         BX, AX
+	JMP          dequantQ4AG32F32AVX512_loop
+
+dequantQ4AG32F32AVX512_tail:
+	MOVQ         rem+72(FP), DX
+	CMPQ         DX, $0x00
+	JE           dequantQ4AG32F32AVX512_done
+	VBROADCASTSS (AX), Z1
+	VBROADCASTSS 4(AX), Z2
+	VPMOVZXBD    8(AX), Z3
+	VPANDD       Z0, Z3, Z0
+	VCVTDQ2PS    Z0, Z0
+	VMULPS       Z1, Z0, Z0
+	VADDPS       Z2, Z0, Z0
+	VMOVUPS      Z0, (CX)
+
+dequantQ4AG32F32AVX512_done:
+	VZEROUPPER
+	RET

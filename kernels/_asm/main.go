@@ -55,6 +55,7 @@ func main() {
 			}
 		}
 	}
+	qf32All()
 	Generate()
 }
 
