@@ -105,9 +105,10 @@ func qf32(s isa, kind string, f32scale, g32, dot bool) {
 	}
 
 	// broadcastScale loads the f16 or f32 at blk+off into every lane.
-	broadcastScale := func(off int) VecVirtual {
+	var broadcastScaleAt func(m Mem) VecVirtual
+	broadcastScale := func(off int) VecVirtual { return broadcastScaleAt(Mem{Base: blk, Disp: off}) }
+	broadcastScaleAt = func(m Mem) VecVirtual {
 		v := s.vec()
-		m := Mem{Base: blk, Disp: off}
 		if f32scale {
 			VBROADCASTSS(m, v)
 		} else {
@@ -184,6 +185,47 @@ func qf32(s isa, kind string, f32scale, g32, dot bool) {
 			mv = broadcastScale(sb)
 		}
 		return dv, mv
+	}
+
+	if g32 {
+		// Two blocks per iteration: the second one addressed from blk by
+		// bb, the pointers advanced once.
+		n2 := GP64()
+		MOVQ(nsub, n2)
+		DECQ(n2) // k+1 < nsub
+		Label(name + "_x2")
+		CMPQ(k, n2)
+		JGE(LabelRef(name + "_loop"))
+		for u := range 2 {
+			base := codesMem
+			if u == 1 {
+				codesMem = func(disp int) Mem { return Mem{Base: blk, Index: bb, Scale: 1, Disp: hdr + disp} }
+			}
+			var dv, mv VecVirtual
+			if u == 0 {
+				dv, mv = scales()
+			} else {
+				dv = broadcastScaleAt(Mem{Base: blk, Index: bb, Scale: 1})
+				if kind == "Q4A" {
+					mv = broadcastScaleAt(Mem{Base: blk, Index: bb, Scale: 1, Disp: sb})
+				}
+			}
+			src := map[int]VecVirtual{}
+			for v := range perSub {
+				vector(v, dv, mv, src)
+			}
+			if u == 1 {
+				codesMem = base
+			}
+			if u == 0 {
+				// The second block's activations follow.
+				ADDQ(U32(128), xp)
+			}
+		}
+		ADDQ(U32(128), xp)
+		LEAQ(Mem{Base: blk, Index: bb, Scale: 2}, blk)
+		ADDQ(U8(2), k)
+		JMP(LabelRef(name + "_x2"))
 	}
 
 	Label(name + "_loop")
