@@ -142,26 +142,16 @@ func TestAbortLeavesNothing(t *testing.T) {
 	}
 }
 
-func TestCleanPartial(t *testing.T) {
+// Create removes leftovers of killed writers to the same destination (the
+// details are tested in internal/atomicfile).
+func TestCreateCleansLeftovers(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "m.kvant")
-	// A leftover of a dead process (pid 2^22+1 is above Linux's pid_max
-	// default, so it cannot be running), and one of a live process (ours
-	// is excluded, so use pid 1).
-	dead := filepath.Join(dir, ".m.kvant"+partialInfix+"4194305-123")
-	live := filepath.Join(dir, ".m.kvant"+partialInfix+"1-456")
-	other := filepath.Join(dir, ".n.kvant"+partialInfix+"4194305-789")
-	for _, p := range []string{dead, live, other} {
-		os.WriteFile(p, []byte("x"), 0o644)
-	}
-	removed := CleanPartial(path)
-	if len(removed) != 1 || removed[0] != dead {
-		t.Fatalf("removed %v, want only %s", removed, dead)
-	}
-	for _, p := range []string{live, other} {
-		if _, err := os.Stat(p); err != nil {
-			t.Fatalf("%s was removed", p)
-		}
+	dead := filepath.Join(dir, ".m.kvant.kvant-partial-4194305-123")
+	os.WriteFile(dead, []byte("x"), 0o644)
+	writeSample(t, path)
+	if _, err := os.Stat(dead); !os.IsNotExist(err) {
+		t.Fatal("leftover of a dead writer survived Create")
 	}
 }
 

@@ -6,31 +6,22 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
-	"strconv"
-	"strings"
-	"syscall"
 
 	"github.com/kvant-dev/kvant/checksum"
+	"github.com/kvant-dev/kvant/internal/atomicfile"
 )
 
 // ErrWriterClosed is returned by a Writer used after Close or Abort.
 var ErrWriterClosed = errors.New("kvant writer already closed")
 
-// partialInfix marks a Writer's temporary file: ".NAME.kvant-partial-PID-RANDOM"
-// beside the destination. The PID lets a later run tell a leftover of a
-// killed process from a live writer's file.
-const partialInfix = ".kvant-partial-"
-
 // A Writer streams tensors into a new .kvant file. Nothing appears under the
 // destination name until Close succeeds: the data goes to a temporary file
-// in the same directory, which Close fsyncs and renames into place, so a
-// crash, a kill or a full disk never leaves a half-written file under the
-// name the user asked for.
+// in the same directory (see internal/atomicfile), which Close fsyncs and
+// renames into place, so a crash, a kill or a full disk never leaves a
+// half-written file under the name the user asked for.
 type Writer struct {
 	path     string
-	tmp      *os.File
+	tmp      *atomicfile.File
 	buf      *bufio.Writer
 	offset   int64
 	index    index
@@ -43,14 +34,9 @@ type Writer struct {
 // It first removes temporary files left beside path by writers that were
 // killed.
 func Create(path string) (*Writer, error) {
-	dir, base := filepath.Split(path)
-	if dir == "" {
-		dir = "."
-	}
-	CleanPartial(path)
-	tmp, err := os.CreateTemp(dir, "."+base+partialInfix+strconv.Itoa(os.Getpid())+"-*")
+	tmp, err := atomicfile.Create(path)
 	if err != nil {
-		return nil, fmt.Errorf("create %s: %w", path, err)
+		return nil, err
 	}
 	w := &Writer{
 		path:  path,
@@ -68,44 +54,9 @@ func Create(path string) (*Writer, error) {
 }
 
 // CleanPartial removes the temporary files that writers to path left behind
-// when they were killed: those whose process no longer runs. It returns the
-// names removed.
-func CleanPartial(path string) []string {
-	dir, base := filepath.Split(path)
-	if dir == "" {
-		dir = "."
-	}
-	matches, _ := filepath.Glob(filepath.Join(dir, "."+globEscape(base)+partialInfix+"*"))
-	var removed []string
-	for _, m := range matches {
-		rest := strings.TrimPrefix(filepath.Base(m), "."+base+partialInfix)
-		pidText, _, _ := strings.Cut(rest, "-")
-		pid, err := strconv.Atoi(pidText)
-		if err == nil && pid != os.Getpid() && processAlive(pid) {
-			continue
-		}
-		if pid == os.Getpid() {
-			continue // one of this process's own live writers
-		}
-		if os.Remove(m) == nil {
-			removed = append(removed, m)
-		}
-	}
-	return removed
-}
-
-func globEscape(s string) string {
-	r := strings.NewReplacer(`*`, `\*`, `?`, `\?`, `[`, `\[`, `\`, `\\`)
-	return r.Replace(s)
-}
-
-func processAlive(pid int) bool {
-	if pid <= 0 {
-		return false
-	}
-	err := syscall.Kill(pid, 0)
-	return err == nil || errors.Is(err, syscall.EPERM)
-}
+// when they were killed (".NAME.kvant-partial-PID-RANDOM" whose process no
+// longer runs), and returns their names. Create does it too.
+func CleanPartial(path string) []string { return atomicfile.CleanStale(path) }
 
 // SetMetadata stores v, marshalled as JSON, under key. It may be called at
 // any time before Close, because the index is written last.
@@ -209,21 +160,7 @@ func (w *Writer) finish() error {
 	if _, err := w.tmp.WriteAt(p.marshal(), 0); err != nil {
 		return fmt.Errorf("write preamble of %s: %w", w.path, err)
 	}
-	if err := w.tmp.Sync(); err != nil {
-		return fmt.Errorf("fsync %s: %w", w.path, err)
-	}
-	if err := w.tmp.Close(); err != nil {
-		return fmt.Errorf("close %s: %w", w.path, err)
-	}
-	if err := os.Rename(w.tmp.Name(), w.path); err != nil {
-		return fmt.Errorf("rename into %s: %w", w.path, err)
-	}
-	// The rename is durable only once the directory itself is synced.
-	if d, err := os.Open(filepath.Dir(w.path)); err == nil {
-		d.Sync()
-		d.Close()
-	}
-	return nil
+	return w.tmp.Commit()
 }
 
 // Abort discards everything written; the destination is untouched. It is
@@ -234,6 +171,5 @@ func (w *Writer) Abort() {
 		return
 	}
 	w.closed = true
-	w.tmp.Close()
-	os.Remove(w.tmp.Name())
+	w.tmp.Abort()
 }
