@@ -38,6 +38,10 @@
 //	               acts reused across calls), then
 //	               MulRowsQ(f, out, outStride, w, rows, acts), with f the QFormat
 //	               of the tensor (QuantizeActivations and DotQ for one row)
+//	q8, q4, q4a,   MulRowsQF32(f, out, outStride, w, rows, cols, x, T, scratch)
+//	f32 activations: (DotQF32 for one row, DequantizeQ to decode one): exactly
+//	               quant.DequantizeRow then DotF32, without the int8
+//	               activations' error, at a lower speed in prefill
 //
 // where out[t*outStride+r] receives row r times activation row t, so a
 // worker of a Pool handling rows [start, end) passes out[start:],
