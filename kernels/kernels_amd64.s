@@ -8943,7 +8943,7 @@ dotQF32Q8G32F32AVX512_done:
 	RET
 
 // func dotQF32Q4F16AVX512(w []byte, x []float32, nsub int, gsub int, bb int, rem int) float32
-// Requires: AVX, AVX2, AVX512DQ, AVX512F, SSE
+// Requires: AVX, AVX2, AVX512DQ, AVX512F, AVX512VL, SSE
 TEXT ·dotQF32Q4F16AVX512(SB), NOSPLIT, $0-84
 	MOVQ         w_base+0(FP), AX
 	MOVQ         x_base+24(FP), CX
@@ -8952,12 +8952,12 @@ TEXT ·dotQF32Q4F16AVX512(SB), NOSPLIT, $0-84
 	MOVQ         bb+64(FP), SI
 	VXORPS       Z0, Z0, Z0
 	VXORPS       Z1, Z1, Z1
-	MOVL         $0x0000000f, DI
+	MOVL         $0x0f0f0f0f, DI
 	VMOVD        DI, X2
-	VPBROADCASTD X2, Z2
-	MOVL         $0x00000008, DI
+	VPBROADCASTD X2, X2
+	MOVL         $0x08080808, DI
 	VMOVD        DI, X3
-	VPBROADCASTD X3, Z3
+	VPBROADCASTD X3, X3
 	XORQ         DI, DI
 	XORQ         R8, R8
 	LEAQ         2(AX), R9
@@ -8967,14 +8967,18 @@ dotQF32Q4F16AVX512_loop:
 	JAE          dotQF32Q4F16AVX512_tail
 	VPBROADCASTW (AX), Y4
 	VCVTPH2PS    Y4, Z4
-	VPMOVZXBD    (R9), Z6
-	VPANDD       Z2, Z6, Z5
-	VPSUBD       Z3, Z5, Z5
+	VMOVDQU      (R9), X5
+	VPANDD       X2, X5, X5
+	VPSUBB       X3, X5, X5
+	VPMOVSXBD    X5, Z5
 	VCVTDQ2PS    Z5, Z5
 	VMULPS       Z4, Z5, Z5
 	VFMADD231PS  (CX), Z5, Z0
-	VPSRLD       $0x04, Z6, Z5
-	VPSUBD       Z3, Z5, Z5
+	VMOVDQU      (R9), X5
+	VPSRLW       $0x04, X5, X5
+	VPANDD       X2, X5, X5
+	VPSUBB       X3, X5, X5
+	VPMOVSXBD    X5, Z5
 	VCVTDQ2PS    Z5, Z5
 	VMULPS       Z4, Z5, Z5
 	VFMADD231PS  64(CX), Z5, Z1
@@ -8995,9 +8999,10 @@ dotQF32Q4F16AVX512_tail:
 	JE           dotQF32Q4F16AVX512_done
 	VPBROADCASTW (AX), Y4
 	VCVTPH2PS    Y4, Z4
-	VPMOVZXBD    (R9), Z5
-	VPANDD       Z2, Z5, Z2
-	VPSUBD       Z3, Z2, Z2
+	VMOVDQU      (R9), X5
+	VPANDD       X2, X5, X2
+	VPSUBB       X3, X2, X2
+	VPMOVSXBD    X2, Z2
 	VCVTDQ2PS    Z2, Z2
 	VMULPS       Z4, Z2, Z2
 	VFMADD231PS  (CX), Z2, Z0
@@ -9017,7 +9022,7 @@ dotQF32Q4F16AVX512_done:
 	RET
 
 // func dotQF32Q4G32F16AVX512(w []byte, x []float32, nsub int, gsub int, bb int, rem int) float32
-// Requires: AVX, AVX2, AVX512DQ, AVX512F, SSE
+// Requires: AVX, AVX2, AVX512DQ, AVX512F, AVX512VL, SSE
 TEXT ·dotQF32Q4G32F16AVX512(SB), NOSPLIT, $0-84
 	MOVQ         w_base+0(FP), AX
 	MOVQ         x_base+24(FP), CX
@@ -9025,12 +9030,12 @@ TEXT ·dotQF32Q4G32F16AVX512(SB), NOSPLIT, $0-84
 	MOVQ         bb+64(FP), BX
 	VXORPS       Z0, Z0, Z0
 	VXORPS       Z1, Z1, Z1
-	MOVL         $0x0000000f, SI
+	MOVL         $0x0f0f0f0f, SI
 	VMOVD        SI, X2
-	VPBROADCASTD X2, Z2
-	MOVL         $0x00000008, SI
+	VPBROADCASTD X2, X2
+	MOVL         $0x08080808, SI
 	VMOVD        SI, X3
-	VPBROADCASTD X3, Z3
+	VPBROADCASTD X3, X3
 	XORQ         SI, SI
 	MOVQ         DX, DI
 	DECQ         DI
@@ -9040,28 +9045,36 @@ dotQF32Q4G32F16AVX512_x2:
 	JGE          dotQF32Q4G32F16AVX512_loop
 	VPBROADCASTW (AX), Y4
 	VCVTPH2PS    Y4, Z4
-	VPMOVZXBD    2(AX), Z6
-	VPANDD       Z2, Z6, Z5
-	VPSUBD       Z3, Z5, Z5
+	VMOVDQU      2(AX), X5
+	VPANDD       X2, X5, X5
+	VPSUBB       X3, X5, X5
+	VPMOVSXBD    X5, Z5
 	VCVTDQ2PS    Z5, Z5
 	VMULPS       Z4, Z5, Z5
 	VFMADD231PS  (CX), Z5, Z0
-	VPSRLD       $0x04, Z6, Z5
-	VPSUBD       Z3, Z5, Z5
+	VMOVDQU      2(AX), X5
+	VPSRLW       $0x04, X5, X5
+	VPANDD       X2, X5, X5
+	VPSUBB       X3, X5, X5
+	VPMOVSXBD    X5, Z5
 	VCVTDQ2PS    Z5, Z5
 	VMULPS       Z4, Z5, Z5
 	VFMADD231PS  64(CX), Z5, Z1
 	ADDQ         $0x00000080, CX
 	VPBROADCASTW (AX)(BX*1), Y4
 	VCVTPH2PS    Y4, Z4
-	VPMOVZXBD    2(AX)(BX*1), Z6
-	VPANDD       Z2, Z6, Z5
-	VPSUBD       Z3, Z5, Z5
+	VMOVDQU      2(AX)(BX*1), X5
+	VPANDD       X2, X5, X5
+	VPSUBB       X3, X5, X5
+	VPMOVSXBD    X5, Z5
 	VCVTDQ2PS    Z5, Z5
 	VMULPS       Z4, Z5, Z5
 	VFMADD231PS  (CX), Z5, Z0
-	VPSRLD       $0x04, Z6, Z5
-	VPSUBD       Z3, Z5, Z5
+	VMOVDQU      2(AX)(BX*1), X5
+	VPSRLW       $0x04, X5, X5
+	VPANDD       X2, X5, X5
+	VPSUBB       X3, X5, X5
+	VPMOVSXBD    X5, Z5
 	VCVTDQ2PS    Z5, Z5
 	VMULPS       Z4, Z5, Z5
 	VFMADD231PS  64(CX), Z5, Z1
@@ -9075,14 +9088,18 @@ dotQF32Q4G32F16AVX512_loop:
 	JAE          dotQF32Q4G32F16AVX512_tail
 	VPBROADCASTW (AX), Y4
 	VCVTPH2PS    Y4, Z4
-	VPMOVZXBD    2(AX), Z6
-	VPANDD       Z2, Z6, Z5
-	VPSUBD       Z3, Z5, Z5
+	VMOVDQU      2(AX), X5
+	VPANDD       X2, X5, X5
+	VPSUBB       X3, X5, X5
+	VPMOVSXBD    X5, Z5
 	VCVTDQ2PS    Z5, Z5
 	VMULPS       Z4, Z5, Z5
 	VFMADD231PS  (CX), Z5, Z0
-	VPSRLD       $0x04, Z6, Z5
-	VPSUBD       Z3, Z5, Z5
+	VMOVDQU      2(AX), X5
+	VPSRLW       $0x04, X5, X5
+	VPANDD       X2, X5, X5
+	VPSUBB       X3, X5, X5
+	VPMOVSXBD    X5, Z5
 	VCVTDQ2PS    Z5, Z5
 	VMULPS       Z4, Z5, Z5
 	VFMADD231PS  64(CX), Z5, Z1
@@ -9097,9 +9114,10 @@ dotQF32Q4G32F16AVX512_tail:
 	JE           dotQF32Q4G32F16AVX512_done
 	VPBROADCASTW (AX), Y4
 	VCVTPH2PS    Y4, Z4
-	VPMOVZXBD    2(AX), Z5
-	VPANDD       Z2, Z5, Z2
-	VPSUBD       Z3, Z2, Z2
+	VMOVDQU      2(AX), X5
+	VPANDD       X2, X5, X2
+	VPSUBB       X3, X2, X2
+	VPMOVSXBD    X2, Z2
 	VCVTDQ2PS    Z2, Z2
 	VMULPS       Z4, Z2, Z2
 	VFMADD231PS  (CX), Z2, Z0
@@ -9119,7 +9137,7 @@ dotQF32Q4G32F16AVX512_done:
 	RET
 
 // func dotQF32Q4F32AVX512(w []byte, x []float32, nsub int, gsub int, bb int, rem int) float32
-// Requires: AVX, AVX512DQ, AVX512F, SSE
+// Requires: AVX, AVX2, AVX512DQ, AVX512F, AVX512VL, SSE
 TEXT ·dotQF32Q4F32AVX512(SB), NOSPLIT, $0-84
 	MOVQ         w_base+0(FP), AX
 	MOVQ         x_base+24(FP), CX
@@ -9128,12 +9146,12 @@ TEXT ·dotQF32Q4F32AVX512(SB), NOSPLIT, $0-84
 	MOVQ         bb+64(FP), SI
 	VXORPS       Z0, Z0, Z0
 	VXORPS       Z1, Z1, Z1
-	MOVL         $0x0000000f, DI
+	MOVL         $0x0f0f0f0f, DI
 	VMOVD        DI, X2
-	VPBROADCASTD X2, Z2
-	MOVL         $0x00000008, DI
+	VPBROADCASTD X2, X2
+	MOVL         $0x08080808, DI
 	VMOVD        DI, X3
-	VPBROADCASTD X3, Z3
+	VPBROADCASTD X3, X3
 	XORQ         DI, DI
 	XORQ         R8, R8
 	LEAQ         4(AX), R9
@@ -9142,14 +9160,18 @@ dotQF32Q4F32AVX512_loop:
 	CMPQ         DI, DX
 	JAE          dotQF32Q4F32AVX512_tail
 	VBROADCASTSS (AX), Z4
-	VPMOVZXBD    (R9), Z6
-	VPANDD       Z2, Z6, Z5
-	VPSUBD       Z3, Z5, Z5
+	VMOVDQU      (R9), X5
+	VPANDD       X2, X5, X5
+	VPSUBB       X3, X5, X5
+	VPMOVSXBD    X5, Z5
 	VCVTDQ2PS    Z5, Z5
 	VMULPS       Z4, Z5, Z5
 	VFMADD231PS  (CX), Z5, Z0
-	VPSRLD       $0x04, Z6, Z5
-	VPSUBD       Z3, Z5, Z5
+	VMOVDQU      (R9), X5
+	VPSRLW       $0x04, X5, X5
+	VPANDD       X2, X5, X5
+	VPSUBB       X3, X5, X5
+	VPMOVSXBD    X5, Z5
 	VCVTDQ2PS    Z5, Z5
 	VMULPS       Z4, Z5, Z5
 	VFMADD231PS  64(CX), Z5, Z1
@@ -9169,9 +9191,10 @@ dotQF32Q4F32AVX512_tail:
 	CMPQ         DX, $0x00
 	JE           dotQF32Q4F32AVX512_done
 	VBROADCASTSS (AX), Z4
-	VPMOVZXBD    (R9), Z5
-	VPANDD       Z2, Z5, Z2
-	VPSUBD       Z3, Z2, Z2
+	VMOVDQU      (R9), X5
+	VPANDD       X2, X5, X2
+	VPSUBB       X3, X2, X2
+	VPMOVSXBD    X2, Z2
 	VCVTDQ2PS    Z2, Z2
 	VMULPS       Z4, Z2, Z2
 	VFMADD231PS  (CX), Z2, Z0
@@ -9191,7 +9214,7 @@ dotQF32Q4F32AVX512_done:
 	RET
 
 // func dotQF32Q4G32F32AVX512(w []byte, x []float32, nsub int, gsub int, bb int, rem int) float32
-// Requires: AVX, AVX512DQ, AVX512F, SSE
+// Requires: AVX, AVX2, AVX512DQ, AVX512F, AVX512VL, SSE
 TEXT ·dotQF32Q4G32F32AVX512(SB), NOSPLIT, $0-84
 	MOVQ         w_base+0(FP), AX
 	MOVQ         x_base+24(FP), CX
@@ -9199,12 +9222,12 @@ TEXT ·dotQF32Q4G32F32AVX512(SB), NOSPLIT, $0-84
 	MOVQ         bb+64(FP), BX
 	VXORPS       Z0, Z0, Z0
 	VXORPS       Z1, Z1, Z1
-	MOVL         $0x0000000f, SI
+	MOVL         $0x0f0f0f0f, SI
 	VMOVD        SI, X2
-	VPBROADCASTD X2, Z2
-	MOVL         $0x00000008, SI
+	VPBROADCASTD X2, X2
+	MOVL         $0x08080808, SI
 	VMOVD        SI, X3
-	VPBROADCASTD X3, Z3
+	VPBROADCASTD X3, X3
 	XORQ         SI, SI
 	MOVQ         DX, DI
 	DECQ         DI
@@ -9213,27 +9236,35 @@ dotQF32Q4G32F32AVX512_x2:
 	CMPQ         SI, DI
 	JGE          dotQF32Q4G32F32AVX512_loop
 	VBROADCASTSS (AX), Z4
-	VPMOVZXBD    4(AX), Z6
-	VPANDD       Z2, Z6, Z5
-	VPSUBD       Z3, Z5, Z5
+	VMOVDQU      4(AX), X5
+	VPANDD       X2, X5, X5
+	VPSUBB       X3, X5, X5
+	VPMOVSXBD    X5, Z5
 	VCVTDQ2PS    Z5, Z5
 	VMULPS       Z4, Z5, Z5
 	VFMADD231PS  (CX), Z5, Z0
-	VPSRLD       $0x04, Z6, Z5
-	VPSUBD       Z3, Z5, Z5
+	VMOVDQU      4(AX), X5
+	VPSRLW       $0x04, X5, X5
+	VPANDD       X2, X5, X5
+	VPSUBB       X3, X5, X5
+	VPMOVSXBD    X5, Z5
 	VCVTDQ2PS    Z5, Z5
 	VMULPS       Z4, Z5, Z5
 	VFMADD231PS  64(CX), Z5, Z1
 	ADDQ         $0x00000080, CX
 	VBROADCASTSS (AX)(BX*1), Z4
-	VPMOVZXBD    4(AX)(BX*1), Z6
-	VPANDD       Z2, Z6, Z5
-	VPSUBD       Z3, Z5, Z5
+	VMOVDQU      4(AX)(BX*1), X5
+	VPANDD       X2, X5, X5
+	VPSUBB       X3, X5, X5
+	VPMOVSXBD    X5, Z5
 	VCVTDQ2PS    Z5, Z5
 	VMULPS       Z4, Z5, Z5
 	VFMADD231PS  (CX), Z5, Z0
-	VPSRLD       $0x04, Z6, Z5
-	VPSUBD       Z3, Z5, Z5
+	VMOVDQU      4(AX)(BX*1), X5
+	VPSRLW       $0x04, X5, X5
+	VPANDD       X2, X5, X5
+	VPSUBB       X3, X5, X5
+	VPMOVSXBD    X5, Z5
 	VCVTDQ2PS    Z5, Z5
 	VMULPS       Z4, Z5, Z5
 	VFMADD231PS  64(CX), Z5, Z1
@@ -9246,14 +9277,18 @@ dotQF32Q4G32F32AVX512_loop:
 	CMPQ         SI, DX
 	JAE          dotQF32Q4G32F32AVX512_tail
 	VBROADCASTSS (AX), Z4
-	VPMOVZXBD    4(AX), Z6
-	VPANDD       Z2, Z6, Z5
-	VPSUBD       Z3, Z5, Z5
+	VMOVDQU      4(AX), X5
+	VPANDD       X2, X5, X5
+	VPSUBB       X3, X5, X5
+	VPMOVSXBD    X5, Z5
 	VCVTDQ2PS    Z5, Z5
 	VMULPS       Z4, Z5, Z5
 	VFMADD231PS  (CX), Z5, Z0
-	VPSRLD       $0x04, Z6, Z5
-	VPSUBD       Z3, Z5, Z5
+	VMOVDQU      4(AX), X5
+	VPSRLW       $0x04, X5, X5
+	VPANDD       X2, X5, X5
+	VPSUBB       X3, X5, X5
+	VPMOVSXBD    X5, Z5
 	VCVTDQ2PS    Z5, Z5
 	VMULPS       Z4, Z5, Z5
 	VFMADD231PS  64(CX), Z5, Z1
@@ -9267,9 +9302,10 @@ dotQF32Q4G32F32AVX512_tail:
 	CMPQ         DX, $0x00
 	JE           dotQF32Q4G32F32AVX512_done
 	VBROADCASTSS (AX), Z4
-	VPMOVZXBD    4(AX), Z5
-	VPANDD       Z2, Z5, Z2
-	VPSUBD       Z3, Z2, Z2
+	VMOVDQU      4(AX), X5
+	VPANDD       X2, X5, X2
+	VPSUBB       X3, X2, X2
+	VPMOVSXBD    X2, Z2
 	VCVTDQ2PS    Z2, Z2
 	VMULPS       Z4, Z2, Z2
 	VFMADD231PS  (CX), Z2, Z0
@@ -9289,7 +9325,7 @@ dotQF32Q4G32F32AVX512_done:
 	RET
 
 // func dotQF32Q4AF16AVX512(w []byte, x []float32, nsub int, gsub int, bb int, rem int) float32
-// Requires: AVX, AVX2, AVX512DQ, AVX512F, SSE
+// Requires: AVX, AVX2, AVX512DQ, AVX512F, AVX512VL, SSE
 TEXT ·dotQF32Q4AF16AVX512(SB), NOSPLIT, $0-84
 	MOVQ         w_base+0(FP), AX
 	MOVQ         x_base+24(FP), CX
@@ -9298,9 +9334,9 @@ TEXT ·dotQF32Q4AF16AVX512(SB), NOSPLIT, $0-84
 	MOVQ         bb+64(FP), SI
 	VXORPS       Z0, Z0, Z0
 	VXORPS       Z1, Z1, Z1
-	MOVL         $0x0000000f, DI
+	MOVL         $0x0f0f0f0f, DI
 	VMOVD        DI, X2
-	VPBROADCASTD X2, Z2
+	VPBROADCASTD X2, X2
 	XORQ         DI, DI
 	XORQ         R8, R8
 	LEAQ         4(AX), R9
@@ -9312,13 +9348,17 @@ dotQF32Q4AF16AVX512_loop:
 	VCVTPH2PS    Y3, Z3
 	VPBROADCASTW 2(AX), Y4
 	VCVTPH2PS    Y4, Z4
-	VPMOVZXBD    (R9), Z6
-	VPANDD       Z2, Z6, Z5
+	VMOVDQU      (R9), X5
+	VPANDD       X2, X5, X5
+	VPMOVZXBD    X5, Z5
 	VCVTDQ2PS    Z5, Z5
 	VMULPS       Z3, Z5, Z5
 	VADDPS       Z4, Z5, Z5
 	VFMADD231PS  (CX), Z5, Z0
-	VPSRLD       $0x04, Z6, Z5
+	VMOVDQU      (R9), X5
+	VPSRLW       $0x04, X5, X5
+	VPANDD       X2, X5, X5
+	VPMOVZXBD    X5, Z5
 	VCVTDQ2PS    Z5, Z5
 	VMULPS       Z3, Z5, Z5
 	VADDPS       Z4, Z5, Z5
@@ -9342,8 +9382,9 @@ dotQF32Q4AF16AVX512_tail:
 	VCVTPH2PS    Y3, Z3
 	VPBROADCASTW 2(AX), Y4
 	VCVTPH2PS    Y4, Z4
-	VPMOVZXBD    (R9), Z5
-	VPANDD       Z2, Z5, Z2
+	VMOVDQU      (R9), X5
+	VPANDD       X2, X5, X2
+	VPMOVZXBD    X2, Z2
 	VCVTDQ2PS    Z2, Z2
 	VMULPS       Z3, Z2, Z2
 	VADDPS       Z4, Z2, Z2
@@ -9364,7 +9405,7 @@ dotQF32Q4AF16AVX512_done:
 	RET
 
 // func dotQF32Q4AG32F16AVX512(w []byte, x []float32, nsub int, gsub int, bb int, rem int) float32
-// Requires: AVX, AVX2, AVX512DQ, AVX512F, SSE
+// Requires: AVX, AVX2, AVX512DQ, AVX512F, AVX512VL, SSE
 TEXT ·dotQF32Q4AG32F16AVX512(SB), NOSPLIT, $0-84
 	MOVQ         w_base+0(FP), AX
 	MOVQ         x_base+24(FP), CX
@@ -9372,9 +9413,9 @@ TEXT ·dotQF32Q4AG32F16AVX512(SB), NOSPLIT, $0-84
 	MOVQ         bb+64(FP), BX
 	VXORPS       Z0, Z0, Z0
 	VXORPS       Z1, Z1, Z1
-	MOVL         $0x0000000f, SI
+	MOVL         $0x0f0f0f0f, SI
 	VMOVD        SI, X2
-	VPBROADCASTD X2, Z2
+	VPBROADCASTD X2, X2
 	XORQ         SI, SI
 	MOVQ         DX, DI
 	DECQ         DI
@@ -9386,13 +9427,17 @@ dotQF32Q4AG32F16AVX512_x2:
 	VCVTPH2PS    Y3, Z3
 	VPBROADCASTW 2(AX), Y4
 	VCVTPH2PS    Y4, Z4
-	VPMOVZXBD    4(AX), Z6
-	VPANDD       Z2, Z6, Z5
+	VMOVDQU      4(AX), X5
+	VPANDD       X2, X5, X5
+	VPMOVZXBD    X5, Z5
 	VCVTDQ2PS    Z5, Z5
 	VMULPS       Z3, Z5, Z5
 	VADDPS       Z4, Z5, Z5
 	VFMADD231PS  (CX), Z5, Z0
-	VPSRLD       $0x04, Z6, Z5
+	VMOVDQU      4(AX), X5
+	VPSRLW       $0x04, X5, X5
+	VPANDD       X2, X5, X5
+	VPMOVZXBD    X5, Z5
 	VCVTDQ2PS    Z5, Z5
 	VMULPS       Z3, Z5, Z5
 	VADDPS       Z4, Z5, Z5
@@ -9402,13 +9447,17 @@ dotQF32Q4AG32F16AVX512_x2:
 	VCVTPH2PS    Y3, Z3
 	VPBROADCASTW 2(AX)(BX*1), Y4
 	VCVTPH2PS    Y4, Z4
-	VPMOVZXBD    4(AX)(BX*1), Z6
-	VPANDD       Z2, Z6, Z5
+	VMOVDQU      4(AX)(BX*1), X5
+	VPANDD       X2, X5, X5
+	VPMOVZXBD    X5, Z5
 	VCVTDQ2PS    Z5, Z5
 	VMULPS       Z3, Z5, Z5
 	VADDPS       Z4, Z5, Z5
 	VFMADD231PS  (CX), Z5, Z0
-	VPSRLD       $0x04, Z6, Z5
+	VMOVDQU      4(AX)(BX*1), X5
+	VPSRLW       $0x04, X5, X5
+	VPANDD       X2, X5, X5
+	VPMOVZXBD    X5, Z5
 	VCVTDQ2PS    Z5, Z5
 	VMULPS       Z3, Z5, Z5
 	VADDPS       Z4, Z5, Z5
@@ -9425,13 +9474,17 @@ dotQF32Q4AG32F16AVX512_loop:
 	VCVTPH2PS    Y3, Z3
 	VPBROADCASTW 2(AX), Y4
 	VCVTPH2PS    Y4, Z4
-	VPMOVZXBD    4(AX), Z6
-	VPANDD       Z2, Z6, Z5
+	VMOVDQU      4(AX), X5
+	VPANDD       X2, X5, X5
+	VPMOVZXBD    X5, Z5
 	VCVTDQ2PS    Z5, Z5
 	VMULPS       Z3, Z5, Z5
 	VADDPS       Z4, Z5, Z5
 	VFMADD231PS  (CX), Z5, Z0
-	VPSRLD       $0x04, Z6, Z5
+	VMOVDQU      4(AX), X5
+	VPSRLW       $0x04, X5, X5
+	VPANDD       X2, X5, X5
+	VPMOVZXBD    X5, Z5
 	VCVTDQ2PS    Z5, Z5
 	VMULPS       Z3, Z5, Z5
 	VADDPS       Z4, Z5, Z5
@@ -9449,8 +9502,9 @@ dotQF32Q4AG32F16AVX512_tail:
 	VCVTPH2PS    Y3, Z3
 	VPBROADCASTW 2(AX), Y4
 	VCVTPH2PS    Y4, Z4
-	VPMOVZXBD    4(AX), Z5
-	VPANDD       Z2, Z5, Z2
+	VMOVDQU      4(AX), X5
+	VPANDD       X2, X5, X2
+	VPMOVZXBD    X2, Z2
 	VCVTDQ2PS    Z2, Z2
 	VMULPS       Z3, Z2, Z2
 	VADDPS       Z4, Z2, Z2
@@ -9471,7 +9525,7 @@ dotQF32Q4AG32F16AVX512_done:
 	RET
 
 // func dotQF32Q4AF32AVX512(w []byte, x []float32, nsub int, gsub int, bb int, rem int) float32
-// Requires: AVX, AVX512DQ, AVX512F, SSE
+// Requires: AVX, AVX2, AVX512DQ, AVX512F, AVX512VL, SSE
 TEXT ·dotQF32Q4AF32AVX512(SB), NOSPLIT, $0-84
 	MOVQ         w_base+0(FP), AX
 	MOVQ         x_base+24(FP), CX
@@ -9480,9 +9534,9 @@ TEXT ·dotQF32Q4AF32AVX512(SB), NOSPLIT, $0-84
 	MOVQ         bb+64(FP), SI
 	VXORPS       Z0, Z0, Z0
 	VXORPS       Z1, Z1, Z1
-	MOVL         $0x0000000f, DI
+	MOVL         $0x0f0f0f0f, DI
 	VMOVD        DI, X2
-	VPBROADCASTD X2, Z2
+	VPBROADCASTD X2, X2
 	XORQ         DI, DI
 	XORQ         R8, R8
 	LEAQ         8(AX), R9
@@ -9492,13 +9546,17 @@ dotQF32Q4AF32AVX512_loop:
 	JAE          dotQF32Q4AF32AVX512_tail
 	VBROADCASTSS (AX), Z3
 	VBROADCASTSS 4(AX), Z4
-	VPMOVZXBD    (R9), Z6
-	VPANDD       Z2, Z6, Z5
+	VMOVDQU      (R9), X5
+	VPANDD       X2, X5, X5
+	VPMOVZXBD    X5, Z5
 	VCVTDQ2PS    Z5, Z5
 	VMULPS       Z3, Z5, Z5
 	VADDPS       Z4, Z5, Z5
 	VFMADD231PS  (CX), Z5, Z0
-	VPSRLD       $0x04, Z6, Z5
+	VMOVDQU      (R9), X5
+	VPSRLW       $0x04, X5, X5
+	VPANDD       X2, X5, X5
+	VPMOVZXBD    X5, Z5
 	VCVTDQ2PS    Z5, Z5
 	VMULPS       Z3, Z5, Z5
 	VADDPS       Z4, Z5, Z5
@@ -9520,8 +9578,9 @@ dotQF32Q4AF32AVX512_tail:
 	JE           dotQF32Q4AF32AVX512_done
 	VBROADCASTSS (AX), Z3
 	VBROADCASTSS 4(AX), Z4
-	VPMOVZXBD    (R9), Z5
-	VPANDD       Z2, Z5, Z2
+	VMOVDQU      (R9), X5
+	VPANDD       X2, X5, X2
+	VPMOVZXBD    X2, Z2
 	VCVTDQ2PS    Z2, Z2
 	VMULPS       Z3, Z2, Z2
 	VADDPS       Z4, Z2, Z2
@@ -9542,7 +9601,7 @@ dotQF32Q4AF32AVX512_done:
 	RET
 
 // func dotQF32Q4AG32F32AVX512(w []byte, x []float32, nsub int, gsub int, bb int, rem int) float32
-// Requires: AVX, AVX512DQ, AVX512F, SSE
+// Requires: AVX, AVX2, AVX512DQ, AVX512F, AVX512VL, SSE
 TEXT ·dotQF32Q4AG32F32AVX512(SB), NOSPLIT, $0-84
 	MOVQ         w_base+0(FP), AX
 	MOVQ         x_base+24(FP), CX
@@ -9550,9 +9609,9 @@ TEXT ·dotQF32Q4AG32F32AVX512(SB), NOSPLIT, $0-84
 	MOVQ         bb+64(FP), BX
 	VXORPS       Z0, Z0, Z0
 	VXORPS       Z1, Z1, Z1
-	MOVL         $0x0000000f, SI
+	MOVL         $0x0f0f0f0f, SI
 	VMOVD        SI, X2
-	VPBROADCASTD X2, Z2
+	VPBROADCASTD X2, X2
 	XORQ         SI, SI
 	MOVQ         DX, DI
 	DECQ         DI
@@ -9562,13 +9621,17 @@ dotQF32Q4AG32F32AVX512_x2:
 	JGE          dotQF32Q4AG32F32AVX512_loop
 	VBROADCASTSS (AX), Z3
 	VBROADCASTSS 4(AX), Z4
-	VPMOVZXBD    8(AX), Z6
-	VPANDD       Z2, Z6, Z5
+	VMOVDQU      8(AX), X5
+	VPANDD       X2, X5, X5
+	VPMOVZXBD    X5, Z5
 	VCVTDQ2PS    Z5, Z5
 	VMULPS       Z3, Z5, Z5
 	VADDPS       Z4, Z5, Z5
 	VFMADD231PS  (CX), Z5, Z0
-	VPSRLD       $0x04, Z6, Z5
+	VMOVDQU      8(AX), X5
+	VPSRLW       $0x04, X5, X5
+	VPANDD       X2, X5, X5
+	VPMOVZXBD    X5, Z5
 	VCVTDQ2PS    Z5, Z5
 	VMULPS       Z3, Z5, Z5
 	VADDPS       Z4, Z5, Z5
@@ -9576,13 +9639,17 @@ dotQF32Q4AG32F32AVX512_x2:
 	ADDQ         $0x00000080, CX
 	VBROADCASTSS (AX)(BX*1), Z3
 	VBROADCASTSS 4(AX)(BX*1), Z4
-	VPMOVZXBD    8(AX)(BX*1), Z6
-	VPANDD       Z2, Z6, Z5
+	VMOVDQU      8(AX)(BX*1), X5
+	VPANDD       X2, X5, X5
+	VPMOVZXBD    X5, Z5
 	VCVTDQ2PS    Z5, Z5
 	VMULPS       Z3, Z5, Z5
 	VADDPS       Z4, Z5, Z5
 	VFMADD231PS  (CX), Z5, Z0
-	VPSRLD       $0x04, Z6, Z5
+	VMOVDQU      8(AX)(BX*1), X5
+	VPSRLW       $0x04, X5, X5
+	VPANDD       X2, X5, X5
+	VPMOVZXBD    X5, Z5
 	VCVTDQ2PS    Z5, Z5
 	VMULPS       Z3, Z5, Z5
 	VADDPS       Z4, Z5, Z5
@@ -9597,13 +9664,17 @@ dotQF32Q4AG32F32AVX512_loop:
 	JAE          dotQF32Q4AG32F32AVX512_tail
 	VBROADCASTSS (AX), Z3
 	VBROADCASTSS 4(AX), Z4
-	VPMOVZXBD    8(AX), Z6
-	VPANDD       Z2, Z6, Z5
+	VMOVDQU      8(AX), X5
+	VPANDD       X2, X5, X5
+	VPMOVZXBD    X5, Z5
 	VCVTDQ2PS    Z5, Z5
 	VMULPS       Z3, Z5, Z5
 	VADDPS       Z4, Z5, Z5
 	VFMADD231PS  (CX), Z5, Z0
-	VPSRLD       $0x04, Z6, Z5
+	VMOVDQU      8(AX), X5
+	VPSRLW       $0x04, X5, X5
+	VPANDD       X2, X5, X5
+	VPMOVZXBD    X5, Z5
 	VCVTDQ2PS    Z5, Z5
 	VMULPS       Z3, Z5, Z5
 	VADDPS       Z4, Z5, Z5
@@ -9619,8 +9690,9 @@ dotQF32Q4AG32F32AVX512_tail:
 	JE           dotQF32Q4AG32F32AVX512_done
 	VBROADCASTSS (AX), Z3
 	VBROADCASTSS 4(AX), Z4
-	VPMOVZXBD    8(AX), Z5
-	VPANDD       Z2, Z5, Z2
+	VMOVDQU      8(AX), X5
+	VPANDD       X2, X5, X2
+	VPMOVZXBD    X2, Z2
 	VCVTDQ2PS    Z2, Z2
 	VMULPS       Z3, Z2, Z2
 	VADDPS       Z4, Z2, Z2
@@ -9883,19 +9955,19 @@ dequantQ8G32F32AVX512_done:
 	RET
 
 // func dequantQ4F16AVX512(dst []float32, w []byte, nsub int, gsub int, bb int, rem int)
-// Requires: AVX, AVX2, AVX512F
+// Requires: AVX, AVX2, AVX512F, AVX512VL
 TEXT ·dequantQ4F16AVX512(SB), NOSPLIT, $0-80
 	MOVQ         w_base+24(FP), AX
 	MOVQ         dst_base+0(FP), CX
 	MOVQ         nsub+48(FP), DX
 	MOVQ         gsub+56(FP), BX
 	MOVQ         bb+64(FP), SI
-	MOVL         $0x0000000f, DI
+	MOVL         $0x0f0f0f0f, DI
 	VMOVD        DI, X0
-	VPBROADCASTD X0, Z0
-	MOVL         $0x00000008, DI
+	VPBROADCASTD X0, X0
+	MOVL         $0x08080808, DI
 	VMOVD        DI, X1
-	VPBROADCASTD X1, Z1
+	VPBROADCASTD X1, X1
 	XORQ         DI, DI
 	XORQ         R8, R8
 	LEAQ         2(AX), R9
@@ -9905,14 +9977,18 @@ dequantQ4F16AVX512_loop:
 	JAE          dequantQ4F16AVX512_tail
 	VPBROADCASTW (AX), Y2
 	VCVTPH2PS    Y2, Z2
-	VPMOVZXBD    (R9), Z4
-	VPANDD       Z0, Z4, Z3
-	VPSUBD       Z1, Z3, Z3
+	VMOVDQU      (R9), X3
+	VPANDD       X0, X3, X3
+	VPSUBB       X1, X3, X3
+	VPMOVSXBD    X3, Z3
 	VCVTDQ2PS    Z3, Z3
 	VMULPS       Z2, Z3, Z3
 	VMOVUPS      Z3, (CX)
-	VPSRLD       $0x04, Z4, Z3
-	VPSUBD       Z1, Z3, Z3
+	VMOVDQU      (R9), X3
+	VPSRLW       $0x04, X3, X3
+	VPANDD       X0, X3, X3
+	VPSUBB       X1, X3, X3
+	VPMOVSXBD    X3, Z3
 	VCVTDQ2PS    Z3, Z3
 	VMULPS       Z2, Z3, Z3
 	VMOVUPS      Z3, 64(CX)
@@ -9933,9 +10009,10 @@ dequantQ4F16AVX512_tail:
 	JE           dequantQ4F16AVX512_done
 	VPBROADCASTW (AX), Y2
 	VCVTPH2PS    Y2, Z2
-	VPMOVZXBD    (R9), Z3
-	VPANDD       Z0, Z3, Z0
-	VPSUBD       Z1, Z0, Z0
+	VMOVDQU      (R9), X3
+	VPANDD       X0, X3, X0
+	VPSUBB       X1, X0, X0
+	VPMOVSXBD    X0, Z0
 	VCVTDQ2PS    Z0, Z0
 	VMULPS       Z2, Z0, Z0
 	VMOVUPS      Z0, (CX)
@@ -9945,18 +10022,18 @@ dequantQ4F16AVX512_done:
 	RET
 
 // func dequantQ4G32F16AVX512(dst []float32, w []byte, nsub int, gsub int, bb int, rem int)
-// Requires: AVX, AVX2, AVX512F
+// Requires: AVX, AVX2, AVX512F, AVX512VL
 TEXT ·dequantQ4G32F16AVX512(SB), NOSPLIT, $0-80
 	MOVQ         w_base+24(FP), AX
 	MOVQ         dst_base+0(FP), CX
 	MOVQ         nsub+48(FP), DX
 	MOVQ         bb+64(FP), BX
-	MOVL         $0x0000000f, SI
+	MOVL         $0x0f0f0f0f, SI
 	VMOVD        SI, X0
-	VPBROADCASTD X0, Z0
-	MOVL         $0x00000008, SI
+	VPBROADCASTD X0, X0
+	MOVL         $0x08080808, SI
 	VMOVD        SI, X1
-	VPBROADCASTD X1, Z1
+	VPBROADCASTD X1, X1
 	XORQ         SI, SI
 	MOVQ         DX, DI
 	DECQ         DI
@@ -9966,28 +10043,36 @@ dequantQ4G32F16AVX512_x2:
 	JGE          dequantQ4G32F16AVX512_loop
 	VPBROADCASTW (AX), Y2
 	VCVTPH2PS    Y2, Z2
-	VPMOVZXBD    2(AX), Z4
-	VPANDD       Z0, Z4, Z3
-	VPSUBD       Z1, Z3, Z3
+	VMOVDQU      2(AX), X3
+	VPANDD       X0, X3, X3
+	VPSUBB       X1, X3, X3
+	VPMOVSXBD    X3, Z3
 	VCVTDQ2PS    Z3, Z3
 	VMULPS       Z2, Z3, Z3
 	VMOVUPS      Z3, (CX)
-	VPSRLD       $0x04, Z4, Z3
-	VPSUBD       Z1, Z3, Z3
+	VMOVDQU      2(AX), X3
+	VPSRLW       $0x04, X3, X3
+	VPANDD       X0, X3, X3
+	VPSUBB       X1, X3, X3
+	VPMOVSXBD    X3, Z3
 	VCVTDQ2PS    Z3, Z3
 	VMULPS       Z2, Z3, Z3
 	VMOVUPS      Z3, 64(CX)
 	ADDQ         $0x00000080, CX
 	VPBROADCASTW (AX)(BX*1), Y2
 	VCVTPH2PS    Y2, Z2
-	VPMOVZXBD    2(AX)(BX*1), Z4
-	VPANDD       Z0, Z4, Z3
-	VPSUBD       Z1, Z3, Z3
+	VMOVDQU      2(AX)(BX*1), X3
+	VPANDD       X0, X3, X3
+	VPSUBB       X1, X3, X3
+	VPMOVSXBD    X3, Z3
 	VCVTDQ2PS    Z3, Z3
 	VMULPS       Z2, Z3, Z3
 	VMOVUPS      Z3, (CX)
-	VPSRLD       $0x04, Z4, Z3
-	VPSUBD       Z1, Z3, Z3
+	VMOVDQU      2(AX)(BX*1), X3
+	VPSRLW       $0x04, X3, X3
+	VPANDD       X0, X3, X3
+	VPSUBB       X1, X3, X3
+	VPMOVSXBD    X3, Z3
 	VCVTDQ2PS    Z3, Z3
 	VMULPS       Z2, Z3, Z3
 	VMOVUPS      Z3, 64(CX)
@@ -10001,14 +10086,18 @@ dequantQ4G32F16AVX512_loop:
 	JAE          dequantQ4G32F16AVX512_tail
 	VPBROADCASTW (AX), Y2
 	VCVTPH2PS    Y2, Z2
-	VPMOVZXBD    2(AX), Z4
-	VPANDD       Z0, Z4, Z3
-	VPSUBD       Z1, Z3, Z3
+	VMOVDQU      2(AX), X3
+	VPANDD       X0, X3, X3
+	VPSUBB       X1, X3, X3
+	VPMOVSXBD    X3, Z3
 	VCVTDQ2PS    Z3, Z3
 	VMULPS       Z2, Z3, Z3
 	VMOVUPS      Z3, (CX)
-	VPSRLD       $0x04, Z4, Z3
-	VPSUBD       Z1, Z3, Z3
+	VMOVDQU      2(AX), X3
+	VPSRLW       $0x04, X3, X3
+	VPANDD       X0, X3, X3
+	VPSUBB       X1, X3, X3
+	VPMOVSXBD    X3, Z3
 	VCVTDQ2PS    Z3, Z3
 	VMULPS       Z2, Z3, Z3
 	VMOVUPS      Z3, 64(CX)
@@ -10023,9 +10112,10 @@ dequantQ4G32F16AVX512_tail:
 	JE           dequantQ4G32F16AVX512_done
 	VPBROADCASTW (AX), Y2
 	VCVTPH2PS    Y2, Z2
-	VPMOVZXBD    2(AX), Z3
-	VPANDD       Z0, Z3, Z0
-	VPSUBD       Z1, Z0, Z0
+	VMOVDQU      2(AX), X3
+	VPANDD       X0, X3, X0
+	VPSUBB       X1, X0, X0
+	VPMOVSXBD    X0, Z0
 	VCVTDQ2PS    Z0, Z0
 	VMULPS       Z2, Z0, Z0
 	VMOVUPS      Z0, (CX)
@@ -10035,19 +10125,19 @@ dequantQ4G32F16AVX512_done:
 	RET
 
 // func dequantQ4F32AVX512(dst []float32, w []byte, nsub int, gsub int, bb int, rem int)
-// Requires: AVX, AVX512F
+// Requires: AVX, AVX2, AVX512F, AVX512VL
 TEXT ·dequantQ4F32AVX512(SB), NOSPLIT, $0-80
 	MOVQ         w_base+24(FP), AX
 	MOVQ         dst_base+0(FP), CX
 	MOVQ         nsub+48(FP), DX
 	MOVQ         gsub+56(FP), BX
 	MOVQ         bb+64(FP), SI
-	MOVL         $0x0000000f, DI
+	MOVL         $0x0f0f0f0f, DI
 	VMOVD        DI, X0
-	VPBROADCASTD X0, Z0
-	MOVL         $0x00000008, DI
+	VPBROADCASTD X0, X0
+	MOVL         $0x08080808, DI
 	VMOVD        DI, X1
-	VPBROADCASTD X1, Z1
+	VPBROADCASTD X1, X1
 	XORQ         DI, DI
 	XORQ         R8, R8
 	LEAQ         4(AX), R9
@@ -10056,14 +10146,18 @@ dequantQ4F32AVX512_loop:
 	CMPQ         DI, DX
 	JAE          dequantQ4F32AVX512_tail
 	VBROADCASTSS (AX), Z2
-	VPMOVZXBD    (R9), Z4
-	VPANDD       Z0, Z4, Z3
-	VPSUBD       Z1, Z3, Z3
+	VMOVDQU      (R9), X3
+	VPANDD       X0, X3, X3
+	VPSUBB       X1, X3, X3
+	VPMOVSXBD    X3, Z3
 	VCVTDQ2PS    Z3, Z3
 	VMULPS       Z2, Z3, Z3
 	VMOVUPS      Z3, (CX)
-	VPSRLD       $0x04, Z4, Z3
-	VPSUBD       Z1, Z3, Z3
+	VMOVDQU      (R9), X3
+	VPSRLW       $0x04, X3, X3
+	VPANDD       X0, X3, X3
+	VPSUBB       X1, X3, X3
+	VPMOVSXBD    X3, Z3
 	VCVTDQ2PS    Z3, Z3
 	VMULPS       Z2, Z3, Z3
 	VMOVUPS      Z3, 64(CX)
@@ -10083,9 +10177,10 @@ dequantQ4F32AVX512_tail:
 	CMPQ         DX, $0x00
 	JE           dequantQ4F32AVX512_done
 	VBROADCASTSS (AX), Z2
-	VPMOVZXBD    (R9), Z3
-	VPANDD       Z0, Z3, Z0
-	VPSUBD       Z1, Z0, Z0
+	VMOVDQU      (R9), X3
+	VPANDD       X0, X3, X0
+	VPSUBB       X1, X0, X0
+	VPMOVSXBD    X0, Z0
 	VCVTDQ2PS    Z0, Z0
 	VMULPS       Z2, Z0, Z0
 	VMOVUPS      Z0, (CX)
@@ -10095,18 +10190,18 @@ dequantQ4F32AVX512_done:
 	RET
 
 // func dequantQ4G32F32AVX512(dst []float32, w []byte, nsub int, gsub int, bb int, rem int)
-// Requires: AVX, AVX512F
+// Requires: AVX, AVX2, AVX512F, AVX512VL
 TEXT ·dequantQ4G32F32AVX512(SB), NOSPLIT, $0-80
 	MOVQ         w_base+24(FP), AX
 	MOVQ         dst_base+0(FP), CX
 	MOVQ         nsub+48(FP), DX
 	MOVQ         bb+64(FP), BX
-	MOVL         $0x0000000f, SI
+	MOVL         $0x0f0f0f0f, SI
 	VMOVD        SI, X0
-	VPBROADCASTD X0, Z0
-	MOVL         $0x00000008, SI
+	VPBROADCASTD X0, X0
+	MOVL         $0x08080808, SI
 	VMOVD        SI, X1
-	VPBROADCASTD X1, Z1
+	VPBROADCASTD X1, X1
 	XORQ         SI, SI
 	MOVQ         DX, DI
 	DECQ         DI
@@ -10115,27 +10210,35 @@ dequantQ4G32F32AVX512_x2:
 	CMPQ         SI, DI
 	JGE          dequantQ4G32F32AVX512_loop
 	VBROADCASTSS (AX), Z2
-	VPMOVZXBD    4(AX), Z4
-	VPANDD       Z0, Z4, Z3
-	VPSUBD       Z1, Z3, Z3
+	VMOVDQU      4(AX), X3
+	VPANDD       X0, X3, X3
+	VPSUBB       X1, X3, X3
+	VPMOVSXBD    X3, Z3
 	VCVTDQ2PS    Z3, Z3
 	VMULPS       Z2, Z3, Z3
 	VMOVUPS      Z3, (CX)
-	VPSRLD       $0x04, Z4, Z3
-	VPSUBD       Z1, Z3, Z3
+	VMOVDQU      4(AX), X3
+	VPSRLW       $0x04, X3, X3
+	VPANDD       X0, X3, X3
+	VPSUBB       X1, X3, X3
+	VPMOVSXBD    X3, Z3
 	VCVTDQ2PS    Z3, Z3
 	VMULPS       Z2, Z3, Z3
 	VMOVUPS      Z3, 64(CX)
 	ADDQ         $0x00000080, CX
 	VBROADCASTSS (AX)(BX*1), Z2
-	VPMOVZXBD    4(AX)(BX*1), Z4
-	VPANDD       Z0, Z4, Z3
-	VPSUBD       Z1, Z3, Z3
+	VMOVDQU      4(AX)(BX*1), X3
+	VPANDD       X0, X3, X3
+	VPSUBB       X1, X3, X3
+	VPMOVSXBD    X3, Z3
 	VCVTDQ2PS    Z3, Z3
 	VMULPS       Z2, Z3, Z3
 	VMOVUPS      Z3, (CX)
-	VPSRLD       $0x04, Z4, Z3
-	VPSUBD       Z1, Z3, Z3
+	VMOVDQU      4(AX)(BX*1), X3
+	VPSRLW       $0x04, X3, X3
+	VPANDD       X0, X3, X3
+	VPSUBB       X1, X3, X3
+	VPMOVSXBD    X3, Z3
 	VCVTDQ2PS    Z3, Z3
 	VMULPS       Z2, Z3, Z3
 	VMOVUPS      Z3, 64(CX)
@@ -10148,14 +10251,18 @@ dequantQ4G32F32AVX512_loop:
 	CMPQ         SI, DX
 	JAE          dequantQ4G32F32AVX512_tail
 	VBROADCASTSS (AX), Z2
-	VPMOVZXBD    4(AX), Z4
-	VPANDD       Z0, Z4, Z3
-	VPSUBD       Z1, Z3, Z3
+	VMOVDQU      4(AX), X3
+	VPANDD       X0, X3, X3
+	VPSUBB       X1, X3, X3
+	VPMOVSXBD    X3, Z3
 	VCVTDQ2PS    Z3, Z3
 	VMULPS       Z2, Z3, Z3
 	VMOVUPS      Z3, (CX)
-	VPSRLD       $0x04, Z4, Z3
-	VPSUBD       Z1, Z3, Z3
+	VMOVDQU      4(AX), X3
+	VPSRLW       $0x04, X3, X3
+	VPANDD       X0, X3, X3
+	VPSUBB       X1, X3, X3
+	VPMOVSXBD    X3, Z3
 	VCVTDQ2PS    Z3, Z3
 	VMULPS       Z2, Z3, Z3
 	VMOVUPS      Z3, 64(CX)
@@ -10169,9 +10276,10 @@ dequantQ4G32F32AVX512_tail:
 	CMPQ         DX, $0x00
 	JE           dequantQ4G32F32AVX512_done
 	VBROADCASTSS (AX), Z2
-	VPMOVZXBD    4(AX), Z3
-	VPANDD       Z0, Z3, Z0
-	VPSUBD       Z1, Z0, Z0
+	VMOVDQU      4(AX), X3
+	VPANDD       X0, X3, X0
+	VPSUBB       X1, X0, X0
+	VPMOVSXBD    X0, Z0
 	VCVTDQ2PS    Z0, Z0
 	VMULPS       Z2, Z0, Z0
 	VMOVUPS      Z0, (CX)
@@ -10181,16 +10289,16 @@ dequantQ4G32F32AVX512_done:
 	RET
 
 // func dequantQ4AF16AVX512(dst []float32, w []byte, nsub int, gsub int, bb int, rem int)
-// Requires: AVX, AVX2, AVX512F
+// Requires: AVX, AVX2, AVX512F, AVX512VL
 TEXT ·dequantQ4AF16AVX512(SB), NOSPLIT, $0-80
 	MOVQ         w_base+24(FP), AX
 	MOVQ         dst_base+0(FP), CX
 	MOVQ         nsub+48(FP), DX
 	MOVQ         gsub+56(FP), BX
 	MOVQ         bb+64(FP), SI
-	MOVL         $0x0000000f, DI
+	MOVL         $0x0f0f0f0f, DI
 	VMOVD        DI, X0
-	VPBROADCASTD X0, Z0
+	VPBROADCASTD X0, X0
 	XORQ         DI, DI
 	XORQ         R8, R8
 	LEAQ         4(AX), R9
@@ -10202,13 +10310,17 @@ dequantQ4AF16AVX512_loop:
 	VCVTPH2PS    Y1, Z1
 	VPBROADCASTW 2(AX), Y2
 	VCVTPH2PS    Y2, Z2
-	VPMOVZXBD    (R9), Z4
-	VPANDD       Z0, Z4, Z3
+	VMOVDQU      (R9), X3
+	VPANDD       X0, X3, X3
+	VPMOVZXBD    X3, Z3
 	VCVTDQ2PS    Z3, Z3
 	VMULPS       Z1, Z3, Z3
 	VADDPS       Z2, Z3, Z3
 	VMOVUPS      Z3, (CX)
-	VPSRLD       $0x04, Z4, Z3
+	VMOVDQU      (R9), X3
+	VPSRLW       $0x04, X3, X3
+	VPANDD       X0, X3, X3
+	VPMOVZXBD    X3, Z3
 	VCVTDQ2PS    Z3, Z3
 	VMULPS       Z1, Z3, Z3
 	VADDPS       Z2, Z3, Z3
@@ -10232,8 +10344,9 @@ dequantQ4AF16AVX512_tail:
 	VCVTPH2PS    Y1, Z1
 	VPBROADCASTW 2(AX), Y2
 	VCVTPH2PS    Y2, Z2
-	VPMOVZXBD    (R9), Z3
-	VPANDD       Z0, Z3, Z0
+	VMOVDQU      (R9), X3
+	VPANDD       X0, X3, X0
+	VPMOVZXBD    X0, Z0
 	VCVTDQ2PS    Z0, Z0
 	VMULPS       Z1, Z0, Z0
 	VADDPS       Z2, Z0, Z0
@@ -10244,15 +10357,15 @@ dequantQ4AF16AVX512_done:
 	RET
 
 // func dequantQ4AG32F16AVX512(dst []float32, w []byte, nsub int, gsub int, bb int, rem int)
-// Requires: AVX, AVX2, AVX512F
+// Requires: AVX, AVX2, AVX512F, AVX512VL
 TEXT ·dequantQ4AG32F16AVX512(SB), NOSPLIT, $0-80
 	MOVQ         w_base+24(FP), AX
 	MOVQ         dst_base+0(FP), CX
 	MOVQ         nsub+48(FP), DX
 	MOVQ         bb+64(FP), BX
-	MOVL         $0x0000000f, SI
+	MOVL         $0x0f0f0f0f, SI
 	VMOVD        SI, X0
-	VPBROADCASTD X0, Z0
+	VPBROADCASTD X0, X0
 	XORQ         SI, SI
 	MOVQ         DX, DI
 	DECQ         DI
@@ -10264,13 +10377,17 @@ dequantQ4AG32F16AVX512_x2:
 	VCVTPH2PS    Y1, Z1
 	VPBROADCASTW 2(AX), Y2
 	VCVTPH2PS    Y2, Z2
-	VPMOVZXBD    4(AX), Z4
-	VPANDD       Z0, Z4, Z3
+	VMOVDQU      4(AX), X3
+	VPANDD       X0, X3, X3
+	VPMOVZXBD    X3, Z3
 	VCVTDQ2PS    Z3, Z3
 	VMULPS       Z1, Z3, Z3
 	VADDPS       Z2, Z3, Z3
 	VMOVUPS      Z3, (CX)
-	VPSRLD       $0x04, Z4, Z3
+	VMOVDQU      4(AX), X3
+	VPSRLW       $0x04, X3, X3
+	VPANDD       X0, X3, X3
+	VPMOVZXBD    X3, Z3
 	VCVTDQ2PS    Z3, Z3
 	VMULPS       Z1, Z3, Z3
 	VADDPS       Z2, Z3, Z3
@@ -10280,13 +10397,17 @@ dequantQ4AG32F16AVX512_x2:
 	VCVTPH2PS    Y1, Z1
 	VPBROADCASTW 2(AX)(BX*1), Y2
 	VCVTPH2PS    Y2, Z2
-	VPMOVZXBD    4(AX)(BX*1), Z4
-	VPANDD       Z0, Z4, Z3
+	VMOVDQU      4(AX)(BX*1), X3
+	VPANDD       X0, X3, X3
+	VPMOVZXBD    X3, Z3
 	VCVTDQ2PS    Z3, Z3
 	VMULPS       Z1, Z3, Z3
 	VADDPS       Z2, Z3, Z3
 	VMOVUPS      Z3, (CX)
-	VPSRLD       $0x04, Z4, Z3
+	VMOVDQU      4(AX)(BX*1), X3
+	VPSRLW       $0x04, X3, X3
+	VPANDD       X0, X3, X3
+	VPMOVZXBD    X3, Z3
 	VCVTDQ2PS    Z3, Z3
 	VMULPS       Z1, Z3, Z3
 	VADDPS       Z2, Z3, Z3
@@ -10303,13 +10424,17 @@ dequantQ4AG32F16AVX512_loop:
 	VCVTPH2PS    Y1, Z1
 	VPBROADCASTW 2(AX), Y2
 	VCVTPH2PS    Y2, Z2
-	VPMOVZXBD    4(AX), Z4
-	VPANDD       Z0, Z4, Z3
+	VMOVDQU      4(AX), X3
+	VPANDD       X0, X3, X3
+	VPMOVZXBD    X3, Z3
 	VCVTDQ2PS    Z3, Z3
 	VMULPS       Z1, Z3, Z3
 	VADDPS       Z2, Z3, Z3
 	VMOVUPS      Z3, (CX)
-	VPSRLD       $0x04, Z4, Z3
+	VMOVDQU      4(AX), X3
+	VPSRLW       $0x04, X3, X3
+	VPANDD       X0, X3, X3
+	VPMOVZXBD    X3, Z3
 	VCVTDQ2PS    Z3, Z3
 	VMULPS       Z1, Z3, Z3
 	VADDPS       Z2, Z3, Z3
@@ -10327,8 +10452,9 @@ dequantQ4AG32F16AVX512_tail:
 	VCVTPH2PS    Y1, Z1
 	VPBROADCASTW 2(AX), Y2
 	VCVTPH2PS    Y2, Z2
-	VPMOVZXBD    4(AX), Z3
-	VPANDD       Z0, Z3, Z0
+	VMOVDQU      4(AX), X3
+	VPANDD       X0, X3, X0
+	VPMOVZXBD    X0, Z0
 	VCVTDQ2PS    Z0, Z0
 	VMULPS       Z1, Z0, Z0
 	VADDPS       Z2, Z0, Z0
@@ -10339,16 +10465,16 @@ dequantQ4AG32F16AVX512_done:
 	RET
 
 // func dequantQ4AF32AVX512(dst []float32, w []byte, nsub int, gsub int, bb int, rem int)
-// Requires: AVX, AVX512F
+// Requires: AVX, AVX2, AVX512F, AVX512VL
 TEXT ·dequantQ4AF32AVX512(SB), NOSPLIT, $0-80
 	MOVQ         w_base+24(FP), AX
 	MOVQ         dst_base+0(FP), CX
 	MOVQ         nsub+48(FP), DX
 	MOVQ         gsub+56(FP), BX
 	MOVQ         bb+64(FP), SI
-	MOVL         $0x0000000f, DI
+	MOVL         $0x0f0f0f0f, DI
 	VMOVD        DI, X0
-	VPBROADCASTD X0, Z0
+	VPBROADCASTD X0, X0
 	XORQ         DI, DI
 	XORQ         R8, R8
 	LEAQ         8(AX), R9
@@ -10358,13 +10484,17 @@ dequantQ4AF32AVX512_loop:
 	JAE          dequantQ4AF32AVX512_tail
 	VBROADCASTSS (AX), Z1
 	VBROADCASTSS 4(AX), Z2
-	VPMOVZXBD    (R9), Z4
-	VPANDD       Z0, Z4, Z3
+	VMOVDQU      (R9), X3
+	VPANDD       X0, X3, X3
+	VPMOVZXBD    X3, Z3
 	VCVTDQ2PS    Z3, Z3
 	VMULPS       Z1, Z3, Z3
 	VADDPS       Z2, Z3, Z3
 	VMOVUPS      Z3, (CX)
-	VPSRLD       $0x04, Z4, Z3
+	VMOVDQU      (R9), X3
+	VPSRLW       $0x04, X3, X3
+	VPANDD       X0, X3, X3
+	VPMOVZXBD    X3, Z3
 	VCVTDQ2PS    Z3, Z3
 	VMULPS       Z1, Z3, Z3
 	VADDPS       Z2, Z3, Z3
@@ -10386,8 +10516,9 @@ dequantQ4AF32AVX512_tail:
 	JE           dequantQ4AF32AVX512_done
 	VBROADCASTSS (AX), Z1
 	VBROADCASTSS 4(AX), Z2
-	VPMOVZXBD    (R9), Z3
-	VPANDD       Z0, Z3, Z0
+	VMOVDQU      (R9), X3
+	VPANDD       X0, X3, X0
+	VPMOVZXBD    X0, Z0
 	VCVTDQ2PS    Z0, Z0
 	VMULPS       Z1, Z0, Z0
 	VADDPS       Z2, Z0, Z0
@@ -10398,15 +10529,15 @@ dequantQ4AF32AVX512_done:
 	RET
 
 // func dequantQ4AG32F32AVX512(dst []float32, w []byte, nsub int, gsub int, bb int, rem int)
-// Requires: AVX, AVX512F
+// Requires: AVX, AVX2, AVX512F, AVX512VL
 TEXT ·dequantQ4AG32F32AVX512(SB), NOSPLIT, $0-80
 	MOVQ         w_base+24(FP), AX
 	MOVQ         dst_base+0(FP), CX
 	MOVQ         nsub+48(FP), DX
 	MOVQ         bb+64(FP), BX
-	MOVL         $0x0000000f, SI
+	MOVL         $0x0f0f0f0f, SI
 	VMOVD        SI, X0
-	VPBROADCASTD X0, Z0
+	VPBROADCASTD X0, X0
 	XORQ         SI, SI
 	MOVQ         DX, DI
 	DECQ         DI
@@ -10416,13 +10547,17 @@ dequantQ4AG32F32AVX512_x2:
 	JGE          dequantQ4AG32F32AVX512_loop
 	VBROADCASTSS (AX), Z1
 	VBROADCASTSS 4(AX), Z2
-	VPMOVZXBD    8(AX), Z4
-	VPANDD       Z0, Z4, Z3
+	VMOVDQU      8(AX), X3
+	VPANDD       X0, X3, X3
+	VPMOVZXBD    X3, Z3
 	VCVTDQ2PS    Z3, Z3
 	VMULPS       Z1, Z3, Z3
 	VADDPS       Z2, Z3, Z3
 	VMOVUPS      Z3, (CX)
-	VPSRLD       $0x04, Z4, Z3
+	VMOVDQU      8(AX), X3
+	VPSRLW       $0x04, X3, X3
+	VPANDD       X0, X3, X3
+	VPMOVZXBD    X3, Z3
 	VCVTDQ2PS    Z3, Z3
 	VMULPS       Z1, Z3, Z3
 	VADDPS       Z2, Z3, Z3
@@ -10430,13 +10565,17 @@ dequantQ4AG32F32AVX512_x2:
 	ADDQ         $0x00000080, CX
 	VBROADCASTSS (AX)(BX*1), Z1
 	VBROADCASTSS 4(AX)(BX*1), Z2
-	VPMOVZXBD    8(AX)(BX*1), Z4
-	VPANDD       Z0, Z4, Z3
+	VMOVDQU      8(AX)(BX*1), X3
+	VPANDD       X0, X3, X3
+	VPMOVZXBD    X3, Z3
 	VCVTDQ2PS    Z3, Z3
 	VMULPS       Z1, Z3, Z3
 	VADDPS       Z2, Z3, Z3
 	VMOVUPS      Z3, (CX)
-	VPSRLD       $0x04, Z4, Z3
+	VMOVDQU      8(AX)(BX*1), X3
+	VPSRLW       $0x04, X3, X3
+	VPANDD       X0, X3, X3
+	VPMOVZXBD    X3, Z3
 	VCVTDQ2PS    Z3, Z3
 	VMULPS       Z1, Z3, Z3
 	VADDPS       Z2, Z3, Z3
@@ -10451,13 +10590,17 @@ dequantQ4AG32F32AVX512_loop:
 	JAE          dequantQ4AG32F32AVX512_tail
 	VBROADCASTSS (AX), Z1
 	VBROADCASTSS 4(AX), Z2
-	VPMOVZXBD    8(AX), Z4
-	VPANDD       Z0, Z4, Z3
+	VMOVDQU      8(AX), X3
+	VPANDD       X0, X3, X3
+	VPMOVZXBD    X3, Z3
 	VCVTDQ2PS    Z3, Z3
 	VMULPS       Z1, Z3, Z3
 	VADDPS       Z2, Z3, Z3
 	VMOVUPS      Z3, (CX)
-	VPSRLD       $0x04, Z4, Z3
+	VMOVDQU      8(AX), X3
+	VPSRLW       $0x04, X3, X3
+	VPANDD       X0, X3, X3
+	VPMOVZXBD    X3, Z3
 	VCVTDQ2PS    Z3, Z3
 	VMULPS       Z1, Z3, Z3
 	VADDPS       Z2, Z3, Z3
@@ -10473,8 +10616,9 @@ dequantQ4AG32F32AVX512_tail:
 	JE           dequantQ4AG32F32AVX512_done
 	VBROADCASTSS (AX), Z1
 	VBROADCASTSS 4(AX), Z2
-	VPMOVZXBD    8(AX), Z3
-	VPANDD       Z0, Z3, Z0
+	VMOVDQU      8(AX), X3
+	VPANDD       X0, X3, X0
+	VPMOVZXBD    X0, Z0
 	VCVTDQ2PS    Z0, Z0
 	VMULPS       Z1, Z0, Z0
 	VADDPS       Z2, Z0, Z0

@@ -89,19 +89,34 @@ func qf32(s isa, kind string, f32scale, g32, dot bool) {
 		zero(acc[:]...)
 	}
 	var mask, eight VecVirtual
-	if kind != "Q8" {
+	if kind != "Q8" && !zmm {
 		mask = s.vec()
 		t := GP32()
 		MOVL(U32(15), t)
 		VMOVD(t, mask.AsX())
 		VPBROADCASTD(mask.AsX(), mask)
 	}
-	if kind == "Q4" {
+	if kind == "Q4" && !zmm {
 		eight = s.vec()
 		t := GP32()
 		MOVL(U32(8), t)
 		VMOVD(t, eight.AsX())
 		VPBROADCASTD(eight.AsX(), eight)
+	}
+
+	var bmask, beight VecVirtual // bytes 15 and 8 (AVX-512 4-bit codes)
+	if kind != "Q8" && zmm {
+		bmask = XMM()
+		t := GP32()
+		MOVL(U32(0x0f0f0f0f), t)
+		VMOVD(t, bmask)
+		VPBROADCASTD(bmask, bmask)
+		if kind == "Q4" {
+			beight = XMM()
+			MOVL(U32(0x08080808), t)
+			VMOVD(t, beight)
+			VPBROADCASTD(beight, beight)
+		}
 	}
 
 	// broadcastScale loads the f16 or f32 at blk+off into every lane.
@@ -147,7 +162,48 @@ func qf32(s isa, kind string, f32scale, g32, dot bool) {
 		switch kind {
 		case "Q8":
 			VPMOVSXBD(codesMem(v*L), t)
-		default:
+			goto conv
+		case "Q4", "Q4A":
+			if !zmm {
+				goto ymm4
+			}
+			// AVX-512: split the 16 code bytes into low and high nibbles
+			// (and subtract 8 for q4) on bytes in xmm registers, then
+			// widen each half to 16 dwords.
+			{
+				hi := v == 1
+				key := 0
+				if hi {
+					key = 16
+				}
+				b, ok := src[key]
+				if !ok {
+					raw := XMM()
+					VMOVDQU(codesMem(0), raw)
+					b = XMM()
+					if hi {
+						VPSRLW(U8(4), raw, b)
+						VPANDD(bmask, b, b)
+					} else {
+						VPANDD(bmask, raw, b)
+					}
+					if kind == "Q4" {
+						VPSUBB(beight, b, b)
+					}
+					if src != nil {
+						src[key] = b
+					}
+				}
+				if kind == "Q4" {
+					VPMOVSXBD(b, t)
+				} else {
+					VPMOVZXBD(b, t)
+				}
+			}
+			goto conv
+		}
+	ymm4:
+		{
 			off, hi := (v*L)%16, (v*L)/16 == 1
 			z, ok := src[off]
 			if !ok {
@@ -168,6 +224,7 @@ func qf32(s isa, kind string, f32scale, g32, dot bool) {
 				VPSUBD(eight, t, t)
 			}
 		}
+	conv:
 		VCVTDQ2PS(t, t)
 		VMULPS(dv, t, t)
 		if kind == "Q4A" {
