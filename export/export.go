@@ -25,9 +25,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
-	"strconv"
 	"time"
 )
 
@@ -108,58 +105,6 @@ func (r *Result) warn(w func(string), format string, args ...any) {
 	if w != nil {
 		w(msg)
 	}
-}
-
-// atomicFile is an output file that appears under its name only once
-// Commit succeeds: it is written to a temporary file in the same directory,
-// then fsynced and renamed, so a failure never leaves a partial file
-// behind.
-type atomicFile struct {
-	*os.File
-	path string
-	done bool
-}
-
-func createAtomic(path string) (*atomicFile, error) {
-	dir, base := filepath.Split(path)
-	if dir == "" {
-		dir = "."
-	}
-	f, err := os.CreateTemp(dir, "."+base+".tmp-"+strconv.Itoa(os.Getpid())+"-*")
-	if err != nil {
-		return nil, fmt.Errorf("create %s: %w", path, err)
-	}
-	return &atomicFile{File: f, path: path}, nil
-}
-
-// Commit syncs, closes and renames the file into place.
-func (f *atomicFile) Commit() error {
-	if f.done {
-		return fmt.Errorf("%s: already committed or aborted", f.path)
-	}
-	f.done = true
-	err := f.Sync()
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(f.Name(), f.path)
-	}
-	if err != nil {
-		os.Remove(f.Name())
-		return fmt.Errorf("write %s: %w", f.path, err)
-	}
-	return nil
-}
-
-// Abort removes the temporary file; it is a no-op after Commit.
-func (f *atomicFile) Abort() {
-	if f.done {
-		return
-	}
-	f.done = true
-	f.Close()
-	os.Remove(f.Name())
 }
 
 // countingWriter counts the bytes written through it.

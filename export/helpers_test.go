@@ -46,10 +46,12 @@ func toKvant(t *testing.T, src string, dtype format.DType) string {
 var promptIDs = []int{1, 17, 260, 33, 511, 100, 7, 300}
 
 // logits runs the model file at path over promptIDs and returns the
-// logits of every position.
+// logits of every position. Quantized weights use the exact product
+// (decoded rows, float activations): these tests compare stored values
+// across formats, and a GGUF re-import holds decoded f32 weights.
 func logits(t *testing.T, path string) []float32 {
 	t.Helper()
-	l, err := infer.Load(path, infer.Options{Threads: 1})
+	l, err := infer.Load(path, infer.Options{Threads: 1, DequantizedProducts: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/kvant-dev/kvant/format"
 	"github.com/kvant-dev/kvant/format/gguf"
 	"github.com/kvant-dev/kvant/format/llama2c"
+	"github.com/kvant-dev/kvant/internal/atomicfile"
 	"github.com/kvant-dev/kvant/model"
 	"github.com/kvant-dev/kvant/quant"
 	"github.com/kvant-dev/kvant/tokenizer"
@@ -192,7 +193,7 @@ func Llama2c(m *convert.Model, out string, opts Llama2cOptions) (*Result, error)
 		}
 	}
 
-	f, err := createAtomic(out)
+	f, err := atomicfile.Create(out)
 	if err != nil {
 		return nil, err
 	}

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/kvant-dev/kvant/convert"
+	"github.com/kvant-dev/kvant/internal/atomicfile"
 	"github.com/kvant-dev/kvant/tokenizer"
 )
 
@@ -148,7 +149,7 @@ func TokenizerBin(s *tokenizer.Spec, path string) error {
 		tokens[i] = []byte(strings.ReplaceAll(p, "▁", " "))
 		maxLen = max(maxLen, len(tokens[i]))
 	}
-	f, err := createAtomic(path)
+	f, err := atomicfile.Create(path)
 	if err != nil {
 		return err
 	}

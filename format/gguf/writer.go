@@ -7,8 +7,8 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"os"
-	"path/filepath"
+
+	"github.com/kvant-dev/kvant/internal/atomicfile"
 )
 
 // Writer writes a GGUF v3 file in one pass. Add all metadata with AddKV and
@@ -32,9 +32,8 @@ type Writer struct {
 	err        error // sticky: the first failure ends the file
 
 	// Set by Create.
-	file      *os.File
-	path, tmp string
-	closed    bool
+	file   *atomicfile.File
+	closed bool
 }
 
 type plannedTensor struct {
@@ -60,12 +59,12 @@ func NewWriter(w io.Writer) *Writer {
 // file in the same directory and renames it into place only when Close
 // succeeds, so path never holds a partial file.
 func Create(path string) (*Writer, error) {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
+	f, err := atomicfile.Create(path)
 	if err != nil {
-		return nil, fmt.Errorf("gguf: create %s: %w", path, err)
+		return nil, fmt.Errorf("gguf: %w", err)
 	}
 	w := NewWriter(f)
-	w.file, w.path, w.tmp = f, path, f.Name()
+	w.file = f
 	return w, nil
 }
 
@@ -204,21 +203,12 @@ func (w *Writer) Close() error {
 	if w.file == nil {
 		return w.err
 	}
-	if w.err == nil {
-		if err := w.file.Sync(); err != nil {
-			w.fail(fmt.Errorf("gguf: writer: sync %s: %w", w.tmp, err))
-		}
-	}
-	if err := w.file.Close(); err != nil && w.err == nil {
-		w.fail(fmt.Errorf("gguf: writer: close %s: %w", w.tmp, err))
-	}
-	if w.err == nil {
-		if err := os.Rename(w.tmp, w.path); err != nil {
-			w.fail(fmt.Errorf("gguf: writer: %w", err))
-		}
-	}
 	if w.err != nil {
-		os.Remove(w.tmp)
+		w.file.Abort()
+		return w.err
+	}
+	if err := w.file.Commit(); err != nil {
+		w.fail(fmt.Errorf("gguf: writer: %w", err))
 	}
 	return w.err
 }

@@ -13,6 +13,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/kvant-dev/kvant/format"
+	"github.com/kvant-dev/kvant/internal/atomicfile"
 )
 
 // A WriteTensor is one tensor to write: its description and a reader of
@@ -210,42 +211,17 @@ func WriteFile(path string, tensors []WriteTensor, metadata map[string]string) e
 	})
 }
 
-func writeAtomic(path string, write func(*os.File) error) (err error) {
-	dir, base := filepath.Split(path)
-	if dir == "" {
-		dir = "."
-	}
-	tmp, err := os.CreateTemp(dir, "."+base+".tmp-*")
+func writeAtomic(path string, write func(*os.File) error) error {
+	tmp, err := atomicfile.Create(path)
 	if err != nil {
 		return fmt.Errorf("safetensors: %w", err)
 	}
-	defer func() {
-		if err != nil {
-			tmp.Close()
-			os.Remove(tmp.Name())
-		}
-	}()
-	if err := write(tmp); err != nil {
+	defer tmp.Abort()
+	if err := write(tmp.File); err != nil {
 		return err
 	}
-	// CreateTemp makes the file 0600; a checkpoint is ordinary data.
-	if err := tmp.Chmod(0o644); err != nil {
+	if err := tmp.Commit(); err != nil {
 		return fmt.Errorf("safetensors: %w", err)
-	}
-	if err := tmp.Sync(); err != nil {
-		return fmt.Errorf("safetensors: %w", err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("safetensors: %w", err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("safetensors: %w", err)
-	}
-	// Make the rename itself durable. Some file systems refuse to sync a
-	// directory; the file's own data is already safe, so that is ignored.
-	if d, err := os.Open(dir); err == nil {
-		_ = d.Sync()
-		d.Close()
 	}
 	return nil
 }
