@@ -382,15 +382,21 @@ func (m *Model) Forward(s *State, tokens []int, all bool) ([]float32, error) {
 // matmul computes out[t][r] = W[r]·x[t] for T activation rows, split by
 // weight rows across the pool. 4-bit weights meet activations quantized once
 // per product (not per worker) to int8, in the integer kernels: the weights'
-// own error dwarfs the activations'. 8-bit weights keep float activations,
-// because int8 activations would triple their KL divergence from f32
-// (measured in infer's TestInt8ActivationsKLD).
+// own error dwarfs the activations'. 8-bit weights keep float activations
+// (fused decode-and-dot kernels), because int8 activations would triple
+// their KL divergence from f32 (measured in infer's TestInt8ActivationsKLD).
 func (m *Model) matmul(s *State, out []float32, w Matrix, x []float32, T int) {
 	rows := w.Rows()
-	if q, ok := w.(*quant.Matrix); ok && !m.dequantized && q.Scheme().DType != quant.Q8 {
-		f, data := q.KernelFormat(), q.Data()
-		rb := f.RowBytes(q.Cols())
-		s.acts = kernels.QuantizeActivationRows(s.acts, x, T, q.Cols())
+	if q, ok := w.(*quant.Matrix); ok && !m.dequantized {
+		f, data, cols := q.KernelFormat(), q.Data(), q.Cols()
+		rb := f.RowBytes(cols)
+		if q.Scheme().DType == quant.Q8 {
+			m.pool.For(rows, 16, func(worker, start, end int) {
+				kernels.MulRowsQF32(f, out[start:], rows, data[start*rb:end*rb], end-start, cols, x, T, s.scratch[worker])
+			})
+			return
+		}
+		s.acts = kernels.QuantizeActivationRows(s.acts, x, T, cols)
 		m.pool.For(rows, 16, func(_, start, end int) {
 			kernels.MulRowsQ(f, out[start:], rows, data[start*rb:end*rb], end-start, s.acts)
 		})
