@@ -26,12 +26,26 @@ build:
 		$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/kvant-$$c ./cmd/$$c || exit 1; \
 	done
 
-# The whole suite: vet, unit tests, short fuzz runs. Under 10 minutes on 2 cores.
+# The whole suite: vet, unit tests, the end-to-end tests again under every
+# other kernel variant, short fuzz runs, the race detector. About 10 minutes
+# on 2 cores.
 test: build
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 8m ./...
+	$(MAKE) --no-print-directory test-kernels
 	$(MAKE) --no-print-directory fuzz-short
 	$(MAKE) --no-print-directory race
+
+# The runner, quantization, validation and export tests with each kernel
+# variant the CPU supports forced by KVANT_KERNELS (the default run above
+# used the best one). Unsupported variants fall back with a warning, so
+# they are skipped here instead.
+KERNEL_TESTS := ./model/ ./infer/ ./eval/ ./quant/... ./export/
+test-kernels:
+	@for v in $$($(GO) run ./bench/stream -list-kernels); do \
+		echo "KVANT_KERNELS=$$v go test $(KERNEL_TESTS)"; \
+		KVANT_KERNELS=$$v $(GO) test -count=1 -timeout 5m $(KERNEL_TESTS) || exit 1; \
+	done
 
 # Every fuzz target, run briefly. Each `go test -fuzz` run takes one target.
 fuzz-short:
@@ -40,7 +54,7 @@ fuzz-short:
 fuzz:
 	@./scripts/fuzz.sh $(FUZZ_LONG)
 
-.PHONY: race scale
+.PHONY: race scale test-kernels
 
 # The parallel code under the race detector: the quantization pipeline,
 # the kernels' worker pool, format's parallel Verify and the runner that

@@ -74,7 +74,17 @@ func main() {
 	threads := flag.String("threads", "1,2", "comma-separated goroutine counts")
 	passes := flag.Int("passes", 5, "timed passes per goroutine count")
 	printKernels := flag.Bool("print-kernels", false, "print the kernel variant this CPU gets (kernels.Active) and exit")
+	listKernels := flag.Bool("list-kernels", false, "print the supported kernel variants other than the active one, one per line, and exit")
 	flag.Parse()
+	if *listKernels {
+		names, ok := kernels.Variants()
+		for i, n := range names {
+			if ok[i] && n != kernels.Active() {
+				fmt.Println(n)
+			}
+		}
+		return
+	}
 	if *printKernels {
 		names, ok := kernels.Variants()
 		var s []string
