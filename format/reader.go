@@ -282,13 +282,28 @@ func (kf *File) Verify(ctx context.Context, workers int, progress func(TensorEnt
 
 func (kf *File) sum(e TensorEntry) (uint64, error) {
 	if kf.mapped != nil {
-		return checksum.Sum(kf.mapped[e.Offset : e.Offset+e.Size]), nil
+		sum := checksum.Sum(kf.mapped[e.Offset : e.Offset+e.Size])
+		kf.release(e)
+		return sum, nil
 	}
 	h := checksum.New()
 	if _, err := io.Copy(h, io.NewSectionReader(kf.f, e.Offset, e.Size)); err != nil {
 		return 0, fmt.Errorf("%s: tensor %q at offset %d: %w", kf.path, e.Name, e.Offset, err)
 	}
 	return h.Sum64(), nil
+}
+
+// release drops a verified tensor's pages from this process's resident set
+// (they stay in the page cache), so verifying a file larger than memory
+// does not grow the process to the file's size. Only whole pages inside the
+// tensor are released; a later access faults them back in from the cache.
+func (kf *File) release(e TensorEntry) {
+	page := int64(os.Getpagesize())
+	start := (e.Offset + page - 1) / page * page
+	end := (e.Offset + e.Size) / page * page
+	if end > start {
+		unix.Madvise(kf.mapped[start:end], unix.MADV_DONTNEED)
+	}
 }
 
 // Close unmaps and closes the file. Slices returned by Data become invalid.

@@ -62,14 +62,6 @@ func TestFullDisk(t *testing.T) {
 				t.Fatalf("%s %v: want a one-line error, got:\n%s", c.tool, c.args, msg)
 			}
 			if !strings.Contains(msg, "no space left on device") || !strings.Contains(msg, dst) {
-				if c.tool == "kvant-quantize" && strings.HasSuffix(strings.TrimSpace(msg), ": writer stopped") {
-					// Known bug in quant/pipeline (quantizeTensor returns
-					// the producer's "writer stopped" instead of the
-					// writer's error). Everything else above was checked;
-					// this skip turns into a pass once it is fixed, and any
-					// other unclear message fails.
-					t.Skipf("known bug: %s reports %q instead of ENOSPC", c.tool, strings.TrimSpace(msg))
-				}
 				t.Fatalf("%s %v: stderr %q does not name ENOSPC and %s", c.tool, c.args, msg, dst)
 			}
 			t.Logf("%s", strings.TrimSpace(msg))

@@ -272,8 +272,14 @@ func quantizeTensor(w *format.Writer, t format.SourceTensor, p Policy, opts *Opt
 		done <- err
 	}()
 	werr := w.WriteTensor(entry, pr)
-	pr.CloseWithError(errors.New("writer stopped"))
-	if perr := <-done; perr != nil {
+	pr.CloseWithError(errWriterStopped)
+	perr := <-done
+	// When the writer fails (a full disk), the producer only sees the pipe
+	// closed under it; the writer's error is the one that says why.
+	if werr != nil && (perr == nil || errors.Is(perr, errWriterStopped)) {
+		return tr, werr
+	}
+	if perr != nil {
 		return tr, perr
 	}
 	if werr != nil {
@@ -287,6 +293,10 @@ func quantizeTensor(w *format.Writer, t format.SourceTensor, p Policy, opts *Opt
 type eofReader struct{}
 
 func (eofReader) Read([]byte) (int, error) { return 0, io.EOF }
+
+// errWriterStopped closes a tensor's pipe once the writer has stopped
+// reading, so its producer does not block.
+var errWriterStopped = errors.New("writer stopped")
 
 // rowStats are one row's error sums, kept per row so totals do not depend
 // on how rows were split across threads.
