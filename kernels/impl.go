@@ -30,6 +30,10 @@ type impl struct {
 	// dotQx4, if not nil, stores in out[t] dotQ(f, w, row t of b),
 	// bit-identical to dotQ.
 	dotQx4 func(f QFormat, w []byte, b *qBatch4, out *[4]float32)
+	// dotQRows, if not nil, may store in out[r] dotQ(f, row r, a) for the
+	// rows rows of rb bytes at w, bit-identical to dotQ, and report whether
+	// it did (it declines formats or sizes it has no kernel for).
+	dotQRows func(f QFormat, out []float32, w []byte, rows, rb int, a *QuantizedActivations) bool
 	// quantizeActs fills a, already sized for len(x) values.
 	quantizeActs func(a *QuantizedActivations, x []float32)
 	// dotQF32 is DotQF32 and dequantQ DequantizeQ, after their checks

@@ -84,9 +84,9 @@ func (q *qx4Funcs) dot(f QFormat, w []byte, b *qBatch4, out *[4]float32) {
 	q[f.Kind-1][s](w, b.q[:128*g], b.d[:4*g], b.sums[:4*g], b.s[:4*g], g, f.Group/32, f.BlockBytes(), out)
 }
 
-func newAsmImpl(name string, supported bool, f asmFuncs, q *qFuncs, qx4 *qx4Funcs) *impl {
+func newAsmImpl(name string, supported bool, f asmFuncs, q *qFuncs, qx4 *qx4Funcs, z *zFuncs) *impl {
 	m := f.lanes - 1
-	return &impl{
+	k := &impl{
 		name:      name,
 		supported: supported,
 		dotF32: func(a, b []float32) float32 {
@@ -170,10 +170,27 @@ func newAsmImpl(name string, supported bool, f asmFuncs, q *qFuncs, qx4 *qx4Func
 			quantizeGroups(a, x, full)
 		},
 	}
+	if z != nil {
+		k.dotQ = func(f QFormat, w []byte, a *QuantizedActivations) float32 {
+			if ki, si, li, ok := z.index(f); ok {
+				return z.dot(ki, si, li, f, w, a)
+			}
+			return q.dot(f, w, a)
+		}
+		k.dotQx4 = func(f QFormat, w []byte, b *qBatch4, out *[4]float32) {
+			if ki, si, li, ok := z.index(f); ok {
+				z.dotX4(ki, si, li, f, w, b, out)
+				return
+			}
+			qx4.dot(f, w, b, out)
+		}
+		k.dotQRows = z.dotRows
+	}
+	return k
 }
 
 var asmImpls = []*impl{
-	newAsmImpl("avx2", hasAVX2, avx2Funcs, &qAVX2, &qx4AVX2),
-	newAsmImpl("avx512", hasAVX512, avx512Funcs, &qAVX2, &qx4AVX2),
-	newAsmImpl("vnni", hasVNNI, avx512Funcs, &qVNNI, &qx4VNNI),
+	newAsmImpl("avx2", hasAVX2, avx2Funcs, &qAVX2, &qx4AVX2, nil),
+	newAsmImpl("avx512", hasAVX512, avx512Funcs, &qAVX2, &qx4AVX2, nil),
+	newAsmImpl("vnni", hasVNNI, avx512Funcs, &qVNNI, &qx4VNNI, &zVNNI),
 }

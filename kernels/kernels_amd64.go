@@ -458,3 +458,123 @@ func dequantQ4AF32AVX512(dst []float32, w []byte, nsub int, gsub int, bb int, re
 // dequantQ4AG32F32AVX512 decodes nsub sub-blocks of 32 values and rem vectors of the
 // quantized row w into dst; see qf32 in kernels/_asm.
 func dequantQ4AG32F32AVX512(dst []float32, w []byte, nsub int, gsub int, bb int, rem int)
+
+// dotZRowsQ4G32F16 stores in out[r], r < rows, the dot product of the first 4·n4
+// sub-blocks of weight row r (w[r*rb:], blocks of bb bytes) with the
+// activations (q, d, s); see the z kernels in kernels/_asm.
+func dotZRowsQ4G32F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
+
+// dotZx4Q4G32F16 stores in out[t] the dot product of the first 4·n4 sub-blocks
+// of the weight row w with the packed activation row t = 0..3; see the z
+// kernels in kernels/_asm.
+func dotZx4Q4G32F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, out *[4]float32)
+
+// dotZRowsQ4G64F16 stores in out[r], r < rows, the dot product of the first 4·n4
+// sub-blocks of weight row r (w[r*rb:], blocks of bb bytes) with the
+// activations (q, d, s); see the z kernels in kernels/_asm.
+func dotZRowsQ4G64F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
+
+// dotZx4Q4G64F16 stores in out[t] the dot product of the first 4·n4 sub-blocks
+// of the weight row w with the packed activation row t = 0..3; see the z
+// kernels in kernels/_asm.
+func dotZx4Q4G64F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, out *[4]float32)
+
+// dotZRowsQ4G128F16 stores in out[r], r < rows, the dot product of the first 4·n4
+// sub-blocks of weight row r (w[r*rb:], blocks of bb bytes) with the
+// activations (q, d, s); see the z kernels in kernels/_asm.
+func dotZRowsQ4G128F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
+
+// dotZx4Q4G128F16 stores in out[t] the dot product of the first 4·n4 sub-blocks
+// of the weight row w with the packed activation row t = 0..3; see the z
+// kernels in kernels/_asm.
+func dotZx4Q4G128F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, out *[4]float32)
+
+// dotZRowsQ4G32F32 stores in out[r], r < rows, the dot product of the first 4·n4
+// sub-blocks of weight row r (w[r*rb:], blocks of bb bytes) with the
+// activations (q, d, s); see the z kernels in kernels/_asm.
+func dotZRowsQ4G32F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
+
+// dotZx4Q4G32F32 stores in out[t] the dot product of the first 4·n4 sub-blocks
+// of the weight row w with the packed activation row t = 0..3; see the z
+// kernels in kernels/_asm.
+func dotZx4Q4G32F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, out *[4]float32)
+
+// dotZRowsQ4G64F32 stores in out[r], r < rows, the dot product of the first 4·n4
+// sub-blocks of weight row r (w[r*rb:], blocks of bb bytes) with the
+// activations (q, d, s); see the z kernels in kernels/_asm.
+func dotZRowsQ4G64F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
+
+// dotZx4Q4G64F32 stores in out[t] the dot product of the first 4·n4 sub-blocks
+// of the weight row w with the packed activation row t = 0..3; see the z
+// kernels in kernels/_asm.
+func dotZx4Q4G64F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, out *[4]float32)
+
+// dotZRowsQ4G128F32 stores in out[r], r < rows, the dot product of the first 4·n4
+// sub-blocks of weight row r (w[r*rb:], blocks of bb bytes) with the
+// activations (q, d, s); see the z kernels in kernels/_asm.
+func dotZRowsQ4G128F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
+
+// dotZx4Q4G128F32 stores in out[t] the dot product of the first 4·n4 sub-blocks
+// of the weight row w with the packed activation row t = 0..3; see the z
+// kernels in kernels/_asm.
+func dotZx4Q4G128F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, out *[4]float32)
+
+// dotZRowsQ4AG32F16 stores in out[r], r < rows, the dot product of the first 4·n4
+// sub-blocks of weight row r (w[r*rb:], blocks of bb bytes) with the
+// activations (q, d, s); see the z kernels in kernels/_asm.
+func dotZRowsQ4AG32F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
+
+// dotZx4Q4AG32F16 stores in out[t] the dot product of the first 4·n4 sub-blocks
+// of the weight row w with the packed activation row t = 0..3; see the z
+// kernels in kernels/_asm.
+func dotZx4Q4AG32F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, out *[4]float32)
+
+// dotZRowsQ4AG64F16 stores in out[r], r < rows, the dot product of the first 4·n4
+// sub-blocks of weight row r (w[r*rb:], blocks of bb bytes) with the
+// activations (q, d, s); see the z kernels in kernels/_asm.
+func dotZRowsQ4AG64F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
+
+// dotZx4Q4AG64F16 stores in out[t] the dot product of the first 4·n4 sub-blocks
+// of the weight row w with the packed activation row t = 0..3; see the z
+// kernels in kernels/_asm.
+func dotZx4Q4AG64F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, out *[4]float32)
+
+// dotZRowsQ4AG128F16 stores in out[r], r < rows, the dot product of the first 4·n4
+// sub-blocks of weight row r (w[r*rb:], blocks of bb bytes) with the
+// activations (q, d, s); see the z kernels in kernels/_asm.
+func dotZRowsQ4AG128F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
+
+// dotZx4Q4AG128F16 stores in out[t] the dot product of the first 4·n4 sub-blocks
+// of the weight row w with the packed activation row t = 0..3; see the z
+// kernels in kernels/_asm.
+func dotZx4Q4AG128F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, out *[4]float32)
+
+// dotZRowsQ4AG32F32 stores in out[r], r < rows, the dot product of the first 4·n4
+// sub-blocks of weight row r (w[r*rb:], blocks of bb bytes) with the
+// activations (q, d, s); see the z kernels in kernels/_asm.
+func dotZRowsQ4AG32F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
+
+// dotZx4Q4AG32F32 stores in out[t] the dot product of the first 4·n4 sub-blocks
+// of the weight row w with the packed activation row t = 0..3; see the z
+// kernels in kernels/_asm.
+func dotZx4Q4AG32F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, out *[4]float32)
+
+// dotZRowsQ4AG64F32 stores in out[r], r < rows, the dot product of the first 4·n4
+// sub-blocks of weight row r (w[r*rb:], blocks of bb bytes) with the
+// activations (q, d, s); see the z kernels in kernels/_asm.
+func dotZRowsQ4AG64F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
+
+// dotZx4Q4AG64F32 stores in out[t] the dot product of the first 4·n4 sub-blocks
+// of the weight row w with the packed activation row t = 0..3; see the z
+// kernels in kernels/_asm.
+func dotZx4Q4AG64F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, out *[4]float32)
+
+// dotZRowsQ4AG128F32 stores in out[r], r < rows, the dot product of the first 4·n4
+// sub-blocks of weight row r (w[r*rb:], blocks of bb bytes) with the
+// activations (q, d, s); see the z kernels in kernels/_asm.
+func dotZRowsQ4AG128F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
+
+// dotZx4Q4AG128F32 stores in out[t] the dot product of the first 4·n4 sub-blocks
+// of the weight row w with the packed activation row t = 0..3; see the z
+// kernels in kernels/_asm.
+func dotZx4Q4AG128F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, out *[4]float32)

@@ -259,6 +259,9 @@ func (k *impl) mulRowsQ(f QFormat, out []float32, outStride int, w []byte, rows 
 				out[(t+3)*outStride+r] = o[3]
 			}
 		}
+		if t1-t == 1 && k.dotQRows != nil && k.dotQRows(f, out[t*outStride:t*outStride+rows], w, rows, rb, &acts[t]) {
+			continue
+		}
 		for r := range rows {
 			row := w[r*rb : (r+1)*rb]
 			for tt := t; tt < t1; tt++ {
@@ -276,6 +279,11 @@ type qBatch4 struct {
 	d      []float32
 	sums   []int32
 	s      []float32
+	// The vnni q4 kernels' layout of the same rows (qz_amd64.go), made
+	// from the above on first use after each pack.
+	zOK    bool
+	zq     []int8
+	zd, zs []float32
 }
 
 var batches = sync.Pool{New: func() any { return new(qBatch4) }}
@@ -283,6 +291,7 @@ var batches = sync.Pool{New: func() any { return new(qBatch4) }}
 func (b *qBatch4) pack(acts []QuantizedActivations) {
 	g := acts[0].groups()
 	b.groups = g
+	b.zOK = false
 	if cap(b.q) < 128*g {
 		b.q, b.d, b.sums, b.s = make([]int8, 128*g), make([]float32, 4*g), make([]int32, 4*g), make([]float32, 4*g)
 	}

@@ -56,6 +56,7 @@ func main() {
 		}
 	}
 	qf32All()
+	zAll()
 	Generate()
 }
 

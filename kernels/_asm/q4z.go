@@ -1,0 +1,412 @@
+package main
+
+import (
+	"fmt"
+
+	. "github.com/mmcloughlin/avo/build"
+	. "github.com/mmcloughlin/avo/operand"
+	. "github.com/mmcloughlin/avo/reg"
+)
+
+// The "z" kernels: q4 and q4a rows times int8 activations with 512-bit
+// VPDPBUSD, four sub-blocks of 32 values (128 values) per iteration.
+//
+// Codes: the 16 code bytes of two sub-blocks a and b are broadcast into the
+// four 128-bit lanes of a zmm as [a b a b] and ANDed with
+// [0x0f.. 0x0f.. 0xf0.. 0xf0..]: lanes 0 and 1 hold the low nibbles (values
+// 0..15 of a and b), lanes 2 and 3 the high nibbles left in place, that is
+// 16 times values 16..31. The activations of a and b, 64 bytes, are put in
+// the same order (qwords 0 1 4 5 2 3 6 7: in the kernel for one activation
+// row, or once in the packing of four rows), so that one VPDPBUSD into a
+// zeroed register gives exact int32 partial sums: dword lanes 0-3 for a,
+// 4-7 for b, 8-11 for a times 16, 12-15 for b times 16. They are converted
+// to float32 and multiplied by the scales s = scale·d (per sub-block,
+// expanded by VPERMPS) into one of two vector accumulators (one per pair of
+// sub-blocks); the factor 16 of lanes 8-15 is divided out of the
+// accumulators at the end (a power of two: the same rounding as dividing
+// each term). The offset terms, -8·scale·S for q4 and min·S for q4a (S =
+// d·Σq, QuantizedActivations.S), accumulate separately, four sub-blocks per
+// 128-bit FMA, and are added after the horizontal sums:
+//
+//	result = hsum((acc0+acc1)·[1 ×8, 1/16 ×8]) + (-8 for q4)·hsum(off)
+//
+// Every kernel below does exactly these operations per weight row and
+// activation row, so the one-row, many-row and four-activation-row kernels
+// give bit-identical results.
+//
+// Layouts (by Group/32 = gsub): G32 (blocks of one sub-block), G64 (two),
+// G128 (gsub a multiple of 4: one block, contiguous codes, per iteration).
+// The Go side uses the older kernels for other groups.
+
+var zLayouts = []string{"G32", "G64", "G128"}
+
+type zConsts struct {
+	nib, qperm, idx0, idx1, fin, m8 Mem
+}
+
+var zc *zConsts
+
+func zConstants() *zConsts {
+	if zc != nil {
+		return zc
+	}
+	zc = &zConsts{}
+	zc.nib = GLOBL("zNib", RODATA|NOPTR)
+	for i := 0; i < 16; i++ {
+		v := uint32(0x0f0f0f0f)
+		if i >= 8 {
+			v = 0xf0f0f0f0
+		}
+		DATA(4*i, U32(v))
+	}
+	zc.qperm = GLOBL("zQPerm", RODATA|NOPTR)
+	for i, v := range []uint64{0, 1, 4, 5, 2, 3, 6, 7} {
+		DATA(8*i, U64(v))
+	}
+	zc.idx0 = GLOBL("zIdx0", RODATA|NOPTR)
+	for i := 0; i < 16; i++ {
+		DATA(4*i, U32(uint32(i/4%2)))
+	}
+	zc.idx1 = GLOBL("zIdx1", RODATA|NOPTR)
+	for i := 0; i < 16; i++ {
+		DATA(4*i, U32(uint32(2+i/4%2)))
+	}
+	zc.fin = GLOBL("zFin", RODATA|NOPTR)
+	for i := 0; i < 16; i++ {
+		v := uint32(0x3f800000) // 1
+		if i >= 8 {
+			v = 0x3d800000 // 1/16
+		}
+		DATA(4*i, U32(v))
+	}
+	zc.m8 = GLOBL("zM8", RODATA|NOPTR)
+	DATA(0, U32(0xc1000000)) // -8
+	return zc
+}
+
+// zKernel is one generated z kernel's configuration.
+type zKernel struct {
+	kind   string // Q4 or Q4A
+	f32    bool
+	layout string
+	sb     int // scale bytes
+	hdr    int // header bytes
+	bb     int // block bytes (G32, G64; 0 for G128: a parameter)
+}
+
+func newZ(kind string, f32 bool, layout string) *zKernel {
+	z := &zKernel{kind: kind, f32: f32, layout: layout, sb: 2}
+	if f32 {
+		z.sb = 4
+	}
+	z.hdr = z.sb
+	if kind == "Q4A" {
+		z.hdr = 2 * z.sb
+	}
+	switch layout {
+	case "G32":
+		z.bb = z.hdr + 16
+	case "G64":
+		z.bb = z.hdr + 32
+	}
+	return z
+}
+
+func (z *zKernel) suffix() string {
+	sc := "F16"
+	if z.f32 {
+		sc = "F32"
+	}
+	return z.kind + z.layout + sc
+}
+
+// scales loads the four sub-blocks' scales (off 0) or minima (off sb) of
+// the group at blk into the four lanes of an xmm.
+func (z *zKernel) scales(blk Register, off int) VecVirtual {
+	x := XMM()
+	m := func(i int) Mem { return Mem{Base: blk, Disp: off + i*z.bb} }
+	switch z.layout {
+	case "G32":
+		if z.f32 {
+			VMOVSS(m(0), x)
+			VINSERTPS(U8(0x10), m(1), x, x)
+			VINSERTPS(U8(0x20), m(2), x, x)
+			VINSERTPS(U8(0x30), m(3), x, x)
+			return x
+		}
+		t0, t1 := GP64(), GP64()
+		MOVWQZX(m(0), t0)
+		for i := 1; i < 4; i++ {
+			MOVWQZX(m(i), t1)
+			SHLQ(U8(16*i), t1)
+			ORQ(t1, t0)
+		}
+		VMOVQ(t0, x)
+		VCVTPH2PS(x, x)
+	case "G64":
+		// [s0 0 s1 0], then duplicated: [s0 s0 s1 s1].
+		if z.f32 {
+			VMOVSS(m(0), x)
+			VINSERTPS(U8(0x20), m(1), x, x)
+		} else {
+			t0, t1 := GP64(), GP64()
+			MOVWQZX(m(0), t0)
+			MOVWQZX(m(1), t1)
+			SHLQ(U8(32), t1)
+			ORQ(t1, t0)
+			VMOVQ(t0, x)
+			VCVTPH2PS(x, x)
+		}
+		VMOVSLDUP(x, x)
+	case "G128":
+		if z.f32 {
+			VBROADCASTSS(m(0), x)
+		} else {
+			VPBROADCASTW(m(0), x)
+			VCVTPH2PS(x, x)
+		}
+	}
+	return x
+}
+
+// codes loads and unpacks the codes of the group's two pairs of sub-blocks.
+func (z *zKernel) codes(blk, codes Register, nib VecVirtual, kmask OpmaskVirtual) [2]VecVirtual {
+	var c [2]VecVirtual
+	for p := range c {
+		c[p] = ZMM()
+		switch z.layout {
+		case "G32":
+			VBROADCASTI32X4(Mem{Base: blk, Disp: z.hdr + 2*p*z.bb}, c[p])
+			VBROADCASTI32X4(Mem{Base: blk, Disp: z.hdr + (2*p+1)*z.bb}, kmask, c[p])
+		case "G64":
+			VBROADCASTI64X4(Mem{Base: blk, Disp: z.hdr + p*z.bb}, c[p])
+		case "G128":
+			VBROADCASTI64X4(Mem{Base: codes, Disp: 32 * p}, c[p])
+		}
+		VPANDD(nib, c[p], c[p])
+	}
+	return c
+}
+
+// zRow is one activation row's accumulators.
+type zRow struct {
+	acc [2]VecVirtual
+	off VecVirtual
+}
+
+func newZRow() zRow {
+	r := zRow{acc: [2]VecVirtual{ZMM(), ZMM()}, off: XMM()}
+	VPXORD(r.acc[0], r.acc[0], r.acc[0])
+	VPXORD(r.acc[1], r.acc[1], r.acc[1])
+	VXORPS(r.off, r.off, r.off)
+	return r
+}
+
+// step adds one group of one activation row: dw (and mw) the scales, c the
+// codes, dm and sm the row's d and s for the group, act(p) the pair p's
+// activations as a zmm operand (register or memory) in the permuted order.
+func (z *zKernel) step(r zRow, dw, mw VecVirtual, c [2]VecVirtual, idx [2]VecVirtual, dm, sm Mem, act func(p int) Op) {
+	s4 := XMM()
+	VMULPS(dm, dw, s4)
+	if z.kind == "Q4" {
+		VFMADD231PS(sm, dw, r.off)
+	} else {
+		VFMADD231PS(sm, mw, r.off)
+	}
+	for p := 0; p < 2; p++ {
+		sv := ZMM()
+		VPERMPS(s4.AsZ(), idx[p], sv)
+		P := ZMM()
+		VPXORD(P, P, P)
+		VPDPBUSD(act(p), c[p], P)
+		VCVTDQ2PS(P, P)
+		VFMADD231PS(sv, P, r.acc[p])
+	}
+}
+
+// finish reduces r to the low lane of an xmm.
+func (z *zKernel) finish(r zRow, k *zConsts) VecVirtual {
+	VADDPS(r.acc[1], r.acc[0], r.acc[0])
+	VMULPS(k.fin, r.acc[0], r.acc[0])
+	x := hsum(avx512, r.acc[0])
+	o, t := r.off, XMM()
+	VMOVHLPS(o, o, t)
+	VADDPS(t, o, o)
+	VMOVSHDUP(o, t)
+	VADDSS(t, o, o)
+	if z.kind == "Q4" {
+		VMULSS(k.m8, o, o)
+	}
+	VADDSS(o, x, x)
+	return x
+}
+
+// advance moves blk (and codes) to the next group.
+func (z *zKernel) advance(label string, blk, codes, next, bb Register) {
+	switch z.layout {
+	case "G32":
+		ADDQ(U32(4*z.bb), blk)
+	case "G64":
+		ADDQ(U32(2*z.bb), blk)
+	case "G128":
+		ADDQ(U32(64), codes)
+		CMPQ(codes, next)
+		JNE(LabelRef(label))
+		MOVQ(next, blk)
+		ADDQ(bb, next)
+		LEAQ(Mem{Base: blk, Disp: z.hdr}, codes)
+		Label(label)
+	}
+}
+
+func (z *zKernel) setup() (k *zConsts, nib VecVirtual, idx [2]VecVirtual, kmask OpmaskVirtual) {
+	k = zConstants()
+	nib = ZMM()
+	VMOVDQU64(k.nib, nib)
+	idx = [2]VecVirtual{ZMM(), ZMM()}
+	VMOVDQU64(k.idx0, idx[0])
+	VMOVDQU64(k.idx1, idx[1])
+	if z.layout == "G32" {
+		kmask = K()
+		t := GP32()
+		MOVL(U32(0xf0f0), t)
+		KMOVW(t, kmask)
+	}
+	return
+}
+
+// zRows generates the kernel for rows weight rows (stride rb bytes) times
+// one activation row: out[r] = the z sum over the first 4·n4 sub-blocks.
+func zRows(z *zKernel) {
+	name := "dotZRows" + z.suffix()
+	TEXT(name, NOSPLIT, "func(w []byte, q []int8, d []float32, s []float32, n4, bb, rows, rb int, out []float32)")
+	Doc(name+" stores in out[r], r < rows, the dot product of the first 4·n4",
+		"sub-blocks of weight row r (w[r*rb:], blocks of bb bytes) with the",
+		"activations (q, d, s); see the z kernels in kernels/_asm.")
+	k, nib, idx, kmask := z.setup()
+	qperm := ZMM()
+	VMOVDQU64(k.qperm, qperm)
+	wp := Load(Param("w").Base(), GP64())
+	qp := Load(Param("q").Base(), GP64())
+	dp := Load(Param("d").Base(), GP64())
+	sp := Load(Param("s").Base(), GP64())
+	n16 := Load(Param("n4"), GP64())
+	SHLQ(U8(4), n16)
+	var bb Register
+	if z.layout == "G128" {
+		bb = Load(Param("bb"), GP64())
+	}
+	rows := Load(Param("rows"), GP64())
+	rb := Load(Param("rb"), GP64())
+	out := Load(Param("out").Base(), GP64())
+
+	Label(name + "_row")
+	TESTQ(rows, rows)
+	JZ(LabelRef(name + "_done"))
+	r := newZRow()
+	blk := GP64()
+	MOVQ(wp, blk)
+	var codes, next Register
+	if z.layout == "G128" {
+		codes, next = GP64(), GP64()
+		LEAQ(Mem{Base: blk, Disp: z.hdr}, codes)
+		LEAQ(Mem{Base: blk, Index: bb, Scale: 1}, next)
+	}
+	i := GP64()
+	XORQ(i, i)
+	Label(name + "_loop")
+	CMPQ(i, n16)
+	JAE(LabelRef(name + "_end"))
+	dw := z.scales(blk, 0)
+	var mw VecVirtual
+	if z.kind == "Q4A" {
+		mw = z.scales(blk, z.sb)
+	}
+	c := z.codes(blk, codes, nib, kmask)
+	z.step(r, dw, mw, c, idx, Mem{Base: dp, Index: i, Scale: 1}, Mem{Base: sp, Index: i, Scale: 1}, func(p int) Op {
+		a := ZMM()
+		VPERMQ(Mem{Base: qp, Index: i, Scale: 8, Disp: 64 * p}, qperm, a)
+		return a
+	})
+	z.advance(name+"_next", blk, codes, next, bb)
+	ADDQ(U32(16), i)
+	JMP(LabelRef(name + "_loop"))
+	Label(name + "_end")
+	x := z.finish(r, k)
+	VMOVSS(x, Mem{Base: out})
+	ADDQ(U32(4), out)
+	ADDQ(rb, wp)
+	DECQ(rows)
+	JMP(LabelRef(name + "_row"))
+	Label(name + "_done")
+	VZEROUPPER()
+	RET()
+}
+
+// zX4 generates the kernel for one weight row times four activation rows
+// packed per group g of four sub-blocks: q[512g+128t:] the row t's 128
+// codes (each pair permuted), d[16g+4t:] and s[16g+4t:] its four d and s.
+func zX4(z *zKernel) {
+	name := "dotZx4" + z.suffix()
+	TEXT(name, NOSPLIT, "func(w []byte, q []int8, d []float32, s []float32, n4, bb int, out *[4]float32)")
+	Doc(name+" stores in out[t] the dot product of the first 4·n4 sub-blocks",
+		"of the weight row w with the packed activation row t = 0..3; see the z",
+		"kernels in kernels/_asm.")
+	k, nib, idx, kmask := z.setup()
+	blk := Load(Param("w").Base(), GP64())
+	qp := Load(Param("q").Base(), GP64())
+	dp := Load(Param("d").Base(), GP64())
+	sp := Load(Param("s").Base(), GP64())
+	n4 := Load(Param("n4"), GP64())
+	var codes, next, bb Register
+	if z.layout == "G128" {
+		bb = Load(Param("bb"), GP64())
+		codes, next = GP64(), GP64()
+		LEAQ(Mem{Base: blk, Disp: z.hdr}, codes)
+		LEAQ(Mem{Base: blk, Index: bb, Scale: 1}, next)
+	}
+	var rs [4]zRow
+	for t := range rs {
+		rs[t] = newZRow()
+	}
+	Label(name + "_loop")
+	TESTQ(n4, n4)
+	JZ(LabelRef(name + "_end"))
+	dw := z.scales(blk, 0)
+	var mw VecVirtual
+	if z.kind == "Q4A" {
+		mw = z.scales(blk, z.sb)
+	}
+	c := z.codes(blk, codes, nib, kmask)
+	for t := range rs {
+		z.step(rs[t], dw, mw, c, idx, Mem{Base: dp, Disp: 16 * t}, Mem{Base: sp, Disp: 16 * t}, func(p int) Op {
+			return Mem{Base: qp, Disp: 128*t + 64*p}
+		})
+	}
+	z.advance(name+"_next", blk, codes, next, bb)
+	ADDQ(U32(512), qp)
+	ADDQ(U32(64), dp)
+	ADDQ(U32(64), sp)
+	DECQ(n4)
+	JMP(LabelRef(name + "_loop"))
+	Label(name + "_end")
+	out := Load(Param("out"), GP64())
+	for t := range rs {
+		VMOVSS(z.finish(rs[t], k), Mem{Base: out, Disp: 4 * t})
+	}
+	VZEROUPPER()
+	RET()
+}
+
+func zAll() {
+	for _, kind := range []string{"Q4", "Q4A"} {
+		for _, f32 := range []bool{false, true} {
+			for _, l := range zLayouts {
+				z := newZ(kind, f32, l)
+				zRows(z)
+				zX4(z)
+			}
+		}
+	}
+	_ = fmt.Sprint
+}
