@@ -17,7 +17,9 @@
 //   - avx2: AVX2+FMA+F16C, 8-wide float kernels, quantized dots with
 //     VPMADDUBSW/VPMADDWD;
 //   - avx512: AVX-512 F/BW/VL, 16-wide float kernels, quantized as avx2;
-//   - vnni: avx512 plus AVX-512 VNNI, quantized dots with VPDPBUSD.
+//   - vnni: avx512 plus AVX-512 VNNI, quantized dots with VPDPBUSD; q4
+//     and q4a with 512-bit vectors, four 32-value sub-blocks per iteration
+//     and a whole matrix per call for one activation row (qz_amd64.go).
 //
 // The best one the CPU supports (golang.org/x/sys/cpu) is chosen at start-
 // up; the environment variable KVANT_KERNELS=generic|avx2|avx512|vnni
