@@ -126,7 +126,7 @@ func measure(m *model.Model, n, gen int) (prefill, decode float64, err error) {
 	prefill = float64(n) / time.Since(start).Seconds()
 	start = time.Now()
 	for i := 0; i < gen; i++ {
-		if _, err := m.Forward(st, []int{ids[i]}, false); err != nil {
+		if _, err := m.Forward(st, []int{ids[i%n]}, false); err != nil {
 			return 0, 0, err
 		}
 	}
