@@ -62,10 +62,11 @@ func writeSample(t testing.TB, path string) []testTensor {
 }
 
 func TestRoundTrip(t *testing.T) {
-	for _, noMmap := range []bool{false, true} {
+	for _, o := range []Options{{}, {NoMmap: true}, {Preload: true}} {
+		o.Verify = true
 		path := filepath.Join(t.TempDir(), "m.kvant")
 		ts := writeSample(t, path)
-		f, err := Open(path, Options{NoMmap: noMmap, Verify: true})
+		f, err := Open(path, o)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -30,6 +30,9 @@ type Options struct {
 	// DequantizedProducts uses float activations with decoded quantized
 	// rows (the reference) instead of int8 activations.
 	DequantizedProducts bool
+	// Preload reads a .kvant file's weights into memory (huge pages)
+	// instead of mapping the file; see format.Options.Preload.
+	Preload bool
 }
 
 // Loaded is a model ready to run, with its tokenizer.
@@ -52,7 +55,7 @@ func Load(path string, opts Options) (*Loaded, error) {
 	var file *format.File
 	if m.Format == convert.FormatKvant {
 		m.Close()
-		file, err = format.Open(path, format.Options{Verify: opts.Verify})
+		file, err = format.Open(path, format.Options{Verify: opts.Verify, Preload: opts.Preload})
 		if err != nil {
 			return nil, err
 		}

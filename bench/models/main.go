@@ -40,6 +40,7 @@ func main() {
 	prompt := flag.Int("prompt", 128, "prefill batch length")
 	gen := flag.Int("gen", 32, "decoded tokens per round")
 	asJSON := flag.Bool("json", false, "print JSON")
+	preload := flag.Bool("preload", false, "read weights into memory instead of mapping the files")
 	flag.Parse()
 	var threads []int
 	for _, s := range strings.Split(*threadList, ",") {
@@ -67,7 +68,7 @@ func main() {
 	loaded := map[key]*infer.Loaded{}
 	for _, p := range flag.Args() {
 		for _, th := range threads {
-			l, err := infer.Load(p, infer.Options{Threads: th})
+			l, err := infer.Load(p, infer.Options{Threads: th, Preload: *preload})
 			if err != nil {
 				fail(err)
 			}
@@ -105,7 +106,8 @@ func main() {
 		enc.Encode(results)
 		return
 	}
-	fmt.Printf("kernels: %s; medians of %d interleaved rounds; prefill %d tokens, decode %d tokens\n", kernels.Active(), *rounds, *prompt, *gen)
+	fmt.Printf("kernels: %s; medians of %d interleaved rounds; prefill %d tokens, decode %d tokens; weights %s\n",
+		kernels.Active(), *rounds, *prompt, *gen, map[bool]string{false: "memory-mapped", true: "preloaded"}[*preload])
 	fmt.Printf("%-28s %7s %12s %12s %14s %10s\n", "model", "threads", "prefill t/s", "decode t/s", "MB/token", "GB/s")
 	for _, r := range results {
 		fmt.Printf("%-28s %7d %12.1f %12.1f %14.1f %10.1f\n", r.Model, r.Threads, r.PrefillTokS, r.DecodeTokS, float64(r.BytesPerTok)/1e6, r.DecodeGBs)

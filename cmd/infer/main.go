@@ -13,6 +13,7 @@ import (
 
 	"github.com/kvant-dev/kvant/infer"
 	"github.com/kvant-dev/kvant/internal/cli"
+	"github.com/kvant-dev/kvant/kernels"
 	"github.com/kvant-dev/kvant/sample"
 	"github.com/kvant-dev/kvant/tokenizer"
 )
@@ -38,7 +39,7 @@ func newRun() *cobra.Command {
 		n, topK, threads, ctx  int
 		temp, topP             float64
 		seed                   uint64
-		asJSON, noBOS          bool
+		asJSON, noBOS, preload bool
 	)
 	cmd := &cobra.Command{
 		Use:   "run -m MODEL -p PROMPT",
@@ -55,7 +56,7 @@ end-of-sequence token. Prompt and generation speeds go to stderr.
 			if modelPath == "" {
 				return &cli.ExitError{Code: cli.ExitUsage, Err: fmt.Errorf("missing -m MODEL")}
 			}
-			l, err := infer.Load(modelPath, infer.Options{Threads: threads, Tokenizer: tok})
+			l, err := infer.Load(modelPath, infer.Options{Threads: threads, Tokenizer: tok, Preload: preload})
 			if err != nil {
 				return err
 			}
@@ -80,8 +81,8 @@ end-of-sequence token. Prompt and generation speeds go to stderr.
 				return cli.PrintJSON(out, res)
 			}
 			fmt.Fprintln(out)
-			fmt.Fprintf(cmd.ErrOrStderr(), "prompt: %d tokens, %.1f tok/s; generation: %d tokens, %.1f tok/s (%s, %d threads)\n",
-				res.PromptTokens, res.PromptTokS, res.GenTokens, res.GenTokS, res.StopReason, l.Model.Threads())
+			fmt.Fprintf(cmd.ErrOrStderr(), "prompt: %d tokens, %.1f tok/s; generation: %d tokens, %.1f tok/s (%s; %d threads, %s kernels)\n",
+				res.PromptTokens, res.PromptTokS, res.GenTokens, res.GenTokS, res.StopReason, l.Model.Threads(), kernels.Active())
 			return nil
 		},
 	}
@@ -97,6 +98,7 @@ end-of-sequence token. Prompt and generation speeds go to stderr.
 	f.IntVar(&threads, "threads", 0, "worker threads (0: one per CPU)")
 	f.IntVar(&ctx, "ctx", 0, "context length (0: the model's maximum)")
 	f.BoolVar(&noBOS, "no-bos", false, "do not prepend the BOS token")
+	f.BoolVar(&preload, "preload", false, "read the weights into memory (huge pages) instead of mapping the file: faster decoding, RSS = model size")
 	f.BoolVar(&asJSON, "json", false, "print ids, text and timings as JSON")
 	return cmd
 }
