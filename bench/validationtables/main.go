@@ -177,13 +177,18 @@ func compareTable(args []string) error {
 		if r.Greedy != nil {
 			greedy = fmt.Sprintf("%.1f / %d", r.Greedy.Mean, r.Greedy.Min)
 		}
-		fmt.Printf("| %s | %.4f ± %.4f | %.5f ± %.5f | %.3e ± %.1e | %.3e | %.3e | %.3e | %.3e | %.2f ± %.2f | %+.3f | %.3f | %.3g | %s |\n",
+		fmt.Printf("| %s | %.4f ± %.4f | %.5f ± %.5f | %.3e ± %.1e | %.3e | %.3e | %.3e | %.3e | %.2f ± %.2f | %+.3f | %.3f | %s | %s |\n",
 			x.label, r.PPLModel.Value, r.PPLModel.StdErr, r.PPLRatio.Value, r.PPLRatio.StdErr,
 			r.KLD.Mean, r.KLD.StdErr, r.KLD.Median, r.KLD.P90, r.KLD.P99, r.KLD.Max,
 			100*r.Top1.Value, 100*r.Top1.StdErr, 100*r.DeltaP.Value, 100*r.DeltaPRMS.Value,
-			r.MaxLogitDiff, greedy)
+			sig3(r.MaxLogitDiff), greedy)
 	}
 	return nil
+}
+
+// sig3 writes x with three significant digits, trailing zeros kept.
+func sig3(x float64) string {
+	return strings.TrimSuffix(fmt.Sprintf("%#.3g", x), ".")
 }
 
 // thousands writes n with commas between groups of three digits.
