@@ -8,7 +8,7 @@
 #
 # stories260K and its text come from ../shared; without it those rows are
 # skipped with a message. Work files go to WORKDIR (default out/validation).
-# About 15 minutes on 2 cores, most of it the stories260K perplexity run.
+# About 3 to 4 minutes on 2 cores, most of it the stories260K perplexity run.
 # Usage: bench/validation.sh [WORKDIR]
 set -euo pipefail
 cd "$(dirname "$0")/.."
