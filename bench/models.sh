@@ -38,3 +38,6 @@ echo
 echo "== models"
 go run ./bench/models -rounds "$rounds" -threads 1,2 \
 	"$work"/110m-{f32,f16,q8,q4}.kvant "$work"/850m-{f32,f16,q8,q4}.kvant
+echo
+echo "== 850M shape with --preload (weights read into huge-page memory instead of mapped)"
+go run ./bench/models -preload -rounds "$rounds" -threads 1,2 "$work"/850m-{f32,f16,q8,q4}.kvant
