@@ -12,9 +12,22 @@ import (
 // of one accumulator (the CPU can then overlap the additions) and makes the
 // rounding independent of the length's remainder handling.
 func dotF32Generic(a, b []float32) float32 {
+	var acc partialSums
+	acc.add(a, b[:len(a)])
+	return acc.sum()
+}
+
+// partialSums are the eight accumulators of the generic dot products:
+// element i of a full group of eight goes to sum i, a tail to sum 0. Row
+// kernels that decode a row piece by piece add each piece in turn and get
+// dotF32Generic's result bit for bit, as long as every piece but the last
+// is a multiple of eight long.
+type partialSums [8]float32
+
+func (p *partialSums) add(a, b []float32) {
 	n := len(a)
 	b = b[:n]
-	var s0, s1, s2, s3, s4, s5, s6, s7 float32
+	s0, s1, s2, s3, s4, s5, s6, s7 := p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7]
 	i := 0
 	for ; i+8 <= n; i += 8 {
 		aa, bb := a[i:i+8:i+8], b[i:i+8:i+8]
@@ -30,7 +43,11 @@ func dotF32Generic(a, b []float32) float32 {
 	for ; i < n; i++ {
 		s0 += a[i] * b[i]
 	}
-	return ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))
+	*p = partialSums{s0, s1, s2, s3, s4, s5, s6, s7}
+}
+
+func (p *partialSums) sum() float32 {
+	return ((p[0] + p[1]) + (p[2] + p[3])) + ((p[4] + p[5]) + (p[6] + p[7]))
 }
 
 // dotHalfGeneric is dotF32Generic with w widened on the fly by tab (the

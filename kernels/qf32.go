@@ -169,7 +169,7 @@ func dequantQGeneric(f QFormat, dst []float32, w []byte) {
 func dotQF32Generic(f QFormat, w []byte, x []float32) float32 {
 	n, bb, gsub := len(x), f.BlockBytes(), f.Group/32
 	var buf [32]float32
-	var s0, s1, s2, s3, s4, s5, s6, s7 float32
+	var acc partialSums
 	for c := 0; c < n; c += 32 {
 		m := min(32, n-c)
 		if m == 32 {
@@ -178,22 +178,7 @@ func dotQF32Generic(f QFormat, w []byte, x []float32) float32 {
 		} else {
 			decodeValues(f, buf[:m], w, c)
 		}
-		v, xs := buf[:m], x[c:c+m]
-		i := 0
-		for ; i+8 <= m; i += 8 {
-			aa, bb := v[i:i+8:i+8], xs[i:i+8:i+8]
-			s0 += aa[0] * bb[0]
-			s1 += aa[1] * bb[1]
-			s2 += aa[2] * bb[2]
-			s3 += aa[3] * bb[3]
-			s4 += aa[4] * bb[4]
-			s5 += aa[5] * bb[5]
-			s6 += aa[6] * bb[6]
-			s7 += aa[7] * bb[7]
-		}
-		for ; i < m; i++ {
-			s0 += v[i] * xs[i]
-		}
+		acc.add(buf[:m], x[c:c+m])
 	}
-	return ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))
+	return acc.sum()
 }
