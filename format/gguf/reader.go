@@ -39,22 +39,13 @@ var _ format.Source = (*File)(nil)
 
 // Open opens and validates the GGUF file at path. The caller must Close it.
 func Open(path string) (*File, error) {
-	osf, err := os.Open(path)
-	if err != nil {
-		return nil, fmt.Errorf("gguf: %w", err)
-	}
-	st, err := osf.Stat()
-	if err != nil {
-		osf.Close()
-		return nil, fmt.Errorf("gguf: %w", err)
-	}
-	f, err := NewReader(osf, st.Size(), path)
-	if err != nil {
-		osf.Close()
-		return nil, err
-	}
-	f.closer = osf
-	return f, nil
+	return format.OpenFile("gguf", path, func(f *os.File, size int64) (*File, error) {
+		v, err := NewReader(f, size, path)
+		if err == nil {
+			v.closer = f
+		}
+		return v, err
+	})
 }
 
 // NewReader parses a GGUF file of the given size read from r. name is used

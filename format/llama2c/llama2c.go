@@ -42,22 +42,13 @@ var _ format.Source = (*File)(nil)
 // Open opens the llama2.c checkpoint at path and validates its header and
 // size. The caller must Close it.
 func Open(path string) (*File, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, fmt.Errorf("llama2c: %w", err)
-	}
-	st, err := f.Stat()
-	if err != nil {
-		f.Close()
-		return nil, fmt.Errorf("llama2c: %w", err)
-	}
-	lf, err := NewFile(f, st.Size(), path)
-	if err != nil {
-		f.Close()
-		return nil, err
-	}
-	lf.closer = f
-	return lf, nil
+	return format.OpenFile("llama2c", path, func(f *os.File, size int64) (*File, error) {
+		v, err := NewFile(f, size, path)
+		if err == nil {
+			v.closer = f
+		}
+		return v, err
+	})
 }
 
 // NewFile reads a llama2.c checkpoint of size bytes from r. name appears in

@@ -74,22 +74,13 @@ var _ format.Source = (*Checkpoint)(nil)
 
 // Open opens the checkpoint at path. The file stays open until Close.
 func Open(path string) (*Checkpoint, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, fmt.Errorf("pytorch: %w", err)
-	}
-	fi, err := f.Stat()
-	if err != nil {
-		f.Close()
-		return nil, fmt.Errorf("pytorch: %w", err)
-	}
-	c, err := NewReader(f, fi.Size(), path)
-	if err != nil {
-		f.Close()
-		return nil, err
-	}
-	c.closer = f
-	return c, nil
+	return format.OpenFile("pytorch", path, func(f *os.File, size int64) (*Checkpoint, error) {
+		v, err := NewReader(f, size, path)
+		if err == nil {
+			v.closer = f
+		}
+		return v, err
+	})
 }
 
 // NewReader reads a checkpoint of the given size from r; name is used in

@@ -55,22 +55,13 @@ type Tensor struct {
 
 // Open opens and validates the safetensors file at path.
 func Open(path string) (*File, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, fmt.Errorf("safetensors: %w", err)
-	}
-	st, err := f.Stat()
-	if err != nil {
-		f.Close()
-		return nil, fmt.Errorf("safetensors: %w", err)
-	}
-	sf, err := newFile(f, st.Size(), path)
-	if err != nil {
-		f.Close()
-		return nil, err
-	}
-	sf.closer = f
-	return sf, nil
+	return format.OpenFile("safetensors", path, func(f *os.File, size int64) (*File, error) {
+		v, err := newFile(f, size, path)
+		if err == nil {
+			v.closer = f
+		}
+		return v, err
+	})
 }
 
 // NewReader reads a safetensors file of the given size from r, as
