@@ -4,6 +4,7 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // A Pool runs a parallel loop on a fixed set of worker goroutines. A matrix
@@ -11,16 +12,33 @@ import (
 // as long as the pool, so a token's hundreds of matrix-vector products spawn
 // nothing.
 //
-// Between loops a worker spins on an atomic generation counter for a short
-// while before parking: decoding one token runs about a hundred short
-// loops back to back, and waking a parked thread for each would cost tens
-// of microseconds each time (llama.cpp's thread pool spins for the same
-// reason). Only one goroutine may call For at a time.
+// Between loops a worker spins on an atomic generation counter before it
+// parks. Decoding one token runs about a hundred short loops (tens of
+// microseconds each) back to back, separated by serial work of similar
+// length; waking a parked thread costs about as much as a loop, so the
+// spin lasts spinTime, longer than any gap inside a token (llama.cpp's
+// thread pool polls for the same reason). Measured on the 850M q4 model at
+// 2 threads: a spin of ~20 µs parked the worker in a third of the loops and
+// its late start cost 20% of the token; 2 ms parks it only between tokens.
+//
+// Each worker owns a contiguous share of a loop's range, cut into a few
+// pieces that it takes front to back; a worker that runs out steals pieces
+// from the back of the others' shares. So a worker that starts late or
+// runs on a busier core does less, instead of making everyone wait for its
+// share, while each worker still streams through long contiguous runs of
+// weight rows (handing out small interleaved pieces from one shared
+// counter cost 10–25% of decode speed: it breaks the hardware prefetcher's
+// streams). Only one goroutine may call For at a time.
 type Pool struct {
 	workers int
+	// yield is set when the pool has more workers than the Go scheduler
+	// has Ps: a spinning goroutine must then give way, or the one it
+	// waits for may never run.
+	yield   bool
 	seq     atomic.Uint64 // generation of the current loop
-	pending atomic.Int32  // workers that have not finished it
-	loop    poolLoop      // written before seq is bumped, read after
+	pending atomic.Int32  // workers that have not finished the loop
+	shares  []share       // per worker: its pieces not yet taken
+	loop    poolLoop     // written before seq is bumped, read after
 	parked  []atomic.Bool
 	wake    []chan struct{}
 	closed  atomic.Bool
@@ -28,14 +46,60 @@ type Pool struct {
 }
 
 type poolLoop struct {
-	fn         func(worker, start, end int)
-	n, grain   int
-	per, chunk int // chunks per worker, and active workers
+	fn          func(worker, start, end int)
+	n, grain    int
+	chunks      int // grains in n
+	pieces      int
+	participate int // workers taking part, counting the caller
 }
 
-// spinIterations bounds a worker's busy wait for the next loop, about tens
-// of microseconds, before it parks.
-const spinIterations = 1 << 14
+// A share is the pieces [front, back) a worker has not yet taken, packed in
+// one word so that the owner (taking the front) and thieves (taking the
+// back) agree through a compare-and-swap. Each sits on its own cache line.
+type share struct {
+	v atomic.Uint64
+	_ [56]byte
+}
+
+func packShare(front, back int) uint64 { return uint64(back)<<32 | uint64(uint32(front)) }
+
+func unpackShare(v uint64) (front, back int) { return int(uint32(v)), int(v >> 32) }
+
+// takeFront claims the first untaken piece of the share.
+func (s *share) takeFront() (int, bool) {
+	for {
+		v := s.v.Load()
+		front, back := unpackShare(v)
+		if front >= back {
+			return 0, false
+		}
+		if s.v.CompareAndSwap(v, packShare(front+1, back)) {
+			return front, true
+		}
+	}
+}
+
+// takeBack claims the last untaken piece of the share.
+func (s *share) takeBack() (int, bool) {
+	for {
+		v := s.v.Load()
+		front, back := unpackShare(v)
+		if front >= back {
+			return 0, false
+		}
+		if s.v.CompareAndSwap(v, packShare(front, back-1)) {
+			return back - 1, true
+		}
+	}
+}
+
+// spinTime bounds a worker's busy wait for the next loop before it parks.
+const spinTime = 2 * time.Millisecond
+
+// piecesPerWorker is how finely a worker's share is cut: enough pieces
+// that a late worker costs little, few enough that each stays a long
+// contiguous run.
+const piecesPerWorker = 8
 
 // NewPool starts a pool of n workers (n <= 0 means one per CPU). The caller
 // of For works too, so n-1 goroutines are started.
@@ -43,7 +107,7 @@ func NewPool(n int) *Pool {
 	if n <= 0 {
 		n = runtime.GOMAXPROCS(0)
 	}
-	p := &Pool{workers: n, parked: make([]atomic.Bool, n), wake: make([]chan struct{}, n)}
+	p := &Pool{workers: n, yield: n > runtime.GOMAXPROCS(0), shares: make([]share, n), parked: make([]atomic.Bool, n), wake: make([]chan struct{}, n)}
 	for i := 1; i < n; i++ {
 		p.wake[i] = make(chan struct{}, 1)
 		go p.work(i)
@@ -62,28 +126,53 @@ func (p *Pool) work(i int) {
 			return
 		}
 		seen = s
-		if l := p.loop; i < l.chunk {
-			start, end := min(i*l.per*l.grain, l.n), min((i+1)*l.per*l.grain, l.n)
-			l.fn(i, start, end)
+		if l := &p.loop; i < l.participate {
+			p.run(i, l)
 		}
 		p.pending.Add(-1)
 	}
 }
 
+// run does the worker's own pieces of loop l, then steals the others'.
+func (p *Pool) run(worker int, l *poolLoop) {
+	for {
+		k, ok := p.shares[worker].takeFront()
+		if !ok {
+			break
+		}
+		p.piece(worker, l, k)
+	}
+	for j := 1; j < l.participate; j++ {
+		victim := &p.shares[(worker+j)%l.participate]
+		for {
+			k, ok := victim.takeBack()
+			if !ok {
+				break
+			}
+			p.piece(worker, l, k)
+		}
+	}
+}
+
+// piece runs piece k of loop l: chunks [k·chunks/pieces, (k+1)·chunks/pieces).
+func (p *Pool) piece(worker int, l *poolLoop, k int) {
+	start := k * l.chunks / l.pieces * l.grain
+	end := min((k+1)*l.chunks/l.pieces*l.grain, l.n)
+	l.fn(worker, start, end)
+}
+
 // next waits for a generation other than seen: spinning first, then parked
 // on the worker's wake channel.
 func (p *Pool) next(i int, seen uint64) (uint64, bool) {
-	for spin := 0; ; spin++ {
+	var w waiter
+	for {
 		if p.closed.Load() {
 			return 0, false
 		}
 		if s := p.seq.Load(); s != seen {
 			return s, true
 		}
-		if spin < spinIterations {
-			if spin&255 == 255 {
-				runtime.Gosched() // let the caller run if it shares our P
-			}
+		if !w.wait(p.yield) {
 			continue
 		}
 		// Announce the park, then look again: For bumps seq before it
@@ -95,14 +184,52 @@ func (p *Pool) next(i int, seen uint64) (uint64, bool) {
 		}
 		<-p.wake[i]
 		p.parked[i].Store(false)
-		spin = 0
+		w = waiter{}
 	}
 }
 
-// For calls fn over [0, n) split into one contiguous range per worker, and
-// returns when all are done. worker is in [0, Workers()), so fn can use
-// per-worker scratch buffers. Ranges are multiples of grain (except the
-// last), so that work items such as quantization blocks are not split.
+// A waiter paces a busy wait: pure spinning for spinAlone, so that the
+// short gaps inside a token cost nothing; then spinning that yields the
+// core at each turn, so that another process (or the thread we wait for,
+// on an oversubscribed machine) can run, at the cost of a system call per
+// turn; and after spinTime in all, the advice to park.
+type waiter struct {
+	turns int
+	start time.Time
+}
+
+// spinAlone is how long a wait spins without yielding.
+const spinAlone = 50 * time.Microsecond
+
+// wait spends one turn of the busy wait and reports whether it has lasted
+// spinTime.
+func (w *waiter) wait(goYield bool) bool {
+	w.turns++
+	if w.turns&255 != 0 && !w.yielding() {
+		return false
+	}
+	if goYield {
+		runtime.Gosched() // let the goroutine we wait for have our P
+	}
+	now := time.Now()
+	if w.start.IsZero() {
+		w.start = now
+	}
+	elapsed := now.Sub(w.start)
+	if elapsed >= spinAlone {
+		w.turns = -1 << 30 // from now on every turn yields and reads the clock
+		osYield()
+	}
+	return elapsed >= spinTime
+}
+
+func (w *waiter) yielding() bool { return w.turns < 0 }
+
+// For calls fn over [0, n) split into contiguous ranges, and returns when
+// all are done. worker is in [0, Workers()) and no two calls running at
+// once share it, so fn can use per-worker scratch buffers; one worker may
+// be given several ranges. Ranges are multiples of grain (except the last),
+// so that work items such as quantization blocks are not split.
 func (p *Pool) For(n, grain int, fn func(worker, start, end int)) {
 	if grain < 1 {
 		grain = 1
@@ -115,8 +242,11 @@ func (p *Pool) For(n, grain int, fn func(worker, start, end int)) {
 		}
 		return
 	}
-	per := (chunks + w - 1) / w
-	p.loop = poolLoop{fn: fn, n: n, grain: grain, per: per, chunk: w}
+	pieces := min(chunks, w*piecesPerWorker)
+	p.loop = poolLoop{fn: fn, n: n, grain: grain, chunks: chunks, pieces: pieces, participate: w}
+	for i := range w {
+		p.shares[i].v.Store(packShare(i*pieces/w, (i+1)*pieces/w))
+	}
 	p.pending.Store(int32(p.workers - 1))
 	p.seq.Add(1)
 	for i := 1; i < p.workers; i++ {
@@ -127,11 +257,12 @@ func (p *Pool) For(n, grain int, fn func(worker, start, end int)) {
 			}
 		}
 	}
-	fn(0, 0, min(per*grain, n))
-	for spin := 0; p.pending.Load() != 0; spin++ {
-		if spin&255 == 255 {
-			runtime.Gosched()
-		}
+	p.run(0, &p.loop)
+	// The other workers are at most one piece from done; should one be
+	// descheduled, the waiter yields the core to it.
+	var wt waiter
+	for p.pending.Load() != 0 {
+		wt.wait(p.yield)
 	}
 }
 

@@ -241,6 +241,7 @@ type State struct {
 	batch                 int
 	x, xb, q, kb, vb, att []float32
 	hb, hb2, logits       []float32
+	rot                   []float32   // per new token: cos, sin of each pair
 	scores                [][]float32 // per worker, maxSeq
 	scratch               [][]float32 // per worker matrix scratch
 	acts                  []kernels.QuantizedActivations
@@ -295,6 +296,7 @@ func (s *State) grow(m *Model, T int) {
 	s.att = make([]float32, T*c.Heads*c.HeadDim)
 	s.hb = make([]float32, T*c.HiddenDim)
 	s.hb2 = make([]float32, T*c.HiddenDim)
+	s.rot = make([]float32, T*c.HeadDim)
 }
 
 // Forward appends tokens to the sequence, processing them as one batch, and
@@ -321,6 +323,12 @@ func (m *Model) Forward(s *State, tokens []int, all bool) ([]float32, error) {
 	for t, tok := range tokens {
 		m.embed.Row(tok, x[t*d:(t+1)*d])
 	}
+	// The rotation of each new position is the same in every layer and
+	// head: compute its sines and cosines once.
+	rot := s.rot[:T*hd]
+	for t := 0; t < T; t++ {
+		m.rotation(rot[t*hd:(t+1)*hd], s.pos+t)
+	}
 	for l := range m.layers {
 		ly := &m.layers[l]
 		xb := s.xb[:T*d]
@@ -328,9 +336,7 @@ func (m *Model) Forward(s *State, tokens []int, all bool) ([]float32, error) {
 			rmsNorm(xb[t*d:(t+1)*d], x[t*d:(t+1)*d], ly.attnNorm, float32(c.NormEps))
 		}
 		q, k, v := s.q[:T*qd], s.kb[:T*kvd], s.vb[:T*kvd]
-		m.matmul(s, q, ly.wq, xb, T)
-		m.matmul(s, k, ly.wk, xb, T)
-		m.matmul(s, v, ly.wv, xb, T)
+		m.matmul(s, xb, T, product{q, ly.wq}, product{k, ly.wk}, product{v, ly.wv})
 		for t := 0; t < T; t++ {
 			if ly.bq != nil {
 				kernels.Axpy(q[t*qd:(t+1)*qd], 1, ly.bq)
@@ -338,27 +344,23 @@ func (m *Model) Forward(s *State, tokens []int, all bool) ([]float32, error) {
 				kernels.Axpy(v[t*kvd:(t+1)*kvd], 1, ly.bv)
 			}
 			pos := s.pos + t
-			m.rope(q[t*qd:(t+1)*qd], pos)
-			m.rope(k[t*kvd:(t+1)*kvd], pos)
+			rope(q[t*qd:(t+1)*qd], rot[t*hd:(t+1)*hd])
+			rope(k[t*kvd:(t+1)*kvd], rot[t*hd:(t+1)*hd])
 			copy(s.k[l][pos*kvd:(pos+1)*kvd], k[t*kvd:(t+1)*kvd])
 			copy(s.v[l][pos*kvd:(pos+1)*kvd], v[t*kvd:(t+1)*kvd])
 		}
 		att := s.att[:T*qd]
 		m.attention(s, l, q, att, T)
 		xo := s.xb[:T*d]
-		m.matmul(s, xo, ly.wo, att, T)
+		m.matmul(s, att, T, product{xo, ly.wo})
 		kernels.Axpy(x, 1, xo)
 
 		for t := 0; t < T; t++ {
 			rmsNorm(xb[t*d:(t+1)*d], x[t*d:(t+1)*d], ly.ffnNorm, float32(c.NormEps))
 		}
 		h, h2 := s.hb[:T*c.HiddenDim], s.hb2[:T*c.HiddenDim]
-		m.matmul(s, h, ly.gate, xb, T)
-		m.matmul(s, h2, ly.up, xb, T)
-		for i, g := range h {
-			h[i] = g / (1 + float32(math.Exp(float64(-g)))) * h2[i]
-		}
-		m.matmul(s, xo, ly.down, h, T)
+		m.gatedFFN(s, h, h2, ly, xb, T)
+		m.matmul(s, h, T, product{xo, ly.down})
 		kernels.Axpy(x, 1, xo)
 	}
 	s.pos += T
@@ -375,36 +377,91 @@ func (m *Model) Forward(s *State, tokens []int, all bool) ([]float32, error) {
 		s.logits = make([]float32, n*c.VocabSize)
 	}
 	logits := s.logits[:n*c.VocabSize]
-	m.matmul(s, logits, m.output, xb, n)
+	m.matmul(s, xb, n, product{logits, m.output})
 	return logits, nil
 }
 
-// matmul computes out[t][r] = W[r]·x[t] for T activation rows, split by
-// weight rows across the pool. 4-bit weights meet activations quantized once
-// per product (not per worker) to int8, in the integer kernels: the weights'
-// own error dwarfs the activations'. 8-bit weights keep float activations
+// A product is one weight matrix and the T×Rows() output it fills.
+type product struct {
+	out []float32
+	w   Matrix
+}
+
+// matmul computes out[t][r] = W[r]·x[t] for T activation rows and for
+// each product, which all share the input x: q, k and v, for instance, run
+// as one parallel loop over their rows together, so that the pool
+// synchronizes once instead of three times per layer.
+func (m *Model) matmul(s *State, x []float32, T int, ps ...product) {
+	m.quantizeActivations(s, x, T, ps...)
+	total := 0
+	for _, p := range ps {
+		total += p.w.Rows()
+	}
+	m.pool.For(total, 16, func(worker, start, end int) {
+		base := 0
+		for _, p := range ps {
+			rows := p.w.Rows()
+			if lo, hi := max(start-base, 0), min(end-base, rows); lo < hi {
+				m.mulRows(s, p, x, T, lo, hi, worker)
+			}
+			base += rows
+		}
+	})
+}
+
+// gatedFFN computes h = silu(gate·x) * (up·x) for T activation rows. Row i
+// of gate and row i of up go to the same worker, which applies the
+// activation to its rows at once: no serial pass over h afterwards.
+func (m *Model) gatedFFN(s *State, h, h2 []float32, ly *layer, x []float32, T int) {
+	hidden := ly.gate.Rows()
+	m.quantizeActivations(s, x, T, product{h, ly.gate}, product{h2, ly.up})
+	m.pool.For(hidden, 16, func(worker, start, end int) {
+		m.mulRows(s, product{h, ly.gate}, x, T, start, end, worker)
+		m.mulRows(s, product{h2, ly.up}, x, T, start, end, worker)
+		for t := 0; t < T; t++ {
+			g, u := h[t*hidden+start:t*hidden+end], h2[t*hidden+start:t*hidden+end]
+			for i, v := range g {
+				g[i] = v / (1 + float32(math.Exp(float64(-v)))) * u[i]
+			}
+		}
+	})
+}
+
+// int8Activations reports whether w's products take activations quantized
+// to int8: 4-bit weights do, as in llama.cpp, because the weights' own
+// error dwarfs the activations'. 8-bit weights keep float activations
 // (fused decode-and-dot kernels), because int8 activations would triple
 // their KL divergence from f32 (measured in infer's TestInt8ActivationsKLD).
-func (m *Model) matmul(s *State, out []float32, w Matrix, x []float32, T int) {
-	rows := w.Rows()
-	if q, ok := w.(*quant.Matrix); ok && !m.dequantized {
-		f, data, cols := q.KernelFormat(), q.Data(), q.Cols()
-		rb := f.RowBytes(cols)
-		if q.Scheme().DType == quant.Q8 {
-			m.pool.For(rows, 16, func(worker, start, end int) {
-				kernels.MulRowsQF32(f, out[start:], rows, data[start*rb:end*rb], end-start, cols, x, T, s.scratch[worker])
-			})
+func (m *Model) int8Activations(w Matrix) bool {
+	q, ok := w.(*quant.Matrix)
+	return ok && !m.dequantized && q.Scheme().DType != quant.Q8
+}
+
+// quantizeActivations quantizes x once for all the products that need it
+// (not once per worker or per product).
+func (m *Model) quantizeActivations(s *State, x []float32, T int, ps ...product) {
+	for _, p := range ps {
+		if m.int8Activations(p.w) {
+			s.acts = kernels.QuantizeActivationRows(s.acts, x, T, p.w.Cols())
 			return
 		}
-		s.acts = kernels.QuantizeActivationRows(s.acts, x, T, cols)
-		m.pool.For(rows, 16, func(_, start, end int) {
-			kernels.MulRowsQ(f, out[start:], rows, data[start*rb:end*rb], end-start, s.acts)
-		})
+	}
+}
+
+// mulRows computes rows [start, end) of product p, on worker's scratch.
+func (m *Model) mulRows(s *State, p product, x []float32, T, start, end, worker int) {
+	rows := p.w.Rows()
+	if q, ok := p.w.(*quant.Matrix); ok && !m.dequantized {
+		f, data, cols := q.KernelFormat(), q.Data(), q.Cols()
+		rb := f.RowBytes(cols)
+		if m.int8Activations(p.w) {
+			kernels.MulRowsQ(f, p.out[start:], rows, data[start*rb:end*rb], end-start, s.acts)
+		} else {
+			kernels.MulRowsQF32(f, p.out[start:], rows, data[start*rb:end*rb], end-start, cols, x, T, s.scratch[worker])
+		}
 		return
 	}
-	m.pool.For(rows, 16, func(worker, start, end int) {
-		w.MulRows(out, rows, x, T, start, end, s.scratch[worker])
-	})
+	p.w.MulRows(p.out, rows, x, T, start, end, s.scratch[worker])
 }
 
 // rmsNorm computes w * (x / sqrt(mean(x²) + eps)) in float32, in the order
@@ -420,19 +477,28 @@ func rmsNorm(dst, x, w []float32, eps float32) {
 	}
 }
 
-// rope rotates each head's adjacent pairs (2i, 2i+1) by pos·freq[i]: the
-// interleaved pairing kvant stores q and k in (see format/SPEC.md).
-func (m *Model) rope(v []float32, pos int) {
-	hd := m.Config.HeadDim
+// rotation writes, for position pos, the cosine and sine of pos·freq[i]
+// for each pair i, interleaved.
+func (m *Model) rotation(dst []float32, pos int) {
+	for i, f := range m.freqs {
+		angle := float32(pos) * f
+		sin, cos := math.Sincos(float64(angle))
+		dst[2*i], dst[2*i+1] = float32(cos), float32(sin)
+	}
+}
+
+// rope rotates each head's adjacent pairs (2i, 2i+1) by the angles whose
+// cosines and sines rot holds: the interleaved pairing kvant stores q and k
+// in (see format/SPEC.md).
+func rope(v, rot []float32) {
+	hd := len(rot)
 	for h := 0; h < len(v); h += hd {
 		head := v[h : h+hd]
-		for i, f := range m.freqs {
-			angle := float32(pos) * f
-			sin, cos := math.Sincos(float64(angle))
-			c, s := float32(cos), float32(sin)
-			a, b := head[2*i], head[2*i+1]
-			head[2*i] = a*c - b*s
-			head[2*i+1] = a*s + b*c
+		for i := 0; i < hd; i += 2 {
+			c, s := rot[i], rot[i+1]
+			a, b := head[i], head[i+1]
+			head[i] = a*c - b*s
+			head[i+1] = a*s + b*c
 		}
 	}
 }
