@@ -38,7 +38,7 @@ type Pool struct {
 	seq     atomic.Uint64 // generation of the current loop
 	pending atomic.Int32  // workers that have not finished the loop
 	shares  []share       // per worker: its pieces not yet taken
-	loop    poolLoop     // written before seq is bumped, read after
+	loop    poolLoop      // written before seq is bumped, read after
 	parked  []atomic.Bool
 	wake    []chan struct{}
 	closed  atomic.Bool
@@ -65,30 +65,21 @@ func packShare(front, back int) uint64 { return uint64(back)<<32 | uint64(uint32
 
 func unpackShare(v uint64) (front, back int) { return int(uint32(v)), int(v >> 32) }
 
-// takeFront claims the first untaken piece of the share.
-func (s *share) takeFront() (int, bool) {
+// take claims the first untaken piece of the share (the owner's end) or,
+// for a thief, the last.
+func (s *share) take(thief bool) (int, bool) {
 	for {
 		v := s.v.Load()
 		front, back := unpackShare(v)
 		if front >= back {
 			return 0, false
 		}
-		if s.v.CompareAndSwap(v, packShare(front+1, back)) {
-			return front, true
+		k, next := front, packShare(front+1, back)
+		if thief {
+			k, next = back-1, packShare(front, back-1)
 		}
-	}
-}
-
-// takeBack claims the last untaken piece of the share.
-func (s *share) takeBack() (int, bool) {
-	for {
-		v := s.v.Load()
-		front, back := unpackShare(v)
-		if front >= back {
-			return 0, false
-		}
-		if s.v.CompareAndSwap(v, packShare(front, back-1)) {
-			return back - 1, true
+		if s.v.CompareAndSwap(v, next) {
+			return k, true
 		}
 	}
 }
@@ -136,7 +127,7 @@ func (p *Pool) work(i int) {
 // run does the worker's own pieces of loop l, then steals the others'.
 func (p *Pool) run(worker int, l *poolLoop) {
 	for {
-		k, ok := p.shares[worker].takeFront()
+		k, ok := p.shares[worker].take(false)
 		if !ok {
 			break
 		}
@@ -145,7 +136,7 @@ func (p *Pool) run(worker int, l *poolLoop) {
 	for j := 1; j < l.participate; j++ {
 		victim := &p.shares[(worker+j)%l.participate]
 		for {
-			k, ok := victim.takeBack()
+			k, ok := victim.take(true)
 			if !ok {
 				break
 			}
