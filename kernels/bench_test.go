@@ -118,16 +118,24 @@ func copies(n int, cold bool) int {
 	return max(1, coldBytes/n)
 }
 
-// benchQ runs the quantized dot over rows rows of cols values.
-func benchQ(b *testing.B, f QFormat, rows, cols, T int, cold bool) {
-	r := rand.New(rand.NewPCG(1, 1))
+// qMatrices returns nm copies of a random quantized matrix of rows×cols,
+// enough (when cold) that cycling through them reads from DRAM.
+func qMatrices(r *rand.Rand, f QFormat, rows, cols int, cold bool) (all []byte, nm int) {
 	rb := f.RowBytes(cols)
-	nm := copies(rows*rb, cold)
-	all := make([]byte, 0, nm*rows*rb)
+	nm = copies(rows*rb, cold)
+	all = make([]byte, 0, nm*rows*rb)
 	row := randQRow(r, f, cols, false)
 	for range nm * rows {
 		all = append(all, row...)
 	}
+	return all, nm
+}
+
+// benchQ runs the quantized dot over rows rows of cols values.
+func benchQ(b *testing.B, f QFormat, rows, cols, T int, cold bool) {
+	r := rand.New(rand.NewPCG(1, 1))
+	rb := f.RowBytes(cols)
+	all, nm := qMatrices(r, f, rows, cols, cold)
 	acts := make([]QuantizedActivations, T)
 	for i := range acts {
 		QuantizeActivations(&acts[i], randF32(r, cols))

@@ -10,12 +10,7 @@ import (
 func benchQF32(b *testing.B, f QFormat, rows, cols, T int, cold bool) {
 	r := rand.New(rand.NewPCG(1, 1))
 	rb := f.RowBytes(cols)
-	nm := copies(rows*rb, cold)
-	all := make([]byte, 0, nm*rows*rb)
-	row := randQRow(r, f, cols, false)
-	for range nm * rows {
-		all = append(all, row...)
-	}
+	all, nm := qMatrices(r, f, rows, cols, cold)
 	x := randF32(r, T*cols)
 	out := make([]float32, rows*T)
 	scratch := make([]float32, cols)

@@ -236,7 +236,12 @@ func ropeFrequencies(cfg Config) ([]float32, error) {
 type State struct {
 	maxSeq int
 	pos    int
-	k, v   [][]float32 // per layer, maxSeq × kvDim
+	// Per layer, the cache of each kv head in turn: keys maxSeq × headDim,
+	// so that a head's scores come from one matrix product with them, and
+	// values transposed, headDim × maxSeq, so that its outputs are long
+	// dot products of the weights with each dimension's row (instead of
+	// one short vector update per position).
+	k, v [][]float32
 	// Per-batch buffers, grown to the largest batch seen.
 	batch                 int
 	x, xb, q, kb, vb, att []float32
@@ -263,7 +268,7 @@ func (m *Model) NewState(maxSeq int) *State {
 		s.v = append(s.v, make([]float32, maxSeq*kvd))
 	}
 	for range m.pool.Workers() {
-		s.scores = append(s.scores, make([]float32, maxSeq))
+		s.scores = append(s.scores, make([]float32, m.Config.Heads/m.Config.KVHeads*maxSeq))
 		s.scratch = append(s.scratch, make([]float32, m.scratch))
 	}
 	return s
@@ -346,8 +351,14 @@ func (m *Model) Forward(s *State, tokens []int, all bool) ([]float32, error) {
 			pos := s.pos + t
 			rope(q[t*qd:(t+1)*qd], rot[t*hd:(t+1)*hd])
 			rope(k[t*kvd:(t+1)*kvd], rot[t*hd:(t+1)*hd])
-			copy(s.k[l][pos*kvd:(pos+1)*kvd], k[t*kvd:(t+1)*kvd])
-			copy(s.v[l][pos*kvd:(pos+1)*kvd], v[t*kvd:(t+1)*kvd])
+			for h := 0; h < c.KVHeads; h++ {
+				at := (h*s.maxSeq + pos) * hd
+				copy(s.k[l][at:at+hd], k[t*kvd+h*hd:t*kvd+(h+1)*hd])
+				vt := s.v[l][h*hd*s.maxSeq+pos:]
+				for d, val := range v[t*kvd+h*hd : t*kvd+(h+1)*hd] {
+					vt[d*s.maxSeq] = val
+				}
+			}
 		}
 		att := s.att[:T*qd]
 		m.attention(s, l, q, att, T)
@@ -503,37 +514,50 @@ func rope(v, rot []float32) {
 	}
 }
 
+// softmax replaces the scores sc by softmax(scale·sc), in float32 with
+// float64 exponentials.
+func softmax(sc []float32, scale float32) {
+	maxv := float32(math.Inf(-1))
+	for p := range sc {
+		sc[p] *= scale
+		maxv = max(maxv, sc[p])
+	}
+	var sum float32
+	for p := range sc {
+		sc[p] = float32(math.Exp(float64(sc[p] - maxv)))
+		sum += sc[p]
+	}
+	inv := 1 / sum
+	for p := range sc {
+		sc[p] *= inv
+	}
+}
+
 // attention computes causal grouped-query attention for T new tokens
-// against the cache, parallel over (token, head) pairs.
+// against the cache, parallel over (token, kv head) pairs: the query heads
+// sharing a kv head get their scores from one product with its keys.
 func (m *Model) attention(s *State, l int, q, out []float32, T int) {
 	c := m.Config
-	hd, kvd := c.HeadDim, c.KVHeads*c.HeadDim
+	hd, qd := c.HeadDim, c.Heads*c.HeadDim
 	group := c.Heads / c.KVHeads
 	scale := float32(1 / math.Sqrt(float64(hd)))
-	kc, vc := s.k[l], s.v[l]
-	m.pool.For(T*c.Heads, 1, func(worker, start, end int) {
-		scores := s.scores[worker]
+	m.pool.For(T*c.KVHeads, 1, func(worker, start, end int) {
 		for i := start; i < end; i++ {
-			t, h := i/c.Heads, i%c.Heads
+			t, kh := i/c.KVHeads, i%c.KVHeads
 			n := s.pos + t + 1 // causal: positions 0..pos+t
-			qh := q[t*c.Heads*hd+h*hd : t*c.Heads*hd+(h+1)*hd]
-			kvOff := (h / group) * hd
-			sc := scores[:n]
-			maxv := float32(math.Inf(-1))
-			for p := 0; p < n; p++ {
-				sc[p] = kernels.DotF32(qh, kc[p*kvd+kvOff:p*kvd+kvOff+hd]) * scale
-				maxv = max(maxv, sc[p])
+			kc := s.k[l][kh*s.maxSeq*hd : (kh*s.maxSeq+n)*hd]
+			vt := s.v[l][kh*hd*s.maxSeq : (kh+1)*hd*s.maxSeq]
+			qs := q[t*qd+kh*group*hd : t*qd+(kh+1)*group*hd]
+			scores := s.scores[worker][:group*n]
+			kernels.MulRowsF32(scores, n, kc, n, hd, qs, group)
+			for g := 0; g < group; g++ {
+				softmax(scores[g*n:(g+1)*n], scale)
 			}
-			var sum float32
-			for p := range sc {
-				sc[p] = float32(math.Exp(float64(sc[p] - maxv)))
-				sum += sc[p]
-			}
-			o := out[t*c.Heads*hd+h*hd : t*c.Heads*hd+(h+1)*hd]
-			clear(o)
-			inv := 1 / sum
-			for p := 0; p < n; p++ {
-				kernels.Axpy(o, sc[p]*inv, vc[p*kvd+kvOff:p*kvd+kvOff+hd])
+			// Output dimension d of each head in the group: the weights
+			// times row d of the transposed values.
+			o := out[t*qd+kh*group*hd : t*qd+(kh+1)*group*hd]
+			for d := 0; d < hd; d++ {
+				kernels.MulRowsF32(o[d:], hd, vt[d*s.maxSeq:d*s.maxSeq+n], 1, n, scores, group)
 			}
 		}
 	})

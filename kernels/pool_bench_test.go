@@ -1,0 +1,49 @@
+package kernels
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"testing"
+)
+
+// BenchmarkGemvPool is decoding's matrix-vector product split across a
+// Pool's threads, with the active kernels, on 4096x4096 matrices cycled
+// through from DRAM: GB/s of weights at 1 and 2 threads, to set against
+// the machine's read bandwidth at the same thread counts (bench/stream).
+func BenchmarkGemvPool(b *testing.B) {
+	const rows, cols = 4096, 4096
+	for _, q := range benchQFormats[:2] {
+		for _, threads := range []int{1, 2} {
+			b.Run(fmt.Sprintf("%s/threads=%d", q.name, threads), func(b *testing.B) {
+				r := rand.New(rand.NewPCG(1, 1))
+				f := q.f
+				rb := f.RowBytes(cols)
+				all, nm := qMatrices(r, f, rows, cols, true)
+				x := randF32(r, cols)
+				acts := make([]QuantizedActivations, 1)
+				QuantizeActivations(&acts[0], x)
+				out := make([]float32, rows)
+				scratch := make([][]float32, threads)
+				for i := range scratch {
+					scratch[i] = make([]float32, cols)
+				}
+				p := NewPool(threads)
+				defer p.Close()
+				b.SetBytes(int64(rows * rb))
+				i := 0
+				for b.Loop() {
+					w := all[i*rows*rb : (i+1)*rows*rb]
+					i = (i + 1) % nm
+					p.For(rows, 16, func(worker, start, end int) {
+						ws := w[start*rb : end*rb]
+						if f.Kind == QKindQ8 {
+							MulRowsQF32(f, out[start:], rows, ws, end-start, cols, x, 1, scratch[worker])
+						} else {
+							MulRowsQ(f, out[start:], rows, ws, end-start, acts)
+						}
+					})
+				}
+			})
+		}
+	}
+}
