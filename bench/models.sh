@@ -32,12 +32,11 @@ shape() {
 shape 110m -dim 768 -layers 12 -heads 12 -kv-heads 12 -hidden 2048 -vocab 32000
 shape 850m -dim 2048 -layers 16 -heads 32 -kv-heads 8 -hidden 5632 -vocab 32000
 
-echo "== memory read bandwidth (STREAM-like sum over 1 GiB)"
-go run ./bench/stream
-echo
-echo "== models"
+# Each bench/models run measures the read bandwidth in every round, next
+# to the models, and reports each decode's share of it.
+echo "== mapped weights (the default), all types"
 go run ./bench/models -rounds "$rounds" -threads 1,2 \
 	"$work"/110m-{f32,f16,q8,q4}.kvant "$work"/850m-{f32,f16,q8,q4}.kvant
 echo
-echo "== 850M shape with --preload (weights read into huge-page memory instead of mapped)"
-go run ./bench/models -preload -rounds "$rounds" -threads 1,2 "$work"/850m-{f32,f16,q8,q4}.kvant
+echo "== 850M q8 and q4, mapped and --preload (weights read into huge-page memory) interleaved"
+go run ./bench/models -rounds "$rounds" -threads 1,2 -load mapped,preload "$work"/850m-{q8,q4}.kvant

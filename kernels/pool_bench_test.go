@@ -7,14 +7,15 @@ import (
 )
 
 // BenchmarkGemvPool is decoding's matrix-vector product split across a
-// Pool's threads, with the active kernels, on 4096x4096 matrices cycled
-// through from DRAM: GB/s of weights at 1 and 2 threads, to set against
-// the machine's read bandwidth at the same thread counts (bench/stream).
+// Pool's threads, with the active kernels (named last, as bench/kernels.sh
+// expects a variant), on 4096x4096 matrices cycled through from DRAM: GB/s
+// of weights at 1 and 2 threads, to set against the machine's read
+// bandwidth at the same thread counts (bench/stream).
 func BenchmarkGemvPool(b *testing.B) {
 	const rows, cols = 4096, 4096
 	for _, q := range benchQFormats[:2] {
 		for _, threads := range []int{1, 2} {
-			b.Run(fmt.Sprintf("%s/threads=%d", q.name, threads), func(b *testing.B) {
+			b.Run(fmt.Sprintf("%s/threads=%d/%s", q.name, threads, Active()), func(b *testing.B) {
 				r := rand.New(rand.NewPCG(1, 1))
 				f := q.f
 				rb := f.RowBytes(cols)

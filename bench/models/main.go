@@ -1,11 +1,14 @@
 // Command models measures kvant-infer's speed on model files: prefill
 // (prompt) and decode (generation) tokens per second at the given thread
-// counts. Runs of all models and thread counts are interleaved, round after
-// round, so that a noisy machine disturbs them alike, and the medians are
-// reported. It also reports the weight bytes read per decoded token and the
-// bandwidth that implies.
+// counts, with the weights memory-mapped (kvant-infer's default) and/or
+// preloaded (--preload). Runs of all models, load modes and thread counts
+// are interleaved, round after round, with a measurement of the machine's
+// read bandwidth at each thread count (package bench/membw) in every
+// round, so that a noisy machine disturbs them alike; medians are
+// reported. It also reports the weight bytes read per decoded token, the
+// bandwidth that implies, and its share of the measured read bandwidth.
 //
-//	go run ./bench/models -rounds 5 -threads 1,2 a.kvant b.kvant ...
+//	go run ./bench/models -rounds 5 -threads 1,2 -load mapped,preload a.kvant b.kvant ...
 package main
 
 import (
@@ -14,11 +17,13 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/kvant-dev/kvant/bench/membw"
 	"github.com/kvant-dev/kvant/format"
 	"github.com/kvant-dev/kvant/infer"
 	"github.com/kvant-dev/kvant/kernels"
@@ -27,32 +32,59 @@ import (
 
 type result struct {
 	Model       string  `json:"model"`
+	Load        string  `json:"load"` // mapped or preload
 	Threads     int     `json:"threads"`
 	PrefillTokS float64 `json:"prefill_tok_per_s"`
 	DecodeTokS  float64 `json:"decode_tok_per_s"`
 	BytesPerTok int64   `json:"weight_bytes_per_token"`
 	DecodeGBs   float64 `json:"decode_weight_gb_per_s"`
+	// BandwidthShare is DecodeGBs over the best read bandwidth measured at
+	// the same thread count in the same rounds.
+	BandwidthShare float64 `json:"bandwidth_share"`
 }
+
+type report struct {
+	Kernels string `json:"kernels"`
+	Rounds  int    `json:"rounds"`
+	// Read bandwidth per thread count, GB/s, over all probe passes: the
+	// best (STREAM's convention, and the conservative denominator: other
+	// tenants of a shared machine only ever lower a 40 ms probe) and the
+	// median.
+	ReadBandwidthBest   map[int]float64 `json:"read_bandwidth_best_gb_per_s"`
+	ReadBandwidthMedian map[int]float64 `json:"read_bandwidth_median_gb_per_s"`
+	Results             []result        `json:"results"`
+}
+
+// probePasses is how many read-bandwidth passes each round makes per
+// thread count.
+const probePasses = 3
 
 func main() {
 	rounds := flag.Int("rounds", 5, "interleaved rounds; medians are reported")
 	threadList := flag.String("threads", "1,2", "thread counts")
+	loadList := flag.String("load", "mapped", "load modes: mapped, preload, or both (mapped,preload)")
 	prompt := flag.Int("prompt", 128, "prefill batch length")
 	gen := flag.Int("gen", 32, "decoded tokens per round")
+	bwMiB := flag.Int("bw-mib", 1024, "size of the read-bandwidth probe's array, MiB (0: no probe)")
 	asJSON := flag.Bool("json", false, "print JSON")
-	preload := flag.Bool("preload", false, "read weights into memory instead of mapping the files")
 	flag.Parse()
 	var threads []int
 	for _, s := range strings.Split(*threadList, ",") {
 		n, err := strconv.Atoi(s)
-		if err != nil {
-			fail(err)
+		if err != nil || n < 1 {
+			fail(fmt.Errorf("-threads: %q is not a thread count", s))
 		}
 		threads = append(threads, n)
 	}
+	loads := strings.Split(*loadList, ",")
+	for _, l := range loads {
+		if l != "mapped" && l != "preload" {
+			fail(fmt.Errorf("-load: %q is neither mapped nor preload", l))
+		}
+	}
 	type key struct {
-		model   string
-		threads int
+		model, load string
+		threads     int
 	}
 	prefill, decode := map[key][]float64{}, map[key][]float64{}
 	bytesPerTok := map[string]int64{}
@@ -67,50 +99,85 @@ func main() {
 	// first touch are not timed.
 	loaded := map[key]*infer.Loaded{}
 	for _, p := range flag.Args() {
-		for _, th := range threads {
-			l, err := infer.Load(p, infer.Options{Threads: th, Preload: *preload})
-			if err != nil {
-				fail(err)
-			}
-			defer l.Close()
-			if _, _, err := measure(l.Model, 8, 2); err != nil {
-				fail(err)
-			}
-			loaded[key{p, th}] = l
-		}
-	}
-	for r := 0; r < *rounds; r++ {
-		for _, p := range flag.Args() {
+		for _, l := range loads {
 			for _, th := range threads {
-				pf, dc, err := measure(loaded[key{p, th}].Model, *prompt, *gen)
+				m, err := infer.Load(p, infer.Options{Threads: th, Preload: l == "preload"})
 				if err != nil {
 					fail(err)
 				}
-				prefill[key{p, th}] = append(prefill[key{p, th}], pf)
-				decode[key{p, th}] = append(decode[key{p, th}], dc)
+				defer m.Close()
+				if _, _, err := measure(m.Model, 8, 2); err != nil {
+					fail(err)
+				}
+				loaded[key{p, l, th}] = m
 			}
 		}
 	}
-	var results []result
-	for _, p := range flag.Args() {
+	var probe []uint64
+	if *bwMiB > 0 {
+		probe = membw.NewArray(*bwMiB)
+	}
+	bandwidth := map[int][]float64{}
+	for r := 0; r < *rounds; r++ {
 		for _, th := range threads {
-			k := key{p, th}
-			res := result{Model: filepath.Base(p), Threads: th, PrefillTokS: median(prefill[k]), DecodeTokS: median(decode[k]), BytesPerTok: bytesPerTok[p]}
-			res.DecodeGBs = res.DecodeTokS * float64(res.BytesPerTok) / 1e9
-			results = append(results, res)
+			for range probePasses {
+				if probe != nil {
+					bandwidth[th] = append(bandwidth[th], membw.Pass(probe, th))
+				}
+			}
+		}
+		for _, p := range flag.Args() {
+			for _, l := range loads {
+				for _, th := range threads {
+					k := key{p, l, th}
+					pf, dc, err := measure(loaded[k].Model, *prompt, *gen)
+					if err != nil {
+						fail(err)
+					}
+					prefill[k] = append(prefill[k], pf)
+					decode[k] = append(decode[k], dc)
+				}
+			}
+		}
+	}
+	rep := report{Kernels: kernels.Active(), Rounds: *rounds, ReadBandwidthBest: map[int]float64{}, ReadBandwidthMedian: map[int]float64{}}
+	for th, v := range bandwidth {
+		rep.ReadBandwidthBest[th] = slices.Max(v)
+		rep.ReadBandwidthMedian[th] = median(v)
+	}
+	for _, p := range flag.Args() {
+		for _, l := range loads {
+			for _, th := range threads {
+				k := key{p, l, th}
+				res := result{Model: filepath.Base(p), Load: l, Threads: th, PrefillTokS: median(prefill[k]), DecodeTokS: median(decode[k]), BytesPerTok: bytesPerTok[p]}
+				res.DecodeGBs = res.DecodeTokS * float64(res.BytesPerTok) / 1e9
+				if bw := rep.ReadBandwidthBest[th]; bw > 0 {
+					res.BandwidthShare = res.DecodeGBs / bw
+				}
+				rep.Results = append(rep.Results, res)
+			}
 		}
 	}
 	if *asJSON {
 		enc := json.NewEncoder(os.Stdout)
 		enc.SetIndent("", "  ")
-		enc.Encode(results)
+		enc.Encode(rep)
 		return
 	}
-	fmt.Printf("kernels: %s; medians of %d interleaved rounds; prefill %d tokens, decode %d tokens; weights %s\n",
-		kernels.Active(), *rounds, *prompt, *gen, map[bool]string{false: "memory-mapped", true: "preloaded"}[*preload])
-	fmt.Printf("%-28s %7s %12s %12s %14s %10s\n", "model", "threads", "prefill t/s", "decode t/s", "MB/token", "GB/s")
-	for _, r := range results {
-		fmt.Printf("%-28s %7d %12.1f %12.1f %14.1f %10.1f\n", r.Model, r.Threads, r.PrefillTokS, r.DecodeTokS, float64(r.BytesPerTok)/1e6, r.DecodeGBs)
+	fmt.Printf("kernels: %s; medians of %d interleaved rounds; prefill %d tokens, decode %d tokens\n",
+		rep.Kernels, *rounds, *prompt, *gen)
+	for _, th := range threads {
+		if bw, ok := rep.ReadBandwidthBest[th]; ok {
+			fmt.Printf("read bandwidth, %d thread(s): best %.1f GB/s, median %.1f (%d passes; %% of bw is of the best)\n", th, bw, rep.ReadBandwidthMedian[th], len(bandwidth[th]))
+		}
+	}
+	fmt.Printf("%-20s %-8s %7s %12s %11s %9s %8s %8s\n", "model", "weights", "threads", "prefill t/s", "decode t/s", "MB/token", "GB/s", "% of bw")
+	for _, r := range rep.Results {
+		share := "-"
+		if r.BandwidthShare > 0 {
+			share = fmt.Sprintf("%.0f%%", 100*r.BandwidthShare)
+		}
+		fmt.Printf("%-20s %-8s %7d %12.1f %11.1f %9.1f %8.1f %8s\n", r.Model, r.Load, r.Threads, r.PrefillTokS, r.DecodeTokS, float64(r.BytesPerTok)/1e6, r.DecodeGBs, share)
 	}
 }
 
