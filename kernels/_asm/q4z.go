@@ -92,6 +92,12 @@ type zKernel struct {
 	sb     int // scale bytes
 	hdr    int // header bytes
 	bb     int // block bytes (G32, G64; 0 for G128: a parameter)
+	// G32 with gathered scales: word (f16) or dword (f32) indices of the
+	// four scales and minima within the group's first 64 bytes, in
+	// registers loaded by setup.
+	gather       bool
+	sIdx, mIdx   VecVirtual
+	sIdxC, mIdxC Mem
 }
 
 func newZ(kind string, f32 bool, layout string) *zKernel {
@@ -109,6 +115,34 @@ func newZ(kind string, f32 bool, layout string) *zKernel {
 	case "G64":
 		z.bb = z.hdr + 32
 	}
+	// The four blocks' scales (and minima) of a G32 group are 2- or 4-byte
+	// values at block strides: one VPERMW/VPERMD from the group's first 64
+	// bytes gathers them, instead of four loads, shifts and inserts.
+	// Every index must fall within those 64 bytes (not so for q4a with f32
+	// scales, whose last minimum is at byte 76).
+	if layout == "G32" && 3*z.bb+(z.hdr-z.sb)+z.sb <= 64 {
+		z.gather = true
+		unit := z.sb
+		idx := func(name string, off int) Mem {
+			m := GLOBL(name, RODATA|NOPTR)
+			for i := 0; i < 64/unit; i++ {
+				v := 0
+				if i < 4 {
+					v = (i*z.bb + off) / unit
+				}
+				if unit == 2 {
+					DATA(2*i, U16(uint16(v)))
+				} else {
+					DATA(4*i, U32(uint32(v)))
+				}
+			}
+			return m
+		}
+		z.sIdxC = idx("zSIdx"+z.suffix(), 0)
+		if kind == "Q4A" {
+			z.mIdxC = idx("zMIdx"+z.suffix(), z.sb)
+		}
+	}
 	return z
 }
 
@@ -122,9 +156,23 @@ func (z *zKernel) suffix() string {
 
 // scales loads the four sub-blocks' scales (off 0) or minima (off sb) of
 // the group at blk into the four lanes of an xmm.
-func (z *zKernel) scales(blk Register, off int) VecVirtual {
+func (z *zKernel) scales(blk Register, off int) Register {
 	x := XMM()
 	m := func(i int) Mem { return Mem{Base: blk, Disp: off + i*z.bb} }
+	if z.gather {
+		idx := z.sIdx
+		if off != 0 {
+			idx = z.mIdx
+		}
+		g := ZMM()
+		if z.f32 {
+			VPERMD(Mem{Base: blk}, idx, g)
+			return g.AsX()
+		}
+		VPERMW(Mem{Base: blk}, idx, g)
+		VCVTPH2PS(g.AsX(), x)
+		return x
+	}
 	switch z.layout {
 	case "G32":
 		if z.f32 {
@@ -205,7 +253,7 @@ func newZRow() zRow {
 // step adds one group of one activation row: dw (and mw) the scales, c the
 // codes, dm and sm the row's d and s for the group, act(p) the pair p's
 // activations as a zmm operand (register or memory) in the permuted order.
-func (z *zKernel) step(r zRow, dw, mw VecVirtual, c [2]VecVirtual, idx [2]VecVirtual, dm, sm Mem, act func(p int) Op) {
+func (z *zKernel) step(r zRow, dw, mw Register, c [2]VecVirtual, idx [2]VecVirtual, dm, sm Mem, act func(p int) Op) {
 	s4 := XMM()
 	VMULPS(dm, dw, s4)
 	if z.kind == "Q4" {
@@ -266,6 +314,14 @@ func (z *zKernel) setup() (k *zConsts, nib VecVirtual, idx [2]VecVirtual, kmask 
 	idx = [2]VecVirtual{ZMM(), ZMM()}
 	VMOVDQU64(k.idx0, idx[0])
 	VMOVDQU64(k.idx1, idx[1])
+	if z.gather {
+		z.sIdx = ZMM()
+		VMOVDQU64(z.sIdxC, z.sIdx)
+		if z.kind == "Q4A" {
+			z.mIdx = ZMM()
+			VMOVDQU64(z.mIdxC, z.mIdx)
+		}
+	}
 	if z.layout == "G32" {
 		kmask = K()
 		t := GP32()
@@ -318,7 +374,7 @@ func zRows(z *zKernel) {
 	CMPQ(i, n16)
 	JAE(LabelRef(name + "_end"))
 	dw := z.scales(blk, 0)
-	var mw VecVirtual
+	var mw Register
 	if z.kind == "Q4A" {
 		mw = z.scales(blk, z.sb)
 	}
@@ -373,7 +429,7 @@ func zX4(z *zKernel) {
 	TESTQ(n4, n4)
 	JZ(LabelRef(name + "_end"))
 	dw := z.scales(blk, 0)
-	var mw VecVirtual
+	var mw Register
 	if z.kind == "Q4A" {
 		mw = z.scales(blk, z.sb)
 	}
