@@ -247,7 +247,7 @@ type State struct {
 	x, xb, q, kb, vb, att []float32
 	hb, hb2, logits       []float32
 	rot                   []float32   // per new token: cos, sin of each pair
-	scores                [][]float32 // per worker, maxSeq
+	scores                [][]float32 // per worker, heads per kv head × maxSeq
 	scratch               [][]float32 // per worker matrix scratch
 	acts                  []kernels.QuantizedActivations
 }
