@@ -236,6 +236,16 @@ func (z *zKernel) codes(blk, codes Register, nib VecVirtual, kmask OpmaskVirtual
 	return c
 }
 
+// group loads one group's scales (and, for q4a, minima) and unpacks its
+// codes: the weight side of an iteration, shared by every kernel.
+func (z *zKernel) group(blk, codes Register, nib VecVirtual, kmask OpmaskVirtual) (dw, mw Register, c [2]VecVirtual) {
+	dw = z.scales(blk, 0)
+	if z.kind == "Q4A" {
+		mw = z.scales(blk, z.sb)
+	}
+	return dw, mw, z.codes(blk, codes, nib, kmask)
+}
+
 // zRow is one activation row's accumulators.
 type zRow struct {
 	acc [2]VecVirtual
@@ -373,12 +383,7 @@ func zRows(z *zKernel) {
 	Label(name + "_loop")
 	CMPQ(i, n16)
 	JAE(LabelRef(name + "_end"))
-	dw := z.scales(blk, 0)
-	var mw Register
-	if z.kind == "Q4A" {
-		mw = z.scales(blk, z.sb)
-	}
-	c := z.codes(blk, codes, nib, kmask)
+	dw, mw, c := z.group(blk, codes, nib, kmask)
 	z.step(r, dw, mw, c, idx, Mem{Base: dp, Index: i, Scale: 1}, Mem{Base: sp, Index: i, Scale: 1}, func(p int) Op {
 		a := ZMM()
 		VPERMQ(Mem{Base: qp, Index: i, Scale: 8, Disp: 64 * p}, qperm, a)
@@ -428,12 +433,7 @@ func zX4(z *zKernel) {
 	Label(name + "_loop")
 	TESTQ(n4, n4)
 	JZ(LabelRef(name + "_end"))
-	dw := z.scales(blk, 0)
-	var mw Register
-	if z.kind == "Q4A" {
-		mw = z.scales(blk, z.sb)
-	}
-	c := z.codes(blk, codes, nib, kmask)
+	dw, mw, c := z.group(blk, codes, nib, kmask)
 	for t := range rs {
 		z.step(rs[t], dw, mw, c, idx, Mem{Base: dp, Disp: 16 * t}, Mem{Base: sp, Disp: 16 * t}, func(p int) Op {
 			return Mem{Base: qp, Disp: 128*t + 64*p}
