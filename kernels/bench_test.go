@@ -131,15 +131,13 @@ func qMatrices(r *rand.Rand, f QFormat, rows, cols int, cold bool) (all []byte, 
 	return all, nm
 }
 
-// benchQ runs the quantized dot over rows rows of cols values.
-func benchQ(b *testing.B, f QFormat, rows, cols, T int, cold bool) {
+// benchRows runs mul over rows rows of cols values of quantized weights
+// times T activation rows, cycling through copies of the weights when
+// cold: throughput in bytes of weights per activation row.
+func benchRows(b *testing.B, f QFormat, rows, cols, T int, cold bool, mul func(k *impl, out []float32, w []byte)) {
 	r := rand.New(rand.NewPCG(1, 1))
 	rb := f.RowBytes(cols)
 	all, nm := qMatrices(r, f, rows, cols, cold)
-	acts := make([]QuantizedActivations, T)
-	for i := range acts {
-		QuantizeActivations(&acts[i], randF32(r, cols))
-	}
 	out := make([]float32, rows*T)
 	benchEach(b, func(b *testing.B, k *impl) {
 		b.SetBytes(int64(rows * rb * T))
@@ -147,9 +145,19 @@ func benchQ(b *testing.B, f QFormat, rows, cols, T int, cold bool) {
 		for b.Loop() {
 			w := all[i*rows*rb : (i+1)*rows*rb]
 			i = (i + 1) % nm
-			k.mulRowsQ(f, out, rows, w, rows, acts)
+			mul(k, out, w)
 		}
 	})
+}
+
+// benchQ runs MulRowsQ (int8 activations).
+func benchQ(b *testing.B, f QFormat, rows, cols, T int, cold bool) {
+	r := rand.New(rand.NewPCG(2, 2))
+	acts := make([]QuantizedActivations, T)
+	for i := range acts {
+		QuantizeActivations(&acts[i], randF32(r, cols))
+	}
+	benchRows(b, f, rows, cols, T, cold, func(k *impl, out []float32, w []byte) { k.mulRowsQ(f, out, rows, w, rows, acts) })
 }
 
 // benchFloat runs f32 (half == 0), f16 (1) or bf16 (2) MulRows.

@@ -34,6 +34,9 @@ type impl struct {
 	// rows rows of rb bytes at w, bit-identical to dotQ, and report whether
 	// it did (it declines formats or sizes it has no kernel for).
 	dotQRows func(f QFormat, out []float32, w []byte, rows, rb int, a *QuantizedActivations) bool
+	// dotW16Rows stores in out[r] the dot product of the q8 row r (rows
+	// rows of rb bytes at w) with a (w16.go); f is a valid q8 format.
+	dotW16Rows func(f QFormat, out []float32, w []byte, rows, rb int, a *Int16Activations)
 	// quantizeActs fills a, already sized for len(x) values.
 	quantizeActs func(a *QuantizedActivations, x []float32)
 	// dotQF32 is DotQF32 and dequantQ DequantizeQ, after their checks
@@ -53,6 +56,8 @@ var generic = &impl{
 	axpy:      axpyGeneric,
 	dotF32x4:  dotF32x4Generic,
 	dotQ:      dotQGeneric,
+
+	dotW16Rows: dotW16RowsGeneric,
 
 	quantizeActs: quantizeActsGeneric,
 }

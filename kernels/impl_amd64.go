@@ -53,14 +53,20 @@ var (
 	}
 )
 
-func (q *qFuncs) dot(f QFormat, w []byte, a *QuantizedActivations) float32 {
-	s, g := 0, 0
+// tableIndex returns f's indices in the kernel tables: whether scales are
+// f32 and whether the group is 32.
+func (f QFormat) tableIndex() (s, g int) {
 	if f.F32Scale {
 		s = 1
 	}
 	if f.Group == 32 {
 		g = 1
 	}
+	return s, g
+}
+
+func (q *qFuncs) dot(f QFormat, w []byte, a *QuantizedActivations) float32 {
+	s, g := f.tableIndex()
 	nsub := a.groups()
 	return q[f.Kind-1][s][g](w, a.Q, a.D, a.Sum, a.S, nsub, f.Group/32, f.BlockBytes())
 }
@@ -84,7 +90,7 @@ func (q *qx4Funcs) dot(f QFormat, w []byte, b *qBatch4, out *[4]float32) {
 	q[f.Kind-1][s](w, b.q[:128*g], b.d[:4*g], b.sums[:4*g], b.s[:4*g], g, f.Group/32, f.BlockBytes(), out)
 }
 
-func newAsmImpl(name string, supported bool, f asmFuncs, q *qFuncs, qx4 *qx4Funcs, z *zFuncs) *impl {
+func newAsmImpl(name string, supported bool, f asmFuncs, q *qFuncs, qx4 *qx4Funcs, z *zFuncs, w16 *w16Funcs) *impl {
 	m := f.lanes - 1
 	k := &impl{
 		name:      name,
@@ -162,8 +168,9 @@ func newAsmImpl(name string, supported bool, f asmFuncs, q *qFuncs, qx4 *qx4Func
 				out[t] = s
 			}
 		},
-		dotQ:   q.dot,
-		dotQx4: qx4.dot,
+		dotQ:       q.dot,
+		dotQx4:     qx4.dot,
+		dotW16Rows: w16.rows,
 		quantizeActs: func(a *QuantizedActivations, x []float32) {
 			full := len(x) / 32
 			quantizeActsAVX2(x[:32*full], a.Q[:32*full], a.D[:full], a.Sum[:full], a.S[:full])
@@ -190,7 +197,7 @@ func newAsmImpl(name string, supported bool, f asmFuncs, q *qFuncs, qx4 *qx4Func
 }
 
 var asmImpls = []*impl{
-	newAsmImpl("avx2", hasAVX2, avx2Funcs, &qAVX2, &qx4AVX2, nil),
-	newAsmImpl("avx512", hasAVX512, avx512Funcs, &qAVX2, &qx4AVX2, nil),
-	newAsmImpl("vnni", hasVNNI, avx512Funcs, &qVNNI, &qx4VNNI, &zVNNI),
+	newAsmImpl("avx2", hasAVX2, avx2Funcs, &qAVX2, &qx4AVX2, nil, &w16AVX2),
+	newAsmImpl("avx512", hasAVX512, avx512Funcs, &qAVX2, &qx4AVX2, nil, &w16AVX512),
+	newAsmImpl("vnni", hasVNNI, avx512Funcs, &qVNNI, &qx4VNNI, &zVNNI, &w16AVX512),
 }

@@ -578,3 +578,43 @@ func dotZRowsQ4AG128F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb
 // of the weight row w with the packed activation row t = 0..3; see the z
 // kernels in kernels/_asm.
 func dotZx4Q4AG128F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, out *[4]float32)
+
+// dotW16RowsQ8G32F16AVX2 stores in out[r], r < rows, the dot product of the first nsub
+// sub-blocks of the q8 weight row r (w[r*rb:], blocks of gsub sub-blocks
+// and a scale) with the int16 activations (q, d); see w16 in kernels/_asm.
+func dotW16RowsQ8G32F16AVX2(w []byte, q []int16, d []float32, nsub int, gsub int, rows int, rb int, out []float32)
+
+// dotW16RowsQ8F16AVX2 stores in out[r], r < rows, the dot product of the first nsub
+// sub-blocks of the q8 weight row r (w[r*rb:], blocks of gsub sub-blocks
+// and a scale) with the int16 activations (q, d); see w16 in kernels/_asm.
+func dotW16RowsQ8F16AVX2(w []byte, q []int16, d []float32, nsub int, gsub int, rows int, rb int, out []float32)
+
+// dotW16RowsQ8G32F32AVX2 stores in out[r], r < rows, the dot product of the first nsub
+// sub-blocks of the q8 weight row r (w[r*rb:], blocks of gsub sub-blocks
+// and a scale) with the int16 activations (q, d); see w16 in kernels/_asm.
+func dotW16RowsQ8G32F32AVX2(w []byte, q []int16, d []float32, nsub int, gsub int, rows int, rb int, out []float32)
+
+// dotW16RowsQ8F32AVX2 stores in out[r], r < rows, the dot product of the first nsub
+// sub-blocks of the q8 weight row r (w[r*rb:], blocks of gsub sub-blocks
+// and a scale) with the int16 activations (q, d); see w16 in kernels/_asm.
+func dotW16RowsQ8F32AVX2(w []byte, q []int16, d []float32, nsub int, gsub int, rows int, rb int, out []float32)
+
+// dotW16RowsQ8G32F16AVX512 stores in out[r], r < rows, the dot product of the first nsub
+// sub-blocks of the q8 weight row r (w[r*rb:], blocks of gsub sub-blocks
+// and a scale) with the int16 activations (q, d); see w16 in kernels/_asm.
+func dotW16RowsQ8G32F16AVX512(w []byte, q []int16, d []float32, nsub int, gsub int, rows int, rb int, out []float32)
+
+// dotW16RowsQ8F16AVX512 stores in out[r], r < rows, the dot product of the first nsub
+// sub-blocks of the q8 weight row r (w[r*rb:], blocks of gsub sub-blocks
+// and a scale) with the int16 activations (q, d); see w16 in kernels/_asm.
+func dotW16RowsQ8F16AVX512(w []byte, q []int16, d []float32, nsub int, gsub int, rows int, rb int, out []float32)
+
+// dotW16RowsQ8G32F32AVX512 stores in out[r], r < rows, the dot product of the first nsub
+// sub-blocks of the q8 weight row r (w[r*rb:], blocks of gsub sub-blocks
+// and a scale) with the int16 activations (q, d); see w16 in kernels/_asm.
+func dotW16RowsQ8G32F32AVX512(w []byte, q []int16, d []float32, nsub int, gsub int, rows int, rb int, out []float32)
+
+// dotW16RowsQ8F32AVX512 stores in out[r], r < rows, the dot product of the first nsub
+// sub-blocks of the q8 weight row r (w[r*rb:], blocks of gsub sub-blocks
+// and a scale) with the int16 activations (q, d); see w16 in kernels/_asm.
+func dotW16RowsQ8F32AVX512(w []byte, q []int16, d []float32, nsub int, gsub int, rows int, rb int, out []float32)

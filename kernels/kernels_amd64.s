@@ -13874,3 +13874,1015 @@ dotZx4Q4AG128F32_end:
 	VMOVSS        X1, 12(AX)
 	VZEROUPPER
 	RET
+
+// func dotW16RowsQ8G32F16AVX2(w []byte, q []int16, d []float32, nsub int, gsub int, rows int, rb int, out []float32)
+// Requires: AVX, AVX2, F16C, FMA3
+TEXT ·dotW16RowsQ8G32F16AVX2(SB), NOSPLIT, $0-128
+	MOVQ w_base+0(FP), AX
+	MOVQ rows+88(FP), CX
+	MOVQ out_base+104(FP), DX
+
+dotW16RowsQ8G32F16AVX2_row:
+	TESTQ  CX, CX
+	JZ     dotW16RowsQ8G32F16AVX2_done
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	MOVQ   q_base+24(FP), BX
+	MOVQ   d_base+48(FP), SI
+	MOVQ   nsub+72(FP), DI
+	SHRQ   $0x02, DI
+	MOVQ   AX, R8
+
+dotW16RowsQ8G32F16AVX2_x4:
+	TESTQ        DI, DI
+	JZ           dotW16RowsQ8G32F16AVX2_tail0
+	VPBROADCASTW (R8), X4
+	VCVTPH2PS    X4, Y4
+	VBROADCASTSS (SI), Y5
+	VMULPS       Y5, Y4, Y4
+	VPMOVSXBW    2(R8), Y5
+	VPMADDWD     (BX), Y5, Y5
+	VPMOVSXBW    18(R8), Y6
+	VPMADDWD     32(BX), Y6, Y6
+	VPADDD       Y6, Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VFMADD231PS  Y4, Y5, Y0
+	VPBROADCASTW 34(R8), X4
+	VCVTPH2PS    X4, Y4
+	VBROADCASTSS 4(SI), Y5
+	VMULPS       Y5, Y4, Y4
+	VPMOVSXBW    36(R8), Y5
+	VPMADDWD     64(BX), Y5, Y5
+	VPMOVSXBW    52(R8), Y6
+	VPMADDWD     96(BX), Y6, Y6
+	VPADDD       Y6, Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VFMADD231PS  Y4, Y5, Y1
+	VPBROADCASTW 68(R8), X4
+	VCVTPH2PS    X4, Y4
+	VBROADCASTSS 8(SI), Y5
+	VMULPS       Y5, Y4, Y4
+	VPMOVSXBW    70(R8), Y5
+	VPMADDWD     128(BX), Y5, Y5
+	VPMOVSXBW    86(R8), Y6
+	VPMADDWD     160(BX), Y6, Y6
+	VPADDD       Y6, Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VFMADD231PS  Y4, Y5, Y2
+	VPBROADCASTW 102(R8), X4
+	VCVTPH2PS    X4, Y4
+	VBROADCASTSS 12(SI), Y5
+	VMULPS       Y5, Y4, Y4
+	VPMOVSXBW    104(R8), Y5
+	VPMADDWD     192(BX), Y5, Y5
+	VPMOVSXBW    120(R8), Y6
+	VPMADDWD     224(BX), Y6, Y6
+	VPADDD       Y6, Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VFMADD231PS  Y4, Y5, Y3
+	ADDQ         $0x00000088, R8
+	ADDQ         $0x00000100, BX
+	ADDQ         $0x10, SI
+	DECQ         DI
+	JMP          dotW16RowsQ8G32F16AVX2_x4
+
+dotW16RowsQ8G32F16AVX2_tail0:
+	MOVQ nsub+72(FP), DI
+	ANDQ $0x03, DI
+
+dotW16RowsQ8G32F16AVX2_tail:
+	TESTQ        DI, DI
+	JZ           dotW16RowsQ8G32F16AVX2_end
+	VPBROADCASTW (R8), X4
+	VCVTPH2PS    X4, Y4
+	VBROADCASTSS (SI), Y5
+	VMULPS       Y5, Y4, Y4
+	VPMOVSXBW    2(R8), Y5
+	VPMADDWD     (BX), Y5, Y5
+	VPMOVSXBW    18(R8), Y6
+	VPMADDWD     32(BX), Y6, Y6
+	VPADDD       Y6, Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VFMADD231PS  Y4, Y5, Y0
+	ADDQ         $0x22, R8
+	ADDQ         $0x40, BX
+	ADDQ         $0x04, SI
+	DECQ         DI
+	JMP          dotW16RowsQ8G32F16AVX2_tail
+
+dotW16RowsQ8G32F16AVX2_end:
+	VADDPS       Y1, Y0, Y0
+	VADDPS       Y3, Y2, Y2
+	VADDPS       Y2, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X0, X1, X1
+	VMOVHLPS     X1, X1, X0
+	VADDPS       X0, X1, X1
+	VMOVSHDUP    X1, X0
+	VADDSS       X0, X1, X1
+	VMOVSS       X1, (DX)
+	ADDQ         $0x04, DX
+	MOVQ         rb+96(FP), BX
+	ADDQ         BX, AX
+	DECQ         CX
+	JMP          dotW16RowsQ8G32F16AVX2_row
+
+dotW16RowsQ8G32F16AVX2_done:
+	VZEROUPPER
+	RET
+
+// func dotW16RowsQ8F16AVX2(w []byte, q []int16, d []float32, nsub int, gsub int, rows int, rb int, out []float32)
+// Requires: AVX, AVX2, F16C, FMA3
+TEXT ·dotW16RowsQ8F16AVX2(SB), NOSPLIT, $0-128
+	MOVQ w_base+0(FP), AX
+	MOVQ rows+88(FP), CX
+	MOVQ out_base+104(FP), DX
+
+dotW16RowsQ8F16AVX2_row:
+	TESTQ  CX, CX
+	JZ     dotW16RowsQ8F16AVX2_done
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	MOVQ   q_base+24(FP), BX
+	MOVQ   d_base+48(FP), SI
+	MOVQ   nsub+72(FP), DI
+	SHRQ   $0x02, DI
+	MOVQ   AX, R8
+	LEAQ   2(R8), R9
+	MOVQ   gsub+80(FP), R10
+
+dotW16RowsQ8F16AVX2_x4:
+	TESTQ        DI, DI
+	JZ           dotW16RowsQ8F16AVX2_tail0
+	VPBROADCASTW (R8), X4
+	VCVTPH2PS    X4, Y4
+	VBROADCASTSS (SI), Y5
+	VMULPS       Y5, Y4, Y4
+	VPMOVSXBW    (R9), Y5
+	VPMADDWD     (BX), Y5, Y5
+	VPMOVSXBW    16(R9), Y6
+	VPMADDWD     32(BX), Y6, Y6
+	VPADDD       Y6, Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VFMADD231PS  Y4, Y5, Y0
+	ADDQ         $0x20, R9
+	DECQ         R10
+	JNZ          dotW16RowsQ8F16AVX2_n0
+	MOVQ         R9, R8
+	ADDQ         $0x02, R9
+	MOVQ         gsub+80(FP), R10
+
+dotW16RowsQ8F16AVX2_n0:
+	VPBROADCASTW (R8), X4
+	VCVTPH2PS    X4, Y4
+	VBROADCASTSS 4(SI), Y5
+	VMULPS       Y5, Y4, Y4
+	VPMOVSXBW    (R9), Y5
+	VPMADDWD     64(BX), Y5, Y5
+	VPMOVSXBW    16(R9), Y6
+	VPMADDWD     96(BX), Y6, Y6
+	VPADDD       Y6, Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VFMADD231PS  Y4, Y5, Y1
+	ADDQ         $0x20, R9
+	DECQ         R10
+	JNZ          dotW16RowsQ8F16AVX2_n1
+	MOVQ         R9, R8
+	ADDQ         $0x02, R9
+	MOVQ         gsub+80(FP), R10
+
+dotW16RowsQ8F16AVX2_n1:
+	VPBROADCASTW (R8), X4
+	VCVTPH2PS    X4, Y4
+	VBROADCASTSS 8(SI), Y5
+	VMULPS       Y5, Y4, Y4
+	VPMOVSXBW    (R9), Y5
+	VPMADDWD     128(BX), Y5, Y5
+	VPMOVSXBW    16(R9), Y6
+	VPMADDWD     160(BX), Y6, Y6
+	VPADDD       Y6, Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VFMADD231PS  Y4, Y5, Y2
+	ADDQ         $0x20, R9
+	DECQ         R10
+	JNZ          dotW16RowsQ8F16AVX2_n2
+	MOVQ         R9, R8
+	ADDQ         $0x02, R9
+	MOVQ         gsub+80(FP), R10
+
+dotW16RowsQ8F16AVX2_n2:
+	VPBROADCASTW (R8), X4
+	VCVTPH2PS    X4, Y4
+	VBROADCASTSS 12(SI), Y5
+	VMULPS       Y5, Y4, Y4
+	VPMOVSXBW    (R9), Y5
+	VPMADDWD     192(BX), Y5, Y5
+	VPMOVSXBW    16(R9), Y6
+	VPMADDWD     224(BX), Y6, Y6
+	VPADDD       Y6, Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VFMADD231PS  Y4, Y5, Y3
+	ADDQ         $0x20, R9
+	DECQ         R10
+	JNZ          dotW16RowsQ8F16AVX2_n3
+	MOVQ         R9, R8
+	ADDQ         $0x02, R9
+	MOVQ         gsub+80(FP), R10
+
+dotW16RowsQ8F16AVX2_n3:
+	ADDQ $0x00000100, BX
+	ADDQ $0x10, SI
+	DECQ DI
+	JMP  dotW16RowsQ8F16AVX2_x4
+
+dotW16RowsQ8F16AVX2_tail0:
+	MOVQ nsub+72(FP), DI
+	ANDQ $0x03, DI
+
+dotW16RowsQ8F16AVX2_tail:
+	TESTQ        DI, DI
+	JZ           dotW16RowsQ8F16AVX2_end
+	VPBROADCASTW (R8), X4
+	VCVTPH2PS    X4, Y4
+	VBROADCASTSS (SI), Y5
+	VMULPS       Y5, Y4, Y4
+	VPMOVSXBW    (R9), Y5
+	VPMADDWD     (BX), Y5, Y5
+	VPMOVSXBW    16(R9), Y6
+	VPMADDWD     32(BX), Y6, Y6
+	VPADDD       Y6, Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VFMADD231PS  Y4, Y5, Y0
+	ADDQ         $0x20, R9
+	DECQ         R10
+	JNZ          dotW16RowsQ8F16AVX2_nt
+	MOVQ         R9, R8
+	ADDQ         $0x02, R9
+	MOVQ         gsub+80(FP), R10
+
+dotW16RowsQ8F16AVX2_nt:
+	ADDQ $0x40, BX
+	ADDQ $0x04, SI
+	DECQ DI
+	JMP  dotW16RowsQ8F16AVX2_tail
+
+dotW16RowsQ8F16AVX2_end:
+	VADDPS       Y1, Y0, Y0
+	VADDPS       Y3, Y2, Y2
+	VADDPS       Y2, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X0, X1, X1
+	VMOVHLPS     X1, X1, X0
+	VADDPS       X0, X1, X1
+	VMOVSHDUP    X1, X0
+	VADDSS       X0, X1, X1
+	VMOVSS       X1, (DX)
+	ADDQ         $0x04, DX
+	MOVQ         rb+96(FP), BX
+	ADDQ         BX, AX
+	DECQ         CX
+	JMP          dotW16RowsQ8F16AVX2_row
+
+dotW16RowsQ8F16AVX2_done:
+	VZEROUPPER
+	RET
+
+// func dotW16RowsQ8G32F32AVX2(w []byte, q []int16, d []float32, nsub int, gsub int, rows int, rb int, out []float32)
+// Requires: AVX, AVX2, FMA3
+TEXT ·dotW16RowsQ8G32F32AVX2(SB), NOSPLIT, $0-128
+	MOVQ w_base+0(FP), AX
+	MOVQ rows+88(FP), CX
+	MOVQ out_base+104(FP), DX
+
+dotW16RowsQ8G32F32AVX2_row:
+	TESTQ  CX, CX
+	JZ     dotW16RowsQ8G32F32AVX2_done
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	MOVQ   q_base+24(FP), BX
+	MOVQ   d_base+48(FP), SI
+	MOVQ   nsub+72(FP), DI
+	SHRQ   $0x02, DI
+	MOVQ   AX, R8
+
+dotW16RowsQ8G32F32AVX2_x4:
+	TESTQ        DI, DI
+	JZ           dotW16RowsQ8G32F32AVX2_tail0
+	VBROADCASTSS (R8), Y4
+	VBROADCASTSS (SI), Y5
+	VMULPS       Y5, Y4, Y4
+	VPMOVSXBW    4(R8), Y5
+	VPMADDWD     (BX), Y5, Y5
+	VPMOVSXBW    20(R8), Y6
+	VPMADDWD     32(BX), Y6, Y6
+	VPADDD       Y6, Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VFMADD231PS  Y4, Y5, Y0
+	VBROADCASTSS 36(R8), Y4
+	VBROADCASTSS 4(SI), Y5
+	VMULPS       Y5, Y4, Y4
+	VPMOVSXBW    40(R8), Y5
+	VPMADDWD     64(BX), Y5, Y5
+	VPMOVSXBW    56(R8), Y6
+	VPMADDWD     96(BX), Y6, Y6
+	VPADDD       Y6, Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VFMADD231PS  Y4, Y5, Y1
+	VBROADCASTSS 72(R8), Y4
+	VBROADCASTSS 8(SI), Y5
+	VMULPS       Y5, Y4, Y4
+	VPMOVSXBW    76(R8), Y5
+	VPMADDWD     128(BX), Y5, Y5
+	VPMOVSXBW    92(R8), Y6
+	VPMADDWD     160(BX), Y6, Y6
+	VPADDD       Y6, Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VFMADD231PS  Y4, Y5, Y2
+	VBROADCASTSS 108(R8), Y4
+	VBROADCASTSS 12(SI), Y5
+	VMULPS       Y5, Y4, Y4
+	VPMOVSXBW    112(R8), Y5
+	VPMADDWD     192(BX), Y5, Y5
+	VPMOVSXBW    128(R8), Y6
+	VPMADDWD     224(BX), Y6, Y6
+	VPADDD       Y6, Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VFMADD231PS  Y4, Y5, Y3
+	ADDQ         $0x00000090, R8
+	ADDQ         $0x00000100, BX
+	ADDQ         $0x10, SI
+	DECQ         DI
+	JMP          dotW16RowsQ8G32F32AVX2_x4
+
+dotW16RowsQ8G32F32AVX2_tail0:
+	MOVQ nsub+72(FP), DI
+	ANDQ $0x03, DI
+
+dotW16RowsQ8G32F32AVX2_tail:
+	TESTQ        DI, DI
+	JZ           dotW16RowsQ8G32F32AVX2_end
+	VBROADCASTSS (R8), Y4
+	VBROADCASTSS (SI), Y5
+	VMULPS       Y5, Y4, Y4
+	VPMOVSXBW    4(R8), Y5
+	VPMADDWD     (BX), Y5, Y5
+	VPMOVSXBW    20(R8), Y6
+	VPMADDWD     32(BX), Y6, Y6
+	VPADDD       Y6, Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VFMADD231PS  Y4, Y5, Y0
+	ADDQ         $0x24, R8
+	ADDQ         $0x40, BX
+	ADDQ         $0x04, SI
+	DECQ         DI
+	JMP          dotW16RowsQ8G32F32AVX2_tail
+
+dotW16RowsQ8G32F32AVX2_end:
+	VADDPS       Y1, Y0, Y0
+	VADDPS       Y3, Y2, Y2
+	VADDPS       Y2, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X0, X1, X1
+	VMOVHLPS     X1, X1, X0
+	VADDPS       X0, X1, X1
+	VMOVSHDUP    X1, X0
+	VADDSS       X0, X1, X1
+	VMOVSS       X1, (DX)
+	ADDQ         $0x04, DX
+	MOVQ         rb+96(FP), BX
+	ADDQ         BX, AX
+	DECQ         CX
+	JMP          dotW16RowsQ8G32F32AVX2_row
+
+dotW16RowsQ8G32F32AVX2_done:
+	VZEROUPPER
+	RET
+
+// func dotW16RowsQ8F32AVX2(w []byte, q []int16, d []float32, nsub int, gsub int, rows int, rb int, out []float32)
+// Requires: AVX, AVX2, FMA3
+TEXT ·dotW16RowsQ8F32AVX2(SB), NOSPLIT, $0-128
+	MOVQ w_base+0(FP), AX
+	MOVQ rows+88(FP), CX
+	MOVQ out_base+104(FP), DX
+
+dotW16RowsQ8F32AVX2_row:
+	TESTQ  CX, CX
+	JZ     dotW16RowsQ8F32AVX2_done
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	MOVQ   q_base+24(FP), BX
+	MOVQ   d_base+48(FP), SI
+	MOVQ   nsub+72(FP), DI
+	SHRQ   $0x02, DI
+	MOVQ   AX, R8
+	LEAQ   4(R8), R9
+	MOVQ   gsub+80(FP), R10
+
+dotW16RowsQ8F32AVX2_x4:
+	TESTQ        DI, DI
+	JZ           dotW16RowsQ8F32AVX2_tail0
+	VBROADCASTSS (R8), Y4
+	VBROADCASTSS (SI), Y5
+	VMULPS       Y5, Y4, Y4
+	VPMOVSXBW    (R9), Y5
+	VPMADDWD     (BX), Y5, Y5
+	VPMOVSXBW    16(R9), Y6
+	VPMADDWD     32(BX), Y6, Y6
+	VPADDD       Y6, Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VFMADD231PS  Y4, Y5, Y0
+	ADDQ         $0x20, R9
+	DECQ         R10
+	JNZ          dotW16RowsQ8F32AVX2_n0
+	MOVQ         R9, R8
+	ADDQ         $0x04, R9
+	MOVQ         gsub+80(FP), R10
+
+dotW16RowsQ8F32AVX2_n0:
+	VBROADCASTSS (R8), Y4
+	VBROADCASTSS 4(SI), Y5
+	VMULPS       Y5, Y4, Y4
+	VPMOVSXBW    (R9), Y5
+	VPMADDWD     64(BX), Y5, Y5
+	VPMOVSXBW    16(R9), Y6
+	VPMADDWD     96(BX), Y6, Y6
+	VPADDD       Y6, Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VFMADD231PS  Y4, Y5, Y1
+	ADDQ         $0x20, R9
+	DECQ         R10
+	JNZ          dotW16RowsQ8F32AVX2_n1
+	MOVQ         R9, R8
+	ADDQ         $0x04, R9
+	MOVQ         gsub+80(FP), R10
+
+dotW16RowsQ8F32AVX2_n1:
+	VBROADCASTSS (R8), Y4
+	VBROADCASTSS 8(SI), Y5
+	VMULPS       Y5, Y4, Y4
+	VPMOVSXBW    (R9), Y5
+	VPMADDWD     128(BX), Y5, Y5
+	VPMOVSXBW    16(R9), Y6
+	VPMADDWD     160(BX), Y6, Y6
+	VPADDD       Y6, Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VFMADD231PS  Y4, Y5, Y2
+	ADDQ         $0x20, R9
+	DECQ         R10
+	JNZ          dotW16RowsQ8F32AVX2_n2
+	MOVQ         R9, R8
+	ADDQ         $0x04, R9
+	MOVQ         gsub+80(FP), R10
+
+dotW16RowsQ8F32AVX2_n2:
+	VBROADCASTSS (R8), Y4
+	VBROADCASTSS 12(SI), Y5
+	VMULPS       Y5, Y4, Y4
+	VPMOVSXBW    (R9), Y5
+	VPMADDWD     192(BX), Y5, Y5
+	VPMOVSXBW    16(R9), Y6
+	VPMADDWD     224(BX), Y6, Y6
+	VPADDD       Y6, Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VFMADD231PS  Y4, Y5, Y3
+	ADDQ         $0x20, R9
+	DECQ         R10
+	JNZ          dotW16RowsQ8F32AVX2_n3
+	MOVQ         R9, R8
+	ADDQ         $0x04, R9
+	MOVQ         gsub+80(FP), R10
+
+dotW16RowsQ8F32AVX2_n3:
+	ADDQ $0x00000100, BX
+	ADDQ $0x10, SI
+	DECQ DI
+	JMP  dotW16RowsQ8F32AVX2_x4
+
+dotW16RowsQ8F32AVX2_tail0:
+	MOVQ nsub+72(FP), DI
+	ANDQ $0x03, DI
+
+dotW16RowsQ8F32AVX2_tail:
+	TESTQ        DI, DI
+	JZ           dotW16RowsQ8F32AVX2_end
+	VBROADCASTSS (R8), Y4
+	VBROADCASTSS (SI), Y5
+	VMULPS       Y5, Y4, Y4
+	VPMOVSXBW    (R9), Y5
+	VPMADDWD     (BX), Y5, Y5
+	VPMOVSXBW    16(R9), Y6
+	VPMADDWD     32(BX), Y6, Y6
+	VPADDD       Y6, Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VFMADD231PS  Y4, Y5, Y0
+	ADDQ         $0x20, R9
+	DECQ         R10
+	JNZ          dotW16RowsQ8F32AVX2_nt
+	MOVQ         R9, R8
+	ADDQ         $0x04, R9
+	MOVQ         gsub+80(FP), R10
+
+dotW16RowsQ8F32AVX2_nt:
+	ADDQ $0x40, BX
+	ADDQ $0x04, SI
+	DECQ DI
+	JMP  dotW16RowsQ8F32AVX2_tail
+
+dotW16RowsQ8F32AVX2_end:
+	VADDPS       Y1, Y0, Y0
+	VADDPS       Y3, Y2, Y2
+	VADDPS       Y2, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X0, X1, X1
+	VMOVHLPS     X1, X1, X0
+	VADDPS       X0, X1, X1
+	VMOVSHDUP    X1, X0
+	VADDSS       X0, X1, X1
+	VMOVSS       X1, (DX)
+	ADDQ         $0x04, DX
+	MOVQ         rb+96(FP), BX
+	ADDQ         BX, AX
+	DECQ         CX
+	JMP          dotW16RowsQ8F32AVX2_row
+
+dotW16RowsQ8F32AVX2_done:
+	VZEROUPPER
+	RET
+
+// func dotW16RowsQ8G32F16AVX512(w []byte, q []int16, d []float32, nsub int, gsub int, rows int, rb int, out []float32)
+// Requires: AVX, AVX2, AVX512BW, AVX512DQ, AVX512F
+TEXT ·dotW16RowsQ8G32F16AVX512(SB), NOSPLIT, $0-128
+	MOVQ w_base+0(FP), AX
+	MOVQ rows+88(FP), CX
+	MOVQ out_base+104(FP), DX
+
+dotW16RowsQ8G32F16AVX512_row:
+	TESTQ  CX, CX
+	JZ     dotW16RowsQ8G32F16AVX512_done
+	VXORPS Z0, Z0, Z0
+	VXORPS Z1, Z1, Z1
+	VXORPS Z2, Z2, Z2
+	VXORPS Z3, Z3, Z3
+	MOVQ   q_base+24(FP), BX
+	MOVQ   d_base+48(FP), SI
+	MOVQ   nsub+72(FP), DI
+	SHRQ   $0x02, DI
+	MOVQ   AX, R8
+
+dotW16RowsQ8G32F16AVX512_x4:
+	TESTQ        DI, DI
+	JZ           dotW16RowsQ8G32F16AVX512_tail0
+	VPBROADCASTW (R8), Y4
+	VCVTPH2PS    Y4, Z4
+	VMULPS.BCST  (SI), Z4, Z4
+	VPMOVSXBW    2(R8), Z5
+	VPMADDWD     (BX), Z5, Z5
+	VCVTDQ2PS    Z5, Z5
+	VFMADD231PS  Z4, Z5, Z0
+	VPBROADCASTW 34(R8), Y4
+	VCVTPH2PS    Y4, Z4
+	VMULPS.BCST  4(SI), Z4, Z4
+	VPMOVSXBW    36(R8), Z5
+	VPMADDWD     64(BX), Z5, Z5
+	VCVTDQ2PS    Z5, Z5
+	VFMADD231PS  Z4, Z5, Z1
+	VPBROADCASTW 68(R8), Y4
+	VCVTPH2PS    Y4, Z4
+	VMULPS.BCST  8(SI), Z4, Z4
+	VPMOVSXBW    70(R8), Z5
+	VPMADDWD     128(BX), Z5, Z5
+	VCVTDQ2PS    Z5, Z5
+	VFMADD231PS  Z4, Z5, Z2
+	VPBROADCASTW 102(R8), Y4
+	VCVTPH2PS    Y4, Z4
+	VMULPS.BCST  12(SI), Z4, Z4
+	VPMOVSXBW    104(R8), Z5
+	VPMADDWD     192(BX), Z5, Z5
+	VCVTDQ2PS    Z5, Z5
+	VFMADD231PS  Z4, Z5, Z3
+	ADDQ         $0x00000088, R8
+	ADDQ         $0x00000100, BX
+	ADDQ         $0x10, SI
+	DECQ         DI
+	JMP          dotW16RowsQ8G32F16AVX512_x4
+
+dotW16RowsQ8G32F16AVX512_tail0:
+	MOVQ nsub+72(FP), DI
+	ANDQ $0x03, DI
+
+dotW16RowsQ8G32F16AVX512_tail:
+	TESTQ        DI, DI
+	JZ           dotW16RowsQ8G32F16AVX512_end
+	VPBROADCASTW (R8), Y4
+	VCVTPH2PS    Y4, Z4
+	VMULPS.BCST  (SI), Z4, Z4
+	VPMOVSXBW    2(R8), Z5
+	VPMADDWD     (BX), Z5, Z5
+	VCVTDQ2PS    Z5, Z5
+	VFMADD231PS  Z4, Z5, Z0
+	ADDQ         $0x22, R8
+	ADDQ         $0x40, BX
+	ADDQ         $0x04, SI
+	DECQ         DI
+	JMP          dotW16RowsQ8G32F16AVX512_tail
+
+dotW16RowsQ8G32F16AVX512_end:
+	VADDPS        Z1, Z0, Z0
+	VADDPS        Z3, Z2, Z2
+	VADDPS        Z2, Z0, Z0
+	VEXTRACTF64X4 $0x01, Z0, Y1
+	VADDPS        Y1, Y0, Y1
+	VEXTRACTF128  $0x01, Y1, X0
+	VADDPS        X1, X0, X0
+	VMOVHLPS      X0, X0, X1
+	VADDPS        X1, X0, X0
+	VMOVSHDUP     X0, X1
+	VADDSS        X1, X0, X0
+	VMOVSS        X0, (DX)
+	ADDQ          $0x04, DX
+	MOVQ          rb+96(FP), BX
+	ADDQ          BX, AX
+	DECQ          CX
+	JMP           dotW16RowsQ8G32F16AVX512_row
+
+dotW16RowsQ8G32F16AVX512_done:
+	VZEROUPPER
+	RET
+
+// func dotW16RowsQ8F16AVX512(w []byte, q []int16, d []float32, nsub int, gsub int, rows int, rb int, out []float32)
+// Requires: AVX, AVX2, AVX512BW, AVX512DQ, AVX512F
+TEXT ·dotW16RowsQ8F16AVX512(SB), NOSPLIT, $0-128
+	MOVQ w_base+0(FP), AX
+	MOVQ rows+88(FP), CX
+	MOVQ out_base+104(FP), DX
+
+dotW16RowsQ8F16AVX512_row:
+	TESTQ  CX, CX
+	JZ     dotW16RowsQ8F16AVX512_done
+	VXORPS Z0, Z0, Z0
+	VXORPS Z1, Z1, Z1
+	VXORPS Z2, Z2, Z2
+	VXORPS Z3, Z3, Z3
+	MOVQ   q_base+24(FP), BX
+	MOVQ   d_base+48(FP), SI
+	MOVQ   nsub+72(FP), DI
+	SHRQ   $0x02, DI
+	MOVQ   AX, R8
+	LEAQ   2(R8), R9
+	MOVQ   gsub+80(FP), R10
+
+dotW16RowsQ8F16AVX512_x4:
+	TESTQ        DI, DI
+	JZ           dotW16RowsQ8F16AVX512_tail0
+	VPBROADCASTW (R8), Y4
+	VCVTPH2PS    Y4, Z4
+	VMULPS.BCST  (SI), Z4, Z4
+	VPMOVSXBW    (R9), Z5
+	VPMADDWD     (BX), Z5, Z5
+	VCVTDQ2PS    Z5, Z5
+	VFMADD231PS  Z4, Z5, Z0
+	ADDQ         $0x20, R9
+	DECQ         R10
+	JNZ          dotW16RowsQ8F16AVX512_n0
+	MOVQ         R9, R8
+	ADDQ         $0x02, R9
+	MOVQ         gsub+80(FP), R10
+
+dotW16RowsQ8F16AVX512_n0:
+	VPBROADCASTW (R8), Y4
+	VCVTPH2PS    Y4, Z4
+	VMULPS.BCST  4(SI), Z4, Z4
+	VPMOVSXBW    (R9), Z5
+	VPMADDWD     64(BX), Z5, Z5
+	VCVTDQ2PS    Z5, Z5
+	VFMADD231PS  Z4, Z5, Z1
+	ADDQ         $0x20, R9
+	DECQ         R10
+	JNZ          dotW16RowsQ8F16AVX512_n1
+	MOVQ         R9, R8
+	ADDQ         $0x02, R9
+	MOVQ         gsub+80(FP), R10
+
+dotW16RowsQ8F16AVX512_n1:
+	VPBROADCASTW (R8), Y4
+	VCVTPH2PS    Y4, Z4
+	VMULPS.BCST  8(SI), Z4, Z4
+	VPMOVSXBW    (R9), Z5
+	VPMADDWD     128(BX), Z5, Z5
+	VCVTDQ2PS    Z5, Z5
+	VFMADD231PS  Z4, Z5, Z2
+	ADDQ         $0x20, R9
+	DECQ         R10
+	JNZ          dotW16RowsQ8F16AVX512_n2
+	MOVQ         R9, R8
+	ADDQ         $0x02, R9
+	MOVQ         gsub+80(FP), R10
+
+dotW16RowsQ8F16AVX512_n2:
+	VPBROADCASTW (R8), Y4
+	VCVTPH2PS    Y4, Z4
+	VMULPS.BCST  12(SI), Z4, Z4
+	VPMOVSXBW    (R9), Z5
+	VPMADDWD     192(BX), Z5, Z5
+	VCVTDQ2PS    Z5, Z5
+	VFMADD231PS  Z4, Z5, Z3
+	ADDQ         $0x20, R9
+	DECQ         R10
+	JNZ          dotW16RowsQ8F16AVX512_n3
+	MOVQ         R9, R8
+	ADDQ         $0x02, R9
+	MOVQ         gsub+80(FP), R10
+
+dotW16RowsQ8F16AVX512_n3:
+	ADDQ $0x00000100, BX
+	ADDQ $0x10, SI
+	DECQ DI
+	JMP  dotW16RowsQ8F16AVX512_x4
+
+dotW16RowsQ8F16AVX512_tail0:
+	MOVQ nsub+72(FP), DI
+	ANDQ $0x03, DI
+
+dotW16RowsQ8F16AVX512_tail:
+	TESTQ        DI, DI
+	JZ           dotW16RowsQ8F16AVX512_end
+	VPBROADCASTW (R8), Y4
+	VCVTPH2PS    Y4, Z4
+	VMULPS.BCST  (SI), Z4, Z4
+	VPMOVSXBW    (R9), Z5
+	VPMADDWD     (BX), Z5, Z5
+	VCVTDQ2PS    Z5, Z5
+	VFMADD231PS  Z4, Z5, Z0
+	ADDQ         $0x20, R9
+	DECQ         R10
+	JNZ          dotW16RowsQ8F16AVX512_nt
+	MOVQ         R9, R8
+	ADDQ         $0x02, R9
+	MOVQ         gsub+80(FP), R10
+
+dotW16RowsQ8F16AVX512_nt:
+	ADDQ $0x40, BX
+	ADDQ $0x04, SI
+	DECQ DI
+	JMP  dotW16RowsQ8F16AVX512_tail
+
+dotW16RowsQ8F16AVX512_end:
+	VADDPS        Z1, Z0, Z0
+	VADDPS        Z3, Z2, Z2
+	VADDPS        Z2, Z0, Z0
+	VEXTRACTF64X4 $0x01, Z0, Y1
+	VADDPS        Y1, Y0, Y1
+	VEXTRACTF128  $0x01, Y1, X0
+	VADDPS        X1, X0, X0
+	VMOVHLPS      X0, X0, X1
+	VADDPS        X1, X0, X0
+	VMOVSHDUP     X0, X1
+	VADDSS        X1, X0, X0
+	VMOVSS        X0, (DX)
+	ADDQ          $0x04, DX
+	MOVQ          rb+96(FP), BX
+	ADDQ          BX, AX
+	DECQ          CX
+	JMP           dotW16RowsQ8F16AVX512_row
+
+dotW16RowsQ8F16AVX512_done:
+	VZEROUPPER
+	RET
+
+// func dotW16RowsQ8G32F32AVX512(w []byte, q []int16, d []float32, nsub int, gsub int, rows int, rb int, out []float32)
+// Requires: AVX, AVX512BW, AVX512DQ, AVX512F
+TEXT ·dotW16RowsQ8G32F32AVX512(SB), NOSPLIT, $0-128
+	MOVQ w_base+0(FP), AX
+	MOVQ rows+88(FP), CX
+	MOVQ out_base+104(FP), DX
+
+dotW16RowsQ8G32F32AVX512_row:
+	TESTQ  CX, CX
+	JZ     dotW16RowsQ8G32F32AVX512_done
+	VXORPS Z0, Z0, Z0
+	VXORPS Z1, Z1, Z1
+	VXORPS Z2, Z2, Z2
+	VXORPS Z3, Z3, Z3
+	MOVQ   q_base+24(FP), BX
+	MOVQ   d_base+48(FP), SI
+	MOVQ   nsub+72(FP), DI
+	SHRQ   $0x02, DI
+	MOVQ   AX, R8
+
+dotW16RowsQ8G32F32AVX512_x4:
+	TESTQ        DI, DI
+	JZ           dotW16RowsQ8G32F32AVX512_tail0
+	VBROADCASTSS (R8), Z4
+	VMULPS.BCST  (SI), Z4, Z4
+	VPMOVSXBW    4(R8), Z5
+	VPMADDWD     (BX), Z5, Z5
+	VCVTDQ2PS    Z5, Z5
+	VFMADD231PS  Z4, Z5, Z0
+	VBROADCASTSS 36(R8), Z4
+	VMULPS.BCST  4(SI), Z4, Z4
+	VPMOVSXBW    40(R8), Z5
+	VPMADDWD     64(BX), Z5, Z5
+	VCVTDQ2PS    Z5, Z5
+	VFMADD231PS  Z4, Z5, Z1
+	VBROADCASTSS 72(R8), Z4
+	VMULPS.BCST  8(SI), Z4, Z4
+	VPMOVSXBW    76(R8), Z5
+	VPMADDWD     128(BX), Z5, Z5
+	VCVTDQ2PS    Z5, Z5
+	VFMADD231PS  Z4, Z5, Z2
+	VBROADCASTSS 108(R8), Z4
+	VMULPS.BCST  12(SI), Z4, Z4
+	VPMOVSXBW    112(R8), Z5
+	VPMADDWD     192(BX), Z5, Z5
+	VCVTDQ2PS    Z5, Z5
+	VFMADD231PS  Z4, Z5, Z3
+	ADDQ         $0x00000090, R8
+	ADDQ         $0x00000100, BX
+	ADDQ         $0x10, SI
+	DECQ         DI
+	JMP          dotW16RowsQ8G32F32AVX512_x4
+
+dotW16RowsQ8G32F32AVX512_tail0:
+	MOVQ nsub+72(FP), DI
+	ANDQ $0x03, DI
+
+dotW16RowsQ8G32F32AVX512_tail:
+	TESTQ        DI, DI
+	JZ           dotW16RowsQ8G32F32AVX512_end
+	VBROADCASTSS (R8), Z4
+	VMULPS.BCST  (SI), Z4, Z4
+	VPMOVSXBW    4(R8), Z5
+	VPMADDWD     (BX), Z5, Z5
+	VCVTDQ2PS    Z5, Z5
+	VFMADD231PS  Z4, Z5, Z0
+	ADDQ         $0x24, R8
+	ADDQ         $0x40, BX
+	ADDQ         $0x04, SI
+	DECQ         DI
+	JMP          dotW16RowsQ8G32F32AVX512_tail
+
+dotW16RowsQ8G32F32AVX512_end:
+	VADDPS        Z1, Z0, Z0
+	VADDPS        Z3, Z2, Z2
+	VADDPS        Z2, Z0, Z0
+	VEXTRACTF64X4 $0x01, Z0, Y1
+	VADDPS        Y1, Y0, Y1
+	VEXTRACTF128  $0x01, Y1, X0
+	VADDPS        X1, X0, X0
+	VMOVHLPS      X0, X0, X1
+	VADDPS        X1, X0, X0
+	VMOVSHDUP     X0, X1
+	VADDSS        X1, X0, X0
+	VMOVSS        X0, (DX)
+	ADDQ          $0x04, DX
+	MOVQ          rb+96(FP), BX
+	ADDQ          BX, AX
+	DECQ          CX
+	JMP           dotW16RowsQ8G32F32AVX512_row
+
+dotW16RowsQ8G32F32AVX512_done:
+	VZEROUPPER
+	RET
+
+// func dotW16RowsQ8F32AVX512(w []byte, q []int16, d []float32, nsub int, gsub int, rows int, rb int, out []float32)
+// Requires: AVX, AVX512BW, AVX512DQ, AVX512F
+TEXT ·dotW16RowsQ8F32AVX512(SB), NOSPLIT, $0-128
+	MOVQ w_base+0(FP), AX
+	MOVQ rows+88(FP), CX
+	MOVQ out_base+104(FP), DX
+
+dotW16RowsQ8F32AVX512_row:
+	TESTQ  CX, CX
+	JZ     dotW16RowsQ8F32AVX512_done
+	VXORPS Z0, Z0, Z0
+	VXORPS Z1, Z1, Z1
+	VXORPS Z2, Z2, Z2
+	VXORPS Z3, Z3, Z3
+	MOVQ   q_base+24(FP), BX
+	MOVQ   d_base+48(FP), SI
+	MOVQ   nsub+72(FP), DI
+	SHRQ   $0x02, DI
+	MOVQ   AX, R8
+	LEAQ   4(R8), R9
+	MOVQ   gsub+80(FP), R10
+
+dotW16RowsQ8F32AVX512_x4:
+	TESTQ        DI, DI
+	JZ           dotW16RowsQ8F32AVX512_tail0
+	VBROADCASTSS (R8), Z4
+	VMULPS.BCST  (SI), Z4, Z4
+	VPMOVSXBW    (R9), Z5
+	VPMADDWD     (BX), Z5, Z5
+	VCVTDQ2PS    Z5, Z5
+	VFMADD231PS  Z4, Z5, Z0
+	ADDQ         $0x20, R9
+	DECQ         R10
+	JNZ          dotW16RowsQ8F32AVX512_n0
+	MOVQ         R9, R8
+	ADDQ         $0x04, R9
+	MOVQ         gsub+80(FP), R10
+
+dotW16RowsQ8F32AVX512_n0:
+	VBROADCASTSS (R8), Z4
+	VMULPS.BCST  4(SI), Z4, Z4
+	VPMOVSXBW    (R9), Z5
+	VPMADDWD     64(BX), Z5, Z5
+	VCVTDQ2PS    Z5, Z5
+	VFMADD231PS  Z4, Z5, Z1
+	ADDQ         $0x20, R9
+	DECQ         R10
+	JNZ          dotW16RowsQ8F32AVX512_n1
+	MOVQ         R9, R8
+	ADDQ         $0x04, R9
+	MOVQ         gsub+80(FP), R10
+
+dotW16RowsQ8F32AVX512_n1:
+	VBROADCASTSS (R8), Z4
+	VMULPS.BCST  8(SI), Z4, Z4
+	VPMOVSXBW    (R9), Z5
+	VPMADDWD     128(BX), Z5, Z5
+	VCVTDQ2PS    Z5, Z5
+	VFMADD231PS  Z4, Z5, Z2
+	ADDQ         $0x20, R9
+	DECQ         R10
+	JNZ          dotW16RowsQ8F32AVX512_n2
+	MOVQ         R9, R8
+	ADDQ         $0x04, R9
+	MOVQ         gsub+80(FP), R10
+
+dotW16RowsQ8F32AVX512_n2:
+	VBROADCASTSS (R8), Z4
+	VMULPS.BCST  12(SI), Z4, Z4
+	VPMOVSXBW    (R9), Z5
+	VPMADDWD     192(BX), Z5, Z5
+	VCVTDQ2PS    Z5, Z5
+	VFMADD231PS  Z4, Z5, Z3
+	ADDQ         $0x20, R9
+	DECQ         R10
+	JNZ          dotW16RowsQ8F32AVX512_n3
+	MOVQ         R9, R8
+	ADDQ         $0x04, R9
+	MOVQ         gsub+80(FP), R10
+
+dotW16RowsQ8F32AVX512_n3:
+	ADDQ $0x00000100, BX
+	ADDQ $0x10, SI
+	DECQ DI
+	JMP  dotW16RowsQ8F32AVX512_x4
+
+dotW16RowsQ8F32AVX512_tail0:
+	MOVQ nsub+72(FP), DI
+	ANDQ $0x03, DI
+
+dotW16RowsQ8F32AVX512_tail:
+	TESTQ        DI, DI
+	JZ           dotW16RowsQ8F32AVX512_end
+	VBROADCASTSS (R8), Z4
+	VMULPS.BCST  (SI), Z4, Z4
+	VPMOVSXBW    (R9), Z5
+	VPMADDWD     (BX), Z5, Z5
+	VCVTDQ2PS    Z5, Z5
+	VFMADD231PS  Z4, Z5, Z0
+	ADDQ         $0x20, R9
+	DECQ         R10
+	JNZ          dotW16RowsQ8F32AVX512_nt
+	MOVQ         R9, R8
+	ADDQ         $0x04, R9
+	MOVQ         gsub+80(FP), R10
+
+dotW16RowsQ8F32AVX512_nt:
+	ADDQ $0x40, BX
+	ADDQ $0x04, SI
+	DECQ DI
+	JMP  dotW16RowsQ8F32AVX512_tail
+
+dotW16RowsQ8F32AVX512_end:
+	VADDPS        Z1, Z0, Z0
+	VADDPS        Z3, Z2, Z2
+	VADDPS        Z2, Z0, Z0
+	VEXTRACTF64X4 $0x01, Z0, Y1
+	VADDPS        Y1, Y0, Y1
+	VEXTRACTF128  $0x01, Y1, X0
+	VADDPS        X1, X0, X0
+	VMOVHLPS      X0, X0, X1
+	VADDPS        X1, X0, X0
+	VMOVSHDUP     X0, X1
+	VADDSS        X1, X0, X0
+	VMOVSS        X0, (DX)
+	ADDQ          $0x04, DX
+	MOVQ          rb+96(FP), BX
+	ADDQ          BX, AX
+	DECQ          CX
+	JMP           dotW16RowsQ8F32AVX512_row
+
+dotW16RowsQ8F32AVX512_done:
+	VZEROUPPER
+	RET

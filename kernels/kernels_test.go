@@ -33,6 +33,21 @@ func guarded(n int) (buf, out []float32) {
 	return buf, buf[guardLen : guardLen+n : guardLen+n]
 }
 
+// expectPanics runs each case and reports those that do not panic.
+func expectPanics(t *testing.T, cases map[string]func()) {
+	t.Helper()
+	for name, fn := range cases {
+		func() {
+			defer func() {
+				if recover() == nil {
+					t.Errorf("%s: no panic", name)
+				}
+			}()
+			fn()
+		}()
+	}
+}
+
 func checkGuards(t *testing.T, buf []float32) {
 	t.Helper()
 	n := len(buf) - 2*guardLen
@@ -276,21 +291,14 @@ func TestMulRows(t *testing.T) {
 }
 
 func TestMulRowsPanics(t *testing.T) {
-	mustPanic := func(name string, f func()) {
-		t.Helper()
-		defer func() {
-			if recover() == nil {
-				t.Errorf("%s: no panic", name)
-			}
-		}()
-		f()
-	}
 	w, x, out := make([]float32, 12), make([]float32, 8), make([]float32, 8)
-	mustPanic("short w", func() { MulRowsF32(out, 3, w, 4, 4, x, 2) })
-	mustPanic("short x", func() { MulRowsF32(out, 3, w, 3, 4, x, 3) })
-	mustPanic("short out", func() { MulRowsF32(out[:5], 3, w, 3, 4, x, 2) })
-	mustPanic("overlapping out", func() { MulRowsF32(out, 2, w, 3, 4, x, 2) })
-	mustPanic("short scratch", func() { MulRowsF16(out, 3, make([]uint16, 12), 3, 4, x, 2, nil) })
+	expectPanics(t, map[string]func(){
+		"short w":         func() { MulRowsF32(out, 3, w, 4, 4, x, 2) },
+		"short x":         func() { MulRowsF32(out, 3, w, 3, 4, x, 3) },
+		"short out":       func() { MulRowsF32(out[:5], 3, w, 3, 4, x, 2) },
+		"overlapping out": func() { MulRowsF32(out, 2, w, 3, 4, x, 2) },
+		"short scratch":   func() { MulRowsF16(out, 3, make([]uint16, 12), 3, 4, x, 2, nil) },
+	})
 }
 
 func TestSetKernels(t *testing.T) {

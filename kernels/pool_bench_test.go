@@ -7,7 +7,8 @@ import (
 )
 
 // BenchmarkGemvPool is decoding's matrix-vector product split across a
-// Pool's threads, with the active kernels (named last, as bench/kernels.sh
+// Pool's threads, with the active kernels and the activations the model
+// gives them (int16 for q8, int8 for q4) (named last, as bench/kernels.sh
 // expects a variant), on 4096x4096 matrices cycled through from DRAM: GB/s
 // of weights at 1 and 2 threads, to set against the machine's read
 // bandwidth at the same thread counts (bench/stream).
@@ -23,11 +24,8 @@ func BenchmarkGemvPool(b *testing.B) {
 				x := randF32(r, cols)
 				acts := make([]QuantizedActivations, 1)
 				QuantizeActivations(&acts[0], x)
+				acts16 := QuantizeInt16ActivationRows(nil, x, 1, cols)
 				out := make([]float32, rows)
-				scratch := make([][]float32, threads)
-				for i := range scratch {
-					scratch[i] = make([]float32, cols)
-				}
 				p := NewPool(threads)
 				defer p.Close()
 				b.SetBytes(int64(rows * rb))
@@ -38,7 +36,7 @@ func BenchmarkGemvPool(b *testing.B) {
 					p.For(rows, 16, func(worker, start, end int) {
 						ws := w[start*rb : end*rb]
 						if f.Kind == QKindQ8 {
-							MulRowsQF32(f, out[start:], rows, ws, end-start, cols, x, 1, scratch[worker])
+							MulRowsQ8W16(f, out[start:], rows, ws, end-start, acts16)
 						} else {
 							MulRowsQ(f, out[start:], rows, ws, end-start, acts)
 						}

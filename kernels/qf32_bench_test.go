@@ -5,23 +5,13 @@ import (
 	"testing"
 )
 
-// benchQF32 runs MulRowsQF32 (float32 activations) over rows rows of cols
-// values, as benchQ does MulRowsQ: throughput in bytes of weights.
+// benchQF32 runs MulRowsQF32 (float32 activations), as benchQ does
+// MulRowsQ.
 func benchQF32(b *testing.B, f QFormat, rows, cols, T int, cold bool) {
-	r := rand.New(rand.NewPCG(1, 1))
-	rb := f.RowBytes(cols)
-	all, nm := qMatrices(r, f, rows, cols, cold)
-	x := randF32(r, T*cols)
-	out := make([]float32, rows*T)
+	x := randF32(rand.New(rand.NewPCG(2, 2)), T*cols)
 	scratch := make([]float32, cols)
-	benchEach(b, func(b *testing.B, k *impl) {
-		b.SetBytes(int64(rows * rb * T))
-		i := 0
-		for b.Loop() {
-			w := all[i*rows*rb : (i+1)*rows*rb]
-			i = (i + 1) % nm
-			k.mulRowsQF32(f, out, rows, w, rows, cols, x, T, scratch)
-		}
+	benchRows(b, f, rows, cols, T, cold, func(k *impl, out []float32, w []byte) {
+		k.mulRowsQF32(f, out, rows, w, rows, cols, x, T, scratch)
 	})
 }
 

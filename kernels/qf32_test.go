@@ -142,7 +142,7 @@ func TestMulRowsQF32(t *testing.T) {
 func TestQF32Panics(t *testing.T) {
 	f := QFormat{QKindQ8, 32, false}
 	x := make([]float32, 40)
-	for name, fn := range map[string]func(){
+	expectPanics(t, map[string]func(){
 		"short row":       func() { DotQF32(f, make([]byte, f.RowBytes(40)-1), x) },
 		"bad group":       func() { DotQF32(QFormat{QKindQ8, 48, false}, make([]byte, 1000), x) },
 		"bad kind":        func() { DequantizeQ(QFormat{4, 32, false}, x, make([]byte, 1000)) },
@@ -154,16 +154,7 @@ func TestQF32Panics(t *testing.T) {
 		"negative cols":   func() { MulRowsQF32(f, x, 2, nil, 2, -1, x, 2, x) },
 		"bad mul format":  func() { MulRowsQF32(QFormat{QKindQ4, 0, false}, x, 2, make([]byte, 100), 2, 10, x, 2, x) },
 		"overlapping out": func() { MulRowsQF32(f, x, 1, make([]byte, 2*f.RowBytes(10)), 2, 10, x, 2, x) },
-	} {
-		func() {
-			defer func() {
-				if recover() == nil {
-					t.Errorf("%s: no panic", name)
-				}
-			}()
-			fn()
-		}()
-	}
+	})
 	// Longer rows and the exported functions use the active variant.
 	w := randQRow(rand.New(rand.NewPCG(1, 2)), f, 40, false)
 	if got, want := DotQF32(f, append(w, 1, 2, 3), x), active.dotQF32(f, w, x); got != want {

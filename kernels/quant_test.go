@@ -272,23 +272,14 @@ func TestDotQPanics(t *testing.T) {
 	var a QuantizedActivations
 	QuantizeActivations(&a, make([]float32, 40))
 	f := QFormat{QKindQ8, 32, false}
-	for name, fn := range map[string]func(){
+	expectPanics(t, map[string]func(){
 		"short row": func() { DotQ(f, make([]byte, f.RowBytes(40)-1), &a) },
 		"bad group": func() { DotQ(QFormat{QKindQ8, 48, false}, make([]byte, 1000), &a) },
 		"bad kind":  func() { DotQ(QFormat{0, 32, false}, make([]byte, 1000), &a) },
 		"short acts": func() {
 			DotQ(f, make([]byte, 1000), &QuantizedActivations{N: 40, Q: a.Q[:32], D: a.D, Sum: a.Sum, S: a.S})
 		},
-	} {
-		func() {
-			defer func() {
-				if recover() == nil {
-					t.Errorf("%s: no panic", name)
-				}
-			}()
-			fn()
-		}()
-	}
+	})
 }
 
 // TestQuantizeActivationsVariants checks every variant's quantizer against

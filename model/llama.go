@@ -36,8 +36,8 @@ type Options struct {
 	// DequantizedProducts multiplies quantized weights by the float
 	// activations, decoding each weight row first: the exact reference.
 	// By default activations meeting 4-bit weights are quantized to int8
-	// per group of 32, as llama.cpp does, so that integer SIMD kernels do
-	// the products.
+	// per group of 32, as llama.cpp does, and those meeting 8-bit weights
+	// to int16, so that integer SIMD kernels do the products.
 	DequantizedProducts bool
 }
 
@@ -250,6 +250,7 @@ type State struct {
 	scores                [][]float32 // per worker, heads per kv head × maxSeq
 	scratch               [][]float32 // per worker matrix scratch
 	acts                  []kernels.QuantizedActivations
+	acts16                []kernels.Int16Activations
 }
 
 // NewState allocates a sequence of at most maxSeq tokens (0 means the
@@ -438,23 +439,45 @@ func (m *Model) gatedFFN(s *State, h, h2 []float32, ly *layer, x []float32, T in
 	})
 }
 
-// int8Activations reports whether w's products take activations quantized
-// to int8: 4-bit weights do, as in llama.cpp, because the weights' own
-// error dwarfs the activations'. 8-bit weights keep float activations
-// (fused decode-and-dot kernels), because int8 activations would triple
-// their KL divergence from f32 (measured in infer's TestInt8ActivationsKLD).
-func (m *Model) int8Activations(w Matrix) bool {
+// Activation encodings a product can take.
+const (
+	floatActivations = iota // float32: float weights, or the dequantizing path
+	int8Activations         // int8 per 32 values: 4-bit weights, as in llama.cpp
+	int16Activations        // int16 per 32 values: 8-bit weights
+)
+
+// activations says how w's products take their activations. 4-bit weights
+// meet int8 activations, as in llama.cpp, because the weights' own error
+// dwarfs the activations'. 8-bit weights meet int16 activations: int8 ones
+// would triple their KL divergence from f32 (measured in infer's
+// TestInt8ActivationsKLD), while int16 ones (relative error under 2^-16)
+// keep it within a percent of the float path and the products in integers.
+func (m *Model) activations(w Matrix) int {
 	q, ok := w.(*quant.Matrix)
-	return ok && !m.dequantized && q.Scheme().DType != quant.Q8
+	switch {
+	case !ok || m.dequantized:
+		return floatActivations
+	case q.Scheme().DType == quant.Q8:
+		return int16Activations
+	}
+	return int8Activations
 }
 
 // quantizeActivations quantizes x once for all the products that need it
-// (not once per worker or per product).
+// (not once per worker or per product), in each encoding they take.
 func (m *Model) quantizeActivations(s *State, x []float32, T int, ps ...product) {
+	var done [3]bool
 	for _, p := range ps {
-		if m.int8Activations(p.w) {
+		k := m.activations(p.w)
+		if done[k] {
+			continue
+		}
+		done[k] = true
+		switch k {
+		case int8Activations:
 			s.acts = kernels.QuantizeActivationRows(s.acts, x, T, p.w.Cols())
-			return
+		case int16Activations:
+			s.acts16 = kernels.QuantizeInt16ActivationRows(s.acts16, x, T, p.w.Cols())
 		}
 	}
 }
@@ -462,13 +485,15 @@ func (m *Model) quantizeActivations(s *State, x []float32, T int, ps ...product)
 // mulRows computes rows [start, end) of product p, on worker's scratch.
 func (m *Model) mulRows(s *State, p product, x []float32, T, start, end, worker int) {
 	rows := p.w.Rows()
-	if q, ok := p.w.(*quant.Matrix); ok && !m.dequantized {
-		f, data, cols := q.KernelFormat(), q.Data(), q.Cols()
-		rb := f.RowBytes(cols)
-		if m.int8Activations(p.w) {
-			kernels.MulRowsQ(f, p.out[start:], rows, data[start*rb:end*rb], end-start, s.acts)
+	switch m.activations(p.w) {
+	case int8Activations, int16Activations:
+		q := p.w.(*quant.Matrix)
+		f, data := q.KernelFormat(), q.Data()
+		rb := f.RowBytes(q.Cols())
+		if f.Kind == kernels.QKindQ8 {
+			kernels.MulRowsQ8W16(f, p.out[start:], rows, data[start*rb:end*rb], end-start, s.acts16)
 		} else {
-			kernels.MulRowsQF32(f, p.out[start:], rows, data[start*rb:end*rb], end-start, cols, x, T, s.scratch[worker])
+			kernels.MulRowsQ(f, p.out[start:], rows, data[start*rb:end*rb], end-start, s.acts)
 		}
 		return
 	}

@@ -57,6 +57,7 @@ func main() {
 	}
 	qf32All()
 	zAll()
+	w16All()
 	Generate()
 }
 

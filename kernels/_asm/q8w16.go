@@ -1,0 +1,177 @@
+package main
+
+import (
+	. "github.com/mmcloughlin/avo/build"
+	. "github.com/mmcloughlin/avo/operand"
+	. "github.com/mmcloughlin/avo/reg"
+)
+
+// q8 weights times int16 activations (kernels/w16.go): for rows weight
+// rows, out[r] = Σ_k ws(k)·d[k] · Σ_i code[32k+i]·q[32k+i] over nsub
+// sub-blocks of 32 values, ws(k) the scale of the block holding sub-block
+// k (blocks of gsub sub-blocks of 32, the scale first).
+//
+// Per sub-block: the 32 int8 codes are sign-extended to int16 (VPMOVSXBW)
+// and multiplied into the 32 int16 activations by VPMADDWD, which adds
+// adjacent products: exact int32 lane sums, |sum| <= 2·128·32767 < 2^24,
+// so their conversion to float32 is exact too. Those are multiplied by
+// the sub-block's scale ws·d[k] (rounded once) and added into accumulator
+// k&3 with one FMA; the four accumulators (independent FMA chains, so the
+// loop is not bound by FMA latency) are added as (a0+a1)+(a2+a3) and
+// reduced by hsum.
+//
+// The G32 kernels assume gsub == 1; the others walk blocks of any gsub.
+func w16All() {
+	for _, s := range []isa{avx2, avx512} {
+		for _, f32 := range []bool{false, true} {
+			w16Rows(s, f32, true)
+			w16Rows(s, f32, false)
+		}
+	}
+}
+
+func w16Rows(s isa, f32, g32 bool) {
+	sc, sb := "F16", 2
+	if f32 {
+		sc, sb = "F32", 4
+	}
+	g := ""
+	if g32 {
+		g = "G32"
+	}
+	name := "dotW16RowsQ8" + g + sc + s.name
+	TEXT(name, NOSPLIT, "func(w []byte, q []int16, d []float32, nsub, gsub, rows, rb int, out []float32)")
+	Doc(name+" stores in out[r], r < rows, the dot product of the first nsub",
+		"sub-blocks of the q8 weight row r (w[r*rb:], blocks of gsub sub-blocks",
+		"and a scale) with the int16 activations (q, d); see w16 in kernels/_asm.")
+	wp := Load(Param("w").Base(), GP64())
+	rows := Load(Param("rows"), GP64())
+	out := Load(Param("out").Base(), GP64())
+
+	Label(name + "_row")
+	TESTQ(rows, rows)
+	JZ(LabelRef(name + "_done"))
+	var acc [4]VecVirtual
+	for u := range acc {
+		acc[u] = s.vec()
+	}
+	zero(acc[:]...)
+	// Loop state, reloaded from the arguments for each row to keep the
+	// general layout within the general-purpose registers: qc and dc the
+	// current sub-block's activations, cnt the iterations left.
+	qc := Load(Param("q").Base(), GP64())
+	dc := Load(Param("d").Base(), GP64())
+	cnt := Load(Param("nsub"), GP64())
+	SHRQ(U8(2), cnt)
+	// blk: the current block (G32) or the current block's scale, with
+	// codes the current sub-block's codes and left the sub-blocks left in
+	// the block (general layout).
+	blk := GP64()
+	MOVQ(wp, blk)
+	var codes, left Register
+	if !g32 {
+		codes = GP64()
+		LEAQ(Mem{Base: blk, Disp: sb}, codes)
+		left = Load(Param("gsub"), GP64())
+	}
+
+	// step adds sub-block u of the iteration (its scale at sm, codes at
+	// cm, activations at qc+64u and dc+4u) into a.
+	step := func(u int, sm, cm Mem, a VecVirtual) {
+		ws := s.vec()
+		if f32 {
+			VBROADCASTSS(sm, ws)
+		} else if s.lanes == 16 {
+			h := YMM()
+			VPBROADCASTW(sm, h)
+			VCVTPH2PS(h, ws)
+		} else {
+			h := XMM()
+			VPBROADCASTW(sm, h)
+			VCVTPH2PS(h, ws)
+		}
+		dm := Mem{Base: dc, Disp: 4 * u}
+		if s.lanes == 16 {
+			VMULPS_BCST(dm, ws, ws)
+			c := ZMM()
+			VPMOVSXBW(cm, c)
+			VPMADDWD(Mem{Base: qc, Disp: 64 * u}, c, c)
+			VCVTDQ2PS(c, c)
+			VFMADD231PS(ws, c, a)
+			return
+		}
+		dv := YMM()
+		VBROADCASTSS(dm, dv)
+		VMULPS(dv, ws, ws)
+		c0, c1 := YMM(), YMM()
+		VPMOVSXBW(cm, c0)
+		VPMADDWD(Mem{Base: qc, Disp: 64 * u}, c0, c0)
+		VPMOVSXBW(cm.Offset(16), c1)
+		VPMADDWD(Mem{Base: qc, Disp: 64*u + 32}, c1, c1)
+		VPADDD(c1, c0, c0)
+		VCVTDQ2PS(c0, c0)
+		VFMADD231PS(ws, c0, a)
+	}
+	// next moves the general layout's pointers to the next sub-block.
+	next := func(label string) {
+		ADDQ(U8(32), codes)
+		DECQ(left)
+		JNZ(LabelRef(label))
+		MOVQ(codes, blk)
+		ADDQ(U8(sb), codes)
+		Load(Param("gsub"), left)
+		Label(label)
+	}
+
+	Label(name + "_x4")
+	TESTQ(cnt, cnt)
+	JZ(LabelRef(name + "_tail0"))
+	for u := range 4 {
+		if g32 {
+			step(u, Mem{Base: blk, Disp: u * (sb + 32)}, Mem{Base: blk, Disp: u*(sb+32) + sb}, acc[u])
+		} else {
+			step(u, Mem{Base: blk}, Mem{Base: codes}, acc[u])
+			next(name + "_n" + string(rune('0'+u)))
+		}
+	}
+	if g32 {
+		ADDQ(U32(4*(sb+32)), blk)
+	}
+	ADDQ(U32(256), qc)
+	ADDQ(U8(16), dc)
+	DECQ(cnt)
+	JMP(LabelRef(name + "_x4"))
+
+	Label(name + "_tail0")
+	Load(Param("nsub"), cnt)
+	ANDQ(U8(3), cnt)
+	Label(name + "_tail")
+	TESTQ(cnt, cnt)
+	JZ(LabelRef(name + "_end"))
+	if g32 {
+		step(0, Mem{Base: blk}, Mem{Base: blk, Disp: sb}, acc[0])
+		ADDQ(U8(sb+32), blk)
+	} else {
+		step(0, Mem{Base: blk}, Mem{Base: codes}, acc[0])
+		next(name + "_nt")
+	}
+	ADDQ(U8(64), qc)
+	ADDQ(U8(4), dc)
+	DECQ(cnt)
+	JMP(LabelRef(name + "_tail"))
+
+	Label(name + "_end")
+	VADDPS(acc[1], acc[0], acc[0])
+	VADDPS(acc[3], acc[2], acc[2])
+	VADDPS(acc[2], acc[0], acc[0])
+	x := hsum(s, acc[0])
+	VMOVSS(x, Mem{Base: out})
+	ADDQ(U8(4), out)
+	rb := Load(Param("rb"), GP64())
+	ADDQ(rb, wp)
+	DECQ(rows)
+	JMP(LabelRef(name + "_row"))
+	Label(name + "_done")
+	VZEROUPPER()
+	RET()
+}
