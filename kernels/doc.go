@@ -16,7 +16,8 @@
 //
 //   - avx2: AVX2+FMA+F16C, 8-wide float kernels, quantized dots with
 //     VPMADDUBSW/VPMADDWD;
-//   - avx512: AVX-512 F/BW/VL, 16-wide float kernels, quantized as avx2;
+//   - avx512: AVX-512 F/BW/VL, 16-wide float kernels, quantized as avx2
+//     except q8 × int16 (512-bit VPMADDWD, also used by vnni);
 //   - vnni: avx512 plus AVX-512 VNNI, quantized dots with VPDPBUSD; q4
 //     and q4a with 512-bit vectors, four 32-value sub-blocks per iteration
 //     and a whole matrix per call for one activation row (qz_amd64.go).
@@ -40,6 +41,10 @@
 //	               acts reused across calls), then
 //	               MulRowsQ(f, out, outStride, w, rows, acts), with f the QFormat
 //	               of the tensor (QuantizeActivations and DotQ for one row)
+//	q8, int16      acts16 = QuantizeInt16ActivationRows(acts16, x, T, cols),
+//	activations:   then MulRowsQ8W16(f, out, outStride, w, rows, acts16)
+//	               (DotQ8W16 for one row): integer products with
+//	               activations 2^-16 from exact, the runner's q8 path
 //	q8, q4, q4a,   MulRowsQF32(f, out, outStride, w, rows, cols, x, T, scratch)
 //	f32 activations: (DotQF32 for one row, DequantizeQ to decode one): exactly
 //	               quant.DequantizeRow then DotF32, without the int8
