@@ -37,6 +37,9 @@ type impl struct {
 	// dotW16Rows stores in out[r] the dot product of the q8 row r (rows
 	// rows of rb bytes at w) with a (w16.go); f is a valid q8 format.
 	dotW16Rows func(f QFormat, out []float32, w []byte, rows, rb int, a *Int16Activations)
+	// permuteZ: QuantizeActivations also stores the codes in the z
+	// kernels' order (vnni).
+	permuteZ bool
 	// quantizeActs fills a, already sized for len(x) values.
 	quantizeActs func(a *QuantizedActivations, x []float32)
 	// dotQF32 is DotQF32 and dequantQ DequantizeQ, after their checks

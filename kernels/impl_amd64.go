@@ -192,6 +192,7 @@ func newAsmImpl(name string, supported bool, f asmFuncs, q *qFuncs, qx4 *qx4Func
 			qx4.dot(f, w, b, out)
 		}
 		k.dotQRows = z.dotRows
+		k.permuteZ = true
 	}
 	return k
 }

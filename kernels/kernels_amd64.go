@@ -464,6 +464,11 @@ func dequantQ4AG32F32AVX512(dst []float32, w []byte, nsub int, gsub int, bb int,
 // activations (q, d, s); see the z kernels in kernels/_asm.
 func dotZRowsQ4G32F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
 
+// dotZRowsPQ4G32F16 stores in out[r], r < rows, the dot product of the first 4·n4
+// sub-blocks of weight row r (w[r*rb:], blocks of bb bytes) with the
+// activations (q, d, s), q in the kernels' order; see the z kernels in kernels/_asm.
+func dotZRowsPQ4G32F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
+
 // dotZx4Q4G32F16 stores in out[t] the dot product of the first 4·n4 sub-blocks
 // of the weight row w with the packed activation row t = 0..3; see the z
 // kernels in kernels/_asm.
@@ -473,6 +478,11 @@ func dotZx4Q4G32F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int
 // sub-blocks of weight row r (w[r*rb:], blocks of bb bytes) with the
 // activations (q, d, s); see the z kernels in kernels/_asm.
 func dotZRowsQ4G64F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
+
+// dotZRowsPQ4G64F16 stores in out[r], r < rows, the dot product of the first 4·n4
+// sub-blocks of weight row r (w[r*rb:], blocks of bb bytes) with the
+// activations (q, d, s), q in the kernels' order; see the z kernels in kernels/_asm.
+func dotZRowsPQ4G64F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
 
 // dotZx4Q4G64F16 stores in out[t] the dot product of the first 4·n4 sub-blocks
 // of the weight row w with the packed activation row t = 0..3; see the z
@@ -484,6 +494,11 @@ func dotZx4Q4G64F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int
 // activations (q, d, s); see the z kernels in kernels/_asm.
 func dotZRowsQ4G128F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
 
+// dotZRowsPQ4G128F16 stores in out[r], r < rows, the dot product of the first 4·n4
+// sub-blocks of weight row r (w[r*rb:], blocks of bb bytes) with the
+// activations (q, d, s), q in the kernels' order; see the z kernels in kernels/_asm.
+func dotZRowsPQ4G128F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
+
 // dotZx4Q4G128F16 stores in out[t] the dot product of the first 4·n4 sub-blocks
 // of the weight row w with the packed activation row t = 0..3; see the z
 // kernels in kernels/_asm.
@@ -493,6 +508,11 @@ func dotZx4Q4G128F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb in
 // sub-blocks of weight row r (w[r*rb:], blocks of bb bytes) with the
 // activations (q, d, s); see the z kernels in kernels/_asm.
 func dotZRowsQ4G32F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
+
+// dotZRowsPQ4G32F32 stores in out[r], r < rows, the dot product of the first 4·n4
+// sub-blocks of weight row r (w[r*rb:], blocks of bb bytes) with the
+// activations (q, d, s), q in the kernels' order; see the z kernels in kernels/_asm.
+func dotZRowsPQ4G32F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
 
 // dotZx4Q4G32F32 stores in out[t] the dot product of the first 4·n4 sub-blocks
 // of the weight row w with the packed activation row t = 0..3; see the z
@@ -504,6 +524,11 @@ func dotZx4Q4G32F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int
 // activations (q, d, s); see the z kernels in kernels/_asm.
 func dotZRowsQ4G64F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
 
+// dotZRowsPQ4G64F32 stores in out[r], r < rows, the dot product of the first 4·n4
+// sub-blocks of weight row r (w[r*rb:], blocks of bb bytes) with the
+// activations (q, d, s), q in the kernels' order; see the z kernels in kernels/_asm.
+func dotZRowsPQ4G64F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
+
 // dotZx4Q4G64F32 stores in out[t] the dot product of the first 4·n4 sub-blocks
 // of the weight row w with the packed activation row t = 0..3; see the z
 // kernels in kernels/_asm.
@@ -513,6 +538,11 @@ func dotZx4Q4G64F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int
 // sub-blocks of weight row r (w[r*rb:], blocks of bb bytes) with the
 // activations (q, d, s); see the z kernels in kernels/_asm.
 func dotZRowsQ4G128F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
+
+// dotZRowsPQ4G128F32 stores in out[r], r < rows, the dot product of the first 4·n4
+// sub-blocks of weight row r (w[r*rb:], blocks of bb bytes) with the
+// activations (q, d, s), q in the kernels' order; see the z kernels in kernels/_asm.
+func dotZRowsPQ4G128F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
 
 // dotZx4Q4G128F32 stores in out[t] the dot product of the first 4·n4 sub-blocks
 // of the weight row w with the packed activation row t = 0..3; see the z
@@ -524,6 +554,11 @@ func dotZx4Q4G128F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb in
 // activations (q, d, s); see the z kernels in kernels/_asm.
 func dotZRowsQ4AG32F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
 
+// dotZRowsPQ4AG32F16 stores in out[r], r < rows, the dot product of the first 4·n4
+// sub-blocks of weight row r (w[r*rb:], blocks of bb bytes) with the
+// activations (q, d, s), q in the kernels' order; see the z kernels in kernels/_asm.
+func dotZRowsPQ4AG32F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
+
 // dotZx4Q4AG32F16 stores in out[t] the dot product of the first 4·n4 sub-blocks
 // of the weight row w with the packed activation row t = 0..3; see the z
 // kernels in kernels/_asm.
@@ -533,6 +568,11 @@ func dotZx4Q4AG32F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb in
 // sub-blocks of weight row r (w[r*rb:], blocks of bb bytes) with the
 // activations (q, d, s); see the z kernels in kernels/_asm.
 func dotZRowsQ4AG64F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
+
+// dotZRowsPQ4AG64F16 stores in out[r], r < rows, the dot product of the first 4·n4
+// sub-blocks of weight row r (w[r*rb:], blocks of bb bytes) with the
+// activations (q, d, s), q in the kernels' order; see the z kernels in kernels/_asm.
+func dotZRowsPQ4AG64F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
 
 // dotZx4Q4AG64F16 stores in out[t] the dot product of the first 4·n4 sub-blocks
 // of the weight row w with the packed activation row t = 0..3; see the z
@@ -544,6 +584,11 @@ func dotZx4Q4AG64F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb in
 // activations (q, d, s); see the z kernels in kernels/_asm.
 func dotZRowsQ4AG128F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
 
+// dotZRowsPQ4AG128F16 stores in out[r], r < rows, the dot product of the first 4·n4
+// sub-blocks of weight row r (w[r*rb:], blocks of bb bytes) with the
+// activations (q, d, s), q in the kernels' order; see the z kernels in kernels/_asm.
+func dotZRowsPQ4AG128F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
+
 // dotZx4Q4AG128F16 stores in out[t] the dot product of the first 4·n4 sub-blocks
 // of the weight row w with the packed activation row t = 0..3; see the z
 // kernels in kernels/_asm.
@@ -553,6 +598,11 @@ func dotZx4Q4AG128F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb i
 // sub-blocks of weight row r (w[r*rb:], blocks of bb bytes) with the
 // activations (q, d, s); see the z kernels in kernels/_asm.
 func dotZRowsQ4AG32F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
+
+// dotZRowsPQ4AG32F32 stores in out[r], r < rows, the dot product of the first 4·n4
+// sub-blocks of weight row r (w[r*rb:], blocks of bb bytes) with the
+// activations (q, d, s), q in the kernels' order; see the z kernels in kernels/_asm.
+func dotZRowsPQ4AG32F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
 
 // dotZx4Q4AG32F32 stores in out[t] the dot product of the first 4·n4 sub-blocks
 // of the weight row w with the packed activation row t = 0..3; see the z
@@ -564,6 +614,11 @@ func dotZx4Q4AG32F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb in
 // activations (q, d, s); see the z kernels in kernels/_asm.
 func dotZRowsQ4AG64F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
 
+// dotZRowsPQ4AG64F32 stores in out[r], r < rows, the dot product of the first 4·n4
+// sub-blocks of weight row r (w[r*rb:], blocks of bb bytes) with the
+// activations (q, d, s), q in the kernels' order; see the z kernels in kernels/_asm.
+func dotZRowsPQ4AG64F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
+
 // dotZx4Q4AG64F32 stores in out[t] the dot product of the first 4·n4 sub-blocks
 // of the weight row w with the packed activation row t = 0..3; see the z
 // kernels in kernels/_asm.
@@ -573,6 +628,11 @@ func dotZx4Q4AG64F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb in
 // sub-blocks of weight row r (w[r*rb:], blocks of bb bytes) with the
 // activations (q, d, s); see the z kernels in kernels/_asm.
 func dotZRowsQ4AG128F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
+
+// dotZRowsPQ4AG128F32 stores in out[r], r < rows, the dot product of the first 4·n4
+// sub-blocks of weight row r (w[r*rb:], blocks of bb bytes) with the
+// activations (q, d, s), q in the kernels' order; see the z kernels in kernels/_asm.
+func dotZRowsPQ4AG128F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
 
 // dotZx4Q4AG128F32 stores in out[t] the dot product of the first 4·n4 sub-blocks
 // of the weight row w with the packed activation row t = 0..3; see the z

@@ -10832,6 +10832,88 @@ GLOBL zFin<>(SB), RODATA|NOPTR, $64
 DATA zM8<>+0(SB)/4, $0xc1000000
 GLOBL zM8<>(SB), RODATA|NOPTR, $4
 
+// func dotZRowsPQ4G32F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
+// Requires: AVX, AVX512BW, AVX512F, AVX512VNNI, F16C, FMA3
+TEXT ·dotZRowsPQ4G32F16(SB), NOSPLIT, $0-152
+	VMOVDQU64 zNib<>+0(SB), Z0
+	VMOVDQU64 zIdx0<>+0(SB), Z1
+	VMOVDQU64 zIdx1<>+0(SB), Z2
+	VMOVDQU64 zSIdxQ4G32F16<>+0(SB), Z3
+	MOVL      $0x0000f0f0, AX
+	KMOVW     AX, K1
+	MOVQ      w_base+0(FP), AX
+	MOVQ      q_base+24(FP), CX
+	MOVQ      d_base+48(FP), DX
+	MOVQ      s_base+72(FP), BX
+	MOVQ      n4+96(FP), SI
+	SHLQ      $0x04, SI
+	MOVQ      rows+112(FP), DI
+	MOVQ      rb+120(FP), R8
+	MOVQ      out_base+128(FP), R9
+
+dotZRowsPQ4G32F16_row:
+	TESTQ  DI, DI
+	JZ     dotZRowsPQ4G32F16_done
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VXORPS X6, X6, X6
+	MOVQ   AX, R10
+	XORQ   R11, R11
+
+dotZRowsPQ4G32F16_loop:
+	CMPQ            R11, SI
+	JAE             dotZRowsPQ4G32F16_end
+	VPERMW          (R10), Z3, Z7
+	VCVTPH2PS       X7, X7
+	VBROADCASTI32X4 2(R10), Z8
+	VBROADCASTI32X4 20(R10), K1, Z8
+	VPANDD          Z0, Z8, Z8
+	VBROADCASTI32X4 38(R10), Z9
+	VBROADCASTI32X4 56(R10), K1, Z9
+	VPANDD          Z0, Z9, Z9
+	VMULPS          (DX)(R11*1), X7, X10
+	VFMADD231PS     (BX)(R11*1), X7, X6
+	VPERMPS         Z10, Z1, Z7
+	VPXORD          Z11, Z11, Z11
+	VPDPBUSD        (CX)(R11*8), Z8, Z11
+	VCVTDQ2PS       Z11, Z11
+	VFMADD231PS     Z7, Z11, Z4
+	VPERMPS         Z10, Z2, Z7
+	VPXORD          Z12, Z12, Z12
+	VPDPBUSD        64(CX)(R11*8), Z9, Z12
+	VCVTDQ2PS       Z12, Z12
+	VFMADD231PS     Z7, Z12, Z5
+	ADDQ            $0x00000048, R10
+	ADDQ            $0x00000010, R11
+	JMP             dotZRowsPQ4G32F16_loop
+
+dotZRowsPQ4G32F16_end:
+	VADDPS        Z5, Z4, Z4
+	VMULPS        zFin<>+0(SB), Z4, Z4
+	VEXTRACTF64X4 $0x01, Z4, Y7
+	VADDPS        Y7, Y4, Y7
+	VEXTRACTF128  $0x01, Y7, X8
+	VADDPS        X7, X8, X8
+	VMOVHLPS      X8, X8, X7
+	VADDPS        X7, X8, X8
+	VMOVSHDUP     X8, X7
+	VADDSS        X7, X8, X8
+	VMOVHLPS      X6, X6, X7
+	VADDPS        X7, X6, X6
+	VMOVSHDUP     X6, X7
+	VADDSS        X7, X6, X6
+	VMULSS        zM8<>+0(SB), X6, X6
+	VADDSS        X6, X8, X8
+	VMOVSS        X8, (R9)
+	ADDQ          $0x00000004, R9
+	ADDQ          R8, AX
+	DECQ          DI
+	JMP           dotZRowsPQ4G32F16_row
+
+dotZRowsPQ4G32F16_done:
+	VZEROUPPER
+	RET
+
 // func dotZx4Q4G32F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, out *[4]float32)
 // Requires: AVX, AVX512BW, AVX512F, AVX512VNNI, F16C, FMA3
 TEXT ·dotZx4Q4G32F16(SB), NOSPLIT, $0-120
@@ -11080,6 +11162,88 @@ dotZRowsQ4G64F16_end:
 	JMP           dotZRowsQ4G64F16_row
 
 dotZRowsQ4G64F16_done:
+	VZEROUPPER
+	RET
+
+// func dotZRowsPQ4G64F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
+// Requires: AVX, AVX512F, AVX512VNNI, F16C, FMA3
+TEXT ·dotZRowsPQ4G64F16(SB), NOSPLIT, $0-152
+	VMOVDQU64 zNib<>+0(SB), Z0
+	VMOVDQU64 zIdx0<>+0(SB), Z1
+	VMOVDQU64 zIdx1<>+0(SB), Z2
+	MOVQ      w_base+0(FP), AX
+	MOVQ      q_base+24(FP), CX
+	MOVQ      d_base+48(FP), DX
+	MOVQ      s_base+72(FP), BX
+	MOVQ      n4+96(FP), SI
+	SHLQ      $0x04, SI
+	MOVQ      rows+112(FP), DI
+	MOVQ      rb+120(FP), R8
+	MOVQ      out_base+128(FP), R9
+
+dotZRowsPQ4G64F16_row:
+	TESTQ  DI, DI
+	JZ     dotZRowsPQ4G64F16_done
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VXORPS X5, X5, X5
+	MOVQ   AX, R10
+	XORQ   R11, R11
+
+dotZRowsPQ4G64F16_loop:
+	CMPQ            R11, SI
+	JAE             dotZRowsPQ4G64F16_end
+	MOVWQZX         (R10), R12
+	MOVWQZX         34(R10), R13
+	SHLQ            $0x20, R13
+	ORQ             R13, R12
+	VMOVQ           R12, X6
+	VCVTPH2PS       X6, X6
+	VMOVSLDUP       X6, X6
+	VBROADCASTI64X4 2(R10), Z7
+	VPANDD          Z0, Z7, Z7
+	VBROADCASTI64X4 36(R10), Z8
+	VPANDD          Z0, Z8, Z8
+	VMULPS          (DX)(R11*1), X6, X9
+	VFMADD231PS     (BX)(R11*1), X6, X5
+	VPERMPS         Z9, Z1, Z6
+	VPXORD          Z10, Z10, Z10
+	VPDPBUSD        (CX)(R11*8), Z7, Z10
+	VCVTDQ2PS       Z10, Z10
+	VFMADD231PS     Z6, Z10, Z3
+	VPERMPS         Z9, Z2, Z6
+	VPXORD          Z11, Z11, Z11
+	VPDPBUSD        64(CX)(R11*8), Z8, Z11
+	VCVTDQ2PS       Z11, Z11
+	VFMADD231PS     Z6, Z11, Z4
+	ADDQ            $0x00000044, R10
+	ADDQ            $0x00000010, R11
+	JMP             dotZRowsPQ4G64F16_loop
+
+dotZRowsPQ4G64F16_end:
+	VADDPS        Z4, Z3, Z3
+	VMULPS        zFin<>+0(SB), Z3, Z3
+	VEXTRACTF64X4 $0x01, Z3, Y6
+	VADDPS        Y6, Y3, Y6
+	VEXTRACTF128  $0x01, Y6, X7
+	VADDPS        X6, X7, X7
+	VMOVHLPS      X7, X7, X6
+	VADDPS        X6, X7, X7
+	VMOVSHDUP     X7, X6
+	VADDSS        X6, X7, X7
+	VMOVHLPS      X5, X5, X6
+	VADDPS        X6, X5, X5
+	VMOVSHDUP     X5, X6
+	VADDSS        X6, X5, X5
+	VMULSS        zM8<>+0(SB), X5, X5
+	VADDSS        X5, X7, X7
+	VMOVSS        X7, (R9)
+	ADDQ          $0x00000004, R9
+	ADDQ          R8, AX
+	DECQ          DI
+	JMP           dotZRowsPQ4G64F16_row
+
+dotZRowsPQ4G64F16_done:
 	VZEROUPPER
 	RET
 
@@ -11336,6 +11500,93 @@ dotZRowsQ4G128F16_end:
 	JMP           dotZRowsQ4G128F16_row
 
 dotZRowsQ4G128F16_done:
+	VZEROUPPER
+	RET
+
+// func dotZRowsPQ4G128F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
+// Requires: AVX, AVX2, AVX512F, AVX512VNNI, F16C, FMA3
+TEXT ·dotZRowsPQ4G128F16(SB), NOSPLIT, $0-152
+	VMOVDQU64 zNib<>+0(SB), Z0
+	VMOVDQU64 zIdx0<>+0(SB), Z1
+	VMOVDQU64 zIdx1<>+0(SB), Z2
+	MOVQ      w_base+0(FP), AX
+	MOVQ      q_base+24(FP), CX
+	MOVQ      d_base+48(FP), DX
+	MOVQ      s_base+72(FP), BX
+	MOVQ      n4+96(FP), SI
+	SHLQ      $0x04, SI
+	MOVQ      bb+104(FP), DI
+	MOVQ      rows+112(FP), R8
+	MOVQ      rb+120(FP), R9
+	MOVQ      out_base+128(FP), R10
+
+dotZRowsPQ4G128F16_row:
+	TESTQ  R8, R8
+	JZ     dotZRowsPQ4G128F16_done
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VXORPS X5, X5, X5
+	MOVQ   AX, R11
+	LEAQ   2(R11), R12
+	LEAQ   (R11)(DI*1), R13
+	XORQ   R14, R14
+
+dotZRowsPQ4G128F16_loop:
+	CMPQ            R14, SI
+	JAE             dotZRowsPQ4G128F16_end
+	VPBROADCASTW    (R11), X6
+	VCVTPH2PS       X6, X6
+	VBROADCASTI64X4 (R12), Z7
+	VPANDD          Z0, Z7, Z7
+	VBROADCASTI64X4 32(R12), Z8
+	VPANDD          Z0, Z8, Z8
+	VMULPS          (DX)(R14*1), X6, X9
+	VFMADD231PS     (BX)(R14*1), X6, X5
+	VPERMPS         Z9, Z1, Z6
+	VPXORD          Z10, Z10, Z10
+	VPDPBUSD        (CX)(R14*8), Z7, Z10
+	VCVTDQ2PS       Z10, Z10
+	VFMADD231PS     Z6, Z10, Z3
+	VPERMPS         Z9, Z2, Z6
+	VPXORD          Z11, Z11, Z11
+	VPDPBUSD        64(CX)(R14*8), Z8, Z11
+	VCVTDQ2PS       Z11, Z11
+	VFMADD231PS     Z6, Z11, Z4
+	ADDQ            $0x00000040, R12
+	CMPQ            R12, R13
+	JNE             dotZRowsPQ4G128F16_next
+	MOVQ            R13, R11
+	ADDQ            DI, R13
+	LEAQ            2(R11), R12
+
+dotZRowsPQ4G128F16_next:
+	ADDQ $0x00000010, R14
+	JMP  dotZRowsPQ4G128F16_loop
+
+dotZRowsPQ4G128F16_end:
+	VADDPS        Z4, Z3, Z3
+	VMULPS        zFin<>+0(SB), Z3, Z3
+	VEXTRACTF64X4 $0x01, Z3, Y6
+	VADDPS        Y6, Y3, Y6
+	VEXTRACTF128  $0x01, Y6, X7
+	VADDPS        X6, X7, X7
+	VMOVHLPS      X7, X7, X6
+	VADDPS        X6, X7, X7
+	VMOVSHDUP     X7, X6
+	VADDSS        X6, X7, X7
+	VMOVHLPS      X5, X5, X6
+	VADDPS        X6, X5, X5
+	VMOVSHDUP     X5, X6
+	VADDSS        X6, X5, X5
+	VMULSS        zM8<>+0(SB), X5, X5
+	VADDSS        X5, X7, X7
+	VMOVSS        X7, (R10)
+	ADDQ          $0x00000004, R10
+	ADDQ          R9, AX
+	DECQ          R8
+	JMP           dotZRowsPQ4G128F16_row
+
+dotZRowsPQ4G128F16_done:
 	VZEROUPPER
 	RET
 
@@ -11612,6 +11863,87 @@ dotZRowsQ4G32F32_done:
 	VZEROUPPER
 	RET
 
+// func dotZRowsPQ4G32F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
+// Requires: AVX, AVX512F, AVX512VNNI, FMA3
+TEXT ·dotZRowsPQ4G32F32(SB), NOSPLIT, $0-152
+	VMOVDQU64 zNib<>+0(SB), Z0
+	VMOVDQU64 zIdx0<>+0(SB), Z1
+	VMOVDQU64 zIdx1<>+0(SB), Z2
+	VMOVDQU64 zSIdxQ4G32F32<>+0(SB), Z3
+	MOVL      $0x0000f0f0, AX
+	KMOVW     AX, K1
+	MOVQ      w_base+0(FP), AX
+	MOVQ      q_base+24(FP), CX
+	MOVQ      d_base+48(FP), DX
+	MOVQ      s_base+72(FP), BX
+	MOVQ      n4+96(FP), SI
+	SHLQ      $0x04, SI
+	MOVQ      rows+112(FP), DI
+	MOVQ      rb+120(FP), R8
+	MOVQ      out_base+128(FP), R9
+
+dotZRowsPQ4G32F32_row:
+	TESTQ  DI, DI
+	JZ     dotZRowsPQ4G32F32_done
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VXORPS X6, X6, X6
+	MOVQ   AX, R10
+	XORQ   R11, R11
+
+dotZRowsPQ4G32F32_loop:
+	CMPQ            R11, SI
+	JAE             dotZRowsPQ4G32F32_end
+	VPERMD          (R10), Z3, Z7
+	VBROADCASTI32X4 4(R10), Z8
+	VBROADCASTI32X4 24(R10), K1, Z8
+	VPANDD          Z0, Z8, Z8
+	VBROADCASTI32X4 44(R10), Z9
+	VBROADCASTI32X4 64(R10), K1, Z9
+	VPANDD          Z0, Z9, Z9
+	VMULPS          (DX)(R11*1), X7, X10
+	VFMADD231PS     (BX)(R11*1), X7, X6
+	VPERMPS         Z10, Z1, Z7
+	VPXORD          Z11, Z11, Z11
+	VPDPBUSD        (CX)(R11*8), Z8, Z11
+	VCVTDQ2PS       Z11, Z11
+	VFMADD231PS     Z7, Z11, Z4
+	VPERMPS         Z10, Z2, Z7
+	VPXORD          Z12, Z12, Z12
+	VPDPBUSD        64(CX)(R11*8), Z9, Z12
+	VCVTDQ2PS       Z12, Z12
+	VFMADD231PS     Z7, Z12, Z5
+	ADDQ            $0x00000050, R10
+	ADDQ            $0x00000010, R11
+	JMP             dotZRowsPQ4G32F32_loop
+
+dotZRowsPQ4G32F32_end:
+	VADDPS        Z5, Z4, Z4
+	VMULPS        zFin<>+0(SB), Z4, Z4
+	VEXTRACTF64X4 $0x01, Z4, Y7
+	VADDPS        Y7, Y4, Y7
+	VEXTRACTF128  $0x01, Y7, X8
+	VADDPS        X7, X8, X8
+	VMOVHLPS      X8, X8, X7
+	VADDPS        X7, X8, X8
+	VMOVSHDUP     X8, X7
+	VADDSS        X7, X8, X8
+	VMOVHLPS      X6, X6, X7
+	VADDPS        X7, X6, X6
+	VMOVSHDUP     X6, X7
+	VADDSS        X7, X6, X6
+	VMULSS        zM8<>+0(SB), X6, X6
+	VADDSS        X6, X8, X8
+	VMOVSS        X8, (R9)
+	ADDQ          $0x00000004, R9
+	ADDQ          R8, AX
+	DECQ          DI
+	JMP           dotZRowsPQ4G32F32_row
+
+dotZRowsPQ4G32F32_done:
+	VZEROUPPER
+	RET
+
 // func dotZx4Q4G32F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, out *[4]float32)
 // Requires: AVX, AVX512F, AVX512VNNI, FMA3
 TEXT ·dotZx4Q4G32F32(SB), NOSPLIT, $0-120
@@ -11855,6 +12187,84 @@ dotZRowsQ4G64F32_end:
 	JMP           dotZRowsQ4G64F32_row
 
 dotZRowsQ4G64F32_done:
+	VZEROUPPER
+	RET
+
+// func dotZRowsPQ4G64F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
+// Requires: AVX, AVX512F, AVX512VNNI, FMA3
+TEXT ·dotZRowsPQ4G64F32(SB), NOSPLIT, $0-152
+	VMOVDQU64 zNib<>+0(SB), Z0
+	VMOVDQU64 zIdx0<>+0(SB), Z1
+	VMOVDQU64 zIdx1<>+0(SB), Z2
+	MOVQ      w_base+0(FP), AX
+	MOVQ      q_base+24(FP), CX
+	MOVQ      d_base+48(FP), DX
+	MOVQ      s_base+72(FP), BX
+	MOVQ      n4+96(FP), SI
+	SHLQ      $0x04, SI
+	MOVQ      rows+112(FP), DI
+	MOVQ      rb+120(FP), R8
+	MOVQ      out_base+128(FP), R9
+
+dotZRowsPQ4G64F32_row:
+	TESTQ  DI, DI
+	JZ     dotZRowsPQ4G64F32_done
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VXORPS X5, X5, X5
+	MOVQ   AX, R10
+	XORQ   R11, R11
+
+dotZRowsPQ4G64F32_loop:
+	CMPQ            R11, SI
+	JAE             dotZRowsPQ4G64F32_end
+	VMOVSS          (R10), X6
+	VINSERTPS       $0x20, 36(R10), X6, X6
+	VMOVSLDUP       X6, X6
+	VBROADCASTI64X4 4(R10), Z7
+	VPANDD          Z0, Z7, Z7
+	VBROADCASTI64X4 40(R10), Z8
+	VPANDD          Z0, Z8, Z8
+	VMULPS          (DX)(R11*1), X6, X9
+	VFMADD231PS     (BX)(R11*1), X6, X5
+	VPERMPS         Z9, Z1, Z6
+	VPXORD          Z10, Z10, Z10
+	VPDPBUSD        (CX)(R11*8), Z7, Z10
+	VCVTDQ2PS       Z10, Z10
+	VFMADD231PS     Z6, Z10, Z3
+	VPERMPS         Z9, Z2, Z6
+	VPXORD          Z11, Z11, Z11
+	VPDPBUSD        64(CX)(R11*8), Z8, Z11
+	VCVTDQ2PS       Z11, Z11
+	VFMADD231PS     Z6, Z11, Z4
+	ADDQ            $0x00000048, R10
+	ADDQ            $0x00000010, R11
+	JMP             dotZRowsPQ4G64F32_loop
+
+dotZRowsPQ4G64F32_end:
+	VADDPS        Z4, Z3, Z3
+	VMULPS        zFin<>+0(SB), Z3, Z3
+	VEXTRACTF64X4 $0x01, Z3, Y6
+	VADDPS        Y6, Y3, Y6
+	VEXTRACTF128  $0x01, Y6, X7
+	VADDPS        X6, X7, X7
+	VMOVHLPS      X7, X7, X6
+	VADDPS        X6, X7, X7
+	VMOVSHDUP     X7, X6
+	VADDSS        X6, X7, X7
+	VMOVHLPS      X5, X5, X6
+	VADDPS        X6, X5, X5
+	VMOVSHDUP     X5, X6
+	VADDSS        X6, X5, X5
+	VMULSS        zM8<>+0(SB), X5, X5
+	VADDSS        X5, X7, X7
+	VMOVSS        X7, (R9)
+	ADDQ          $0x00000004, R9
+	ADDQ          R8, AX
+	DECQ          DI
+	JMP           dotZRowsPQ4G64F32_row
+
+dotZRowsPQ4G64F32_done:
 	VZEROUPPER
 	RET
 
@@ -12106,6 +12516,92 @@ dotZRowsQ4G128F32_end:
 	JMP           dotZRowsQ4G128F32_row
 
 dotZRowsQ4G128F32_done:
+	VZEROUPPER
+	RET
+
+// func dotZRowsPQ4G128F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
+// Requires: AVX, AVX512F, AVX512VNNI, FMA3
+TEXT ·dotZRowsPQ4G128F32(SB), NOSPLIT, $0-152
+	VMOVDQU64 zNib<>+0(SB), Z0
+	VMOVDQU64 zIdx0<>+0(SB), Z1
+	VMOVDQU64 zIdx1<>+0(SB), Z2
+	MOVQ      w_base+0(FP), AX
+	MOVQ      q_base+24(FP), CX
+	MOVQ      d_base+48(FP), DX
+	MOVQ      s_base+72(FP), BX
+	MOVQ      n4+96(FP), SI
+	SHLQ      $0x04, SI
+	MOVQ      bb+104(FP), DI
+	MOVQ      rows+112(FP), R8
+	MOVQ      rb+120(FP), R9
+	MOVQ      out_base+128(FP), R10
+
+dotZRowsPQ4G128F32_row:
+	TESTQ  R8, R8
+	JZ     dotZRowsPQ4G128F32_done
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VXORPS X5, X5, X5
+	MOVQ   AX, R11
+	LEAQ   4(R11), R12
+	LEAQ   (R11)(DI*1), R13
+	XORQ   R14, R14
+
+dotZRowsPQ4G128F32_loop:
+	CMPQ            R14, SI
+	JAE             dotZRowsPQ4G128F32_end
+	VBROADCASTSS    (R11), X6
+	VBROADCASTI64X4 (R12), Z7
+	VPANDD          Z0, Z7, Z7
+	VBROADCASTI64X4 32(R12), Z8
+	VPANDD          Z0, Z8, Z8
+	VMULPS          (DX)(R14*1), X6, X9
+	VFMADD231PS     (BX)(R14*1), X6, X5
+	VPERMPS         Z9, Z1, Z6
+	VPXORD          Z10, Z10, Z10
+	VPDPBUSD        (CX)(R14*8), Z7, Z10
+	VCVTDQ2PS       Z10, Z10
+	VFMADD231PS     Z6, Z10, Z3
+	VPERMPS         Z9, Z2, Z6
+	VPXORD          Z11, Z11, Z11
+	VPDPBUSD        64(CX)(R14*8), Z8, Z11
+	VCVTDQ2PS       Z11, Z11
+	VFMADD231PS     Z6, Z11, Z4
+	ADDQ            $0x00000040, R12
+	CMPQ            R12, R13
+	JNE             dotZRowsPQ4G128F32_next
+	MOVQ            R13, R11
+	ADDQ            DI, R13
+	LEAQ            4(R11), R12
+
+dotZRowsPQ4G128F32_next:
+	ADDQ $0x00000010, R14
+	JMP  dotZRowsPQ4G128F32_loop
+
+dotZRowsPQ4G128F32_end:
+	VADDPS        Z4, Z3, Z3
+	VMULPS        zFin<>+0(SB), Z3, Z3
+	VEXTRACTF64X4 $0x01, Z3, Y6
+	VADDPS        Y6, Y3, Y6
+	VEXTRACTF128  $0x01, Y6, X7
+	VADDPS        X6, X7, X7
+	VMOVHLPS      X7, X7, X6
+	VADDPS        X6, X7, X7
+	VMOVSHDUP     X7, X6
+	VADDSS        X6, X7, X7
+	VMOVHLPS      X5, X5, X6
+	VADDPS        X6, X5, X5
+	VMOVSHDUP     X5, X6
+	VADDSS        X6, X5, X5
+	VMULSS        zM8<>+0(SB), X5, X5
+	VADDSS        X5, X7, X7
+	VMOVSS        X7, (R10)
+	ADDQ          $0x00000004, R10
+	ADDQ          R9, AX
+	DECQ          R8
+	JMP           dotZRowsPQ4G128F32_row
+
+dotZRowsPQ4G128F32_done:
 	VZEROUPPER
 	RET
 
@@ -12434,6 +12930,90 @@ dotZRowsQ4AG32F16_done:
 	VZEROUPPER
 	RET
 
+// func dotZRowsPQ4AG32F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
+// Requires: AVX, AVX512BW, AVX512F, AVX512VNNI, F16C, FMA3
+TEXT ·dotZRowsPQ4AG32F16(SB), NOSPLIT, $0-152
+	VMOVDQU64 zNib<>+0(SB), Z0
+	VMOVDQU64 zIdx0<>+0(SB), Z1
+	VMOVDQU64 zIdx1<>+0(SB), Z2
+	VMOVDQU64 zSIdxQ4AG32F16<>+0(SB), Z3
+	VMOVDQU64 zMIdxQ4AG32F16<>+0(SB), Z4
+	MOVL      $0x0000f0f0, AX
+	KMOVW     AX, K1
+	MOVQ      w_base+0(FP), AX
+	MOVQ      q_base+24(FP), CX
+	MOVQ      d_base+48(FP), DX
+	MOVQ      s_base+72(FP), BX
+	MOVQ      n4+96(FP), SI
+	SHLQ      $0x04, SI
+	MOVQ      rows+112(FP), DI
+	MOVQ      rb+120(FP), R8
+	MOVQ      out_base+128(FP), R9
+
+dotZRowsPQ4AG32F16_row:
+	TESTQ  DI, DI
+	JZ     dotZRowsPQ4AG32F16_done
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VXORPS X7, X7, X7
+	MOVQ   AX, R10
+	XORQ   R11, R11
+
+dotZRowsPQ4AG32F16_loop:
+	CMPQ            R11, SI
+	JAE             dotZRowsPQ4AG32F16_end
+	VPERMW          (R10), Z3, Z9
+	VCVTPH2PS       X9, X8
+	VPERMW          (R10), Z4, Z9
+	VCVTPH2PS       X9, X9
+	VBROADCASTI32X4 4(R10), Z10
+	VBROADCASTI32X4 24(R10), K1, Z10
+	VPANDD          Z0, Z10, Z10
+	VBROADCASTI32X4 44(R10), Z11
+	VBROADCASTI32X4 64(R10), K1, Z11
+	VPANDD          Z0, Z11, Z11
+	VMULPS          (DX)(R11*1), X8, X8
+	VFMADD231PS     (BX)(R11*1), X9, X7
+	VPERMPS         Z8, Z1, Z9
+	VPXORD          Z12, Z12, Z12
+	VPDPBUSD        (CX)(R11*8), Z10, Z12
+	VCVTDQ2PS       Z12, Z12
+	VFMADD231PS     Z9, Z12, Z5
+	VPERMPS         Z8, Z2, Z9
+	VPXORD          Z13, Z13, Z13
+	VPDPBUSD        64(CX)(R11*8), Z11, Z13
+	VCVTDQ2PS       Z13, Z13
+	VFMADD231PS     Z9, Z13, Z6
+	ADDQ            $0x00000050, R10
+	ADDQ            $0x00000010, R11
+	JMP             dotZRowsPQ4AG32F16_loop
+
+dotZRowsPQ4AG32F16_end:
+	VADDPS        Z6, Z5, Z5
+	VMULPS        zFin<>+0(SB), Z5, Z5
+	VEXTRACTF64X4 $0x01, Z5, Y9
+	VADDPS        Y9, Y5, Y9
+	VEXTRACTF128  $0x01, Y9, X8
+	VADDPS        X9, X8, X8
+	VMOVHLPS      X8, X8, X9
+	VADDPS        X9, X8, X8
+	VMOVSHDUP     X8, X9
+	VADDSS        X9, X8, X8
+	VMOVHLPS      X7, X7, X9
+	VADDPS        X9, X7, X7
+	VMOVSHDUP     X7, X9
+	VADDSS        X9, X7, X7
+	VADDSS        X7, X8, X8
+	VMOVSS        X8, (R9)
+	ADDQ          $0x00000004, R9
+	ADDQ          R8, AX
+	DECQ          DI
+	JMP           dotZRowsPQ4AG32F16_row
+
+dotZRowsPQ4AG32F16_done:
+	VZEROUPPER
+	RET
+
 // func dotZx4Q4AG32F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, out *[4]float32)
 // Requires: AVX, AVX512BW, AVX512F, AVX512VNNI, F16C, FMA3
 TEXT ·dotZx4Q4AG32F16(SB), NOSPLIT, $0-120
@@ -12687,6 +13267,94 @@ dotZRowsQ4AG64F16_end:
 	JMP           dotZRowsQ4AG64F16_row
 
 dotZRowsQ4AG64F16_done:
+	VZEROUPPER
+	RET
+
+// func dotZRowsPQ4AG64F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
+// Requires: AVX, AVX512F, AVX512VNNI, F16C, FMA3
+TEXT ·dotZRowsPQ4AG64F16(SB), NOSPLIT, $0-152
+	VMOVDQU64 zNib<>+0(SB), Z0
+	VMOVDQU64 zIdx0<>+0(SB), Z1
+	VMOVDQU64 zIdx1<>+0(SB), Z2
+	MOVQ      w_base+0(FP), AX
+	MOVQ      q_base+24(FP), CX
+	MOVQ      d_base+48(FP), DX
+	MOVQ      s_base+72(FP), BX
+	MOVQ      n4+96(FP), SI
+	SHLQ      $0x04, SI
+	MOVQ      rows+112(FP), DI
+	MOVQ      rb+120(FP), R8
+	MOVQ      out_base+128(FP), R9
+
+dotZRowsPQ4AG64F16_row:
+	TESTQ  DI, DI
+	JZ     dotZRowsPQ4AG64F16_done
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VXORPS X5, X5, X5
+	MOVQ   AX, R10
+	XORQ   R11, R11
+
+dotZRowsPQ4AG64F16_loop:
+	CMPQ            R11, SI
+	JAE             dotZRowsPQ4AG64F16_end
+	MOVWQZX         (R10), R12
+	MOVWQZX         36(R10), R13
+	SHLQ            $0x20, R13
+	ORQ             R13, R12
+	VMOVQ           R12, X6
+	VCVTPH2PS       X6, X6
+	VMOVSLDUP       X6, X6
+	MOVWQZX         2(R10), R12
+	MOVWQZX         38(R10), R13
+	SHLQ            $0x20, R13
+	ORQ             R13, R12
+	VMOVQ           R12, X7
+	VCVTPH2PS       X7, X7
+	VMOVSLDUP       X7, X7
+	VBROADCASTI64X4 4(R10), Z8
+	VPANDD          Z0, Z8, Z8
+	VBROADCASTI64X4 40(R10), Z9
+	VPANDD          Z0, Z9, Z9
+	VMULPS          (DX)(R11*1), X6, X6
+	VFMADD231PS     (BX)(R11*1), X7, X5
+	VPERMPS         Z6, Z1, Z7
+	VPXORD          Z10, Z10, Z10
+	VPDPBUSD        (CX)(R11*8), Z8, Z10
+	VCVTDQ2PS       Z10, Z10
+	VFMADD231PS     Z7, Z10, Z3
+	VPERMPS         Z6, Z2, Z7
+	VPXORD          Z11, Z11, Z11
+	VPDPBUSD        64(CX)(R11*8), Z9, Z11
+	VCVTDQ2PS       Z11, Z11
+	VFMADD231PS     Z7, Z11, Z4
+	ADDQ            $0x00000048, R10
+	ADDQ            $0x00000010, R11
+	JMP             dotZRowsPQ4AG64F16_loop
+
+dotZRowsPQ4AG64F16_end:
+	VADDPS        Z4, Z3, Z3
+	VMULPS        zFin<>+0(SB), Z3, Z3
+	VEXTRACTF64X4 $0x01, Z3, Y7
+	VADDPS        Y7, Y3, Y7
+	VEXTRACTF128  $0x01, Y7, X6
+	VADDPS        X7, X6, X6
+	VMOVHLPS      X6, X6, X7
+	VADDPS        X7, X6, X6
+	VMOVSHDUP     X6, X7
+	VADDSS        X7, X6, X6
+	VMOVHLPS      X5, X5, X7
+	VADDPS        X7, X5, X5
+	VMOVSHDUP     X5, X7
+	VADDSS        X7, X5, X5
+	VADDSS        X5, X6, X6
+	VMOVSS        X6, (R9)
+	ADDQ          $0x00000004, R9
+	ADDQ          R8, AX
+	DECQ          DI
+	JMP           dotZRowsPQ4AG64F16_row
+
+dotZRowsPQ4AG64F16_done:
 	VZEROUPPER
 	RET
 
@@ -12950,6 +13618,94 @@ dotZRowsQ4AG128F16_done:
 	VZEROUPPER
 	RET
 
+// func dotZRowsPQ4AG128F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
+// Requires: AVX, AVX2, AVX512F, AVX512VNNI, F16C, FMA3
+TEXT ·dotZRowsPQ4AG128F16(SB), NOSPLIT, $0-152
+	VMOVDQU64 zNib<>+0(SB), Z0
+	VMOVDQU64 zIdx0<>+0(SB), Z1
+	VMOVDQU64 zIdx1<>+0(SB), Z2
+	MOVQ      w_base+0(FP), AX
+	MOVQ      q_base+24(FP), CX
+	MOVQ      d_base+48(FP), DX
+	MOVQ      s_base+72(FP), BX
+	MOVQ      n4+96(FP), SI
+	SHLQ      $0x04, SI
+	MOVQ      bb+104(FP), DI
+	MOVQ      rows+112(FP), R8
+	MOVQ      rb+120(FP), R9
+	MOVQ      out_base+128(FP), R10
+
+dotZRowsPQ4AG128F16_row:
+	TESTQ  R8, R8
+	JZ     dotZRowsPQ4AG128F16_done
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VXORPS X5, X5, X5
+	MOVQ   AX, R11
+	LEAQ   4(R11), R12
+	LEAQ   (R11)(DI*1), R13
+	XORQ   R14, R14
+
+dotZRowsPQ4AG128F16_loop:
+	CMPQ            R14, SI
+	JAE             dotZRowsPQ4AG128F16_end
+	VPBROADCASTW    (R11), X6
+	VCVTPH2PS       X6, X6
+	VPBROADCASTW    2(R11), X7
+	VCVTPH2PS       X7, X7
+	VBROADCASTI64X4 (R12), Z8
+	VPANDD          Z0, Z8, Z8
+	VBROADCASTI64X4 32(R12), Z9
+	VPANDD          Z0, Z9, Z9
+	VMULPS          (DX)(R14*1), X6, X6
+	VFMADD231PS     (BX)(R14*1), X7, X5
+	VPERMPS         Z6, Z1, Z7
+	VPXORD          Z10, Z10, Z10
+	VPDPBUSD        (CX)(R14*8), Z8, Z10
+	VCVTDQ2PS       Z10, Z10
+	VFMADD231PS     Z7, Z10, Z3
+	VPERMPS         Z6, Z2, Z7
+	VPXORD          Z11, Z11, Z11
+	VPDPBUSD        64(CX)(R14*8), Z9, Z11
+	VCVTDQ2PS       Z11, Z11
+	VFMADD231PS     Z7, Z11, Z4
+	ADDQ            $0x00000040, R12
+	CMPQ            R12, R13
+	JNE             dotZRowsPQ4AG128F16_next
+	MOVQ            R13, R11
+	ADDQ            DI, R13
+	LEAQ            4(R11), R12
+
+dotZRowsPQ4AG128F16_next:
+	ADDQ $0x00000010, R14
+	JMP  dotZRowsPQ4AG128F16_loop
+
+dotZRowsPQ4AG128F16_end:
+	VADDPS        Z4, Z3, Z3
+	VMULPS        zFin<>+0(SB), Z3, Z3
+	VEXTRACTF64X4 $0x01, Z3, Y7
+	VADDPS        Y7, Y3, Y7
+	VEXTRACTF128  $0x01, Y7, X6
+	VADDPS        X7, X6, X6
+	VMOVHLPS      X6, X6, X7
+	VADDPS        X7, X6, X6
+	VMOVSHDUP     X6, X7
+	VADDSS        X7, X6, X6
+	VMOVHLPS      X5, X5, X7
+	VADDPS        X7, X5, X5
+	VMOVSHDUP     X5, X7
+	VADDSS        X7, X5, X5
+	VADDSS        X5, X6, X6
+	VMOVSS        X6, (R10)
+	ADDQ          $0x00000004, R10
+	ADDQ          R9, AX
+	DECQ          R8
+	JMP           dotZRowsPQ4AG128F16_row
+
+dotZRowsPQ4AG128F16_done:
+	VZEROUPPER
+	RET
+
 // func dotZx4Q4AG128F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, out *[4]float32)
 // Requires: AVX, AVX2, AVX512F, AVX512VNNI, F16C, FMA3
 TEXT ·dotZx4Q4AG128F16(SB), NOSPLIT, $0-120
@@ -13208,6 +13964,92 @@ dotZRowsQ4AG32F32_done:
 	VZEROUPPER
 	RET
 
+// func dotZRowsPQ4AG32F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
+// Requires: AVX, AVX512F, AVX512VNNI, FMA3
+TEXT ·dotZRowsPQ4AG32F32(SB), NOSPLIT, $0-152
+	VMOVDQU64 zNib<>+0(SB), Z0
+	VMOVDQU64 zIdx0<>+0(SB), Z1
+	VMOVDQU64 zIdx1<>+0(SB), Z2
+	MOVL      $0x0000f0f0, AX
+	KMOVW     AX, K1
+	MOVQ      w_base+0(FP), AX
+	MOVQ      q_base+24(FP), CX
+	MOVQ      d_base+48(FP), DX
+	MOVQ      s_base+72(FP), BX
+	MOVQ      n4+96(FP), SI
+	SHLQ      $0x04, SI
+	MOVQ      rows+112(FP), DI
+	MOVQ      rb+120(FP), R8
+	MOVQ      out_base+128(FP), R9
+
+dotZRowsPQ4AG32F32_row:
+	TESTQ  DI, DI
+	JZ     dotZRowsPQ4AG32F32_done
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VXORPS X5, X5, X5
+	MOVQ   AX, R10
+	XORQ   R11, R11
+
+dotZRowsPQ4AG32F32_loop:
+	CMPQ            R11, SI
+	JAE             dotZRowsPQ4AG32F32_end
+	VMOVSS          (R10), X6
+	VINSERTPS       $0x10, 24(R10), X6, X6
+	VINSERTPS       $0x20, 48(R10), X6, X6
+	VINSERTPS       $0x30, 72(R10), X6, X6
+	VMOVSS          4(R10), X7
+	VINSERTPS       $0x10, 28(R10), X7, X7
+	VINSERTPS       $0x20, 52(R10), X7, X7
+	VINSERTPS       $0x30, 76(R10), X7, X7
+	VBROADCASTI32X4 8(R10), Z8
+	VBROADCASTI32X4 32(R10), K1, Z8
+	VPANDD          Z0, Z8, Z8
+	VBROADCASTI32X4 56(R10), Z9
+	VBROADCASTI32X4 80(R10), K1, Z9
+	VPANDD          Z0, Z9, Z9
+	VMULPS          (DX)(R11*1), X6, X6
+	VFMADD231PS     (BX)(R11*1), X7, X5
+	VPERMPS         Z6, Z1, Z7
+	VPXORD          Z10, Z10, Z10
+	VPDPBUSD        (CX)(R11*8), Z8, Z10
+	VCVTDQ2PS       Z10, Z10
+	VFMADD231PS     Z7, Z10, Z3
+	VPERMPS         Z6, Z2, Z7
+	VPXORD          Z11, Z11, Z11
+	VPDPBUSD        64(CX)(R11*8), Z9, Z11
+	VCVTDQ2PS       Z11, Z11
+	VFMADD231PS     Z7, Z11, Z4
+	ADDQ            $0x00000060, R10
+	ADDQ            $0x00000010, R11
+	JMP             dotZRowsPQ4AG32F32_loop
+
+dotZRowsPQ4AG32F32_end:
+	VADDPS        Z4, Z3, Z3
+	VMULPS        zFin<>+0(SB), Z3, Z3
+	VEXTRACTF64X4 $0x01, Z3, Y7
+	VADDPS        Y7, Y3, Y7
+	VEXTRACTF128  $0x01, Y7, X6
+	VADDPS        X7, X6, X6
+	VMOVHLPS      X6, X6, X7
+	VADDPS        X7, X6, X6
+	VMOVSHDUP     X6, X7
+	VADDSS        X7, X6, X6
+	VMOVHLPS      X5, X5, X7
+	VADDPS        X7, X5, X5
+	VMOVSHDUP     X5, X7
+	VADDSS        X7, X5, X5
+	VADDSS        X5, X6, X6
+	VMOVSS        X6, (R9)
+	ADDQ          $0x00000004, R9
+	ADDQ          R8, AX
+	DECQ          DI
+	JMP           dotZRowsPQ4AG32F32_row
+
+dotZRowsPQ4AG32F32_done:
+	VZEROUPPER
+	RET
+
 // func dotZx4Q4AG32F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, out *[4]float32)
 // Requires: AVX, AVX512F, AVX512VNNI, FMA3
 TEXT ·dotZx4Q4AG32F32(SB), NOSPLIT, $0-120
@@ -13458,6 +14300,86 @@ dotZRowsQ4AG64F32_done:
 	VZEROUPPER
 	RET
 
+// func dotZRowsPQ4AG64F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
+// Requires: AVX, AVX512F, AVX512VNNI, FMA3
+TEXT ·dotZRowsPQ4AG64F32(SB), NOSPLIT, $0-152
+	VMOVDQU64 zNib<>+0(SB), Z0
+	VMOVDQU64 zIdx0<>+0(SB), Z1
+	VMOVDQU64 zIdx1<>+0(SB), Z2
+	MOVQ      w_base+0(FP), AX
+	MOVQ      q_base+24(FP), CX
+	MOVQ      d_base+48(FP), DX
+	MOVQ      s_base+72(FP), BX
+	MOVQ      n4+96(FP), SI
+	SHLQ      $0x04, SI
+	MOVQ      rows+112(FP), DI
+	MOVQ      rb+120(FP), R8
+	MOVQ      out_base+128(FP), R9
+
+dotZRowsPQ4AG64F32_row:
+	TESTQ  DI, DI
+	JZ     dotZRowsPQ4AG64F32_done
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VXORPS X5, X5, X5
+	MOVQ   AX, R10
+	XORQ   R11, R11
+
+dotZRowsPQ4AG64F32_loop:
+	CMPQ            R11, SI
+	JAE             dotZRowsPQ4AG64F32_end
+	VMOVSS          (R10), X6
+	VINSERTPS       $0x20, 40(R10), X6, X6
+	VMOVSLDUP       X6, X6
+	VMOVSS          4(R10), X7
+	VINSERTPS       $0x20, 44(R10), X7, X7
+	VMOVSLDUP       X7, X7
+	VBROADCASTI64X4 8(R10), Z8
+	VPANDD          Z0, Z8, Z8
+	VBROADCASTI64X4 48(R10), Z9
+	VPANDD          Z0, Z9, Z9
+	VMULPS          (DX)(R11*1), X6, X6
+	VFMADD231PS     (BX)(R11*1), X7, X5
+	VPERMPS         Z6, Z1, Z7
+	VPXORD          Z10, Z10, Z10
+	VPDPBUSD        (CX)(R11*8), Z8, Z10
+	VCVTDQ2PS       Z10, Z10
+	VFMADD231PS     Z7, Z10, Z3
+	VPERMPS         Z6, Z2, Z7
+	VPXORD          Z11, Z11, Z11
+	VPDPBUSD        64(CX)(R11*8), Z9, Z11
+	VCVTDQ2PS       Z11, Z11
+	VFMADD231PS     Z7, Z11, Z4
+	ADDQ            $0x00000050, R10
+	ADDQ            $0x00000010, R11
+	JMP             dotZRowsPQ4AG64F32_loop
+
+dotZRowsPQ4AG64F32_end:
+	VADDPS        Z4, Z3, Z3
+	VMULPS        zFin<>+0(SB), Z3, Z3
+	VEXTRACTF64X4 $0x01, Z3, Y7
+	VADDPS        Y7, Y3, Y7
+	VEXTRACTF128  $0x01, Y7, X6
+	VADDPS        X7, X6, X6
+	VMOVHLPS      X6, X6, X7
+	VADDPS        X7, X6, X6
+	VMOVSHDUP     X6, X7
+	VADDSS        X7, X6, X6
+	VMOVHLPS      X5, X5, X7
+	VADDPS        X7, X5, X5
+	VMOVSHDUP     X5, X7
+	VADDSS        X7, X5, X5
+	VADDSS        X5, X6, X6
+	VMOVSS        X6, (R9)
+	ADDQ          $0x00000004, R9
+	ADDQ          R8, AX
+	DECQ          DI
+	JMP           dotZRowsPQ4AG64F32_row
+
+dotZRowsPQ4AG64F32_done:
+	VZEROUPPER
+	RET
+
 // func dotZx4Q4AG64F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, out *[4]float32)
 // Requires: AVX, AVX512F, AVX512VNNI, FMA3
 TEXT ·dotZx4Q4AG64F32(SB), NOSPLIT, $0-120
@@ -13705,6 +14627,92 @@ dotZRowsQ4AG128F32_end:
 	JMP           dotZRowsQ4AG128F32_row
 
 dotZRowsQ4AG128F32_done:
+	VZEROUPPER
+	RET
+
+// func dotZRowsPQ4AG128F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
+// Requires: AVX, AVX512F, AVX512VNNI, FMA3
+TEXT ·dotZRowsPQ4AG128F32(SB), NOSPLIT, $0-152
+	VMOVDQU64 zNib<>+0(SB), Z0
+	VMOVDQU64 zIdx0<>+0(SB), Z1
+	VMOVDQU64 zIdx1<>+0(SB), Z2
+	MOVQ      w_base+0(FP), AX
+	MOVQ      q_base+24(FP), CX
+	MOVQ      d_base+48(FP), DX
+	MOVQ      s_base+72(FP), BX
+	MOVQ      n4+96(FP), SI
+	SHLQ      $0x04, SI
+	MOVQ      bb+104(FP), DI
+	MOVQ      rows+112(FP), R8
+	MOVQ      rb+120(FP), R9
+	MOVQ      out_base+128(FP), R10
+
+dotZRowsPQ4AG128F32_row:
+	TESTQ  R8, R8
+	JZ     dotZRowsPQ4AG128F32_done
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VXORPS X5, X5, X5
+	MOVQ   AX, R11
+	LEAQ   8(R11), R12
+	LEAQ   (R11)(DI*1), R13
+	XORQ   R14, R14
+
+dotZRowsPQ4AG128F32_loop:
+	CMPQ            R14, SI
+	JAE             dotZRowsPQ4AG128F32_end
+	VBROADCASTSS    (R11), X6
+	VBROADCASTSS    4(R11), X7
+	VBROADCASTI64X4 (R12), Z8
+	VPANDD          Z0, Z8, Z8
+	VBROADCASTI64X4 32(R12), Z9
+	VPANDD          Z0, Z9, Z9
+	VMULPS          (DX)(R14*1), X6, X6
+	VFMADD231PS     (BX)(R14*1), X7, X5
+	VPERMPS         Z6, Z1, Z7
+	VPXORD          Z10, Z10, Z10
+	VPDPBUSD        (CX)(R14*8), Z8, Z10
+	VCVTDQ2PS       Z10, Z10
+	VFMADD231PS     Z7, Z10, Z3
+	VPERMPS         Z6, Z2, Z7
+	VPXORD          Z11, Z11, Z11
+	VPDPBUSD        64(CX)(R14*8), Z9, Z11
+	VCVTDQ2PS       Z11, Z11
+	VFMADD231PS     Z7, Z11, Z4
+	ADDQ            $0x00000040, R12
+	CMPQ            R12, R13
+	JNE             dotZRowsPQ4AG128F32_next
+	MOVQ            R13, R11
+	ADDQ            DI, R13
+	LEAQ            8(R11), R12
+
+dotZRowsPQ4AG128F32_next:
+	ADDQ $0x00000010, R14
+	JMP  dotZRowsPQ4AG128F32_loop
+
+dotZRowsPQ4AG128F32_end:
+	VADDPS        Z4, Z3, Z3
+	VMULPS        zFin<>+0(SB), Z3, Z3
+	VEXTRACTF64X4 $0x01, Z3, Y7
+	VADDPS        Y7, Y3, Y7
+	VEXTRACTF128  $0x01, Y7, X6
+	VADDPS        X7, X6, X6
+	VMOVHLPS      X6, X6, X7
+	VADDPS        X7, X6, X6
+	VMOVSHDUP     X6, X7
+	VADDSS        X7, X6, X6
+	VMOVHLPS      X5, X5, X7
+	VADDPS        X7, X5, X5
+	VMOVSHDUP     X5, X7
+	VADDSS        X7, X5, X5
+	VADDSS        X5, X6, X6
+	VMOVSS        X6, (R10)
+	ADDQ          $0x00000004, R10
+	ADDQ          R9, AX
+	DECQ          R8
+	JMP           dotZRowsPQ4AG128F32_row
+
+dotZRowsPQ4AG128F32_done:
 	VZEROUPPER
 	RET
 

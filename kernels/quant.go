@@ -112,6 +112,9 @@ type QuantizedActivations struct {
 	D   []float32 // scale per group
 	Sum []int32   // Σ Q per group
 	S   []float32 // D*Sum per group
+	// zq is Q in the vnni q4 kernels' order (qz_amd64.go), when
+	// QuantizeActivations ran with them active; empty otherwise.
+	zq []int8
 }
 
 func (a *QuantizedActivations) groups() int { return (a.N + 31) / 32 }
@@ -123,6 +126,25 @@ func (a *QuantizedActivations) groups() int { return (a.N + 31) / 32 }
 func QuantizeActivations(a *QuantizedActivations, x []float32) {
 	a.resize(len(x))
 	active.quantizeActs(a, x)
+	if active.permuteZ {
+		a.permuteZ()
+	}
+}
+
+// permuteZ fills a.zq with a's codes in the z kernels' order: per group of
+// four sub-blocks, each pair's 64 bytes as qwords 0 1 4 5 2 3 6 7 (what
+// the kernels otherwise do with a VPERMQ for every weight row).
+func (a *QuantizedActivations) permuteZ() {
+	n4 := a.groups() / 4
+	if cap(a.zq) < 128*n4 {
+		a.zq = make([]int8, 128*n4)
+	}
+	a.zq = a.zq[:128*n4]
+	for c := 0; c < 128*n4; c += 64 {
+		for i, src := range [8]int{0, 1, 4, 5, 2, 3, 6, 7} {
+			copy(a.zq[c+8*i:c+8*i+8], a.Q[c+8*src:c+8*src+8])
+		}
+	}
 }
 
 // QuantizeActivationRows quantizes the T rows x[t*cols:(t+1)*cols] into
@@ -145,6 +167,7 @@ func QuantizeActivationRows(dst []QuantizedActivations, x []float32, T, cols int
 // resize sets a.N and sizes a's slices for n values.
 func (a *QuantizedActivations) resize(n int) {
 	a.N = n
+	a.zq = a.zq[:0]
 	g := a.groups()
 	if cap(a.Q) < 32*g {
 		a.Q = make([]int8, 32*g)

@@ -14,14 +14,19 @@ type zX4Func func(w []byte, q []int8, d []float32, s []float32, n4, bb int, out 
 // zFuncs are indexed by kind (q4, q4a), f32 scales and layout (G32, G64,
 // G128: Group/32 = 1, 2 or a multiple of 4).
 type zFuncs struct {
-	rows [2][2][3]zRowsFunc
-	x4   [2][2][3]zX4Func
+	rows  [2][2][3]zRowsFunc
+	rowsP [2][2][3]zRowsFunc // rows, with activations in the kernels' order
+	x4    [2][2][3]zX4Func
 }
 
 var zVNNI = zFuncs{
 	rows: [2][2][3]zRowsFunc{
 		{{dotZRowsQ4G32F16, dotZRowsQ4G64F16, dotZRowsQ4G128F16}, {dotZRowsQ4G32F32, dotZRowsQ4G64F32, dotZRowsQ4G128F32}},
 		{{dotZRowsQ4AG32F16, dotZRowsQ4AG64F16, dotZRowsQ4AG128F16}, {dotZRowsQ4AG32F32, dotZRowsQ4AG64F32, dotZRowsQ4AG128F32}},
+	},
+	rowsP: [2][2][3]zRowsFunc{
+		{{dotZRowsPQ4G32F16, dotZRowsPQ4G64F16, dotZRowsPQ4G128F16}, {dotZRowsPQ4G32F32, dotZRowsPQ4G64F32, dotZRowsPQ4G128F32}},
+		{{dotZRowsPQ4AG32F16, dotZRowsPQ4AG64F16, dotZRowsPQ4AG128F16}, {dotZRowsPQ4AG32F32, dotZRowsPQ4AG64F32, dotZRowsPQ4AG128F32}},
 	},
 	x4: [2][2][3]zX4Func{
 		{{dotZx4Q4G32F16, dotZx4Q4G64F16, dotZx4Q4G128F16}, {dotZx4Q4G32F32, dotZx4Q4G64F32, dotZx4Q4G128F32}},
@@ -74,6 +79,10 @@ func (z *zFuncs) dotRows(f QFormat, out []float32, w []byte, rows, rb int, a *Qu
 	n4 := nsub / 4
 	out = out[:rows]
 	_ = w[(rows-1)*rb+f.RowBytes(a.N)-1]
+	if len(a.zq) == 128*n4 {
+		z.rowsP[ki][si][li](w, a.zq, a.D[:4*n4], a.S[:4*n4], n4, f.BlockBytes(), rows, rb, out)
+		return true
+	}
 	z.rows[ki][si][li](w, a.Q[:128*n4], a.D[:4*n4], a.S[:4*n4], n4, f.BlockBytes(), rows, rb, out)
 	return true
 }

@@ -103,3 +103,48 @@ func TestMulRowsQNoOverread(t *testing.T) {
 		}
 	})
 }
+
+// TestZPermutedActivations: the z kernels give the same bits whether the
+// activation codes come permuted by QuantizeActivations (zq) or are
+// permuted in the kernel, and zq is Q's permutation.
+func TestZPermutedActivations(t *testing.T) {
+	forEach(t, func(t *testing.T, k *impl) {
+		if k.dotQRows == nil {
+			t.Skipf("%s has no many-row kernels", k.name)
+		}
+		r := rand.New(rand.NewPCG(33, 34))
+		for _, f := range zFormats {
+			for _, cols := range []int{128, 384, 1024 + 128} {
+				const rows = 5
+				rb := f.RowBytes(cols)
+				var w []byte
+				for range rows {
+					w = append(w, randQRow(r, f, cols, false)...)
+				}
+				var a QuantizedActivations
+				a.resize(cols)
+				k.quantizeActs(&a, randF32(r, cols))
+				plain := a
+				a.permuteZ()
+				for c := 0; c < len(a.zq); c++ {
+					src := c&^63 + 8*[8]int{0, 1, 4, 5, 2, 3, 6, 7}[c%64/8] + c%8
+					if a.zq[c] != a.Q[src] {
+						t.Fatalf("zq[%d] = %d, Q[%d] = %d", c, a.zq[c], src, a.Q[src])
+					}
+				}
+				got, want := make([]float32, rows), make([]float32, rows)
+				// Groups of 3 sub-blocks have no z kernels: both decline.
+				if ok := k.dotQRows(f, got, w, rows, rb, &a); ok != k.dotQRows(f, want, w, rows, rb, &plain) {
+					t.Fatalf("%+v cols=%d: declined one way only", f, cols)
+				} else if !ok {
+					continue
+				}
+				for i := range got {
+					if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
+						t.Fatalf("%+v cols=%d row %d: permuted %v, in-kernel %v", f, cols, i, got[i], want[i])
+					}
+				}
+			}
+		}
+	})
+}

@@ -343,15 +343,25 @@ func (z *zKernel) setup() (k *zConsts, nib VecVirtual, idx [2]VecVirtual, kmask 
 
 // zRows generates the kernel for rows weight rows (stride rb bytes) times
 // one activation row: out[r] = the z sum over the first 4·n4 sub-blocks.
-func zRows(z *zKernel) {
+// With permuted, the activation codes come already in the kernels' order
+// (QuantizedActivations.zq), saving two VPERMQ per group and row.
+func zRows(z *zKernel, permuted bool) {
 	name := "dotZRows" + z.suffix()
+	doc := "activations (q, d, s); see the z kernels in kernels/_asm."
+	if permuted {
+		name = "dotZRowsP" + z.suffix()
+		doc = "activations (q, d, s), q in the kernels' order; see the z kernels in kernels/_asm."
+	}
 	TEXT(name, NOSPLIT, "func(w []byte, q []int8, d []float32, s []float32, n4, bb, rows, rb int, out []float32)")
 	Doc(name+" stores in out[r], r < rows, the dot product of the first 4·n4",
 		"sub-blocks of weight row r (w[r*rb:], blocks of bb bytes) with the",
-		"activations (q, d, s); see the z kernels in kernels/_asm.")
+		doc)
 	k, nib, idx, kmask := z.setup()
-	qperm := ZMM()
-	VMOVDQU64(k.qperm, qperm)
+	var qperm VecVirtual
+	if !permuted {
+		qperm = ZMM()
+		VMOVDQU64(k.qperm, qperm)
+	}
 	wp := Load(Param("w").Base(), GP64())
 	qp := Load(Param("q").Base(), GP64())
 	dp := Load(Param("d").Base(), GP64())
@@ -385,8 +395,12 @@ func zRows(z *zKernel) {
 	JAE(LabelRef(name + "_end"))
 	dw, mw, c := z.group(blk, codes, nib, kmask)
 	z.step(r, dw, mw, c, idx, Mem{Base: dp, Index: i, Scale: 1}, Mem{Base: sp, Index: i, Scale: 1}, func(p int) Op {
+		m := Mem{Base: qp, Index: i, Scale: 8, Disp: 64 * p}
+		if permuted {
+			return m
+		}
 		a := ZMM()
-		VPERMQ(Mem{Base: qp, Index: i, Scale: 8, Disp: 64 * p}, qperm, a)
+		VPERMQ(m, qperm, a)
 		return a
 	})
 	z.advance(name+"_next", blk, codes, next, bb)
@@ -459,7 +473,8 @@ func zAll() {
 		for _, f32 := range []bool{false, true} {
 			for _, l := range zLayouts {
 				z := newZ(kind, f32, l)
-				zRows(z)
+				zRows(z, false)
+				zRows(z, true)
 				zX4(z)
 			}
 		}
