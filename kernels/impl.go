@@ -40,6 +40,8 @@ type impl struct {
 	// permuteZ: QuantizeActivations also stores the codes in the z
 	// kernels' order (vnni).
 	permuteZ bool
+	// quantizeActs16 fills a, already sized for len(x) values.
+	quantizeActs16 func(a *Int16Activations, x []float32)
 	// quantizeActs fills a, already sized for len(x) values.
 	quantizeActs func(a *QuantizedActivations, x []float32)
 	// dotQF32 is DotQF32 and dequantQ DequantizeQ, after their checks
@@ -60,7 +62,8 @@ var generic = &impl{
 	dotF32x4:  dotF32x4Generic,
 	dotQ:      dotQGeneric,
 
-	dotW16Rows: dotW16RowsGeneric,
+	dotW16Rows:     dotW16RowsGeneric,
+	quantizeActs16: func(a *Int16Activations, x []float32) { quantizeGroups16(a, x, 0) },
 
 	quantizeActs: quantizeActsGeneric,
 }

@@ -171,6 +171,11 @@ func newAsmImpl(name string, supported bool, f asmFuncs, q *qFuncs, qx4 *qx4Func
 		dotQ:       q.dot,
 		dotQx4:     qx4.dot,
 		dotW16Rows: w16.rows,
+		quantizeActs16: func(a *Int16Activations, x []float32) {
+			full := len(x) / 32
+			quantizeActs16AVX2(x[:32*full], a.Q[:32*full], a.D[:full])
+			quantizeGroups16(a, x, full)
+		},
 		quantizeActs: func(a *QuantizedActivations, x []float32) {
 			full := len(x) / 32
 			quantizeActsAVX2(x[:32*full], a.Q[:32*full], a.D[:full], a.Sum[:full], a.S[:full])

@@ -678,3 +678,6 @@ func dotW16RowsQ8G32F32AVX512(w []byte, q []int16, d []float32, nsub int, gsub i
 // sub-blocks of the q8 weight row r (w[r*rb:], blocks of gsub sub-blocks
 // and a scale) with the int16 activations (q, d); see w16 in kernels/_asm.
 func dotW16RowsQ8F32AVX512(w []byte, q []int16, d []float32, nsub int, gsub int, rows int, rb int, out []float32)
+
+// quantizeActs16AVX2 quantizes the len(x)/32 whole groups of x to int16 (see QuantizeInt16Activations).
+func quantizeActs16AVX2(x []float32, q []int16, d []float32)

@@ -15894,3 +15894,82 @@ dotW16RowsQ8F32AVX512_end:
 dotW16RowsQ8F32AVX512_done:
 	VZEROUPPER
 	RET
+
+// func quantizeActs16AVX2(x []float32, q []int16, d []float32)
+// Requires: AVX, AVX2
+TEXT ·quantizeActs16AVX2(SB), NOSPLIT, $0-72
+	MOVQ         x_base+0(FP), AX
+	MOVQ         x_len+8(FP), CX
+	SHRQ         $0x05, CX
+	MOVQ         q_base+24(FP), DX
+	MOVQ         d_base+48(FP), BX
+	MOVL         $0x7fffffff, SI
+	VMOVD        SI, X0
+	VPBROADCASTD X0, Y0
+	MOVL         $0x46fffe00, SI
+	VMOVD        SI, X3
+	VBROADCASTSS X3, Y1
+	MOVL         $0xc6fffe00, SI
+	VMOVD        SI, X2
+	VBROADCASTSS X2, Y2
+	MOVL         $0x3f800000, SI
+	VMOVD        SI, X4
+	VXORPS       X5, X5, X5
+
+quantizeActs16AVX2_loop:
+	TESTQ        CX, CX
+	JZ           quantizeActs16AVX2_done
+	VMOVUPS      (AX), Y6
+	VANDPS       Y0, Y6, Y7
+	VMOVUPS      32(AX), Y8
+	VANDPS       Y0, Y8, Y9
+	VMOVUPS      64(AX), Y10
+	VANDPS       Y0, Y10, Y11
+	VMOVUPS      96(AX), Y12
+	VANDPS       Y0, Y12, Y13
+	VMAXPS       Y9, Y7, Y7
+	VMAXPS       Y13, Y11, Y11
+	VMAXPS       Y11, Y7, Y7
+	VEXTRACTF128 $0x01, Y7, X9
+	VMAXPS       X7, X9, X9
+	VMOVHLPS     X9, X9, X7
+	VMAXPS       X7, X9, X9
+	VMOVSHDUP    X9, X7
+	VMAXSS       X7, X9, X9
+	VDIVSS       X3, X9, X7
+	VDIVSS       X7, X4, X9
+	VCMPSS       $0x00, X5, X7, X11
+	VANDNPS      X9, X11, X9
+	VMOVSS       X7, (BX)
+	VBROADCASTSS X9, Y7
+	VMULPS       Y7, Y6, Y6
+	VMAXPS       Y2, Y6, Y6
+	VMINPS       Y1, Y6, Y6
+	VCVTPS2DQ    Y6, Y6
+	VMULPS       Y7, Y8, Y8
+	VMAXPS       Y2, Y8, Y8
+	VMINPS       Y1, Y8, Y8
+	VCVTPS2DQ    Y8, Y8
+	VMULPS       Y7, Y10, Y10
+	VMAXPS       Y2, Y10, Y10
+	VMINPS       Y1, Y10, Y10
+	VCVTPS2DQ    Y10, Y10
+	VMULPS       Y7, Y12, Y12
+	VMAXPS       Y2, Y12, Y12
+	VMINPS       Y1, Y12, Y12
+	VCVTPS2DQ    Y12, Y12
+	VPACKSSDW    Y8, Y6, Y6
+	VPERMQ       $0xd8, Y6, Y6
+	VMOVDQU      Y6, (DX)
+	VPACKSSDW    Y12, Y10, Y6
+	VPERMQ       $0xd8, Y6, Y6
+	VMOVDQU      Y6, 32(DX)
+	ADDQ         $0x80, AX
+	ADDQ         $0x40, DX
+	ADDQ         $0x04, BX
+	DECQ         CX
+	JMP          quantizeActs16AVX2_loop
+
+quantizeActs16AVX2_done:
+	VZEROUPPER
+	RET

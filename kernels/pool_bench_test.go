@@ -3,6 +3,7 @@ package kernels
 import (
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"testing"
 )
 
@@ -13,7 +14,10 @@ import (
 // of weights at 1 and 2 threads, to set against the machine's read
 // bandwidth at the same thread counts (bench/stream).
 func BenchmarkGemvPool(b *testing.B) {
-	const rows, cols = 4096, 4096
+	rows, cols := 4096, 4096
+	if s := os.Getenv("KVANT_BENCH_SHAPE"); s != "" {
+		fmt.Sscanf(s, "%dx%d", &rows, &cols)
+	}
 	for _, q := range benchQFormats[:2] {
 		for _, threads := range []int{1, 2} {
 			b.Run(fmt.Sprintf("%s/threads=%d/%s", q.name, threads, Active()), func(b *testing.B) {

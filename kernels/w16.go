@@ -48,7 +48,13 @@ func (a *Int16Activations) resize(n int) {
 // values give meaningless codes but no panic.
 func QuantizeInt16Activations(a *Int16Activations, x []float32) {
 	a.resize(len(x))
-	for k := range a.groups() {
+	active.quantizeActs16(a, x)
+}
+
+// quantizeGroups16 quantizes groups from, from+1, ... of x into a, already
+// resized: the reference, and the assembly variants' tail.
+func quantizeGroups16(a *Int16Activations, x []float32, from int) {
+	for k := from; k < a.groups(); k++ {
 		xs := x[32*k : min(32*k+32, len(x))]
 		q := a.Q[32*k : 32*k+32]
 		// |x| compared as bits: the same order for finite values.

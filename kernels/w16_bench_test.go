@@ -48,8 +48,11 @@ func BenchmarkQuantizeInt16Activations(b *testing.B) {
 	r := rand.New(rand.NewPCG(1, 1))
 	x := randF32(r, 4096)
 	var a Int16Activations
-	b.SetBytes(4 * 4096)
-	for b.Loop() {
-		QuantizeInt16Activations(&a, x)
-	}
+	a.resize(len(x))
+	benchEach(b, func(b *testing.B, k *impl) {
+		b.SetBytes(4 * 4096)
+		for b.Loop() {
+			k.quantizeActs16(&a, x)
+		}
+	})
 }

@@ -209,15 +209,18 @@ func TestQuantizeInt16Activations(t *testing.T) {
 	}
 }
 
-// TestNoOverreadW16 runs the q8 × int16 kernels on weights and activations
-// that end at an inaccessible page.
+// TestNoOverreadW16 runs the int16 quantizer and the q8 × int16 kernels on
+// inputs that end at an inaccessible page.
 func TestNoOverreadW16(t *testing.T) {
 	forEach(t, func(t *testing.T, k *impl) {
 		r := rand.New(rand.NewPCG(47, 48))
 		for _, f := range w16Formats {
 			for _, n := range []int{1, 32, 33, 96, 128, 129, 1000} {
+				x := endOfPage[float32](t, n)
+				copy(x, randF32(r, n))
 				var a Int16Activations
-				QuantizeInt16Activations(&a, randF32(r, n))
+				a.resize(n)
+				k.quantizeActs16(&a, x)
 				q, d := endOfPage[int16](t, len(a.Q)), endOfPage[float32](t, len(a.D))
 				copy(q, a.Q)
 				copy(d, a.D)
@@ -272,6 +275,55 @@ func FuzzMulRowsQ8W16(f *testing.F) {
 				tol := float64(a.groups()+24)*0x1p-24*abs + 1e-30
 				if d := math.Abs(float64(out[rr]) - want); d > tol {
 					t.Fatalf("%s %+v n=%d row %d: %v, exact %v", k.name, fm, n, rr, out[rr], want)
+				}
+			}
+		}
+	})
+}
+
+// TestQuantizeInt16Variants checks every variant's int16 quantizer against
+// the reference, bit for bit, with guards around every output.
+func TestQuantizeInt16Variants(t *testing.T) {
+	forEach(t, func(t *testing.T, k *impl) {
+		r := rand.New(rand.NewPCG(49, 50))
+		for _, n := range []int{0, 1, 31, 32, 33, 64, 65, 96, 100, 1000, 4096, 4096 + 7} {
+			x := randF32(r, n)
+			for i := range x {
+				x[i] *= float32(math.Ldexp(1, r.IntN(40)-20))
+			}
+			if n >= 64 {
+				clear(x[32:64]) // an all-zero group
+			}
+			if n >= 96 { // d = 1: ties round to even
+				clear(x[64:96])
+				x[64], x[65], x[66], x[67], x[68] = 32767, 2.5, -3.5, 0.5, -32766.5
+			}
+			g := (n + 31) / 32
+			qbuf := make([]int16, 32*g+2*guardLen)
+			for i := range qbuf {
+				qbuf[i] = 0x5555
+			}
+			dbuf, d := guarded(g)
+			a := Int16Activations{Q: qbuf[guardLen : guardLen+32*g : guardLen+32*g], D: d}
+			a.resize(n)
+			k.quantizeActs16(&a, x)
+			checkGuards(t, dbuf)
+			for i := range guardLen {
+				if qbuf[i] != 0x5555 || qbuf[len(qbuf)-1-i] != 0x5555 {
+					t.Fatalf("n=%d: guard overwritten", n)
+				}
+			}
+			var want Int16Activations
+			want.resize(n)
+			quantizeGroups16(&want, x, 0)
+			for i := range want.Q {
+				if a.Q[i] != want.Q[i] {
+					t.Fatalf("n=%d: code %d = %d, generic %d (x %v, d %v)", n, i, a.Q[i], want.Q[i], x[min(i, n-1)], want.D[i/32])
+				}
+			}
+			for i := range want.D {
+				if math.Float32bits(a.D[i]) != math.Float32bits(want.D[i]) {
+					t.Fatalf("n=%d: scale %d = %v, generic %v", n, i, a.D[i], want.D[i])
 				}
 			}
 		}

@@ -58,6 +58,7 @@ func main() {
 	qf32All()
 	zAll()
 	w16All()
+	quantizeActs16()
 	Generate()
 }
 

@@ -175,3 +175,89 @@ func w16Rows(s isa, f32, g32 bool) {
 	VZEROUPPER()
 	RET()
 }
+
+// quantizeActs16 generates the int16 activation quantizer for whole groups
+// of 32 values, exactly as QuantizeInt16Activations (kernels/w16.go) for
+// finite values: d = amax/32767, id = 1/d (0 if d is 0), codes
+// round-to-nearest-even(min(max(x·id, -32767), 32767)) (VCVTPS2DQ in the
+// default rounding mode).
+func quantizeActs16() {
+	name := "quantizeActs16AVX2"
+	TEXT(name, NOSPLIT, "func(x []float32, q []int16, d []float32)")
+	Doc(name + " quantizes the len(x)/32 whole groups of x to int16 (see QuantizeInt16Activations).")
+	x := Load(Param("x").Base(), GP64())
+	ng := Load(Param("x").Len(), GP64())
+	SHRQ(U8(5), ng)
+	qp := Load(Param("q").Base(), GP64())
+	dp := Load(Param("d").Base(), GP64())
+	absMask, hi, lo := YMM(), YMM(), YMM()
+	c32767, one := XMM(), XMM()
+	t := GP32()
+	MOVL(U32(0x7fffffff), t)
+	VMOVD(t, absMask.AsX())
+	VPBROADCASTD(absMask.AsX(), absMask)
+	MOVL(U32(0x46fffe00), t) // 32767.0
+	VMOVD(t, c32767)
+	VBROADCASTSS(c32767, hi)
+	MOVL(U32(0xc6fffe00), t) // -32767.0
+	VMOVD(t, lo.AsX())
+	VBROADCASTSS(lo.AsX(), lo)
+	MOVL(U32(0x3f800000), t) // 1.0
+	VMOVD(t, one)
+	zx := XMM()
+	VXORPS(zx, zx, zx)
+
+	Label(name + "_loop")
+	TESTQ(ng, ng)
+	JZ(LabelRef(name + "_done"))
+	var xs, ab [4]VecVirtual
+	for i := range xs {
+		xs[i] = YMM()
+		VMOVUPS(Mem{Base: x, Disp: 32 * i}, xs[i])
+		ab[i] = YMM()
+		VANDPS(absMask, xs[i], ab[i])
+	}
+	VMAXPS(ab[1], ab[0], ab[0])
+	VMAXPS(ab[3], ab[2], ab[2])
+	VMAXPS(ab[2], ab[0], ab[0])
+	m := XMM()
+	VEXTRACTF128(U8(1), ab[0], m)
+	VMAXPS(ab[0].AsX(), m, m)
+	m2 := XMM()
+	VMOVHLPS(m, m, m2)
+	VMAXPS(m2, m, m)
+	VMOVSHDUP(m, m2)
+	VMAXSS(m2, m, m)
+	dv := XMM()
+	VDIVSS(c32767, m, dv) // d = amax/32767
+	id := XMM()
+	VDIVSS(dv, one, id) // 1/d
+	isZero := XMM()
+	VCMPSS(U8(0), zx, dv, isZero) // d == 0
+	VANDNPS(id, isZero, id)       // id = 0 where d == 0
+	VMOVSS(dv, Mem{Base: dp})
+	idv := YMM()
+	VBROADCASTSS(id, idv)
+	for i := range xs {
+		VMULPS(idv, xs[i], xs[i])
+		VMAXPS(lo, xs[i], xs[i])
+		VMINPS(hi, xs[i], xs[i])
+		VCVTPS2DQ(xs[i], xs[i])
+	}
+	// VPACKSSDW packs per 128-bit lane: qwords [a0-3 b0-3 a4-7 b4-7];
+	// VPERMQ 0xd8 puts them in order.
+	for p := range 2 {
+		w := YMM()
+		VPACKSSDW(xs[2*p+1], xs[2*p], w)
+		VPERMQ(U8(0xd8), w, w)
+		VMOVDQU(w, Mem{Base: qp, Disp: 32 * p})
+	}
+	ADDQ(U8(128), x)
+	ADDQ(U8(64), qp)
+	ADDQ(U8(4), dp)
+	DECQ(ng)
+	JMP(LabelRef(name + "_loop"))
+	Label(name + "_done")
+	VZEROUPPER()
+	RET()
+}
