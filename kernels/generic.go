@@ -111,11 +111,12 @@ func axpyGeneric(y []float32, a float32, x []float32) {
 }
 
 // dotF32x4Generic is four dotF32Generic calls: the same sums, bit for bit.
-func dotF32x4Generic(w, x []float32, stride int, out *[4]float32) {
+func dotF32x4Generic(w, x []float32, stride int) (out [4]float32) {
 	n := len(w)
 	for t := range out {
 		out[t] = dotF32Generic(w, x[t*stride:t*stride+n])
 	}
+	return out
 }
 
 func bf16(v uint16) float32 { return math.Float32frombits(uint32(v) << 16) }

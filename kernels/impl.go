@@ -20,10 +20,11 @@ type impl struct {
 	f16ToF32  func(dst []float32, src []uint16)
 	bf16ToF32 func(dst []float32, src []uint16)
 	axpy      func(y []float32, a float32, x []float32)
-	// dotF32x4 stores in out[t] the dot product of w with
+	// dotF32x4 returns the dot products of w with
 	// x[t*stride:t*stride+len(w)], t = 0..3, each bit-identical to
-	// dotF32(w, that row).
-	dotF32x4 func(w, x []float32, stride int, out *[4]float32)
+	// dotF32(w, that row). (Returned by value: a pointer argument would
+	// escape through the func value and cost an allocation per call.)
+	dotF32x4 func(w, x []float32, stride int) [4]float32
 	// dotQ is the quantized row dot product (see DotQ); f is valid and w
 	// holds at least f.RowBytes(a.N) bytes.
 	dotQ func(f QFormat, w []byte, a *QuantizedActivations) float32

@@ -25,12 +25,11 @@ type asmFuncs struct {
 	widenF16  func(dst []float32, src []uint16)
 	widenBF16 func(dst []float32, src []uint16)
 	axpy      func(y []float32, a float32, x []float32)
-	dotF32x4  func(w, x []float32, stride int, out *[4]float32)
 }
 
 var (
-	avx2Funcs   = asmFuncs{8, dotF32AVX2, dotF16AVX2, dotBF16AVX2, widenF16AVX2, widenBF16AVX2, axpyAVX2, dotF32x4AVX2}
-	avx512Funcs = asmFuncs{16, dotF32AVX512, dotF16AVX512, dotBF16AVX512, widenF16AVX512, widenBF16AVX512, axpyAVX512, dotF32x4AVX512}
+	avx2Funcs   = asmFuncs{8, dotF32AVX2, dotF16AVX2, dotBF16AVX2, widenF16AVX2, widenBF16AVX2, axpyAVX2}
+	avx512Funcs = asmFuncs{16, dotF32AVX512, dotF16AVX512, dotBF16AVX512, widenF16AVX512, widenBF16AVX512, axpyAVX512}
 )
 
 // qFunc is a generated quantized dot product (see dotQ in _asm).
@@ -148,17 +147,21 @@ func newAsmImpl(name string, supported bool, f asmFuncs, q *qFuncs, qx4 *qx4Func
 				y[i] += a * x[i]
 			}
 		},
-		dotF32x4: func(w, x []float32, stride int, out *[4]float32) {
+		dotF32x4: func(w, x []float32, stride int) (out [4]float32) {
 			n := len(w)
 			if n == 0 {
-				*out = [4]float32{}
-				return
+				return out
 			}
 			_ = x[3*stride+n-1] // the four rows are in x
 			if stride < n {
 				panic("kernels: dotF32x4 stride shorter than the row")
 			}
-			f.dotF32x4(w, x, stride, out)
+			// Called directly, not through f: out stays on the stack.
+			if f.lanes == 16 {
+				dotF32x4AVX512(w, x, stride, &out)
+			} else {
+				dotF32x4AVX2(w, x, stride, &out)
+			}
 			for t := range out {
 				xt := x[t*stride : t*stride+n]
 				s := out[t]
@@ -167,6 +170,7 @@ func newAsmImpl(name string, supported bool, f asmFuncs, q *qFuncs, qx4 *qx4Func
 				}
 				out[t] = s
 			}
+			return out
 		},
 		dotQ:       q.dot,
 		dotQx4:     qx4.dot,

@@ -6,678 +6,966 @@ package kernels
 
 // dotF32AVX2 returns the dot product of a and b[:len(a)] over the first
 // len(a)&^7 elements.
+//
+//go:noescape
 func dotF32AVX2(a []float32, b []float32) float32
 
 // dotF16AVX2 returns the dot product of the widened w and x[:len(w)] over
 // the first len(w)&^7 elements.
+//
+//go:noescape
 func dotF16AVX2(w []uint16, x []float32) float32
 
 // dotBF16AVX2 returns the dot product of the widened w and x[:len(w)] over
 // the first len(w)&^7 elements.
+//
+//go:noescape
 func dotBF16AVX2(w []uint16, x []float32) float32
 
 // widenF16AVX2 widens src into dst[:len(src)] over the first
 // len(src)&^7 elements.
+//
+//go:noescape
 func widenF16AVX2(dst []float32, src []uint16)
 
 // widenBF16AVX2 widens src into dst[:len(src)] over the first
 // len(src)&^7 elements.
+//
+//go:noescape
 func widenBF16AVX2(dst []float32, src []uint16)
 
 // axpyAVX2 computes y += a*x[:len(y)] over the first
 // len(y)&^7 elements.
+//
+//go:noescape
 func axpyAVX2(y []float32, a float32, x []float32)
 
 // dotF32x4AVX2 stores in out[t] the dot product of w and x[t*stride:][:len(w)]
 // for t = 0..3, over the first len(w)&^7 elements.
+//
+//go:noescape
 func dotF32x4AVX2(w []float32, x []float32, stride int, out *[4]float32)
 
 // dotF32AVX512 returns the dot product of a and b[:len(a)] over the first
 // len(a)&^15 elements.
+//
+//go:noescape
 func dotF32AVX512(a []float32, b []float32) float32
 
 // dotF16AVX512 returns the dot product of the widened w and x[:len(w)] over
 // the first len(w)&^15 elements.
+//
+//go:noescape
 func dotF16AVX512(w []uint16, x []float32) float32
 
 // dotBF16AVX512 returns the dot product of the widened w and x[:len(w)] over
 // the first len(w)&^15 elements.
+//
+//go:noescape
 func dotBF16AVX512(w []uint16, x []float32) float32
 
 // widenF16AVX512 widens src into dst[:len(src)] over the first
 // len(src)&^15 elements.
+//
+//go:noescape
 func widenF16AVX512(dst []float32, src []uint16)
 
 // widenBF16AVX512 widens src into dst[:len(src)] over the first
 // len(src)&^15 elements.
+//
+//go:noescape
 func widenBF16AVX512(dst []float32, src []uint16)
 
 // axpyAVX512 computes y += a*x[:len(y)] over the first
 // len(y)&^15 elements.
+//
+//go:noescape
 func axpyAVX512(y []float32, a float32, x []float32)
 
 // dotF32x4AVX512 stores in out[t] the dot product of w and x[t*stride:][:len(w)]
 // for t = 0..3, over the first len(w)&^15 elements.
+//
+//go:noescape
 func dotF32x4AVX512(w []float32, x []float32, stride int, out *[4]float32)
 
 // quantizeActsAVX2 quantizes the len(x)/32 whole groups of x (see QuantizeActivations).
+//
+//go:noescape
 func quantizeActsAVX2(x []float32, q []int8, d []float32, sums []int32, s []float32)
 
 // dotQ8x4F16AVX2 stores in out[t] the dot product of nsub sub-blocks of a
 // quantized row w with the interleaved activation rows t = 0..3; see
 // dotQx4 in kernels/_asm.
+//
+//go:noescape
 func dotQ8x4F16AVX2(w []byte, q []int8, d []float32, sums []int32, s []float32, nsub int, gsub int, bb int, out *[4]float32)
 
 // dotQ8x4F32AVX2 stores in out[t] the dot product of nsub sub-blocks of a
 // quantized row w with the interleaved activation rows t = 0..3; see
 // dotQx4 in kernels/_asm.
+//
+//go:noescape
 func dotQ8x4F32AVX2(w []byte, q []int8, d []float32, sums []int32, s []float32, nsub int, gsub int, bb int, out *[4]float32)
 
 // dotQ4x4F16AVX2 stores in out[t] the dot product of nsub sub-blocks of a
 // quantized row w with the interleaved activation rows t = 0..3; see
 // dotQx4 in kernels/_asm.
+//
+//go:noescape
 func dotQ4x4F16AVX2(w []byte, q []int8, d []float32, sums []int32, s []float32, nsub int, gsub int, bb int, out *[4]float32)
 
 // dotQ4x4F32AVX2 stores in out[t] the dot product of nsub sub-blocks of a
 // quantized row w with the interleaved activation rows t = 0..3; see
 // dotQx4 in kernels/_asm.
+//
+//go:noescape
 func dotQ4x4F32AVX2(w []byte, q []int8, d []float32, sums []int32, s []float32, nsub int, gsub int, bb int, out *[4]float32)
 
 // dotQ4Ax4F16AVX2 stores in out[t] the dot product of nsub sub-blocks of a
 // quantized row w with the interleaved activation rows t = 0..3; see
 // dotQx4 in kernels/_asm.
+//
+//go:noescape
 func dotQ4Ax4F16AVX2(w []byte, q []int8, d []float32, sums []int32, s []float32, nsub int, gsub int, bb int, out *[4]float32)
 
 // dotQ4Ax4F32AVX2 stores in out[t] the dot product of nsub sub-blocks of a
 // quantized row w with the interleaved activation rows t = 0..3; see
 // dotQx4 in kernels/_asm.
+//
+//go:noescape
 func dotQ4Ax4F32AVX2(w []byte, q []int8, d []float32, sums []int32, s []float32, nsub int, gsub int, bb int, out *[4]float32)
 
 // dotQ8x4F16VNNI stores in out[t] the dot product of nsub sub-blocks of a
 // quantized row w with the interleaved activation rows t = 0..3; see
 // dotQx4 in kernels/_asm.
+//
+//go:noescape
 func dotQ8x4F16VNNI(w []byte, q []int8, d []float32, sums []int32, s []float32, nsub int, gsub int, bb int, out *[4]float32)
 
 // dotQ8x4F32VNNI stores in out[t] the dot product of nsub sub-blocks of a
 // quantized row w with the interleaved activation rows t = 0..3; see
 // dotQx4 in kernels/_asm.
+//
+//go:noescape
 func dotQ8x4F32VNNI(w []byte, q []int8, d []float32, sums []int32, s []float32, nsub int, gsub int, bb int, out *[4]float32)
 
 // dotQ4x4F16VNNI stores in out[t] the dot product of nsub sub-blocks of a
 // quantized row w with the interleaved activation rows t = 0..3; see
 // dotQx4 in kernels/_asm.
+//
+//go:noescape
 func dotQ4x4F16VNNI(w []byte, q []int8, d []float32, sums []int32, s []float32, nsub int, gsub int, bb int, out *[4]float32)
 
 // dotQ4x4F32VNNI stores in out[t] the dot product of nsub sub-blocks of a
 // quantized row w with the interleaved activation rows t = 0..3; see
 // dotQx4 in kernels/_asm.
+//
+//go:noescape
 func dotQ4x4F32VNNI(w []byte, q []int8, d []float32, sums []int32, s []float32, nsub int, gsub int, bb int, out *[4]float32)
 
 // dotQ4Ax4F16VNNI stores in out[t] the dot product of nsub sub-blocks of a
 // quantized row w with the interleaved activation rows t = 0..3; see
 // dotQx4 in kernels/_asm.
+//
+//go:noescape
 func dotQ4Ax4F16VNNI(w []byte, q []int8, d []float32, sums []int32, s []float32, nsub int, gsub int, bb int, out *[4]float32)
 
 // dotQ4Ax4F32VNNI stores in out[t] the dot product of nsub sub-blocks of a
 // quantized row w with the interleaved activation rows t = 0..3; see
 // dotQx4 in kernels/_asm.
+//
+//go:noescape
 func dotQ4Ax4F32VNNI(w []byte, q []int8, d []float32, sums []int32, s []float32, nsub int, gsub int, bb int, out *[4]float32)
 
 // dotQ8F16AVX2 returns the dot product of nsub sub-blocks of 32 values of a
 // quantized row w (blocks of bb bytes, gsub sub-blocks each) with
 // quantized activations (q, d, sums, s); see dotQ in kernels/_asm.
+//
+//go:noescape
 func dotQ8F16AVX2(w []byte, q []int8, d []float32, sums []int32, s []float32, nsub int, gsub int, bb int) float32
 
 // dotQ8G32F16AVX2 returns the dot product of nsub sub-blocks of 32 values of a
 // quantized row w (blocks of bb bytes, gsub sub-blocks each) with
 // quantized activations (q, d, sums, s); see dotQ in kernels/_asm.
+//
+//go:noescape
 func dotQ8G32F16AVX2(w []byte, q []int8, d []float32, sums []int32, s []float32, nsub int, gsub int, bb int) float32
 
 // dotQ8F32AVX2 returns the dot product of nsub sub-blocks of 32 values of a
 // quantized row w (blocks of bb bytes, gsub sub-blocks each) with
 // quantized activations (q, d, sums, s); see dotQ in kernels/_asm.
+//
+//go:noescape
 func dotQ8F32AVX2(w []byte, q []int8, d []float32, sums []int32, s []float32, nsub int, gsub int, bb int) float32
 
 // dotQ8G32F32AVX2 returns the dot product of nsub sub-blocks of 32 values of a
 // quantized row w (blocks of bb bytes, gsub sub-blocks each) with
 // quantized activations (q, d, sums, s); see dotQ in kernels/_asm.
+//
+//go:noescape
 func dotQ8G32F32AVX2(w []byte, q []int8, d []float32, sums []int32, s []float32, nsub int, gsub int, bb int) float32
 
 // dotQ4F16AVX2 returns the dot product of nsub sub-blocks of 32 values of a
 // quantized row w (blocks of bb bytes, gsub sub-blocks each) with
 // quantized activations (q, d, sums, s); see dotQ in kernels/_asm.
+//
+//go:noescape
 func dotQ4F16AVX2(w []byte, q []int8, d []float32, sums []int32, s []float32, nsub int, gsub int, bb int) float32
 
 // dotQ4G32F16AVX2 returns the dot product of nsub sub-blocks of 32 values of a
 // quantized row w (blocks of bb bytes, gsub sub-blocks each) with
 // quantized activations (q, d, sums, s); see dotQ in kernels/_asm.
+//
+//go:noescape
 func dotQ4G32F16AVX2(w []byte, q []int8, d []float32, sums []int32, s []float32, nsub int, gsub int, bb int) float32
 
 // dotQ4F32AVX2 returns the dot product of nsub sub-blocks of 32 values of a
 // quantized row w (blocks of bb bytes, gsub sub-blocks each) with
 // quantized activations (q, d, sums, s); see dotQ in kernels/_asm.
+//
+//go:noescape
 func dotQ4F32AVX2(w []byte, q []int8, d []float32, sums []int32, s []float32, nsub int, gsub int, bb int) float32
 
 // dotQ4G32F32AVX2 returns the dot product of nsub sub-blocks of 32 values of a
 // quantized row w (blocks of bb bytes, gsub sub-blocks each) with
 // quantized activations (q, d, sums, s); see dotQ in kernels/_asm.
+//
+//go:noescape
 func dotQ4G32F32AVX2(w []byte, q []int8, d []float32, sums []int32, s []float32, nsub int, gsub int, bb int) float32
 
 // dotQ4AF16AVX2 returns the dot product of nsub sub-blocks of 32 values of a
 // quantized row w (blocks of bb bytes, gsub sub-blocks each) with
 // quantized activations (q, d, sums, s); see dotQ in kernels/_asm.
+//
+//go:noescape
 func dotQ4AF16AVX2(w []byte, q []int8, d []float32, sums []int32, s []float32, nsub int, gsub int, bb int) float32
 
 // dotQ4AG32F16AVX2 returns the dot product of nsub sub-blocks of 32 values of a
 // quantized row w (blocks of bb bytes, gsub sub-blocks each) with
 // quantized activations (q, d, sums, s); see dotQ in kernels/_asm.
+//
+//go:noescape
 func dotQ4AG32F16AVX2(w []byte, q []int8, d []float32, sums []int32, s []float32, nsub int, gsub int, bb int) float32
 
 // dotQ4AF32AVX2 returns the dot product of nsub sub-blocks of 32 values of a
 // quantized row w (blocks of bb bytes, gsub sub-blocks each) with
 // quantized activations (q, d, sums, s); see dotQ in kernels/_asm.
+//
+//go:noescape
 func dotQ4AF32AVX2(w []byte, q []int8, d []float32, sums []int32, s []float32, nsub int, gsub int, bb int) float32
 
 // dotQ4AG32F32AVX2 returns the dot product of nsub sub-blocks of 32 values of a
 // quantized row w (blocks of bb bytes, gsub sub-blocks each) with
 // quantized activations (q, d, sums, s); see dotQ in kernels/_asm.
+//
+//go:noescape
 func dotQ4AG32F32AVX2(w []byte, q []int8, d []float32, sums []int32, s []float32, nsub int, gsub int, bb int) float32
 
 // dotQ8F16VNNI returns the dot product of nsub sub-blocks of 32 values of a
 // quantized row w (blocks of bb bytes, gsub sub-blocks each) with
 // quantized activations (q, d, sums, s); see dotQ in kernels/_asm.
+//
+//go:noescape
 func dotQ8F16VNNI(w []byte, q []int8, d []float32, sums []int32, s []float32, nsub int, gsub int, bb int) float32
 
 // dotQ8G32F16VNNI returns the dot product of nsub sub-blocks of 32 values of a
 // quantized row w (blocks of bb bytes, gsub sub-blocks each) with
 // quantized activations (q, d, sums, s); see dotQ in kernels/_asm.
+//
+//go:noescape
 func dotQ8G32F16VNNI(w []byte, q []int8, d []float32, sums []int32, s []float32, nsub int, gsub int, bb int) float32
 
 // dotQ8F32VNNI returns the dot product of nsub sub-blocks of 32 values of a
 // quantized row w (blocks of bb bytes, gsub sub-blocks each) with
 // quantized activations (q, d, sums, s); see dotQ in kernels/_asm.
+//
+//go:noescape
 func dotQ8F32VNNI(w []byte, q []int8, d []float32, sums []int32, s []float32, nsub int, gsub int, bb int) float32
 
 // dotQ8G32F32VNNI returns the dot product of nsub sub-blocks of 32 values of a
 // quantized row w (blocks of bb bytes, gsub sub-blocks each) with
 // quantized activations (q, d, sums, s); see dotQ in kernels/_asm.
+//
+//go:noescape
 func dotQ8G32F32VNNI(w []byte, q []int8, d []float32, sums []int32, s []float32, nsub int, gsub int, bb int) float32
 
 // dotQ4F16VNNI returns the dot product of nsub sub-blocks of 32 values of a
 // quantized row w (blocks of bb bytes, gsub sub-blocks each) with
 // quantized activations (q, d, sums, s); see dotQ in kernels/_asm.
+//
+//go:noescape
 func dotQ4F16VNNI(w []byte, q []int8, d []float32, sums []int32, s []float32, nsub int, gsub int, bb int) float32
 
 // dotQ4G32F16VNNI returns the dot product of nsub sub-blocks of 32 values of a
 // quantized row w (blocks of bb bytes, gsub sub-blocks each) with
 // quantized activations (q, d, sums, s); see dotQ in kernels/_asm.
+//
+//go:noescape
 func dotQ4G32F16VNNI(w []byte, q []int8, d []float32, sums []int32, s []float32, nsub int, gsub int, bb int) float32
 
 // dotQ4F32VNNI returns the dot product of nsub sub-blocks of 32 values of a
 // quantized row w (blocks of bb bytes, gsub sub-blocks each) with
 // quantized activations (q, d, sums, s); see dotQ in kernels/_asm.
+//
+//go:noescape
 func dotQ4F32VNNI(w []byte, q []int8, d []float32, sums []int32, s []float32, nsub int, gsub int, bb int) float32
 
 // dotQ4G32F32VNNI returns the dot product of nsub sub-blocks of 32 values of a
 // quantized row w (blocks of bb bytes, gsub sub-blocks each) with
 // quantized activations (q, d, sums, s); see dotQ in kernels/_asm.
+//
+//go:noescape
 func dotQ4G32F32VNNI(w []byte, q []int8, d []float32, sums []int32, s []float32, nsub int, gsub int, bb int) float32
 
 // dotQ4AF16VNNI returns the dot product of nsub sub-blocks of 32 values of a
 // quantized row w (blocks of bb bytes, gsub sub-blocks each) with
 // quantized activations (q, d, sums, s); see dotQ in kernels/_asm.
+//
+//go:noescape
 func dotQ4AF16VNNI(w []byte, q []int8, d []float32, sums []int32, s []float32, nsub int, gsub int, bb int) float32
 
 // dotQ4AG32F16VNNI returns the dot product of nsub sub-blocks of 32 values of a
 // quantized row w (blocks of bb bytes, gsub sub-blocks each) with
 // quantized activations (q, d, sums, s); see dotQ in kernels/_asm.
+//
+//go:noescape
 func dotQ4AG32F16VNNI(w []byte, q []int8, d []float32, sums []int32, s []float32, nsub int, gsub int, bb int) float32
 
 // dotQ4AF32VNNI returns the dot product of nsub sub-blocks of 32 values of a
 // quantized row w (blocks of bb bytes, gsub sub-blocks each) with
 // quantized activations (q, d, sums, s); see dotQ in kernels/_asm.
+//
+//go:noescape
 func dotQ4AF32VNNI(w []byte, q []int8, d []float32, sums []int32, s []float32, nsub int, gsub int, bb int) float32
 
 // dotQ4AG32F32VNNI returns the dot product of nsub sub-blocks of 32 values of a
 // quantized row w (blocks of bb bytes, gsub sub-blocks each) with
 // quantized activations (q, d, sums, s); see dotQ in kernels/_asm.
+//
+//go:noescape
 func dotQ4AG32F32VNNI(w []byte, q []int8, d []float32, sums []int32, s []float32, nsub int, gsub int, bb int) float32
 
 // dotQF32Q8F16AVX2 returns the dot product of the decoded quantized row w with x
 // over nsub sub-blocks of 32 values and rem vectors; see qf32 in
 // kernels/_asm.
+//
+//go:noescape
 func dotQF32Q8F16AVX2(w []byte, x []float32, nsub int, gsub int, bb int, rem int) float32
 
 // dotQF32Q8G32F16AVX2 returns the dot product of the decoded quantized row w with x
 // over nsub sub-blocks of 32 values and rem vectors; see qf32 in
 // kernels/_asm.
+//
+//go:noescape
 func dotQF32Q8G32F16AVX2(w []byte, x []float32, nsub int, gsub int, bb int, rem int) float32
 
 // dotQF32Q8F32AVX2 returns the dot product of the decoded quantized row w with x
 // over nsub sub-blocks of 32 values and rem vectors; see qf32 in
 // kernels/_asm.
+//
+//go:noescape
 func dotQF32Q8F32AVX2(w []byte, x []float32, nsub int, gsub int, bb int, rem int) float32
 
 // dotQF32Q8G32F32AVX2 returns the dot product of the decoded quantized row w with x
 // over nsub sub-blocks of 32 values and rem vectors; see qf32 in
 // kernels/_asm.
+//
+//go:noescape
 func dotQF32Q8G32F32AVX2(w []byte, x []float32, nsub int, gsub int, bb int, rem int) float32
 
 // dotQF32Q4F16AVX2 returns the dot product of the decoded quantized row w with x
 // over nsub sub-blocks of 32 values and rem vectors; see qf32 in
 // kernels/_asm.
+//
+//go:noescape
 func dotQF32Q4F16AVX2(w []byte, x []float32, nsub int, gsub int, bb int, rem int) float32
 
 // dotQF32Q4G32F16AVX2 returns the dot product of the decoded quantized row w with x
 // over nsub sub-blocks of 32 values and rem vectors; see qf32 in
 // kernels/_asm.
+//
+//go:noescape
 func dotQF32Q4G32F16AVX2(w []byte, x []float32, nsub int, gsub int, bb int, rem int) float32
 
 // dotQF32Q4F32AVX2 returns the dot product of the decoded quantized row w with x
 // over nsub sub-blocks of 32 values and rem vectors; see qf32 in
 // kernels/_asm.
+//
+//go:noescape
 func dotQF32Q4F32AVX2(w []byte, x []float32, nsub int, gsub int, bb int, rem int) float32
 
 // dotQF32Q4G32F32AVX2 returns the dot product of the decoded quantized row w with x
 // over nsub sub-blocks of 32 values and rem vectors; see qf32 in
 // kernels/_asm.
+//
+//go:noescape
 func dotQF32Q4G32F32AVX2(w []byte, x []float32, nsub int, gsub int, bb int, rem int) float32
 
 // dotQF32Q4AF16AVX2 returns the dot product of the decoded quantized row w with x
 // over nsub sub-blocks of 32 values and rem vectors; see qf32 in
 // kernels/_asm.
+//
+//go:noescape
 func dotQF32Q4AF16AVX2(w []byte, x []float32, nsub int, gsub int, bb int, rem int) float32
 
 // dotQF32Q4AG32F16AVX2 returns the dot product of the decoded quantized row w with x
 // over nsub sub-blocks of 32 values and rem vectors; see qf32 in
 // kernels/_asm.
+//
+//go:noescape
 func dotQF32Q4AG32F16AVX2(w []byte, x []float32, nsub int, gsub int, bb int, rem int) float32
 
 // dotQF32Q4AF32AVX2 returns the dot product of the decoded quantized row w with x
 // over nsub sub-blocks of 32 values and rem vectors; see qf32 in
 // kernels/_asm.
+//
+//go:noescape
 func dotQF32Q4AF32AVX2(w []byte, x []float32, nsub int, gsub int, bb int, rem int) float32
 
 // dotQF32Q4AG32F32AVX2 returns the dot product of the decoded quantized row w with x
 // over nsub sub-blocks of 32 values and rem vectors; see qf32 in
 // kernels/_asm.
+//
+//go:noescape
 func dotQF32Q4AG32F32AVX2(w []byte, x []float32, nsub int, gsub int, bb int, rem int) float32
 
 // dequantQ8F16AVX2 decodes nsub sub-blocks of 32 values and rem vectors of the
 // quantized row w into dst; see qf32 in kernels/_asm.
+//
+//go:noescape
 func dequantQ8F16AVX2(dst []float32, w []byte, nsub int, gsub int, bb int, rem int)
 
 // dequantQ8G32F16AVX2 decodes nsub sub-blocks of 32 values and rem vectors of the
 // quantized row w into dst; see qf32 in kernels/_asm.
+//
+//go:noescape
 func dequantQ8G32F16AVX2(dst []float32, w []byte, nsub int, gsub int, bb int, rem int)
 
 // dequantQ8F32AVX2 decodes nsub sub-blocks of 32 values and rem vectors of the
 // quantized row w into dst; see qf32 in kernels/_asm.
+//
+//go:noescape
 func dequantQ8F32AVX2(dst []float32, w []byte, nsub int, gsub int, bb int, rem int)
 
 // dequantQ8G32F32AVX2 decodes nsub sub-blocks of 32 values and rem vectors of the
 // quantized row w into dst; see qf32 in kernels/_asm.
+//
+//go:noescape
 func dequantQ8G32F32AVX2(dst []float32, w []byte, nsub int, gsub int, bb int, rem int)
 
 // dequantQ4F16AVX2 decodes nsub sub-blocks of 32 values and rem vectors of the
 // quantized row w into dst; see qf32 in kernels/_asm.
+//
+//go:noescape
 func dequantQ4F16AVX2(dst []float32, w []byte, nsub int, gsub int, bb int, rem int)
 
 // dequantQ4G32F16AVX2 decodes nsub sub-blocks of 32 values and rem vectors of the
 // quantized row w into dst; see qf32 in kernels/_asm.
+//
+//go:noescape
 func dequantQ4G32F16AVX2(dst []float32, w []byte, nsub int, gsub int, bb int, rem int)
 
 // dequantQ4F32AVX2 decodes nsub sub-blocks of 32 values and rem vectors of the
 // quantized row w into dst; see qf32 in kernels/_asm.
+//
+//go:noescape
 func dequantQ4F32AVX2(dst []float32, w []byte, nsub int, gsub int, bb int, rem int)
 
 // dequantQ4G32F32AVX2 decodes nsub sub-blocks of 32 values and rem vectors of the
 // quantized row w into dst; see qf32 in kernels/_asm.
+//
+//go:noescape
 func dequantQ4G32F32AVX2(dst []float32, w []byte, nsub int, gsub int, bb int, rem int)
 
 // dequantQ4AF16AVX2 decodes nsub sub-blocks of 32 values and rem vectors of the
 // quantized row w into dst; see qf32 in kernels/_asm.
+//
+//go:noescape
 func dequantQ4AF16AVX2(dst []float32, w []byte, nsub int, gsub int, bb int, rem int)
 
 // dequantQ4AG32F16AVX2 decodes nsub sub-blocks of 32 values and rem vectors of the
 // quantized row w into dst; see qf32 in kernels/_asm.
+//
+//go:noescape
 func dequantQ4AG32F16AVX2(dst []float32, w []byte, nsub int, gsub int, bb int, rem int)
 
 // dequantQ4AF32AVX2 decodes nsub sub-blocks of 32 values and rem vectors of the
 // quantized row w into dst; see qf32 in kernels/_asm.
+//
+//go:noescape
 func dequantQ4AF32AVX2(dst []float32, w []byte, nsub int, gsub int, bb int, rem int)
 
 // dequantQ4AG32F32AVX2 decodes nsub sub-blocks of 32 values and rem vectors of the
 // quantized row w into dst; see qf32 in kernels/_asm.
+//
+//go:noescape
 func dequantQ4AG32F32AVX2(dst []float32, w []byte, nsub int, gsub int, bb int, rem int)
 
 // dotQF32Q8F16AVX512 returns the dot product of the decoded quantized row w with x
 // over nsub sub-blocks of 32 values and rem vectors; see qf32 in
 // kernels/_asm.
+//
+//go:noescape
 func dotQF32Q8F16AVX512(w []byte, x []float32, nsub int, gsub int, bb int, rem int) float32
 
 // dotQF32Q8G32F16AVX512 returns the dot product of the decoded quantized row w with x
 // over nsub sub-blocks of 32 values and rem vectors; see qf32 in
 // kernels/_asm.
+//
+//go:noescape
 func dotQF32Q8G32F16AVX512(w []byte, x []float32, nsub int, gsub int, bb int, rem int) float32
 
 // dotQF32Q8F32AVX512 returns the dot product of the decoded quantized row w with x
 // over nsub sub-blocks of 32 values and rem vectors; see qf32 in
 // kernels/_asm.
+//
+//go:noescape
 func dotQF32Q8F32AVX512(w []byte, x []float32, nsub int, gsub int, bb int, rem int) float32
 
 // dotQF32Q8G32F32AVX512 returns the dot product of the decoded quantized row w with x
 // over nsub sub-blocks of 32 values and rem vectors; see qf32 in
 // kernels/_asm.
+//
+//go:noescape
 func dotQF32Q8G32F32AVX512(w []byte, x []float32, nsub int, gsub int, bb int, rem int) float32
 
 // dotQF32Q4F16AVX512 returns the dot product of the decoded quantized row w with x
 // over nsub sub-blocks of 32 values and rem vectors; see qf32 in
 // kernels/_asm.
+//
+//go:noescape
 func dotQF32Q4F16AVX512(w []byte, x []float32, nsub int, gsub int, bb int, rem int) float32
 
 // dotQF32Q4G32F16AVX512 returns the dot product of the decoded quantized row w with x
 // over nsub sub-blocks of 32 values and rem vectors; see qf32 in
 // kernels/_asm.
+//
+//go:noescape
 func dotQF32Q4G32F16AVX512(w []byte, x []float32, nsub int, gsub int, bb int, rem int) float32
 
 // dotQF32Q4F32AVX512 returns the dot product of the decoded quantized row w with x
 // over nsub sub-blocks of 32 values and rem vectors; see qf32 in
 // kernels/_asm.
+//
+//go:noescape
 func dotQF32Q4F32AVX512(w []byte, x []float32, nsub int, gsub int, bb int, rem int) float32
 
 // dotQF32Q4G32F32AVX512 returns the dot product of the decoded quantized row w with x
 // over nsub sub-blocks of 32 values and rem vectors; see qf32 in
 // kernels/_asm.
+//
+//go:noescape
 func dotQF32Q4G32F32AVX512(w []byte, x []float32, nsub int, gsub int, bb int, rem int) float32
 
 // dotQF32Q4AF16AVX512 returns the dot product of the decoded quantized row w with x
 // over nsub sub-blocks of 32 values and rem vectors; see qf32 in
 // kernels/_asm.
+//
+//go:noescape
 func dotQF32Q4AF16AVX512(w []byte, x []float32, nsub int, gsub int, bb int, rem int) float32
 
 // dotQF32Q4AG32F16AVX512 returns the dot product of the decoded quantized row w with x
 // over nsub sub-blocks of 32 values and rem vectors; see qf32 in
 // kernels/_asm.
+//
+//go:noescape
 func dotQF32Q4AG32F16AVX512(w []byte, x []float32, nsub int, gsub int, bb int, rem int) float32
 
 // dotQF32Q4AF32AVX512 returns the dot product of the decoded quantized row w with x
 // over nsub sub-blocks of 32 values and rem vectors; see qf32 in
 // kernels/_asm.
+//
+//go:noescape
 func dotQF32Q4AF32AVX512(w []byte, x []float32, nsub int, gsub int, bb int, rem int) float32
 
 // dotQF32Q4AG32F32AVX512 returns the dot product of the decoded quantized row w with x
 // over nsub sub-blocks of 32 values and rem vectors; see qf32 in
 // kernels/_asm.
+//
+//go:noescape
 func dotQF32Q4AG32F32AVX512(w []byte, x []float32, nsub int, gsub int, bb int, rem int) float32
 
 // dequantQ8F16AVX512 decodes nsub sub-blocks of 32 values and rem vectors of the
 // quantized row w into dst; see qf32 in kernels/_asm.
+//
+//go:noescape
 func dequantQ8F16AVX512(dst []float32, w []byte, nsub int, gsub int, bb int, rem int)
 
 // dequantQ8G32F16AVX512 decodes nsub sub-blocks of 32 values and rem vectors of the
 // quantized row w into dst; see qf32 in kernels/_asm.
+//
+//go:noescape
 func dequantQ8G32F16AVX512(dst []float32, w []byte, nsub int, gsub int, bb int, rem int)
 
 // dequantQ8F32AVX512 decodes nsub sub-blocks of 32 values and rem vectors of the
 // quantized row w into dst; see qf32 in kernels/_asm.
+//
+//go:noescape
 func dequantQ8F32AVX512(dst []float32, w []byte, nsub int, gsub int, bb int, rem int)
 
 // dequantQ8G32F32AVX512 decodes nsub sub-blocks of 32 values and rem vectors of the
 // quantized row w into dst; see qf32 in kernels/_asm.
+//
+//go:noescape
 func dequantQ8G32F32AVX512(dst []float32, w []byte, nsub int, gsub int, bb int, rem int)
 
 // dequantQ4F16AVX512 decodes nsub sub-blocks of 32 values and rem vectors of the
 // quantized row w into dst; see qf32 in kernels/_asm.
+//
+//go:noescape
 func dequantQ4F16AVX512(dst []float32, w []byte, nsub int, gsub int, bb int, rem int)
 
 // dequantQ4G32F16AVX512 decodes nsub sub-blocks of 32 values and rem vectors of the
 // quantized row w into dst; see qf32 in kernels/_asm.
+//
+//go:noescape
 func dequantQ4G32F16AVX512(dst []float32, w []byte, nsub int, gsub int, bb int, rem int)
 
 // dequantQ4F32AVX512 decodes nsub sub-blocks of 32 values and rem vectors of the
 // quantized row w into dst; see qf32 in kernels/_asm.
+//
+//go:noescape
 func dequantQ4F32AVX512(dst []float32, w []byte, nsub int, gsub int, bb int, rem int)
 
 // dequantQ4G32F32AVX512 decodes nsub sub-blocks of 32 values and rem vectors of the
 // quantized row w into dst; see qf32 in kernels/_asm.
+//
+//go:noescape
 func dequantQ4G32F32AVX512(dst []float32, w []byte, nsub int, gsub int, bb int, rem int)
 
 // dequantQ4AF16AVX512 decodes nsub sub-blocks of 32 values and rem vectors of the
 // quantized row w into dst; see qf32 in kernels/_asm.
+//
+//go:noescape
 func dequantQ4AF16AVX512(dst []float32, w []byte, nsub int, gsub int, bb int, rem int)
 
 // dequantQ4AG32F16AVX512 decodes nsub sub-blocks of 32 values and rem vectors of the
 // quantized row w into dst; see qf32 in kernels/_asm.
+//
+//go:noescape
 func dequantQ4AG32F16AVX512(dst []float32, w []byte, nsub int, gsub int, bb int, rem int)
 
 // dequantQ4AF32AVX512 decodes nsub sub-blocks of 32 values and rem vectors of the
 // quantized row w into dst; see qf32 in kernels/_asm.
+//
+//go:noescape
 func dequantQ4AF32AVX512(dst []float32, w []byte, nsub int, gsub int, bb int, rem int)
 
 // dequantQ4AG32F32AVX512 decodes nsub sub-blocks of 32 values and rem vectors of the
 // quantized row w into dst; see qf32 in kernels/_asm.
+//
+//go:noescape
 func dequantQ4AG32F32AVX512(dst []float32, w []byte, nsub int, gsub int, bb int, rem int)
 
 // dotZRowsQ4G32F16 stores in out[r], r < rows, the dot product of the first 4·n4
 // sub-blocks of weight row r (w[r*rb:], blocks of bb bytes) with the
 // activations (q, d, s); see the z kernels in kernels/_asm.
+//
+//go:noescape
 func dotZRowsQ4G32F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
 
 // dotZRowsPQ4G32F16 stores in out[r], r < rows, the dot product of the first 4·n4
 // sub-blocks of weight row r (w[r*rb:], blocks of bb bytes) with the
 // activations (q, d, s), q in the kernels' order; see the z kernels in kernels/_asm.
+//
+//go:noescape
 func dotZRowsPQ4G32F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
 
 // dotZx4Q4G32F16 stores in out[t] the dot product of the first 4·n4 sub-blocks
 // of the weight row w with the packed activation row t = 0..3; see the z
 // kernels in kernels/_asm.
+//
+//go:noescape
 func dotZx4Q4G32F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, out *[4]float32)
 
 // dotZRowsQ4G64F16 stores in out[r], r < rows, the dot product of the first 4·n4
 // sub-blocks of weight row r (w[r*rb:], blocks of bb bytes) with the
 // activations (q, d, s); see the z kernels in kernels/_asm.
+//
+//go:noescape
 func dotZRowsQ4G64F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
 
 // dotZRowsPQ4G64F16 stores in out[r], r < rows, the dot product of the first 4·n4
 // sub-blocks of weight row r (w[r*rb:], blocks of bb bytes) with the
 // activations (q, d, s), q in the kernels' order; see the z kernels in kernels/_asm.
+//
+//go:noescape
 func dotZRowsPQ4G64F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
 
 // dotZx4Q4G64F16 stores in out[t] the dot product of the first 4·n4 sub-blocks
 // of the weight row w with the packed activation row t = 0..3; see the z
 // kernels in kernels/_asm.
+//
+//go:noescape
 func dotZx4Q4G64F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, out *[4]float32)
 
 // dotZRowsQ4G128F16 stores in out[r], r < rows, the dot product of the first 4·n4
 // sub-blocks of weight row r (w[r*rb:], blocks of bb bytes) with the
 // activations (q, d, s); see the z kernels in kernels/_asm.
+//
+//go:noescape
 func dotZRowsQ4G128F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
 
 // dotZRowsPQ4G128F16 stores in out[r], r < rows, the dot product of the first 4·n4
 // sub-blocks of weight row r (w[r*rb:], blocks of bb bytes) with the
 // activations (q, d, s), q in the kernels' order; see the z kernels in kernels/_asm.
+//
+//go:noescape
 func dotZRowsPQ4G128F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
 
 // dotZx4Q4G128F16 stores in out[t] the dot product of the first 4·n4 sub-blocks
 // of the weight row w with the packed activation row t = 0..3; see the z
 // kernels in kernels/_asm.
+//
+//go:noescape
 func dotZx4Q4G128F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, out *[4]float32)
 
 // dotZRowsQ4G32F32 stores in out[r], r < rows, the dot product of the first 4·n4
 // sub-blocks of weight row r (w[r*rb:], blocks of bb bytes) with the
 // activations (q, d, s); see the z kernels in kernels/_asm.
+//
+//go:noescape
 func dotZRowsQ4G32F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
 
 // dotZRowsPQ4G32F32 stores in out[r], r < rows, the dot product of the first 4·n4
 // sub-blocks of weight row r (w[r*rb:], blocks of bb bytes) with the
 // activations (q, d, s), q in the kernels' order; see the z kernels in kernels/_asm.
+//
+//go:noescape
 func dotZRowsPQ4G32F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
 
 // dotZx4Q4G32F32 stores in out[t] the dot product of the first 4·n4 sub-blocks
 // of the weight row w with the packed activation row t = 0..3; see the z
 // kernels in kernels/_asm.
+//
+//go:noescape
 func dotZx4Q4G32F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, out *[4]float32)
 
 // dotZRowsQ4G64F32 stores in out[r], r < rows, the dot product of the first 4·n4
 // sub-blocks of weight row r (w[r*rb:], blocks of bb bytes) with the
 // activations (q, d, s); see the z kernels in kernels/_asm.
+//
+//go:noescape
 func dotZRowsQ4G64F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
 
 // dotZRowsPQ4G64F32 stores in out[r], r < rows, the dot product of the first 4·n4
 // sub-blocks of weight row r (w[r*rb:], blocks of bb bytes) with the
 // activations (q, d, s), q in the kernels' order; see the z kernels in kernels/_asm.
+//
+//go:noescape
 func dotZRowsPQ4G64F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
 
 // dotZx4Q4G64F32 stores in out[t] the dot product of the first 4·n4 sub-blocks
 // of the weight row w with the packed activation row t = 0..3; see the z
 // kernels in kernels/_asm.
+//
+//go:noescape
 func dotZx4Q4G64F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, out *[4]float32)
 
 // dotZRowsQ4G128F32 stores in out[r], r < rows, the dot product of the first 4·n4
 // sub-blocks of weight row r (w[r*rb:], blocks of bb bytes) with the
 // activations (q, d, s); see the z kernels in kernels/_asm.
+//
+//go:noescape
 func dotZRowsQ4G128F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
 
 // dotZRowsPQ4G128F32 stores in out[r], r < rows, the dot product of the first 4·n4
 // sub-blocks of weight row r (w[r*rb:], blocks of bb bytes) with the
 // activations (q, d, s), q in the kernels' order; see the z kernels in kernels/_asm.
+//
+//go:noescape
 func dotZRowsPQ4G128F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
 
 // dotZx4Q4G128F32 stores in out[t] the dot product of the first 4·n4 sub-blocks
 // of the weight row w with the packed activation row t = 0..3; see the z
 // kernels in kernels/_asm.
+//
+//go:noescape
 func dotZx4Q4G128F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, out *[4]float32)
 
 // dotZRowsQ4AG32F16 stores in out[r], r < rows, the dot product of the first 4·n4
 // sub-blocks of weight row r (w[r*rb:], blocks of bb bytes) with the
 // activations (q, d, s); see the z kernels in kernels/_asm.
+//
+//go:noescape
 func dotZRowsQ4AG32F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
 
 // dotZRowsPQ4AG32F16 stores in out[r], r < rows, the dot product of the first 4·n4
 // sub-blocks of weight row r (w[r*rb:], blocks of bb bytes) with the
 // activations (q, d, s), q in the kernels' order; see the z kernels in kernels/_asm.
+//
+//go:noescape
 func dotZRowsPQ4AG32F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
 
 // dotZx4Q4AG32F16 stores in out[t] the dot product of the first 4·n4 sub-blocks
 // of the weight row w with the packed activation row t = 0..3; see the z
 // kernels in kernels/_asm.
+//
+//go:noescape
 func dotZx4Q4AG32F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, out *[4]float32)
 
 // dotZRowsQ4AG64F16 stores in out[r], r < rows, the dot product of the first 4·n4
 // sub-blocks of weight row r (w[r*rb:], blocks of bb bytes) with the
 // activations (q, d, s); see the z kernels in kernels/_asm.
+//
+//go:noescape
 func dotZRowsQ4AG64F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
 
 // dotZRowsPQ4AG64F16 stores in out[r], r < rows, the dot product of the first 4·n4
 // sub-blocks of weight row r (w[r*rb:], blocks of bb bytes) with the
 // activations (q, d, s), q in the kernels' order; see the z kernels in kernels/_asm.
+//
+//go:noescape
 func dotZRowsPQ4AG64F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
 
 // dotZx4Q4AG64F16 stores in out[t] the dot product of the first 4·n4 sub-blocks
 // of the weight row w with the packed activation row t = 0..3; see the z
 // kernels in kernels/_asm.
+//
+//go:noescape
 func dotZx4Q4AG64F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, out *[4]float32)
 
 // dotZRowsQ4AG128F16 stores in out[r], r < rows, the dot product of the first 4·n4
 // sub-blocks of weight row r (w[r*rb:], blocks of bb bytes) with the
 // activations (q, d, s); see the z kernels in kernels/_asm.
+//
+//go:noescape
 func dotZRowsQ4AG128F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
 
 // dotZRowsPQ4AG128F16 stores in out[r], r < rows, the dot product of the first 4·n4
 // sub-blocks of weight row r (w[r*rb:], blocks of bb bytes) with the
 // activations (q, d, s), q in the kernels' order; see the z kernels in kernels/_asm.
+//
+//go:noescape
 func dotZRowsPQ4AG128F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
 
 // dotZx4Q4AG128F16 stores in out[t] the dot product of the first 4·n4 sub-blocks
 // of the weight row w with the packed activation row t = 0..3; see the z
 // kernels in kernels/_asm.
+//
+//go:noescape
 func dotZx4Q4AG128F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, out *[4]float32)
 
 // dotZRowsQ4AG32F32 stores in out[r], r < rows, the dot product of the first 4·n4
 // sub-blocks of weight row r (w[r*rb:], blocks of bb bytes) with the
 // activations (q, d, s); see the z kernels in kernels/_asm.
+//
+//go:noescape
 func dotZRowsQ4AG32F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
 
 // dotZRowsPQ4AG32F32 stores in out[r], r < rows, the dot product of the first 4·n4
 // sub-blocks of weight row r (w[r*rb:], blocks of bb bytes) with the
 // activations (q, d, s), q in the kernels' order; see the z kernels in kernels/_asm.
+//
+//go:noescape
 func dotZRowsPQ4AG32F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
 
 // dotZx4Q4AG32F32 stores in out[t] the dot product of the first 4·n4 sub-blocks
 // of the weight row w with the packed activation row t = 0..3; see the z
 // kernels in kernels/_asm.
+//
+//go:noescape
 func dotZx4Q4AG32F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, out *[4]float32)
 
 // dotZRowsQ4AG64F32 stores in out[r], r < rows, the dot product of the first 4·n4
 // sub-blocks of weight row r (w[r*rb:], blocks of bb bytes) with the
 // activations (q, d, s); see the z kernels in kernels/_asm.
+//
+//go:noescape
 func dotZRowsQ4AG64F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
 
 // dotZRowsPQ4AG64F32 stores in out[r], r < rows, the dot product of the first 4·n4
 // sub-blocks of weight row r (w[r*rb:], blocks of bb bytes) with the
 // activations (q, d, s), q in the kernels' order; see the z kernels in kernels/_asm.
+//
+//go:noescape
 func dotZRowsPQ4AG64F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
 
 // dotZx4Q4AG64F32 stores in out[t] the dot product of the first 4·n4 sub-blocks
 // of the weight row w with the packed activation row t = 0..3; see the z
 // kernels in kernels/_asm.
+//
+//go:noescape
 func dotZx4Q4AG64F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, out *[4]float32)
 
 // dotZRowsQ4AG128F32 stores in out[r], r < rows, the dot product of the first 4·n4
 // sub-blocks of weight row r (w[r*rb:], blocks of bb bytes) with the
 // activations (q, d, s); see the z kernels in kernels/_asm.
+//
+//go:noescape
 func dotZRowsQ4AG128F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
 
 // dotZRowsPQ4AG128F32 stores in out[r], r < rows, the dot product of the first 4·n4
 // sub-blocks of weight row r (w[r*rb:], blocks of bb bytes) with the
 // activations (q, d, s), q in the kernels' order; see the z kernels in kernels/_asm.
+//
+//go:noescape
 func dotZRowsPQ4AG128F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
 
 // dotZx4Q4AG128F32 stores in out[t] the dot product of the first 4·n4 sub-blocks
 // of the weight row w with the packed activation row t = 0..3; see the z
 // kernels in kernels/_asm.
+//
+//go:noescape
 func dotZx4Q4AG128F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, out *[4]float32)
 
 // dotW16RowsQ8G32F16AVX2 stores in out[r], r < rows, the dot product of the first nsub
 // sub-blocks of the q8 weight row r (w[r*rb:], blocks of gsub sub-blocks
 // and a scale) with the int16 activations (q, d); see w16 in kernels/_asm.
+//
+//go:noescape
 func dotW16RowsQ8G32F16AVX2(w []byte, q []int16, d []float32, nsub int, gsub int, rows int, rb int, out []float32)
 
 // dotW16RowsQ8F16AVX2 stores in out[r], r < rows, the dot product of the first nsub
 // sub-blocks of the q8 weight row r (w[r*rb:], blocks of gsub sub-blocks
 // and a scale) with the int16 activations (q, d); see w16 in kernels/_asm.
+//
+//go:noescape
 func dotW16RowsQ8F16AVX2(w []byte, q []int16, d []float32, nsub int, gsub int, rows int, rb int, out []float32)
 
 // dotW16RowsQ8G32F32AVX2 stores in out[r], r < rows, the dot product of the first nsub
 // sub-blocks of the q8 weight row r (w[r*rb:], blocks of gsub sub-blocks
 // and a scale) with the int16 activations (q, d); see w16 in kernels/_asm.
+//
+//go:noescape
 func dotW16RowsQ8G32F32AVX2(w []byte, q []int16, d []float32, nsub int, gsub int, rows int, rb int, out []float32)
 
 // dotW16RowsQ8F32AVX2 stores in out[r], r < rows, the dot product of the first nsub
 // sub-blocks of the q8 weight row r (w[r*rb:], blocks of gsub sub-blocks
 // and a scale) with the int16 activations (q, d); see w16 in kernels/_asm.
+//
+//go:noescape
 func dotW16RowsQ8F32AVX2(w []byte, q []int16, d []float32, nsub int, gsub int, rows int, rb int, out []float32)
 
 // dotW16RowsQ8G32F16AVX512 stores in out[r], r < rows, the dot product of the first nsub
 // sub-blocks of the q8 weight row r (w[r*rb:], blocks of gsub sub-blocks
 // and a scale) with the int16 activations (q, d); see w16 in kernels/_asm.
+//
+//go:noescape
 func dotW16RowsQ8G32F16AVX512(w []byte, q []int16, d []float32, nsub int, gsub int, rows int, rb int, out []float32)
 
 // dotW16RowsQ8F16AVX512 stores in out[r], r < rows, the dot product of the first nsub
 // sub-blocks of the q8 weight row r (w[r*rb:], blocks of gsub sub-blocks
 // and a scale) with the int16 activations (q, d); see w16 in kernels/_asm.
+//
+//go:noescape
 func dotW16RowsQ8F16AVX512(w []byte, q []int16, d []float32, nsub int, gsub int, rows int, rb int, out []float32)
 
 // dotW16RowsQ8G32F32AVX512 stores in out[r], r < rows, the dot product of the first nsub
 // sub-blocks of the q8 weight row r (w[r*rb:], blocks of gsub sub-blocks
 // and a scale) with the int16 activations (q, d); see w16 in kernels/_asm.
+//
+//go:noescape
 func dotW16RowsQ8G32F32AVX512(w []byte, q []int16, d []float32, nsub int, gsub int, rows int, rb int, out []float32)
 
 // dotW16RowsQ8F32AVX512 stores in out[r], r < rows, the dot product of the first nsub
 // sub-blocks of the q8 weight row r (w[r*rb:], blocks of gsub sub-blocks
 // and a scale) with the int16 activations (q, d); see w16 in kernels/_asm.
+//
+//go:noescape
 func dotW16RowsQ8F32AVX512(w []byte, q []int16, d []float32, nsub int, gsub int, rows int, rb int, out []float32)
 
 // quantizeActs16AVX2 quantizes the len(x)/32 whole groups of x to int16 (see QuantizeInt16Activations).
+//
+//go:noescape
 func quantizeActs16AVX2(x []float32, q []int16, d []float32)

@@ -79,23 +79,22 @@ func (k *impl) mulRowsF32(out []float32, outStride int, w []float32, rows, cols 
 		}
 		return
 	}
-	var o [4]float32 // escapes through the func value: allocate once per call, not per row
 	tb := mulBlock(4 * cols)
 	for t0 := 0; t0 < T; t0 += tb {
 		t1 := min(T, t0+tb)
 		for r := range rows {
-			k.rowTimes(out[r:], outStride, w[r*cols:(r+1)*cols], x, t0, t1, &o)
+			k.rowTimes(out[r:], outStride, w[r*cols:(r+1)*cols], x, t0, t1)
 		}
 	}
 }
 
 // rowTimes stores in out[t*outStride] the dot product of row with
-// activation row t, for t in [t0, t1); o is scratch.
-func (k *impl) rowTimes(out []float32, outStride int, row, x []float32, t0, t1 int, o *[4]float32) {
+// activation row t, for t in [t0, t1).
+func (k *impl) rowTimes(out []float32, outStride int, row, x []float32, t0, t1 int) {
 	cols := len(row)
 	t := t0
 	for ; t+4 <= t1; t += 4 {
-		k.dotF32x4(row, x[t*cols:(t+4)*cols], cols, o)
+		o := k.dotF32x4(row, x[t*cols:(t+4)*cols], cols)
 		out[t*outStride] = o[0]
 		out[(t+1)*outStride] = o[1]
 		out[(t+2)*outStride] = o[2]
@@ -124,13 +123,12 @@ func (k *impl) mulRowsHalf(out []float32, outStride int, w []uint16, rows, cols 
 		panic(fmt.Sprintf("kernels: %s: scratch of %d floats for rows of %d", name, len(scratch), cols))
 	}
 	row := scratch[:cols]
-	var o [4]float32
 	tb := mulBlock(4 * cols)
 	for t0 := 0; t0 < T; t0 += tb {
 		t1 := min(T, t0+tb)
 		for r := range rows {
 			widen(row, w[r*cols:(r+1)*cols])
-			k.rowTimes(out[r:], outStride, row, x, t0, t1, &o)
+			k.rowTimes(out[r:], outStride, row, x, t0, t1)
 		}
 	}
 }

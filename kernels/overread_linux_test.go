@@ -52,8 +52,7 @@ func TestNoOverread(t *testing.T) {
 			k.axpy(dst, 2, a)
 			// Four activation rows, the last one ending at the page.
 			x4 := endOfPage[float32](t, 4*n)
-			var o [4]float32
-			k.dotF32x4(a, x4, n, &o)
+			k.dotF32x4(a, x4, n)
 			k.quantizeActs(&QuantizedActivations{N: n, Q: make([]int8, (n+31)/32*32), D: make([]float32, (n+31)/32),
 				Sum: make([]int32, (n+31)/32), S: make([]float32, (n+31)/32)}, a)
 			for _, f := range qFormats {

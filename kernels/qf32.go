@@ -87,13 +87,12 @@ func (k *impl) mulRowsQF32(f QFormat, out []float32, outStride int, w []byte, ro
 		panic(fmt.Sprintf("kernels: MulRowsQF32: scratch of %d floats for rows of %d", len(scratch), cols))
 	}
 	row := scratch[:cols]
-	var o [4]float32
 	tb := mulBlock(4 * cols)
 	for t0 := 0; t0 < T; t0 += tb {
 		t1 := min(T, t0+tb)
 		for r := range rows {
 			k.dequantQ(f, row, w[r*rb:(r+1)*rb])
-			k.rowTimes(out[r:], outStride, row, x, t0, t1, &o)
+			k.rowTimes(out[r:], outStride, row, x, t0, t1)
 		}
 	}
 }

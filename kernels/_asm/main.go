@@ -112,6 +112,7 @@ func loop(name string, i, n Register, step int, body func()) {
 func dotF32(s isa) {
 	name := "dotF32" + s.name
 	TEXT(name, NOSPLIT, "func(a, b []float32) float32")
+	Pragma("noescape") // kernels keep no pointer to their arguments
 	Doc(name+" returns the dot product of a and b[:len(a)] over the first", fmt.Sprintf("len(a)&^%d elements.", s.lanes-1))
 	a := Load(Param("a").Base(), GP64())
 	b := Load(Param("b").Base(), GP64())
@@ -179,6 +180,7 @@ func halfName(bf16 bool) string {
 func dotHalf(s isa, bf16 bool) {
 	name := "dot" + halfName(bf16) + s.name
 	TEXT(name, NOSPLIT, "func(w []uint16, x []float32) float32")
+	Pragma("noescape") // kernels keep no pointer to their arguments
 	Doc(name+" returns the dot product of the widened w and x[:len(w)] over", fmt.Sprintf("the first len(w)&^%d elements.", s.lanes-1))
 	w := Load(Param("w").Base(), GP64())
 	x := Load(Param("x").Base(), GP64())
@@ -192,6 +194,7 @@ func dotHalf(s isa, bf16 bool) {
 func widen(s isa, bf16 bool) {
 	name := "widen" + halfName(bf16) + s.name
 	TEXT(name, NOSPLIT, "func(dst []float32, src []uint16)")
+	Pragma("noescape") // kernels keep no pointer to their arguments
 	Doc(name+" widens src into dst[:len(src)] over the first", fmt.Sprintf("len(src)&^%d elements.", s.lanes-1))
 	d := Load(Param("dst").Base(), GP64())
 	src := Load(Param("src").Base(), GP64())
@@ -224,6 +227,7 @@ func widen(s isa, bf16 bool) {
 func axpy(s isa) {
 	name := "axpy" + s.name
 	TEXT(name, NOSPLIT, "func(y []float32, a float32, x []float32)")
+	Pragma("noescape") // kernels keep no pointer to their arguments
 	Doc(name+" computes y += a*x[:len(y)] over the first", fmt.Sprintf("len(y)&^%d elements.", s.lanes-1))
 	y := Load(Param("y").Base(), GP64())
 	x := Load(Param("x").Base(), GP64())
@@ -267,6 +271,7 @@ func axpy(s isa) {
 func dotF32x4(s isa) {
 	name := "dotF32x4" + s.name
 	TEXT(name, NOSPLIT, "func(w []float32, x []float32, stride int, out *[4]float32)")
+	Pragma("noescape") // kernels keep no pointer to their arguments
 	Doc(name+" stores in out[t] the dot product of w and x[t*stride:][:len(w)]", fmt.Sprintf("for t = 0..3, over the first len(w)&^%d elements.", s.lanes-1))
 	w := Load(Param("w").Base(), GP64())
 	n := Load(Param("w").Len(), GP64())
@@ -348,6 +353,7 @@ func dotQ(kind string, f32scale, vnni, g32 bool) {
 		name = "dot" + kind + "G32" + sc + isaName
 	}
 	TEXT(name, NOSPLIT, "func(w []byte, q []int8, d []float32, sums []int32, s []float32, nsub, gsub, bb int) float32")
+	Pragma("noescape") // kernels keep no pointer to their arguments
 	Doc(name+" returns the dot product of nsub sub-blocks of 32 values of a",
 		"quantized row w (blocks of bb bytes, gsub sub-blocks each) with",
 		"quantized activations (q, d, sums, s); see dotQ in kernels/_asm.")
@@ -545,6 +551,7 @@ func dotQx4(kind string, f32scale, vnni bool) {
 	}
 	name := "dot" + kind + "x4" + sc + isaName
 	TEXT(name, NOSPLIT, "func(w []byte, q []int8, d []float32, sums []int32, s []float32, nsub, gsub, bb int, out *[4]float32)")
+	Pragma("noescape") // kernels keep no pointer to their arguments
 	Doc(name+" stores in out[t] the dot product of nsub sub-blocks of a",
 		"quantized row w with the interleaved activation rows t = 0..3; see",
 		"dotQx4 in kernels/_asm.")
@@ -718,6 +725,7 @@ func quantizeActs() {
 	}
 	name := "quantizeActsAVX2"
 	TEXT(name, NOSPLIT, "func(x []float32, q []int8, d []float32, sums []int32, s []float32)")
+	Pragma("noescape") // kernels keep no pointer to their arguments
 	Doc(name + " quantizes the len(x)/32 whole groups of x (see QuantizeActivations).")
 	x := Load(Param("x").Base(), GP64())
 	ng := Load(Param("x").Len(), GP64())

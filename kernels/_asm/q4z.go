@@ -353,6 +353,7 @@ func zRows(z *zKernel, permuted bool) {
 		doc = "activations (q, d, s), q in the kernels' order; see the z kernels in kernels/_asm."
 	}
 	TEXT(name, NOSPLIT, "func(w []byte, q []int8, d []float32, s []float32, n4, bb, rows, rb int, out []float32)")
+	Pragma("noescape") // kernels keep no pointer to their arguments
 	Doc(name+" stores in out[r], r < rows, the dot product of the first 4·n4",
 		"sub-blocks of weight row r (w[r*rb:], blocks of bb bytes) with the",
 		doc)
@@ -424,6 +425,7 @@ func zRows(z *zKernel, permuted bool) {
 func zX4(z *zKernel) {
 	name := "dotZx4" + z.suffix()
 	TEXT(name, NOSPLIT, "func(w []byte, q []int8, d []float32, s []float32, n4, bb int, out *[4]float32)")
+	Pragma("noescape") // kernels keep no pointer to their arguments
 	Doc(name+" stores in out[t] the dot product of the first 4·n4 sub-blocks",
 		"of the weight row w with the packed activation row t = 0..3; see the z",
 		"kernels in kernels/_asm.")

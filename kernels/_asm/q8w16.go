@@ -41,6 +41,7 @@ func w16Rows(s isa, f32, g32 bool) {
 	}
 	name := "dotW16RowsQ8" + g + sc + s.name
 	TEXT(name, NOSPLIT, "func(w []byte, q []int16, d []float32, nsub, gsub, rows, rb int, out []float32)")
+	Pragma("noescape") // kernels keep no pointer to their arguments
 	Doc(name+" stores in out[r], r < rows, the dot product of the first nsub",
 		"sub-blocks of the q8 weight row r (w[r*rb:], blocks of gsub sub-blocks",
 		"and a scale) with the int16 activations (q, d); see w16 in kernels/_asm.")
@@ -184,6 +185,7 @@ func w16Rows(s isa, f32, g32 bool) {
 func quantizeActs16() {
 	name := "quantizeActs16AVX2"
 	TEXT(name, NOSPLIT, "func(x []float32, q []int16, d []float32)")
+	Pragma("noescape") // kernels keep no pointer to their arguments
 	Doc(name + " quantizes the len(x)/32 whole groups of x to int16 (see QuantizeInt16Activations).")
 	x := Load(Param("x").Base(), GP64())
 	ng := Load(Param("x").Len(), GP64())

@@ -47,12 +47,14 @@ func qf32(s isa, kind string, f32scale, g32, dot bool) {
 	if dot {
 		name = "dotQF32" + kind + g + sc + s.name
 		TEXT(name, NOSPLIT, "func(w []byte, x []float32, nsub, gsub, bb, rem int) float32")
+		Pragma("noescape") // kernels keep no pointer to their arguments
 		Doc(name+" returns the dot product of the decoded quantized row w with x",
 			"over nsub sub-blocks of 32 values and rem vectors; see qf32 in",
 			"kernels/_asm.")
 	} else {
 		name = "dequant" + kind + g + sc + s.name
 		TEXT(name, NOSPLIT, "func(dst []float32, w []byte, nsub, gsub, bb, rem int)")
+		Pragma("noescape") // kernels keep no pointer to their arguments
 		Doc(name+" decodes nsub sub-blocks of 32 values and rem vectors of the",
 			"quantized row w into dst; see qf32 in kernels/_asm.")
 	}
