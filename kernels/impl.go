@@ -41,6 +41,9 @@ type impl struct {
 	// permuteZ: QuantizeActivations also stores the codes in the z
 	// kernels' order (vnni).
 	permuteZ bool
+	// siluMul and expShifted are SiLUMul and ExpShifted (exp.go).
+	siluMul    func(g, u []float32)
+	expShifted func(x []float32, shift float32) float32
 	// quantizeActs16 fills a, already sized for len(x) values.
 	quantizeActs16 func(a *Int16Activations, x []float32)
 	// quantizeActs fills a, already sized for len(x) values.
@@ -64,6 +67,8 @@ var generic = &impl{
 	dotQ:      dotQGeneric,
 
 	dotW16Rows:     dotW16RowsGeneric,
+	siluMul:        siluMulGeneric,
+	expShifted:     expShiftedGeneric,
 	quantizeActs16: func(a *Int16Activations, x []float32) { quantizeGroups16(a, x, 0) },
 
 	quantizeActs: quantizeActsGeneric,

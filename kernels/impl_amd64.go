@@ -175,6 +175,28 @@ func newAsmImpl(name string, supported bool, f asmFuncs, q *qFuncs, qx4 *qx4Func
 		dotQ:       q.dot,
 		dotQx4:     qx4.dot,
 		dotW16Rows: w16.rows,
+		// The exp kernels are called directly (not through f) so that
+		// their arguments stay on the stack.
+		siluMul: func(g, u []float32) {
+			u = u[:len(g)]
+			full := len(g) &^ m
+			if f.lanes == 16 {
+				siluMulAVX512(g[:full], u[:full])
+			} else {
+				siluMulAVX2(g[:full], u[:full])
+			}
+			siluMulGeneric(g[full:], u[full:])
+		},
+		expShifted: func(x []float32, shift float32) float32 {
+			full := len(x) &^ m
+			var sum float32
+			if f.lanes == 16 {
+				sum = expShiftedAVX512(x[:full], shift)
+			} else {
+				sum = expShiftedAVX2(x[:full], shift)
+			}
+			return sum + expShiftedGeneric(x[full:], shift)
+		},
 		quantizeActs16: func(a *Int16Activations, x []float32) {
 			full := len(x) / 32
 			quantizeActs16AVX2(x[:32*full], a.Q[:32*full], a.D[:full])

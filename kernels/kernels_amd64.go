@@ -969,3 +969,27 @@ func dotW16RowsQ8F32AVX512(w []byte, q []int16, d []float32, nsub int, gsub int,
 //
 //go:noescape
 func quantizeActs16AVX2(x []float32, q []int16, d []float32)
+
+// siluMulAVX2 sets g[i] = silu(g[i])·u[i] over the first len(g)&^7 values;
+// see expVec in kernels/_asm.
+//
+//go:noescape
+func siluMulAVX2(g []float32, u []float32)
+
+// expShiftedAVX2 sets x[i] = exp(x[i]-shift) over the first len(x)&^7 values and
+// returns their sum; see expVec in kernels/_asm.
+//
+//go:noescape
+func expShiftedAVX2(x []float32, shift float32) float32
+
+// siluMulAVX512 sets g[i] = silu(g[i])·u[i] over the first len(g)&^15 values;
+// see expVec in kernels/_asm.
+//
+//go:noescape
+func siluMulAVX512(g []float32, u []float32)
+
+// expShiftedAVX512 sets x[i] = exp(x[i]-shift) over the first len(x)&^15 values and
+// returns their sum; see expVec in kernels/_asm.
+//
+//go:noescape
+func expShiftedAVX512(x []float32, shift float32) float32

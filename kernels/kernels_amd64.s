@@ -15973,3 +15973,433 @@ quantizeActs16AVX2_loop:
 quantizeActs16AVX2_done:
 	VZEROUPPER
 	RET
+
+// func siluMulAVX2(g []float32, u []float32)
+// Requires: AVX, AVX2, FMA3
+TEXT ·siluMulAVX2(SB), NOSPLIT, $0-48
+	MOVQ g_base+0(FP), AX
+	MOVQ u_base+24(FP), CX
+	MOVQ g_len+8(FP), DX
+	SHRQ $0x03, DX
+
+siluMulAVX2_loop:
+	TESTQ        DX, DX
+	JZ           siluMulAVX2_done
+	VMOVUPS      (AX), Y0
+	VXORPS       Y1, Y1, Y1
+	VSUBPS       Y0, Y1, Y1
+	VMINPS       expHi<>+0(SB), Y1, Y1
+	VMAXPS       expLo<>+0(SB), Y1, Y1
+	VMULPS       expLog2e<>+0(SB), Y1, Y2
+	VCVTPS2DQ    Y2, Y3
+	VCVTDQ2PS    Y3, Y2
+	VFNMADD231PS expC1<>+0(SB), Y2, Y1
+	VFNMADD231PS expC2<>+0(SB), Y2, Y1
+	VMOVUPS      expP5<>+0(SB), Y2
+	VFMADD213PS  expP4<>+0(SB), Y1, Y2
+	VFMADD213PS  expP3<>+0(SB), Y1, Y2
+	VFMADD213PS  expP2<>+0(SB), Y1, Y2
+	VFMADD213PS  expP1<>+0(SB), Y1, Y2
+	VFMADD213PS  expP0<>+0(SB), Y1, Y2
+	VMULPS       Y1, Y1, Y4
+	VFMADD213PS  Y1, Y4, Y2
+	VADDPS       expOne<>+0(SB), Y2, Y2
+	VPADDD       expBias<>+0(SB), Y3, Y3
+	VPSLLD       $0x17, Y3, Y3
+	VMULPS       Y3, Y2, Y2
+	VADDPS       expOne<>+0(SB), Y2, Y2
+	VDIVPS       Y2, Y0, Y0
+	VMULPS       (CX), Y0, Y0
+	VMOVUPS      Y0, (AX)
+	ADDQ         $0x20, AX
+	ADDQ         $0x20, CX
+	DECQ         DX
+	JMP          siluMulAVX2_loop
+
+siluMulAVX2_done:
+	VZEROUPPER
+	RET
+
+DATA expHi<>+0(SB)/4, $0x42b00000
+DATA expHi<>+4(SB)/4, $0x42b00000
+DATA expHi<>+8(SB)/4, $0x42b00000
+DATA expHi<>+12(SB)/4, $0x42b00000
+DATA expHi<>+16(SB)/4, $0x42b00000
+DATA expHi<>+20(SB)/4, $0x42b00000
+DATA expHi<>+24(SB)/4, $0x42b00000
+DATA expHi<>+28(SB)/4, $0x42b00000
+DATA expHi<>+32(SB)/4, $0x42b00000
+DATA expHi<>+36(SB)/4, $0x42b00000
+DATA expHi<>+40(SB)/4, $0x42b00000
+DATA expHi<>+44(SB)/4, $0x42b00000
+DATA expHi<>+48(SB)/4, $0x42b00000
+DATA expHi<>+52(SB)/4, $0x42b00000
+DATA expHi<>+56(SB)/4, $0x42b00000
+DATA expHi<>+60(SB)/4, $0x42b00000
+GLOBL expHi<>(SB), RODATA|NOPTR, $64
+
+DATA expLo<>+0(SB)/4, $0xc2ae0000
+DATA expLo<>+4(SB)/4, $0xc2ae0000
+DATA expLo<>+8(SB)/4, $0xc2ae0000
+DATA expLo<>+12(SB)/4, $0xc2ae0000
+DATA expLo<>+16(SB)/4, $0xc2ae0000
+DATA expLo<>+20(SB)/4, $0xc2ae0000
+DATA expLo<>+24(SB)/4, $0xc2ae0000
+DATA expLo<>+28(SB)/4, $0xc2ae0000
+DATA expLo<>+32(SB)/4, $0xc2ae0000
+DATA expLo<>+36(SB)/4, $0xc2ae0000
+DATA expLo<>+40(SB)/4, $0xc2ae0000
+DATA expLo<>+44(SB)/4, $0xc2ae0000
+DATA expLo<>+48(SB)/4, $0xc2ae0000
+DATA expLo<>+52(SB)/4, $0xc2ae0000
+DATA expLo<>+56(SB)/4, $0xc2ae0000
+DATA expLo<>+60(SB)/4, $0xc2ae0000
+GLOBL expLo<>(SB), RODATA|NOPTR, $64
+
+DATA expLog2e<>+0(SB)/4, $0x3fb8aa3b
+DATA expLog2e<>+4(SB)/4, $0x3fb8aa3b
+DATA expLog2e<>+8(SB)/4, $0x3fb8aa3b
+DATA expLog2e<>+12(SB)/4, $0x3fb8aa3b
+DATA expLog2e<>+16(SB)/4, $0x3fb8aa3b
+DATA expLog2e<>+20(SB)/4, $0x3fb8aa3b
+DATA expLog2e<>+24(SB)/4, $0x3fb8aa3b
+DATA expLog2e<>+28(SB)/4, $0x3fb8aa3b
+DATA expLog2e<>+32(SB)/4, $0x3fb8aa3b
+DATA expLog2e<>+36(SB)/4, $0x3fb8aa3b
+DATA expLog2e<>+40(SB)/4, $0x3fb8aa3b
+DATA expLog2e<>+44(SB)/4, $0x3fb8aa3b
+DATA expLog2e<>+48(SB)/4, $0x3fb8aa3b
+DATA expLog2e<>+52(SB)/4, $0x3fb8aa3b
+DATA expLog2e<>+56(SB)/4, $0x3fb8aa3b
+DATA expLog2e<>+60(SB)/4, $0x3fb8aa3b
+GLOBL expLog2e<>(SB), RODATA|NOPTR, $64
+
+DATA expC1<>+0(SB)/4, $0x3f318000
+DATA expC1<>+4(SB)/4, $0x3f318000
+DATA expC1<>+8(SB)/4, $0x3f318000
+DATA expC1<>+12(SB)/4, $0x3f318000
+DATA expC1<>+16(SB)/4, $0x3f318000
+DATA expC1<>+20(SB)/4, $0x3f318000
+DATA expC1<>+24(SB)/4, $0x3f318000
+DATA expC1<>+28(SB)/4, $0x3f318000
+DATA expC1<>+32(SB)/4, $0x3f318000
+DATA expC1<>+36(SB)/4, $0x3f318000
+DATA expC1<>+40(SB)/4, $0x3f318000
+DATA expC1<>+44(SB)/4, $0x3f318000
+DATA expC1<>+48(SB)/4, $0x3f318000
+DATA expC1<>+52(SB)/4, $0x3f318000
+DATA expC1<>+56(SB)/4, $0x3f318000
+DATA expC1<>+60(SB)/4, $0x3f318000
+GLOBL expC1<>(SB), RODATA|NOPTR, $64
+
+DATA expC2<>+0(SB)/4, $0xb95e8083
+DATA expC2<>+4(SB)/4, $0xb95e8083
+DATA expC2<>+8(SB)/4, $0xb95e8083
+DATA expC2<>+12(SB)/4, $0xb95e8083
+DATA expC2<>+16(SB)/4, $0xb95e8083
+DATA expC2<>+20(SB)/4, $0xb95e8083
+DATA expC2<>+24(SB)/4, $0xb95e8083
+DATA expC2<>+28(SB)/4, $0xb95e8083
+DATA expC2<>+32(SB)/4, $0xb95e8083
+DATA expC2<>+36(SB)/4, $0xb95e8083
+DATA expC2<>+40(SB)/4, $0xb95e8083
+DATA expC2<>+44(SB)/4, $0xb95e8083
+DATA expC2<>+48(SB)/4, $0xb95e8083
+DATA expC2<>+52(SB)/4, $0xb95e8083
+DATA expC2<>+56(SB)/4, $0xb95e8083
+DATA expC2<>+60(SB)/4, $0xb95e8083
+GLOBL expC2<>(SB), RODATA|NOPTR, $64
+
+DATA expP5<>+0(SB)/4, $0x39506967
+DATA expP5<>+4(SB)/4, $0x39506967
+DATA expP5<>+8(SB)/4, $0x39506967
+DATA expP5<>+12(SB)/4, $0x39506967
+DATA expP5<>+16(SB)/4, $0x39506967
+DATA expP5<>+20(SB)/4, $0x39506967
+DATA expP5<>+24(SB)/4, $0x39506967
+DATA expP5<>+28(SB)/4, $0x39506967
+DATA expP5<>+32(SB)/4, $0x39506967
+DATA expP5<>+36(SB)/4, $0x39506967
+DATA expP5<>+40(SB)/4, $0x39506967
+DATA expP5<>+44(SB)/4, $0x39506967
+DATA expP5<>+48(SB)/4, $0x39506967
+DATA expP5<>+52(SB)/4, $0x39506967
+DATA expP5<>+56(SB)/4, $0x39506967
+DATA expP5<>+60(SB)/4, $0x39506967
+GLOBL expP5<>(SB), RODATA|NOPTR, $64
+
+DATA expP4<>+0(SB)/4, $0x3ab743ce
+DATA expP4<>+4(SB)/4, $0x3ab743ce
+DATA expP4<>+8(SB)/4, $0x3ab743ce
+DATA expP4<>+12(SB)/4, $0x3ab743ce
+DATA expP4<>+16(SB)/4, $0x3ab743ce
+DATA expP4<>+20(SB)/4, $0x3ab743ce
+DATA expP4<>+24(SB)/4, $0x3ab743ce
+DATA expP4<>+28(SB)/4, $0x3ab743ce
+DATA expP4<>+32(SB)/4, $0x3ab743ce
+DATA expP4<>+36(SB)/4, $0x3ab743ce
+DATA expP4<>+40(SB)/4, $0x3ab743ce
+DATA expP4<>+44(SB)/4, $0x3ab743ce
+DATA expP4<>+48(SB)/4, $0x3ab743ce
+DATA expP4<>+52(SB)/4, $0x3ab743ce
+DATA expP4<>+56(SB)/4, $0x3ab743ce
+DATA expP4<>+60(SB)/4, $0x3ab743ce
+GLOBL expP4<>(SB), RODATA|NOPTR, $64
+
+DATA expP3<>+0(SB)/4, $0x3c088908
+DATA expP3<>+4(SB)/4, $0x3c088908
+DATA expP3<>+8(SB)/4, $0x3c088908
+DATA expP3<>+12(SB)/4, $0x3c088908
+DATA expP3<>+16(SB)/4, $0x3c088908
+DATA expP3<>+20(SB)/4, $0x3c088908
+DATA expP3<>+24(SB)/4, $0x3c088908
+DATA expP3<>+28(SB)/4, $0x3c088908
+DATA expP3<>+32(SB)/4, $0x3c088908
+DATA expP3<>+36(SB)/4, $0x3c088908
+DATA expP3<>+40(SB)/4, $0x3c088908
+DATA expP3<>+44(SB)/4, $0x3c088908
+DATA expP3<>+48(SB)/4, $0x3c088908
+DATA expP3<>+52(SB)/4, $0x3c088908
+DATA expP3<>+56(SB)/4, $0x3c088908
+DATA expP3<>+60(SB)/4, $0x3c088908
+GLOBL expP3<>(SB), RODATA|NOPTR, $64
+
+DATA expP2<>+0(SB)/4, $0x3d2aa9c1
+DATA expP2<>+4(SB)/4, $0x3d2aa9c1
+DATA expP2<>+8(SB)/4, $0x3d2aa9c1
+DATA expP2<>+12(SB)/4, $0x3d2aa9c1
+DATA expP2<>+16(SB)/4, $0x3d2aa9c1
+DATA expP2<>+20(SB)/4, $0x3d2aa9c1
+DATA expP2<>+24(SB)/4, $0x3d2aa9c1
+DATA expP2<>+28(SB)/4, $0x3d2aa9c1
+DATA expP2<>+32(SB)/4, $0x3d2aa9c1
+DATA expP2<>+36(SB)/4, $0x3d2aa9c1
+DATA expP2<>+40(SB)/4, $0x3d2aa9c1
+DATA expP2<>+44(SB)/4, $0x3d2aa9c1
+DATA expP2<>+48(SB)/4, $0x3d2aa9c1
+DATA expP2<>+52(SB)/4, $0x3d2aa9c1
+DATA expP2<>+56(SB)/4, $0x3d2aa9c1
+DATA expP2<>+60(SB)/4, $0x3d2aa9c1
+GLOBL expP2<>(SB), RODATA|NOPTR, $64
+
+DATA expP1<>+0(SB)/4, $0x3e2aaaaa
+DATA expP1<>+4(SB)/4, $0x3e2aaaaa
+DATA expP1<>+8(SB)/4, $0x3e2aaaaa
+DATA expP1<>+12(SB)/4, $0x3e2aaaaa
+DATA expP1<>+16(SB)/4, $0x3e2aaaaa
+DATA expP1<>+20(SB)/4, $0x3e2aaaaa
+DATA expP1<>+24(SB)/4, $0x3e2aaaaa
+DATA expP1<>+28(SB)/4, $0x3e2aaaaa
+DATA expP1<>+32(SB)/4, $0x3e2aaaaa
+DATA expP1<>+36(SB)/4, $0x3e2aaaaa
+DATA expP1<>+40(SB)/4, $0x3e2aaaaa
+DATA expP1<>+44(SB)/4, $0x3e2aaaaa
+DATA expP1<>+48(SB)/4, $0x3e2aaaaa
+DATA expP1<>+52(SB)/4, $0x3e2aaaaa
+DATA expP1<>+56(SB)/4, $0x3e2aaaaa
+DATA expP1<>+60(SB)/4, $0x3e2aaaaa
+GLOBL expP1<>(SB), RODATA|NOPTR, $64
+
+DATA expP0<>+0(SB)/4, $0x3f000000
+DATA expP0<>+4(SB)/4, $0x3f000000
+DATA expP0<>+8(SB)/4, $0x3f000000
+DATA expP0<>+12(SB)/4, $0x3f000000
+DATA expP0<>+16(SB)/4, $0x3f000000
+DATA expP0<>+20(SB)/4, $0x3f000000
+DATA expP0<>+24(SB)/4, $0x3f000000
+DATA expP0<>+28(SB)/4, $0x3f000000
+DATA expP0<>+32(SB)/4, $0x3f000000
+DATA expP0<>+36(SB)/4, $0x3f000000
+DATA expP0<>+40(SB)/4, $0x3f000000
+DATA expP0<>+44(SB)/4, $0x3f000000
+DATA expP0<>+48(SB)/4, $0x3f000000
+DATA expP0<>+52(SB)/4, $0x3f000000
+DATA expP0<>+56(SB)/4, $0x3f000000
+DATA expP0<>+60(SB)/4, $0x3f000000
+GLOBL expP0<>(SB), RODATA|NOPTR, $64
+
+DATA expOne<>+0(SB)/4, $0x3f800000
+DATA expOne<>+4(SB)/4, $0x3f800000
+DATA expOne<>+8(SB)/4, $0x3f800000
+DATA expOne<>+12(SB)/4, $0x3f800000
+DATA expOne<>+16(SB)/4, $0x3f800000
+DATA expOne<>+20(SB)/4, $0x3f800000
+DATA expOne<>+24(SB)/4, $0x3f800000
+DATA expOne<>+28(SB)/4, $0x3f800000
+DATA expOne<>+32(SB)/4, $0x3f800000
+DATA expOne<>+36(SB)/4, $0x3f800000
+DATA expOne<>+40(SB)/4, $0x3f800000
+DATA expOne<>+44(SB)/4, $0x3f800000
+DATA expOne<>+48(SB)/4, $0x3f800000
+DATA expOne<>+52(SB)/4, $0x3f800000
+DATA expOne<>+56(SB)/4, $0x3f800000
+DATA expOne<>+60(SB)/4, $0x3f800000
+GLOBL expOne<>(SB), RODATA|NOPTR, $64
+
+DATA expBias<>+0(SB)/4, $0x0000007f
+DATA expBias<>+4(SB)/4, $0x0000007f
+DATA expBias<>+8(SB)/4, $0x0000007f
+DATA expBias<>+12(SB)/4, $0x0000007f
+DATA expBias<>+16(SB)/4, $0x0000007f
+DATA expBias<>+20(SB)/4, $0x0000007f
+DATA expBias<>+24(SB)/4, $0x0000007f
+DATA expBias<>+28(SB)/4, $0x0000007f
+DATA expBias<>+32(SB)/4, $0x0000007f
+DATA expBias<>+36(SB)/4, $0x0000007f
+DATA expBias<>+40(SB)/4, $0x0000007f
+DATA expBias<>+44(SB)/4, $0x0000007f
+DATA expBias<>+48(SB)/4, $0x0000007f
+DATA expBias<>+52(SB)/4, $0x0000007f
+DATA expBias<>+56(SB)/4, $0x0000007f
+DATA expBias<>+60(SB)/4, $0x0000007f
+GLOBL expBias<>(SB), RODATA|NOPTR, $64
+
+// func expShiftedAVX2(x []float32, shift float32) float32
+// Requires: AVX, AVX2, FMA3, SSE
+TEXT ·expShiftedAVX2(SB), NOSPLIT, $0-36
+	MOVQ         x_base+0(FP), AX
+	MOVQ         x_len+8(FP), CX
+	SHRQ         $0x03, CX
+	MOVSS        shift+24(FP), X0
+	VBROADCASTSS X0, Y0
+	VXORPS       Y1, Y1, Y1
+
+expShiftedAVX2_loop:
+	TESTQ        CX, CX
+	JZ           expShiftedAVX2_done
+	VMOVUPS      (AX), Y2
+	VSUBPS       Y0, Y2, Y2
+	VMINPS       expHi<>+0(SB), Y2, Y2
+	VMAXPS       expLo<>+0(SB), Y2, Y2
+	VMULPS       expLog2e<>+0(SB), Y2, Y3
+	VCVTPS2DQ    Y3, Y4
+	VCVTDQ2PS    Y4, Y3
+	VFNMADD231PS expC1<>+0(SB), Y3, Y2
+	VFNMADD231PS expC2<>+0(SB), Y3, Y2
+	VMOVUPS      expP5<>+0(SB), Y3
+	VFMADD213PS  expP4<>+0(SB), Y2, Y3
+	VFMADD213PS  expP3<>+0(SB), Y2, Y3
+	VFMADD213PS  expP2<>+0(SB), Y2, Y3
+	VFMADD213PS  expP1<>+0(SB), Y2, Y3
+	VFMADD213PS  expP0<>+0(SB), Y2, Y3
+	VMULPS       Y2, Y2, Y5
+	VFMADD213PS  Y2, Y5, Y3
+	VADDPS       expOne<>+0(SB), Y3, Y3
+	VPADDD       expBias<>+0(SB), Y4, Y4
+	VPSLLD       $0x17, Y4, Y4
+	VMULPS       Y4, Y3, Y3
+	VMOVUPS      Y3, (AX)
+	VADDPS       Y3, Y1, Y1
+	ADDQ         $0x20, AX
+	DECQ         CX
+	JMP          expShiftedAVX2_loop
+
+expShiftedAVX2_done:
+	VEXTRACTF128 $0x01, Y1, X0
+	VADDPS       X1, X0, X0
+	VMOVHLPS     X0, X0, X1
+	VADDPS       X1, X0, X0
+	VMOVSHDUP    X0, X1
+	VADDSS       X1, X0, X0
+	VZEROUPPER
+	MOVSS        X0, ret+32(FP)
+	RET
+
+// func siluMulAVX512(g []float32, u []float32)
+// Requires: AVX, AVX512DQ, AVX512F
+TEXT ·siluMulAVX512(SB), NOSPLIT, $0-48
+	MOVQ g_base+0(FP), AX
+	MOVQ u_base+24(FP), CX
+	MOVQ g_len+8(FP), DX
+	SHRQ $0x04, DX
+
+siluMulAVX512_loop:
+	TESTQ        DX, DX
+	JZ           siluMulAVX512_done
+	VMOVUPS      (AX), Z0
+	VXORPS       Z1, Z1, Z1
+	VSUBPS       Z0, Z1, Z1
+	VMINPS       expHi<>+0(SB), Z1, Z1
+	VMAXPS       expLo<>+0(SB), Z1, Z1
+	VMULPS       expLog2e<>+0(SB), Z1, Z2
+	VCVTPS2DQ    Z2, Z3
+	VCVTDQ2PS    Z3, Z2
+	VFNMADD231PS expC1<>+0(SB), Z2, Z1
+	VFNMADD231PS expC2<>+0(SB), Z2, Z1
+	VMOVUPS      expP5<>+0(SB), Z2
+	VFMADD213PS  expP4<>+0(SB), Z1, Z2
+	VFMADD213PS  expP3<>+0(SB), Z1, Z2
+	VFMADD213PS  expP2<>+0(SB), Z1, Z2
+	VFMADD213PS  expP1<>+0(SB), Z1, Z2
+	VFMADD213PS  expP0<>+0(SB), Z1, Z2
+	VMULPS       Z1, Z1, Z4
+	VFMADD213PS  Z1, Z4, Z2
+	VADDPS       expOne<>+0(SB), Z2, Z2
+	VPADDD       expBias<>+0(SB), Z3, Z3
+	VPSLLD       $0x17, Z3, Z3
+	VMULPS       Z3, Z2, Z2
+	VADDPS       expOne<>+0(SB), Z2, Z2
+	VDIVPS       Z2, Z0, Z0
+	VMULPS       (CX), Z0, Z0
+	VMOVUPS      Z0, (AX)
+	ADDQ         $0x40, AX
+	ADDQ         $0x40, CX
+	DECQ         DX
+	JMP          siluMulAVX512_loop
+
+siluMulAVX512_done:
+	VZEROUPPER
+	RET
+
+// func expShiftedAVX512(x []float32, shift float32) float32
+// Requires: AVX, AVX512DQ, AVX512F, SSE
+TEXT ·expShiftedAVX512(SB), NOSPLIT, $0-36
+	MOVQ         x_base+0(FP), AX
+	MOVQ         x_len+8(FP), CX
+	SHRQ         $0x04, CX
+	MOVSS        shift+24(FP), X0
+	VBROADCASTSS X0, Z0
+	VXORPS       Z1, Z1, Z1
+
+expShiftedAVX512_loop:
+	TESTQ        CX, CX
+	JZ           expShiftedAVX512_done
+	VMOVUPS      (AX), Z2
+	VSUBPS       Z0, Z2, Z2
+	VMINPS       expHi<>+0(SB), Z2, Z2
+	VMAXPS       expLo<>+0(SB), Z2, Z2
+	VMULPS       expLog2e<>+0(SB), Z2, Z3
+	VCVTPS2DQ    Z3, Z4
+	VCVTDQ2PS    Z4, Z3
+	VFNMADD231PS expC1<>+0(SB), Z3, Z2
+	VFNMADD231PS expC2<>+0(SB), Z3, Z2
+	VMOVUPS      expP5<>+0(SB), Z3
+	VFMADD213PS  expP4<>+0(SB), Z2, Z3
+	VFMADD213PS  expP3<>+0(SB), Z2, Z3
+	VFMADD213PS  expP2<>+0(SB), Z2, Z3
+	VFMADD213PS  expP1<>+0(SB), Z2, Z3
+	VFMADD213PS  expP0<>+0(SB), Z2, Z3
+	VMULPS       Z2, Z2, Z5
+	VFMADD213PS  Z2, Z5, Z3
+	VADDPS       expOne<>+0(SB), Z3, Z3
+	VPADDD       expBias<>+0(SB), Z4, Z4
+	VPSLLD       $0x17, Z4, Z4
+	VMULPS       Z4, Z3, Z3
+	VMOVUPS      Z3, (AX)
+	VADDPS       Z3, Z1, Z1
+	ADDQ         $0x40, AX
+	DECQ         CX
+	JMP          expShiftedAVX512_loop
+
+expShiftedAVX512_done:
+	VEXTRACTF64X4 $0x01, Z1, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF128  $0x01, Y0, X1
+	VADDPS        X0, X1, X1
+	VMOVHLPS      X1, X1, X0
+	VADDPS        X0, X1, X1
+	VMOVSHDUP     X1, X0
+	VADDSS        X0, X1, X1
+	VZEROUPPER
+	MOVSS         X1, ret+32(FP)
+	RET

@@ -431,10 +431,7 @@ func (m *Model) gatedFFN(s *State, h, h2 []float32, ly *layer, x []float32, T in
 		m.mulRows(s, product{h, ly.gate}, x, T, start, end, worker)
 		m.mulRows(s, product{h2, ly.up}, x, T, start, end, worker)
 		for t := 0; t < T; t++ {
-			g, u := h[t*hidden+start:t*hidden+end], h2[t*hidden+start:t*hidden+end]
-			for i, v := range g {
-				g[i] = v / (1 + float32(math.Exp(float64(-v)))) * u[i]
-			}
+			kernels.SiLUMul(h[t*hidden+start:t*hidden+end], h2[t*hidden+start:t*hidden+end])
 		}
 	})
 }
@@ -547,12 +544,7 @@ func softmax(sc []float32, scale float32) {
 		sc[p] *= scale
 		maxv = max(maxv, sc[p])
 	}
-	var sum float32
-	for p := range sc {
-		sc[p] = float32(math.Exp(float64(sc[p] - maxv)))
-		sum += sc[p]
-	}
-	inv := 1 / sum
+	inv := 1 / kernels.ExpShifted(sc, maxv)
 	for p := range sc {
 		sc[p] *= inv
 	}

@@ -59,6 +59,7 @@ func main() {
 	zAll()
 	w16All()
 	quantizeActs16()
+	expAll()
 	Generate()
 }
 
