@@ -2,11 +2,13 @@
 // (prompt) and decode (generation) tokens per second at the given thread
 // counts, with the weights memory-mapped (kvant-infer's default) and/or
 // preloaded (--preload). Runs of all models, load modes and thread counts
-// are interleaved, round after round, with a measurement of the machine's
-// read bandwidth at each thread count (package bench/membw) in every
-// round, so that a noisy machine disturbs them alike; medians are
-// reported. It also reports the weight bytes read per decoded token, the
-// bandwidth that implies, and its share of the measured read bandwidth.
+// are interleaved, round after round, each measurement just after a
+// measurement of the machine's read bandwidth at the same thread count
+// (package bench/membw), so that a noisy machine disturbs them alike;
+// medians are reported. It also reports the weight bytes read per decoded
+// token, the bandwidth that implies, and its share of the read bandwidth
+// two ways: over the best probe pass of the whole run (conservative), and
+// the median over rounds of its ratio to the probe run just before it.
 //
 //	go run ./bench/models -rounds 5 -threads 1,2 -load mapped,preload a.kvant b.kvant ...
 package main
@@ -41,6 +43,11 @@ type result struct {
 	// BandwidthShare is DecodeGBs over the best read bandwidth measured at
 	// the same thread count in the same rounds.
 	BandwidthShare float64 `json:"bandwidth_share"`
+	// AdjacentShare is the median over rounds of the round's decode GB/s
+	// over the best of the probe passes run just before it at the same
+	// thread count: the ratio of two measurements taken side by side,
+	// which a shared machine's slow and fast phases disturb alike.
+	AdjacentShare float64 `json:"adjacent_bandwidth_share"`
 }
 
 type report struct {
@@ -86,7 +93,7 @@ func main() {
 		model, load string
 		threads     int
 	}
-	prefill, decode := map[key][]float64{}, map[key][]float64{}
+	prefill, decode, adjacent := map[key][]float64{}, map[key][]float64{}, map[key][]float64{}
 	bytesPerTok := map[string]int64{}
 	for _, p := range flag.Args() {
 		n, err := decodeBytes(p)
@@ -119,16 +126,18 @@ func main() {
 	}
 	bandwidth := map[int][]float64{}
 	for r := 0; r < *rounds; r++ {
-		for _, th := range threads {
-			for range probePasses {
-				if probe != nil {
-					bandwidth[th] = append(bandwidth[th], membw.Pass(probe, th))
-				}
-			}
-		}
 		for _, p := range flag.Args() {
 			for _, l := range loads {
 				for _, th := range threads {
+					// The probe runs right before each measurement.
+					var bw float64
+					for range probePasses {
+						if probe != nil {
+							b := membw.Pass(probe, th)
+							bandwidth[th] = append(bandwidth[th], b)
+							bw = max(bw, b)
+						}
+					}
 					k := key{p, l, th}
 					pf, dc, err := measure(loaded[k].Model, *prompt, *gen)
 					if err != nil {
@@ -136,6 +145,9 @@ func main() {
 					}
 					prefill[k] = append(prefill[k], pf)
 					decode[k] = append(decode[k], dc)
+					if bw > 0 {
+						adjacent[k] = append(adjacent[k], dc*float64(bytesPerTok[p])/1e9/bw)
+					}
 				}
 			}
 		}
@@ -154,6 +166,9 @@ func main() {
 				if bw := rep.ReadBandwidthBest[th]; bw > 0 {
 					res.BandwidthShare = res.DecodeGBs / bw
 				}
+				if len(adjacent[k]) > 0 {
+					res.AdjacentShare = median(adjacent[k])
+				}
 				rep.Results = append(rep.Results, res)
 			}
 		}
@@ -168,16 +183,19 @@ func main() {
 		rep.Kernels, *rounds, *prompt, *gen)
 	for _, th := range threads {
 		if bw, ok := rep.ReadBandwidthBest[th]; ok {
-			fmt.Printf("read bandwidth, %d thread(s): best %.1f GB/s, median %.1f (%d passes; %% of bw is of the best)\n", th, bw, rep.ReadBandwidthMedian[th], len(bandwidth[th]))
+			fmt.Printf("read bandwidth, %d thread(s): best %.1f GB/s, median %.1f (%d passes)\n", th, bw, rep.ReadBandwidthMedian[th], len(bandwidth[th]))
 		}
 	}
-	fmt.Printf("%-20s %-8s %7s %12s %11s %9s %8s %8s\n", "model", "weights", "threads", "prefill t/s", "decode t/s", "MB/token", "GB/s", "% of bw")
-	for _, r := range rep.Results {
-		share := "-"
-		if r.BandwidthShare > 0 {
-			share = fmt.Sprintf("%.0f%%", 100*r.BandwidthShare)
+	fmt.Println("% of best: decode GB/s over the best probe pass of the run; % adjacent: median over rounds of decode GB/s over the probe run just before it")
+	fmt.Printf("%-20s %-8s %7s %12s %11s %9s %8s %9s %10s\n", "model", "weights", "threads", "prefill t/s", "decode t/s", "MB/token", "GB/s", "% of best", "% adjacent")
+	pct := func(v float64) string {
+		if v <= 0 {
+			return "-"
 		}
-		fmt.Printf("%-20s %-8s %7d %12.1f %11.1f %9.1f %8.1f %8s\n", r.Model, r.Load, r.Threads, r.PrefillTokS, r.DecodeTokS, float64(r.BytesPerTok)/1e6, r.DecodeGBs, share)
+		return fmt.Sprintf("%.0f%%", 100*v)
+	}
+	for _, r := range rep.Results {
+		fmt.Printf("%-20s %-8s %7d %12.1f %11.1f %9.1f %8.1f %9s %10s\n", r.Model, r.Load, r.Threads, r.PrefillTokS, r.DecodeTokS, float64(r.BytesPerTok)/1e6, r.DecodeGBs, pct(r.BandwidthShare), pct(r.AdjacentShare))
 	}
 }
 
