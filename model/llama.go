@@ -536,8 +536,8 @@ func rope(v, rot []float32) {
 	}
 }
 
-// softmax replaces the scores sc by softmax(scale·sc), in float32 with
-// float64 exponentials.
+// softmax replaces the scores sc by softmax(scale·sc), in float32 with the
+// kernels' float32 exp.
 func softmax(sc []float32, scale float32) {
 	maxv := float32(math.Inf(-1))
 	for p := range sc {
