@@ -1,0 +1,46 @@
+package kernels_test
+
+import (
+	"fmt"
+
+	"github.com/kvant-dev/kvant/format"
+	"github.com/kvant-dev/kvant/kernels"
+	"github.com/kvant-dev/kvant/quant"
+)
+
+// Example of the runner's q8 path: quantize a token's activations to int16
+// once, then multiply them by every row of a q8 matrix, here next to the
+// product of the decoded rows with the float activations (the int16
+// activations are 2^-16 of each block's largest value from exact, which
+// shows in row 2's third decimal, a difference of 9e-5).
+func ExampleMulRowsQ8W16() {
+	const rows, cols = 3, 96
+	s := quant.Scheme{DType: quant.Q8, Group: 32, Scale: format.F16}
+	w := make([]byte, rows*s.RowBytes(cols))
+	for r := range rows {
+		row := make([]float32, cols)
+		for i := range row {
+			row[i] = float32((i*(r+2))%11-5) / 4
+		}
+		if err := quant.QuantizeRow(w[r*s.RowBytes(cols):(r+1)*s.RowBytes(cols)], row, s, quant.RTN); err != nil {
+			panic(err)
+		}
+	}
+	x := make([]float32, cols)
+	for i := range x {
+		x[i] = float32(i%7) / 3
+	}
+	acts := kernels.QuantizeInt16ActivationRows(nil, x, 1, cols)
+	f := kernels.QFormat{Kind: kernels.QKindQ8, Group: 32}
+	out := make([]float32, rows)
+	kernels.MulRowsQ8W16(f, out, rows, w, rows, acts)
+	decoded := make([]float32, cols)
+	for r := range rows {
+		kernels.DequantizeQ(f, decoded, w[r*f.RowBytes(cols):])
+		fmt.Printf("row %d: %.3f (exact %.3f)\n", r, out[r], kernels.DotF32(decoded, x))
+	}
+	// Output:
+	// row 0: -1.752 (exact -1.752)
+	// row 1: 0.413 (exact 0.413)
+	// row 2: -0.158 (exact -0.157)
+}
