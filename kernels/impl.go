@@ -38,6 +38,10 @@ type impl struct {
 	// dotW16Rows stores in out[r] the dot product of the q8 row r (rows
 	// rows of rb bytes at w) with a (w16.go); f is a valid q8 format.
 	dotW16Rows func(f QFormat, out []float32, w []byte, rows, rb int, a *Int16Activations)
+	// dotW16x4Rows, if not nil, stores in out[t*stride+r] the dot product
+	// of the q8 G32 row r with row t = 0..3 of group g of b, bit-identical
+	// to dotW16Rows.
+	dotW16x4Rows func(f QFormat, out []float32, stride int, w []byte, rows, rb int, b *w16Batch4, g int)
 	// permuteZ: QuantizeActivations also stores the codes in the z
 	// kernels' order (vnni).
 	permuteZ bool

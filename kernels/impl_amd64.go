@@ -208,6 +208,9 @@ func newAsmImpl(name string, supported bool, f asmFuncs, q *qFuncs, qx4 *qx4Func
 			quantizeGroups(a, x, full)
 		},
 	}
+	if f.lanes == 16 {
+		k.dotW16x4Rows = w16x4AVX512
+	}
 	if z != nil {
 		k.dotQ = func(f QFormat, w []byte, a *QuantizedActivations) float32 {
 			if ki, si, li, ok := z.index(f); ok {

@@ -965,6 +965,20 @@ func dotW16RowsQ8G32F32AVX512(w []byte, q []int16, d []float32, nsub int, gsub i
 //go:noescape
 func dotW16RowsQ8F32AVX512(w []byte, q []int16, d []float32, nsub int, gsub int, rows int, rb int, out []float32)
 
+// dotW16x4Q8G32F16AVX512 stores in out[t*stride+r], r < rows, t < 4, the dot product of
+// the first nsub sub-blocks of the q8 G32 weight row r (w[r*rb:]) with the
+// packed int16 activation row t; see w16x4 in kernels/_asm.
+//
+//go:noescape
+func dotW16x4Q8G32F16AVX512(w []byte, q []int16, d []float32, nsub int, rows int, rb int, stride int, out []float32)
+
+// dotW16x4Q8G32F32AVX512 stores in out[t*stride+r], r < rows, t < 4, the dot product of
+// the first nsub sub-blocks of the q8 G32 weight row r (w[r*rb:]) with the
+// packed int16 activation row t; see w16x4 in kernels/_asm.
+//
+//go:noescape
+func dotW16x4Q8G32F32AVX512(w []byte, q []int16, d []float32, nsub int, rows int, rb int, stride int, out []float32)
+
 // quantizeActs16AVX2 quantizes the len(x)/32 whole groups of x to int16 (see QuantizeInt16Activations).
 //
 //go:noescape

@@ -3,6 +3,7 @@ package kernels
 import (
 	"fmt"
 	"math"
+	"sync"
 )
 
 // q8 weights times int16 activations.
@@ -149,10 +150,53 @@ func (k *impl) mulRowsW16(f QFormat, out []float32, outStride int, w []byte, row
 	if T == 1 {
 		block = rows
 	}
+	// Four activation rows at a time where the variant has a kernel for
+	// them, packed once for all weight rows.
+	var batch *w16Batch4
+	x4 := 0
+	if k.dotW16x4Rows != nil && f.Group == 32 && T >= 4 {
+		batch = w16Batches.Get().(*w16Batch4)
+		defer w16Batches.Put(batch)
+		x4 = T &^ 3
+		batch.pack(acts[:x4])
+	}
 	for r0 := 0; r0 < rows; r0 += block {
 		r1 := min(rows, r0+block)
-		for t := range acts {
+		for t := 0; t < x4; t += 4 {
+			k.dotW16x4Rows(f, out[t*outStride+r0:], outStride, w[r0*rb:r1*rb], r1-r0, rb, batch, t/4)
+		}
+		for t := x4; t < T; t++ {
 			k.dotW16Rows(f, out[t*outStride+r0:t*outStride+r1], w[r0*rb:r1*rb], r1-r0, rb, &acts[t])
+		}
+	}
+}
+
+// w16Batch4 is activation rows packed four by four for the four-row
+// kernels: for group g of four rows and sub-block k of n, q[(g*n+k)*128 +
+// 32t:] holds row 4g+t's 32 codes and d[(g*n+k)*4+t] its scale.
+type w16Batch4 struct {
+	n int // sub-blocks per row
+	q []int16
+	d []float32
+}
+
+var w16Batches = sync.Pool{New: func() any { return new(w16Batch4) }}
+
+// pack packs acts (a multiple of four rows of the same length).
+func (b *w16Batch4) pack(acts []Int16Activations) {
+	n := acts[0].groups()
+	b.n = n
+	if cap(b.q) < 32*n*len(acts) {
+		b.q, b.d = make([]int16, 32*n*len(acts)), make([]float32, n*len(acts))
+	}
+	b.q, b.d = b.q[:32*n*len(acts)], b.d[:n*len(acts)]
+	for g := 0; g < len(acts)/4; g++ {
+		for t := range 4 {
+			a := &acts[4*g+t]
+			for k := range n {
+				copy(b.q[(g*n+k)*128+32*t:(g*n+k)*128+32*t+32], a.Q[32*k:32*k+32])
+				b.d[(g*n+k)*4+t] = a.D[k]
+			}
 		}
 	}
 }

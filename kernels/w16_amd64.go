@@ -25,3 +25,19 @@ func (k *w16Funcs) rows(f QFormat, out []float32, w []byte, rows, rb int, a *Int
 	_ = w[(rows-1)*rb+f.RowBytes(a.N)-1] // every row covers every sub-block read
 	k[s][g](w, a.Q[:32*nsub], a.D[:nsub], nsub, f.Group/32, rows, rb, out)
 }
+
+// x4 is dotW16x4Rows for the AVX-512 kernels (G32 formats only).
+func w16x4AVX512(f QFormat, out []float32, stride int, w []byte, rows, rb int, b *w16Batch4, g int) {
+	if rows == 0 {
+		return
+	}
+	n := b.n
+	_ = out[3*stride+rows-1]              // the four output rows
+	_ = w[(rows-1)*rb+f.RowBytes(32*n)-1] // every row covers every sub-block read
+	q, d := b.q[g*n*128:(g+1)*n*128], b.d[g*n*4:(g+1)*n*4]
+	if f.F32Scale {
+		dotW16x4Q8G32F32AVX512(w, q, d, n, rows, rb, stride, out)
+	} else {
+		dotW16x4Q8G32F16AVX512(w, q, d, n, rows, rb, stride, out)
+	}
+}

@@ -74,7 +74,9 @@ func TestMulRowsQ8W16(t *testing.T) {
 			for _, cols := range []int{1, 31, 32, 33, 64, 96, 100, 128, 160, 224, 256, 384, 1000, 2048, 4096 + 96} {
 				for _, rows := range []int{1, 3, 7} {
 					for _, exact := range []bool{false, true} {
-						T := 1 + r.IntN(5)
+						// 1 row, and 4k+1 for the four-row kernels and a
+						// one-row remainder.
+						T := []int{1, 5, 9}[r.IntN(3)]
 						name := fmt.Sprintf("%+v cols=%d rows=%d T=%d exact=%v", f, cols, rows, T, exact)
 						rb := f.RowBytes(cols)
 						w := make([]byte, 0, rows*rb)
@@ -94,10 +96,14 @@ func TestMulRowsQ8W16(t *testing.T) {
 						k.mulRowsW16(f, out, stride, w, rows, acts)
 						checkGuards(t, buf)
 						for tt := range T {
-							var one [1]float32
-							k.dotW16Rows(f, one[:], w[(rows-1)*rb:], 1, rb, &acts[tt])
-							if got := out[tt*stride+rows-1]; math.Float32bits(got) != math.Float32bits(one[0]) {
-								t.Fatalf("%s: row %d of a batch %v, alone %v", name, rows-1, got, one[0])
+							// Each result the same bits as the one-row
+							// kernel's, whatever path computed it.
+							for rr := range rows {
+								var one [1]float32
+								k.dotW16Rows(f, one[:], w[rr*rb:], 1, rb, &acts[tt])
+								if got := out[tt*stride+rr]; math.Float32bits(got) != math.Float32bits(one[0]) {
+									t.Fatalf("%s: out[%d,%d] = %v in a batch, %v alone", name, tt, rr, got, one[0])
+								}
 							}
 							gen := make([]float32, rows)
 							dotW16RowsGeneric(f, gen, w, rows, rb, &acts[tt])
@@ -232,6 +238,8 @@ func TestNoOverreadW16(t *testing.T) {
 				copy(w[2*rb:], randQRow(r, f, n, false))
 				out := make([]float32, 3)
 				k.mulRowsW16(f, out, 3, w, 3, []Int16Activations{a})
+				// Four activation rows: the four-row kernels.
+				k.mulRowsW16(f, make([]float32, 12), 3, w, 3, []Int16Activations{a, a, a, a})
 			}
 		}
 	})
@@ -267,14 +275,16 @@ func FuzzMulRowsQ8W16(f *testing.F) {
 			if !k.supported {
 				continue
 			}
-			out := make([]float32, 2)
-			k.mulRowsW16(fm, out, 2, w, 2, []Int16Activations{a})
-			for rr := range 2 {
+			// Five activation rows: the four-row kernels and a one-row one.
+			out := make([]float32, 10)
+			k.mulRowsW16(fm, out, 2, w, 2, []Int16Activations{a, a, a, a, a})
+			for i, got := range out {
+				rr := i % 2
 				row := w[rr*rb : (rr+1)*rb]
 				want, abs := w16Ref(fm, row, &a)
 				tol := float64(a.groups()+24)*0x1p-24*abs + 1e-30
-				if d := math.Abs(float64(out[rr]) - want); d > tol {
-					t.Fatalf("%s %+v n=%d row %d: %v, exact %v", k.name, fm, n, rr, out[rr], want)
+				if d := math.Abs(float64(got) - want); d > tol {
+					t.Fatalf("%s %+v n=%d out[%d]: %v, exact %v", k.name, fm, n, i, got, want)
 				}
 			}
 		}

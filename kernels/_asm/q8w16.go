@@ -28,6 +28,8 @@ func w16All() {
 			w16Rows(s, f32, false)
 		}
 	}
+	w16x4(false)
+	w16x4(true)
 }
 
 func w16Rows(s isa, f32, g32 bool) {
@@ -259,6 +261,114 @@ func quantizeActs16() {
 	ADDQ(U8(4), dp)
 	DECQ(ng)
 	JMP(LabelRef(name + "_loop"))
+	Label(name + "_done")
+	VZEROUPPER()
+	RET()
+}
+
+// w16x4 generates the G32 kernel for rows q8 weight rows times four int16
+// activation rows packed per sub-block k (q[128k+32t:], d[4k+t] for row
+// t): out[t*stride+r]. Each row's sums are exactly w16Rows' operations
+// (the same scale product, FMA and accumulator per sub-block, the same
+// reduction), so the results are the same bits as four one-row calls;
+// the codes are loaded and sign-extended once for the four rows.
+func w16x4(f32 bool) {
+	sc, sb := "F16", 2
+	if f32 {
+		sc, sb = "F32", 4
+	}
+	name := "dotW16x4Q8G32" + sc + "AVX512"
+	TEXT(name, NOSPLIT, "func(w []byte, q []int16, d []float32, nsub, rows, rb, stride int, out []float32)")
+	Pragma("noescape") // kernels keep no pointer to their arguments
+	Doc(name+" stores in out[t*stride+r], r < rows, t < 4, the dot product of",
+		"the first nsub sub-blocks of the q8 G32 weight row r (w[r*rb:]) with the",
+		"packed int16 activation row t; see w16x4 in kernels/_asm.")
+	wp := Load(Param("w").Base(), GP64())
+	rows := Load(Param("rows"), GP64())
+	out := Load(Param("out").Base(), GP64())
+
+	Label(name + "_row")
+	TESTQ(rows, rows)
+	JZ(LabelRef(name + "_done"))
+	var acc [4][4]VecVirtual
+	for t := range acc {
+		for u := range acc[t] {
+			acc[t][u] = ZMM()
+			VXORPS(acc[t][u], acc[t][u], acc[t][u])
+		}
+	}
+	qc := Load(Param("q").Base(), GP64())
+	dc := Load(Param("d").Base(), GP64())
+	cnt := Load(Param("nsub"), GP64())
+	SHRQ(U8(2), cnt)
+	blk := GP64()
+	MOVQ(wp, blk)
+
+	step := func(u int, a func(t int) VecVirtual) {
+		bm := Mem{Base: blk, Disp: u * (sb + 32)}
+		ws := ZMM()
+		if f32 {
+			VBROADCASTSS(bm, ws)
+		} else {
+			h := YMM()
+			VPBROADCASTW(bm, h)
+			VCVTPH2PS(h, ws)
+		}
+		c := ZMM()
+		VPMOVSXBW(bm.Offset(sb), c)
+		for t := 0; t < 4; t++ {
+			sv, P := ZMM(), ZMM()
+			VMULPS_BCST(Mem{Base: dc, Disp: 16*u + 4*t}, ws, sv)
+			VPMADDWD(Mem{Base: qc, Disp: 256*u + 64*t}, c, P)
+			VCVTDQ2PS(P, P)
+			VFMADD231PS(sv, P, a(t))
+		}
+	}
+	Label(name + "_x4")
+	TESTQ(cnt, cnt)
+	JZ(LabelRef(name + "_tail0"))
+	for u := range 4 {
+		step(u, func(t int) VecVirtual { return acc[t][u] })
+	}
+	ADDQ(U32(4*(sb+32)), blk)
+	ADDQ(U32(1024), qc)
+	ADDQ(U8(64), dc)
+	DECQ(cnt)
+	JMP(LabelRef(name + "_x4"))
+
+	Label(name + "_tail0")
+	Load(Param("nsub"), cnt)
+	ANDQ(U8(3), cnt)
+	Label(name + "_tail")
+	TESTQ(cnt, cnt)
+	JZ(LabelRef(name + "_end"))
+	step(0, func(t int) VecVirtual { return acc[t][0] })
+	ADDQ(U8(sb+32), blk)
+	ADDQ(U32(256), qc)
+	ADDQ(U8(16), dc)
+	DECQ(cnt)
+	JMP(LabelRef(name + "_tail"))
+
+	Label(name + "_end")
+	stride := Load(Param("stride"), GP64())
+	SHLQ(U8(2), stride)
+	o := GP64()
+	MOVQ(out, o)
+	for t := range acc {
+		VADDPS(acc[t][1], acc[t][0], acc[t][0])
+		VADDPS(acc[t][3], acc[t][2], acc[t][2])
+		VADDPS(acc[t][2], acc[t][0], acc[t][0])
+		x := hsum(avx512, acc[t][0])
+		VMOVSS(x, Mem{Base: o})
+		if t < 3 {
+			ADDQ(stride, o)
+		}
+	}
+	ADDQ(U8(4), out)
+	rb := Load(Param("rb"), GP64())
+	ADDQ(rb, wp)
+	DECQ(rows)
+	JMP(LabelRef(name + "_row"))
 	Label(name + "_done")
 	VZEROUPPER()
 	RET()
