@@ -81,18 +81,7 @@ func w16Rows(s isa, f32, g32 bool) {
 	// step adds sub-block u of the iteration (its scale at sm, codes at
 	// cm, activations at qc+64u and dc+4u) into a.
 	step := func(u int, sm, cm Mem, a VecVirtual) {
-		ws := s.vec()
-		if f32 {
-			VBROADCASTSS(sm, ws)
-		} else if s.lanes == 16 {
-			h := YMM()
-			VPBROADCASTW(sm, h)
-			VCVTPH2PS(h, ws)
-		} else {
-			h := XMM()
-			VPBROADCASTW(sm, h)
-			VCVTPH2PS(h, ws)
-		}
+		ws := w16Scale(s, f32, sm)
 		dm := Mem{Base: dc, Disp: 4 * u}
 		if s.lanes == 16 {
 			VMULPS_BCST(dm, ws, ws)
@@ -177,6 +166,24 @@ func w16Rows(s isa, f32, g32 bool) {
 	Label(name + "_done")
 	VZEROUPPER()
 	RET()
+}
+
+// w16Scale broadcasts the f16 or f32 block scale at m to every lane.
+func w16Scale(s isa, f32 bool, m Mem) VecVirtual {
+	ws := s.vec()
+	switch {
+	case f32:
+		VBROADCASTSS(m, ws)
+	case s.lanes == 16:
+		h := YMM()
+		VPBROADCASTW(m, h)
+		VCVTPH2PS(h, ws)
+	default:
+		h := XMM()
+		VPBROADCASTW(m, h)
+		VCVTPH2PS(h, ws)
+	}
+	return ws
 }
 
 // quantizeActs16 generates the int16 activation quantizer for whole groups
@@ -306,14 +313,7 @@ func w16x4(f32 bool) {
 
 	step := func(u int, a func(t int) VecVirtual) {
 		bm := Mem{Base: blk, Disp: u * (sb + 32)}
-		ws := ZMM()
-		if f32 {
-			VBROADCASTSS(bm, ws)
-		} else {
-			h := YMM()
-			VPBROADCASTW(bm, h)
-			VCVTPH2PS(h, ws)
-		}
+		ws := w16Scale(avx512, f32, bm)
 		c := ZMM()
 		VPMOVSXBW(bm.Offset(sb), c)
 		for t := 0; t < 4; t++ {
