@@ -719,6 +719,40 @@ func dotQx4(kind string, f32scale, vnni bool) {
 // id = 1/d (0 when d is 0), q = VCVTPS2DQ(x*id) (round to nearest even, the
 // MXCSR default), packed to int8 with saturation and put back in order;
 // sums[g] = Σ q, s[g] = d*sums[g].
+// groupScale loads a group of 32 floats (four ymm, vector i at at(i)) and
+// returns them with the group's scale d = amax/qmax and its inverse id
+// (0 when d is 0) in the low lane of two xmm: the common start of the int8
+// and int16 activation quantizers. absMask holds 0x7fffffff in every lane,
+// qmax the largest code as a float, one 1.0 and zx zero.
+func groupScale(at func(i int) Mem, absMask, qmax, one, zx VecVirtual) (xs [4]VecVirtual, dv, id VecVirtual) {
+	var ab [4]VecVirtual
+	for i := range xs {
+		xs[i] = YMM()
+		VMOVUPS(at(i), xs[i])
+		ab[i] = YMM()
+		VANDPS(absMask, xs[i], ab[i])
+	}
+	VMAXPS(ab[1], ab[0], ab[0])
+	VMAXPS(ab[3], ab[2], ab[2])
+	VMAXPS(ab[2], ab[0], ab[0])
+	m := XMM()
+	VEXTRACTF128(U8(1), ab[0], m)
+	VMAXPS(ab[0].AsX(), m, m)
+	m2 := XMM()
+	VMOVHLPS(m, m, m2)
+	VMAXPS(m2, m, m)
+	VMOVSHDUP(m, m2)
+	VMAXSS(m2, m, m)
+	dv = XMM()
+	VDIVSS(qmax, m, dv) // d = amax/qmax
+	id = XMM()
+	VDIVSS(dv, one, id) // 1/d
+	isZero := XMM()
+	VCMPSS(U8(0), zx, dv, isZero) // d == 0
+	VANDNPS(id, isZero, id)       // id = 0 where d == 0
+	return xs, dv, id
+}
+
 func quantizeActs() {
 	perm := GLOBL("quantPerm", RODATA|NOPTR)
 	for i, v := range []uint32{0, 4, 1, 5, 2, 6, 3, 7} {
@@ -756,31 +790,7 @@ func quantizeActs() {
 	JAE(LabelRef(name + "_done"))
 	MOVQ(g, t.As64())
 	SHLQ(U8(7), t.As64()) // 32 floats = 128 bytes
-	var xs, ab [4]VecVirtual
-	for i := range xs {
-		xs[i] = YMM()
-		VMOVUPS(Mem{Base: x, Index: t.As64(), Scale: 1, Disp: 32 * i}, xs[i])
-		ab[i] = YMM()
-		VANDPS(absMask, xs[i], ab[i])
-	}
-	VMAXPS(ab[1], ab[0], ab[0])
-	VMAXPS(ab[3], ab[2], ab[2])
-	VMAXPS(ab[2], ab[0], ab[0])
-	m := XMM()
-	VEXTRACTF128(U8(1), ab[0], m)
-	VMAXPS(ab[0].AsX(), m, m)
-	m2 := XMM()
-	VMOVHLPS(m, m, m2)
-	VMAXPS(m2, m, m)
-	VMOVSHDUP(m, m2)
-	VMAXSS(m2, m, m)
-	dv := XMM()
-	VDIVSS(c127, m, dv) // d = amax/127
-	id := XMM()
-	VDIVSS(dv, one, id) // 1/d
-	isZero := XMM()
-	VCMPSS(U8(0), zx, dv, isZero) // d == 0
-	VANDNPS(id, isZero, id)       // id = 0 where d == 0
+	xs, dv, id := groupScale(func(i int) Mem { return Mem{Base: x, Index: t.As64(), Scale: 1, Disp: 32 * i} }, absMask, c127, one, zx)
 	VMOVSS(dv, mem(dp, g, 4, 0))
 	idv := YMM()
 	VBROADCASTSS(id, idv)

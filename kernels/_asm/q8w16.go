@@ -221,31 +221,7 @@ func quantizeActs16() {
 	Label(name + "_loop")
 	TESTQ(ng, ng)
 	JZ(LabelRef(name + "_done"))
-	var xs, ab [4]VecVirtual
-	for i := range xs {
-		xs[i] = YMM()
-		VMOVUPS(Mem{Base: x, Disp: 32 * i}, xs[i])
-		ab[i] = YMM()
-		VANDPS(absMask, xs[i], ab[i])
-	}
-	VMAXPS(ab[1], ab[0], ab[0])
-	VMAXPS(ab[3], ab[2], ab[2])
-	VMAXPS(ab[2], ab[0], ab[0])
-	m := XMM()
-	VEXTRACTF128(U8(1), ab[0], m)
-	VMAXPS(ab[0].AsX(), m, m)
-	m2 := XMM()
-	VMOVHLPS(m, m, m2)
-	VMAXPS(m2, m, m)
-	VMOVSHDUP(m, m2)
-	VMAXSS(m2, m, m)
-	dv := XMM()
-	VDIVSS(c32767, m, dv) // d = amax/32767
-	id := XMM()
-	VDIVSS(dv, one, id) // 1/d
-	isZero := XMM()
-	VCMPSS(U8(0), zx, dv, isZero) // d == 0
-	VANDNPS(id, isZero, id)       // id = 0 where d == 0
+	xs, dv, id := groupScale(func(i int) Mem { return Mem{Base: x, Disp: 32 * i} }, absMask, c32767, one, zx)
 	VMOVSS(dv, Mem{Base: dp})
 	idv := YMM()
 	VBROADCASTSS(id, idv)
