@@ -105,7 +105,9 @@ func (f QFormat) scale(b []byte) float32 {
 // QuantizedActivations is one activation row quantized to int8 per group of
 // 32 values (see the package's "Quantized rows" notes). Q has 32 entries per
 // group, the last group padded with zeros; D, Sum and S one per group.
-// QuantizeActivations fills it, reusing its storage.
+// QuantizeActivations fills it, reusing its storage, and may keep a copy of
+// Q in the order the vnni kernels read it: change Q only through
+// QuantizeActivations (or fill a value of your own, which has no copy).
 type QuantizedActivations struct {
 	N   int       // number of values
 	Q   []int8    // codes, 32*groups
