@@ -84,21 +84,11 @@ func (m *Matrix) ScratchSize() int { return m.cols }
 
 // MulRows computes, for each row r in [start, end) and each of the T
 // vectors x[t*Cols():(t+1)*Cols()], the dot product, stored at
-// out[t*outStride+r]. Each row is decoded once into scratch (at least
-// ScratchSize() floats) and multiplied with every vector, so the result
-// does not depend on T.
+// out[t*outStride+r]: each row decoded exactly as DequantizeRow does, then
+// multiplied in float32 (kernels.MulRowsQF32, which decodes in registers
+// for one vector and into scratch, at least ScratchSize() floats, for
+// several), so the result does not depend on T.
 func (m *Matrix) MulRows(out []float32, outStride int, x []float32, T, start, end int, scratch []float32) {
-	c := m.cols
-	row := scratch[:c]
-	for r := start; r < end; r++ {
-		m.Row(r, row)
-		for t := 0; t < T; t++ {
-			xt := x[t*c : (t+1)*c]
-			var s float32
-			for i, w := range row {
-				s += w * xt[i]
-			}
-			out[t*outStride+r] = s
-		}
-	}
+	rb := m.rowBytes
+	kernels.MulRowsQF32(m.KernelFormat(), out[start:], outStride, m.data[start*rb:end*rb], end-start, m.cols, x, T, scratch)
 }
