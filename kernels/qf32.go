@@ -30,7 +30,7 @@ import "fmt"
 // bit-identical to DotF32 of the row decoded by DequantizeQ. It panics if f
 // is invalid or w is too short.
 func DotQF32(f QFormat, w []byte, x []float32) float32 {
-	checkQF32("DotQF32", f, len(w), len(x))
+	checkQRow("DotQF32", f, len(w), len(x))
 	return active.dotQF32(f, w, x)
 }
 
@@ -38,7 +38,7 @@ func DotQF32(f QFormat, w []byte, x []float32) float32 {
 // (f.RowBytes(len(dst)) bytes or more) into dst, exactly as package
 // quant's DequantizeRow. It panics if f is invalid or w is too short.
 func DequantizeQ(f QFormat, dst []float32, w []byte) {
-	checkQF32("DequantizeQ", f, len(w), len(dst))
+	checkQRow("DequantizeQ", f, len(w), len(dst))
 	active.dequantQ(f, dst, w)
 }
 
@@ -53,7 +53,8 @@ func MulRowsQF32(f QFormat, out []float32, outStride int, w []byte, rows, cols i
 	active.mulRowsQF32(f, out, outStride, w, rows, cols, x, T, scratch)
 }
 
-func checkQF32(name string, f QFormat, wLen, n int) {
+// checkQRow panics unless f is valid and wLen bytes hold a row of n values.
+func checkQRow(name string, f QFormat, wLen, n int) {
 	if err := f.Validate(); err != nil {
 		panic(err)
 	}

@@ -224,17 +224,12 @@ func abs32(v float32) float32 { return math.Float32frombits(math.Float32bits(v) 
 // bytes, or more: the rest is ignored) with the quantized activation row a.
 // It panics if f is invalid or w or a's slices are too short.
 func DotQ(f QFormat, w []byte, a *QuantizedActivations) float32 {
-	checkQ(f, len(w), a)
+	checkQ("DotQ", f, len(w), a)
 	return active.dotQ(f, w, a)
 }
 
-func checkQ(f QFormat, wLen int, a *QuantizedActivations) {
-	if err := f.Validate(); err != nil {
-		panic(err)
-	}
-	if rb := f.RowBytes(a.N); wLen < rb {
-		panic(fmt.Sprintf("kernels: quantized row of %d bytes, need %d for %d values", wLen, rb, a.N))
-	}
+func checkQ(name string, f QFormat, wLen int, a *QuantizedActivations) {
+	checkQRow(name, f, wLen, a.N)
 	if g := a.groups(); len(a.Q) < 32*g || len(a.D) < g || len(a.Sum) < g || len(a.S) < g {
 		panic(fmt.Sprintf("kernels: quantized activations of %d values are short", a.N))
 	}
@@ -259,7 +254,7 @@ func (k *impl) mulRowsQ(f QFormat, out []float32, outStride int, w []byte, rows 
 		if acts[t].N != cols {
 			panic(fmt.Sprintf("kernels: MulRowsQ: activation row %d has %d values, row 0 has %d", t, acts[t].N, cols))
 		}
-		checkQ(f, f.RowBytes(cols), &acts[t])
+		checkQ("MulRowsQ", f, f.RowBytes(cols), &acts[t])
 	}
 	rb := f.RowBytes(cols)
 	checkMul("MulRowsQ", len(out), outStride, len(w), rows, rb, T*rb, T)

@@ -100,21 +100,16 @@ func QuantizeInt16ActivationRows(dst []Int16Activations, x []float32, T, cols in
 // bytes, or more) with the int16 activation row a. It panics if f is not a
 // valid q8 format or w or a's slices are too short.
 func DotQ8W16(f QFormat, w []byte, a *Int16Activations) float32 {
-	checkW16(f, len(w), a)
+	checkW16("DotQ8W16", f, len(w), a)
 	var o [1]float32
 	active.dotW16Rows(f, o[:], w, 1, f.RowBytes(a.N), a)
 	return o[0]
 }
 
-func checkW16(f QFormat, wLen int, a *Int16Activations) {
-	if err := f.Validate(); err != nil {
-		panic(err)
-	}
+func checkW16(name string, f QFormat, wLen int, a *Int16Activations) {
+	checkQRow(name, f, wLen, a.N)
 	if f.Kind != QKindQ8 {
-		panic(fmt.Sprintf("kernels: int16 activations need q8 weights, not kind %d", f.Kind))
-	}
-	if rb := f.RowBytes(a.N); wLen < rb {
-		panic(fmt.Sprintf("kernels: quantized row of %d bytes, need %d for %d values", wLen, rb, a.N))
+		panic(fmt.Sprintf("kernels: %s: int16 activations need q8 weights, not kind %d", name, f.Kind))
 	}
 	if g := a.groups(); len(a.Q) < 32*g || len(a.D) < g {
 		panic(fmt.Sprintf("kernels: int16 activations of %d values are short", a.N))
@@ -142,7 +137,7 @@ func (k *impl) mulRowsW16(f QFormat, out []float32, outStride int, w []byte, row
 		if acts[t].N != cols {
 			panic(fmt.Sprintf("kernels: MulRowsQ8W16: activation row %d has %d values, row 0 has %d", t, acts[t].N, cols))
 		}
-		checkW16(f, rb, &acts[t])
+		checkW16("MulRowsQ8W16", f, rb, &acts[t])
 	}
 	checkMul("MulRowsQ8W16", len(out), outStride, len(w), rows, rb, T*rb, T)
 	// 256 KiB of weights per block: a quarter of a current core's L2.
