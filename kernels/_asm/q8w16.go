@@ -115,22 +115,51 @@ func w16Rows(s isa, f32, g32 bool) {
 		Label(label)
 	}
 
+	subBlocks(name, cnt, func() {
+		for u := range 4 {
+			if g32 {
+				step(u, Mem{Base: blk, Disp: u * (sb + 32)}, Mem{Base: blk, Disp: u*(sb+32) + sb}, acc[u])
+			} else {
+				step(u, Mem{Base: blk}, Mem{Base: codes}, acc[u])
+				next(name + "_n" + string(rune('0'+u)))
+			}
+		}
+		if g32 {
+			ADDQ(U32(4*(sb+32)), blk)
+		}
+		ADDQ(U32(256), qc)
+		ADDQ(U8(16), dc)
+	}, func() {
+		if g32 {
+			step(0, Mem{Base: blk}, Mem{Base: blk, Disp: sb}, acc[0])
+			ADDQ(U8(sb+32), blk)
+		} else {
+			step(0, Mem{Base: blk}, Mem{Base: codes}, acc[0])
+			next(name + "_nt")
+		}
+		ADDQ(U8(64), qc)
+		ADDQ(U8(4), dc)
+	})
+	VMOVSS(reduce4(s, acc), Mem{Base: out})
+	ADDQ(U8(4), out)
+	rb := Load(Param("rb"), GP64())
+	ADDQ(rb, wp)
+	DECQ(rows)
+	JMP(LabelRef(name + "_row"))
+	Label(name + "_done")
+	VZEROUPPER()
+	RET()
+}
+
+// subBlocks emits the sub-block loop of the q8 × int16 kernels: with cnt
+// = nsub/4 on entry, four() (four sub-blocks and the pointers' advance)
+// cnt times, then one() (one sub-block) nsub%4 times; it ends at label
+// name+"_end".
+func subBlocks(name string, cnt Register, four, one func()) {
 	Label(name + "_x4")
 	TESTQ(cnt, cnt)
 	JZ(LabelRef(name + "_tail0"))
-	for u := range 4 {
-		if g32 {
-			step(u, Mem{Base: blk, Disp: u * (sb + 32)}, Mem{Base: blk, Disp: u*(sb+32) + sb}, acc[u])
-		} else {
-			step(u, Mem{Base: blk}, Mem{Base: codes}, acc[u])
-			next(name + "_n" + string(rune('0'+u)))
-		}
-	}
-	if g32 {
-		ADDQ(U32(4*(sb+32)), blk)
-	}
-	ADDQ(U32(256), qc)
-	ADDQ(U8(16), dc)
+	four()
 	DECQ(cnt)
 	JMP(LabelRef(name + "_x4"))
 
@@ -140,32 +169,19 @@ func w16Rows(s isa, f32, g32 bool) {
 	Label(name + "_tail")
 	TESTQ(cnt, cnt)
 	JZ(LabelRef(name + "_end"))
-	if g32 {
-		step(0, Mem{Base: blk}, Mem{Base: blk, Disp: sb}, acc[0])
-		ADDQ(U8(sb+32), blk)
-	} else {
-		step(0, Mem{Base: blk}, Mem{Base: codes}, acc[0])
-		next(name + "_nt")
-	}
-	ADDQ(U8(64), qc)
-	ADDQ(U8(4), dc)
+	one()
 	DECQ(cnt)
 	JMP(LabelRef(name + "_tail"))
-
 	Label(name + "_end")
+}
+
+// reduce4 sums four accumulators as (a0+a1)+(a2+a3), then across lanes
+// (hsum), into the low lane of an xmm.
+func reduce4(s isa, acc [4]VecVirtual) VecVirtual {
 	VADDPS(acc[1], acc[0], acc[0])
 	VADDPS(acc[3], acc[2], acc[2])
 	VADDPS(acc[2], acc[0], acc[0])
-	x := hsum(s, acc[0])
-	VMOVSS(x, Mem{Base: out})
-	ADDQ(U8(4), out)
-	rb := Load(Param("rb"), GP64())
-	ADDQ(rb, wp)
-	DECQ(rows)
-	JMP(LabelRef(name + "_row"))
-	Label(name + "_done")
-	VZEROUPPER()
-	RET()
+	return hsum(s, acc[0])
 }
 
 // w16Scale broadcasts the f16 or f32 block scale at m to every lane.
@@ -300,42 +316,25 @@ func w16x4(f32 bool) {
 			VFMADD231PS(sv, P, a(t))
 		}
 	}
-	Label(name + "_x4")
-	TESTQ(cnt, cnt)
-	JZ(LabelRef(name + "_tail0"))
-	for u := range 4 {
-		step(u, func(t int) VecVirtual { return acc[t][u] })
-	}
-	ADDQ(U32(4*(sb+32)), blk)
-	ADDQ(U32(1024), qc)
-	ADDQ(U8(64), dc)
-	DECQ(cnt)
-	JMP(LabelRef(name + "_x4"))
-
-	Label(name + "_tail0")
-	Load(Param("nsub"), cnt)
-	ANDQ(U8(3), cnt)
-	Label(name + "_tail")
-	TESTQ(cnt, cnt)
-	JZ(LabelRef(name + "_end"))
-	step(0, func(t int) VecVirtual { return acc[t][0] })
-	ADDQ(U8(sb+32), blk)
-	ADDQ(U32(256), qc)
-	ADDQ(U8(16), dc)
-	DECQ(cnt)
-	JMP(LabelRef(name + "_tail"))
-
-	Label(name + "_end")
+	subBlocks(name, cnt, func() {
+		for u := range 4 {
+			step(u, func(t int) VecVirtual { return acc[t][u] })
+		}
+		ADDQ(U32(4*(sb+32)), blk)
+		ADDQ(U32(1024), qc)
+		ADDQ(U8(64), dc)
+	}, func() {
+		step(0, func(t int) VecVirtual { return acc[t][0] })
+		ADDQ(U8(sb+32), blk)
+		ADDQ(U32(256), qc)
+		ADDQ(U8(16), dc)
+	})
 	stride := Load(Param("stride"), GP64())
 	SHLQ(U8(2), stride)
 	o := GP64()
 	MOVQ(out, o)
 	for t := range acc {
-		VADDPS(acc[t][1], acc[t][0], acc[t][0])
-		VADDPS(acc[t][3], acc[t][2], acc[t][2])
-		VADDPS(acc[t][2], acc[t][0], acc[t][0])
-		x := hsum(avx512, acc[t][0])
-		VMOVSS(x, Mem{Base: o})
+		VMOVSS(reduce4(avx512, acc[t]), Mem{Base: o})
 		if t < 3 {
 			ADDQ(stride, o)
 		}
