@@ -8,15 +8,19 @@ import (
 )
 
 // BenchmarkGemvPool is decoding's matrix-vector product split across a
-// Pool's threads, with the active kernels and the activations the model
-// gives them (int16 for q8, int8 for q4) (named last, as bench/kernels.sh
-// expects a variant), on 4096x4096 matrices cycled through from DRAM: GB/s
-// of weights at 1 and 2 threads, to set against the machine's read
-// bandwidth at the same thread counts (bench/stream).
+// Pool's threads, with the active kernels (named last in the benchmark's
+// name, as bench/kernels.sh expects a variant) and the activations the
+// model gives them (int16 for q8, int8 for q4), on 4096x4096 matrices
+// cycled through from DRAM: GB/s of weights at 1 and 2 threads, to set
+// against the machine's read bandwidth at the same thread counts
+// (bench/stream). KVANT_BENCH_SHAPE=ROWSxCOLS sets another shape, such as
+// a model's (5632x2048 for the 850M shape's gate).
 func BenchmarkGemvPool(b *testing.B) {
 	rows, cols := 4096, 4096
 	if s := os.Getenv("KVANT_BENCH_SHAPE"); s != "" {
-		fmt.Sscanf(s, "%dx%d", &rows, &cols)
+		if _, err := fmt.Sscanf(s, "%dx%d", &rows, &cols); err != nil || rows < 1 || cols < 1 {
+			b.Fatalf("KVANT_BENCH_SHAPE=%q: want ROWSxCOLS, such as 5632x2048", s)
+		}
 	}
 	for _, q := range benchQFormats[:2] {
 		for _, threads := range []int{1, 2} {
