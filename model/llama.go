@@ -482,19 +482,20 @@ func (m *Model) quantizeActivations(s *State, x []float32, T int, ps ...product)
 // mulRows computes rows [start, end) of product p, on worker's scratch.
 func (m *Model) mulRows(s *State, p product, x []float32, T, start, end, worker int) {
 	rows := p.w.Rows()
-	switch m.activations(p.w) {
-	case int8Activations, int16Activations:
-		q := p.w.(*quant.Matrix)
-		f, data := q.KernelFormat(), q.Data()
-		rb := f.RowBytes(q.Cols())
-		if f.Kind == kernels.QKindQ8 {
-			kernels.MulRowsQ8W16(f, p.out[start:], rows, data[start*rb:end*rb], end-start, s.acts16)
-		} else {
-			kernels.MulRowsQ(f, p.out[start:], rows, data[start*rb:end*rb], end-start, s.acts)
-		}
+	enc := m.activations(p.w)
+	if enc == floatActivations {
+		p.w.MulRows(p.out, rows, x, T, start, end, s.scratch[worker])
 		return
 	}
-	p.w.MulRows(p.out, rows, x, T, start, end, s.scratch[worker])
+	q := p.w.(*quant.Matrix)
+	f := q.KernelFormat()
+	rb := f.RowBytes(q.Cols())
+	w := q.Data()[start*rb : end*rb]
+	if enc == int16Activations {
+		kernels.MulRowsQ8W16(f, p.out[start:], rows, w, end-start, s.acts16)
+	} else {
+		kernels.MulRowsQ(f, p.out[start:], rows, w, end-start, s.acts)
+	}
 }
 
 // rmsNorm computes w * (x / sqrt(mean(x²) + eps)) in float32, in the order
