@@ -46,7 +46,17 @@ func NewMatrix(e format.TensorEntry, data []byte) (*Matrix, error) {
 // KernelFormat describes the row layout the way package kernels' integer
 // dot products take it.
 func (m *Matrix) KernelFormat() kernels.QFormat {
-	kind := map[format.DType]kernels.QKind{Q8: kernels.QKindQ8, Q4: kernels.QKindQ4, Q4A: kernels.QKindQ4A}[m.scheme.DType]
+	// A switch, not a map literal: this runs for every piece of every
+	// product, and a map literal is built anew each time.
+	var kind kernels.QKind
+	switch m.scheme.DType {
+	case Q8:
+		kind = kernels.QKindQ8
+	case Q4:
+		kind = kernels.QKindQ4
+	case Q4A:
+		kind = kernels.QKindQ4A
+	}
 	return kernels.QFormat{Kind: kind, Group: m.scheme.Group, F32Scale: m.scheme.Scale == format.F32}
 }
 
