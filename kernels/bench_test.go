@@ -253,3 +253,31 @@ func BenchmarkMulRows(b *testing.B) {
 		b.Run(q.name+"/T=32", func(b *testing.B) { benchQ(b, q.f, 1024, 1024, 32, false) })
 	}
 }
+
+// BenchmarkAttention is one head's attention over a 512-position cache of
+// head dimension 64 (the 110M shape), in cache: the scores (dot products
+// of the query with each key, GemvF32 over short rows) and the output
+// (WeightedSumF32 over the values). Bytes are the keys or values read.
+func BenchmarkAttention(b *testing.B) {
+	const n, hd = 512, 64
+	r := rand.New(rand.NewPCG(1, 1))
+	keys, q := randF32(r, n*hd), randF32(r, hd)
+	weights := randF32(r, n)
+	out := make([]float32, n)
+	b.Run("scores", func(b *testing.B) {
+		benchEach(b, func(b *testing.B, k *impl) {
+			b.SetBytes(4 * n * hd)
+			for b.Loop() {
+				k.mulRowsF32(out, n, keys, n, hd, q, 1)
+			}
+		})
+	})
+	b.Run("values", func(b *testing.B) {
+		benchEach(b, func(b *testing.B, k *impl) {
+			b.SetBytes(4 * n * hd)
+			for b.Loop() {
+				k.weightedSum(out[:hd], weights, keys, hd)
+			}
+		})
+	})
+}

@@ -21,8 +21,9 @@ func floatsFrom(b []byte) []float32 {
 	return x
 }
 
-// FuzzDotF32 compares every variant's float kernels with generic on
-// fuzzed values and lengths (split point s).
+// FuzzDotF32 compares every variant's float kernels (dot, widening, axpy,
+// weighted sum) with generic or float64 on fuzzed values and lengths
+// (split point s).
 func FuzzDotF32(f *testing.F) {
 	f.Add([]byte{0, 0, 128, 63, 0, 0, 0, 64}, uint8(0))
 	f.Add(make([]byte, 4*67), uint8(3))
@@ -69,6 +70,19 @@ func FuzzDotF32(f *testing.F) {
 				tol := 2*0x1p-24*(math.Abs(float64(b[m+i]))+math.Abs(float64(0.5*a[m+i]))) + 0x1p-149
 				if math.Abs(float64(y[i]-want)) > tol {
 					t.Fatalf("%s: axpy: %v, want %v", k.name, y[i], want)
+				}
+			}
+			// a's first values weigh b's rows (attention's output).
+			if rows := min(int(s)%5+1, n); rows > 0 {
+				cols := n / rows
+				buf, out := guarded(cols)
+				k.weightedSum(out, a[:rows], b, cols)
+				checkGuards(t, buf)
+				want, abs := weightedSum64(a[:rows], b, cols, cols)
+				for c := range out {
+					if d := math.Abs(float64(out[c]) - want[c]); d > float64(2*rows+2)*0x1p-24*abs[c]+0x1p-140 && !math.IsInf(float64(out[c]), 0) {
+						t.Fatalf("%s: weightedSum rows=%d cols=%d: out[%d] = %v, want %v", k.name, rows, cols, c, out[c], want[c])
+					}
 				}
 			}
 		}

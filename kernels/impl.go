@@ -25,6 +25,11 @@ type impl struct {
 	// dotF32(w, that row). (Returned by value: a pointer argument would
 	// escape through the func value and cost an allocation per call.)
 	dotF32x4 func(w, x []float32, stride int) [4]float32
+	// dotF32Rows stores dotF32(w[r*cols:(r+1)*cols], x) in out[r] for
+	// r < rows, bit for bit; the slices are long enough.
+	dotF32Rows func(out, w []float32, rows, cols int, x []float32)
+	// weightedSum is WeightedSumF32 after its checks.
+	weightedSum func(out, a, v []float32, stride int)
 	// dotQ is the quantized row dot product (see DotQ); f is valid and w
 	// holds at least f.RowBytes(a.N) bytes.
 	dotQ func(f QFormat, w []byte, a *QuantizedActivations) float32
@@ -68,7 +73,10 @@ var generic = &impl{
 	bf16ToF32: bf16ToF32Generic,
 	axpy:      axpyGeneric,
 	dotF32x4:  dotF32x4Generic,
-	dotQ:      dotQGeneric,
+
+	dotF32Rows:  dotF32RowsGeneric,
+	weightedSum: weightedSumGeneric,
+	dotQ:        dotQGeneric,
 
 	dotW16Rows:     dotW16RowsGeneric,
 	siluMul:        siluMulGeneric,

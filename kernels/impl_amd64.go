@@ -172,6 +172,16 @@ func newAsmImpl(name string, supported bool, f asmFuncs, q *qFuncs, qx4 *qx4Func
 			}
 			return out
 		},
+		weightedSum: func(out, a, v []float32, stride int) {
+			if f.lanes == 16 {
+				weightedSumAVX512(out, a, v, stride)
+			} else {
+				weightedSumAVX2(out, a, v, stride)
+			}
+			if full := len(out) &^ m; full < len(out) {
+				weightedSumGeneric(out[full:], a, v[full:], stride)
+			}
+		},
 		dotQ:       q.dot,
 		dotQx4:     qx4.dot,
 		dotW16Rows: w16.rows,
@@ -210,6 +220,21 @@ func newAsmImpl(name string, supported bool, f asmFuncs, q *qFuncs, qx4 *qx4Func
 	}
 	if f.lanes == 16 {
 		k.dotW16x4Rows = w16x4AVX512
+	}
+	k.dotF32Rows = func(out, w []float32, rows, cols int, x []float32) {
+		if cols&m != 0 || rows == 0 || cols == 0 {
+			// The row tails need the wrapper's Go loop: one call per row.
+			for r := range rows {
+				out[r] = k.dotF32(w[r*cols:(r+1)*cols], x[:cols])
+			}
+			return
+		}
+		_, _, _ = out[rows-1], w[rows*cols-1], x[cols-1]
+		if f.lanes == 16 {
+			dotF32RowsAVX512(out, w, rows, cols, x)
+		} else {
+			dotF32RowsAVX2(out, w, rows, cols, x)
+		}
 	}
 	if z != nil {
 		k.dotQ = func(f QFormat, w []byte, a *QuantizedActivations) float32 {

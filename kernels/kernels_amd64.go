@@ -88,6 +88,30 @@ func axpyAVX512(y []float32, a float32, x []float32)
 //go:noescape
 func dotF32x4AVX512(w []float32, x []float32, stride int, out *[4]float32)
 
+// dotF32RowsAVX2 stores in out[r] the dot product of w[r*cols:(r+1)*cols] and x
+// for r < rows; cols is a multiple of 8.
+//
+//go:noescape
+func dotF32RowsAVX2(out []float32, w []float32, rows int, cols int, x []float32)
+
+// weightedSumAVX2 stores in out[c] the sum over p < len(a) of a[p]*v[p*stride+c],
+// for c < len(out)&^7.
+//
+//go:noescape
+func weightedSumAVX2(out []float32, a []float32, v []float32, stride int)
+
+// dotF32RowsAVX512 stores in out[r] the dot product of w[r*cols:(r+1)*cols] and x
+// for r < rows; cols is a multiple of 16.
+//
+//go:noescape
+func dotF32RowsAVX512(out []float32, w []float32, rows int, cols int, x []float32)
+
+// weightedSumAVX512 stores in out[c] the sum over p < len(a) of a[p]*v[p*stride+c],
+// for c < len(out)&^15.
+//
+//go:noescape
+func weightedSumAVX512(out []float32, a []float32, v []float32, stride int)
+
 // quantizeActsAVX2 quantizes the len(x)/32 whole groups of x (see QuantizeActivations).
 //
 //go:noescape

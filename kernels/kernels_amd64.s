@@ -716,6 +716,268 @@ dotF32x4AVX512_x1_end:
 	VZEROUPPER
 	RET
 
+// func dotF32RowsAVX2(out []float32, w []float32, rows int, cols int, x []float32)
+// Requires: AVX, FMA3
+TEXT ·dotF32RowsAVX2(SB), NOSPLIT, $0-88
+	MOVQ out_base+0(FP), AX
+	MOVQ w_base+24(FP), CX
+	MOVQ rows+48(FP), DX
+	MOVQ cols+56(FP), BX
+	MOVQ x_base+64(FP), SI
+	MOVQ BX, DI
+	SHLQ $0x02, DI
+	XORQ R8, R8
+
+dotF32RowsAVX2_row:
+	CMPQ   R8, DX
+	JAE    dotF32RowsAVX2_row_end
+	MOVQ   BX, R9
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	MOVQ   R9, R10
+	ANDQ   $-16, R10
+	ANDQ   $-8, R9
+	XORQ   R11, R11
+
+dotF32RowsAVX2_x2:
+	CMPQ        R11, R10
+	JAE         dotF32RowsAVX2_x2_end
+	VMOVUPS     (CX)(R11*4), Y2
+	VFMADD231PS (SI)(R11*4), Y2, Y0
+	VMOVUPS     32(CX)(R11*4), Y2
+	VFMADD231PS 32(SI)(R11*4), Y2, Y1
+	ADDQ        $0x00000010, R11
+	JMP         dotF32RowsAVX2_x2
+
+dotF32RowsAVX2_x2_end:
+dotF32RowsAVX2_x1:
+	CMPQ        R11, R9
+	JAE         dotF32RowsAVX2_x1_end
+	VMOVUPS     (CX)(R11*4), Y2
+	VFMADD231PS (SI)(R11*4), Y2, Y0
+	ADDQ        $0x00000008, R11
+	JMP         dotF32RowsAVX2_x1
+
+dotF32RowsAVX2_x1_end:
+	VADDPS       Y1, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X0, X1, X1
+	VMOVHLPS     X1, X1, X0
+	VADDPS       X0, X1, X1
+	VMOVSHDUP    X1, X0
+	VADDSS       X0, X1, X1
+	VMOVSS       X1, (AX)(R8*4)
+	ADDQ         DI, CX
+	ADDQ         $0x00000001, R8
+	JMP          dotF32RowsAVX2_row
+
+dotF32RowsAVX2_row_end:
+	VZEROUPPER
+	RET
+
+// func weightedSumAVX2(out []float32, a []float32, v []float32, stride int)
+// Requires: AVX, FMA3
+TEXT ·weightedSumAVX2(SB), NOSPLIT, $0-80
+	MOVQ out_base+0(FP), AX
+	MOVQ out_len+8(FP), CX
+	MOVQ a_base+24(FP), DX
+	MOVQ a_len+32(FP), BX
+	MOVQ v_base+48(FP), SI
+	MOVQ stride+72(FP), DI
+	SHLQ $0x02, DI
+	MOVQ CX, R8
+	ANDQ $-32, R8
+	ANDQ $-8, CX
+	XORQ R9, R9
+
+weightedSumAVX2_x4:
+	CMPQ   R9, R8
+	JAE    weightedSumAVX2_x4_end
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	XORQ   R10, R10
+	LEAQ   (SI)(R9*4), R11
+
+weightedSumAVX2_x4_p:
+	CMPQ         R10, BX
+	JAE          weightedSumAVX2_x4_p_end
+	VBROADCASTSS (DX)(R10*4), Y4
+	VFMADD231PS  (R11), Y4, Y0
+	VFMADD231PS  32(R11), Y4, Y1
+	VFMADD231PS  64(R11), Y4, Y2
+	VFMADD231PS  96(R11), Y4, Y3
+	ADDQ         DI, R11
+	ADDQ         $0x00000001, R10
+	JMP          weightedSumAVX2_x4_p
+
+weightedSumAVX2_x4_p_end:
+	VMOVUPS Y0, (AX)(R9*4)
+	VMOVUPS Y1, 32(AX)(R9*4)
+	VMOVUPS Y2, 64(AX)(R9*4)
+	VMOVUPS Y3, 96(AX)(R9*4)
+	ADDQ    $0x00000020, R9
+	JMP     weightedSumAVX2_x4
+
+weightedSumAVX2_x4_end:
+weightedSumAVX2_x1:
+	CMPQ   R9, CX
+	JAE    weightedSumAVX2_x1_end
+	VXORPS Y0, Y0, Y0
+	XORQ   R8, R8
+	LEAQ   (SI)(R9*4), R10
+
+weightedSumAVX2_x1_p:
+	CMPQ         R8, BX
+	JAE          weightedSumAVX2_x1_p_end
+	VBROADCASTSS (DX)(R8*4), Y1
+	VFMADD231PS  (R10), Y1, Y0
+	ADDQ         DI, R10
+	ADDQ         $0x00000001, R8
+	JMP          weightedSumAVX2_x1_p
+
+weightedSumAVX2_x1_p_end:
+	VMOVUPS Y0, (AX)(R9*4)
+	ADDQ    $0x00000008, R9
+	JMP     weightedSumAVX2_x1
+
+weightedSumAVX2_x1_end:
+	VZEROUPPER
+	RET
+
+// func dotF32RowsAVX512(out []float32, w []float32, rows int, cols int, x []float32)
+// Requires: AVX, AVX512DQ, AVX512F
+TEXT ·dotF32RowsAVX512(SB), NOSPLIT, $0-88
+	MOVQ out_base+0(FP), AX
+	MOVQ w_base+24(FP), CX
+	MOVQ rows+48(FP), DX
+	MOVQ cols+56(FP), BX
+	MOVQ x_base+64(FP), SI
+	MOVQ BX, DI
+	SHLQ $0x02, DI
+	XORQ R8, R8
+
+dotF32RowsAVX512_row:
+	CMPQ   R8, DX
+	JAE    dotF32RowsAVX512_row_end
+	MOVQ   BX, R9
+	VXORPS Z0, Z0, Z0
+	VXORPS Z1, Z1, Z1
+	MOVQ   R9, R10
+	ANDQ   $-32, R10
+	ANDQ   $-16, R9
+	XORQ   R11, R11
+
+dotF32RowsAVX512_x2:
+	CMPQ        R11, R10
+	JAE         dotF32RowsAVX512_x2_end
+	VMOVUPS     (CX)(R11*4), Z2
+	VFMADD231PS (SI)(R11*4), Z2, Z0
+	VMOVUPS     64(CX)(R11*4), Z2
+	VFMADD231PS 64(SI)(R11*4), Z2, Z1
+	ADDQ        $0x00000020, R11
+	JMP         dotF32RowsAVX512_x2
+
+dotF32RowsAVX512_x2_end:
+dotF32RowsAVX512_x1:
+	CMPQ        R11, R9
+	JAE         dotF32RowsAVX512_x1_end
+	VMOVUPS     (CX)(R11*4), Z2
+	VFMADD231PS (SI)(R11*4), Z2, Z0
+	ADDQ        $0x00000010, R11
+	JMP         dotF32RowsAVX512_x1
+
+dotF32RowsAVX512_x1_end:
+	VADDPS        Z1, Z0, Z0
+	VEXTRACTF64X4 $0x01, Z0, Y1
+	VADDPS        Y1, Y0, Y1
+	VEXTRACTF128  $0x01, Y1, X0
+	VADDPS        X1, X0, X0
+	VMOVHLPS      X0, X0, X1
+	VADDPS        X1, X0, X0
+	VMOVSHDUP     X0, X1
+	VADDSS        X1, X0, X0
+	VMOVSS        X0, (AX)(R8*4)
+	ADDQ          DI, CX
+	ADDQ          $0x00000001, R8
+	JMP           dotF32RowsAVX512_row
+
+dotF32RowsAVX512_row_end:
+	VZEROUPPER
+	RET
+
+// func weightedSumAVX512(out []float32, a []float32, v []float32, stride int)
+// Requires: AVX, AVX512DQ, AVX512F
+TEXT ·weightedSumAVX512(SB), NOSPLIT, $0-80
+	MOVQ out_base+0(FP), AX
+	MOVQ out_len+8(FP), CX
+	MOVQ a_base+24(FP), DX
+	MOVQ a_len+32(FP), BX
+	MOVQ v_base+48(FP), SI
+	MOVQ stride+72(FP), DI
+	SHLQ $0x02, DI
+	MOVQ CX, R8
+	ANDQ $-64, R8
+	ANDQ $-16, CX
+	XORQ R9, R9
+
+weightedSumAVX512_x4:
+	CMPQ   R9, R8
+	JAE    weightedSumAVX512_x4_end
+	VXORPS Z0, Z0, Z0
+	VXORPS Z1, Z1, Z1
+	VXORPS Z2, Z2, Z2
+	VXORPS Z3, Z3, Z3
+	XORQ   R10, R10
+	LEAQ   (SI)(R9*4), R11
+
+weightedSumAVX512_x4_p:
+	CMPQ         R10, BX
+	JAE          weightedSumAVX512_x4_p_end
+	VBROADCASTSS (DX)(R10*4), Z4
+	VFMADD231PS  (R11), Z4, Z0
+	VFMADD231PS  64(R11), Z4, Z1
+	VFMADD231PS  128(R11), Z4, Z2
+	VFMADD231PS  192(R11), Z4, Z3
+	ADDQ         DI, R11
+	ADDQ         $0x00000001, R10
+	JMP          weightedSumAVX512_x4_p
+
+weightedSumAVX512_x4_p_end:
+	VMOVUPS Z0, (AX)(R9*4)
+	VMOVUPS Z1, 64(AX)(R9*4)
+	VMOVUPS Z2, 128(AX)(R9*4)
+	VMOVUPS Z3, 192(AX)(R9*4)
+	ADDQ    $0x00000040, R9
+	JMP     weightedSumAVX512_x4
+
+weightedSumAVX512_x4_end:
+weightedSumAVX512_x1:
+	CMPQ   R9, CX
+	JAE    weightedSumAVX512_x1_end
+	VXORPS Z0, Z0, Z0
+	XORQ   R8, R8
+	LEAQ   (SI)(R9*4), R10
+
+weightedSumAVX512_x1_p:
+	CMPQ         R8, BX
+	JAE          weightedSumAVX512_x1_p_end
+	VBROADCASTSS (DX)(R8*4), Z1
+	VFMADD231PS  (R10), Z1, Z0
+	ADDQ         DI, R10
+	ADDQ         $0x00000001, R8
+	JMP          weightedSumAVX512_x1_p
+
+weightedSumAVX512_x1_p_end:
+	VMOVUPS Z0, (AX)(R9*4)
+	ADDQ    $0x00000010, R9
+	JMP     weightedSumAVX512_x1
+
+weightedSumAVX512_x1_end:
+	VZEROUPPER
+	RET
+
 DATA quantPerm<>+0(SB)/4, $0x00000000
 DATA quantPerm<>+4(SB)/4, $0x00000004
 DATA quantPerm<>+8(SB)/4, $0x00000001

@@ -250,7 +250,7 @@ func TestAxpy(t *testing.T) {
 func TestMulRows(t *testing.T) {
 	forEach(t, func(t *testing.T, k *impl) {
 		r := rand.New(rand.NewPCG(7, 8))
-		for _, dims := range [][3]int{{1, 1, 1}, {3, 7, 2}, {5, 16, 4}, {9, 33, 5}, {4, 64, 9}, {7, 100, 13}, {3, 257, 4}, {2, 1024, 23}, {2, 4100, 70}} {
+		for _, dims := range [][3]int{{1, 1, 1}, {3, 7, 2}, {5, 16, 4}, {9, 33, 5}, {4, 64, 9}, {7, 100, 13}, {3, 257, 4}, {2, 1024, 23}, {2, 4100, 70}, {37, 64, 1}, {11, 128, 1}, {6, 48, 1}, {5, 8, 1}, {4, 72, 1}} {
 			rows, cols, T := dims[0], dims[1], dims[2]
 			w, x := randF32(r, rows*cols), randF32(r, T*cols)
 			stride := rows + 3

@@ -74,9 +74,7 @@ func MulRowsBF16(out []float32, outStride int, w []uint16, rows, cols int, x []f
 func (k *impl) mulRowsF32(out []float32, outStride int, w []float32, rows, cols int, x []float32, T int) {
 	checkMul("MulRowsF32", len(out), outStride, len(w), rows, cols, len(x), T)
 	if T == 1 {
-		for r := range rows {
-			out[r] = k.dotF32(w[r*cols:(r+1)*cols], x[:cols])
-		}
+		k.dotF32Rows(out, w, rows, cols, x)
 		return
 	}
 	tb := mulBlock(4 * cols)

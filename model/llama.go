@@ -236,18 +236,17 @@ func ropeFrequencies(cfg Config) ([]float32, error) {
 type State struct {
 	maxSeq int
 	pos    int
-	// Per layer, the cache of each kv head in turn: keys maxSeq × headDim,
-	// so that a head's scores come from one matrix product with them, and
-	// values transposed, headDim × maxSeq, so that its outputs are long
-	// dot products of the weights with each dimension's row (instead of
-	// one short vector update per position).
+	// Per layer, the cache of each kv head in turn, maxSeq × headDim for
+	// keys and values alike: a new position is one contiguous write, and
+	// attention reads each head's cache front to back (kernels.GemvF32 for
+	// the scores, kernels.WeightedSumF32 for the output).
 	k, v [][]float32
 	// Per-batch buffers, grown to the largest batch seen.
 	batch                 int
 	x, xb, q, kb, vb, att []float32
 	hb, hb2, logits       []float32
 	rot                   []float32   // per new token: cos, sin of each pair
-	scores                [][]float32 // per worker, heads per kv head × maxSeq
+	scores                [][]float32 // per worker, maxSeq
 	scratch               [][]float32 // per worker matrix scratch
 	acts                  []kernels.QuantizedActivations
 	acts16                []kernels.Int16Activations
@@ -269,7 +268,7 @@ func (m *Model) NewState(maxSeq int) *State {
 		s.v = append(s.v, make([]float32, maxSeq*kvd))
 	}
 	for range m.pool.Workers() {
-		s.scores = append(s.scores, make([]float32, m.Config.Heads/m.Config.KVHeads*maxSeq))
+		s.scores = append(s.scores, make([]float32, maxSeq))
 		s.scratch = append(s.scratch, make([]float32, m.scratch))
 	}
 	return s
@@ -343,26 +342,8 @@ func (m *Model) Forward(s *State, tokens []int, all bool) ([]float32, error) {
 		}
 		q, k, v := s.q[:T*qd], s.kb[:T*kvd], s.vb[:T*kvd]
 		m.matmul(s, xb, T, product{q, ly.wq}, product{k, ly.wk}, product{v, ly.wv})
-		for t := 0; t < T; t++ {
-			if ly.bq != nil {
-				kernels.Axpy(q[t*qd:(t+1)*qd], 1, ly.bq)
-				kernels.Axpy(k[t*kvd:(t+1)*kvd], 1, ly.bk)
-				kernels.Axpy(v[t*kvd:(t+1)*kvd], 1, ly.bv)
-			}
-			pos := s.pos + t
-			rope(q[t*qd:(t+1)*qd], rot[t*hd:(t+1)*hd])
-			rope(k[t*kvd:(t+1)*kvd], rot[t*hd:(t+1)*hd])
-			for h := 0; h < c.KVHeads; h++ {
-				at := (h*s.maxSeq + pos) * hd
-				copy(s.k[l][at:at+hd], k[t*kvd+h*hd:t*kvd+(h+1)*hd])
-				vt := s.v[l][h*hd*s.maxSeq+pos:]
-				for d, val := range v[t*kvd+h*hd : t*kvd+(h+1)*hd] {
-					vt[d*s.maxSeq] = val
-				}
-			}
-		}
 		att := s.att[:T*qd]
-		m.attention(s, l, q, att, T)
+		m.attention(s, l, q, k, v, att, T)
 		xo := s.xb[:T*d]
 		m.matmul(s, att, T, product{xo, ly.wo})
 		kernels.Axpy(x, 1, xo)
@@ -551,31 +532,65 @@ func softmax(sc []float32, scale float32) {
 	}
 }
 
+// storeKV finishes token t's projections for kv head kh: the biases, the
+// rotation of the head's keys and of the query heads that share it, and
+// the keys and values written to the cache at the token's position. Done
+// per head inside the parallel loops rather than serially per token: the
+// writes go where attention then reads them, by the same worker.
+func (m *Model) storeKV(s *State, l int, q, k, v []float32, t, kh int) {
+	c := m.Config
+	hd, qd, kvd := c.HeadDim, c.Heads*c.HeadDim, c.KVHeads*c.HeadDim
+	group := c.Heads / c.KVHeads
+	qs := q[t*qd+kh*group*hd : t*qd+(kh+1)*group*hd]
+	ks := k[t*kvd+kh*hd : t*kvd+(kh+1)*hd]
+	vs := v[t*kvd+kh*hd : t*kvd+(kh+1)*hd]
+	if ly := &m.layers[l]; ly.bq != nil {
+		kernels.Axpy(qs, 1, ly.bq[kh*group*hd:(kh+1)*group*hd])
+		kernels.Axpy(ks, 1, ly.bk[kh*hd:(kh+1)*hd])
+		kernels.Axpy(vs, 1, ly.bv[kh*hd:(kh+1)*hd])
+	}
+	rot := s.rot[t*hd : (t+1)*hd]
+	rope(qs, rot)
+	rope(ks, rot)
+	at := (kh*s.maxSeq + s.pos + t) * hd
+	copy(s.k[l][at:at+hd], ks)
+	copy(s.v[l][at:at+hd], vs)
+}
+
 // attention computes causal grouped-query attention for T new tokens
-// against the cache, parallel over (token, kv head) pairs: the query heads
-// sharing a kv head get their scores from one product with its keys.
-func (m *Model) attention(s *State, l int, q, out []float32, T int) {
+// against the cache, parallel over (token, kv head) pairs: for each query
+// head sharing the kv head, the scores are the dot products of its query
+// with the cached keys, and its output the softmax weights times the
+// cached values. A single token (decoding) stores its keys and values in
+// the same loop; a batch stores all of them first, since token t attends
+// to the tokens before it.
+func (m *Model) attention(s *State, l int, q, k, v, out []float32, T int) {
 	c := m.Config
 	hd, qd := c.HeadDim, c.Heads*c.HeadDim
 	group := c.Heads / c.KVHeads
 	scale := float32(1 / math.Sqrt(float64(hd)))
+	if T > 1 {
+		m.pool.For(T*c.KVHeads, 1, func(_, start, end int) {
+			for i := start; i < end; i++ {
+				m.storeKV(s, l, q, k, v, i/c.KVHeads, i%c.KVHeads)
+			}
+		})
+	}
 	m.pool.For(T*c.KVHeads, 1, func(worker, start, end int) {
 		for i := start; i < end; i++ {
 			t, kh := i/c.KVHeads, i%c.KVHeads
+			if T == 1 {
+				m.storeKV(s, l, q, k, v, t, kh)
+			}
 			n := s.pos + t + 1 // causal: positions 0..pos+t
 			kc := s.k[l][kh*s.maxSeq*hd : (kh*s.maxSeq+n)*hd]
-			vt := s.v[l][kh*hd*s.maxSeq : (kh+1)*hd*s.maxSeq]
-			qs := q[t*qd+kh*group*hd : t*qd+(kh+1)*group*hd]
-			scores := s.scores[worker][:group*n]
-			kernels.MulRowsF32(scores, n, kc, n, hd, qs, group)
+			vc := s.v[l][kh*s.maxSeq*hd : (kh*s.maxSeq+n)*hd]
+			scores := s.scores[worker][:n]
 			for g := 0; g < group; g++ {
-				softmax(scores[g*n:(g+1)*n], scale)
-			}
-			// Output dimension d of each head in the group: the weights
-			// times row d of the transposed values.
-			o := out[t*qd+kh*group*hd : t*qd+(kh+1)*group*hd]
-			for d := 0; d < hd; d++ {
-				kernels.MulRowsF32(o[d:], hd, vt[d*s.maxSeq:d*s.maxSeq+n], 1, n, scores, group)
+				h := kh*group + g
+				kernels.GemvF32(scores, kc, n, hd, q[t*qd+h*hd:t*qd+(h+1)*hd])
+				softmax(scores, scale)
+				kernels.WeightedSumF32(out[t*qd+h*hd:t*qd+(h+1)*hd], scores, vc, hd)
 			}
 		}
 	})

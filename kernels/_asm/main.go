@@ -39,6 +39,10 @@ func main() {
 		axpy(s)
 		dotF32x4(s)
 	}
+	for _, s := range []isa{avx2, avx512} {
+		dotF32Rows(s)
+		weightedSum(s)
+	}
 	quantizeActs()
 	for _, vnni := range []bool{false, true} {
 		for _, kind := range []string{"Q8", "Q4", "Q4A"} {
@@ -129,6 +133,15 @@ func dotF32(s isa) {
 // returns the sum; load(i, off) loads the weight vector at element i+off,
 // xm(i, off) addresses the activations.
 func dotLoop(s isa, name string, n Register, load func(m Mem, i Register, off int) VecVirtual, xm func(i Register, off int) Mem) {
+	r := dotSum(s, name, n, load, xm)
+	VZEROUPPER()
+	Store(r, ReturnIndex(0))
+	RET()
+}
+
+// dotSum emits dotLoop's accumulation and reduction, and returns the xmm
+// holding the sum in its low lane; it clobbers n.
+func dotSum(s isa, name string, n Register, load func(m Mem, i Register, off int) VecVirtual, xm func(i Register, off int) Mem) VecVirtual {
 	var acc [2]VecVirtual
 	for u := range acc {
 		acc[u] = s.vec()
@@ -151,10 +164,7 @@ func dotLoop(s isa, name string, n Register, load func(m Mem, i Register, off in
 		VFMADD231PS(xm(i, 0), t, acc[0])
 	})
 	VADDPS(acc[1], acc[0], acc[0])
-	r := hsum(s, acc[0])
-	VZEROUPPER()
-	Store(r, ReturnIndex(0))
-	RET()
+	return hsum(s, acc[0])
 }
 
 // loadHalf widens lanes 16-bit values at m into a float32 vector: VCVTPH2PS

@@ -1,0 +1,97 @@
+package main
+
+import (
+	"fmt"
+
+	. "github.com/mmcloughlin/avo/build"
+	. "github.com/mmcloughlin/avo/operand"
+	. "github.com/mmcloughlin/avo/reg"
+)
+
+// dotF32Rows is dotF32 of each of rows consecutive weight rows of cols
+// elements (a multiple of lanes) with x: the same instructions per row, so
+// bit-identical to dotF32, without a call per row. Attention's scores are
+// hundreds of dot products of one head's length (64 or 128) a head, where
+// the call and its checks cost as much as the arithmetic.
+func dotF32Rows(s isa) {
+	name := "dotF32Rows" + s.name
+	TEXT(name, NOSPLIT, "func(out []float32, w []float32, rows, cols int, x []float32)")
+	Pragma("noescape") // kernels keep no pointer to their arguments
+	Doc(name+" stores in out[r] the dot product of w[r*cols:(r+1)*cols] and x", fmt.Sprintf("for r < rows; cols is a multiple of %d.", s.lanes))
+	out := Load(Param("out").Base(), GP64())
+	w := Load(Param("w").Base(), GP64())
+	rows := Load(Param("rows"), GP64())
+	cols := Load(Param("cols"), GP64())
+	x := Load(Param("x").Base(), GP64())
+	rowBytes := GP64()
+	MOVQ(cols, rowBytes)
+	SHLQ(U8(2), rowBytes)
+	r := GP64()
+	XORQ(r, r)
+	loop(name+"_row", r, rows, 1, func() {
+		n := GP64()
+		MOVQ(cols, n)
+		sum := dotSum(s, name, n, func(_ Mem, i Register, off int) VecVirtual {
+			t := s.vec()
+			VMOVUPS(mem(w, i, 4, 4*off), t)
+			return t
+		}, func(i Register, off int) Mem { return mem(x, i, 4, 4*off) })
+		VMOVSS(sum, mem(out, r, 4, 0))
+		ADDQ(rowBytes, w)
+	})
+	VZEROUPPER()
+	RET()
+}
+
+// weightedSum is out[c] = Σ_p a[p]·v[p*stride+c] over the first
+// len(out)&^(lanes-1) columns: attention's output, the softmax weights
+// times the cached values of each position (stored position-major, as the
+// keys are). Columns go in blocks of four vectors, whose sums stay in
+// registers while the positions stream past, then one vector at a time.
+// Each column's sum runs over p in order with fused multiply-adds.
+func weightedSum(s isa) {
+	name := "weightedSum" + s.name
+	TEXT(name, NOSPLIT, "func(out []float32, a []float32, v []float32, stride int)")
+	Pragma("noescape") // kernels keep no pointer to their arguments
+	Doc(name+" stores in out[c] the sum over p < len(a) of a[p]*v[p*stride+c],", fmt.Sprintf("for c < len(out)&^%d.", s.lanes-1))
+	out := Load(Param("out").Base(), GP64())
+	n := Load(Param("out").Len(), GP64())
+	a := Load(Param("a").Base(), GP64())
+	rows := Load(Param("a").Len(), GP64())
+	v := Load(Param("v").Base(), GP64())
+	stride := Load(Param("stride"), GP64())
+	SHLQ(U8(2), stride)
+	n4 := GP64()
+	MOVQ(n, n4)
+	ANDQ(I32(-4*s.lanes), n4)
+	ANDQ(I32(-s.lanes), n)
+	c := GP64()
+	XORQ(c, c)
+	block := func(label string, width int, limit Register) {
+		loop(label, c, limit, width*s.lanes, func() {
+			acc := make([]VecVirtual, width)
+			for u := range acc {
+				acc[u] = s.vec()
+			}
+			zero(acc...)
+			p, at := GP64(), GP64()
+			XORQ(p, p)
+			LEAQ(mem(v, c, 4, 0), at)
+			loop(label+"_p", p, rows, 1, func() {
+				b := s.vec()
+				VBROADCASTSS(mem(a, p, 4, 0), b)
+				for u := range acc {
+					VFMADD231PS(Mem{Base: at, Disp: 4 * u * s.lanes}, b, acc[u])
+				}
+				ADDQ(stride, at)
+			})
+			for u := range acc {
+				VMOVUPS(acc[u], mem(out, c, 4, 4*u*s.lanes))
+			}
+		})
+	}
+	block(name+"_x4", 4, n4)
+	block(name+"_x1", 1, n)
+	VZEROUPPER()
+	RET()
+}
