@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"sync"
+	"unsafe"
 )
 
 // Quantized rows.
@@ -142,11 +143,29 @@ func (a *QuantizedActivations) permuteZ() {
 		a.zq = make([]int8, 128*n4)
 	}
 	a.zq = a.zq[:128*n4]
-	for c := 0; c < 128*n4; c += 64 {
-		for i, src := range [8]int{0, 1, 4, 5, 2, 3, 6, 7} {
-			copy(a.zq[c+8*i:c+8*i+8], a.Q[c+8*src:c+8*src+8])
-		}
+	// A qword at a time in registers: copy() of 8 bytes is a memmove call,
+	// and this runs serially, once per product's input.
+	dst, src := int8Bytes(a.zq), int8Bytes(a.Q[:128*n4])
+	le := binary.LittleEndian
+	for c := 0; c+64 <= len(dst); c += 64 {
+		d, s := dst[c:c+64], src[c:c+64]
+		le.PutUint64(d[0:], le.Uint64(s[0:]))
+		le.PutUint64(d[8:], le.Uint64(s[8:]))
+		le.PutUint64(d[16:], le.Uint64(s[32:]))
+		le.PutUint64(d[24:], le.Uint64(s[40:]))
+		le.PutUint64(d[32:], le.Uint64(s[16:]))
+		le.PutUint64(d[40:], le.Uint64(s[24:]))
+		le.PutUint64(d[48:], le.Uint64(s[48:]))
+		le.PutUint64(d[56:], le.Uint64(s[56:]))
 	}
+}
+
+// int8Bytes views int8 codes as bytes, without copying.
+func int8Bytes(q []int8) []byte {
+	if len(q) == 0 {
+		return nil
+	}
+	return unsafe.Slice((*byte)(unsafe.Pointer(&q[0])), len(q))
 }
 
 // QuantizeActivationRows quantizes the T rows x[t*cols:(t+1)*cols] into

@@ -362,11 +362,3 @@ func TestQuantizeActivationRows(t *testing.T) {
 		}
 	}
 }
-
-func int8Bytes(q []int8) []byte {
-	b := make([]byte, len(q))
-	for i, v := range q {
-		b[i] = byte(v)
-	}
-	return b
-}

@@ -479,14 +479,14 @@ func (m *Model) mulRows(s *State, p product, x []float32, T, start, end, worker 
 	}
 }
 
-// rmsNorm computes w * (x / sqrt(mean(x²) + eps)) in float32, in the order
-// transformers' LlamaRMSNorm does.
+// rmsNorm computes w * (x / sqrt(mean(x²) + eps)) in float32, as
+// transformers' LlamaRMSNorm does. The sum of squares is a SIMD dot
+// product: a serial float loop (one dependent add per element) took 2.7 µs
+// for 2048 values, with the other worker idle, twice per layer.
 func rmsNorm(dst, x, w []float32, eps float32) {
-	var ss float32
-	for _, v := range x {
-		ss += v * v
-	}
+	ss := kernels.DotF32(x, x)
 	scale := float32(1 / math.Sqrt(float64(ss/float32(len(x))+eps)))
+	dst, w = dst[:len(x)], w[:len(x)]
 	for i, v := range x {
 		dst[i] = w[i] * (v * scale)
 	}
