@@ -46,7 +46,7 @@ type Pool struct {
 }
 
 type poolLoop struct {
-	fn          func(worker, start, end int)
+	task        Task
 	n, grain    int
 	chunks      int // grains in n
 	pieces      int
@@ -155,7 +155,7 @@ func (p *Pool) run(worker int, l *poolLoop) {
 func (p *Pool) piece(worker int, l *poolLoop, k int) {
 	start := k * l.chunks / l.pieces * l.grain
 	end := min((k+1)*l.chunks/l.pieces*l.grain, l.n)
-	l.fn(worker, start, end)
+	l.task.Run(worker, start, end)
 }
 
 // next waits for a generation other than seen: spinning first, then parked
@@ -228,6 +228,25 @@ func (w *waiter) yielding() bool { return w.turns < 0 }
 // be given several ranges. Ranges are multiples of grain (except the last),
 // so that work items such as quantization blocks are not split.
 func (p *Pool) For(n, grain int, fn func(worker, start, end int)) {
+	p.Run(n, grain, funcTask(fn))
+}
+
+// A Task is the body of a parallel loop: Run(worker, start, end) as For's
+// fn. A closure handed to For is allocated at every call, since the pool's
+// workers hold it; a Task that lives as long as its caller (a struct field
+// set before each loop, passed by pointer) lets a hot path run loops
+// without allocating, hence without garbage collections stealing a core
+// from a two-thread decode.
+type Task interface {
+	Run(worker, start, end int)
+}
+
+type funcTask func(worker, start, end int)
+
+func (f funcTask) Run(worker, start, end int) { f(worker, start, end) }
+
+// Run is For with a Task.
+func (p *Pool) Run(n, grain int, task Task) {
 	if grain < 1 {
 		grain = 1
 	}
@@ -235,12 +254,12 @@ func (p *Pool) For(n, grain int, fn func(worker, start, end int)) {
 	w := min(p.workers, chunks)
 	if w <= 1 {
 		if n > 0 {
-			fn(0, 0, n)
+			task.Run(0, 0, n)
 		}
 		return
 	}
 	pieces := min(chunks, w*piecesPerWorker)
-	p.loop = poolLoop{fn: fn, n: n, grain: grain, chunks: chunks, pieces: pieces, participate: w}
+	p.loop = poolLoop{task: task, n: n, grain: grain, chunks: chunks, pieces: pieces, participate: w}
 	for i := range w {
 		p.shares[i].v.Store(packShare(i*pieces/w, (i+1)*pieces/w))
 	}
@@ -261,6 +280,7 @@ func (p *Pool) For(n, grain int, fn func(worker, start, end int)) {
 	for p.pending.Load() != 0 {
 		wt.wait(p.yield)
 	}
+	p.loop.task = nil // keep nothing of the caller's alive
 }
 
 // Close stops the workers. The pool must not be used afterwards.

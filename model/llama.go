@@ -250,6 +250,7 @@ type State struct {
 	scratch               [][]float32 // per worker matrix scratch
 	acts                  []kernels.QuantizedActivations
 	acts16                []kernels.Int16Activations
+	tasks                 tasks
 }
 
 // NewState allocates a sequence of at most maxSeq tokens (0 means the
@@ -386,35 +387,74 @@ type product struct {
 // synchronizes once instead of three times per layer.
 func (m *Model) matmul(s *State, x []float32, T int, ps ...product) {
 	m.quantizeActivations(s, x, T, ps...)
+	task := &s.tasks.matmul
+	*task = matmulTask{m: m, s: s, x: x, T: T}
+	task.n = copy(task.ps[:], ps)
 	total := 0
-	for _, p := range ps {
+	for _, p := range task.ps[:task.n] {
 		total += p.w.Rows()
 	}
-	m.pool.For(total, 16, func(worker, start, end int) {
-		base := 0
-		for _, p := range ps {
-			rows := p.w.Rows()
-			if lo, hi := max(start-base, 0), min(end-base, rows); lo < hi {
-				m.mulRows(s, p, x, T, lo, hi, worker)
-			}
-			base += rows
+	m.pool.Run(total, 16, task)
+}
+
+// The bodies of the forward pass's parallel loops, as kernels.Tasks kept in
+// the State: a closure handed to the pool would be allocated for every
+// loop, a hundred times a token, and the garbage collections that followed
+// would take a core from a two-thread decode.
+type tasks struct {
+	matmul    matmulTask
+	ffn       ffnTask
+	attention attentionTask
+}
+
+// matmulTask is matmul's loop over the rows of up to three products.
+type matmulTask struct {
+	m  *Model
+	s  *State
+	x  []float32
+	T  int
+	ps [3]product
+	n  int // products in ps
+}
+
+func (k *matmulTask) Run(worker, start, end int) {
+	base := 0
+	for _, p := range k.ps[:k.n] {
+		rows := p.w.Rows()
+		if lo, hi := max(start-base, 0), min(end-base, rows); lo < hi {
+			k.m.mulRows(k.s, p, k.x, k.T, lo, hi, worker)
 		}
-	})
+		base += rows
+	}
 }
 
 // gatedFFN computes h = silu(gate·x) * (up·x) for T activation rows. Row i
 // of gate and row i of up go to the same worker, which applies the
 // activation to its rows at once: no serial pass over h afterwards.
 func (m *Model) gatedFFN(s *State, h, h2 []float32, ly *layer, x []float32, T int) {
-	hidden := ly.gate.Rows()
 	m.quantizeActivations(s, x, T, product{h, ly.gate}, product{h2, ly.up})
-	m.pool.For(hidden, 16, func(worker, start, end int) {
-		m.mulRows(s, product{h, ly.gate}, x, T, start, end, worker)
-		m.mulRows(s, product{h2, ly.up}, x, T, start, end, worker)
-		for t := 0; t < T; t++ {
-			kernels.SiLUMul(h[t*hidden+start:t*hidden+end], h2[t*hidden+start:t*hidden+end])
-		}
-	})
+	task := &s.tasks.ffn
+	*task = ffnTask{m: m, s: s, gate: product{h, ly.gate}, up: product{h2, ly.up}, x: x, T: T}
+	m.pool.Run(ly.gate.Rows(), 16, task)
+}
+
+// ffnTask is gatedFFN's loop over the hidden rows.
+type ffnTask struct {
+	m        *Model
+	s        *State
+	gate, up product
+	x        []float32
+	T        int
+}
+
+func (k *ffnTask) Run(worker, start, end int) {
+	k.m.mulRows(k.s, k.gate, k.x, k.T, start, end, worker)
+	k.m.mulRows(k.s, k.up, k.x, k.T, start, end, worker)
+	hidden := k.gate.w.Rows()
+	h, h2 := k.gate.out, k.up.out
+	for t := 0; t < k.T; t++ {
+		kernels.SiLUMul(h[t*hidden+start:t*hidden+end], h2[t*hidden+start:t*hidden+end])
+	}
 }
 
 // Activation encodings a product can take.
@@ -565,33 +605,51 @@ func (m *Model) storeKV(s *State, l int, q, k, v []float32, t, kh int) {
 // the same loop; a batch stores all of them first, since token t attends
 // to the tokens before it.
 func (m *Model) attention(s *State, l int, q, k, v, out []float32, T int) {
-	c := m.Config
+	task := &s.tasks.attention
+	*task = attentionTask{m: m, s: s, l: l, q: q, k: k, v: v, out: out, T: T, store: true}
+	items := T * m.Config.KVHeads
+	if T > 1 {
+		m.pool.Run(items, 1, task)
+		task.store, task.attend = false, true
+	} else {
+		task.attend = true
+	}
+	m.pool.Run(items, 1, task)
+}
+
+// attentionTask is attention's loop over (token, kv head) pairs: it stores
+// their keys and values, attends, or both.
+type attentionTask struct {
+	m             *Model
+	s             *State
+	l             int
+	q, k, v, out  []float32
+	T             int
+	store, attend bool
+}
+
+func (a *attentionTask) Run(worker, start, end int) {
+	c, s := a.m.Config, a.s
 	hd, qd := c.HeadDim, c.Heads*c.HeadDim
 	group := c.Heads / c.KVHeads
 	scale := float32(1 / math.Sqrt(float64(hd)))
-	if T > 1 {
-		m.pool.For(T*c.KVHeads, 1, func(_, start, end int) {
-			for i := start; i < end; i++ {
-				m.storeKV(s, l, q, k, v, i/c.KVHeads, i%c.KVHeads)
-			}
-		})
-	}
-	m.pool.For(T*c.KVHeads, 1, func(worker, start, end int) {
-		for i := start; i < end; i++ {
-			t, kh := i/c.KVHeads, i%c.KVHeads
-			if T == 1 {
-				m.storeKV(s, l, q, k, v, t, kh)
-			}
-			n := s.pos + t + 1 // causal: positions 0..pos+t
-			kc := s.k[l][kh*s.maxSeq*hd : (kh*s.maxSeq+n)*hd]
-			vc := s.v[l][kh*s.maxSeq*hd : (kh*s.maxSeq+n)*hd]
-			scores := s.scores[worker][:n]
-			for g := 0; g < group; g++ {
-				h := kh*group + g
-				kernels.GemvF32(scores, kc, n, hd, q[t*qd+h*hd:t*qd+(h+1)*hd])
-				softmax(scores, scale)
-				kernels.WeightedSumF32(out[t*qd+h*hd:t*qd+(h+1)*hd], scores, vc, hd)
-			}
+	for i := start; i < end; i++ {
+		t, kh := i/c.KVHeads, i%c.KVHeads
+		if a.store {
+			a.m.storeKV(s, a.l, a.q, a.k, a.v, t, kh)
 		}
-	})
+		if !a.attend {
+			continue
+		}
+		n := s.pos + t + 1 // causal: positions 0..pos+t
+		kc := s.k[a.l][kh*s.maxSeq*hd : (kh*s.maxSeq+n)*hd]
+		vc := s.v[a.l][kh*s.maxSeq*hd : (kh*s.maxSeq+n)*hd]
+		scores := s.scores[worker][:n]
+		for g := 0; g < group; g++ {
+			h := kh*group + g
+			kernels.GemvF32(scores, kc, n, hd, a.q[t*qd+h*hd:t*qd+(h+1)*hd])
+			softmax(scores, scale)
+			kernels.WeightedSumF32(a.out[t*qd+h*hd:t*qd+(h+1)*hd], scores, vc, hd)
+		}
+	}
 }
