@@ -44,3 +44,20 @@ func ExampleMulRowsQ8W16() {
 	// row 1: 0.413 (exact 0.413)
 	// row 2: -0.158 (exact -0.157)
 }
+
+// Example of attention's output for one head: the softmax weights of three
+// cached positions times their values, stored one position per row (here
+// rows of 4 values, 6 apart in the cache).
+func ExampleWeightedSumF32() {
+	const stride = 6
+	values := []float32{
+		1, 2, 3, 4, -1, -1, // position 0 (the last two belong to another head)
+		10, 20, 30, 40, -1, -1, // position 1
+		100, 200, 300, 400, // position 2
+	}
+	weights := []float32{0.5, 0.25, 0.25}
+	out := make([]float32, 4)
+	kernels.WeightedSumF32(out, weights, values, stride)
+	fmt.Println(out)
+	// Output: [28 56 84 112]
+}
