@@ -21,8 +21,8 @@ func floatsFrom(b []byte) []float32 {
 	return x
 }
 
-// FuzzDotF32 compares every variant's float kernels (dot, widening, axpy,
-// weighted sum) with generic or float64 on fuzzed values and lengths
+// FuzzDotF32 compares every variant's float kernels (dot, widening,
+// rounding to halves, axpy, weighted sum) with generic or float64 on fuzzed values and lengths
 // (split point s).
 func FuzzDotF32(f *testing.F) {
 	f.Add([]byte{0, 0, 128, 63, 0, 0, 0, 64}, uint8(0))
@@ -70,6 +70,16 @@ func FuzzDotF32(f *testing.F) {
 				tol := 2*0x1p-24*(math.Abs(float64(b[m+i]))+math.Abs(float64(0.5*a[m+i]))) + 0x1p-149
 				if math.Abs(float64(y[i]-want)) > tol {
 					t.Fatalf("%s: axpy: %v, want %v", k.name, y[i], want)
+				}
+			}
+			// Rounding a to halves (an f16 KV cache's writes).
+			hb := make([]uint16, n)
+			hw := make([]uint16, n)
+			k.narrowF16(hb, a)
+			narrowF16Generic(hw, a)
+			for i := range hb {
+				if hb[i] != hw[i] {
+					t.Fatalf("%s: F32ToF16(%v) = %#04x, want %#04x", k.name, a[i], hb[i], hw[i])
 				}
 			}
 			// a's first values weigh b's rows (attention's output).

@@ -30,6 +30,12 @@ type impl struct {
 	dotF32Rows func(out, w []float32, rows, cols int, x []float32)
 	// weightedSum is WeightedSumF32 after its checks.
 	weightedSum func(out, a, v []float32, stride int)
+	// dotF16Rows is dotF32Rows for f16 rows, bit-identical to dotF16.
+	dotF16Rows func(out []float32, w []uint16, rows, cols int, x []float32)
+	// weightedSumF16 is WeightedSumF16 after its checks.
+	weightedSumF16 func(out, a []float32, v []uint16, stride int)
+	// narrowF16 is F32ToF16.
+	narrowF16 func(dst []uint16, src []float32)
 	// dotQ is the quantized row dot product (see DotQ); f is valid and w
 	// holds at least f.RowBytes(a.N) bytes.
 	dotQ func(f QFormat, w []byte, a *QuantizedActivations) float32
@@ -74,8 +80,11 @@ var generic = &impl{
 	axpy:      axpyGeneric,
 	dotF32x4:  dotF32x4Generic,
 
-	dotF32Rows:  dotF32RowsGeneric,
-	weightedSum: weightedSumGeneric,
+	dotF32Rows:     dotF32RowsGeneric,
+	weightedSum:    weightedSumGeneric,
+	dotF16Rows:     dotF16RowsGeneric,
+	weightedSumF16: weightedSumF16Generic,
+	narrowF16:      narrowF16Generic,
 	dotQ:        dotQGeneric,
 
 	dotW16Rows:     dotW16RowsGeneric,

@@ -221,6 +221,40 @@ func newAsmImpl(name string, supported bool, f asmFuncs, q *qFuncs, qx4 *qx4Func
 	if f.lanes == 16 {
 		k.dotW16x4Rows = w16x4AVX512
 	}
+	k.dotF16Rows = func(out []float32, w []uint16, rows, cols int, x []float32) {
+		if cols&m != 0 || rows == 0 || cols == 0 {
+			for r := range rows {
+				out[r] = k.dotF16(w[r*cols:(r+1)*cols], x[:cols])
+			}
+			return
+		}
+		_, _, _ = out[rows-1], w[rows*cols-1], x[cols-1]
+		if f.lanes == 16 {
+			dotF16RowsAVX512(out, w, rows, cols, x)
+		} else {
+			dotF16RowsAVX2(out, w, rows, cols, x)
+		}
+	}
+	k.weightedSumF16 = func(out, a []float32, v []uint16, stride int) {
+		if f.lanes == 16 {
+			weightedSumF16AVX512(out, a, v, stride)
+		} else {
+			weightedSumF16AVX2(out, a, v, stride)
+		}
+		if full := len(out) &^ m; full < len(out) {
+			weightedSumF16Generic(out[full:], a, v[full:], stride)
+		}
+	}
+	k.narrowF16 = func(dst []uint16, src []float32) {
+		dst = dst[:len(src)]
+		full := len(src) &^ m
+		if f.lanes == 16 {
+			narrowF16AVX512(dst, src)
+		} else {
+			narrowF16AVX2(dst, src)
+		}
+		narrowF16Generic(dst[full:], src[full:])
+	}
 	k.dotF32Rows = func(out, w []float32, rows, cols int, x []float32) {
 		if cols&m != 0 || rows == 0 || cols == 0 {
 			// The row tails need the wrapper's Go loop: one call per row.

@@ -100,6 +100,24 @@ func dotF32RowsAVX2(out []float32, w []float32, rows int, cols int, x []float32)
 //go:noescape
 func weightedSumAVX2(out []float32, a []float32, v []float32, stride int)
 
+// dotF16RowsAVX2 stores in out[r] the dot product of w[r*cols:(r+1)*cols] and x
+// for r < rows; cols is a multiple of 8.
+//
+//go:noescape
+func dotF16RowsAVX2(out []float32, w []uint16, rows int, cols int, x []float32)
+
+// weightedSumF16AVX2 stores in out[c] the sum over p < len(a) of a[p]*v[p*stride+c],
+// for c < len(out)&^7.
+//
+//go:noescape
+func weightedSumF16AVX2(out []float32, a []float32, v []uint16, stride int)
+
+// narrowF16AVX2 rounds src to halves in dst[:len(src)] over the first
+// len(src)&^7 elements.
+//
+//go:noescape
+func narrowF16AVX2(dst []uint16, src []float32)
+
 // dotF32RowsAVX512 stores in out[r] the dot product of w[r*cols:(r+1)*cols] and x
 // for r < rows; cols is a multiple of 16.
 //
@@ -111,6 +129,24 @@ func dotF32RowsAVX512(out []float32, w []float32, rows int, cols int, x []float3
 //
 //go:noescape
 func weightedSumAVX512(out []float32, a []float32, v []float32, stride int)
+
+// dotF16RowsAVX512 stores in out[r] the dot product of w[r*cols:(r+1)*cols] and x
+// for r < rows; cols is a multiple of 16.
+//
+//go:noescape
+func dotF16RowsAVX512(out []float32, w []uint16, rows int, cols int, x []float32)
+
+// weightedSumF16AVX512 stores in out[c] the sum over p < len(a) of a[p]*v[p*stride+c],
+// for c < len(out)&^15.
+//
+//go:noescape
+func weightedSumF16AVX512(out []float32, a []float32, v []uint16, stride int)
+
+// narrowF16AVX512 rounds src to halves in dst[:len(src)] over the first
+// len(src)&^15 elements.
+//
+//go:noescape
+func narrowF16AVX512(dst []uint16, src []float32)
 
 // quantizeActsAVX2 quantizes the len(x)/32 whole groups of x (see QuantizeActivations).
 //

@@ -846,6 +846,163 @@ weightedSumAVX2_x1_end:
 	VZEROUPPER
 	RET
 
+// func dotF16RowsAVX2(out []float32, w []uint16, rows int, cols int, x []float32)
+// Requires: AVX, F16C, FMA3
+TEXT ·dotF16RowsAVX2(SB), NOSPLIT, $0-88
+	MOVQ out_base+0(FP), AX
+	MOVQ w_base+24(FP), CX
+	MOVQ rows+48(FP), DX
+	MOVQ cols+56(FP), BX
+	MOVQ x_base+64(FP), SI
+	MOVQ BX, DI
+	SHLQ $0x01, DI
+	XORQ R8, R8
+
+dotF16RowsAVX2_row:
+	CMPQ   R8, DX
+	JAE    dotF16RowsAVX2_row_end
+	MOVQ   BX, R9
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	MOVQ   R9, R10
+	ANDQ   $-16, R10
+	ANDQ   $-8, R9
+	XORQ   R11, R11
+
+dotF16RowsAVX2_x2:
+	CMPQ        R11, R10
+	JAE         dotF16RowsAVX2_x2_end
+	VCVTPH2PS   (CX)(R11*2), Y2
+	VFMADD231PS (SI)(R11*4), Y2, Y0
+	VCVTPH2PS   16(CX)(R11*2), Y2
+	VFMADD231PS 32(SI)(R11*4), Y2, Y1
+	ADDQ        $0x00000010, R11
+	JMP         dotF16RowsAVX2_x2
+
+dotF16RowsAVX2_x2_end:
+dotF16RowsAVX2_x1:
+	CMPQ        R11, R9
+	JAE         dotF16RowsAVX2_x1_end
+	VCVTPH2PS   (CX)(R11*2), Y2
+	VFMADD231PS (SI)(R11*4), Y2, Y0
+	ADDQ        $0x00000008, R11
+	JMP         dotF16RowsAVX2_x1
+
+dotF16RowsAVX2_x1_end:
+	VADDPS       Y1, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X0, X1, X1
+	VMOVHLPS     X1, X1, X0
+	VADDPS       X0, X1, X1
+	VMOVSHDUP    X1, X0
+	VADDSS       X0, X1, X1
+	VMOVSS       X1, (AX)(R8*4)
+	ADDQ         DI, CX
+	ADDQ         $0x00000001, R8
+	JMP          dotF16RowsAVX2_row
+
+dotF16RowsAVX2_row_end:
+	VZEROUPPER
+	RET
+
+// func weightedSumF16AVX2(out []float32, a []float32, v []uint16, stride int)
+// Requires: AVX, F16C, FMA3
+TEXT ·weightedSumF16AVX2(SB), NOSPLIT, $0-80
+	MOVQ out_base+0(FP), AX
+	MOVQ out_len+8(FP), CX
+	MOVQ a_base+24(FP), DX
+	MOVQ a_len+32(FP), BX
+	MOVQ v_base+48(FP), SI
+	MOVQ stride+72(FP), DI
+	SHLQ $0x01, DI
+	MOVQ CX, R8
+	ANDQ $-32, R8
+	ANDQ $-8, CX
+	XORQ R9, R9
+
+weightedSumF16AVX2_x4:
+	CMPQ   R9, R8
+	JAE    weightedSumF16AVX2_x4_end
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	XORQ   R10, R10
+	LEAQ   (SI)(R9*2), R11
+
+weightedSumF16AVX2_x4_p:
+	CMPQ         R10, BX
+	JAE          weightedSumF16AVX2_x4_p_end
+	VBROADCASTSS (DX)(R10*4), Y4
+	VCVTPH2PS    (R11), Y5
+	VFMADD231PS  Y5, Y4, Y0
+	VCVTPH2PS    16(R11), Y5
+	VFMADD231PS  Y5, Y4, Y1
+	VCVTPH2PS    32(R11), Y5
+	VFMADD231PS  Y5, Y4, Y2
+	VCVTPH2PS    48(R11), Y5
+	VFMADD231PS  Y5, Y4, Y3
+	ADDQ         DI, R11
+	ADDQ         $0x00000001, R10
+	JMP          weightedSumF16AVX2_x4_p
+
+weightedSumF16AVX2_x4_p_end:
+	VMOVUPS Y0, (AX)(R9*4)
+	VMOVUPS Y1, 32(AX)(R9*4)
+	VMOVUPS Y2, 64(AX)(R9*4)
+	VMOVUPS Y3, 96(AX)(R9*4)
+	ADDQ    $0x00000020, R9
+	JMP     weightedSumF16AVX2_x4
+
+weightedSumF16AVX2_x4_end:
+weightedSumF16AVX2_x1:
+	CMPQ   R9, CX
+	JAE    weightedSumF16AVX2_x1_end
+	VXORPS Y0, Y0, Y0
+	XORQ   R8, R8
+	LEAQ   (SI)(R9*2), R10
+
+weightedSumF16AVX2_x1_p:
+	CMPQ         R8, BX
+	JAE          weightedSumF16AVX2_x1_p_end
+	VBROADCASTSS (DX)(R8*4), Y1
+	VCVTPH2PS    (R10), Y2
+	VFMADD231PS  Y2, Y1, Y0
+	ADDQ         DI, R10
+	ADDQ         $0x00000001, R8
+	JMP          weightedSumF16AVX2_x1_p
+
+weightedSumF16AVX2_x1_p_end:
+	VMOVUPS Y0, (AX)(R9*4)
+	ADDQ    $0x00000008, R9
+	JMP     weightedSumF16AVX2_x1
+
+weightedSumF16AVX2_x1_end:
+	VZEROUPPER
+	RET
+
+// func narrowF16AVX2(dst []uint16, src []float32)
+// Requires: AVX, F16C
+TEXT ·narrowF16AVX2(SB), NOSPLIT, $0-48
+	MOVQ dst_base+0(FP), AX
+	MOVQ src_base+24(FP), CX
+	MOVQ src_len+32(FP), DX
+	ANDQ $-8, DX
+	XORQ BX, BX
+
+narrowF16AVX2_x1:
+	CMPQ      BX, DX
+	JAE       narrowF16AVX2_x1_end
+	VMOVUPS   (CX)(BX*4), Y0
+	VCVTPS2PH $0x00, Y0, X0
+	VMOVDQU   X0, (AX)(BX*2)
+	ADDQ      $0x00000008, BX
+	JMP       narrowF16AVX2_x1
+
+narrowF16AVX2_x1_end:
+	VZEROUPPER
+	RET
+
 // func dotF32RowsAVX512(out []float32, w []float32, rows int, cols int, x []float32)
 // Requires: AVX, AVX512DQ, AVX512F
 TEXT ·dotF32RowsAVX512(SB), NOSPLIT, $0-88
@@ -975,6 +1132,165 @@ weightedSumAVX512_x1_p_end:
 	JMP     weightedSumAVX512_x1
 
 weightedSumAVX512_x1_end:
+	VZEROUPPER
+	RET
+
+// func dotF16RowsAVX512(out []float32, w []uint16, rows int, cols int, x []float32)
+// Requires: AVX, AVX512DQ, AVX512F
+TEXT ·dotF16RowsAVX512(SB), NOSPLIT, $0-88
+	MOVQ out_base+0(FP), AX
+	MOVQ w_base+24(FP), CX
+	MOVQ rows+48(FP), DX
+	MOVQ cols+56(FP), BX
+	MOVQ x_base+64(FP), SI
+	MOVQ BX, DI
+	SHLQ $0x01, DI
+	XORQ R8, R8
+
+dotF16RowsAVX512_row:
+	CMPQ   R8, DX
+	JAE    dotF16RowsAVX512_row_end
+	MOVQ   BX, R9
+	VXORPS Z0, Z0, Z0
+	VXORPS Z1, Z1, Z1
+	MOVQ   R9, R10
+	ANDQ   $-32, R10
+	ANDQ   $-16, R9
+	XORQ   R11, R11
+
+dotF16RowsAVX512_x2:
+	CMPQ        R11, R10
+	JAE         dotF16RowsAVX512_x2_end
+	VCVTPH2PS   (CX)(R11*2), Z2
+	VFMADD231PS (SI)(R11*4), Z2, Z0
+	VCVTPH2PS   32(CX)(R11*2), Z2
+	VFMADD231PS 64(SI)(R11*4), Z2, Z1
+	ADDQ        $0x00000020, R11
+	JMP         dotF16RowsAVX512_x2
+
+dotF16RowsAVX512_x2_end:
+dotF16RowsAVX512_x1:
+	CMPQ        R11, R9
+	JAE         dotF16RowsAVX512_x1_end
+	VCVTPH2PS   (CX)(R11*2), Z2
+	VFMADD231PS (SI)(R11*4), Z2, Z0
+	ADDQ        $0x00000010, R11
+	JMP         dotF16RowsAVX512_x1
+
+dotF16RowsAVX512_x1_end:
+	VADDPS        Z1, Z0, Z0
+	VEXTRACTF64X4 $0x01, Z0, Y1
+	VADDPS        Y1, Y0, Y1
+	VEXTRACTF128  $0x01, Y1, X0
+	VADDPS        X1, X0, X0
+	VMOVHLPS      X0, X0, X1
+	VADDPS        X1, X0, X0
+	VMOVSHDUP     X0, X1
+	VADDSS        X1, X0, X0
+	VMOVSS        X0, (AX)(R8*4)
+	ADDQ          DI, CX
+	ADDQ          $0x00000001, R8
+	JMP           dotF16RowsAVX512_row
+
+dotF16RowsAVX512_row_end:
+	VZEROUPPER
+	RET
+
+// func weightedSumF16AVX512(out []float32, a []float32, v []uint16, stride int)
+// Requires: AVX, AVX512DQ, AVX512F
+TEXT ·weightedSumF16AVX512(SB), NOSPLIT, $0-80
+	MOVQ out_base+0(FP), AX
+	MOVQ out_len+8(FP), CX
+	MOVQ a_base+24(FP), DX
+	MOVQ a_len+32(FP), BX
+	MOVQ v_base+48(FP), SI
+	MOVQ stride+72(FP), DI
+	SHLQ $0x01, DI
+	MOVQ CX, R8
+	ANDQ $-64, R8
+	ANDQ $-16, CX
+	XORQ R9, R9
+
+weightedSumF16AVX512_x4:
+	CMPQ   R9, R8
+	JAE    weightedSumF16AVX512_x4_end
+	VXORPS Z0, Z0, Z0
+	VXORPS Z1, Z1, Z1
+	VXORPS Z2, Z2, Z2
+	VXORPS Z3, Z3, Z3
+	XORQ   R10, R10
+	LEAQ   (SI)(R9*2), R11
+
+weightedSumF16AVX512_x4_p:
+	CMPQ         R10, BX
+	JAE          weightedSumF16AVX512_x4_p_end
+	VBROADCASTSS (DX)(R10*4), Z4
+	VCVTPH2PS    (R11), Z5
+	VFMADD231PS  Z5, Z4, Z0
+	VCVTPH2PS    32(R11), Z5
+	VFMADD231PS  Z5, Z4, Z1
+	VCVTPH2PS    64(R11), Z5
+	VFMADD231PS  Z5, Z4, Z2
+	VCVTPH2PS    96(R11), Z5
+	VFMADD231PS  Z5, Z4, Z3
+	ADDQ         DI, R11
+	ADDQ         $0x00000001, R10
+	JMP          weightedSumF16AVX512_x4_p
+
+weightedSumF16AVX512_x4_p_end:
+	VMOVUPS Z0, (AX)(R9*4)
+	VMOVUPS Z1, 64(AX)(R9*4)
+	VMOVUPS Z2, 128(AX)(R9*4)
+	VMOVUPS Z3, 192(AX)(R9*4)
+	ADDQ    $0x00000040, R9
+	JMP     weightedSumF16AVX512_x4
+
+weightedSumF16AVX512_x4_end:
+weightedSumF16AVX512_x1:
+	CMPQ   R9, CX
+	JAE    weightedSumF16AVX512_x1_end
+	VXORPS Z0, Z0, Z0
+	XORQ   R8, R8
+	LEAQ   (SI)(R9*2), R10
+
+weightedSumF16AVX512_x1_p:
+	CMPQ         R8, BX
+	JAE          weightedSumF16AVX512_x1_p_end
+	VBROADCASTSS (DX)(R8*4), Z1
+	VCVTPH2PS    (R10), Z2
+	VFMADD231PS  Z2, Z1, Z0
+	ADDQ         DI, R10
+	ADDQ         $0x00000001, R8
+	JMP          weightedSumF16AVX512_x1_p
+
+weightedSumF16AVX512_x1_p_end:
+	VMOVUPS Z0, (AX)(R9*4)
+	ADDQ    $0x00000010, R9
+	JMP     weightedSumF16AVX512_x1
+
+weightedSumF16AVX512_x1_end:
+	VZEROUPPER
+	RET
+
+// func narrowF16AVX512(dst []uint16, src []float32)
+// Requires: AVX, AVX512F
+TEXT ·narrowF16AVX512(SB), NOSPLIT, $0-48
+	MOVQ dst_base+0(FP), AX
+	MOVQ src_base+24(FP), CX
+	MOVQ src_len+32(FP), DX
+	ANDQ $-16, DX
+	XORQ BX, BX
+
+narrowF16AVX512_x1:
+	CMPQ      BX, DX
+	JAE       narrowF16AVX512_x1_end
+	VMOVUPS   (CX)(BX*4), Z0
+	VCVTPS2PH $0x00, Z0, Y0
+	VMOVDQU   Y0, (AX)(BX*2)
+	ADDQ      $0x00000010, BX
+	JMP       narrowF16AVX512_x1
+
+narrowF16AVX512_x1_end:
 	VZEROUPPER
 	RET
 

@@ -111,6 +111,10 @@ func (k *impl) mulRowsHalf(out []float32, outStride int, w []uint16, rows, cols 
 		dot, widen = k.dotBF16, k.bf16ToF32
 	}
 	checkMul(name, len(out), outStride, len(w), rows, cols, len(x), T)
+	if T == 1 && !bf {
+		k.dotF16Rows(out, w, rows, cols, x)
+		return
+	}
 	if T == 1 {
 		for r := range rows {
 			out[r] = dot(w[r*cols:(r+1)*cols], x[:cols])

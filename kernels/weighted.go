@@ -1,6 +1,10 @@
 package kernels
 
-import "fmt"
+import (
+	"fmt"
+
+	"github.com/x448/float16"
+)
 
 // WeightedSumF32 stores in out[c], for c < len(out), the sum over p <
 // len(a) of a[p]*v[p*stride+c]: the vector a times the len(a)×len(out)
@@ -18,13 +22,61 @@ func WeightedSumF32(out, a, v []float32, stride int) {
 		clear(out)
 		return
 	}
-	if len(a) > 1 && stride < len(out) {
-		panic(fmt.Sprintf("kernels: WeightedSumF32: stride %d below %d columns", stride, len(out)))
-	}
-	if need := (len(a)-1)*stride + len(out); len(v) < need {
-		panic(fmt.Sprintf("kernels: WeightedSumF32: %d values for %d rows of stride %d and %d columns", len(v), len(a), stride, len(out)))
-	}
+	checkWeightedSum("WeightedSumF32", len(out), len(a), len(v), stride)
 	active.weightedSum(out, a, v, stride)
+}
+
+// WeightedSumF16 is WeightedSumF32 with IEEE half values (an f16 KV
+// cache), each widened exactly before its multiply-add, so that it equals
+// WeightedSumF32 of the widened values in the same variant.
+func WeightedSumF16(out, a []float32, v []uint16, stride int) {
+	if len(a) == 0 || len(out) == 0 {
+		clear(out)
+		return
+	}
+	checkWeightedSum("WeightedSumF16", len(out), len(a), len(v), stride)
+	active.weightedSumF16(out, a, v, stride)
+}
+
+func checkWeightedSum(kernel string, cols, rows, values, stride int) {
+	if rows > 1 && stride < cols {
+		panic(fmt.Sprintf("kernels: %s: stride %d below %d columns", kernel, stride, cols))
+	}
+	if need := (rows-1)*stride + cols; values < need {
+		panic(fmt.Sprintf("kernels: %s: %d values for %d rows of stride %d and %d columns", kernel, values, rows, stride, cols))
+	}
+}
+
+// F32ToF16 rounds src to IEEE halves in dst[:len(src)], to nearest even
+// (values beyond the half range become infinities, small ones subnormals or
+// zeros; NaNs stay NaNs, their payloads not guaranteed): how an f16 KV
+// cache stores keys and values. dst must be at least as long as src.
+func F32ToF16(dst []uint16, src []float32) { active.narrowF16(dst[:len(src)], src) }
+
+func narrowF16Generic(dst []uint16, src []float32) {
+	dst = dst[:len(src)]
+	for i, v := range src {
+		dst[i] = float16.Fromfloat32(v).Bits()
+	}
+}
+
+// weightedSumF16Generic is weightedSumGeneric over widened halves.
+func weightedSumF16Generic(out, a []float32, v []uint16, stride int) {
+	t := f16Table()
+	clear(out)
+	for p, w := range a {
+		row := v[p*stride : p*stride+len(out)]
+		for c, x := range row {
+			out[c] += w * t[x]
+		}
+	}
+}
+
+// dotF16RowsGeneric is generic's dotF16Rows: one dotF16Generic per row.
+func dotF16RowsGeneric(out []float32, w []uint16, rows, cols int, x []float32) {
+	for r := range rows {
+		out[r] = dotF16Generic(w[r*cols:(r+1)*cols], x[:cols])
+	}
 }
 
 // weightedSumGeneric is WeightedSumF32's reference: a row at a time, each

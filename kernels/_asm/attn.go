@@ -13,9 +13,19 @@ import (
 // bit-identical to dotF32, without a call per row. Attention's scores are
 // hundreds of dot products of one head's length (64 or 128) a head, where
 // the call and its checks cost as much as the arithmetic.
-func dotF32Rows(s isa) {
-	name := "dotF32Rows" + s.name
-	TEXT(name, NOSPLIT, "func(out []float32, w []float32, rows, cols int, x []float32)")
+func dotF32Rows(s isa) { dotRows(s, "F32", 4) }
+
+// dotF16Rows is dotF32Rows for IEEE half rows (an f16 KV cache's keys, or
+// f16 weights), bit-identical to dotF16 of each row.
+func dotF16Rows(s isa) { dotRows(s, "F16", 2) }
+
+func dotRows(s isa, elem string, size int) {
+	name := "dot" + elem + "Rows" + s.name
+	goType := "float32"
+	if size == 2 {
+		goType = "uint16"
+	}
+	TEXT(name, NOSPLIT, "func(out []float32, w []"+goType+", rows, cols int, x []float32)")
 	Pragma("noescape") // kernels keep no pointer to their arguments
 	Doc(name+" stores in out[r] the dot product of w[r*cols:(r+1)*cols] and x", fmt.Sprintf("for r < rows; cols is a multiple of %d.", s.lanes))
 	out := Load(Param("out").Base(), GP64())
@@ -25,13 +35,16 @@ func dotF32Rows(s isa) {
 	x := Load(Param("x").Base(), GP64())
 	rowBytes := GP64()
 	MOVQ(cols, rowBytes)
-	SHLQ(U8(2), rowBytes)
+	SHLQ(U8(map[int]uint8{4: 2, 2: 1}[size]), rowBytes)
 	r := GP64()
 	XORQ(r, r)
 	loop(name+"_row", r, rows, 1, func() {
 		n := GP64()
 		MOVQ(cols, n)
 		sum := dotSum(s, name, n, func(_ Mem, i Register, off int) VecVirtual {
+			if size == 2 {
+				return loadHalf(s, mem(w, i, 2, 2*off), false)
+			}
 			t := s.vec()
 			VMOVUPS(mem(w, i, 4, 4*off), t)
 			return t
@@ -49,9 +62,19 @@ func dotF32Rows(s isa) {
 // keys are). Columns go in blocks of four vectors, whose sums stay in
 // registers while the positions stream past, then one vector at a time.
 // Each column's sum runs over p in order with fused multiply-adds.
-func weightedSum(s isa) {
-	name := "weightedSum" + s.name
-	TEXT(name, NOSPLIT, "func(out []float32, a []float32, v []float32, stride int)")
+func weightedSum(s isa) { weightedSumOf(s, false) }
+
+// weightedSumF16 is weightedSum over IEEE half values (an f16 KV cache),
+// each widened exactly (VCVTPH2PS) before its multiply-add.
+func weightedSumF16(s isa) { weightedSumOf(s, true) }
+
+func weightedSumOf(s isa, half bool) {
+	name, vt, esz := "weightedSum", "float32", 4
+	if half {
+		name, vt, esz = "weightedSumF16", "uint16", 2
+	}
+	name += s.name
+	TEXT(name, NOSPLIT, "func(out []float32, a []float32, v []"+vt+", stride int)")
 	Pragma("noescape") // kernels keep no pointer to their arguments
 	Doc(name+" stores in out[c] the sum over p < len(a) of a[p]*v[p*stride+c],", fmt.Sprintf("for c < len(out)&^%d.", s.lanes-1))
 	out := Load(Param("out").Base(), GP64())
@@ -60,7 +83,7 @@ func weightedSum(s isa) {
 	rows := Load(Param("a").Len(), GP64())
 	v := Load(Param("v").Base(), GP64())
 	stride := Load(Param("stride"), GP64())
-	SHLQ(U8(2), stride)
+	SHLQ(U8(map[int]uint8{4: 2, 2: 1}[esz]), stride)
 	n4 := GP64()
 	MOVQ(n, n4)
 	ANDQ(I32(-4*s.lanes), n4)
@@ -76,12 +99,17 @@ func weightedSum(s isa) {
 			zero(acc...)
 			p, at := GP64(), GP64()
 			XORQ(p, p)
-			LEAQ(mem(v, c, 4, 0), at)
+			LEAQ(mem(v, c, uint8(esz), 0), at)
 			loop(label+"_p", p, rows, 1, func() {
 				b := s.vec()
 				VBROADCASTSS(mem(a, p, 4, 0), b)
 				for u := range acc {
-					VFMADD231PS(Mem{Base: at, Disp: 4 * u * s.lanes}, b, acc[u])
+					m := Mem{Base: at, Disp: esz * u * s.lanes}
+					if half {
+						VFMADD231PS(loadHalf(s, m, false), b, acc[u])
+					} else {
+						VFMADD231PS(m, b, acc[u])
+					}
 				}
 				ADDQ(stride, at)
 			})
@@ -92,6 +120,37 @@ func weightedSum(s isa) {
 	}
 	block(name+"_x4", 4, n4)
 	block(name+"_x1", 1, n)
+	VZEROUPPER()
+	RET()
+}
+
+// narrowF16 converts the first len(src)&^(lanes-1) float32 values of src
+// to IEEE halves in dst, rounding to nearest even (VCVTPS2PH with
+// immediate 0, as the f16 KV cache stores keys and values).
+func narrowF16(s isa) {
+	name := "narrowF16" + s.name
+	TEXT(name, NOSPLIT, "func(dst []uint16, src []float32)")
+	Pragma("noescape") // kernels keep no pointer to their arguments
+	Doc(name+" rounds src to halves in dst[:len(src)] over the first", fmt.Sprintf("len(src)&^%d elements.", s.lanes-1))
+	d := Load(Param("dst").Base(), GP64())
+	src := Load(Param("src").Base(), GP64())
+	n := Load(Param("src").Len(), GP64())
+	ANDQ(I32(-s.lanes), n)
+	i := GP64()
+	XORQ(i, i)
+	loop(name+"_x1", i, n, s.lanes, func() {
+		t := s.vec()
+		VMOVUPS(mem(src, i, 4, 0), t)
+		if s.lanes == 16 {
+			h := YMM()
+			VCVTPS2PH(U8(0), t, h)
+			VMOVDQU(h, mem(d, i, 2, 0))
+		} else {
+			h := XMM()
+			VCVTPS2PH(U8(0), t, h)
+			VMOVDQU(h, mem(d, i, 2, 0))
+		}
+	})
 	VZEROUPPER()
 	RET()
 }

@@ -42,6 +42,9 @@ func main() {
 	for _, s := range []isa{avx2, avx512} {
 		dotF32Rows(s)
 		weightedSum(s)
+		dotF16Rows(s)
+		weightedSumF16(s)
+		narrowF16(s)
 	}
 	quantizeActs()
 	for _, vnni := range []bool{false, true} {
