@@ -85,7 +85,7 @@ var generic = &impl{
 	dotF16Rows:     dotF16RowsGeneric,
 	weightedSumF16: weightedSumF16Generic,
 	narrowF16:      narrowF16Generic,
-	dotQ:        dotQGeneric,
+	dotQ:           dotQGeneric,
 
 	dotW16Rows:     dotW16RowsGeneric,
 	siluMul:        siluMulGeneric,
