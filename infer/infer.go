@@ -33,6 +33,8 @@ type Options struct {
 	// Preload reads a .kvant file's weights into memory (huge pages)
 	// instead of mapping the file; see format.Options.Preload.
 	Preload bool
+	// HalfKVCache caches keys and values as f16 (model.Options.HalfKVCache).
+	HalfKVCache bool
 }
 
 // Loaded is a model ready to run, with its tokenizer.
@@ -73,7 +75,7 @@ func Load(path string, opts Options) (*Loaded, error) {
 			return nil, fmt.Errorf("%s: tokenizer: %w", path, err)
 		}
 	}
-	if l.Model, err = model.Load(m.Config, ts, model.Options{Threads: opts.Threads, DequantizedProducts: opts.DequantizedProducts}); err != nil {
+	if l.Model, err = model.Load(m.Config, ts, model.Options{Threads: opts.Threads, DequantizedProducts: opts.DequantizedProducts, HalfKVCache: opts.HalfKVCache}); err != nil {
 		if file != nil {
 			file.Close()
 		}

@@ -17,8 +17,9 @@ func TestDecodeDoesNotAllocate(t *testing.T) {
 	tiny := Config{Architecture: ArchLlama, VocabSize: 256, Dim: 64, Layers: 2, Heads: 4, KVHeads: 2,
 		HeadDim: 16, HiddenDim: 128, NormEps: 1e-5, RopeTheta: 10000, MaxSeqLen: 128, BOS: 1}
 	weights := RandomWeights(tiny, 1)
-	for _, threads := range []int{1, 2} {
-		m, err := Load(tiny, weights, Options{Threads: threads})
+	for _, o := range []Options{{Threads: 1}, {Threads: 2}, {Threads: 2, HalfKVCache: true}} {
+		threads := o.Threads
+		m, err := Load(tiny, weights, o)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -39,6 +39,12 @@ type Options struct {
 	// per group of 32, as llama.cpp does, and those meeting 8-bit weights
 	// to int16, so that integer SIMD kernels do the products.
 	DequantizedProducts bool
+	// HalfKVCache stores the cached keys and values as IEEE halves, as
+	// llama.cpp's default f16 cache does: half the memory a context takes
+	// and half the cache traffic of attention, at the cost of rounding
+	// each cached value to 11 significant bits. The default f32 cache
+	// keeps the forward pass equal to the reference implementations.
+	HalfKVCache bool
 }
 
 // Model is a loaded Llama-family model: the weights, read in place, and a
@@ -55,6 +61,7 @@ type Model struct {
 	scratch int       // per-worker matrix scratch size
 	// dequantized selects the float path for quantized weights.
 	dequantized bool
+	halfKV      bool // States cache keys and values as f16
 }
 
 // Load builds a Model over tensors. Weight matrices are used in place (a
@@ -64,7 +71,7 @@ func Load(cfg Config, ts Tensors, opts Options) (*Model, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	m := &Model{Config: cfg, pool: kernels.NewPool(opts.Threads), dequantized: opts.DequantizedProducts}
+	m := &Model{Config: cfg, pool: kernels.NewPool(opts.Threads), dequantized: opts.DequantizedProducts, halfKV: opts.HalfKVCache}
 	var err error
 	matrix := func(name string, rows, cols int) Matrix {
 		if err != nil {
@@ -240,7 +247,10 @@ type State struct {
 	// keys and values alike: a new position is one contiguous write, and
 	// attention reads each head's cache front to back (kernels.GemvF32 for
 	// the scores, kernels.WeightedSumF32 for the output).
-	k, v [][]float32
+	// With Options.HalfKVCache they are k16 and v16 instead, in the same
+	// layout.
+	k, v     [][]float32
+	k16, v16 [][]uint16
 	// Per-batch buffers, grown to the largest batch seen.
 	batch                 int
 	x, xb, q, kb, vb, att []float32
@@ -265,8 +275,13 @@ func (m *Model) NewState(maxSeq int) *State {
 	kvd := m.Config.KVHeads * m.Config.HeadDim
 	s := &State{maxSeq: maxSeq}
 	for range m.layers {
-		s.k = append(s.k, make([]float32, maxSeq*kvd))
-		s.v = append(s.v, make([]float32, maxSeq*kvd))
+		if m.halfKV {
+			s.k16 = append(s.k16, make([]uint16, maxSeq*kvd))
+			s.v16 = append(s.v16, make([]uint16, maxSeq*kvd))
+		} else {
+			s.k = append(s.k, make([]float32, maxSeq*kvd))
+			s.v = append(s.v, make([]float32, maxSeq*kvd))
+		}
 	}
 	for range m.pool.Workers() {
 		s.scores = append(s.scores, make([]float32, maxSeq))
@@ -593,6 +608,11 @@ func (m *Model) storeKV(s *State, l int, q, k, v []float32, t, kh int) {
 	rope(qs, rot)
 	rope(ks, rot)
 	at := (kh*s.maxSeq + s.pos + t) * hd
+	if m.halfKV {
+		kernels.F32ToF16(s.k16[l][at:at+hd], ks)
+		kernels.F32ToF16(s.v16[l][at:at+hd], vs)
+		return
+	}
 	copy(s.k[l][at:at+hd], ks)
 	copy(s.v[l][at:at+hd], vs)
 }
@@ -642,14 +662,22 @@ func (a *attentionTask) Run(worker, start, end int) {
 			continue
 		}
 		n := s.pos + t + 1 // causal: positions 0..pos+t
-		kc := s.k[a.l][kh*s.maxSeq*hd : (kh*s.maxSeq+n)*hd]
-		vc := s.v[a.l][kh*s.maxSeq*hd : (kh*s.maxSeq+n)*hd]
+		from, to := kh*s.maxSeq*hd, (kh*s.maxSeq+n)*hd
 		scores := s.scores[worker][:n]
 		for g := 0; g < group; g++ {
 			h := kh*group + g
-			kernels.GemvF32(scores, kc, n, hd, a.q[t*qd+h*hd:t*qd+(h+1)*hd])
+			q, out := a.q[t*qd+h*hd:t*qd+(h+1)*hd], a.out[t*qd+h*hd:t*qd+(h+1)*hd]
+			if s.k16 != nil {
+				kernels.MulRowsF16(scores, n, s.k16[a.l][from:to], n, hd, q, 1, nil)
+			} else {
+				kernels.GemvF32(scores, s.k[a.l][from:to], n, hd, q)
+			}
 			softmax(scores, scale)
-			kernels.WeightedSumF32(a.out[t*qd+h*hd:t*qd+(h+1)*hd], scores, vc, hd)
+			if s.v16 != nil {
+				kernels.WeightedSumF16(out, scores, s.v16[a.l][from:to], hd)
+			} else {
+				kernels.WeightedSumF32(out, scores, s.v[a.l][from:to], hd)
+			}
 		}
 	}
 }

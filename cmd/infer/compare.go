@@ -29,6 +29,7 @@ func newCompare() *cobra.Command {
 		threads                            int
 		maxKLD, minTop1                    float64
 		asJSON                             bool
+		kvCache                            string
 	)
 	cmd := &cobra.Command{
 		Use:   "compare --base BASE --model MODEL -f TEXT",
@@ -85,7 +86,11 @@ criterion fails. --report writes a self-contained HTML page.`,
 				return err
 			}
 			stderr := cmd.ErrOrStderr()
-			mdl, err := infer.Load(modelPath, infer.Options{Threads: threads, Tokenizer: tok})
+			half, err := halfKVCache(kvCache)
+			if err != nil {
+				return err
+			}
+			mdl, err := infer.Load(modelPath, infer.Options{Threads: threads, Tokenizer: tok, HalfKVCache: half})
 			if err != nil {
 				return err
 			}
@@ -171,6 +176,7 @@ criterion fails. --report writes a self-contained HTML page.`,
 	f.Float64Var(&minTop1, "min-top1", -1, "verdict: fail if top-1 agreement is below Y percent (negative: no check)")
 	f.StringVar(&reportPath, "report", "", "write a self-contained HTML report to FILE")
 	f.BoolVar(&asJSON, "json", false, "print the result as JSON")
+	f.StringVar(&kvCache, "kv-cache", "f32", "type of the compared model's cached keys and values (the base's are f32): f32 or f16, to measure what an f16 cache costs")
 	return cmd
 }
 

@@ -10,6 +10,7 @@ import (
 	"os/signal"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/kvant-dev/kvant/infer"
 	"github.com/kvant-dev/kvant/internal/cli"
@@ -40,6 +41,7 @@ func newRun() *cobra.Command {
 		temp, topP             float64
 		seed                   uint64
 		asJSON, noBOS, preload bool
+		kvCache                string
 	)
 	cmd := &cobra.Command{
 		Use:   "run -m MODEL -p PROMPT",
@@ -50,13 +52,18 @@ end-of-sequence token. Prompt and generation speeds go to stderr.
 --temp 0 is greedy decoding.`,
 		Example: `  kvant-infer run -m stories.kvant -p "Once upon a time" -n 64
   kvant-infer run -m ./Llama-2-7b-hf -p "The capital of France is" --temp 0
-  kvant-infer run -m model.kvant -p "Hi" --temp 0.8 --top-p 0.95 --seed 42 --json`,
+  kvant-infer run -m model.kvant -p "Hi" --temp 0.8 --top-p 0.95 --seed 42 --json
+  kvant-infer run -m model.kvant -p "Hi" --ctx 8192 --kv-cache f16`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if modelPath == "" {
 				return &cli.ExitError{Code: cli.ExitUsage, Err: fmt.Errorf("missing -m MODEL")}
 			}
-			l, err := infer.Load(modelPath, infer.Options{Threads: threads, Tokenizer: tok, Preload: preload})
+			half, err := halfKVCache(kvCache)
+			if err != nil {
+				return err
+			}
+			l, err := infer.Load(modelPath, infer.Options{Threads: threads, Tokenizer: tok, Preload: preload, HalfKVCache: half})
 			if err != nil {
 				return err
 			}
@@ -100,7 +107,24 @@ end-of-sequence token. Prompt and generation speeds go to stderr.
 	f.BoolVar(&noBOS, "no-bos", false, "do not prepend the BOS token")
 	f.BoolVar(&preload, "preload", false, "read the weights into memory (huge pages) instead of mapping the file: faster decoding, RSS = model size")
 	f.BoolVar(&asJSON, "json", false, "print ids, text and timings as JSON")
+	kvCacheFlag(f, &kvCache)
 	return cmd
+}
+
+// kvCacheFlag registers --kv-cache, the type of the cached keys and values.
+func kvCacheFlag(f *pflag.FlagSet, v *string) {
+	f.StringVar(v, "kv-cache", "f32", "type of the cached keys and values: f32 (exact) or f16 (half the memory and attention traffic, as llama.cpp's default)")
+}
+
+// halfKVCache parses --kv-cache.
+func halfKVCache(v string) (bool, error) {
+	switch v {
+	case "f32":
+		return false, nil
+	case "f16":
+		return true, nil
+	}
+	return false, &cli.ExitError{Code: cli.ExitUsage, Err: fmt.Errorf("--kv-cache %q: want f32 or f16", v)}
 }
 
 func newTokenize() *cobra.Command {

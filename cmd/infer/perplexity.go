@@ -22,6 +22,7 @@ func newPerplexity() *cobra.Command {
 		o                        eval.Options
 		threads                  int
 		asJSON                   bool
+		kvCache                  string
 	)
 	cmd := &cobra.Command{
 		Use:   "perplexity -m MODEL -f TEXT",
@@ -58,7 +59,11 @@ stdout. docs/validation.md defines everything exactly.`,
 			if err != nil {
 				return err
 			}
-			l, err := infer.Load(modelPath, infer.Options{Threads: threads, Tokenizer: tok})
+			half, err := halfKVCache(kvCache)
+			if err != nil {
+				return err
+			}
+			l, err := infer.Load(modelPath, infer.Options{Threads: threads, Tokenizer: tok, HalfKVCache: half})
 			if err != nil {
 				return err
 			}
@@ -106,6 +111,7 @@ stdout. docs/validation.md defines everything exactly.`,
 	f.IntVar(&o.MaxWindows, "max-windows", 0, "evaluate only the first K windows (0: all)")
 	f.IntVar(&threads, "threads", 0, "worker threads (0: one per CPU)")
 	f.BoolVar(&asJSON, "json", false, "print the result as JSON")
+	kvCacheFlag(f, &kvCache)
 	return cmd
 }
 
