@@ -77,3 +77,29 @@ func TestTokenize(t *testing.T) {
 		t.Fatalf("no model: exit %d", code)
 	}
 }
+
+// --kv-cache f16 generates the same greedy text on the project model, and a
+// type it does not know is a usage error for every command that takes it.
+func TestKVCacheFlag(t *testing.T) {
+	m := testutil.Testdata(t, "tiny-llama", "st-bf16")
+	var outs []string
+	for _, kv := range []string{"f32", "f16"} {
+		code, out, stderr := run("run", "-m", m, "-p", "And the LORD said unto Moses,", "-n", "16", "--temp", "0", "--kv-cache", kv)
+		if code != 0 {
+			t.Fatalf("--kv-cache %s: exit %d: %s", kv, code, stderr)
+		}
+		outs = append(outs, out)
+	}
+	if outs[0] != outs[1] {
+		t.Fatalf("greedy text differs:\nf32 %q\nf16 %q", outs[0], outs[1])
+	}
+	for _, cmd := range [][]string{
+		{"run", "-m", m, "-p", "x"},
+		{"perplexity", "-m", m, "-f", testutil.Testdata(t, "tiny-llama", "heldout_kjv.txt")},
+		{"compare", "--base", m, "-m", m, "-f", testutil.Testdata(t, "tiny-llama", "heldout_kjv.txt")},
+	} {
+		if code, _, stderr := run(append(cmd, "--kv-cache", "f8")...); code != cli.ExitUsage || !strings.Contains(stderr, "f8") {
+			t.Fatalf("%s --kv-cache f8: exit %d, %q", cmd[0], code, stderr)
+		}
+	}
+}
