@@ -40,3 +40,6 @@ go run ./bench/models -rounds "$rounds" -threads 1,2 \
 echo
 echo "== 850M q8 and q4, mapped and --preload (weights read into huge-page memory) interleaved"
 go run ./bench/models -rounds "$rounds" -threads 1,2 -load mapped,preload "$work"/850m-{q8,q4}.kvant
+echo
+echo "== quantized models, f32 and f16 KV cache (--kv-cache f16) interleaved, mapped weights"
+go run ./bench/models -rounds "$rounds" -threads 1,2 -kv f32,f16 "$work"/110m-{q8,q4}.kvant "$work"/850m-{q8,q4}.kvant

@@ -10,7 +10,9 @@
 // two ways: over the best probe pass of the whole run (conservative), and
 // the median over rounds of its ratio to the probe run just before it.
 //
-//	go run ./bench/models -rounds 5 -threads 1,2 -load mapped,preload a.kvant b.kvant ...
+// -kv f32,f16 also runs each model with an f16 KV cache (--kv-cache f16).
+//
+//	go run ./bench/models -rounds 5 -threads 1,2 -load mapped,preload -kv f32,f16 a.kvant b.kvant ...
 package main
 
 import (
@@ -34,7 +36,7 @@ import (
 
 type result struct {
 	Model       string  `json:"model"`
-	Load        string  `json:"load"` // mapped or preload
+	Load        string  `json:"load"` // mapped or preload, and ", kv f16" with an f16 KV cache
 	Threads     int     `json:"threads"`
 	PrefillTokS float64 `json:"prefill_tok_per_s"`
 	DecodeTokS  float64 `json:"decode_tok_per_s"`
@@ -70,6 +72,7 @@ func main() {
 	rounds := flag.Int("rounds", 5, "interleaved rounds; medians are reported")
 	threadList := flag.String("threads", "1,2", "thread counts")
 	loadList := flag.String("load", "mapped", "load modes: mapped, preload, or both (mapped,preload)")
+	kvList := flag.String("kv", "f32", "KV cache types: f32, f16 (--kv-cache f16), or both (f32,f16)")
 	prompt := flag.Int("prompt", 128, "prefill batch length")
 	gen := flag.Int("gen", 32, "decoded tokens per round")
 	bwMiB := flag.Int("bw-mib", 1024, "size of the read-bandwidth probe's array, MiB (0: no probe)")
@@ -83,10 +86,22 @@ func main() {
 		}
 		threads = append(threads, n)
 	}
-	loads := strings.Split(*loadList, ",")
-	for _, l := range loads {
+	// A mode is a load mode and a KV cache type: "mapped", "preload",
+	// "mapped, kv f16", ...
+	var loads []string
+	for _, l := range strings.Split(*loadList, ",") {
 		if l != "mapped" && l != "preload" {
 			fail(fmt.Errorf("-load: %q is neither mapped nor preload", l))
+		}
+		for _, kv := range strings.Split(*kvList, ",") {
+			switch kv {
+			case "f32":
+				loads = append(loads, l)
+			case "f16":
+				loads = append(loads, l+", kv f16")
+			default:
+				fail(fmt.Errorf("-kv: %q is neither f32 nor f16", kv))
+			}
 		}
 	}
 	type key struct {
@@ -114,7 +129,7 @@ func main() {
 	for _, p := range flag.Args() {
 		for _, l := range loads {
 			for _, th := range threads {
-				m, err := infer.Load(p, infer.Options{Threads: th, Preload: l == "preload"})
+				m, err := infer.Load(p, infer.Options{Threads: th, Preload: strings.HasPrefix(l, "preload"), HalfKVCache: strings.HasSuffix(l, "kv f16")})
 				if err != nil {
 					fail(err)
 				}
@@ -194,7 +209,7 @@ func main() {
 		}
 	}
 	fmt.Println("% of best: decode GB/s over the best probe pass of the run; % adjacent: median over rounds of decode GB/s over the probe run just before it")
-	fmt.Printf("%-20s %-8s %7s %12s %11s %9s %8s %9s %10s\n", "model", "weights", "threads", "prefill t/s", "decode t/s", "MB/token", "GB/s", "% of best", "% adjacent")
+	fmt.Printf("%-20s %-16s %7s %12s %11s %9s %8s %9s %10s\n", "model", "weights", "threads", "prefill t/s", "decode t/s", "MB/token", "GB/s", "% of best", "% adjacent")
 	pct := func(v float64) string {
 		if v <= 0 {
 			return "-"
@@ -202,7 +217,7 @@ func main() {
 		return fmt.Sprintf("%.0f%%", 100*v)
 	}
 	for _, r := range rep.Results {
-		fmt.Printf("%-20s %-8s %7d %12.1f %11.1f %9.1f %8.1f %9s %10s\n", r.Model, r.Load, r.Threads, r.PrefillTokS, r.DecodeTokS, float64(r.BytesPerTok)/1e6, r.DecodeGBs, pct(r.BandwidthShare), pct(r.AdjacentShare))
+		fmt.Printf("%-20s %-16s %7d %12.1f %11.1f %9.1f %8.1f %9s %10s\n", r.Model, r.Load, r.Threads, r.PrefillTokS, r.DecodeTokS, float64(r.BytesPerTok)/1e6, r.DecodeGBs, pct(r.BandwidthShare), pct(r.AdjacentShare))
 	}
 }
 
