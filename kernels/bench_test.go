@@ -257,7 +257,8 @@ func BenchmarkMulRows(b *testing.B) {
 // BenchmarkAttention is one head's attention over a 512-position cache of
 // head dimension 64 (the 110M shape), in cache: the scores (dot products
 // of the query with each key, GemvF32 over short rows) and the output
-// (WeightedSumF32 over the values). Bytes are the keys or values read.
+// (WeightedSumF32 over the values), with an f32 and an f16 cache. Bytes
+// are the keys or values read.
 func BenchmarkAttention(b *testing.B) {
 	const n, hd = 512, 64
 	r := rand.New(rand.NewPCG(1, 1))
@@ -277,6 +278,24 @@ func BenchmarkAttention(b *testing.B) {
 			b.SetBytes(4 * n * hd)
 			for b.Loop() {
 				k.weightedSum(out[:hd], weights, keys, hd)
+			}
+		})
+	})
+	// The same with an f16 cache (--kv-cache f16): half the bytes.
+	keys16, _ := randHalf(r, n*hd, false)
+	b.Run("scores-f16", func(b *testing.B) {
+		benchEach(b, func(b *testing.B, k *impl) {
+			b.SetBytes(2 * n * hd)
+			for b.Loop() {
+				k.mulRowsHalf(out, n, keys16, n, hd, q, 1, nil, false)
+			}
+		})
+	})
+	b.Run("values-f16", func(b *testing.B) {
+		benchEach(b, func(b *testing.B, k *impl) {
+			b.SetBytes(2 * n * hd)
+			for b.Loop() {
+				k.weightedSumF16(out[:hd], weights, keys16, hd)
 			}
 		})
 	})
