@@ -608,7 +608,7 @@ func (m *Model) storeKV(s *State, l int, q, k, v []float32, t, kh int) {
 	rope(qs, rot)
 	rope(ks, rot)
 	at := (kh*s.maxSeq + s.pos + t) * hd
-	if m.halfKV {
+	if s.k16 != nil {
 		kernels.F32ToF16(s.k16[l][at:at+hd], ks)
 		kernels.F32ToF16(s.v16[l][at:at+hd], vs)
 		return
