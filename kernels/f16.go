@@ -3,6 +3,8 @@ package kernels
 import (
 	"math"
 	"sync"
+
+	"github.com/x448/float16"
 )
 
 var (
@@ -39,4 +41,17 @@ func halfToFloat(h uint16) float32 {
 		return v
 	}
 	return math.Float32frombits(sign | uint32(exp-15+127)<<23 | mant<<13)
+}
+
+// F32ToF16 rounds src to IEEE halves in dst[:len(src)], to nearest even
+// (values beyond the half range become infinities, small ones subnormals or
+// zeros; NaNs stay NaNs, their payloads not guaranteed): how an f16 KV
+// cache stores keys and values. dst must be at least as long as src.
+func F32ToF16(dst []uint16, src []float32) { active.narrowF16(dst[:len(src)], src) }
+
+func narrowF16Generic(dst []uint16, src []float32) {
+	dst = dst[:len(src)]
+	for i, v := range src {
+		dst[i] = float16.Fromfloat32(v).Bits()
+	}
 }

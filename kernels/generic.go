@@ -120,3 +120,17 @@ func dotF32x4Generic(w, x []float32, stride int) (out [4]float32) {
 }
 
 func bf16(v uint16) float32 { return math.Float32frombits(uint32(v) << 16) }
+
+// dotF32RowsGeneric is generic's dotF32Rows: one dotF32Generic per row.
+func dotF32RowsGeneric(out, w []float32, rows, cols int, x []float32) {
+	for r := range rows {
+		out[r] = dotF32Generic(w[r*cols:(r+1)*cols], x[:cols])
+	}
+}
+
+// dotF16RowsGeneric is generic's dotF16Rows: one dotF16Generic per row.
+func dotF16RowsGeneric(out []float32, w []uint16, rows, cols int, x []float32) {
+	for r := range rows {
+		out[r] = dotF16Generic(w[r*cols:(r+1)*cols], x[:cols])
+	}
+}

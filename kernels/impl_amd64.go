@@ -172,16 +172,6 @@ func newAsmImpl(name string, supported bool, f asmFuncs, q *qFuncs, qx4 *qx4Func
 			}
 			return out
 		},
-		weightedSum: func(out, a, v []float32, stride int) {
-			if f.lanes == 16 {
-				weightedSumAVX512(out, a, v, stride)
-			} else {
-				weightedSumAVX2(out, a, v, stride)
-			}
-			if full := len(out) &^ m; full < len(out) {
-				weightedSumGeneric(out[full:], a, v[full:], stride)
-			}
-		},
 		dotQ:       q.dot,
 		dotQx4:     qx4.dot,
 		dotW16Rows: w16.rows,
@@ -221,54 +211,20 @@ func newAsmImpl(name string, supported bool, f asmFuncs, q *qFuncs, qx4 *qx4Func
 	if f.lanes == 16 {
 		k.dotW16x4Rows = w16x4AVX512
 	}
-	k.dotF16Rows = func(out []float32, w []uint16, rows, cols int, x []float32) {
-		if cols&m != 0 || rows == 0 || cols == 0 {
-			for r := range rows {
-				out[r] = k.dotF16(w[r*cols:(r+1)*cols], x[:cols])
-			}
-			return
-		}
-		_, _, _ = out[rows-1], w[rows*cols-1], x[cols-1]
-		if f.lanes == 16 {
-			dotF16RowsAVX512(out, w, rows, cols, x)
-		} else {
-			dotF16RowsAVX2(out, w, rows, cols, x)
-		}
-	}
-	k.weightedSumF16 = func(out, a []float32, v []uint16, stride int) {
-		if f.lanes == 16 {
-			weightedSumF16AVX512(out, a, v, stride)
-		} else {
-			weightedSumF16AVX2(out, a, v, stride)
-		}
-		if full := len(out) &^ m; full < len(out) {
-			weightedSumF16Generic(out[full:], a, v[full:], stride)
-		}
-	}
+	wide := f.lanes == 16
+	k.dotF32Rows = rowsKernel(m, k.dotF32, pick(wide, dotF32RowsAVX512, dotF32RowsAVX2))
+	k.dotF16Rows = rowsKernel(m, k.dotF16, pick(wide, dotF16RowsAVX512, dotF16RowsAVX2))
+	k.weightedSum = weightedSumKernel(m, pick(wide, weightedSumAVX512, weightedSumAVX2), weightedSumGeneric)
+	k.weightedSumF16 = weightedSumKernel(m, pick(wide, weightedSumF16AVX512, weightedSumF16AVX2), weightedSumF16Generic)
 	k.narrowF16 = func(dst []uint16, src []float32) {
 		dst = dst[:len(src)]
 		full := len(src) &^ m
-		if f.lanes == 16 {
+		if wide {
 			narrowF16AVX512(dst, src)
 		} else {
 			narrowF16AVX2(dst, src)
 		}
 		narrowF16Generic(dst[full:], src[full:])
-	}
-	k.dotF32Rows = func(out, w []float32, rows, cols int, x []float32) {
-		if cols&m != 0 || rows == 0 || cols == 0 {
-			// The row tails need the wrapper's Go loop: one call per row.
-			for r := range rows {
-				out[r] = k.dotF32(w[r*cols:(r+1)*cols], x[:cols])
-			}
-			return
-		}
-		_, _, _ = out[rows-1], w[rows*cols-1], x[cols-1]
-		if f.lanes == 16 {
-			dotF32RowsAVX512(out, w, rows, cols, x)
-		} else {
-			dotF32RowsAVX2(out, w, rows, cols, x)
-		}
 	}
 	if z != nil {
 		k.dotQ = func(f QFormat, w []byte, a *QuantizedActivations) float32 {
@@ -294,4 +250,38 @@ var asmImpls = []*impl{
 	newAsmImpl("avx2", hasAVX2, avx2Funcs, &qAVX2, &qx4AVX2, nil, &w16AVX2),
 	newAsmImpl("avx512", hasAVX512, avx512Funcs, &qAVX2, &qx4AVX2, nil, &w16AVX512),
 	newAsmImpl("vnni", hasVNNI, avx512Funcs, &qVNNI, &qx4VNNI, &zVNNI, &w16AVX512),
+}
+
+func pick[F any](wide bool, avx512, avx2 F) F {
+	if wide {
+		return avx512
+	}
+	return avx2
+}
+
+// rowsKernel wraps a generated rows kernel (dotF32Rows, dotF16Rows): rows
+// whose length is not a whole number of vectors m+1 go through dot, the
+// variant's wrapper with its Go tail, one call a row.
+func rowsKernel[E float32 | uint16](m int, dot func([]E, []float32) float32, asm func([]float32, []E, int, int, []float32)) func([]float32, []E, int, int, []float32) {
+	return func(out []float32, w []E, rows, cols int, x []float32) {
+		if cols&m != 0 || rows == 0 || cols == 0 {
+			for r := range rows {
+				out[r] = dot(w[r*cols:(r+1)*cols], x[:cols])
+			}
+			return
+		}
+		_, _, _ = out[rows-1], w[rows*cols-1], x[cols-1]
+		asm(out, w, rows, cols, x)
+	}
+}
+
+// weightedSumKernel wraps a generated weighted sum: the columns past the
+// last whole vector go through the generic code.
+func weightedSumKernel[E float32 | uint16](m int, asm, tail func([]float32, []float32, []E, int)) func([]float32, []float32, []E, int) {
+	return func(out, a []float32, v []E, stride int) {
+		asm(out, a, v, stride)
+		if full := len(out) &^ m; full < len(out) {
+			tail(out[full:], a, v[full:], stride)
+		}
+	}
 }

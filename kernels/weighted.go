@@ -1,10 +1,6 @@
 package kernels
 
-import (
-	"fmt"
-
-	"github.com/x448/float16"
-)
+import "fmt"
 
 // WeightedSumF32 stores in out[c], for c < len(out), the sum over p <
 // len(a) of a[p]*v[p*stride+c]: the vector a times the len(a)×len(out)
@@ -47,19 +43,6 @@ func checkWeightedSum(kernel string, cols, rows, values, stride int) {
 	}
 }
 
-// F32ToF16 rounds src to IEEE halves in dst[:len(src)], to nearest even
-// (values beyond the half range become infinities, small ones subnormals or
-// zeros; NaNs stay NaNs, their payloads not guaranteed): how an f16 KV
-// cache stores keys and values. dst must be at least as long as src.
-func F32ToF16(dst []uint16, src []float32) { active.narrowF16(dst[:len(src)], src) }
-
-func narrowF16Generic(dst []uint16, src []float32) {
-	dst = dst[:len(src)]
-	for i, v := range src {
-		dst[i] = float16.Fromfloat32(v).Bits()
-	}
-}
-
 // weightedSumF16Generic is weightedSumGeneric over widened halves.
 func weightedSumF16Generic(out, a []float32, v []uint16, stride int) {
 	t := f16Table()
@@ -72,13 +55,6 @@ func weightedSumF16Generic(out, a []float32, v []uint16, stride int) {
 	}
 }
 
-// dotF16RowsGeneric is generic's dotF16Rows: one dotF16Generic per row.
-func dotF16RowsGeneric(out []float32, w []uint16, rows, cols int, x []float32) {
-	for r := range rows {
-		out[r] = dotF16Generic(w[r*cols:(r+1)*cols], x[:cols])
-	}
-}
-
 // weightedSumGeneric is WeightedSumF32's reference: a row at a time, each
 // column summing over p in order.
 func weightedSumGeneric(out, a, v []float32, stride int) {
@@ -88,12 +64,5 @@ func weightedSumGeneric(out, a, v []float32, stride int) {
 		for c, x := range row {
 			out[c] += w * x
 		}
-	}
-}
-
-// dotF32RowsGeneric is generic's dotF32Rows: one dotF32Generic per row.
-func dotF32RowsGeneric(out, w []float32, rows, cols int, x []float32) {
-	for r := range rows {
-		out[r] = dotF32Generic(w[r*cols:(r+1)*cols], x[:cols])
 	}
 }
