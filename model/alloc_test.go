@@ -9,10 +9,11 @@ import (
 // once allocated made garbage whose collection took a core from a
 // two-thread decode. (Counted with runtime.MemStats rather than
 // testing.AllocsPerRun, which runs with GOMAXPROCS 1 and would starve the
-// pool's second worker. The counter is the whole process's: on a loaded
-// machine a pool worker may park, and the runtime can allocate the record
-// of that channel wait, so a stray allocation or two in a hundred tokens
-// is tolerated; the closures made 20 a token in this 2-layer model.)
+// pool's second worker. The counter is the whole process's, and on a
+// loaded machine the runtime allocates now and then on its own account (a
+// parked worker's channel wait, for one: 6 in 100 tokens were seen with
+// other test binaries running), so up to one allocation in ten tokens is
+// tolerated; the closures made 20 a token in this 2-layer model.)
 func TestDecodeDoesNotAllocate(t *testing.T) {
 	tiny := Config{Architecture: ArchLlama, VocabSize: 256, Dim: 64, Layers: 2, Heads: 4, KVHeads: 2,
 		HeadDim: 16, HiddenDim: 128, NormEps: 1e-5, RopeTheta: 10000, MaxSeqLen: 128, BOS: 1}
@@ -23,7 +24,7 @@ func TestDecodeDoesNotAllocate(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		st := m.NewState(128)
+		st := m.NewState(1100)
 		tok := []int{5}
 		if _, err := m.Forward(st, []int{1, 2, 3}, false); err != nil {
 			t.Fatal(err)
@@ -31,7 +32,8 @@ func TestDecodeDoesNotAllocate(t *testing.T) {
 		if _, err := m.Forward(st, tok, false); err != nil { // sizes the buffers for one token
 			t.Fatal(err)
 		}
-		const n = 100
+		const n = 1000
+		runtime.GC() // no collection in progress during the count
 		var before, after runtime.MemStats
 		runtime.ReadMemStats(&before)
 		for range n {
@@ -41,8 +43,10 @@ func TestDecodeDoesNotAllocate(t *testing.T) {
 		}
 		runtime.ReadMemStats(&after)
 		m.Close()
-		if allocs := after.Mallocs - before.Mallocs; allocs > n/20 {
-			t.Errorf("%d threads: %d allocations in %d decoded tokens, want none (at most %d stray ones from the runtime)", threads, allocs, n, n/20)
+		allocs := after.Mallocs - before.Mallocs
+		t.Logf("%+v: %d allocations in %d decoded tokens", o, allocs, n)
+		if allocs > n/10 {
+			t.Errorf("%d threads: %d allocations in %d decoded tokens, want none (at most %d stray ones from the runtime)", threads, allocs, n, n/10)
 		}
 	}
 }
