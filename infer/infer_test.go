@@ -10,7 +10,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/kvant-dev/kvant/convert"
 	"github.com/kvant-dev/kvant/internal/testutil"
 	"github.com/kvant-dev/kvant/model"
 )
@@ -172,15 +171,7 @@ func TestTrainedModelsMatchTorch(t *testing.T) {
 			dir := testutil.Testdata(t, c.fixture)
 			ref, want := readReference(t, dir, c.logits)
 			// Through a .kvant file, the way users run it.
-			out := filepath.Join(t.TempDir(), "m.kvant")
-			m, err := convert.Open(filepath.Join(dir, c.form), convert.OpenOptions{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if _, err := convert.Write(m, out, convert.Options{SkipHash: true}); err != nil {
-				t.Fatal(err)
-			}
-			m.Close()
+			out := convertTo(t, filepath.Join(dir, c.form), "")
 			l, err := Load(out, Options{Verify: true})
 			if err != nil {
 				t.Fatal(err)

@@ -3,10 +3,8 @@ package infer
 import (
 	"context"
 	"os"
-	"path/filepath"
 	"testing"
 
-	"github.com/kvant-dev/kvant/convert"
 	"github.com/kvant-dev/kvant/eval"
 	"github.com/kvant-dev/kvant/format"
 	"github.com/kvant-dev/kvant/internal/testutil"
@@ -28,15 +26,7 @@ func testFastPathKLD(t *testing.T, typ format.DType) {
 		t.Fatal(err)
 	}
 	src := testutil.Testdata(t, "tiny-llama", "pt-zip")
-	m, err := convert.Open(src, convert.OpenOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	f32 := filepath.Join(t.TempDir(), "f32.kvant")
-	if _, err := convert.Write(m, f32, convert.Options{SkipHash: true}); err != nil {
-		t.Fatal(err)
-	}
-	m.Close()
+	f32 := convertTo(t, src, "")
 	q8 := quantizeTo(t, src, "", typ, 32)
 	base, err := Load(f32, Options{})
 	if err != nil {

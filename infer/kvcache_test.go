@@ -6,7 +6,6 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/kvant-dev/kvant/convert"
 	"github.com/kvant-dev/kvant/eval"
 	"github.com/kvant-dev/kvant/internal/testutil"
 )
@@ -40,15 +39,7 @@ func TestHalfKVCacheKLD(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := convert.Open(testutil.Testdata(t, "tiny-llama", "pt-zip"), convert.OpenOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	f32 := filepath.Join(t.TempDir(), "f32.kvant")
-	if _, err := convert.Write(m, f32, convert.Options{SkipHash: true}); err != nil {
-		t.Fatal(err)
-	}
-	m.Close()
+	f32 := convertTo(t, testutil.Testdata(t, "tiny-llama", "pt-zip"), "")
 	base, err := Load(f32, Options{})
 	if err != nil {
 		t.Fatal(err)

@@ -13,6 +13,22 @@ import (
 )
 
 // quantizeTo writes src quantized to typ with group g and returns the path.
+// convertTo writes src (with tokenizer tok, if any) as a .kvant file in a
+// temporary directory, the way users run a checkpoint, and returns its path.
+func convertTo(t *testing.T, src, tok string) string {
+	t.Helper()
+	m, err := convert.Open(src, convert.OpenOptions{Tokenizer: tok})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	out := filepath.Join(t.TempDir(), "m.kvant")
+	if _, err := convert.Write(m, out, convert.Options{SkipHash: true}); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
 func quantizeTo(t *testing.T, src, tok string, typ format.DType, g int) string {
 	t.Helper()
 	m, err := convert.Open(src, convert.OpenOptions{Tokenizer: tok})
@@ -54,15 +70,7 @@ func matchLen(a, b []int) int {
 func TestStories260KQuantizedGreedy(t *testing.T) {
 	dir := testutil.Shared(t, "models", "stories260K")
 	src, tok := filepath.Join(dir, "stories260K.bin"), filepath.Join(dir, "tok512.model")
-	fp32 := filepath.Join(t.TempDir(), "f32.kvant")
-	m, err := convert.Open(src, convert.OpenOptions{Tokenizer: tok})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := convert.Write(m, fp32, convert.Options{SkipHash: true}); err != nil {
-		t.Fatal(err)
-	}
-	m.Close()
+	fp32 := convertTo(t, src, tok)
 	const n = 256
 	ref := greedy(t, fp32, "", n)
 	q8 := greedy(t, quantizeTo(t, src, tok, quant.Q8, 32), "", n)
