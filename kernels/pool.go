@@ -34,15 +34,16 @@ type Pool struct {
 	// yield is set when the pool has more workers than the Go scheduler
 	// has Ps: a spinning goroutine must then give way, or the one it
 	// waits for may never run.
-	yield   bool
-	seq     atomic.Uint64 // generation of the current loop
-	pending atomic.Int32  // workers that have not finished the loop
-	shares  []share       // per worker: its pieces not yet taken
-	loop    poolLoop      // written before seq is bumped, read after
-	parked  []atomic.Bool
-	wake    []chan struct{}
-	closed  atomic.Bool
-	once    sync.Once
+	yield    bool
+	seq      atomic.Uint64 // generation of the current loop
+	pending  atomic.Int32  // workers that have not finished the loop
+	shares   []share       // per worker: its pieces not yet taken
+	loop     poolLoop      // written before seq is bumped, read after
+	parked   []atomic.Bool
+	wake     []chan struct{}
+	closed   atomic.Bool
+	once     sync.Once
+	upcoming nextLoop // set by Next, for the following Run
 }
 
 type poolLoop struct {
@@ -51,6 +52,14 @@ type poolLoop struct {
 	chunks      int // grains in n
 	pieces      int
 	participate int // workers taking part, counting the caller
+	next        nextLoop
+}
+
+// nextLoop is what the pool is told of the loop that will follow the
+// current one (Pool.Next), so that each worker can warm its first piece.
+type nextLoop struct {
+	warmer   Warmer
+	n, grain int
 }
 
 // A share is the pieces [front, back) a worker has not yet taken, packed in
@@ -123,10 +132,13 @@ func (p *Pool) work(i int) {
 			return
 		}
 		seen = s
-		if l := &p.loop; i < l.participate {
+		l := &p.loop
+		if i < l.participate {
 			p.run(i, l)
 		}
+		next := l.next
 		p.pending.Add(-1)
+		p.warm(i, next, func() bool { return p.seq.Load() != s })
 	}
 }
 
@@ -253,13 +265,15 @@ func (p *Pool) Run(n, grain int, task Task) {
 	chunks := (n + grain - 1) / grain
 	w := min(p.workers, chunks)
 	if w <= 1 {
+		p.upcoming = nextLoop{}
 		if n > 0 {
 			task.Run(0, 0, n)
 		}
 		return
 	}
 	pieces := min(chunks, w*piecesPerWorker)
-	p.loop = poolLoop{task: task, n: n, grain: grain, chunks: chunks, pieces: pieces, participate: w}
+	p.loop = poolLoop{task: task, n: n, grain: grain, chunks: chunks, pieces: pieces, participate: w, next: p.upcoming}
+	p.upcoming = nextLoop{}
 	for i := range w {
 		p.shares[i].v.Store(packShare(i*pieces/w, (i+1)*pieces/w))
 	}
@@ -274,6 +288,7 @@ func (p *Pool) Run(n, grain int, task Task) {
 		}
 	}
 	p.run(0, &p.loop)
+	p.warm(0, p.loop.next, func() bool { return p.pending.Load() == 0 })
 	// The other workers are at most one piece from done; should one be
 	// descheduled, the waiter yields the core to it.
 	var wt waiter
@@ -281,6 +296,100 @@ func (p *Pool) Run(n, grain int, task Task) {
 		wt.wait(p.yield)
 	}
 	p.loop.task = nil // keep nothing of the caller's alive
+}
+
+// A Warmer is told of a loop before it runs: Warm(start, end, i) returns
+// the i-th run of memory that Task.Run(worker, start, end) reads (weight
+// rows, a head's cached keys), in the order it reads them, and nil after
+// the last, for the pool to bring them into the caches ahead of the loop.
+type Warmer interface {
+	Warm(start, end, i int) []byte
+}
+
+// Next tells the pool that the loop after the next Run will be n items by
+// grain, reading what w says: the workers that finish the next Run early
+// read the start of their first piece of that loop while they wait, and
+// the caller does the same while it waits for them. Decoding a token is a
+// hundred short loops whose workers each stream a few hundred kilobytes
+// of weights, separated by serial work and by the wake-up's latency, in
+// which no core reads memory; a worker that warms its first piece there
+// starts on cached data. The warming stops as soon as the loop it waits
+// for begins (or, for the caller, as soon as the others are done), within
+// one warmStep. Workers call w.Warm until the announced loop starts, so w
+// must stay unchanged until then.
+func (p *Pool) Next(n, grain int, w Warmer) {
+	p.upcoming = nextLoop{warmer: w, n: n, grain: grain}
+}
+
+// warmBytes bounds how much of its first piece a worker reads ahead (a
+// quarter of a current core's L2); 0 disables warming. Paired decode
+// measurements at 2 threads (median tok/s ratio on/off of 12 alternations
+// within one process): 110M-shaped q4 +4.5%, q8 +2.8%, f16 +2.3%, f32
+// +4.0%; 850M-shaped q4 +0.6%, q8 +0.9%, f16 -0.3%. With 64 KiB the 110M
+// gains were about half.
+var warmBytes = 256 << 10
+
+// warmStep is how much is read between two looks at the stop condition.
+const warmStep = 4 << 10
+
+// warm reads, until stop, the start of worker's first piece of the loop
+// next describes (pieces as Run will cut them).
+func (p *Pool) warm(worker int, next nextLoop, stop func() bool) {
+	if next.warmer == nil || warmBytes == 0 || next.n <= 0 {
+		return
+	}
+	start, end := p.firstPiece(worker, next.n, next.grain)
+	if start == end {
+		return
+	}
+	budget := warmBytes
+	for i := 0; budget > 0; i++ {
+		b := next.warmer.Warm(start, end, i)
+		if b == nil {
+			return
+		}
+		b = b[:min(len(b), budget)]
+		budget -= len(b)
+		for len(b) > 0 {
+			if stop() {
+				return
+			}
+			n := min(len(b), warmStep)
+			touchLines(b[:n])
+			b = b[n:]
+		}
+	}
+}
+
+// firstPiece returns the range worker takes first in Run(n, grain, ...):
+// the front piece of its share (empty if it takes no part).
+func (p *Pool) firstPiece(worker, n, grain int) (start, end int) {
+	grain = max(grain, 1)
+	chunks := (n + grain - 1) / grain
+	w := min(p.workers, chunks)
+	if worker >= w {
+		return 0, 0
+	}
+	if w <= 1 {
+		return 0, n
+	}
+	pieces := min(chunks, w*piecesPerWorker)
+	k := worker * pieces / w
+	return k * chunks / pieces * grain, min((k+1)*chunks/pieces*grain, n)
+}
+
+// touchSink keeps touchLines's loads from being optimized away.
+var touchSink atomic.Uint32
+
+// touchLines reads one byte of each 64-byte line of b.
+func touchLines(b []byte) {
+	var s byte
+	for i := 0; i < len(b); i += 64 {
+		s += b[i]
+	}
+	if s == 0xff {
+		touchSink.Add(1)
+	}
 }
 
 // Close stops the workers. The pool must not be used afterwards.

@@ -1,6 +1,7 @@
 package kernels
 
 import (
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -76,5 +77,88 @@ func BenchmarkPoolFor(b *testing.B) {
 	var sink [2]int
 	for b.Loop() {
 		p.For(2048, 16, func(w, s, e int) { sink[w] += e - s })
+	}
+}
+
+// warmRecorder is a Warmer over a buffer of n items of 64 bytes each, that
+// records the ranges it is asked about.
+type warmRecorder struct {
+	mu    sync.Mutex
+	buf   []byte
+	asked [][3]int // start, end, i
+}
+
+func (w *warmRecorder) Warm(start, end, i int) []byte {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.asked = append(w.asked, [3]int{start, end, i})
+	if i >= 2 { // two runs: the range, then the range again
+		return nil
+	}
+	return w.buf[64*start : 64*end]
+}
+
+// After Next, the workers of the following loop are asked, as they finish
+// it, for what their first piece of the announced loop reads, with i
+// counting up from 0 until the Warmer returns nil; a loop without a Next
+// warms nothing.
+func TestPoolWarmsNextLoop(t *testing.T) {
+	const n, grain = 4096, 16
+	for _, workers := range []int{2, 3} {
+		p := NewPool(workers)
+		w := &warmRecorder{buf: make([]byte, 64*n)}
+		p.Next(n, grain, w)
+		p.For(1000, 1, func(worker, start, end int) { time.Sleep(100 * time.Microsecond) })
+		p.For(n, grain, func(worker, start, end int) {})
+		p.For(1000, 1, func(worker, start, end int) {}) // nothing announced
+		w.mu.Lock()
+		if len(w.asked) == 0 {
+			t.Fatalf("%d workers: the Warmer was never asked", workers)
+		}
+		first := map[[2]int]bool{}
+		for i := range workers {
+			s, e := p.firstPiece(i, n, grain)
+			first[[2]int{s, e}] = true
+		}
+		next := map[[2]int]int{} // range -> next i expected
+		for _, a := range w.asked {
+			r := [2]int{a[0], a[1]}
+			if !first[r] {
+				t.Errorf("%d workers: warmed [%d, %d), no worker's first piece (%v)", workers, a[0], a[1], first)
+			}
+			if a[2] != next[r] {
+				t.Errorf("%d workers: range [%d, %d) asked for run %d, want %d", workers, a[0], a[1], a[2], next[r])
+			}
+			next[r] = a[2] + 1
+		}
+		if len(w.asked) > 3*workers {
+			t.Errorf("%d workers: %d Warm calls for one announced loop, want at most 3 per worker: %v", workers, len(w.asked), w.asked)
+		}
+		w.mu.Unlock()
+		p.Close()
+	}
+}
+
+// firstPiece is the range Run hands each worker first: with every piece
+// slow, no worker's front piece is stolen before it starts.
+func TestPoolFirstPiece(t *testing.T) {
+	for _, c := range []struct{ workers, n, grain int }{{2, 4096, 16}, {2, 100, 1}, {3, 1000, 16}, {2, 40, 16}} {
+		p := NewPool(c.workers)
+		var mu sync.Mutex
+		got := map[int][2]int{}
+		p.For(c.n, c.grain, func(worker, start, end int) {
+			mu.Lock()
+			if _, ok := got[worker]; !ok {
+				got[worker] = [2]int{start, end}
+			}
+			mu.Unlock()
+			time.Sleep(20 * time.Millisecond)
+		})
+		p.Close()
+		for worker, r := range got {
+			if s, e := p.firstPiece(worker, c.n, c.grain); r != [2]int{s, e} {
+				t.Errorf("%+v: worker %d ran [%d, %d) first, firstPiece says [%d, %d)", c, worker, r[0], r[1], s, e)
+			}
+		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"unsafe"
 
 	"github.com/kvant-dev/kvant/format"
 	"github.com/kvant-dev/kvant/kernels"
@@ -261,6 +262,12 @@ type State struct {
 	acts                  []kernels.QuantizedActivations
 	acts16                []kernels.Int16Activations
 	tasks                 tasks
+	// warmers describe the weights of the loop after the next one to the
+	// pool (announce); two, used in turn, since the workers may still be
+	// reading one when the next is set.
+	warmers  [2]rowsWarmer
+	warmTurn int
+	kvWarmer kvWarmer
 }
 
 // NewState allocates a sequence of at most maxSeq tokens (0 means the
@@ -357,10 +364,13 @@ func (m *Model) Forward(s *State, tokens []int, all bool) ([]float32, error) {
 			rmsNorm(xb[t*d:(t+1)*d], x[t*d:(t+1)*d], ly.attnNorm, float32(c.NormEps))
 		}
 		q, k, v := s.q[:T*qd], s.kb[:T*kvd], s.vb[:T*kvd]
+		m.announceAttention(s, T, l)
 		m.matmul(s, xb, T, product{q, ly.wq}, product{k, ly.wk}, product{v, ly.wv})
 		att := s.att[:T*qd]
+		m.announce(s, T, ly.wo)
 		m.attention(s, l, q, k, v, att, T)
 		xo := s.xb[:T*d]
+		m.announce(s, T, ly.gate)
 		m.matmul(s, att, T, product{xo, ly.wo})
 		kernels.Axpy(x, 1, xo)
 
@@ -368,7 +378,14 @@ func (m *Model) Forward(s *State, tokens []int, all bool) ([]float32, error) {
 			rmsNorm(xb[t*d:(t+1)*d], x[t*d:(t+1)*d], ly.ffnNorm, float32(c.NormEps))
 		}
 		h, h2 := s.hb[:T*c.HiddenDim], s.hb2[:T*c.HiddenDim]
+		m.announce(s, T, ly.down)
 		m.gatedFFN(s, h, h2, ly, xb, T)
+		if l+1 < len(m.layers) {
+			next := &m.layers[l+1]
+			m.announce(s, T, next.wq, next.wk, next.wv)
+		} else {
+			m.announce(s, T, m.output)
+		}
 		m.matmul(s, h, T, product{xo, ly.down})
 		kernels.Axpy(x, 1, xo)
 	}
@@ -388,6 +405,88 @@ func (m *Model) Forward(s *State, tokens []int, all bool) ([]float32, error) {
 	logits := s.logits[:n*c.VocabSize]
 	m.matmul(s, xb, n, product{logits, m.output})
 	return logits, nil
+}
+
+// announce tells the pool, before a loop runs, which weights the loop after
+// it will read (kernels.Pool.Next): its workers then read the start of
+// their first rows while they wait between the two, when no core reads
+// memory. Only for decoding: a batch's loops are bound by arithmetic. ms
+// are the matrices of the coming loop, their rows in the loop's order, 16
+// rows a grain as matmul and gatedFFN cut them (gatedFFN: the gate).
+func (m *Model) announce(s *State, T int, ms ...Matrix) {
+	if T != 1 || m.pool.Workers() == 1 {
+		return
+	}
+	w := &s.warmers[s.warmTurn]
+	s.warmTurn ^= 1
+	w.n = copy(w.ms[:], ms)
+	rows := 0
+	for _, x := range ms {
+		rows += x.Rows()
+	}
+	m.pool.Next(rows, 16, w)
+}
+
+// announceAttention is announce for the attention loop of layer l, whose
+// items are the kv heads when decoding: it reads their cached keys and
+// values.
+func (m *Model) announceAttention(s *State, T, l int) {
+	if T != 1 || m.pool.Workers() == 1 {
+		return
+	}
+	s.kvWarmer = kvWarmer{s: s, l: l, hd: m.Config.HeadDim}
+	m.pool.Next(m.Config.KVHeads, 1, &s.kvWarmer)
+}
+
+// rowsWarmer is a kernels.Warmer over the rows of up to three matrices
+// taken in turn.
+type rowsWarmer struct {
+	ms [3]Matrix
+	n  int
+}
+
+// Warm returns the stored bytes of rows [start, end) in the i-th matrix
+// that holds some of them.
+func (w *rowsWarmer) Warm(start, end, i int) []byte {
+	for _, x := range w.ms[:w.n] {
+		rows := x.Rows()
+		if lo, hi := max(start, 0), min(end, rows); lo < hi {
+			if i == 0 {
+				return storedRows(x, lo, hi)
+			}
+			i--
+		}
+		start, end = start-rows, end-rows
+	}
+	return nil
+}
+
+// kvWarmer is a kernels.Warmer over the cached keys and values that a
+// decoding attention loop reads, per kv head: keys, then values.
+type kvWarmer struct {
+	s     *State
+	l, hd int
+}
+
+func (w *kvWarmer) Warm(start, end, i int) []byte {
+	s := w.s
+	kh := start + i/2
+	if kh >= end || s.pos == 0 {
+		return nil
+	}
+	at, n := kh*s.maxSeq*w.hd, s.pos*w.hd
+	if s.k16 != nil {
+		c := s.k16[w.l]
+		if i%2 == 1 {
+			c = s.v16[w.l]
+		}
+		return asBytes(unsafe.Pointer(&c[at]), 2*n)
+	}
+	c := s.k[w.l]
+	if i%2 == 1 {
+		c = s.v[w.l]
+	}
+	return asBytes(unsafe.Pointer(&c[at]), 4*n)
 }
 
 // A product is one weight matrix and the T×Rows() output it fills.

@@ -58,6 +58,28 @@ func NewMatrix(e format.TensorEntry, data []byte) (Matrix, error) {
 	return nil, fmt.Errorf("tensor %q: dtype %s cannot be a weight matrix: %w", e.Name, e.DType, format.ErrUnknownDType)
 }
 
+// storedRows returns the bytes of rows [start, end) of m as stored (nil if
+// m's storage is not one run of rows).
+func storedRows(m Matrix, start, end int) []byte {
+	switch x := m.(type) {
+	case *quant.Matrix:
+		rb := x.KernelFormat().RowBytes(x.Cols())
+		return x.Data()[start*rb : end*rb]
+	case *f32Matrix:
+		return asBytes(unsafe.Pointer(unsafe.SliceData(x.w[start*x.cols:])), 4*(end-start)*x.cols)
+	case *halfMatrix:
+		return asBytes(unsafe.Pointer(unsafe.SliceData(x.w[start*x.cols:])), 2*(end-start)*x.cols)
+	}
+	return nil
+}
+
+func asBytes(p unsafe.Pointer, n int) []byte {
+	if n == 0 {
+		return nil
+	}
+	return unsafe.Slice((*byte)(p), n)
+}
+
 func asFloat32s(b []byte) []float32 {
 	if len(b) == 0 {
 		return nil

@@ -1,0 +1,54 @@
+package model
+
+import (
+	"testing"
+	"unsafe"
+)
+
+// The warmers hand the pool exactly the memory a loop's piece reads first:
+// the stored rows of the piece, matrix by matrix, and each kv head's cached
+// keys then values up to the current position.
+func TestWarmers(t *testing.T) {
+	tiny := Config{Architecture: ArchLlama, VocabSize: 256, Dim: 64, Layers: 2, Heads: 4, KVHeads: 2,
+		HeadDim: 16, HiddenDim: 128, NormEps: 1e-5, RopeTheta: 10000, MaxSeqLen: 128, BOS: 1}
+	for _, half := range []bool{false, true} {
+		m, err := Load(tiny, RandomWeights(tiny, 1), Options{Threads: 2, HalfKVCache: half})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ly := &m.layers[0]
+		wq, wk := ly.wq.(*f32Matrix), ly.wk.(*f32Matrix)
+		w := rowsWarmer{ms: [3]Matrix{ly.wq, ly.wk, ly.wv}, n: 3}
+		// Rows 48..80 of q (64 rows), k (32), v (32): q's rows 48..64, then k's 0..16.
+		if b := w.Warm(48, 80, 0); len(b) != 16*64*4 || unsafe.Pointer(&b[0]) != unsafe.Pointer(&wq.w[48*64]) {
+			t.Errorf("run 0: %d bytes at %p, want q's rows 48..64 (%d bytes at %p)", len(b), unsafe.SliceData(b), 16*64*4, &wq.w[48*64])
+		}
+		if b := w.Warm(48, 80, 1); len(b) != 16*64*4 || unsafe.Pointer(&b[0]) != unsafe.Pointer(&wk.w[0]) {
+			t.Errorf("run 1: %d bytes at %p, want k's rows 0..16", len(b), unsafe.SliceData(b))
+		}
+		if b := w.Warm(48, 80, 2); b != nil {
+			t.Errorf("run 2: %d bytes, want nil", len(b))
+		}
+
+		s := m.NewState(100)
+		if _, err := m.Forward(s, []int{1, 2, 3}, false); err != nil {
+			t.Fatal(err)
+		}
+		kv := kvWarmer{s: s, l: 1, hd: 16}
+		size, keys, values := 4, unsafe.Pointer(nil), unsafe.Pointer(nil)
+		if half {
+			size, keys, values = 2, unsafe.Pointer(&s.k16[1][100*16]), unsafe.Pointer(&s.v16[1][100*16])
+		} else {
+			keys, values = unsafe.Pointer(&s.k[1][100*16]), unsafe.Pointer(&s.v[1][100*16])
+		}
+		for i, want := range []unsafe.Pointer{keys, values} {
+			if b := kv.Warm(1, 2, i); len(b) != size*3*16 || unsafe.Pointer(&b[0]) != want {
+				t.Errorf("half %v: kv run %d: %d bytes at %p, want %d at %p", half, i, len(b), unsafe.SliceData(b), size*3*16, want)
+			}
+		}
+		if b := kv.Warm(1, 2, 2); b != nil {
+			t.Errorf("half %v: kv run 2: %d bytes, want nil", half, len(b))
+		}
+		m.Close()
+	}
+}
