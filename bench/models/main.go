@@ -11,6 +11,8 @@
 // the median over rounds of its ratio to the probe run just before it.
 //
 // -kv f32,f16 also runs each model with an f16 KV cache (--kv-cache f16).
+// -prompt 1 -gen 128 is llama-bench's decode test (tg128): decoding from an
+// empty context, so that less of each token is attention over the cache.
 //
 //	go run ./bench/models -rounds 5 -threads 1,2 -load mapped,preload -kv f32,f16 a.kvant b.kvant ...
 package main
@@ -217,7 +219,13 @@ func main() {
 		return fmt.Sprintf("%.0f%%", 100*v)
 	}
 	for _, r := range rep.Results {
-		fmt.Printf("%-20s %-16s %7d %12.1f %11.1f %9.1f %8.1f %9s %10s\n", r.Model, r.Load, r.Threads, r.PrefillTokS, r.DecodeTokS, float64(r.BytesPerTok)/1e6, r.DecodeGBs, pct(r.BandwidthShare), pct(r.AdjacentShare))
+		// A one-token prompt (llama-bench's tg test: decoding from an
+		// empty context) is no prefill measurement.
+		prefill := fmt.Sprintf("%.1f", r.PrefillTokS)
+		if *prompt <= 1 {
+			prefill = "-"
+		}
+		fmt.Printf("%-20s %-16s %7d %12s %11.1f %9.1f %8.1f %9s %10s\n", r.Model, r.Load, r.Threads, prefill, r.DecodeTokS, float64(r.BytesPerTok)/1e6, r.DecodeGBs, pct(r.BandwidthShare), pct(r.AdjacentShare))
 	}
 }
 
