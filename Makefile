@@ -63,7 +63,7 @@ fuzz:
 # detector needs cgo, so only these test binaries are built with it.
 race:
 	@command -v $${CC:-gcc} >/dev/null || { echo "race: the race detector needs cgo and a C compiler; install gcc"; exit 1; }
-	CGO_ENABLED=1 $(GO) test -race -short -count=1 -timeout 6m ./quant/... ./kernels/ ./format/ ./infer/
+	CGO_ENABLED=1 $(GO) test -race -short -count=1 -timeout 6m ./quant/... ./kernels/ ./format/ ./model/ ./infer/
 
 # Convert and quantize a 7B-shaped dense checkpoint and quantize a
 # 70B-shaped sparse one, checking peak RSS (docs/scale.md). Needs about
