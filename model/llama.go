@@ -411,8 +411,8 @@ func (m *Model) Forward(s *State, tokens []int, all bool) ([]float32, error) {
 // it will read (kernels.Pool.Next): its workers then read the start of
 // their first rows while they wait between the two, when no core reads
 // memory. Only for decoding: a batch's loops are bound by arithmetic. ms
-// are the matrices of the coming loop, their rows in the loop's order, 16
-// rows a grain as matmul and gatedFFN cut them (gatedFFN: the gate).
+// are the matrices of the coming loop, their rows in the loop's order, cut
+// as matmul and gatedFFN cut them (gatedFFN: the gate).
 func (m *Model) announce(s *State, T int, ms ...Matrix) {
 	if T != 1 || m.pool.Workers() == 1 {
 		return
@@ -424,7 +424,7 @@ func (m *Model) announce(s *State, T int, ms ...Matrix) {
 	for _, x := range ms {
 		rows += x.Rows()
 	}
-	m.pool.Next(rows, 16, w)
+	m.pool.Next(rows, rowGrain, w)
 }
 
 // announceAttention is announce for the attention loop of layer l, whose
@@ -489,6 +489,11 @@ func (w *kvWarmer) Warm(start, end, i int) []byte {
 	return asBytes(unsafe.Pointer(&c[at]), 4*n)
 }
 
+// rowGrain is how many weight rows a matrix product's parallel loop hands
+// out together; announce cuts the coming loop the same way, so that each
+// worker warms the rows it will be given first.
+const rowGrain = 16
+
 // A product is one weight matrix and the T×Rows() output it fills.
 type product struct {
 	out []float32
@@ -508,7 +513,7 @@ func (m *Model) matmul(s *State, x []float32, T int, ps ...product) {
 	for _, p := range task.ps[:task.n] {
 		total += p.w.Rows()
 	}
-	m.pool.Run(total, 16, task)
+	m.pool.Run(total, rowGrain, task)
 }
 
 // The bodies of the forward pass's parallel loops, as kernels.Tasks kept in
@@ -549,7 +554,7 @@ func (m *Model) gatedFFN(s *State, h, h2 []float32, ly *layer, x []float32, T in
 	m.quantizeActivations(s, x, T, product{h, ly.gate}, product{h2, ly.up})
 	task := &s.tasks.ffn
 	*task = ffnTask{m: m, s: s, gate: product{h, ly.gate}, up: product{h2, ly.up}, x: x, T: T}
-	m.pool.Run(ly.gate.Rows(), 16, task)
+	m.pool.Run(ly.gate.Rows(), rowGrain, task)
 }
 
 // ffnTask is gatedFFN's loop over the hidden rows.
