@@ -61,3 +61,45 @@ func ExampleWeightedSumF32() {
 	fmt.Println(out)
 	// Output: [28 56 84 112]
 }
+
+// rowSums is a Task (the body of a parallel loop) and a Warmer (what a
+// loop over its rows reads): the sums of the rows of a byte matrix.
+type rowSums struct {
+	data []byte // rows of cols bytes
+	cols int
+	out  []int
+}
+
+func (s *rowSums) Run(worker, start, end int) {
+	for r := start; r < end; r++ {
+		for _, b := range s.data[r*s.cols : (r+1)*s.cols] {
+			s.out[r] += int(b)
+		}
+	}
+}
+
+func (s *rowSums) Warm(start, end, i int) []byte {
+	if i > 0 {
+		return nil // one run of memory: the rows themselves
+	}
+	return s.data[start*s.cols : end*s.cols]
+}
+
+// A Pool runs a sequence of parallel loops on persistent workers. Next
+// announces the loop after the coming one, so that workers that finish
+// early read the start of their part of it while they wait.
+func ExamplePool() {
+	p := kernels.NewPool(2)
+	defer p.Close()
+	const rows, cols = 64, 1024
+	a := &rowSums{data: make([]byte, rows*cols), cols: cols, out: make([]int, rows)}
+	b := &rowSums{data: make([]byte, rows*cols), cols: cols, out: make([]int, rows)}
+	for i := range a.data {
+		a.data[i], b.data[i] = 1, 2
+	}
+	p.Next(rows, 16, b) // b's loop comes after a's
+	p.Run(rows, 16, a)
+	p.Run(rows, 16, b)
+	fmt.Println(a.out[0], a.out[rows-1], b.out[0], b.out[rows-1])
+	// Output: 1024 1024 2048 2048
+}
