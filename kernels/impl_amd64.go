@@ -268,8 +268,8 @@ func newAsmImpl(name string, supported bool, f asmFuncs, q *qFuncs, qx4 *qx4Func
 }
 
 var asmImpls = []*impl{
-	newAsmImpl("avx2", hasAVX2, avx2Funcs, &qAVX2, &qx4AVX2, nil, &w16AVX2),
-	newAsmImpl("avx512", hasAVX512, avx512Funcs, &qAVX2, &qx4AVX2, nil, &w16AVX512),
+	newAsmImpl("avx2", hasAVX2, avx2Funcs, &qAVX2, &qx4AVX2, &zAVX2, &w16AVX2),
+	newAsmImpl("avx512", hasAVX512, avx512Funcs, &qAVX2, &qx4AVX2, &zAVX2, &w16AVX512),
 	newAsmImpl("vnni", hasVNNI, avx512Funcs, &qVNNI, &qx4VNNI, &zVNNI, &w16AVX512),
 }
 

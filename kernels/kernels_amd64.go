@@ -969,6 +969,90 @@ func dotZRowsPQ4AG128F32(w []byte, q []int8, d []float32, s []float32, n4 int, b
 //go:noescape
 func dotZx4Q4AG128F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, out *[4]float32)
 
+// dotYRowsQ4G32F16 stores in out[r], r < rows, the dot product of the first 4·n4
+// sub-blocks of weight row r (w[r*rb:], blocks of 32 values) with the
+// activations (q, d, s); see the y kernels in kernels/_asm.
+//
+//go:noescape
+func dotYRowsQ4G32F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
+
+// dotYRowsPQ4G32F16 stores in out[r], r < rows, the dot product of the first 4·n4
+// sub-blocks of weight row r (w[r*rb:], blocks of 32 values) with the
+// activations (q, d, s), q in the kernels' order; see the y kernels in kernels/_asm.
+//
+//go:noescape
+func dotYRowsPQ4G32F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
+
+// dotYx4Q4G32F16 stores in out[t] the dot product of the first 4·n4 sub-blocks
+// of the weight row w with the packed activation row t = 0..3; see the y
+// kernels in kernels/_asm.
+//
+//go:noescape
+func dotYx4Q4G32F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, out *[4]float32)
+
+// dotYRowsQ4G32F32 stores in out[r], r < rows, the dot product of the first 4·n4
+// sub-blocks of weight row r (w[r*rb:], blocks of 32 values) with the
+// activations (q, d, s); see the y kernels in kernels/_asm.
+//
+//go:noescape
+func dotYRowsQ4G32F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
+
+// dotYRowsPQ4G32F32 stores in out[r], r < rows, the dot product of the first 4·n4
+// sub-blocks of weight row r (w[r*rb:], blocks of 32 values) with the
+// activations (q, d, s), q in the kernels' order; see the y kernels in kernels/_asm.
+//
+//go:noescape
+func dotYRowsPQ4G32F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
+
+// dotYx4Q4G32F32 stores in out[t] the dot product of the first 4·n4 sub-blocks
+// of the weight row w with the packed activation row t = 0..3; see the y
+// kernels in kernels/_asm.
+//
+//go:noescape
+func dotYx4Q4G32F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, out *[4]float32)
+
+// dotYRowsQ4AG32F16 stores in out[r], r < rows, the dot product of the first 4·n4
+// sub-blocks of weight row r (w[r*rb:], blocks of 32 values) with the
+// activations (q, d, s); see the y kernels in kernels/_asm.
+//
+//go:noescape
+func dotYRowsQ4AG32F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
+
+// dotYRowsPQ4AG32F16 stores in out[r], r < rows, the dot product of the first 4·n4
+// sub-blocks of weight row r (w[r*rb:], blocks of 32 values) with the
+// activations (q, d, s), q in the kernels' order; see the y kernels in kernels/_asm.
+//
+//go:noescape
+func dotYRowsPQ4AG32F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
+
+// dotYx4Q4AG32F16 stores in out[t] the dot product of the first 4·n4 sub-blocks
+// of the weight row w with the packed activation row t = 0..3; see the y
+// kernels in kernels/_asm.
+//
+//go:noescape
+func dotYx4Q4AG32F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, out *[4]float32)
+
+// dotYRowsQ4AG32F32 stores in out[r], r < rows, the dot product of the first 4·n4
+// sub-blocks of weight row r (w[r*rb:], blocks of 32 values) with the
+// activations (q, d, s); see the y kernels in kernels/_asm.
+//
+//go:noescape
+func dotYRowsQ4AG32F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
+
+// dotYRowsPQ4AG32F32 stores in out[r], r < rows, the dot product of the first 4·n4
+// sub-blocks of weight row r (w[r*rb:], blocks of 32 values) with the
+// activations (q, d, s), q in the kernels' order; see the y kernels in kernels/_asm.
+//
+//go:noescape
+func dotYRowsPQ4AG32F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
+
+// dotYx4Q4AG32F32 stores in out[t] the dot product of the first 4·n4 sub-blocks
+// of the weight row w with the packed activation row t = 0..3; see the y
+// kernels in kernels/_asm.
+//
+//go:noescape
+func dotYx4Q4AG32F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, out *[4]float32)
+
 // dotW16RowsQ8G32F16AVX2 stores in out[r], r < rows, the dot product of the first nsub
 // sub-blocks of the q8 weight row r (w[r*rb:], blocks of gsub sub-blocks
 // and a scale) with the int16 activations (q, d); see w16 in kernels/_asm.

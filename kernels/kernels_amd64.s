@@ -11316,7 +11316,7 @@ dotZRowsQ4G32F16_end:
 	VMULSS        zM8<>+0(SB), X7, X7
 	VADDSS        X7, X9, X9
 	VMOVSS        X9, (R9)
-	ADDQ          $0x00000004, R9
+	ADDQ          $0x04, R9
 	ADDQ          R8, AX
 	DECQ          DI
 	JMP           dotZRowsQ4G32F16_row
@@ -11483,7 +11483,7 @@ dotZRowsPQ4G32F16_end:
 	VMULSS        zM8<>+0(SB), X6, X6
 	VADDSS        X6, X8, X8
 	VMOVSS        X8, (R9)
-	ADDQ          $0x00000004, R9
+	ADDQ          $0x04, R9
 	ADDQ          R8, AX
 	DECQ          DI
 	JMP           dotZRowsPQ4G32F16_row
@@ -11734,7 +11734,7 @@ dotZRowsQ4G64F16_end:
 	VMULSS        zM8<>+0(SB), X6, X6
 	VADDSS        X6, X8, X8
 	VMOVSS        X8, (R9)
-	ADDQ          $0x00000004, R9
+	ADDQ          $0x04, R9
 	ADDQ          R8, AX
 	DECQ          DI
 	JMP           dotZRowsQ4G64F16_row
@@ -11816,7 +11816,7 @@ dotZRowsPQ4G64F16_end:
 	VMULSS        zM8<>+0(SB), X5, X5
 	VADDSS        X5, X7, X7
 	VMOVSS        X7, (R9)
-	ADDQ          $0x00000004, R9
+	ADDQ          $0x04, R9
 	ADDQ          R8, AX
 	DECQ          DI
 	JMP           dotZRowsPQ4G64F16_row
@@ -12004,20 +12004,20 @@ TEXT ·dotZRowsQ4G128F16(SB), NOSPLIT, $0-152
 	MOVQ      s_base+72(FP), BX
 	MOVQ      n4+96(FP), SI
 	SHLQ      $0x04, SI
-	MOVQ      bb+104(FP), DI
-	MOVQ      rows+112(FP), R8
-	MOVQ      rb+120(FP), R9
-	MOVQ      out_base+128(FP), R10
+	MOVQ      rows+112(FP), DI
+	MOVQ      rb+120(FP), R8
+	MOVQ      out_base+128(FP), R9
+	MOVQ      bb+104(FP), R10
 
 dotZRowsQ4G128F16_row:
-	TESTQ  R8, R8
+	TESTQ  DI, DI
 	JZ     dotZRowsQ4G128F16_done
 	VPXORD Z4, Z4, Z4
 	VPXORD Z5, Z5, Z5
 	VXORPS X6, X6, X6
 	MOVQ   AX, R11
 	LEAQ   2(R11), R12
-	LEAQ   (R11)(DI*1), R13
+	LEAQ   (R11)(R10*1), R13
 	XORQ   R14, R14
 
 dotZRowsQ4G128F16_loop:
@@ -12047,7 +12047,7 @@ dotZRowsQ4G128F16_loop:
 	CMPQ            R12, R13
 	JNE             dotZRowsQ4G128F16_next
 	MOVQ            R13, R11
-	ADDQ            DI, R13
+	ADDQ            R10, R13
 	LEAQ            2(R11), R12
 
 dotZRowsQ4G128F16_next:
@@ -12071,10 +12071,10 @@ dotZRowsQ4G128F16_end:
 	VADDSS        X7, X6, X6
 	VMULSS        zM8<>+0(SB), X6, X6
 	VADDSS        X6, X8, X8
-	VMOVSS        X8, (R10)
-	ADDQ          $0x00000004, R10
-	ADDQ          R9, AX
-	DECQ          R8
+	VMOVSS        X8, (R9)
+	ADDQ          $0x04, R9
+	ADDQ          R8, AX
+	DECQ          DI
 	JMP           dotZRowsQ4G128F16_row
 
 dotZRowsQ4G128F16_done:
@@ -12093,20 +12093,20 @@ TEXT ·dotZRowsPQ4G128F16(SB), NOSPLIT, $0-152
 	MOVQ      s_base+72(FP), BX
 	MOVQ      n4+96(FP), SI
 	SHLQ      $0x04, SI
-	MOVQ      bb+104(FP), DI
-	MOVQ      rows+112(FP), R8
-	MOVQ      rb+120(FP), R9
-	MOVQ      out_base+128(FP), R10
+	MOVQ      rows+112(FP), DI
+	MOVQ      rb+120(FP), R8
+	MOVQ      out_base+128(FP), R9
+	MOVQ      bb+104(FP), R10
 
 dotZRowsPQ4G128F16_row:
-	TESTQ  R8, R8
+	TESTQ  DI, DI
 	JZ     dotZRowsPQ4G128F16_done
 	VPXORD Z3, Z3, Z3
 	VPXORD Z4, Z4, Z4
 	VXORPS X5, X5, X5
 	MOVQ   AX, R11
 	LEAQ   2(R11), R12
-	LEAQ   (R11)(DI*1), R13
+	LEAQ   (R11)(R10*1), R13
 	XORQ   R14, R14
 
 dotZRowsPQ4G128F16_loop:
@@ -12134,7 +12134,7 @@ dotZRowsPQ4G128F16_loop:
 	CMPQ            R12, R13
 	JNE             dotZRowsPQ4G128F16_next
 	MOVQ            R13, R11
-	ADDQ            DI, R13
+	ADDQ            R10, R13
 	LEAQ            2(R11), R12
 
 dotZRowsPQ4G128F16_next:
@@ -12158,10 +12158,10 @@ dotZRowsPQ4G128F16_end:
 	VADDSS        X6, X5, X5
 	VMULSS        zM8<>+0(SB), X5, X5
 	VADDSS        X5, X7, X7
-	VMOVSS        X7, (R10)
-	ADDQ          $0x00000004, R10
-	ADDQ          R9, AX
-	DECQ          R8
+	VMOVSS        X7, (R9)
+	ADDQ          $0x04, R9
+	ADDQ          R8, AX
+	DECQ          DI
 	JMP           dotZRowsPQ4G128F16_row
 
 dotZRowsPQ4G128F16_done:
@@ -12432,7 +12432,7 @@ dotZRowsQ4G32F32_end:
 	VMULSS        zM8<>+0(SB), X7, X7
 	VADDSS        X7, X9, X9
 	VMOVSS        X9, (R9)
-	ADDQ          $0x00000004, R9
+	ADDQ          $0x04, R9
 	ADDQ          R8, AX
 	DECQ          DI
 	JMP           dotZRowsQ4G32F32_row
@@ -12513,7 +12513,7 @@ dotZRowsPQ4G32F32_end:
 	VMULSS        zM8<>+0(SB), X6, X6
 	VADDSS        X6, X8, X8
 	VMOVSS        X8, (R9)
-	ADDQ          $0x00000004, R9
+	ADDQ          $0x04, R9
 	ADDQ          R8, AX
 	DECQ          DI
 	JMP           dotZRowsPQ4G32F32_row
@@ -12759,7 +12759,7 @@ dotZRowsQ4G64F32_end:
 	VMULSS        zM8<>+0(SB), X6, X6
 	VADDSS        X6, X8, X8
 	VMOVSS        X8, (R9)
-	ADDQ          $0x00000004, R9
+	ADDQ          $0x04, R9
 	ADDQ          R8, AX
 	DECQ          DI
 	JMP           dotZRowsQ4G64F32_row
@@ -12837,7 +12837,7 @@ dotZRowsPQ4G64F32_end:
 	VMULSS        zM8<>+0(SB), X5, X5
 	VADDSS        X5, X7, X7
 	VMOVSS        X7, (R9)
-	ADDQ          $0x00000004, R9
+	ADDQ          $0x04, R9
 	ADDQ          R8, AX
 	DECQ          DI
 	JMP           dotZRowsPQ4G64F32_row
@@ -13021,20 +13021,20 @@ TEXT ·dotZRowsQ4G128F32(SB), NOSPLIT, $0-152
 	MOVQ      s_base+72(FP), BX
 	MOVQ      n4+96(FP), SI
 	SHLQ      $0x04, SI
-	MOVQ      bb+104(FP), DI
-	MOVQ      rows+112(FP), R8
-	MOVQ      rb+120(FP), R9
-	MOVQ      out_base+128(FP), R10
+	MOVQ      rows+112(FP), DI
+	MOVQ      rb+120(FP), R8
+	MOVQ      out_base+128(FP), R9
+	MOVQ      bb+104(FP), R10
 
 dotZRowsQ4G128F32_row:
-	TESTQ  R8, R8
+	TESTQ  DI, DI
 	JZ     dotZRowsQ4G128F32_done
 	VPXORD Z4, Z4, Z4
 	VPXORD Z5, Z5, Z5
 	VXORPS X6, X6, X6
 	MOVQ   AX, R11
 	LEAQ   4(R11), R12
-	LEAQ   (R11)(DI*1), R13
+	LEAQ   (R11)(R10*1), R13
 	XORQ   R14, R14
 
 dotZRowsQ4G128F32_loop:
@@ -13063,7 +13063,7 @@ dotZRowsQ4G128F32_loop:
 	CMPQ            R12, R13
 	JNE             dotZRowsQ4G128F32_next
 	MOVQ            R13, R11
-	ADDQ            DI, R13
+	ADDQ            R10, R13
 	LEAQ            4(R11), R12
 
 dotZRowsQ4G128F32_next:
@@ -13087,10 +13087,10 @@ dotZRowsQ4G128F32_end:
 	VADDSS        X7, X6, X6
 	VMULSS        zM8<>+0(SB), X6, X6
 	VADDSS        X6, X8, X8
-	VMOVSS        X8, (R10)
-	ADDQ          $0x00000004, R10
-	ADDQ          R9, AX
-	DECQ          R8
+	VMOVSS        X8, (R9)
+	ADDQ          $0x04, R9
+	ADDQ          R8, AX
+	DECQ          DI
 	JMP           dotZRowsQ4G128F32_row
 
 dotZRowsQ4G128F32_done:
@@ -13109,20 +13109,20 @@ TEXT ·dotZRowsPQ4G128F32(SB), NOSPLIT, $0-152
 	MOVQ      s_base+72(FP), BX
 	MOVQ      n4+96(FP), SI
 	SHLQ      $0x04, SI
-	MOVQ      bb+104(FP), DI
-	MOVQ      rows+112(FP), R8
-	MOVQ      rb+120(FP), R9
-	MOVQ      out_base+128(FP), R10
+	MOVQ      rows+112(FP), DI
+	MOVQ      rb+120(FP), R8
+	MOVQ      out_base+128(FP), R9
+	MOVQ      bb+104(FP), R10
 
 dotZRowsPQ4G128F32_row:
-	TESTQ  R8, R8
+	TESTQ  DI, DI
 	JZ     dotZRowsPQ4G128F32_done
 	VPXORD Z3, Z3, Z3
 	VPXORD Z4, Z4, Z4
 	VXORPS X5, X5, X5
 	MOVQ   AX, R11
 	LEAQ   4(R11), R12
-	LEAQ   (R11)(DI*1), R13
+	LEAQ   (R11)(R10*1), R13
 	XORQ   R14, R14
 
 dotZRowsPQ4G128F32_loop:
@@ -13149,7 +13149,7 @@ dotZRowsPQ4G128F32_loop:
 	CMPQ            R12, R13
 	JNE             dotZRowsPQ4G128F32_next
 	MOVQ            R13, R11
-	ADDQ            DI, R13
+	ADDQ            R10, R13
 	LEAQ            4(R11), R12
 
 dotZRowsPQ4G128F32_next:
@@ -13173,10 +13173,10 @@ dotZRowsPQ4G128F32_end:
 	VADDSS        X6, X5, X5
 	VMULSS        zM8<>+0(SB), X5, X5
 	VADDSS        X5, X7, X7
-	VMOVSS        X7, (R10)
-	ADDQ          $0x00000004, R10
-	ADDQ          R9, AX
-	DECQ          R8
+	VMOVSS        X7, (R9)
+	ADDQ          $0x04, R9
+	ADDQ          R8, AX
+	DECQ          DI
 	JMP           dotZRowsPQ4G128F32_row
 
 dotZRowsPQ4G128F32_done:
@@ -13499,7 +13499,7 @@ dotZRowsQ4AG32F16_end:
 	VADDSS        X10, X8, X8
 	VADDSS        X8, X9, X9
 	VMOVSS        X9, (R9)
-	ADDQ          $0x00000004, R9
+	ADDQ          $0x04, R9
 	ADDQ          R8, AX
 	DECQ          DI
 	JMP           dotZRowsQ4AG32F16_row
@@ -13583,7 +13583,7 @@ dotZRowsPQ4AG32F16_end:
 	VADDSS        X9, X7, X7
 	VADDSS        X7, X8, X8
 	VMOVSS        X8, (R9)
-	ADDQ          $0x00000004, R9
+	ADDQ          $0x04, R9
 	ADDQ          R8, AX
 	DECQ          DI
 	JMP           dotZRowsPQ4AG32F16_row
@@ -13839,7 +13839,7 @@ dotZRowsQ4AG64F16_end:
 	VADDSS        X8, X6, X6
 	VADDSS        X6, X7, X7
 	VMOVSS        X7, (R9)
-	ADDQ          $0x00000004, R9
+	ADDQ          $0x04, R9
 	ADDQ          R8, AX
 	DECQ          DI
 	JMP           dotZRowsQ4AG64F16_row
@@ -13927,7 +13927,7 @@ dotZRowsPQ4AG64F16_end:
 	VADDSS        X7, X5, X5
 	VADDSS        X5, X6, X6
 	VMOVSS        X6, (R9)
-	ADDQ          $0x00000004, R9
+	ADDQ          $0x04, R9
 	ADDQ          R8, AX
 	DECQ          DI
 	JMP           dotZRowsPQ4AG64F16_row
@@ -14118,20 +14118,20 @@ TEXT ·dotZRowsQ4AG128F16(SB), NOSPLIT, $0-152
 	MOVQ      s_base+72(FP), BX
 	MOVQ      n4+96(FP), SI
 	SHLQ      $0x04, SI
-	MOVQ      bb+104(FP), DI
-	MOVQ      rows+112(FP), R8
-	MOVQ      rb+120(FP), R9
-	MOVQ      out_base+128(FP), R10
+	MOVQ      rows+112(FP), DI
+	MOVQ      rb+120(FP), R8
+	MOVQ      out_base+128(FP), R9
+	MOVQ      bb+104(FP), R10
 
 dotZRowsQ4AG128F16_row:
-	TESTQ  R8, R8
+	TESTQ  DI, DI
 	JZ     dotZRowsQ4AG128F16_done
 	VPXORD Z4, Z4, Z4
 	VPXORD Z5, Z5, Z5
 	VXORPS X6, X6, X6
 	MOVQ   AX, R11
 	LEAQ   4(R11), R12
-	LEAQ   (R11)(DI*1), R13
+	LEAQ   (R11)(R10*1), R13
 	XORQ   R14, R14
 
 dotZRowsQ4AG128F16_loop:
@@ -14163,7 +14163,7 @@ dotZRowsQ4AG128F16_loop:
 	CMPQ            R12, R13
 	JNE             dotZRowsQ4AG128F16_next
 	MOVQ            R13, R11
-	ADDQ            DI, R13
+	ADDQ            R10, R13
 	LEAQ            4(R11), R12
 
 dotZRowsQ4AG128F16_next:
@@ -14186,10 +14186,10 @@ dotZRowsQ4AG128F16_end:
 	VMOVSHDUP     X6, X8
 	VADDSS        X8, X6, X6
 	VADDSS        X6, X7, X7
-	VMOVSS        X7, (R10)
-	ADDQ          $0x00000004, R10
-	ADDQ          R9, AX
-	DECQ          R8
+	VMOVSS        X7, (R9)
+	ADDQ          $0x04, R9
+	ADDQ          R8, AX
+	DECQ          DI
 	JMP           dotZRowsQ4AG128F16_row
 
 dotZRowsQ4AG128F16_done:
@@ -14208,20 +14208,20 @@ TEXT ·dotZRowsPQ4AG128F16(SB), NOSPLIT, $0-152
 	MOVQ      s_base+72(FP), BX
 	MOVQ      n4+96(FP), SI
 	SHLQ      $0x04, SI
-	MOVQ      bb+104(FP), DI
-	MOVQ      rows+112(FP), R8
-	MOVQ      rb+120(FP), R9
-	MOVQ      out_base+128(FP), R10
+	MOVQ      rows+112(FP), DI
+	MOVQ      rb+120(FP), R8
+	MOVQ      out_base+128(FP), R9
+	MOVQ      bb+104(FP), R10
 
 dotZRowsPQ4AG128F16_row:
-	TESTQ  R8, R8
+	TESTQ  DI, DI
 	JZ     dotZRowsPQ4AG128F16_done
 	VPXORD Z3, Z3, Z3
 	VPXORD Z4, Z4, Z4
 	VXORPS X5, X5, X5
 	MOVQ   AX, R11
 	LEAQ   4(R11), R12
-	LEAQ   (R11)(DI*1), R13
+	LEAQ   (R11)(R10*1), R13
 	XORQ   R14, R14
 
 dotZRowsPQ4AG128F16_loop:
@@ -14251,7 +14251,7 @@ dotZRowsPQ4AG128F16_loop:
 	CMPQ            R12, R13
 	JNE             dotZRowsPQ4AG128F16_next
 	MOVQ            R13, R11
-	ADDQ            DI, R13
+	ADDQ            R10, R13
 	LEAQ            4(R11), R12
 
 dotZRowsPQ4AG128F16_next:
@@ -14274,10 +14274,10 @@ dotZRowsPQ4AG128F16_end:
 	VMOVSHDUP     X5, X7
 	VADDSS        X7, X5, X5
 	VADDSS        X5, X6, X6
-	VMOVSS        X6, (R10)
-	ADDQ          $0x00000004, R10
-	ADDQ          R9, AX
-	DECQ          R8
+	VMOVSS        X6, (R9)
+	ADDQ          $0x04, R9
+	ADDQ          R8, AX
+	DECQ          DI
 	JMP           dotZRowsPQ4AG128F16_row
 
 dotZRowsPQ4AG128F16_done:
@@ -14533,7 +14533,7 @@ dotZRowsQ4AG32F32_end:
 	VADDSS        X8, X6, X6
 	VADDSS        X6, X7, X7
 	VMOVSS        X7, (R9)
-	ADDQ          $0x00000004, R9
+	ADDQ          $0x04, R9
 	ADDQ          R8, AX
 	DECQ          DI
 	JMP           dotZRowsQ4AG32F32_row
@@ -14619,7 +14619,7 @@ dotZRowsPQ4AG32F32_end:
 	VADDSS        X7, X5, X5
 	VADDSS        X5, X6, X6
 	VMOVSS        X6, (R9)
-	ADDQ          $0x00000004, R9
+	ADDQ          $0x04, R9
 	ADDQ          R8, AX
 	DECQ          DI
 	JMP           dotZRowsPQ4AG32F32_row
@@ -14869,7 +14869,7 @@ dotZRowsQ4AG64F32_end:
 	VADDSS        X8, X6, X6
 	VADDSS        X6, X7, X7
 	VMOVSS        X7, (R9)
-	ADDQ          $0x00000004, R9
+	ADDQ          $0x04, R9
 	ADDQ          R8, AX
 	DECQ          DI
 	JMP           dotZRowsQ4AG64F32_row
@@ -14949,7 +14949,7 @@ dotZRowsPQ4AG64F32_end:
 	VADDSS        X7, X5, X5
 	VADDSS        X5, X6, X6
 	VMOVSS        X6, (R9)
-	ADDQ          $0x00000004, R9
+	ADDQ          $0x04, R9
 	ADDQ          R8, AX
 	DECQ          DI
 	JMP           dotZRowsPQ4AG64F32_row
@@ -15132,20 +15132,20 @@ TEXT ·dotZRowsQ4AG128F32(SB), NOSPLIT, $0-152
 	MOVQ      s_base+72(FP), BX
 	MOVQ      n4+96(FP), SI
 	SHLQ      $0x04, SI
-	MOVQ      bb+104(FP), DI
-	MOVQ      rows+112(FP), R8
-	MOVQ      rb+120(FP), R9
-	MOVQ      out_base+128(FP), R10
+	MOVQ      rows+112(FP), DI
+	MOVQ      rb+120(FP), R8
+	MOVQ      out_base+128(FP), R9
+	MOVQ      bb+104(FP), R10
 
 dotZRowsQ4AG128F32_row:
-	TESTQ  R8, R8
+	TESTQ  DI, DI
 	JZ     dotZRowsQ4AG128F32_done
 	VPXORD Z4, Z4, Z4
 	VPXORD Z5, Z5, Z5
 	VXORPS X6, X6, X6
 	MOVQ   AX, R11
 	LEAQ   8(R11), R12
-	LEAQ   (R11)(DI*1), R13
+	LEAQ   (R11)(R10*1), R13
 	XORQ   R14, R14
 
 dotZRowsQ4AG128F32_loop:
@@ -15175,7 +15175,7 @@ dotZRowsQ4AG128F32_loop:
 	CMPQ            R12, R13
 	JNE             dotZRowsQ4AG128F32_next
 	MOVQ            R13, R11
-	ADDQ            DI, R13
+	ADDQ            R10, R13
 	LEAQ            8(R11), R12
 
 dotZRowsQ4AG128F32_next:
@@ -15198,10 +15198,10 @@ dotZRowsQ4AG128F32_end:
 	VMOVSHDUP     X6, X8
 	VADDSS        X8, X6, X6
 	VADDSS        X6, X7, X7
-	VMOVSS        X7, (R10)
-	ADDQ          $0x00000004, R10
-	ADDQ          R9, AX
-	DECQ          R8
+	VMOVSS        X7, (R9)
+	ADDQ          $0x04, R9
+	ADDQ          R8, AX
+	DECQ          DI
 	JMP           dotZRowsQ4AG128F32_row
 
 dotZRowsQ4AG128F32_done:
@@ -15220,20 +15220,20 @@ TEXT ·dotZRowsPQ4AG128F32(SB), NOSPLIT, $0-152
 	MOVQ      s_base+72(FP), BX
 	MOVQ      n4+96(FP), SI
 	SHLQ      $0x04, SI
-	MOVQ      bb+104(FP), DI
-	MOVQ      rows+112(FP), R8
-	MOVQ      rb+120(FP), R9
-	MOVQ      out_base+128(FP), R10
+	MOVQ      rows+112(FP), DI
+	MOVQ      rb+120(FP), R8
+	MOVQ      out_base+128(FP), R9
+	MOVQ      bb+104(FP), R10
 
 dotZRowsPQ4AG128F32_row:
-	TESTQ  R8, R8
+	TESTQ  DI, DI
 	JZ     dotZRowsPQ4AG128F32_done
 	VPXORD Z3, Z3, Z3
 	VPXORD Z4, Z4, Z4
 	VXORPS X5, X5, X5
 	MOVQ   AX, R11
 	LEAQ   8(R11), R12
-	LEAQ   (R11)(DI*1), R13
+	LEAQ   (R11)(R10*1), R13
 	XORQ   R14, R14
 
 dotZRowsPQ4AG128F32_loop:
@@ -15261,7 +15261,7 @@ dotZRowsPQ4AG128F32_loop:
 	CMPQ            R12, R13
 	JNE             dotZRowsPQ4AG128F32_next
 	MOVQ            R13, R11
-	ADDQ            DI, R13
+	ADDQ            R10, R13
 	LEAQ            8(R11), R12
 
 dotZRowsPQ4AG128F32_next:
@@ -15284,10 +15284,10 @@ dotZRowsPQ4AG128F32_end:
 	VMOVSHDUP     X5, X7
 	VADDSS        X7, X5, X5
 	VADDSS        X5, X6, X6
-	VMOVSS        X6, (R10)
-	ADDQ          $0x00000004, R10
-	ADDQ          R9, AX
-	DECQ          R8
+	VMOVSS        X6, (R9)
+	ADDQ          $0x04, R9
+	ADDQ          R8, AX
+	DECQ          DI
 	JMP           dotZRowsPQ4AG128F32_row
 
 dotZRowsPQ4AG128F32_done:
@@ -15461,6 +15461,1525 @@ dotZx4Q4AG128F32_end:
 	VZEROUPPER
 	RET
 
+// func dotYRowsQ4G32F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
+// Requires: AVX, AVX2, F16C, FMA3
+TEXT ·dotYRowsQ4G32F16(SB), NOSPLIT, $0-152
+	MOVQ w_base+0(FP), AX
+	MOVQ q_base+24(FP), CX
+	MOVQ d_base+48(FP), DX
+	MOVQ s_base+72(FP), BX
+	MOVQ n4+96(FP), SI
+	SHLQ $0x04, SI
+	MOVQ rows+112(FP), DI
+	MOVQ rb+120(FP), R8
+	MOVQ out_base+128(FP), R9
+
+dotYRowsQ4G32F16_row:
+	TESTQ  DI, DI
+	JZ     dotYRowsQ4G32F16_done
+	VXORPS Y0, Y0, Y0
+	VXORPS X1, X1, X1
+	MOVQ   AX, R10
+	XORQ   R11, R11
+
+dotYRowsQ4G32F16_loop:
+	CMPQ        R11, SI
+	JAE         dotYRowsQ4G32F16_end
+	MOVWQZX     (R10), R12
+	MOVWQZX     18(R10), R13
+	SHLQ        $0x10, R13
+	ORQ         R13, R12
+	MOVWQZX     36(R10), R13
+	SHLQ        $0x20, R13
+	ORQ         R13, R12
+	MOVWQZX     54(R10), R13
+	SHLQ        $0x30, R13
+	ORQ         R13, R12
+	VMOVQ       R12, X2
+	VCVTPH2PS   X2, X2
+	VFMADD231PS (BX)(R11*1), X2, X1
+	VMOVDQU     2(R10), X3
+	VINSERTI128 $0x01, 20(R10), Y3, Y3
+	VPSRLW      $0x04, Y3, Y4
+	VPAND       yMask<>+0(SB), Y4, Y4
+	VPAND       yMask<>+0(SB), Y3, Y3
+	VMOVDQU     (CX)(R11*8), Y5
+	VPERM2I128  $0x20, 32(CX)(R11*8), Y5, Y6
+	VPERM2I128  $0x31, 32(CX)(R11*8), Y5, Y5
+	VMULPS      (DX)(R11*1), X2, X7
+	VMOVDQU     yIdx0<>+0(SB), Y9
+	VPERMPS     Y7, Y9, Y9
+	VPMADDUBSW  Y6, Y3, Y6
+	VPMADDUBSW  Y5, Y4, Y4
+	VPADDW      Y4, Y6, Y6
+	VPMADDWD    yOnes<>+0(SB), Y6, Y6
+	VCVTDQ2PS   Y6, Y6
+	VFMADD231PS Y9, Y6, Y0
+	VMOVDQU     38(R10), X8
+	VINSERTI128 $0x01, 56(R10), Y8, Y8
+	VPSRLW      $0x04, Y8, Y4
+	VPAND       yMask<>+0(SB), Y4, Y4
+	VPAND       yMask<>+0(SB), Y8, Y8
+	VMOVDQU     64(CX)(R11*8), Y5
+	VPERM2I128  $0x20, 96(CX)(R11*8), Y5, Y6
+	VPERM2I128  $0x31, 96(CX)(R11*8), Y5, Y5
+	VMULPS      (DX)(R11*1), X2, X2
+	VMOVDQU     yIdx1<>+0(SB), Y9
+	VPERMPS     Y2, Y9, Y9
+	VPMADDUBSW  Y6, Y8, Y6
+	VPMADDUBSW  Y5, Y4, Y4
+	VPADDW      Y4, Y6, Y6
+	VPMADDWD    yOnes<>+0(SB), Y6, Y6
+	VCVTDQ2PS   Y6, Y6
+	VFMADD231PS Y9, Y6, Y0
+	ADDQ        $0x00000048, R10
+	ADDQ        $0x00000010, R11
+	JMP         dotYRowsQ4G32F16_loop
+
+dotYRowsQ4G32F16_end:
+	VEXTRACTF128 $0x01, Y0, X2
+	VADDPS       X0, X2, X2
+	VMOVHLPS     X2, X2, X0
+	VADDPS       X0, X2, X2
+	VMOVSHDUP    X2, X0
+	VADDSS       X0, X2, X2
+	VMOVHLPS     X1, X1, X0
+	VADDPS       X0, X1, X1
+	VMOVSHDUP    X1, X0
+	VADDSS       X0, X1, X1
+	VMULSS       yM8<>+0(SB), X1, X1
+	VADDSS       X1, X2, X2
+	VMOVSS       X2, (R9)
+	ADDQ         $0x04, R9
+	ADDQ         R8, AX
+	DECQ         DI
+	JMP          dotYRowsQ4G32F16_row
+
+dotYRowsQ4G32F16_done:
+	VZEROUPPER
+	RET
+
+DATA yMask<>+0(SB)/4, $0x0f0f0f0f
+DATA yMask<>+4(SB)/4, $0x0f0f0f0f
+DATA yMask<>+8(SB)/4, $0x0f0f0f0f
+DATA yMask<>+12(SB)/4, $0x0f0f0f0f
+DATA yMask<>+16(SB)/4, $0x0f0f0f0f
+DATA yMask<>+20(SB)/4, $0x0f0f0f0f
+DATA yMask<>+24(SB)/4, $0x0f0f0f0f
+DATA yMask<>+28(SB)/4, $0x0f0f0f0f
+GLOBL yMask<>(SB), RODATA|NOPTR, $32
+
+DATA yOnes<>+0(SB)/4, $0x00010001
+DATA yOnes<>+4(SB)/4, $0x00010001
+DATA yOnes<>+8(SB)/4, $0x00010001
+DATA yOnes<>+12(SB)/4, $0x00010001
+DATA yOnes<>+16(SB)/4, $0x00010001
+DATA yOnes<>+20(SB)/4, $0x00010001
+DATA yOnes<>+24(SB)/4, $0x00010001
+DATA yOnes<>+28(SB)/4, $0x00010001
+GLOBL yOnes<>(SB), RODATA|NOPTR, $32
+
+DATA yIdx0<>+0(SB)/4, $0x00000000
+DATA yIdx0<>+4(SB)/4, $0x00000000
+DATA yIdx0<>+8(SB)/4, $0x00000000
+DATA yIdx0<>+12(SB)/4, $0x00000000
+DATA yIdx0<>+16(SB)/4, $0x00000001
+DATA yIdx0<>+20(SB)/4, $0x00000001
+DATA yIdx0<>+24(SB)/4, $0x00000001
+DATA yIdx0<>+28(SB)/4, $0x00000001
+GLOBL yIdx0<>(SB), RODATA|NOPTR, $32
+
+DATA yIdx1<>+0(SB)/4, $0x00000002
+DATA yIdx1<>+4(SB)/4, $0x00000002
+DATA yIdx1<>+8(SB)/4, $0x00000002
+DATA yIdx1<>+12(SB)/4, $0x00000002
+DATA yIdx1<>+16(SB)/4, $0x00000003
+DATA yIdx1<>+20(SB)/4, $0x00000003
+DATA yIdx1<>+24(SB)/4, $0x00000003
+DATA yIdx1<>+28(SB)/4, $0x00000003
+GLOBL yIdx1<>(SB), RODATA|NOPTR, $32
+
+DATA yM8<>+0(SB)/4, $0xc1000000
+GLOBL yM8<>(SB), RODATA|NOPTR, $4
+
+// func dotYRowsPQ4G32F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
+// Requires: AVX, AVX2, F16C, FMA3
+TEXT ·dotYRowsPQ4G32F16(SB), NOSPLIT, $0-152
+	MOVQ w_base+0(FP), AX
+	MOVQ q_base+24(FP), CX
+	MOVQ d_base+48(FP), DX
+	MOVQ s_base+72(FP), BX
+	MOVQ n4+96(FP), SI
+	SHLQ $0x04, SI
+	MOVQ rows+112(FP), DI
+	MOVQ rb+120(FP), R8
+	MOVQ out_base+128(FP), R9
+
+dotYRowsPQ4G32F16_row:
+	TESTQ  DI, DI
+	JZ     dotYRowsPQ4G32F16_done
+	VXORPS Y0, Y0, Y0
+	VXORPS X1, X1, X1
+	MOVQ   AX, R10
+	XORQ   R11, R11
+
+dotYRowsPQ4G32F16_loop:
+	CMPQ        R11, SI
+	JAE         dotYRowsPQ4G32F16_end
+	MOVWQZX     (R10), R12
+	MOVWQZX     18(R10), R13
+	SHLQ        $0x10, R13
+	ORQ         R13, R12
+	MOVWQZX     36(R10), R13
+	SHLQ        $0x20, R13
+	ORQ         R13, R12
+	MOVWQZX     54(R10), R13
+	SHLQ        $0x30, R13
+	ORQ         R13, R12
+	VMOVQ       R12, X2
+	VCVTPH2PS   X2, X2
+	VFMADD231PS (BX)(R11*1), X2, X1
+	VMOVDQU     2(R10), X3
+	VINSERTI128 $0x01, 20(R10), Y3, Y3
+	VPSRLW      $0x04, Y3, Y4
+	VPAND       yMask<>+0(SB), Y4, Y4
+	VPAND       yMask<>+0(SB), Y3, Y3
+	VMULPS      (DX)(R11*1), X2, X5
+	VMOVDQU     yIdx0<>+0(SB), Y6
+	VPERMPS     Y5, Y6, Y6
+	VPMADDUBSW  (CX)(R11*8), Y3, Y8
+	VPMADDUBSW  32(CX)(R11*8), Y4, Y4
+	VPADDW      Y4, Y8, Y8
+	VPMADDWD    yOnes<>+0(SB), Y8, Y8
+	VCVTDQ2PS   Y8, Y8
+	VFMADD231PS Y6, Y8, Y0
+	VMOVDQU     38(R10), X7
+	VINSERTI128 $0x01, 56(R10), Y7, Y7
+	VPSRLW      $0x04, Y7, Y4
+	VPAND       yMask<>+0(SB), Y4, Y4
+	VPAND       yMask<>+0(SB), Y7, Y7
+	VMULPS      (DX)(R11*1), X2, X2
+	VMOVDQU     yIdx1<>+0(SB), Y6
+	VPERMPS     Y2, Y6, Y6
+	VPMADDUBSW  64(CX)(R11*8), Y7, Y8
+	VPMADDUBSW  96(CX)(R11*8), Y4, Y4
+	VPADDW      Y4, Y8, Y8
+	VPMADDWD    yOnes<>+0(SB), Y8, Y8
+	VCVTDQ2PS   Y8, Y8
+	VFMADD231PS Y6, Y8, Y0
+	ADDQ        $0x00000048, R10
+	ADDQ        $0x00000010, R11
+	JMP         dotYRowsPQ4G32F16_loop
+
+dotYRowsPQ4G32F16_end:
+	VEXTRACTF128 $0x01, Y0, X2
+	VADDPS       X0, X2, X2
+	VMOVHLPS     X2, X2, X0
+	VADDPS       X0, X2, X2
+	VMOVSHDUP    X2, X0
+	VADDSS       X0, X2, X2
+	VMOVHLPS     X1, X1, X0
+	VADDPS       X0, X1, X1
+	VMOVSHDUP    X1, X0
+	VADDSS       X0, X1, X1
+	VMULSS       yM8<>+0(SB), X1, X1
+	VADDSS       X1, X2, X2
+	VMOVSS       X2, (R9)
+	ADDQ         $0x04, R9
+	ADDQ         R8, AX
+	DECQ         DI
+	JMP          dotYRowsPQ4G32F16_row
+
+dotYRowsPQ4G32F16_done:
+	VZEROUPPER
+	RET
+
+// func dotYx4Q4G32F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, out *[4]float32)
+// Requires: AVX, AVX2, F16C, FMA3
+TEXT ·dotYx4Q4G32F16(SB), NOSPLIT, $0-120
+	MOVQ   w_base+0(FP), AX
+	MOVQ   q_base+24(FP), CX
+	MOVQ   d_base+48(FP), DX
+	MOVQ   s_base+72(FP), BX
+	MOVQ   n4+96(FP), SI
+	VXORPS Y0, Y0, Y0
+	VXORPS X1, X1, X1
+	VXORPS Y2, Y2, Y2
+	VXORPS X3, X3, X3
+	VXORPS Y4, Y4, Y4
+	VXORPS X5, X5, X5
+	VXORPS Y6, Y6, Y6
+	VXORPS X7, X7, X7
+
+dotYx4Q4G32F16_loop:
+	TESTQ       SI, SI
+	JZ          dotYx4Q4G32F16_end
+	MOVWQZX     (AX), DI
+	MOVWQZX     18(AX), R8
+	SHLQ        $0x10, R8
+	ORQ         R8, DI
+	MOVWQZX     36(AX), R8
+	SHLQ        $0x20, R8
+	ORQ         R8, DI
+	MOVWQZX     54(AX), R8
+	SHLQ        $0x30, R8
+	ORQ         R8, DI
+	VMOVQ       DI, X8
+	VCVTPH2PS   X8, X8
+	VFMADD231PS (BX), X8, X1
+	VFMADD231PS 16(BX), X8, X3
+	VFMADD231PS 32(BX), X8, X5
+	VFMADD231PS 48(BX), X8, X7
+	VMOVDQU     2(AX), X9
+	VINSERTI128 $0x01, 20(AX), Y9, Y9
+	VPSRLW      $0x04, Y9, Y10
+	VPAND       yMask<>+0(SB), Y10, Y10
+	VPAND       yMask<>+0(SB), Y9, Y9
+	VMULPS      (DX), X8, X11
+	VMOVDQU     yIdx0<>+0(SB), Y12
+	VPERMPS     Y11, Y12, Y12
+	VPMADDUBSW  (CX), Y9, Y14
+	VPMADDUBSW  32(CX), Y10, Y15
+	VPADDW      Y15, Y14, Y14
+	VPMADDWD    yOnes<>+0(SB), Y14, Y14
+	VCVTDQ2PS   Y14, Y14
+	VFMADD231PS Y12, Y14, Y0
+	VMULPS      16(DX), X8, X11
+	VMOVDQU     yIdx0<>+0(SB), Y12
+	VPERMPS     Y11, Y12, Y12
+	VPMADDUBSW  128(CX), Y9, Y14
+	VPMADDUBSW  160(CX), Y10, Y15
+	VPADDW      Y15, Y14, Y14
+	VPMADDWD    yOnes<>+0(SB), Y14, Y14
+	VCVTDQ2PS   Y14, Y14
+	VFMADD231PS Y12, Y14, Y2
+	VMULPS      32(DX), X8, X11
+	VMOVDQU     yIdx0<>+0(SB), Y12
+	VPERMPS     Y11, Y12, Y12
+	VPMADDUBSW  256(CX), Y9, Y14
+	VPMADDUBSW  288(CX), Y10, Y15
+	VPADDW      Y15, Y14, Y14
+	VPMADDWD    yOnes<>+0(SB), Y14, Y14
+	VCVTDQ2PS   Y14, Y14
+	VFMADD231PS Y12, Y14, Y4
+	VMULPS      48(DX), X8, X11
+	VMOVDQU     yIdx0<>+0(SB), Y12
+	VPERMPS     Y11, Y12, Y12
+	VPMADDUBSW  384(CX), Y9, Y14
+	VPMADDUBSW  416(CX), Y10, Y10
+	VPADDW      Y10, Y14, Y14
+	VPMADDWD    yOnes<>+0(SB), Y14, Y14
+	VCVTDQ2PS   Y14, Y14
+	VFMADD231PS Y12, Y14, Y6
+	VMOVDQU     38(AX), X13
+	VINSERTI128 $0x01, 56(AX), Y13, Y13
+	VPSRLW      $0x04, Y13, Y10
+	VPAND       yMask<>+0(SB), Y10, Y10
+	VPAND       yMask<>+0(SB), Y13, Y13
+	VMULPS      (DX), X8, X11
+	VMOVDQU     yIdx1<>+0(SB), Y12
+	VPERMPS     Y11, Y12, Y12
+	VPMADDUBSW  64(CX), Y13, Y14
+	VPMADDUBSW  96(CX), Y10, Y15
+	VPADDW      Y15, Y14, Y14
+	VPMADDWD    yOnes<>+0(SB), Y14, Y14
+	VCVTDQ2PS   Y14, Y14
+	VFMADD231PS Y12, Y14, Y0
+	VMULPS      16(DX), X8, X11
+	VMOVDQU     yIdx1<>+0(SB), Y12
+	VPERMPS     Y11, Y12, Y12
+	VPMADDUBSW  192(CX), Y13, Y14
+	VPMADDUBSW  224(CX), Y10, Y15
+	VPADDW      Y15, Y14, Y14
+	VPMADDWD    yOnes<>+0(SB), Y14, Y14
+	VCVTDQ2PS   Y14, Y14
+	VFMADD231PS Y12, Y14, Y2
+	VMULPS      32(DX), X8, X11
+	VMOVDQU     yIdx1<>+0(SB), Y12
+	VPERMPS     Y11, Y12, Y12
+	VPMADDUBSW  320(CX), Y13, Y14
+	VPMADDUBSW  352(CX), Y10, Y15
+	VPADDW      Y15, Y14, Y14
+	VPMADDWD    yOnes<>+0(SB), Y14, Y14
+	VCVTDQ2PS   Y14, Y14
+	VFMADD231PS Y12, Y14, Y4
+	VMULPS      48(DX), X8, X8
+	VMOVDQU     yIdx1<>+0(SB), Y12
+	VPERMPS     Y8, Y12, Y12
+	VPMADDUBSW  448(CX), Y13, Y14
+	VPMADDUBSW  480(CX), Y10, Y10
+	VPADDW      Y10, Y14, Y14
+	VPMADDWD    yOnes<>+0(SB), Y14, Y14
+	VCVTDQ2PS   Y14, Y14
+	VFMADD231PS Y12, Y14, Y6
+	ADDQ        $0x00000048, AX
+	ADDQ        $0x00000200, CX
+	ADDQ        $0x00000040, DX
+	ADDQ        $0x00000040, BX
+	DECQ        SI
+	JMP         dotYx4Q4G32F16_loop
+
+dotYx4Q4G32F16_end:
+	MOVQ         out+112(FP), AX
+	VEXTRACTF128 $0x01, Y0, X8
+	VADDPS       X0, X8, X8
+	VMOVHLPS     X8, X8, X0
+	VADDPS       X0, X8, X8
+	VMOVSHDUP    X8, X0
+	VADDSS       X0, X8, X8
+	VMOVHLPS     X1, X1, X0
+	VADDPS       X0, X1, X1
+	VMOVSHDUP    X1, X0
+	VADDSS       X0, X1, X1
+	VMULSS       yM8<>+0(SB), X1, X1
+	VADDSS       X1, X8, X8
+	VMOVSS       X8, (AX)
+	VEXTRACTF128 $0x01, Y2, X0
+	VADDPS       X2, X0, X0
+	VMOVHLPS     X0, X0, X1
+	VADDPS       X1, X0, X0
+	VMOVSHDUP    X0, X1
+	VADDSS       X1, X0, X0
+	VMOVHLPS     X3, X3, X1
+	VADDPS       X1, X3, X3
+	VMOVSHDUP    X3, X1
+	VADDSS       X1, X3, X3
+	VMULSS       yM8<>+0(SB), X3, X3
+	VADDSS       X3, X0, X0
+	VMOVSS       X0, 4(AX)
+	VEXTRACTF128 $0x01, Y4, X0
+	VADDPS       X4, X0, X0
+	VMOVHLPS     X0, X0, X1
+	VADDPS       X1, X0, X0
+	VMOVSHDUP    X0, X1
+	VADDSS       X1, X0, X0
+	VMOVHLPS     X5, X5, X1
+	VADDPS       X1, X5, X5
+	VMOVSHDUP    X5, X1
+	VADDSS       X1, X5, X5
+	VMULSS       yM8<>+0(SB), X5, X5
+	VADDSS       X5, X0, X0
+	VMOVSS       X0, 8(AX)
+	VEXTRACTF128 $0x01, Y6, X0
+	VADDPS       X6, X0, X0
+	VMOVHLPS     X0, X0, X1
+	VADDPS       X1, X0, X0
+	VMOVSHDUP    X0, X1
+	VADDSS       X1, X0, X0
+	VMOVHLPS     X7, X7, X1
+	VADDPS       X1, X7, X7
+	VMOVSHDUP    X7, X1
+	VADDSS       X1, X7, X7
+	VMULSS       yM8<>+0(SB), X7, X7
+	VADDSS       X7, X0, X0
+	VMOVSS       X0, 12(AX)
+	VZEROUPPER
+	RET
+
+// func dotYRowsQ4G32F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
+// Requires: AVX, AVX2, FMA3
+TEXT ·dotYRowsQ4G32F32(SB), NOSPLIT, $0-152
+	MOVQ w_base+0(FP), AX
+	MOVQ q_base+24(FP), CX
+	MOVQ d_base+48(FP), DX
+	MOVQ s_base+72(FP), BX
+	MOVQ n4+96(FP), SI
+	SHLQ $0x04, SI
+	MOVQ rows+112(FP), DI
+	MOVQ rb+120(FP), R8
+	MOVQ out_base+128(FP), R9
+
+dotYRowsQ4G32F32_row:
+	TESTQ  DI, DI
+	JZ     dotYRowsQ4G32F32_done
+	VXORPS Y0, Y0, Y0
+	VXORPS X1, X1, X1
+	MOVQ   AX, R10
+	XORQ   R11, R11
+
+dotYRowsQ4G32F32_loop:
+	CMPQ        R11, SI
+	JAE         dotYRowsQ4G32F32_end
+	VMOVSS      (R10), X2
+	VINSERTPS   $0x10, 20(R10), X2, X2
+	VINSERTPS   $0x20, 40(R10), X2, X2
+	VINSERTPS   $0x30, 60(R10), X2, X2
+	VFMADD231PS (BX)(R11*1), X2, X1
+	VMOVDQU     4(R10), X3
+	VINSERTI128 $0x01, 24(R10), Y3, Y3
+	VPSRLW      $0x04, Y3, Y4
+	VPAND       yMask<>+0(SB), Y4, Y4
+	VPAND       yMask<>+0(SB), Y3, Y3
+	VMOVDQU     (CX)(R11*8), Y5
+	VPERM2I128  $0x20, 32(CX)(R11*8), Y5, Y6
+	VPERM2I128  $0x31, 32(CX)(R11*8), Y5, Y5
+	VMULPS      (DX)(R11*1), X2, X7
+	VMOVDQU     yIdx0<>+0(SB), Y9
+	VPERMPS     Y7, Y9, Y9
+	VPMADDUBSW  Y6, Y3, Y6
+	VPMADDUBSW  Y5, Y4, Y4
+	VPADDW      Y4, Y6, Y6
+	VPMADDWD    yOnes<>+0(SB), Y6, Y6
+	VCVTDQ2PS   Y6, Y6
+	VFMADD231PS Y9, Y6, Y0
+	VMOVDQU     44(R10), X8
+	VINSERTI128 $0x01, 64(R10), Y8, Y8
+	VPSRLW      $0x04, Y8, Y4
+	VPAND       yMask<>+0(SB), Y4, Y4
+	VPAND       yMask<>+0(SB), Y8, Y8
+	VMOVDQU     64(CX)(R11*8), Y5
+	VPERM2I128  $0x20, 96(CX)(R11*8), Y5, Y6
+	VPERM2I128  $0x31, 96(CX)(R11*8), Y5, Y5
+	VMULPS      (DX)(R11*1), X2, X2
+	VMOVDQU     yIdx1<>+0(SB), Y9
+	VPERMPS     Y2, Y9, Y9
+	VPMADDUBSW  Y6, Y8, Y6
+	VPMADDUBSW  Y5, Y4, Y4
+	VPADDW      Y4, Y6, Y6
+	VPMADDWD    yOnes<>+0(SB), Y6, Y6
+	VCVTDQ2PS   Y6, Y6
+	VFMADD231PS Y9, Y6, Y0
+	ADDQ        $0x00000050, R10
+	ADDQ        $0x00000010, R11
+	JMP         dotYRowsQ4G32F32_loop
+
+dotYRowsQ4G32F32_end:
+	VEXTRACTF128 $0x01, Y0, X2
+	VADDPS       X0, X2, X2
+	VMOVHLPS     X2, X2, X0
+	VADDPS       X0, X2, X2
+	VMOVSHDUP    X2, X0
+	VADDSS       X0, X2, X2
+	VMOVHLPS     X1, X1, X0
+	VADDPS       X0, X1, X1
+	VMOVSHDUP    X1, X0
+	VADDSS       X0, X1, X1
+	VMULSS       yM8<>+0(SB), X1, X1
+	VADDSS       X1, X2, X2
+	VMOVSS       X2, (R9)
+	ADDQ         $0x04, R9
+	ADDQ         R8, AX
+	DECQ         DI
+	JMP          dotYRowsQ4G32F32_row
+
+dotYRowsQ4G32F32_done:
+	VZEROUPPER
+	RET
+
+// func dotYRowsPQ4G32F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
+// Requires: AVX, AVX2, FMA3
+TEXT ·dotYRowsPQ4G32F32(SB), NOSPLIT, $0-152
+	MOVQ w_base+0(FP), AX
+	MOVQ q_base+24(FP), CX
+	MOVQ d_base+48(FP), DX
+	MOVQ s_base+72(FP), BX
+	MOVQ n4+96(FP), SI
+	SHLQ $0x04, SI
+	MOVQ rows+112(FP), DI
+	MOVQ rb+120(FP), R8
+	MOVQ out_base+128(FP), R9
+
+dotYRowsPQ4G32F32_row:
+	TESTQ  DI, DI
+	JZ     dotYRowsPQ4G32F32_done
+	VXORPS Y0, Y0, Y0
+	VXORPS X1, X1, X1
+	MOVQ   AX, R10
+	XORQ   R11, R11
+
+dotYRowsPQ4G32F32_loop:
+	CMPQ        R11, SI
+	JAE         dotYRowsPQ4G32F32_end
+	VMOVSS      (R10), X2
+	VINSERTPS   $0x10, 20(R10), X2, X2
+	VINSERTPS   $0x20, 40(R10), X2, X2
+	VINSERTPS   $0x30, 60(R10), X2, X2
+	VFMADD231PS (BX)(R11*1), X2, X1
+	VMOVDQU     4(R10), X3
+	VINSERTI128 $0x01, 24(R10), Y3, Y3
+	VPSRLW      $0x04, Y3, Y4
+	VPAND       yMask<>+0(SB), Y4, Y4
+	VPAND       yMask<>+0(SB), Y3, Y3
+	VMULPS      (DX)(R11*1), X2, X5
+	VMOVDQU     yIdx0<>+0(SB), Y6
+	VPERMPS     Y5, Y6, Y6
+	VPMADDUBSW  (CX)(R11*8), Y3, Y8
+	VPMADDUBSW  32(CX)(R11*8), Y4, Y4
+	VPADDW      Y4, Y8, Y8
+	VPMADDWD    yOnes<>+0(SB), Y8, Y8
+	VCVTDQ2PS   Y8, Y8
+	VFMADD231PS Y6, Y8, Y0
+	VMOVDQU     44(R10), X7
+	VINSERTI128 $0x01, 64(R10), Y7, Y7
+	VPSRLW      $0x04, Y7, Y4
+	VPAND       yMask<>+0(SB), Y4, Y4
+	VPAND       yMask<>+0(SB), Y7, Y7
+	VMULPS      (DX)(R11*1), X2, X2
+	VMOVDQU     yIdx1<>+0(SB), Y6
+	VPERMPS     Y2, Y6, Y6
+	VPMADDUBSW  64(CX)(R11*8), Y7, Y8
+	VPMADDUBSW  96(CX)(R11*8), Y4, Y4
+	VPADDW      Y4, Y8, Y8
+	VPMADDWD    yOnes<>+0(SB), Y8, Y8
+	VCVTDQ2PS   Y8, Y8
+	VFMADD231PS Y6, Y8, Y0
+	ADDQ        $0x00000050, R10
+	ADDQ        $0x00000010, R11
+	JMP         dotYRowsPQ4G32F32_loop
+
+dotYRowsPQ4G32F32_end:
+	VEXTRACTF128 $0x01, Y0, X2
+	VADDPS       X0, X2, X2
+	VMOVHLPS     X2, X2, X0
+	VADDPS       X0, X2, X2
+	VMOVSHDUP    X2, X0
+	VADDSS       X0, X2, X2
+	VMOVHLPS     X1, X1, X0
+	VADDPS       X0, X1, X1
+	VMOVSHDUP    X1, X0
+	VADDSS       X0, X1, X1
+	VMULSS       yM8<>+0(SB), X1, X1
+	VADDSS       X1, X2, X2
+	VMOVSS       X2, (R9)
+	ADDQ         $0x04, R9
+	ADDQ         R8, AX
+	DECQ         DI
+	JMP          dotYRowsPQ4G32F32_row
+
+dotYRowsPQ4G32F32_done:
+	VZEROUPPER
+	RET
+
+// func dotYx4Q4G32F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, out *[4]float32)
+// Requires: AVX, AVX2, FMA3
+TEXT ·dotYx4Q4G32F32(SB), NOSPLIT, $0-120
+	MOVQ   w_base+0(FP), AX
+	MOVQ   q_base+24(FP), CX
+	MOVQ   d_base+48(FP), DX
+	MOVQ   s_base+72(FP), BX
+	MOVQ   n4+96(FP), SI
+	VXORPS Y0, Y0, Y0
+	VXORPS X1, X1, X1
+	VXORPS Y2, Y2, Y2
+	VXORPS X3, X3, X3
+	VXORPS Y4, Y4, Y4
+	VXORPS X5, X5, X5
+	VXORPS Y6, Y6, Y6
+	VXORPS X7, X7, X7
+
+dotYx4Q4G32F32_loop:
+	TESTQ       SI, SI
+	JZ          dotYx4Q4G32F32_end
+	VMOVSS      (AX), X8
+	VINSERTPS   $0x10, 20(AX), X8, X8
+	VINSERTPS   $0x20, 40(AX), X8, X8
+	VINSERTPS   $0x30, 60(AX), X8, X8
+	VFMADD231PS (BX), X8, X1
+	VFMADD231PS 16(BX), X8, X3
+	VFMADD231PS 32(BX), X8, X5
+	VFMADD231PS 48(BX), X8, X7
+	VMOVDQU     4(AX), X9
+	VINSERTI128 $0x01, 24(AX), Y9, Y9
+	VPSRLW      $0x04, Y9, Y10
+	VPAND       yMask<>+0(SB), Y10, Y10
+	VPAND       yMask<>+0(SB), Y9, Y9
+	VMULPS      (DX), X8, X11
+	VMOVDQU     yIdx0<>+0(SB), Y12
+	VPERMPS     Y11, Y12, Y12
+	VPMADDUBSW  (CX), Y9, Y14
+	VPMADDUBSW  32(CX), Y10, Y15
+	VPADDW      Y15, Y14, Y14
+	VPMADDWD    yOnes<>+0(SB), Y14, Y14
+	VCVTDQ2PS   Y14, Y14
+	VFMADD231PS Y12, Y14, Y0
+	VMULPS      16(DX), X8, X11
+	VMOVDQU     yIdx0<>+0(SB), Y12
+	VPERMPS     Y11, Y12, Y12
+	VPMADDUBSW  128(CX), Y9, Y14
+	VPMADDUBSW  160(CX), Y10, Y15
+	VPADDW      Y15, Y14, Y14
+	VPMADDWD    yOnes<>+0(SB), Y14, Y14
+	VCVTDQ2PS   Y14, Y14
+	VFMADD231PS Y12, Y14, Y2
+	VMULPS      32(DX), X8, X11
+	VMOVDQU     yIdx0<>+0(SB), Y12
+	VPERMPS     Y11, Y12, Y12
+	VPMADDUBSW  256(CX), Y9, Y14
+	VPMADDUBSW  288(CX), Y10, Y15
+	VPADDW      Y15, Y14, Y14
+	VPMADDWD    yOnes<>+0(SB), Y14, Y14
+	VCVTDQ2PS   Y14, Y14
+	VFMADD231PS Y12, Y14, Y4
+	VMULPS      48(DX), X8, X11
+	VMOVDQU     yIdx0<>+0(SB), Y12
+	VPERMPS     Y11, Y12, Y12
+	VPMADDUBSW  384(CX), Y9, Y14
+	VPMADDUBSW  416(CX), Y10, Y10
+	VPADDW      Y10, Y14, Y14
+	VPMADDWD    yOnes<>+0(SB), Y14, Y14
+	VCVTDQ2PS   Y14, Y14
+	VFMADD231PS Y12, Y14, Y6
+	VMOVDQU     44(AX), X13
+	VINSERTI128 $0x01, 64(AX), Y13, Y13
+	VPSRLW      $0x04, Y13, Y10
+	VPAND       yMask<>+0(SB), Y10, Y10
+	VPAND       yMask<>+0(SB), Y13, Y13
+	VMULPS      (DX), X8, X11
+	VMOVDQU     yIdx1<>+0(SB), Y12
+	VPERMPS     Y11, Y12, Y12
+	VPMADDUBSW  64(CX), Y13, Y14
+	VPMADDUBSW  96(CX), Y10, Y15
+	VPADDW      Y15, Y14, Y14
+	VPMADDWD    yOnes<>+0(SB), Y14, Y14
+	VCVTDQ2PS   Y14, Y14
+	VFMADD231PS Y12, Y14, Y0
+	VMULPS      16(DX), X8, X11
+	VMOVDQU     yIdx1<>+0(SB), Y12
+	VPERMPS     Y11, Y12, Y12
+	VPMADDUBSW  192(CX), Y13, Y14
+	VPMADDUBSW  224(CX), Y10, Y15
+	VPADDW      Y15, Y14, Y14
+	VPMADDWD    yOnes<>+0(SB), Y14, Y14
+	VCVTDQ2PS   Y14, Y14
+	VFMADD231PS Y12, Y14, Y2
+	VMULPS      32(DX), X8, X11
+	VMOVDQU     yIdx1<>+0(SB), Y12
+	VPERMPS     Y11, Y12, Y12
+	VPMADDUBSW  320(CX), Y13, Y14
+	VPMADDUBSW  352(CX), Y10, Y15
+	VPADDW      Y15, Y14, Y14
+	VPMADDWD    yOnes<>+0(SB), Y14, Y14
+	VCVTDQ2PS   Y14, Y14
+	VFMADD231PS Y12, Y14, Y4
+	VMULPS      48(DX), X8, X8
+	VMOVDQU     yIdx1<>+0(SB), Y12
+	VPERMPS     Y8, Y12, Y12
+	VPMADDUBSW  448(CX), Y13, Y14
+	VPMADDUBSW  480(CX), Y10, Y10
+	VPADDW      Y10, Y14, Y14
+	VPMADDWD    yOnes<>+0(SB), Y14, Y14
+	VCVTDQ2PS   Y14, Y14
+	VFMADD231PS Y12, Y14, Y6
+	ADDQ        $0x00000050, AX
+	ADDQ        $0x00000200, CX
+	ADDQ        $0x00000040, DX
+	ADDQ        $0x00000040, BX
+	DECQ        SI
+	JMP         dotYx4Q4G32F32_loop
+
+dotYx4Q4G32F32_end:
+	MOVQ         out+112(FP), AX
+	VEXTRACTF128 $0x01, Y0, X8
+	VADDPS       X0, X8, X8
+	VMOVHLPS     X8, X8, X0
+	VADDPS       X0, X8, X8
+	VMOVSHDUP    X8, X0
+	VADDSS       X0, X8, X8
+	VMOVHLPS     X1, X1, X0
+	VADDPS       X0, X1, X1
+	VMOVSHDUP    X1, X0
+	VADDSS       X0, X1, X1
+	VMULSS       yM8<>+0(SB), X1, X1
+	VADDSS       X1, X8, X8
+	VMOVSS       X8, (AX)
+	VEXTRACTF128 $0x01, Y2, X0
+	VADDPS       X2, X0, X0
+	VMOVHLPS     X0, X0, X1
+	VADDPS       X1, X0, X0
+	VMOVSHDUP    X0, X1
+	VADDSS       X1, X0, X0
+	VMOVHLPS     X3, X3, X1
+	VADDPS       X1, X3, X3
+	VMOVSHDUP    X3, X1
+	VADDSS       X1, X3, X3
+	VMULSS       yM8<>+0(SB), X3, X3
+	VADDSS       X3, X0, X0
+	VMOVSS       X0, 4(AX)
+	VEXTRACTF128 $0x01, Y4, X0
+	VADDPS       X4, X0, X0
+	VMOVHLPS     X0, X0, X1
+	VADDPS       X1, X0, X0
+	VMOVSHDUP    X0, X1
+	VADDSS       X1, X0, X0
+	VMOVHLPS     X5, X5, X1
+	VADDPS       X1, X5, X5
+	VMOVSHDUP    X5, X1
+	VADDSS       X1, X5, X5
+	VMULSS       yM8<>+0(SB), X5, X5
+	VADDSS       X5, X0, X0
+	VMOVSS       X0, 8(AX)
+	VEXTRACTF128 $0x01, Y6, X0
+	VADDPS       X6, X0, X0
+	VMOVHLPS     X0, X0, X1
+	VADDPS       X1, X0, X0
+	VMOVSHDUP    X0, X1
+	VADDSS       X1, X0, X0
+	VMOVHLPS     X7, X7, X1
+	VADDPS       X1, X7, X7
+	VMOVSHDUP    X7, X1
+	VADDSS       X1, X7, X7
+	VMULSS       yM8<>+0(SB), X7, X7
+	VADDSS       X7, X0, X0
+	VMOVSS       X0, 12(AX)
+	VZEROUPPER
+	RET
+
+// func dotYRowsQ4AG32F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
+// Requires: AVX, AVX2, F16C, FMA3
+TEXT ·dotYRowsQ4AG32F16(SB), NOSPLIT, $0-152
+	MOVQ w_base+0(FP), AX
+	MOVQ q_base+24(FP), CX
+	MOVQ d_base+48(FP), DX
+	MOVQ s_base+72(FP), BX
+	MOVQ n4+96(FP), SI
+	SHLQ $0x04, SI
+	MOVQ rows+112(FP), DI
+	MOVQ rb+120(FP), R8
+	MOVQ out_base+128(FP), R9
+
+dotYRowsQ4AG32F16_row:
+	TESTQ  DI, DI
+	JZ     dotYRowsQ4AG32F16_done
+	VXORPS Y0, Y0, Y0
+	VXORPS X1, X1, X1
+	MOVQ   AX, R10
+	XORQ   R11, R11
+
+dotYRowsQ4AG32F16_loop:
+	CMPQ        R11, SI
+	JAE         dotYRowsQ4AG32F16_end
+	MOVWQZX     (R10), R12
+	MOVWQZX     20(R10), R13
+	SHLQ        $0x10, R13
+	ORQ         R13, R12
+	MOVWQZX     40(R10), R13
+	SHLQ        $0x20, R13
+	ORQ         R13, R12
+	MOVWQZX     60(R10), R13
+	SHLQ        $0x30, R13
+	ORQ         R13, R12
+	VMOVQ       R12, X2
+	VCVTPH2PS   X2, X2
+	MOVWQZX     2(R10), R12
+	MOVWQZX     22(R10), R13
+	SHLQ        $0x10, R13
+	ORQ         R13, R12
+	MOVWQZX     42(R10), R13
+	SHLQ        $0x20, R13
+	ORQ         R13, R12
+	MOVWQZX     62(R10), R13
+	SHLQ        $0x30, R13
+	ORQ         R13, R12
+	VMOVQ       R12, X3
+	VCVTPH2PS   X3, X3
+	VFMADD231PS (BX)(R11*1), X3, X1
+	VMOVDQU     4(R10), X3
+	VINSERTI128 $0x01, 24(R10), Y3, Y3
+	VPSRLW      $0x04, Y3, Y4
+	VPAND       yMask<>+0(SB), Y4, Y4
+	VPAND       yMask<>+0(SB), Y3, Y3
+	VMOVDQU     (CX)(R11*8), Y5
+	VPERM2I128  $0x20, 32(CX)(R11*8), Y5, Y6
+	VPERM2I128  $0x31, 32(CX)(R11*8), Y5, Y5
+	VMULPS      (DX)(R11*1), X2, X7
+	VMOVDQU     yIdx0<>+0(SB), Y9
+	VPERMPS     Y7, Y9, Y9
+	VPMADDUBSW  Y6, Y3, Y6
+	VPMADDUBSW  Y5, Y4, Y4
+	VPADDW      Y4, Y6, Y6
+	VPMADDWD    yOnes<>+0(SB), Y6, Y6
+	VCVTDQ2PS   Y6, Y6
+	VFMADD231PS Y9, Y6, Y0
+	VMOVDQU     44(R10), X8
+	VINSERTI128 $0x01, 64(R10), Y8, Y8
+	VPSRLW      $0x04, Y8, Y4
+	VPAND       yMask<>+0(SB), Y4, Y4
+	VPAND       yMask<>+0(SB), Y8, Y8
+	VMOVDQU     64(CX)(R11*8), Y5
+	VPERM2I128  $0x20, 96(CX)(R11*8), Y5, Y6
+	VPERM2I128  $0x31, 96(CX)(R11*8), Y5, Y5
+	VMULPS      (DX)(R11*1), X2, X2
+	VMOVDQU     yIdx1<>+0(SB), Y9
+	VPERMPS     Y2, Y9, Y9
+	VPMADDUBSW  Y6, Y8, Y6
+	VPMADDUBSW  Y5, Y4, Y4
+	VPADDW      Y4, Y6, Y6
+	VPMADDWD    yOnes<>+0(SB), Y6, Y6
+	VCVTDQ2PS   Y6, Y6
+	VFMADD231PS Y9, Y6, Y0
+	ADDQ        $0x00000050, R10
+	ADDQ        $0x00000010, R11
+	JMP         dotYRowsQ4AG32F16_loop
+
+dotYRowsQ4AG32F16_end:
+	VEXTRACTF128 $0x01, Y0, X2
+	VADDPS       X0, X2, X2
+	VMOVHLPS     X2, X2, X0
+	VADDPS       X0, X2, X2
+	VMOVSHDUP    X2, X0
+	VADDSS       X0, X2, X2
+	VMOVHLPS     X1, X1, X0
+	VADDPS       X0, X1, X1
+	VMOVSHDUP    X1, X0
+	VADDSS       X0, X1, X1
+	VADDSS       X1, X2, X2
+	VMOVSS       X2, (R9)
+	ADDQ         $0x04, R9
+	ADDQ         R8, AX
+	DECQ         DI
+	JMP          dotYRowsQ4AG32F16_row
+
+dotYRowsQ4AG32F16_done:
+	VZEROUPPER
+	RET
+
+// func dotYRowsPQ4AG32F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
+// Requires: AVX, AVX2, F16C, FMA3
+TEXT ·dotYRowsPQ4AG32F16(SB), NOSPLIT, $0-152
+	MOVQ w_base+0(FP), AX
+	MOVQ q_base+24(FP), CX
+	MOVQ d_base+48(FP), DX
+	MOVQ s_base+72(FP), BX
+	MOVQ n4+96(FP), SI
+	SHLQ $0x04, SI
+	MOVQ rows+112(FP), DI
+	MOVQ rb+120(FP), R8
+	MOVQ out_base+128(FP), R9
+
+dotYRowsPQ4AG32F16_row:
+	TESTQ  DI, DI
+	JZ     dotYRowsPQ4AG32F16_done
+	VXORPS Y0, Y0, Y0
+	VXORPS X1, X1, X1
+	MOVQ   AX, R10
+	XORQ   R11, R11
+
+dotYRowsPQ4AG32F16_loop:
+	CMPQ        R11, SI
+	JAE         dotYRowsPQ4AG32F16_end
+	MOVWQZX     (R10), R12
+	MOVWQZX     20(R10), R13
+	SHLQ        $0x10, R13
+	ORQ         R13, R12
+	MOVWQZX     40(R10), R13
+	SHLQ        $0x20, R13
+	ORQ         R13, R12
+	MOVWQZX     60(R10), R13
+	SHLQ        $0x30, R13
+	ORQ         R13, R12
+	VMOVQ       R12, X2
+	VCVTPH2PS   X2, X2
+	MOVWQZX     2(R10), R12
+	MOVWQZX     22(R10), R13
+	SHLQ        $0x10, R13
+	ORQ         R13, R12
+	MOVWQZX     42(R10), R13
+	SHLQ        $0x20, R13
+	ORQ         R13, R12
+	MOVWQZX     62(R10), R13
+	SHLQ        $0x30, R13
+	ORQ         R13, R12
+	VMOVQ       R12, X3
+	VCVTPH2PS   X3, X3
+	VFMADD231PS (BX)(R11*1), X3, X1
+	VMOVDQU     4(R10), X3
+	VINSERTI128 $0x01, 24(R10), Y3, Y3
+	VPSRLW      $0x04, Y3, Y4
+	VPAND       yMask<>+0(SB), Y4, Y4
+	VPAND       yMask<>+0(SB), Y3, Y3
+	VMULPS      (DX)(R11*1), X2, X5
+	VMOVDQU     yIdx0<>+0(SB), Y6
+	VPERMPS     Y5, Y6, Y6
+	VPMADDUBSW  (CX)(R11*8), Y3, Y8
+	VPMADDUBSW  32(CX)(R11*8), Y4, Y4
+	VPADDW      Y4, Y8, Y8
+	VPMADDWD    yOnes<>+0(SB), Y8, Y8
+	VCVTDQ2PS   Y8, Y8
+	VFMADD231PS Y6, Y8, Y0
+	VMOVDQU     44(R10), X7
+	VINSERTI128 $0x01, 64(R10), Y7, Y7
+	VPSRLW      $0x04, Y7, Y4
+	VPAND       yMask<>+0(SB), Y4, Y4
+	VPAND       yMask<>+0(SB), Y7, Y7
+	VMULPS      (DX)(R11*1), X2, X2
+	VMOVDQU     yIdx1<>+0(SB), Y6
+	VPERMPS     Y2, Y6, Y6
+	VPMADDUBSW  64(CX)(R11*8), Y7, Y8
+	VPMADDUBSW  96(CX)(R11*8), Y4, Y4
+	VPADDW      Y4, Y8, Y8
+	VPMADDWD    yOnes<>+0(SB), Y8, Y8
+	VCVTDQ2PS   Y8, Y8
+	VFMADD231PS Y6, Y8, Y0
+	ADDQ        $0x00000050, R10
+	ADDQ        $0x00000010, R11
+	JMP         dotYRowsPQ4AG32F16_loop
+
+dotYRowsPQ4AG32F16_end:
+	VEXTRACTF128 $0x01, Y0, X2
+	VADDPS       X0, X2, X2
+	VMOVHLPS     X2, X2, X0
+	VADDPS       X0, X2, X2
+	VMOVSHDUP    X2, X0
+	VADDSS       X0, X2, X2
+	VMOVHLPS     X1, X1, X0
+	VADDPS       X0, X1, X1
+	VMOVSHDUP    X1, X0
+	VADDSS       X0, X1, X1
+	VADDSS       X1, X2, X2
+	VMOVSS       X2, (R9)
+	ADDQ         $0x04, R9
+	ADDQ         R8, AX
+	DECQ         DI
+	JMP          dotYRowsPQ4AG32F16_row
+
+dotYRowsPQ4AG32F16_done:
+	VZEROUPPER
+	RET
+
+// func dotYx4Q4AG32F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, out *[4]float32)
+// Requires: AVX, AVX2, F16C, FMA3
+TEXT ·dotYx4Q4AG32F16(SB), NOSPLIT, $0-120
+	MOVQ   w_base+0(FP), AX
+	MOVQ   q_base+24(FP), CX
+	MOVQ   d_base+48(FP), DX
+	MOVQ   s_base+72(FP), BX
+	MOVQ   n4+96(FP), SI
+	VXORPS Y0, Y0, Y0
+	VXORPS X1, X1, X1
+	VXORPS Y2, Y2, Y2
+	VXORPS X3, X3, X3
+	VXORPS Y4, Y4, Y4
+	VXORPS X5, X5, X5
+	VXORPS Y6, Y6, Y6
+	VXORPS X7, X7, X7
+
+dotYx4Q4AG32F16_loop:
+	TESTQ       SI, SI
+	JZ          dotYx4Q4AG32F16_end
+	MOVWQZX     (AX), DI
+	MOVWQZX     20(AX), R8
+	SHLQ        $0x10, R8
+	ORQ         R8, DI
+	MOVWQZX     40(AX), R8
+	SHLQ        $0x20, R8
+	ORQ         R8, DI
+	MOVWQZX     60(AX), R8
+	SHLQ        $0x30, R8
+	ORQ         R8, DI
+	VMOVQ       DI, X8
+	VCVTPH2PS   X8, X8
+	MOVWQZX     2(AX), DI
+	MOVWQZX     22(AX), R8
+	SHLQ        $0x10, R8
+	ORQ         R8, DI
+	MOVWQZX     42(AX), R8
+	SHLQ        $0x20, R8
+	ORQ         R8, DI
+	MOVWQZX     62(AX), R8
+	SHLQ        $0x30, R8
+	ORQ         R8, DI
+	VMOVQ       DI, X9
+	VCVTPH2PS   X9, X9
+	VFMADD231PS (BX), X9, X1
+	VFMADD231PS 16(BX), X9, X3
+	VFMADD231PS 32(BX), X9, X5
+	VFMADD231PS 48(BX), X9, X7
+	VMOVDQU     4(AX), X9
+	VINSERTI128 $0x01, 24(AX), Y9, Y9
+	VPSRLW      $0x04, Y9, Y10
+	VPAND       yMask<>+0(SB), Y10, Y10
+	VPAND       yMask<>+0(SB), Y9, Y9
+	VMULPS      (DX), X8, X11
+	VMOVDQU     yIdx0<>+0(SB), Y12
+	VPERMPS     Y11, Y12, Y12
+	VPMADDUBSW  (CX), Y9, Y14
+	VPMADDUBSW  32(CX), Y10, Y15
+	VPADDW      Y15, Y14, Y14
+	VPMADDWD    yOnes<>+0(SB), Y14, Y14
+	VCVTDQ2PS   Y14, Y14
+	VFMADD231PS Y12, Y14, Y0
+	VMULPS      16(DX), X8, X11
+	VMOVDQU     yIdx0<>+0(SB), Y12
+	VPERMPS     Y11, Y12, Y12
+	VPMADDUBSW  128(CX), Y9, Y14
+	VPMADDUBSW  160(CX), Y10, Y15
+	VPADDW      Y15, Y14, Y14
+	VPMADDWD    yOnes<>+0(SB), Y14, Y14
+	VCVTDQ2PS   Y14, Y14
+	VFMADD231PS Y12, Y14, Y2
+	VMULPS      32(DX), X8, X11
+	VMOVDQU     yIdx0<>+0(SB), Y12
+	VPERMPS     Y11, Y12, Y12
+	VPMADDUBSW  256(CX), Y9, Y14
+	VPMADDUBSW  288(CX), Y10, Y15
+	VPADDW      Y15, Y14, Y14
+	VPMADDWD    yOnes<>+0(SB), Y14, Y14
+	VCVTDQ2PS   Y14, Y14
+	VFMADD231PS Y12, Y14, Y4
+	VMULPS      48(DX), X8, X11
+	VMOVDQU     yIdx0<>+0(SB), Y12
+	VPERMPS     Y11, Y12, Y12
+	VPMADDUBSW  384(CX), Y9, Y14
+	VPMADDUBSW  416(CX), Y10, Y10
+	VPADDW      Y10, Y14, Y14
+	VPMADDWD    yOnes<>+0(SB), Y14, Y14
+	VCVTDQ2PS   Y14, Y14
+	VFMADD231PS Y12, Y14, Y6
+	VMOVDQU     44(AX), X13
+	VINSERTI128 $0x01, 64(AX), Y13, Y13
+	VPSRLW      $0x04, Y13, Y10
+	VPAND       yMask<>+0(SB), Y10, Y10
+	VPAND       yMask<>+0(SB), Y13, Y13
+	VMULPS      (DX), X8, X11
+	VMOVDQU     yIdx1<>+0(SB), Y12
+	VPERMPS     Y11, Y12, Y12
+	VPMADDUBSW  64(CX), Y13, Y14
+	VPMADDUBSW  96(CX), Y10, Y15
+	VPADDW      Y15, Y14, Y14
+	VPMADDWD    yOnes<>+0(SB), Y14, Y14
+	VCVTDQ2PS   Y14, Y14
+	VFMADD231PS Y12, Y14, Y0
+	VMULPS      16(DX), X8, X11
+	VMOVDQU     yIdx1<>+0(SB), Y12
+	VPERMPS     Y11, Y12, Y12
+	VPMADDUBSW  192(CX), Y13, Y14
+	VPMADDUBSW  224(CX), Y10, Y15
+	VPADDW      Y15, Y14, Y14
+	VPMADDWD    yOnes<>+0(SB), Y14, Y14
+	VCVTDQ2PS   Y14, Y14
+	VFMADD231PS Y12, Y14, Y2
+	VMULPS      32(DX), X8, X11
+	VMOVDQU     yIdx1<>+0(SB), Y12
+	VPERMPS     Y11, Y12, Y12
+	VPMADDUBSW  320(CX), Y13, Y14
+	VPMADDUBSW  352(CX), Y10, Y15
+	VPADDW      Y15, Y14, Y14
+	VPMADDWD    yOnes<>+0(SB), Y14, Y14
+	VCVTDQ2PS   Y14, Y14
+	VFMADD231PS Y12, Y14, Y4
+	VMULPS      48(DX), X8, X8
+	VMOVDQU     yIdx1<>+0(SB), Y12
+	VPERMPS     Y8, Y12, Y12
+	VPMADDUBSW  448(CX), Y13, Y14
+	VPMADDUBSW  480(CX), Y10, Y10
+	VPADDW      Y10, Y14, Y14
+	VPMADDWD    yOnes<>+0(SB), Y14, Y14
+	VCVTDQ2PS   Y14, Y14
+	VFMADD231PS Y12, Y14, Y6
+	ADDQ        $0x00000050, AX
+	ADDQ        $0x00000200, CX
+	ADDQ        $0x00000040, DX
+	ADDQ        $0x00000040, BX
+	DECQ        SI
+	JMP         dotYx4Q4AG32F16_loop
+
+dotYx4Q4AG32F16_end:
+	MOVQ         out+112(FP), AX
+	VEXTRACTF128 $0x01, Y0, X8
+	VADDPS       X0, X8, X8
+	VMOVHLPS     X8, X8, X0
+	VADDPS       X0, X8, X8
+	VMOVSHDUP    X8, X0
+	VADDSS       X0, X8, X8
+	VMOVHLPS     X1, X1, X0
+	VADDPS       X0, X1, X1
+	VMOVSHDUP    X1, X0
+	VADDSS       X0, X1, X1
+	VADDSS       X1, X8, X8
+	VMOVSS       X8, (AX)
+	VEXTRACTF128 $0x01, Y2, X0
+	VADDPS       X2, X0, X0
+	VMOVHLPS     X0, X0, X1
+	VADDPS       X1, X0, X0
+	VMOVSHDUP    X0, X1
+	VADDSS       X1, X0, X0
+	VMOVHLPS     X3, X3, X1
+	VADDPS       X1, X3, X3
+	VMOVSHDUP    X3, X1
+	VADDSS       X1, X3, X3
+	VADDSS       X3, X0, X0
+	VMOVSS       X0, 4(AX)
+	VEXTRACTF128 $0x01, Y4, X0
+	VADDPS       X4, X0, X0
+	VMOVHLPS     X0, X0, X1
+	VADDPS       X1, X0, X0
+	VMOVSHDUP    X0, X1
+	VADDSS       X1, X0, X0
+	VMOVHLPS     X5, X5, X1
+	VADDPS       X1, X5, X5
+	VMOVSHDUP    X5, X1
+	VADDSS       X1, X5, X5
+	VADDSS       X5, X0, X0
+	VMOVSS       X0, 8(AX)
+	VEXTRACTF128 $0x01, Y6, X0
+	VADDPS       X6, X0, X0
+	VMOVHLPS     X0, X0, X1
+	VADDPS       X1, X0, X0
+	VMOVSHDUP    X0, X1
+	VADDSS       X1, X0, X0
+	VMOVHLPS     X7, X7, X1
+	VADDPS       X1, X7, X7
+	VMOVSHDUP    X7, X1
+	VADDSS       X1, X7, X7
+	VADDSS       X7, X0, X0
+	VMOVSS       X0, 12(AX)
+	VZEROUPPER
+	RET
+
+// func dotYRowsQ4AG32F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
+// Requires: AVX, AVX2, FMA3
+TEXT ·dotYRowsQ4AG32F32(SB), NOSPLIT, $0-152
+	MOVQ w_base+0(FP), AX
+	MOVQ q_base+24(FP), CX
+	MOVQ d_base+48(FP), DX
+	MOVQ s_base+72(FP), BX
+	MOVQ n4+96(FP), SI
+	SHLQ $0x04, SI
+	MOVQ rows+112(FP), DI
+	MOVQ rb+120(FP), R8
+	MOVQ out_base+128(FP), R9
+
+dotYRowsQ4AG32F32_row:
+	TESTQ  DI, DI
+	JZ     dotYRowsQ4AG32F32_done
+	VXORPS Y0, Y0, Y0
+	VXORPS X1, X1, X1
+	MOVQ   AX, R10
+	XORQ   R11, R11
+
+dotYRowsQ4AG32F32_loop:
+	CMPQ        R11, SI
+	JAE         dotYRowsQ4AG32F32_end
+	VMOVSS      (R10), X2
+	VINSERTPS   $0x10, 24(R10), X2, X2
+	VINSERTPS   $0x20, 48(R10), X2, X2
+	VINSERTPS   $0x30, 72(R10), X2, X2
+	VMOVSS      4(R10), X3
+	VINSERTPS   $0x10, 28(R10), X3, X3
+	VINSERTPS   $0x20, 52(R10), X3, X3
+	VINSERTPS   $0x30, 76(R10), X3, X3
+	VFMADD231PS (BX)(R11*1), X3, X1
+	VMOVDQU     8(R10), X3
+	VINSERTI128 $0x01, 32(R10), Y3, Y3
+	VPSRLW      $0x04, Y3, Y4
+	VPAND       yMask<>+0(SB), Y4, Y4
+	VPAND       yMask<>+0(SB), Y3, Y3
+	VMOVDQU     (CX)(R11*8), Y5
+	VPERM2I128  $0x20, 32(CX)(R11*8), Y5, Y6
+	VPERM2I128  $0x31, 32(CX)(R11*8), Y5, Y5
+	VMULPS      (DX)(R11*1), X2, X7
+	VMOVDQU     yIdx0<>+0(SB), Y9
+	VPERMPS     Y7, Y9, Y9
+	VPMADDUBSW  Y6, Y3, Y6
+	VPMADDUBSW  Y5, Y4, Y4
+	VPADDW      Y4, Y6, Y6
+	VPMADDWD    yOnes<>+0(SB), Y6, Y6
+	VCVTDQ2PS   Y6, Y6
+	VFMADD231PS Y9, Y6, Y0
+	VMOVDQU     56(R10), X8
+	VINSERTI128 $0x01, 80(R10), Y8, Y8
+	VPSRLW      $0x04, Y8, Y4
+	VPAND       yMask<>+0(SB), Y4, Y4
+	VPAND       yMask<>+0(SB), Y8, Y8
+	VMOVDQU     64(CX)(R11*8), Y5
+	VPERM2I128  $0x20, 96(CX)(R11*8), Y5, Y6
+	VPERM2I128  $0x31, 96(CX)(R11*8), Y5, Y5
+	VMULPS      (DX)(R11*1), X2, X2
+	VMOVDQU     yIdx1<>+0(SB), Y9
+	VPERMPS     Y2, Y9, Y9
+	VPMADDUBSW  Y6, Y8, Y6
+	VPMADDUBSW  Y5, Y4, Y4
+	VPADDW      Y4, Y6, Y6
+	VPMADDWD    yOnes<>+0(SB), Y6, Y6
+	VCVTDQ2PS   Y6, Y6
+	VFMADD231PS Y9, Y6, Y0
+	ADDQ        $0x00000060, R10
+	ADDQ        $0x00000010, R11
+	JMP         dotYRowsQ4AG32F32_loop
+
+dotYRowsQ4AG32F32_end:
+	VEXTRACTF128 $0x01, Y0, X2
+	VADDPS       X0, X2, X2
+	VMOVHLPS     X2, X2, X0
+	VADDPS       X0, X2, X2
+	VMOVSHDUP    X2, X0
+	VADDSS       X0, X2, X2
+	VMOVHLPS     X1, X1, X0
+	VADDPS       X0, X1, X1
+	VMOVSHDUP    X1, X0
+	VADDSS       X0, X1, X1
+	VADDSS       X1, X2, X2
+	VMOVSS       X2, (R9)
+	ADDQ         $0x04, R9
+	ADDQ         R8, AX
+	DECQ         DI
+	JMP          dotYRowsQ4AG32F32_row
+
+dotYRowsQ4AG32F32_done:
+	VZEROUPPER
+	RET
+
+// func dotYRowsPQ4AG32F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
+// Requires: AVX, AVX2, FMA3
+TEXT ·dotYRowsPQ4AG32F32(SB), NOSPLIT, $0-152
+	MOVQ w_base+0(FP), AX
+	MOVQ q_base+24(FP), CX
+	MOVQ d_base+48(FP), DX
+	MOVQ s_base+72(FP), BX
+	MOVQ n4+96(FP), SI
+	SHLQ $0x04, SI
+	MOVQ rows+112(FP), DI
+	MOVQ rb+120(FP), R8
+	MOVQ out_base+128(FP), R9
+
+dotYRowsPQ4AG32F32_row:
+	TESTQ  DI, DI
+	JZ     dotYRowsPQ4AG32F32_done
+	VXORPS Y0, Y0, Y0
+	VXORPS X1, X1, X1
+	MOVQ   AX, R10
+	XORQ   R11, R11
+
+dotYRowsPQ4AG32F32_loop:
+	CMPQ        R11, SI
+	JAE         dotYRowsPQ4AG32F32_end
+	VMOVSS      (R10), X2
+	VINSERTPS   $0x10, 24(R10), X2, X2
+	VINSERTPS   $0x20, 48(R10), X2, X2
+	VINSERTPS   $0x30, 72(R10), X2, X2
+	VMOVSS      4(R10), X3
+	VINSERTPS   $0x10, 28(R10), X3, X3
+	VINSERTPS   $0x20, 52(R10), X3, X3
+	VINSERTPS   $0x30, 76(R10), X3, X3
+	VFMADD231PS (BX)(R11*1), X3, X1
+	VMOVDQU     8(R10), X3
+	VINSERTI128 $0x01, 32(R10), Y3, Y3
+	VPSRLW      $0x04, Y3, Y4
+	VPAND       yMask<>+0(SB), Y4, Y4
+	VPAND       yMask<>+0(SB), Y3, Y3
+	VMULPS      (DX)(R11*1), X2, X5
+	VMOVDQU     yIdx0<>+0(SB), Y6
+	VPERMPS     Y5, Y6, Y6
+	VPMADDUBSW  (CX)(R11*8), Y3, Y8
+	VPMADDUBSW  32(CX)(R11*8), Y4, Y4
+	VPADDW      Y4, Y8, Y8
+	VPMADDWD    yOnes<>+0(SB), Y8, Y8
+	VCVTDQ2PS   Y8, Y8
+	VFMADD231PS Y6, Y8, Y0
+	VMOVDQU     56(R10), X7
+	VINSERTI128 $0x01, 80(R10), Y7, Y7
+	VPSRLW      $0x04, Y7, Y4
+	VPAND       yMask<>+0(SB), Y4, Y4
+	VPAND       yMask<>+0(SB), Y7, Y7
+	VMULPS      (DX)(R11*1), X2, X2
+	VMOVDQU     yIdx1<>+0(SB), Y6
+	VPERMPS     Y2, Y6, Y6
+	VPMADDUBSW  64(CX)(R11*8), Y7, Y8
+	VPMADDUBSW  96(CX)(R11*8), Y4, Y4
+	VPADDW      Y4, Y8, Y8
+	VPMADDWD    yOnes<>+0(SB), Y8, Y8
+	VCVTDQ2PS   Y8, Y8
+	VFMADD231PS Y6, Y8, Y0
+	ADDQ        $0x00000060, R10
+	ADDQ        $0x00000010, R11
+	JMP         dotYRowsPQ4AG32F32_loop
+
+dotYRowsPQ4AG32F32_end:
+	VEXTRACTF128 $0x01, Y0, X2
+	VADDPS       X0, X2, X2
+	VMOVHLPS     X2, X2, X0
+	VADDPS       X0, X2, X2
+	VMOVSHDUP    X2, X0
+	VADDSS       X0, X2, X2
+	VMOVHLPS     X1, X1, X0
+	VADDPS       X0, X1, X1
+	VMOVSHDUP    X1, X0
+	VADDSS       X0, X1, X1
+	VADDSS       X1, X2, X2
+	VMOVSS       X2, (R9)
+	ADDQ         $0x04, R9
+	ADDQ         R8, AX
+	DECQ         DI
+	JMP          dotYRowsPQ4AG32F32_row
+
+dotYRowsPQ4AG32F32_done:
+	VZEROUPPER
+	RET
+
+// func dotYx4Q4AG32F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, out *[4]float32)
+// Requires: AVX, AVX2, FMA3
+TEXT ·dotYx4Q4AG32F32(SB), NOSPLIT, $0-120
+	MOVQ   w_base+0(FP), AX
+	MOVQ   q_base+24(FP), CX
+	MOVQ   d_base+48(FP), DX
+	MOVQ   s_base+72(FP), BX
+	MOVQ   n4+96(FP), SI
+	VXORPS Y0, Y0, Y0
+	VXORPS X1, X1, X1
+	VXORPS Y2, Y2, Y2
+	VXORPS X3, X3, X3
+	VXORPS Y4, Y4, Y4
+	VXORPS X5, X5, X5
+	VXORPS Y6, Y6, Y6
+	VXORPS X7, X7, X7
+
+dotYx4Q4AG32F32_loop:
+	TESTQ       SI, SI
+	JZ          dotYx4Q4AG32F32_end
+	VMOVSS      (AX), X8
+	VINSERTPS   $0x10, 24(AX), X8, X8
+	VINSERTPS   $0x20, 48(AX), X8, X8
+	VINSERTPS   $0x30, 72(AX), X8, X8
+	VMOVSS      4(AX), X9
+	VINSERTPS   $0x10, 28(AX), X9, X9
+	VINSERTPS   $0x20, 52(AX), X9, X9
+	VINSERTPS   $0x30, 76(AX), X9, X9
+	VFMADD231PS (BX), X9, X1
+	VFMADD231PS 16(BX), X9, X3
+	VFMADD231PS 32(BX), X9, X5
+	VFMADD231PS 48(BX), X9, X7
+	VMOVDQU     8(AX), X9
+	VINSERTI128 $0x01, 32(AX), Y9, Y9
+	VPSRLW      $0x04, Y9, Y10
+	VPAND       yMask<>+0(SB), Y10, Y10
+	VPAND       yMask<>+0(SB), Y9, Y9
+	VMULPS      (DX), X8, X11
+	VMOVDQU     yIdx0<>+0(SB), Y12
+	VPERMPS     Y11, Y12, Y12
+	VPMADDUBSW  (CX), Y9, Y14
+	VPMADDUBSW  32(CX), Y10, Y15
+	VPADDW      Y15, Y14, Y14
+	VPMADDWD    yOnes<>+0(SB), Y14, Y14
+	VCVTDQ2PS   Y14, Y14
+	VFMADD231PS Y12, Y14, Y0
+	VMULPS      16(DX), X8, X11
+	VMOVDQU     yIdx0<>+0(SB), Y12
+	VPERMPS     Y11, Y12, Y12
+	VPMADDUBSW  128(CX), Y9, Y14
+	VPMADDUBSW  160(CX), Y10, Y15
+	VPADDW      Y15, Y14, Y14
+	VPMADDWD    yOnes<>+0(SB), Y14, Y14
+	VCVTDQ2PS   Y14, Y14
+	VFMADD231PS Y12, Y14, Y2
+	VMULPS      32(DX), X8, X11
+	VMOVDQU     yIdx0<>+0(SB), Y12
+	VPERMPS     Y11, Y12, Y12
+	VPMADDUBSW  256(CX), Y9, Y14
+	VPMADDUBSW  288(CX), Y10, Y15
+	VPADDW      Y15, Y14, Y14
+	VPMADDWD    yOnes<>+0(SB), Y14, Y14
+	VCVTDQ2PS   Y14, Y14
+	VFMADD231PS Y12, Y14, Y4
+	VMULPS      48(DX), X8, X11
+	VMOVDQU     yIdx0<>+0(SB), Y12
+	VPERMPS     Y11, Y12, Y12
+	VPMADDUBSW  384(CX), Y9, Y14
+	VPMADDUBSW  416(CX), Y10, Y10
+	VPADDW      Y10, Y14, Y14
+	VPMADDWD    yOnes<>+0(SB), Y14, Y14
+	VCVTDQ2PS   Y14, Y14
+	VFMADD231PS Y12, Y14, Y6
+	VMOVDQU     56(AX), X13
+	VINSERTI128 $0x01, 80(AX), Y13, Y13
+	VPSRLW      $0x04, Y13, Y10
+	VPAND       yMask<>+0(SB), Y10, Y10
+	VPAND       yMask<>+0(SB), Y13, Y13
+	VMULPS      (DX), X8, X11
+	VMOVDQU     yIdx1<>+0(SB), Y12
+	VPERMPS     Y11, Y12, Y12
+	VPMADDUBSW  64(CX), Y13, Y14
+	VPMADDUBSW  96(CX), Y10, Y15
+	VPADDW      Y15, Y14, Y14
+	VPMADDWD    yOnes<>+0(SB), Y14, Y14
+	VCVTDQ2PS   Y14, Y14
+	VFMADD231PS Y12, Y14, Y0
+	VMULPS      16(DX), X8, X11
+	VMOVDQU     yIdx1<>+0(SB), Y12
+	VPERMPS     Y11, Y12, Y12
+	VPMADDUBSW  192(CX), Y13, Y14
+	VPMADDUBSW  224(CX), Y10, Y15
+	VPADDW      Y15, Y14, Y14
+	VPMADDWD    yOnes<>+0(SB), Y14, Y14
+	VCVTDQ2PS   Y14, Y14
+	VFMADD231PS Y12, Y14, Y2
+	VMULPS      32(DX), X8, X11
+	VMOVDQU     yIdx1<>+0(SB), Y12
+	VPERMPS     Y11, Y12, Y12
+	VPMADDUBSW  320(CX), Y13, Y14
+	VPMADDUBSW  352(CX), Y10, Y15
+	VPADDW      Y15, Y14, Y14
+	VPMADDWD    yOnes<>+0(SB), Y14, Y14
+	VCVTDQ2PS   Y14, Y14
+	VFMADD231PS Y12, Y14, Y4
+	VMULPS      48(DX), X8, X8
+	VMOVDQU     yIdx1<>+0(SB), Y12
+	VPERMPS     Y8, Y12, Y12
+	VPMADDUBSW  448(CX), Y13, Y14
+	VPMADDUBSW  480(CX), Y10, Y10
+	VPADDW      Y10, Y14, Y14
+	VPMADDWD    yOnes<>+0(SB), Y14, Y14
+	VCVTDQ2PS   Y14, Y14
+	VFMADD231PS Y12, Y14, Y6
+	ADDQ        $0x00000060, AX
+	ADDQ        $0x00000200, CX
+	ADDQ        $0x00000040, DX
+	ADDQ        $0x00000040, BX
+	DECQ        SI
+	JMP         dotYx4Q4AG32F32_loop
+
+dotYx4Q4AG32F32_end:
+	MOVQ         out+112(FP), AX
+	VEXTRACTF128 $0x01, Y0, X8
+	VADDPS       X0, X8, X8
+	VMOVHLPS     X8, X8, X0
+	VADDPS       X0, X8, X8
+	VMOVSHDUP    X8, X0
+	VADDSS       X0, X8, X8
+	VMOVHLPS     X1, X1, X0
+	VADDPS       X0, X1, X1
+	VMOVSHDUP    X1, X0
+	VADDSS       X0, X1, X1
+	VADDSS       X1, X8, X8
+	VMOVSS       X8, (AX)
+	VEXTRACTF128 $0x01, Y2, X0
+	VADDPS       X2, X0, X0
+	VMOVHLPS     X0, X0, X1
+	VADDPS       X1, X0, X0
+	VMOVSHDUP    X0, X1
+	VADDSS       X1, X0, X0
+	VMOVHLPS     X3, X3, X1
+	VADDPS       X1, X3, X3
+	VMOVSHDUP    X3, X1
+	VADDSS       X1, X3, X3
+	VADDSS       X3, X0, X0
+	VMOVSS       X0, 4(AX)
+	VEXTRACTF128 $0x01, Y4, X0
+	VADDPS       X4, X0, X0
+	VMOVHLPS     X0, X0, X1
+	VADDPS       X1, X0, X0
+	VMOVSHDUP    X0, X1
+	VADDSS       X1, X0, X0
+	VMOVHLPS     X5, X5, X1
+	VADDPS       X1, X5, X5
+	VMOVSHDUP    X5, X1
+	VADDSS       X1, X5, X5
+	VADDSS       X5, X0, X0
+	VMOVSS       X0, 8(AX)
+	VEXTRACTF128 $0x01, Y6, X0
+	VADDPS       X6, X0, X0
+	VMOVHLPS     X0, X0, X1
+	VADDPS       X1, X0, X0
+	VMOVSHDUP    X0, X1
+	VADDSS       X1, X0, X0
+	VMOVHLPS     X7, X7, X1
+	VADDPS       X1, X7, X7
+	VMOVSHDUP    X7, X1
+	VADDSS       X1, X7, X7
+	VADDSS       X7, X0, X0
+	VMOVSS       X0, 12(AX)
+	VZEROUPPER
+	RET
+
 // func dotW16RowsQ8G32F16AVX2(w []byte, q []int16, d []float32, nsub int, gsub int, rows int, rb int, out []float32)
 // Requires: AVX, AVX2, F16C, FMA3
 TEXT ·dotW16RowsQ8G32F16AVX2(SB), NOSPLIT, $0-128
@@ -15568,9 +17087,9 @@ dotW16RowsQ8G32F16AVX2_end:
 	VADDPS       X0, X1, X1
 	VMOVSHDUP    X1, X0
 	VADDSS       X0, X1, X1
+	MOVQ         rb+96(FP), BX
 	VMOVSS       X1, (DX)
 	ADDQ         $0x04, DX
-	MOVQ         rb+96(FP), BX
 	ADDQ         BX, AX
 	DECQ         CX
 	JMP          dotW16RowsQ8G32F16AVX2_row
@@ -15726,9 +17245,9 @@ dotW16RowsQ8F16AVX2_end:
 	VADDPS       X0, X1, X1
 	VMOVSHDUP    X1, X0
 	VADDSS       X0, X1, X1
+	MOVQ         rb+96(FP), BX
 	VMOVSS       X1, (DX)
 	ADDQ         $0x04, DX
-	MOVQ         rb+96(FP), BX
 	ADDQ         BX, AX
 	DECQ         CX
 	JMP          dotW16RowsQ8F16AVX2_row
@@ -15839,9 +17358,9 @@ dotW16RowsQ8G32F32AVX2_end:
 	VADDPS       X0, X1, X1
 	VMOVSHDUP    X1, X0
 	VADDSS       X0, X1, X1
+	MOVQ         rb+96(FP), BX
 	VMOVSS       X1, (DX)
 	ADDQ         $0x04, DX
-	MOVQ         rb+96(FP), BX
 	ADDQ         BX, AX
 	DECQ         CX
 	JMP          dotW16RowsQ8G32F32AVX2_row
@@ -15992,9 +17511,9 @@ dotW16RowsQ8F32AVX2_end:
 	VADDPS       X0, X1, X1
 	VMOVSHDUP    X1, X0
 	VADDSS       X0, X1, X1
+	MOVQ         rb+96(FP), BX
 	VMOVSS       X1, (DX)
 	ADDQ         $0x04, DX
-	MOVQ         rb+96(FP), BX
 	ADDQ         BX, AX
 	DECQ         CX
 	JMP          dotW16RowsQ8F32AVX2_row
@@ -16092,9 +17611,9 @@ dotW16RowsQ8G32F16AVX512_end:
 	VADDPS        X1, X0, X0
 	VMOVSHDUP     X0, X1
 	VADDSS        X1, X0, X0
+	MOVQ          rb+96(FP), BX
 	VMOVSS        X0, (DX)
 	ADDQ          $0x04, DX
-	MOVQ          rb+96(FP), BX
 	ADDQ          BX, AX
 	DECQ          CX
 	JMP           dotW16RowsQ8G32F16AVX512_row
@@ -16232,9 +17751,9 @@ dotW16RowsQ8F16AVX512_end:
 	VADDPS        X1, X0, X0
 	VMOVSHDUP     X0, X1
 	VADDSS        X1, X0, X0
+	MOVQ          rb+96(FP), BX
 	VMOVSS        X0, (DX)
 	ADDQ          $0x04, DX
-	MOVQ          rb+96(FP), BX
 	ADDQ          BX, AX
 	DECQ          CX
 	JMP           dotW16RowsQ8F16AVX512_row
@@ -16327,9 +17846,9 @@ dotW16RowsQ8G32F32AVX512_end:
 	VADDPS        X1, X0, X0
 	VMOVSHDUP     X0, X1
 	VADDSS        X1, X0, X0
+	MOVQ          rb+96(FP), BX
 	VMOVSS        X0, (DX)
 	ADDQ          $0x04, DX
-	MOVQ          rb+96(FP), BX
 	ADDQ          BX, AX
 	DECQ          CX
 	JMP           dotW16RowsQ8G32F32AVX512_row
@@ -16462,9 +17981,9 @@ dotW16RowsQ8F32AVX512_end:
 	VADDPS        X1, X0, X0
 	VMOVSHDUP     X0, X1
 	VADDSS        X1, X0, X0
+	MOVQ          rb+96(FP), BX
 	VMOVSS        X0, (DX)
 	ADDQ          $0x04, DX
-	MOVQ          rb+96(FP), BX
 	ADDQ          BX, AX
 	DECQ          CX
 	JMP           dotW16RowsQ8F32AVX512_row
@@ -16677,8 +18196,8 @@ dotW16x4Q8G32F16AVX512_end:
 	VMOVSHDUP     X1, X0
 	VADDSS        X0, X1, X1
 	VMOVSS        X1, (SI)
-	ADDQ          $0x04, DX
 	MOVQ          rb+88(FP), BX
+	ADDQ          $0x04, DX
 	ADDQ          BX, AX
 	DECQ          CX
 	JMP           dotW16x4Q8G32F16AVX512_row
@@ -16886,8 +18405,8 @@ dotW16x4Q8G32F32AVX512_end:
 	VMOVSHDUP     X1, X0
 	VADDSS        X0, X1, X1
 	VMOVSS        X1, (SI)
-	ADDQ          $0x04, DX
 	MOVQ          rb+88(FP), BX
+	ADDQ          $0x04, DX
 	ADDQ          BX, AX
 	DECQ          CX
 	JMP           dotW16x4Q8G32F32AVX512_row

@@ -34,8 +34,27 @@ var zVNNI = zFuncs{
 	},
 }
 
+// zAVX2 are the y kernels (kernels/_asm/q4y.go), the same plan in 256-bit
+// AVX2 for the avx2 and avx512 variants: G32 layouts only, the others keep
+// the older kernels.
+var zAVX2 = zFuncs{
+	rows: [2][2][3]zRowsFunc{
+		{{dotYRowsQ4G32F16, nil, nil}, {dotYRowsQ4G32F32, nil, nil}},
+		{{dotYRowsQ4AG32F16, nil, nil}, {dotYRowsQ4AG32F32, nil, nil}},
+	},
+	rowsP: [2][2][3]zRowsFunc{
+		{{dotYRowsPQ4G32F16, nil, nil}, {dotYRowsPQ4G32F32, nil, nil}},
+		{{dotYRowsPQ4AG32F16, nil, nil}, {dotYRowsPQ4AG32F32, nil, nil}},
+	},
+	x4: [2][2][3]zX4Func{
+		{{dotYx4Q4G32F16, nil, nil}, {dotYx4Q4G32F32, nil, nil}},
+		{{dotYx4Q4AG32F16, nil, nil}, {dotYx4Q4AG32F32, nil, nil}},
+	},
+}
+
 // index returns f's kernels' indices, or ok false if f has none (q8, or a
-// group that is neither 32, 64 nor a multiple of 128).
+// group that is neither 32, 64 nor a multiple of 128, or a layout the set
+// leaves out).
 func (z *zFuncs) index(f QFormat) (ki, si, li int, ok bool) {
 	if f.Kind != QKindQ4 && f.Kind != QKindQ4A {
 		return
@@ -54,7 +73,7 @@ func (z *zFuncs) index(f QFormat) (ki, si, li int, ok bool) {
 	default:
 		return
 	}
-	return ki, si, li, true
+	return ki, si, li, z.rows[ki][si][li] != nil
 }
 
 // dot is dotQ for a format with z kernels.

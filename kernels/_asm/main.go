@@ -10,6 +10,7 @@ package main
 
 import (
 	"fmt"
+	"strings"
 
 	. "github.com/mmcloughlin/avo/build"
 	. "github.com/mmcloughlin/avo/operand"
@@ -64,6 +65,7 @@ func main() {
 	}
 	qf32All()
 	zAll()
+	yAll()
 	w16All()
 	quantizeActs16()
 	expAll()
@@ -93,6 +95,118 @@ func hsum(s isa, v VecVirtual) VecVirtual {
 	VMOVSHDUP(x, t)
 	VADDSS(t, x, x)
 	return x
+}
+
+// nextRow ends a rows kernel's row: it stores x's low lane at out, moves
+// out and the weight row wp (by rb bytes) on, and loops to name+"_row",
+// which tests rows; then the kernel's exit at name+"_done".
+func nextRow(name string, x VecVirtual, out, wp Register, rb Op, rows Register) {
+	VMOVSS(x, Mem{Base: out})
+	advanceRow(name, out, wp, rb, rows)
+}
+
+// groupsEnd ends a rows kernel's loop over groups of four sub-blocks (i,
+// counting 16 a group, moved on; back to name+"_loop"); at name+"_end"
+// the row's result is result() and the next row begins (nextRow).
+func groupsEnd(name string, i Register, result func() VecVirtual, out, wp Register, rb Op, rows Register) {
+	ADDQ(U32(16), i)
+	JMP(LabelRef(name + "_loop"))
+	Label(name + "_end")
+	nextRow(name, result(), out, wp, rb, rows)
+}
+
+// x4Params loads the four-activation-row q4 kernels' pointers and group
+// count.
+func x4Params() (blk, qp, dp, sp, n4 Register) {
+	blk = Load(Param("w").Base(), GP64())
+	qp = Load(Param("q").Base(), GP64())
+	dp = Load(Param("d").Base(), GP64())
+	sp = Load(Param("s").Base(), GP64())
+	n4 = Load(Param("n4"), GP64())
+	return
+}
+
+// advanceRow is nextRow after the row's results are stored.
+func advanceRow(name string, out, wp Register, rb Op, rows Register) {
+	ADDQ(U8(4), out)
+	ADDQ(rb, wp)
+	DECQ(rows)
+	JMP(LabelRef(name + "_row"))
+	Label(name + "_done")
+	VZEROUPPER()
+	RET()
+}
+
+// x4End ends a four-activation-row q4 kernel's group (the activations'
+// pointers moved to the next group, n4 counted down, back to
+// name+"_loop"), then stores result(t) in out[t] at name+"_end".
+func x4End(name string, qp, dp, sp, n4 Register, result func(t int) VecVirtual) {
+	ADDQ(U32(512), qp)
+	ADDQ(U32(64), dp)
+	ADDQ(U32(64), sp)
+	DECQ(n4)
+	JMP(LabelRef(name + "_loop"))
+	Label(name + "_end")
+	out := Load(Param("out"), GP64())
+	for t := 0; t < 4; t++ {
+		VMOVSS(result(t), Mem{Base: out, Disp: 4 * t})
+	}
+	VZEROUPPER()
+	RET()
+}
+
+// rowsText declares a q4 rows kernel of the z or y family ("Z", "Y") and
+// returns its name; blocks says how its weight rows are cut.
+func rowsText(family, suffix string, permuted bool, blocks string) string {
+	name := "dot" + family + "Rows" + suffix
+	see := "see the " + strings.ToLower(family) + " kernels in kernels/_asm."
+	doc := "activations (q, d, s); " + see
+	if permuted {
+		name = "dot" + family + "RowsP" + suffix
+		doc = "activations (q, d, s), q in the kernels' order; " + see
+	}
+	TEXT(name, NOSPLIT, "func(w []byte, q []int8, d []float32, s []float32, n4, bb, rows, rb int, out []float32)")
+	Pragma("noescape") // kernels keep no pointer to their arguments
+	Doc(name+" stores in out[r], r < rows, the dot product of the first 4·n4",
+		"sub-blocks of weight row r (w[r*rb:], "+blocks+") with the",
+		doc)
+	return name
+}
+
+// rowsParams are a q4 rows kernel's arguments in registers; n16 is 16·n4,
+// the byte offset of the activations' d and s past the last group.
+type rowsParams struct {
+	wp, qp, dp, sp, n16, rows, rb, out Register
+}
+
+func loadRowsParams() rowsParams {
+	var a rowsParams
+	a.wp = Load(Param("w").Base(), GP64())
+	a.qp = Load(Param("q").Base(), GP64())
+	a.dp = Load(Param("d").Base(), GP64())
+	a.sp = Load(Param("s").Base(), GP64())
+	a.n16 = Load(Param("n4"), GP64())
+	SHLQ(U8(4), a.n16)
+	a.rows = Load(Param("rows"), GP64())
+	a.rb = Load(Param("rb"), GP64())
+	a.out = Load(Param("out").Base(), GP64())
+	return a
+}
+
+// rowStart begins a rows kernel's row: to name+"_done" when none is left.
+func rowStart(name string, rows Register) {
+	Label(name + "_row")
+	TESTQ(rows, rows)
+	JZ(LabelRef(name + "_done"))
+}
+
+// x4Text declares a four-activation-row q4 kernel (the z and y families).
+func x4Text(name, family string) {
+	TEXT(name, NOSPLIT, "func(w []byte, q []int8, d []float32, s []float32, n4, bb int, out *[4]float32)")
+	Pragma("noescape") // kernels keep no pointer to their arguments
+	Doc(name+" stores in out[t] the dot product of the first 4·n4 sub-blocks",
+		"of the weight row w with the packed activation row t = 0..3; see the "+family,
+		"kernels in kernels/_asm.")
 }
 
 func zero(v ...VecVirtual) {

@@ -175,22 +175,7 @@ func (z *zKernel) scales(blk Register, off int) Register {
 	}
 	switch z.layout {
 	case "G32":
-		if z.f32 {
-			VMOVSS(m(0), x)
-			VINSERTPS(U8(0x10), m(1), x, x)
-			VINSERTPS(U8(0x20), m(2), x, x)
-			VINSERTPS(U8(0x30), m(3), x, x)
-			return x
-		}
-		t0, t1 := GP64(), GP64()
-		MOVWQZX(m(0), t0)
-		for i := 1; i < 4; i++ {
-			MOVWQZX(m(i), t1)
-			SHLQ(U8(16*i), t1)
-			ORQ(t1, t0)
-		}
-		VMOVQ(t0, x)
-		VCVTPH2PS(x, x)
+		scales4(x, m, z.f32)
 	case "G64":
 		// [s0 0 s1 0], then duplicated: [s0 s0 s1 s1].
 		if z.f32 {
@@ -215,6 +200,27 @@ func (z *zKernel) scales(blk Register, off int) Register {
 		}
 	}
 	return x
+}
+
+// scales4 loads four f16 or f32 scales, at m(0)..m(3), into the four
+// lanes of the xmm x (as float32).
+func scales4(x VecVirtual, m func(i int) Mem, f32 bool) {
+	if f32 {
+		VMOVSS(m(0), x)
+		VINSERTPS(U8(0x10), m(1), x, x)
+		VINSERTPS(U8(0x20), m(2), x, x)
+		VINSERTPS(U8(0x30), m(3), x, x)
+		return
+	}
+	t0, t1 := GP64(), GP64()
+	MOVWQZX(m(0), t0)
+	for i := 1; i < 4; i++ {
+		MOVWQZX(m(i), t1)
+		SHLQ(U8(16*i), t1)
+		ORQ(t1, t0)
+	}
+	VMOVQ(t0, x)
+	VCVTPH2PS(x, x)
 }
 
 // codes loads and unpacks the codes of the group's two pairs of sub-blocks.
@@ -287,16 +293,22 @@ func (z *zKernel) finish(r zRow, k *zConsts) VecVirtual {
 	VADDPS(r.acc[1], r.acc[0], r.acc[0])
 	VMULPS(k.fin, r.acc[0], r.acc[0])
 	x := hsum(avx512, r.acc[0])
-	o, t := r.off, XMM()
+	addOffsets(x, r.off, k.m8, z.kind == "Q4")
+	return x
+}
+
+// addOffsets adds to x's low lane the sum of the four lanes of the offset
+// accumulator o, times -8 (the constant at m8) for q4.
+func addOffsets(x, o VecVirtual, m8 Mem, q4 bool) {
+	t := XMM()
 	VMOVHLPS(o, o, t)
 	VADDPS(t, o, o)
 	VMOVSHDUP(o, t)
 	VADDSS(t, o, o)
-	if z.kind == "Q4" {
-		VMULSS(k.m8, o, o)
+	if q4 {
+		VMULSS(m8, o, o)
 	}
 	VADDSS(o, x, x)
-	return x
 }
 
 // advance moves blk (and codes) to the next group.
@@ -346,40 +358,21 @@ func (z *zKernel) setup() (k *zConsts, nib VecVirtual, idx [2]VecVirtual, kmask 
 // With permuted, the activation codes come already in the kernels' order
 // (QuantizedActivations.zq), saving two VPERMQ per group and row.
 func zRows(z *zKernel, permuted bool) {
-	name := "dotZRows" + z.suffix()
-	doc := "activations (q, d, s); see the z kernels in kernels/_asm."
-	if permuted {
-		name = "dotZRowsP" + z.suffix()
-		doc = "activations (q, d, s), q in the kernels' order; see the z kernels in kernels/_asm."
-	}
-	TEXT(name, NOSPLIT, "func(w []byte, q []int8, d []float32, s []float32, n4, bb, rows, rb int, out []float32)")
-	Pragma("noescape") // kernels keep no pointer to their arguments
-	Doc(name+" stores in out[r], r < rows, the dot product of the first 4·n4",
-		"sub-blocks of weight row r (w[r*rb:], blocks of bb bytes) with the",
-		doc)
+	name := rowsText("Z", z.suffix(), permuted, "blocks of bb bytes")
 	k, nib, idx, kmask := z.setup()
 	var qperm VecVirtual
 	if !permuted {
 		qperm = ZMM()
 		VMOVDQU64(k.qperm, qperm)
 	}
-	wp := Load(Param("w").Base(), GP64())
-	qp := Load(Param("q").Base(), GP64())
-	dp := Load(Param("d").Base(), GP64())
-	sp := Load(Param("s").Base(), GP64())
-	n16 := Load(Param("n4"), GP64())
-	SHLQ(U8(4), n16)
+	a := loadRowsParams()
+	wp, qp, dp, sp, n16, rows, rb, out := a.wp, a.qp, a.dp, a.sp, a.n16, a.rows, a.rb, a.out
 	var bb Register
 	if z.layout == "G128" {
 		bb = Load(Param("bb"), GP64())
 	}
-	rows := Load(Param("rows"), GP64())
-	rb := Load(Param("rb"), GP64())
-	out := Load(Param("out").Base(), GP64())
 
-	Label(name + "_row")
-	TESTQ(rows, rows)
-	JZ(LabelRef(name + "_done"))
+	rowStart(name, rows)
 	r := newZRow()
 	blk := GP64()
 	MOVQ(wp, blk)
@@ -405,18 +398,7 @@ func zRows(z *zKernel, permuted bool) {
 		return a
 	})
 	z.advance(name+"_next", blk, codes, next, bb)
-	ADDQ(U32(16), i)
-	JMP(LabelRef(name + "_loop"))
-	Label(name + "_end")
-	x := z.finish(r, k)
-	VMOVSS(x, Mem{Base: out})
-	ADDQ(U32(4), out)
-	ADDQ(rb, wp)
-	DECQ(rows)
-	JMP(LabelRef(name + "_row"))
-	Label(name + "_done")
-	VZEROUPPER()
-	RET()
+	groupsEnd(name, i, func() VecVirtual { return z.finish(r, k) }, out, wp, rb, rows)
 }
 
 // zX4 generates the kernel for one weight row times four activation rows
@@ -424,17 +406,9 @@ func zRows(z *zKernel, permuted bool) {
 // codes (each pair permuted), d[16g+4t:] and s[16g+4t:] its four d and s.
 func zX4(z *zKernel) {
 	name := "dotZx4" + z.suffix()
-	TEXT(name, NOSPLIT, "func(w []byte, q []int8, d []float32, s []float32, n4, bb int, out *[4]float32)")
-	Pragma("noescape") // kernels keep no pointer to their arguments
-	Doc(name+" stores in out[t] the dot product of the first 4·n4 sub-blocks",
-		"of the weight row w with the packed activation row t = 0..3; see the z",
-		"kernels in kernels/_asm.")
+	x4Text(name, "z")
 	k, nib, idx, kmask := z.setup()
-	blk := Load(Param("w").Base(), GP64())
-	qp := Load(Param("q").Base(), GP64())
-	dp := Load(Param("d").Base(), GP64())
-	sp := Load(Param("s").Base(), GP64())
-	n4 := Load(Param("n4"), GP64())
+	blk, qp, dp, sp, n4 := x4Params()
 	var codes, next, bb Register
 	if z.layout == "G128" {
 		bb = Load(Param("bb"), GP64())
@@ -456,18 +430,7 @@ func zX4(z *zKernel) {
 		})
 	}
 	z.advance(name+"_next", blk, codes, next, bb)
-	ADDQ(U32(512), qp)
-	ADDQ(U32(64), dp)
-	ADDQ(U32(64), sp)
-	DECQ(n4)
-	JMP(LabelRef(name + "_loop"))
-	Label(name + "_end")
-	out := Load(Param("out"), GP64())
-	for t := range rs {
-		VMOVSS(z.finish(rs[t], k), Mem{Base: out, Disp: 4 * t})
-	}
-	VZEROUPPER()
-	RET()
+	x4End(name, qp, dp, sp, n4, func(t int) VecVirtual { return z.finish(rs[t], k) })
 }
 
 func zAll() {

@@ -140,15 +140,8 @@ func w16Rows(s isa, f32, g32 bool) {
 		ADDQ(U8(64), qc)
 		ADDQ(U8(4), dc)
 	})
-	VMOVSS(reduce4(s, acc), Mem{Base: out})
-	ADDQ(U8(4), out)
-	rb := Load(Param("rb"), GP64())
-	ADDQ(rb, wp)
-	DECQ(rows)
-	JMP(LabelRef(name + "_row"))
-	Label(name + "_done")
-	VZEROUPPER()
-	RET()
+	x := reduce4(s, acc)
+	nextRow(name, x, out, wp, Load(Param("rb"), GP64()), rows)
 }
 
 // subBlocks emits the sub-block loop of the q8 × int16 kernels: with cnt
@@ -339,12 +332,5 @@ func w16x4(f32 bool) {
 			ADDQ(stride, o)
 		}
 	}
-	ADDQ(U8(4), out)
-	rb := Load(Param("rb"), GP64())
-	ADDQ(rb, wp)
-	DECQ(rows)
-	JMP(LabelRef(name + "_row"))
-	Label(name + "_done")
-	VZEROUPPER()
-	RET()
+	advanceRow(name, out, wp, Load(Param("rb"), GP64()), rows)
 }
