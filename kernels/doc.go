@@ -15,8 +15,8 @@
 // are added:
 //
 //   - avx2: AVX2+FMA+F16C, 8-wide float kernels, quantized dots with
-//     VPMADDUBSW/VPMADDWD; q4 and q4a in groups of 32 by the same plan as
-//     vnni's in 256-bit vectors (the y kernels, qz_amd64.go);
+//     VPMADDUBSW/VPMADDWD; q4 and q4a by the same plan as vnni's in
+//     256-bit vectors (the y kernels, qz_amd64.go);
 //   - avx512: AVX-512 F/BW/VL, 16-wide float kernels, quantized as avx2
 //     except q8 × int16 (512-bit VPMADDWD, also used by vnni);
 //   - vnni: avx512 plus AVX-512 VNNI, quantized dots with VPDPBUSD; q4

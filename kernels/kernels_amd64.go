@@ -970,14 +970,14 @@ func dotZRowsPQ4AG128F32(w []byte, q []int8, d []float32, s []float32, n4 int, b
 func dotZx4Q4AG128F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, out *[4]float32)
 
 // dotYRowsQ4G32F16 stores in out[r], r < rows, the dot product of the first 4·n4
-// sub-blocks of weight row r (w[r*rb:], blocks of 32 values) with the
+// sub-blocks of weight row r (w[r*rb:], blocks of bb bytes) with the
 // activations (q, d, s); see the y kernels in kernels/_asm.
 //
 //go:noescape
 func dotYRowsQ4G32F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
 
 // dotYRowsPQ4G32F16 stores in out[r], r < rows, the dot product of the first 4·n4
-// sub-blocks of weight row r (w[r*rb:], blocks of 32 values) with the
+// sub-blocks of weight row r (w[r*rb:], blocks of bb bytes) with the
 // activations (q, d, s), q in the kernels' order; see the y kernels in kernels/_asm.
 //
 //go:noescape
@@ -990,15 +990,57 @@ func dotYRowsPQ4G32F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb 
 //go:noescape
 func dotYx4Q4G32F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, out *[4]float32)
 
+// dotYRowsQ4G64F16 stores in out[r], r < rows, the dot product of the first 4·n4
+// sub-blocks of weight row r (w[r*rb:], blocks of bb bytes) with the
+// activations (q, d, s); see the y kernels in kernels/_asm.
+//
+//go:noescape
+func dotYRowsQ4G64F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
+
+// dotYRowsPQ4G64F16 stores in out[r], r < rows, the dot product of the first 4·n4
+// sub-blocks of weight row r (w[r*rb:], blocks of bb bytes) with the
+// activations (q, d, s), q in the kernels' order; see the y kernels in kernels/_asm.
+//
+//go:noescape
+func dotYRowsPQ4G64F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
+
+// dotYx4Q4G64F16 stores in out[t] the dot product of the first 4·n4 sub-blocks
+// of the weight row w with the packed activation row t = 0..3; see the y
+// kernels in kernels/_asm.
+//
+//go:noescape
+func dotYx4Q4G64F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, out *[4]float32)
+
+// dotYRowsQ4G128F16 stores in out[r], r < rows, the dot product of the first 4·n4
+// sub-blocks of weight row r (w[r*rb:], blocks of bb bytes) with the
+// activations (q, d, s); see the y kernels in kernels/_asm.
+//
+//go:noescape
+func dotYRowsQ4G128F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
+
+// dotYRowsPQ4G128F16 stores in out[r], r < rows, the dot product of the first 4·n4
+// sub-blocks of weight row r (w[r*rb:], blocks of bb bytes) with the
+// activations (q, d, s), q in the kernels' order; see the y kernels in kernels/_asm.
+//
+//go:noescape
+func dotYRowsPQ4G128F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
+
+// dotYx4Q4G128F16 stores in out[t] the dot product of the first 4·n4 sub-blocks
+// of the weight row w with the packed activation row t = 0..3; see the y
+// kernels in kernels/_asm.
+//
+//go:noescape
+func dotYx4Q4G128F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, out *[4]float32)
+
 // dotYRowsQ4G32F32 stores in out[r], r < rows, the dot product of the first 4·n4
-// sub-blocks of weight row r (w[r*rb:], blocks of 32 values) with the
+// sub-blocks of weight row r (w[r*rb:], blocks of bb bytes) with the
 // activations (q, d, s); see the y kernels in kernels/_asm.
 //
 //go:noescape
 func dotYRowsQ4G32F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
 
 // dotYRowsPQ4G32F32 stores in out[r], r < rows, the dot product of the first 4·n4
-// sub-blocks of weight row r (w[r*rb:], blocks of 32 values) with the
+// sub-blocks of weight row r (w[r*rb:], blocks of bb bytes) with the
 // activations (q, d, s), q in the kernels' order; see the y kernels in kernels/_asm.
 //
 //go:noescape
@@ -1011,15 +1053,57 @@ func dotYRowsPQ4G32F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb 
 //go:noescape
 func dotYx4Q4G32F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, out *[4]float32)
 
+// dotYRowsQ4G64F32 stores in out[r], r < rows, the dot product of the first 4·n4
+// sub-blocks of weight row r (w[r*rb:], blocks of bb bytes) with the
+// activations (q, d, s); see the y kernels in kernels/_asm.
+//
+//go:noescape
+func dotYRowsQ4G64F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
+
+// dotYRowsPQ4G64F32 stores in out[r], r < rows, the dot product of the first 4·n4
+// sub-blocks of weight row r (w[r*rb:], blocks of bb bytes) with the
+// activations (q, d, s), q in the kernels' order; see the y kernels in kernels/_asm.
+//
+//go:noescape
+func dotYRowsPQ4G64F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
+
+// dotYx4Q4G64F32 stores in out[t] the dot product of the first 4·n4 sub-blocks
+// of the weight row w with the packed activation row t = 0..3; see the y
+// kernels in kernels/_asm.
+//
+//go:noescape
+func dotYx4Q4G64F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, out *[4]float32)
+
+// dotYRowsQ4G128F32 stores in out[r], r < rows, the dot product of the first 4·n4
+// sub-blocks of weight row r (w[r*rb:], blocks of bb bytes) with the
+// activations (q, d, s); see the y kernels in kernels/_asm.
+//
+//go:noescape
+func dotYRowsQ4G128F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
+
+// dotYRowsPQ4G128F32 stores in out[r], r < rows, the dot product of the first 4·n4
+// sub-blocks of weight row r (w[r*rb:], blocks of bb bytes) with the
+// activations (q, d, s), q in the kernels' order; see the y kernels in kernels/_asm.
+//
+//go:noescape
+func dotYRowsPQ4G128F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
+
+// dotYx4Q4G128F32 stores in out[t] the dot product of the first 4·n4 sub-blocks
+// of the weight row w with the packed activation row t = 0..3; see the y
+// kernels in kernels/_asm.
+//
+//go:noescape
+func dotYx4Q4G128F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, out *[4]float32)
+
 // dotYRowsQ4AG32F16 stores in out[r], r < rows, the dot product of the first 4·n4
-// sub-blocks of weight row r (w[r*rb:], blocks of 32 values) with the
+// sub-blocks of weight row r (w[r*rb:], blocks of bb bytes) with the
 // activations (q, d, s); see the y kernels in kernels/_asm.
 //
 //go:noescape
 func dotYRowsQ4AG32F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
 
 // dotYRowsPQ4AG32F16 stores in out[r], r < rows, the dot product of the first 4·n4
-// sub-blocks of weight row r (w[r*rb:], blocks of 32 values) with the
+// sub-blocks of weight row r (w[r*rb:], blocks of bb bytes) with the
 // activations (q, d, s), q in the kernels' order; see the y kernels in kernels/_asm.
 //
 //go:noescape
@@ -1032,15 +1116,57 @@ func dotYRowsPQ4AG32F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb
 //go:noescape
 func dotYx4Q4AG32F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, out *[4]float32)
 
+// dotYRowsQ4AG64F16 stores in out[r], r < rows, the dot product of the first 4·n4
+// sub-blocks of weight row r (w[r*rb:], blocks of bb bytes) with the
+// activations (q, d, s); see the y kernels in kernels/_asm.
+//
+//go:noescape
+func dotYRowsQ4AG64F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
+
+// dotYRowsPQ4AG64F16 stores in out[r], r < rows, the dot product of the first 4·n4
+// sub-blocks of weight row r (w[r*rb:], blocks of bb bytes) with the
+// activations (q, d, s), q in the kernels' order; see the y kernels in kernels/_asm.
+//
+//go:noescape
+func dotYRowsPQ4AG64F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
+
+// dotYx4Q4AG64F16 stores in out[t] the dot product of the first 4·n4 sub-blocks
+// of the weight row w with the packed activation row t = 0..3; see the y
+// kernels in kernels/_asm.
+//
+//go:noescape
+func dotYx4Q4AG64F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, out *[4]float32)
+
+// dotYRowsQ4AG128F16 stores in out[r], r < rows, the dot product of the first 4·n4
+// sub-blocks of weight row r (w[r*rb:], blocks of bb bytes) with the
+// activations (q, d, s); see the y kernels in kernels/_asm.
+//
+//go:noescape
+func dotYRowsQ4AG128F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
+
+// dotYRowsPQ4AG128F16 stores in out[r], r < rows, the dot product of the first 4·n4
+// sub-blocks of weight row r (w[r*rb:], blocks of bb bytes) with the
+// activations (q, d, s), q in the kernels' order; see the y kernels in kernels/_asm.
+//
+//go:noescape
+func dotYRowsPQ4AG128F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
+
+// dotYx4Q4AG128F16 stores in out[t] the dot product of the first 4·n4 sub-blocks
+// of the weight row w with the packed activation row t = 0..3; see the y
+// kernels in kernels/_asm.
+//
+//go:noescape
+func dotYx4Q4AG128F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, out *[4]float32)
+
 // dotYRowsQ4AG32F32 stores in out[r], r < rows, the dot product of the first 4·n4
-// sub-blocks of weight row r (w[r*rb:], blocks of 32 values) with the
+// sub-blocks of weight row r (w[r*rb:], blocks of bb bytes) with the
 // activations (q, d, s); see the y kernels in kernels/_asm.
 //
 //go:noescape
 func dotYRowsQ4AG32F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
 
 // dotYRowsPQ4AG32F32 stores in out[r], r < rows, the dot product of the first 4·n4
-// sub-blocks of weight row r (w[r*rb:], blocks of 32 values) with the
+// sub-blocks of weight row r (w[r*rb:], blocks of bb bytes) with the
 // activations (q, d, s), q in the kernels' order; see the y kernels in kernels/_asm.
 //
 //go:noescape
@@ -1052,6 +1178,48 @@ func dotYRowsPQ4AG32F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb
 //
 //go:noescape
 func dotYx4Q4AG32F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, out *[4]float32)
+
+// dotYRowsQ4AG64F32 stores in out[r], r < rows, the dot product of the first 4·n4
+// sub-blocks of weight row r (w[r*rb:], blocks of bb bytes) with the
+// activations (q, d, s); see the y kernels in kernels/_asm.
+//
+//go:noescape
+func dotYRowsQ4AG64F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
+
+// dotYRowsPQ4AG64F32 stores in out[r], r < rows, the dot product of the first 4·n4
+// sub-blocks of weight row r (w[r*rb:], blocks of bb bytes) with the
+// activations (q, d, s), q in the kernels' order; see the y kernels in kernels/_asm.
+//
+//go:noescape
+func dotYRowsPQ4AG64F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
+
+// dotYx4Q4AG64F32 stores in out[t] the dot product of the first 4·n4 sub-blocks
+// of the weight row w with the packed activation row t = 0..3; see the y
+// kernels in kernels/_asm.
+//
+//go:noescape
+func dotYx4Q4AG64F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, out *[4]float32)
+
+// dotYRowsQ4AG128F32 stores in out[r], r < rows, the dot product of the first 4·n4
+// sub-blocks of weight row r (w[r*rb:], blocks of bb bytes) with the
+// activations (q, d, s); see the y kernels in kernels/_asm.
+//
+//go:noescape
+func dotYRowsQ4AG128F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
+
+// dotYRowsPQ4AG128F32 stores in out[r], r < rows, the dot product of the first 4·n4
+// sub-blocks of weight row r (w[r*rb:], blocks of bb bytes) with the
+// activations (q, d, s), q in the kernels' order; see the y kernels in kernels/_asm.
+//
+//go:noescape
+func dotYRowsPQ4AG128F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
+
+// dotYx4Q4AG128F32 stores in out[t] the dot product of the first 4·n4 sub-blocks
+// of the weight row w with the packed activation row t = 0..3; see the y
+// kernels in kernels/_asm.
+//
+//go:noescape
+func dotYx4Q4AG128F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, out *[4]float32)
 
 // dotW16RowsQ8G32F16AVX2 stores in out[r], r < rows, the dot product of the first nsub
 // sub-blocks of the q8 weight row r (w[r*rb:], blocks of gsub sub-blocks

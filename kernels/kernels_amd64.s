@@ -15876,6 +15876,723 @@ dotYx4Q4G32F16_end:
 	VZEROUPPER
 	RET
 
+// func dotYRowsQ4G64F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
+// Requires: AVX, AVX2, F16C, FMA3
+TEXT ·dotYRowsQ4G64F16(SB), NOSPLIT, $0-152
+	MOVQ w_base+0(FP), AX
+	MOVQ q_base+24(FP), CX
+	MOVQ d_base+48(FP), DX
+	MOVQ s_base+72(FP), BX
+	MOVQ n4+96(FP), SI
+	SHLQ $0x04, SI
+	MOVQ rows+112(FP), DI
+	MOVQ rb+120(FP), R8
+	MOVQ out_base+128(FP), R9
+
+dotYRowsQ4G64F16_row:
+	TESTQ  DI, DI
+	JZ     dotYRowsQ4G64F16_done
+	VXORPS Y0, Y0, Y0
+	VXORPS X1, X1, X1
+	MOVQ   AX, R10
+	XORQ   R11, R11
+
+dotYRowsQ4G64F16_loop:
+	CMPQ        R11, SI
+	JAE         dotYRowsQ4G64F16_end
+	MOVWQZX     (R10), R12
+	MOVWQZX     34(R10), R13
+	SHLQ        $0x20, R13
+	ORQ         R13, R12
+	VMOVQ       R12, X2
+	VCVTPH2PS   X2, X2
+	VMOVSLDUP   X2, X2
+	VFMADD231PS (BX)(R11*1), X2, X1
+	VMOVDQU     2(R10), Y3
+	VPSRLW      $0x04, Y3, Y4
+	VPAND       yMask<>+0(SB), Y4, Y4
+	VPAND       yMask<>+0(SB), Y3, Y3
+	VMOVDQU     (CX)(R11*8), Y5
+	VPERM2I128  $0x20, 32(CX)(R11*8), Y5, Y6
+	VPERM2I128  $0x31, 32(CX)(R11*8), Y5, Y5
+	VMULPS      (DX)(R11*1), X2, X7
+	VMOVDQU     yIdx0<>+0(SB), Y8
+	VPERMPS     Y7, Y8, Y8
+	VPMADDUBSW  Y6, Y3, Y3
+	VPMADDUBSW  Y5, Y4, Y4
+	VPADDW      Y4, Y3, Y3
+	VPMADDWD    yOnes<>+0(SB), Y3, Y3
+	VCVTDQ2PS   Y3, Y3
+	VFMADD231PS Y8, Y3, Y0
+	VMOVDQU     36(R10), Y3
+	VPSRLW      $0x04, Y3, Y4
+	VPAND       yMask<>+0(SB), Y4, Y4
+	VPAND       yMask<>+0(SB), Y3, Y3
+	VMOVDQU     64(CX)(R11*8), Y5
+	VPERM2I128  $0x20, 96(CX)(R11*8), Y5, Y6
+	VPERM2I128  $0x31, 96(CX)(R11*8), Y5, Y5
+	VMULPS      (DX)(R11*1), X2, X2
+	VMOVDQU     yIdx1<>+0(SB), Y8
+	VPERMPS     Y2, Y8, Y8
+	VPMADDUBSW  Y6, Y3, Y3
+	VPMADDUBSW  Y5, Y4, Y4
+	VPADDW      Y4, Y3, Y3
+	VPMADDWD    yOnes<>+0(SB), Y3, Y3
+	VCVTDQ2PS   Y3, Y3
+	VFMADD231PS Y8, Y3, Y0
+	ADDQ        $0x00000044, R10
+	ADDQ        $0x00000010, R11
+	JMP         dotYRowsQ4G64F16_loop
+
+dotYRowsQ4G64F16_end:
+	VEXTRACTF128 $0x01, Y0, X2
+	VADDPS       X0, X2, X2
+	VMOVHLPS     X2, X2, X0
+	VADDPS       X0, X2, X2
+	VMOVSHDUP    X2, X0
+	VADDSS       X0, X2, X2
+	VMOVHLPS     X1, X1, X0
+	VADDPS       X0, X1, X1
+	VMOVSHDUP    X1, X0
+	VADDSS       X0, X1, X1
+	VMULSS       yM8<>+0(SB), X1, X1
+	VADDSS       X1, X2, X2
+	VMOVSS       X2, (R9)
+	ADDQ         $0x04, R9
+	ADDQ         R8, AX
+	DECQ         DI
+	JMP          dotYRowsQ4G64F16_row
+
+dotYRowsQ4G64F16_done:
+	VZEROUPPER
+	RET
+
+// func dotYRowsPQ4G64F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
+// Requires: AVX, AVX2, F16C, FMA3
+TEXT ·dotYRowsPQ4G64F16(SB), NOSPLIT, $0-152
+	MOVQ w_base+0(FP), AX
+	MOVQ q_base+24(FP), CX
+	MOVQ d_base+48(FP), DX
+	MOVQ s_base+72(FP), BX
+	MOVQ n4+96(FP), SI
+	SHLQ $0x04, SI
+	MOVQ rows+112(FP), DI
+	MOVQ rb+120(FP), R8
+	MOVQ out_base+128(FP), R9
+
+dotYRowsPQ4G64F16_row:
+	TESTQ  DI, DI
+	JZ     dotYRowsPQ4G64F16_done
+	VXORPS Y0, Y0, Y0
+	VXORPS X1, X1, X1
+	MOVQ   AX, R10
+	XORQ   R11, R11
+
+dotYRowsPQ4G64F16_loop:
+	CMPQ        R11, SI
+	JAE         dotYRowsPQ4G64F16_end
+	MOVWQZX     (R10), R12
+	MOVWQZX     34(R10), R13
+	SHLQ        $0x20, R13
+	ORQ         R13, R12
+	VMOVQ       R12, X2
+	VCVTPH2PS   X2, X2
+	VMOVSLDUP   X2, X2
+	VFMADD231PS (BX)(R11*1), X2, X1
+	VMOVDQU     2(R10), Y3
+	VPSRLW      $0x04, Y3, Y4
+	VPAND       yMask<>+0(SB), Y4, Y4
+	VPAND       yMask<>+0(SB), Y3, Y3
+	VMULPS      (DX)(R11*1), X2, X5
+	VMOVDQU     yIdx0<>+0(SB), Y6
+	VPERMPS     Y5, Y6, Y6
+	VPMADDUBSW  (CX)(R11*8), Y3, Y3
+	VPMADDUBSW  32(CX)(R11*8), Y4, Y4
+	VPADDW      Y4, Y3, Y3
+	VPMADDWD    yOnes<>+0(SB), Y3, Y3
+	VCVTDQ2PS   Y3, Y3
+	VFMADD231PS Y6, Y3, Y0
+	VMOVDQU     36(R10), Y3
+	VPSRLW      $0x04, Y3, Y4
+	VPAND       yMask<>+0(SB), Y4, Y4
+	VPAND       yMask<>+0(SB), Y3, Y3
+	VMULPS      (DX)(R11*1), X2, X2
+	VMOVDQU     yIdx1<>+0(SB), Y6
+	VPERMPS     Y2, Y6, Y6
+	VPMADDUBSW  64(CX)(R11*8), Y3, Y3
+	VPMADDUBSW  96(CX)(R11*8), Y4, Y4
+	VPADDW      Y4, Y3, Y3
+	VPMADDWD    yOnes<>+0(SB), Y3, Y3
+	VCVTDQ2PS   Y3, Y3
+	VFMADD231PS Y6, Y3, Y0
+	ADDQ        $0x00000044, R10
+	ADDQ        $0x00000010, R11
+	JMP         dotYRowsPQ4G64F16_loop
+
+dotYRowsPQ4G64F16_end:
+	VEXTRACTF128 $0x01, Y0, X2
+	VADDPS       X0, X2, X2
+	VMOVHLPS     X2, X2, X0
+	VADDPS       X0, X2, X2
+	VMOVSHDUP    X2, X0
+	VADDSS       X0, X2, X2
+	VMOVHLPS     X1, X1, X0
+	VADDPS       X0, X1, X1
+	VMOVSHDUP    X1, X0
+	VADDSS       X0, X1, X1
+	VMULSS       yM8<>+0(SB), X1, X1
+	VADDSS       X1, X2, X2
+	VMOVSS       X2, (R9)
+	ADDQ         $0x04, R9
+	ADDQ         R8, AX
+	DECQ         DI
+	JMP          dotYRowsPQ4G64F16_row
+
+dotYRowsPQ4G64F16_done:
+	VZEROUPPER
+	RET
+
+// func dotYx4Q4G64F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, out *[4]float32)
+// Requires: AVX, AVX2, F16C, FMA3
+TEXT ·dotYx4Q4G64F16(SB), NOSPLIT, $0-120
+	MOVQ   w_base+0(FP), AX
+	MOVQ   q_base+24(FP), CX
+	MOVQ   d_base+48(FP), DX
+	MOVQ   s_base+72(FP), BX
+	MOVQ   n4+96(FP), SI
+	VXORPS Y0, Y0, Y0
+	VXORPS X1, X1, X1
+	VXORPS Y2, Y2, Y2
+	VXORPS X3, X3, X3
+	VXORPS Y4, Y4, Y4
+	VXORPS X5, X5, X5
+	VXORPS Y6, Y6, Y6
+	VXORPS X7, X7, X7
+
+dotYx4Q4G64F16_loop:
+	TESTQ       SI, SI
+	JZ          dotYx4Q4G64F16_end
+	MOVWQZX     (AX), DI
+	MOVWQZX     34(AX), R8
+	SHLQ        $0x20, R8
+	ORQ         R8, DI
+	VMOVQ       DI, X8
+	VCVTPH2PS   X8, X8
+	VMOVSLDUP   X8, X8
+	VFMADD231PS (BX), X8, X1
+	VFMADD231PS 16(BX), X8, X3
+	VFMADD231PS 32(BX), X8, X5
+	VFMADD231PS 48(BX), X8, X7
+	VMOVDQU     2(AX), Y9
+	VPSRLW      $0x04, Y9, Y10
+	VPAND       yMask<>+0(SB), Y10, Y10
+	VPAND       yMask<>+0(SB), Y9, Y9
+	VMULPS      (DX), X8, X11
+	VMOVDQU     yIdx0<>+0(SB), Y12
+	VPERMPS     Y11, Y12, Y12
+	VPMADDUBSW  (CX), Y9, Y13
+	VPMADDUBSW  32(CX), Y10, Y14
+	VPADDW      Y14, Y13, Y13
+	VPMADDWD    yOnes<>+0(SB), Y13, Y13
+	VCVTDQ2PS   Y13, Y13
+	VFMADD231PS Y12, Y13, Y0
+	VMULPS      16(DX), X8, X11
+	VMOVDQU     yIdx0<>+0(SB), Y12
+	VPERMPS     Y11, Y12, Y12
+	VPMADDUBSW  128(CX), Y9, Y13
+	VPMADDUBSW  160(CX), Y10, Y14
+	VPADDW      Y14, Y13, Y13
+	VPMADDWD    yOnes<>+0(SB), Y13, Y13
+	VCVTDQ2PS   Y13, Y13
+	VFMADD231PS Y12, Y13, Y2
+	VMULPS      32(DX), X8, X11
+	VMOVDQU     yIdx0<>+0(SB), Y12
+	VPERMPS     Y11, Y12, Y12
+	VPMADDUBSW  256(CX), Y9, Y13
+	VPMADDUBSW  288(CX), Y10, Y14
+	VPADDW      Y14, Y13, Y13
+	VPMADDWD    yOnes<>+0(SB), Y13, Y13
+	VCVTDQ2PS   Y13, Y13
+	VFMADD231PS Y12, Y13, Y4
+	VMULPS      48(DX), X8, X11
+	VMOVDQU     yIdx0<>+0(SB), Y12
+	VPERMPS     Y11, Y12, Y12
+	VPMADDUBSW  384(CX), Y9, Y9
+	VPMADDUBSW  416(CX), Y10, Y10
+	VPADDW      Y10, Y9, Y9
+	VPMADDWD    yOnes<>+0(SB), Y9, Y9
+	VCVTDQ2PS   Y9, Y9
+	VFMADD231PS Y12, Y9, Y6
+	VMOVDQU     36(AX), Y9
+	VPSRLW      $0x04, Y9, Y10
+	VPAND       yMask<>+0(SB), Y10, Y10
+	VPAND       yMask<>+0(SB), Y9, Y9
+	VMULPS      (DX), X8, X11
+	VMOVDQU     yIdx1<>+0(SB), Y12
+	VPERMPS     Y11, Y12, Y12
+	VPMADDUBSW  64(CX), Y9, Y13
+	VPMADDUBSW  96(CX), Y10, Y14
+	VPADDW      Y14, Y13, Y13
+	VPMADDWD    yOnes<>+0(SB), Y13, Y13
+	VCVTDQ2PS   Y13, Y13
+	VFMADD231PS Y12, Y13, Y0
+	VMULPS      16(DX), X8, X11
+	VMOVDQU     yIdx1<>+0(SB), Y12
+	VPERMPS     Y11, Y12, Y12
+	VPMADDUBSW  192(CX), Y9, Y13
+	VPMADDUBSW  224(CX), Y10, Y14
+	VPADDW      Y14, Y13, Y13
+	VPMADDWD    yOnes<>+0(SB), Y13, Y13
+	VCVTDQ2PS   Y13, Y13
+	VFMADD231PS Y12, Y13, Y2
+	VMULPS      32(DX), X8, X11
+	VMOVDQU     yIdx1<>+0(SB), Y12
+	VPERMPS     Y11, Y12, Y12
+	VPMADDUBSW  320(CX), Y9, Y13
+	VPMADDUBSW  352(CX), Y10, Y14
+	VPADDW      Y14, Y13, Y13
+	VPMADDWD    yOnes<>+0(SB), Y13, Y13
+	VCVTDQ2PS   Y13, Y13
+	VFMADD231PS Y12, Y13, Y4
+	VMULPS      48(DX), X8, X8
+	VMOVDQU     yIdx1<>+0(SB), Y12
+	VPERMPS     Y8, Y12, Y12
+	VPMADDUBSW  448(CX), Y9, Y9
+	VPMADDUBSW  480(CX), Y10, Y10
+	VPADDW      Y10, Y9, Y9
+	VPMADDWD    yOnes<>+0(SB), Y9, Y9
+	VCVTDQ2PS   Y9, Y9
+	VFMADD231PS Y12, Y9, Y6
+	ADDQ        $0x00000044, AX
+	ADDQ        $0x00000200, CX
+	ADDQ        $0x00000040, DX
+	ADDQ        $0x00000040, BX
+	DECQ        SI
+	JMP         dotYx4Q4G64F16_loop
+
+dotYx4Q4G64F16_end:
+	MOVQ         out+112(FP), AX
+	VEXTRACTF128 $0x01, Y0, X8
+	VADDPS       X0, X8, X8
+	VMOVHLPS     X8, X8, X0
+	VADDPS       X0, X8, X8
+	VMOVSHDUP    X8, X0
+	VADDSS       X0, X8, X8
+	VMOVHLPS     X1, X1, X0
+	VADDPS       X0, X1, X1
+	VMOVSHDUP    X1, X0
+	VADDSS       X0, X1, X1
+	VMULSS       yM8<>+0(SB), X1, X1
+	VADDSS       X1, X8, X8
+	VMOVSS       X8, (AX)
+	VEXTRACTF128 $0x01, Y2, X0
+	VADDPS       X2, X0, X0
+	VMOVHLPS     X0, X0, X1
+	VADDPS       X1, X0, X0
+	VMOVSHDUP    X0, X1
+	VADDSS       X1, X0, X0
+	VMOVHLPS     X3, X3, X1
+	VADDPS       X1, X3, X3
+	VMOVSHDUP    X3, X1
+	VADDSS       X1, X3, X3
+	VMULSS       yM8<>+0(SB), X3, X3
+	VADDSS       X3, X0, X0
+	VMOVSS       X0, 4(AX)
+	VEXTRACTF128 $0x01, Y4, X0
+	VADDPS       X4, X0, X0
+	VMOVHLPS     X0, X0, X1
+	VADDPS       X1, X0, X0
+	VMOVSHDUP    X0, X1
+	VADDSS       X1, X0, X0
+	VMOVHLPS     X5, X5, X1
+	VADDPS       X1, X5, X5
+	VMOVSHDUP    X5, X1
+	VADDSS       X1, X5, X5
+	VMULSS       yM8<>+0(SB), X5, X5
+	VADDSS       X5, X0, X0
+	VMOVSS       X0, 8(AX)
+	VEXTRACTF128 $0x01, Y6, X0
+	VADDPS       X6, X0, X0
+	VMOVHLPS     X0, X0, X1
+	VADDPS       X1, X0, X0
+	VMOVSHDUP    X0, X1
+	VADDSS       X1, X0, X0
+	VMOVHLPS     X7, X7, X1
+	VADDPS       X1, X7, X7
+	VMOVSHDUP    X7, X1
+	VADDSS       X1, X7, X7
+	VMULSS       yM8<>+0(SB), X7, X7
+	VADDSS       X7, X0, X0
+	VMOVSS       X0, 12(AX)
+	VZEROUPPER
+	RET
+
+// func dotYRowsQ4G128F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
+// Requires: AVX, AVX2, F16C, FMA3
+TEXT ·dotYRowsQ4G128F16(SB), NOSPLIT, $0-152
+	MOVQ w_base+0(FP), AX
+	MOVQ q_base+24(FP), CX
+	MOVQ d_base+48(FP), DX
+	MOVQ s_base+72(FP), BX
+	MOVQ n4+96(FP), SI
+	SHLQ $0x04, SI
+	MOVQ rows+112(FP), DI
+	MOVQ rb+120(FP), R8
+	MOVQ out_base+128(FP), R9
+	MOVQ bb+104(FP), R10
+
+dotYRowsQ4G128F16_row:
+	TESTQ  DI, DI
+	JZ     dotYRowsQ4G128F16_done
+	VXORPS Y0, Y0, Y0
+	VXORPS X1, X1, X1
+	MOVQ   AX, R11
+	LEAQ   2(R11), R12
+	LEAQ   (R11)(R10*1), R13
+	XORQ   R14, R14
+
+dotYRowsQ4G128F16_loop:
+	CMPQ         R14, SI
+	JAE          dotYRowsQ4G128F16_end
+	VPBROADCASTW (R11), X2
+	VCVTPH2PS    X2, X2
+	VFMADD231PS  (BX)(R14*1), X2, X1
+	VMOVDQU      (R12), Y3
+	VPSRLW       $0x04, Y3, Y4
+	VPAND        yMask<>+0(SB), Y4, Y4
+	VPAND        yMask<>+0(SB), Y3, Y3
+	VMOVDQU      (CX)(R14*8), Y5
+	VPERM2I128   $0x20, 32(CX)(R14*8), Y5, Y6
+	VPERM2I128   $0x31, 32(CX)(R14*8), Y5, Y5
+	VMULPS       (DX)(R14*1), X2, X7
+	VMOVDQU      yIdx0<>+0(SB), Y8
+	VPERMPS      Y7, Y8, Y8
+	VPMADDUBSW   Y6, Y3, Y3
+	VPMADDUBSW   Y5, Y4, Y4
+	VPADDW       Y4, Y3, Y3
+	VPMADDWD     yOnes<>+0(SB), Y3, Y3
+	VCVTDQ2PS    Y3, Y3
+	VFMADD231PS  Y8, Y3, Y0
+	VMOVDQU      32(R12), Y3
+	VPSRLW       $0x04, Y3, Y4
+	VPAND        yMask<>+0(SB), Y4, Y4
+	VPAND        yMask<>+0(SB), Y3, Y3
+	VMOVDQU      64(CX)(R14*8), Y5
+	VPERM2I128   $0x20, 96(CX)(R14*8), Y5, Y6
+	VPERM2I128   $0x31, 96(CX)(R14*8), Y5, Y5
+	VMULPS       (DX)(R14*1), X2, X2
+	VMOVDQU      yIdx1<>+0(SB), Y8
+	VPERMPS      Y2, Y8, Y8
+	VPMADDUBSW   Y6, Y3, Y3
+	VPMADDUBSW   Y5, Y4, Y4
+	VPADDW       Y4, Y3, Y3
+	VPMADDWD     yOnes<>+0(SB), Y3, Y3
+	VCVTDQ2PS    Y3, Y3
+	VFMADD231PS  Y8, Y3, Y0
+	ADDQ         $0x00000040, R12
+	CMPQ         R12, R13
+	JNE          dotYRowsQ4G128F16_next
+	MOVQ         R13, R11
+	ADDQ         R10, R13
+	LEAQ         2(R11), R12
+
+dotYRowsQ4G128F16_next:
+	ADDQ $0x00000010, R14
+	JMP  dotYRowsQ4G128F16_loop
+
+dotYRowsQ4G128F16_end:
+	VEXTRACTF128 $0x01, Y0, X2
+	VADDPS       X0, X2, X2
+	VMOVHLPS     X2, X2, X0
+	VADDPS       X0, X2, X2
+	VMOVSHDUP    X2, X0
+	VADDSS       X0, X2, X2
+	VMOVHLPS     X1, X1, X0
+	VADDPS       X0, X1, X1
+	VMOVSHDUP    X1, X0
+	VADDSS       X0, X1, X1
+	VMULSS       yM8<>+0(SB), X1, X1
+	VADDSS       X1, X2, X2
+	VMOVSS       X2, (R9)
+	ADDQ         $0x04, R9
+	ADDQ         R8, AX
+	DECQ         DI
+	JMP          dotYRowsQ4G128F16_row
+
+dotYRowsQ4G128F16_done:
+	VZEROUPPER
+	RET
+
+// func dotYRowsPQ4G128F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
+// Requires: AVX, AVX2, F16C, FMA3
+TEXT ·dotYRowsPQ4G128F16(SB), NOSPLIT, $0-152
+	MOVQ w_base+0(FP), AX
+	MOVQ q_base+24(FP), CX
+	MOVQ d_base+48(FP), DX
+	MOVQ s_base+72(FP), BX
+	MOVQ n4+96(FP), SI
+	SHLQ $0x04, SI
+	MOVQ rows+112(FP), DI
+	MOVQ rb+120(FP), R8
+	MOVQ out_base+128(FP), R9
+	MOVQ bb+104(FP), R10
+
+dotYRowsPQ4G128F16_row:
+	TESTQ  DI, DI
+	JZ     dotYRowsPQ4G128F16_done
+	VXORPS Y0, Y0, Y0
+	VXORPS X1, X1, X1
+	MOVQ   AX, R11
+	LEAQ   2(R11), R12
+	LEAQ   (R11)(R10*1), R13
+	XORQ   R14, R14
+
+dotYRowsPQ4G128F16_loop:
+	CMPQ         R14, SI
+	JAE          dotYRowsPQ4G128F16_end
+	VPBROADCASTW (R11), X2
+	VCVTPH2PS    X2, X2
+	VFMADD231PS  (BX)(R14*1), X2, X1
+	VMOVDQU      (R12), Y3
+	VPSRLW       $0x04, Y3, Y4
+	VPAND        yMask<>+0(SB), Y4, Y4
+	VPAND        yMask<>+0(SB), Y3, Y3
+	VMULPS       (DX)(R14*1), X2, X5
+	VMOVDQU      yIdx0<>+0(SB), Y6
+	VPERMPS      Y5, Y6, Y6
+	VPMADDUBSW   (CX)(R14*8), Y3, Y3
+	VPMADDUBSW   32(CX)(R14*8), Y4, Y4
+	VPADDW       Y4, Y3, Y3
+	VPMADDWD     yOnes<>+0(SB), Y3, Y3
+	VCVTDQ2PS    Y3, Y3
+	VFMADD231PS  Y6, Y3, Y0
+	VMOVDQU      32(R12), Y3
+	VPSRLW       $0x04, Y3, Y4
+	VPAND        yMask<>+0(SB), Y4, Y4
+	VPAND        yMask<>+0(SB), Y3, Y3
+	VMULPS       (DX)(R14*1), X2, X2
+	VMOVDQU      yIdx1<>+0(SB), Y6
+	VPERMPS      Y2, Y6, Y6
+	VPMADDUBSW   64(CX)(R14*8), Y3, Y3
+	VPMADDUBSW   96(CX)(R14*8), Y4, Y4
+	VPADDW       Y4, Y3, Y3
+	VPMADDWD     yOnes<>+0(SB), Y3, Y3
+	VCVTDQ2PS    Y3, Y3
+	VFMADD231PS  Y6, Y3, Y0
+	ADDQ         $0x00000040, R12
+	CMPQ         R12, R13
+	JNE          dotYRowsPQ4G128F16_next
+	MOVQ         R13, R11
+	ADDQ         R10, R13
+	LEAQ         2(R11), R12
+
+dotYRowsPQ4G128F16_next:
+	ADDQ $0x00000010, R14
+	JMP  dotYRowsPQ4G128F16_loop
+
+dotYRowsPQ4G128F16_end:
+	VEXTRACTF128 $0x01, Y0, X2
+	VADDPS       X0, X2, X2
+	VMOVHLPS     X2, X2, X0
+	VADDPS       X0, X2, X2
+	VMOVSHDUP    X2, X0
+	VADDSS       X0, X2, X2
+	VMOVHLPS     X1, X1, X0
+	VADDPS       X0, X1, X1
+	VMOVSHDUP    X1, X0
+	VADDSS       X0, X1, X1
+	VMULSS       yM8<>+0(SB), X1, X1
+	VADDSS       X1, X2, X2
+	VMOVSS       X2, (R9)
+	ADDQ         $0x04, R9
+	ADDQ         R8, AX
+	DECQ         DI
+	JMP          dotYRowsPQ4G128F16_row
+
+dotYRowsPQ4G128F16_done:
+	VZEROUPPER
+	RET
+
+// func dotYx4Q4G128F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, out *[4]float32)
+// Requires: AVX, AVX2, F16C, FMA3
+TEXT ·dotYx4Q4G128F16(SB), NOSPLIT, $0-120
+	MOVQ   w_base+0(FP), AX
+	MOVQ   q_base+24(FP), CX
+	MOVQ   d_base+48(FP), DX
+	MOVQ   s_base+72(FP), BX
+	MOVQ   n4+96(FP), SI
+	MOVQ   bb+104(FP), DI
+	LEAQ   2(AX), R8
+	LEAQ   (AX)(DI*1), R9
+	VXORPS Y0, Y0, Y0
+	VXORPS X1, X1, X1
+	VXORPS Y2, Y2, Y2
+	VXORPS X3, X3, X3
+	VXORPS Y4, Y4, Y4
+	VXORPS X5, X5, X5
+	VXORPS Y6, Y6, Y6
+	VXORPS X7, X7, X7
+
+dotYx4Q4G128F16_loop:
+	TESTQ        SI, SI
+	JZ           dotYx4Q4G128F16_end
+	VPBROADCASTW (AX), X8
+	VCVTPH2PS    X8, X8
+	VFMADD231PS  (BX), X8, X1
+	VFMADD231PS  16(BX), X8, X3
+	VFMADD231PS  32(BX), X8, X5
+	VFMADD231PS  48(BX), X8, X7
+	VMOVDQU      (R8), Y9
+	VPSRLW       $0x04, Y9, Y10
+	VPAND        yMask<>+0(SB), Y10, Y10
+	VPAND        yMask<>+0(SB), Y9, Y9
+	VMULPS       (DX), X8, X11
+	VMOVDQU      yIdx0<>+0(SB), Y12
+	VPERMPS      Y11, Y12, Y12
+	VPMADDUBSW   (CX), Y9, Y13
+	VPMADDUBSW   32(CX), Y10, Y14
+	VPADDW       Y14, Y13, Y13
+	VPMADDWD     yOnes<>+0(SB), Y13, Y13
+	VCVTDQ2PS    Y13, Y13
+	VFMADD231PS  Y12, Y13, Y0
+	VMULPS       16(DX), X8, X11
+	VMOVDQU      yIdx0<>+0(SB), Y12
+	VPERMPS      Y11, Y12, Y12
+	VPMADDUBSW   128(CX), Y9, Y13
+	VPMADDUBSW   160(CX), Y10, Y14
+	VPADDW       Y14, Y13, Y13
+	VPMADDWD     yOnes<>+0(SB), Y13, Y13
+	VCVTDQ2PS    Y13, Y13
+	VFMADD231PS  Y12, Y13, Y2
+	VMULPS       32(DX), X8, X11
+	VMOVDQU      yIdx0<>+0(SB), Y12
+	VPERMPS      Y11, Y12, Y12
+	VPMADDUBSW   256(CX), Y9, Y13
+	VPMADDUBSW   288(CX), Y10, Y14
+	VPADDW       Y14, Y13, Y13
+	VPMADDWD     yOnes<>+0(SB), Y13, Y13
+	VCVTDQ2PS    Y13, Y13
+	VFMADD231PS  Y12, Y13, Y4
+	VMULPS       48(DX), X8, X11
+	VMOVDQU      yIdx0<>+0(SB), Y12
+	VPERMPS      Y11, Y12, Y12
+	VPMADDUBSW   384(CX), Y9, Y9
+	VPMADDUBSW   416(CX), Y10, Y10
+	VPADDW       Y10, Y9, Y9
+	VPMADDWD     yOnes<>+0(SB), Y9, Y9
+	VCVTDQ2PS    Y9, Y9
+	VFMADD231PS  Y12, Y9, Y6
+	VMOVDQU      32(R8), Y9
+	VPSRLW       $0x04, Y9, Y10
+	VPAND        yMask<>+0(SB), Y10, Y10
+	VPAND        yMask<>+0(SB), Y9, Y9
+	VMULPS       (DX), X8, X11
+	VMOVDQU      yIdx1<>+0(SB), Y12
+	VPERMPS      Y11, Y12, Y12
+	VPMADDUBSW   64(CX), Y9, Y13
+	VPMADDUBSW   96(CX), Y10, Y14
+	VPADDW       Y14, Y13, Y13
+	VPMADDWD     yOnes<>+0(SB), Y13, Y13
+	VCVTDQ2PS    Y13, Y13
+	VFMADD231PS  Y12, Y13, Y0
+	VMULPS       16(DX), X8, X11
+	VMOVDQU      yIdx1<>+0(SB), Y12
+	VPERMPS      Y11, Y12, Y12
+	VPMADDUBSW   192(CX), Y9, Y13
+	VPMADDUBSW   224(CX), Y10, Y14
+	VPADDW       Y14, Y13, Y13
+	VPMADDWD     yOnes<>+0(SB), Y13, Y13
+	VCVTDQ2PS    Y13, Y13
+	VFMADD231PS  Y12, Y13, Y2
+	VMULPS       32(DX), X8, X11
+	VMOVDQU      yIdx1<>+0(SB), Y12
+	VPERMPS      Y11, Y12, Y12
+	VPMADDUBSW   320(CX), Y9, Y13
+	VPMADDUBSW   352(CX), Y10, Y14
+	VPADDW       Y14, Y13, Y13
+	VPMADDWD     yOnes<>+0(SB), Y13, Y13
+	VCVTDQ2PS    Y13, Y13
+	VFMADD231PS  Y12, Y13, Y4
+	VMULPS       48(DX), X8, X8
+	VMOVDQU      yIdx1<>+0(SB), Y12
+	VPERMPS      Y8, Y12, Y12
+	VPMADDUBSW   448(CX), Y9, Y9
+	VPMADDUBSW   480(CX), Y10, Y10
+	VPADDW       Y10, Y9, Y9
+	VPMADDWD     yOnes<>+0(SB), Y9, Y9
+	VCVTDQ2PS    Y9, Y9
+	VFMADD231PS  Y12, Y9, Y6
+	ADDQ         $0x00000040, R8
+	CMPQ         R8, R9
+	JNE          dotYx4Q4G128F16_next
+	MOVQ         R9, AX
+	ADDQ         DI, R9
+	LEAQ         2(AX), R8
+
+dotYx4Q4G128F16_next:
+	ADDQ $0x00000200, CX
+	ADDQ $0x00000040, DX
+	ADDQ $0x00000040, BX
+	DECQ SI
+	JMP  dotYx4Q4G128F16_loop
+
+dotYx4Q4G128F16_end:
+	MOVQ         out+112(FP), AX
+	VEXTRACTF128 $0x01, Y0, X8
+	VADDPS       X0, X8, X8
+	VMOVHLPS     X8, X8, X0
+	VADDPS       X0, X8, X8
+	VMOVSHDUP    X8, X0
+	VADDSS       X0, X8, X8
+	VMOVHLPS     X1, X1, X0
+	VADDPS       X0, X1, X1
+	VMOVSHDUP    X1, X0
+	VADDSS       X0, X1, X1
+	VMULSS       yM8<>+0(SB), X1, X1
+	VADDSS       X1, X8, X8
+	VMOVSS       X8, (AX)
+	VEXTRACTF128 $0x01, Y2, X0
+	VADDPS       X2, X0, X0
+	VMOVHLPS     X0, X0, X1
+	VADDPS       X1, X0, X0
+	VMOVSHDUP    X0, X1
+	VADDSS       X1, X0, X0
+	VMOVHLPS     X3, X3, X1
+	VADDPS       X1, X3, X3
+	VMOVSHDUP    X3, X1
+	VADDSS       X1, X3, X3
+	VMULSS       yM8<>+0(SB), X3, X3
+	VADDSS       X3, X0, X0
+	VMOVSS       X0, 4(AX)
+	VEXTRACTF128 $0x01, Y4, X0
+	VADDPS       X4, X0, X0
+	VMOVHLPS     X0, X0, X1
+	VADDPS       X1, X0, X0
+	VMOVSHDUP    X0, X1
+	VADDSS       X1, X0, X0
+	VMOVHLPS     X5, X5, X1
+	VADDPS       X1, X5, X5
+	VMOVSHDUP    X5, X1
+	VADDSS       X1, X5, X5
+	VMULSS       yM8<>+0(SB), X5, X5
+	VADDSS       X5, X0, X0
+	VMOVSS       X0, 8(AX)
+	VEXTRACTF128 $0x01, Y6, X0
+	VADDPS       X6, X0, X0
+	VMOVHLPS     X0, X0, X1
+	VADDPS       X1, X0, X0
+	VMOVSHDUP    X0, X1
+	VADDSS       X1, X0, X0
+	VMOVHLPS     X7, X7, X1
+	VADDPS       X1, X7, X7
+	VMOVSHDUP    X7, X1
+	VADDSS       X1, X7, X7
+	VMULSS       yM8<>+0(SB), X7, X7
+	VADDSS       X7, X0, X0
+	VMOVSS       X0, 12(AX)
+	VZEROUPPER
+	RET
+
 // func dotYRowsQ4G32F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
 // Requires: AVX, AVX2, FMA3
 TEXT ·dotYRowsQ4G32F32(SB), NOSPLIT, $0-152
@@ -16168,6 +16885,708 @@ dotYx4Q4G32F32_loop:
 	JMP         dotYx4Q4G32F32_loop
 
 dotYx4Q4G32F32_end:
+	MOVQ         out+112(FP), AX
+	VEXTRACTF128 $0x01, Y0, X8
+	VADDPS       X0, X8, X8
+	VMOVHLPS     X8, X8, X0
+	VADDPS       X0, X8, X8
+	VMOVSHDUP    X8, X0
+	VADDSS       X0, X8, X8
+	VMOVHLPS     X1, X1, X0
+	VADDPS       X0, X1, X1
+	VMOVSHDUP    X1, X0
+	VADDSS       X0, X1, X1
+	VMULSS       yM8<>+0(SB), X1, X1
+	VADDSS       X1, X8, X8
+	VMOVSS       X8, (AX)
+	VEXTRACTF128 $0x01, Y2, X0
+	VADDPS       X2, X0, X0
+	VMOVHLPS     X0, X0, X1
+	VADDPS       X1, X0, X0
+	VMOVSHDUP    X0, X1
+	VADDSS       X1, X0, X0
+	VMOVHLPS     X3, X3, X1
+	VADDPS       X1, X3, X3
+	VMOVSHDUP    X3, X1
+	VADDSS       X1, X3, X3
+	VMULSS       yM8<>+0(SB), X3, X3
+	VADDSS       X3, X0, X0
+	VMOVSS       X0, 4(AX)
+	VEXTRACTF128 $0x01, Y4, X0
+	VADDPS       X4, X0, X0
+	VMOVHLPS     X0, X0, X1
+	VADDPS       X1, X0, X0
+	VMOVSHDUP    X0, X1
+	VADDSS       X1, X0, X0
+	VMOVHLPS     X5, X5, X1
+	VADDPS       X1, X5, X5
+	VMOVSHDUP    X5, X1
+	VADDSS       X1, X5, X5
+	VMULSS       yM8<>+0(SB), X5, X5
+	VADDSS       X5, X0, X0
+	VMOVSS       X0, 8(AX)
+	VEXTRACTF128 $0x01, Y6, X0
+	VADDPS       X6, X0, X0
+	VMOVHLPS     X0, X0, X1
+	VADDPS       X1, X0, X0
+	VMOVSHDUP    X0, X1
+	VADDSS       X1, X0, X0
+	VMOVHLPS     X7, X7, X1
+	VADDPS       X1, X7, X7
+	VMOVSHDUP    X7, X1
+	VADDSS       X1, X7, X7
+	VMULSS       yM8<>+0(SB), X7, X7
+	VADDSS       X7, X0, X0
+	VMOVSS       X0, 12(AX)
+	VZEROUPPER
+	RET
+
+// func dotYRowsQ4G64F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
+// Requires: AVX, AVX2, FMA3
+TEXT ·dotYRowsQ4G64F32(SB), NOSPLIT, $0-152
+	MOVQ w_base+0(FP), AX
+	MOVQ q_base+24(FP), CX
+	MOVQ d_base+48(FP), DX
+	MOVQ s_base+72(FP), BX
+	MOVQ n4+96(FP), SI
+	SHLQ $0x04, SI
+	MOVQ rows+112(FP), DI
+	MOVQ rb+120(FP), R8
+	MOVQ out_base+128(FP), R9
+
+dotYRowsQ4G64F32_row:
+	TESTQ  DI, DI
+	JZ     dotYRowsQ4G64F32_done
+	VXORPS Y0, Y0, Y0
+	VXORPS X1, X1, X1
+	MOVQ   AX, R10
+	XORQ   R11, R11
+
+dotYRowsQ4G64F32_loop:
+	CMPQ        R11, SI
+	JAE         dotYRowsQ4G64F32_end
+	VMOVSS      (R10), X2
+	VINSERTPS   $0x20, 36(R10), X2, X2
+	VMOVSLDUP   X2, X2
+	VFMADD231PS (BX)(R11*1), X2, X1
+	VMOVDQU     4(R10), Y3
+	VPSRLW      $0x04, Y3, Y4
+	VPAND       yMask<>+0(SB), Y4, Y4
+	VPAND       yMask<>+0(SB), Y3, Y3
+	VMOVDQU     (CX)(R11*8), Y5
+	VPERM2I128  $0x20, 32(CX)(R11*8), Y5, Y6
+	VPERM2I128  $0x31, 32(CX)(R11*8), Y5, Y5
+	VMULPS      (DX)(R11*1), X2, X7
+	VMOVDQU     yIdx0<>+0(SB), Y8
+	VPERMPS     Y7, Y8, Y8
+	VPMADDUBSW  Y6, Y3, Y3
+	VPMADDUBSW  Y5, Y4, Y4
+	VPADDW      Y4, Y3, Y3
+	VPMADDWD    yOnes<>+0(SB), Y3, Y3
+	VCVTDQ2PS   Y3, Y3
+	VFMADD231PS Y8, Y3, Y0
+	VMOVDQU     40(R10), Y3
+	VPSRLW      $0x04, Y3, Y4
+	VPAND       yMask<>+0(SB), Y4, Y4
+	VPAND       yMask<>+0(SB), Y3, Y3
+	VMOVDQU     64(CX)(R11*8), Y5
+	VPERM2I128  $0x20, 96(CX)(R11*8), Y5, Y6
+	VPERM2I128  $0x31, 96(CX)(R11*8), Y5, Y5
+	VMULPS      (DX)(R11*1), X2, X2
+	VMOVDQU     yIdx1<>+0(SB), Y8
+	VPERMPS     Y2, Y8, Y8
+	VPMADDUBSW  Y6, Y3, Y3
+	VPMADDUBSW  Y5, Y4, Y4
+	VPADDW      Y4, Y3, Y3
+	VPMADDWD    yOnes<>+0(SB), Y3, Y3
+	VCVTDQ2PS   Y3, Y3
+	VFMADD231PS Y8, Y3, Y0
+	ADDQ        $0x00000048, R10
+	ADDQ        $0x00000010, R11
+	JMP         dotYRowsQ4G64F32_loop
+
+dotYRowsQ4G64F32_end:
+	VEXTRACTF128 $0x01, Y0, X2
+	VADDPS       X0, X2, X2
+	VMOVHLPS     X2, X2, X0
+	VADDPS       X0, X2, X2
+	VMOVSHDUP    X2, X0
+	VADDSS       X0, X2, X2
+	VMOVHLPS     X1, X1, X0
+	VADDPS       X0, X1, X1
+	VMOVSHDUP    X1, X0
+	VADDSS       X0, X1, X1
+	VMULSS       yM8<>+0(SB), X1, X1
+	VADDSS       X1, X2, X2
+	VMOVSS       X2, (R9)
+	ADDQ         $0x04, R9
+	ADDQ         R8, AX
+	DECQ         DI
+	JMP          dotYRowsQ4G64F32_row
+
+dotYRowsQ4G64F32_done:
+	VZEROUPPER
+	RET
+
+// func dotYRowsPQ4G64F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
+// Requires: AVX, AVX2, FMA3
+TEXT ·dotYRowsPQ4G64F32(SB), NOSPLIT, $0-152
+	MOVQ w_base+0(FP), AX
+	MOVQ q_base+24(FP), CX
+	MOVQ d_base+48(FP), DX
+	MOVQ s_base+72(FP), BX
+	MOVQ n4+96(FP), SI
+	SHLQ $0x04, SI
+	MOVQ rows+112(FP), DI
+	MOVQ rb+120(FP), R8
+	MOVQ out_base+128(FP), R9
+
+dotYRowsPQ4G64F32_row:
+	TESTQ  DI, DI
+	JZ     dotYRowsPQ4G64F32_done
+	VXORPS Y0, Y0, Y0
+	VXORPS X1, X1, X1
+	MOVQ   AX, R10
+	XORQ   R11, R11
+
+dotYRowsPQ4G64F32_loop:
+	CMPQ        R11, SI
+	JAE         dotYRowsPQ4G64F32_end
+	VMOVSS      (R10), X2
+	VINSERTPS   $0x20, 36(R10), X2, X2
+	VMOVSLDUP   X2, X2
+	VFMADD231PS (BX)(R11*1), X2, X1
+	VMOVDQU     4(R10), Y3
+	VPSRLW      $0x04, Y3, Y4
+	VPAND       yMask<>+0(SB), Y4, Y4
+	VPAND       yMask<>+0(SB), Y3, Y3
+	VMULPS      (DX)(R11*1), X2, X5
+	VMOVDQU     yIdx0<>+0(SB), Y6
+	VPERMPS     Y5, Y6, Y6
+	VPMADDUBSW  (CX)(R11*8), Y3, Y3
+	VPMADDUBSW  32(CX)(R11*8), Y4, Y4
+	VPADDW      Y4, Y3, Y3
+	VPMADDWD    yOnes<>+0(SB), Y3, Y3
+	VCVTDQ2PS   Y3, Y3
+	VFMADD231PS Y6, Y3, Y0
+	VMOVDQU     40(R10), Y3
+	VPSRLW      $0x04, Y3, Y4
+	VPAND       yMask<>+0(SB), Y4, Y4
+	VPAND       yMask<>+0(SB), Y3, Y3
+	VMULPS      (DX)(R11*1), X2, X2
+	VMOVDQU     yIdx1<>+0(SB), Y6
+	VPERMPS     Y2, Y6, Y6
+	VPMADDUBSW  64(CX)(R11*8), Y3, Y3
+	VPMADDUBSW  96(CX)(R11*8), Y4, Y4
+	VPADDW      Y4, Y3, Y3
+	VPMADDWD    yOnes<>+0(SB), Y3, Y3
+	VCVTDQ2PS   Y3, Y3
+	VFMADD231PS Y6, Y3, Y0
+	ADDQ        $0x00000048, R10
+	ADDQ        $0x00000010, R11
+	JMP         dotYRowsPQ4G64F32_loop
+
+dotYRowsPQ4G64F32_end:
+	VEXTRACTF128 $0x01, Y0, X2
+	VADDPS       X0, X2, X2
+	VMOVHLPS     X2, X2, X0
+	VADDPS       X0, X2, X2
+	VMOVSHDUP    X2, X0
+	VADDSS       X0, X2, X2
+	VMOVHLPS     X1, X1, X0
+	VADDPS       X0, X1, X1
+	VMOVSHDUP    X1, X0
+	VADDSS       X0, X1, X1
+	VMULSS       yM8<>+0(SB), X1, X1
+	VADDSS       X1, X2, X2
+	VMOVSS       X2, (R9)
+	ADDQ         $0x04, R9
+	ADDQ         R8, AX
+	DECQ         DI
+	JMP          dotYRowsPQ4G64F32_row
+
+dotYRowsPQ4G64F32_done:
+	VZEROUPPER
+	RET
+
+// func dotYx4Q4G64F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, out *[4]float32)
+// Requires: AVX, AVX2, FMA3
+TEXT ·dotYx4Q4G64F32(SB), NOSPLIT, $0-120
+	MOVQ   w_base+0(FP), AX
+	MOVQ   q_base+24(FP), CX
+	MOVQ   d_base+48(FP), DX
+	MOVQ   s_base+72(FP), BX
+	MOVQ   n4+96(FP), SI
+	VXORPS Y0, Y0, Y0
+	VXORPS X1, X1, X1
+	VXORPS Y2, Y2, Y2
+	VXORPS X3, X3, X3
+	VXORPS Y4, Y4, Y4
+	VXORPS X5, X5, X5
+	VXORPS Y6, Y6, Y6
+	VXORPS X7, X7, X7
+
+dotYx4Q4G64F32_loop:
+	TESTQ       SI, SI
+	JZ          dotYx4Q4G64F32_end
+	VMOVSS      (AX), X8
+	VINSERTPS   $0x20, 36(AX), X8, X8
+	VMOVSLDUP   X8, X8
+	VFMADD231PS (BX), X8, X1
+	VFMADD231PS 16(BX), X8, X3
+	VFMADD231PS 32(BX), X8, X5
+	VFMADD231PS 48(BX), X8, X7
+	VMOVDQU     4(AX), Y9
+	VPSRLW      $0x04, Y9, Y10
+	VPAND       yMask<>+0(SB), Y10, Y10
+	VPAND       yMask<>+0(SB), Y9, Y9
+	VMULPS      (DX), X8, X11
+	VMOVDQU     yIdx0<>+0(SB), Y12
+	VPERMPS     Y11, Y12, Y12
+	VPMADDUBSW  (CX), Y9, Y13
+	VPMADDUBSW  32(CX), Y10, Y14
+	VPADDW      Y14, Y13, Y13
+	VPMADDWD    yOnes<>+0(SB), Y13, Y13
+	VCVTDQ2PS   Y13, Y13
+	VFMADD231PS Y12, Y13, Y0
+	VMULPS      16(DX), X8, X11
+	VMOVDQU     yIdx0<>+0(SB), Y12
+	VPERMPS     Y11, Y12, Y12
+	VPMADDUBSW  128(CX), Y9, Y13
+	VPMADDUBSW  160(CX), Y10, Y14
+	VPADDW      Y14, Y13, Y13
+	VPMADDWD    yOnes<>+0(SB), Y13, Y13
+	VCVTDQ2PS   Y13, Y13
+	VFMADD231PS Y12, Y13, Y2
+	VMULPS      32(DX), X8, X11
+	VMOVDQU     yIdx0<>+0(SB), Y12
+	VPERMPS     Y11, Y12, Y12
+	VPMADDUBSW  256(CX), Y9, Y13
+	VPMADDUBSW  288(CX), Y10, Y14
+	VPADDW      Y14, Y13, Y13
+	VPMADDWD    yOnes<>+0(SB), Y13, Y13
+	VCVTDQ2PS   Y13, Y13
+	VFMADD231PS Y12, Y13, Y4
+	VMULPS      48(DX), X8, X11
+	VMOVDQU     yIdx0<>+0(SB), Y12
+	VPERMPS     Y11, Y12, Y12
+	VPMADDUBSW  384(CX), Y9, Y9
+	VPMADDUBSW  416(CX), Y10, Y10
+	VPADDW      Y10, Y9, Y9
+	VPMADDWD    yOnes<>+0(SB), Y9, Y9
+	VCVTDQ2PS   Y9, Y9
+	VFMADD231PS Y12, Y9, Y6
+	VMOVDQU     40(AX), Y9
+	VPSRLW      $0x04, Y9, Y10
+	VPAND       yMask<>+0(SB), Y10, Y10
+	VPAND       yMask<>+0(SB), Y9, Y9
+	VMULPS      (DX), X8, X11
+	VMOVDQU     yIdx1<>+0(SB), Y12
+	VPERMPS     Y11, Y12, Y12
+	VPMADDUBSW  64(CX), Y9, Y13
+	VPMADDUBSW  96(CX), Y10, Y14
+	VPADDW      Y14, Y13, Y13
+	VPMADDWD    yOnes<>+0(SB), Y13, Y13
+	VCVTDQ2PS   Y13, Y13
+	VFMADD231PS Y12, Y13, Y0
+	VMULPS      16(DX), X8, X11
+	VMOVDQU     yIdx1<>+0(SB), Y12
+	VPERMPS     Y11, Y12, Y12
+	VPMADDUBSW  192(CX), Y9, Y13
+	VPMADDUBSW  224(CX), Y10, Y14
+	VPADDW      Y14, Y13, Y13
+	VPMADDWD    yOnes<>+0(SB), Y13, Y13
+	VCVTDQ2PS   Y13, Y13
+	VFMADD231PS Y12, Y13, Y2
+	VMULPS      32(DX), X8, X11
+	VMOVDQU     yIdx1<>+0(SB), Y12
+	VPERMPS     Y11, Y12, Y12
+	VPMADDUBSW  320(CX), Y9, Y13
+	VPMADDUBSW  352(CX), Y10, Y14
+	VPADDW      Y14, Y13, Y13
+	VPMADDWD    yOnes<>+0(SB), Y13, Y13
+	VCVTDQ2PS   Y13, Y13
+	VFMADD231PS Y12, Y13, Y4
+	VMULPS      48(DX), X8, X8
+	VMOVDQU     yIdx1<>+0(SB), Y12
+	VPERMPS     Y8, Y12, Y12
+	VPMADDUBSW  448(CX), Y9, Y9
+	VPMADDUBSW  480(CX), Y10, Y10
+	VPADDW      Y10, Y9, Y9
+	VPMADDWD    yOnes<>+0(SB), Y9, Y9
+	VCVTDQ2PS   Y9, Y9
+	VFMADD231PS Y12, Y9, Y6
+	ADDQ        $0x00000048, AX
+	ADDQ        $0x00000200, CX
+	ADDQ        $0x00000040, DX
+	ADDQ        $0x00000040, BX
+	DECQ        SI
+	JMP         dotYx4Q4G64F32_loop
+
+dotYx4Q4G64F32_end:
+	MOVQ         out+112(FP), AX
+	VEXTRACTF128 $0x01, Y0, X8
+	VADDPS       X0, X8, X8
+	VMOVHLPS     X8, X8, X0
+	VADDPS       X0, X8, X8
+	VMOVSHDUP    X8, X0
+	VADDSS       X0, X8, X8
+	VMOVHLPS     X1, X1, X0
+	VADDPS       X0, X1, X1
+	VMOVSHDUP    X1, X0
+	VADDSS       X0, X1, X1
+	VMULSS       yM8<>+0(SB), X1, X1
+	VADDSS       X1, X8, X8
+	VMOVSS       X8, (AX)
+	VEXTRACTF128 $0x01, Y2, X0
+	VADDPS       X2, X0, X0
+	VMOVHLPS     X0, X0, X1
+	VADDPS       X1, X0, X0
+	VMOVSHDUP    X0, X1
+	VADDSS       X1, X0, X0
+	VMOVHLPS     X3, X3, X1
+	VADDPS       X1, X3, X3
+	VMOVSHDUP    X3, X1
+	VADDSS       X1, X3, X3
+	VMULSS       yM8<>+0(SB), X3, X3
+	VADDSS       X3, X0, X0
+	VMOVSS       X0, 4(AX)
+	VEXTRACTF128 $0x01, Y4, X0
+	VADDPS       X4, X0, X0
+	VMOVHLPS     X0, X0, X1
+	VADDPS       X1, X0, X0
+	VMOVSHDUP    X0, X1
+	VADDSS       X1, X0, X0
+	VMOVHLPS     X5, X5, X1
+	VADDPS       X1, X5, X5
+	VMOVSHDUP    X5, X1
+	VADDSS       X1, X5, X5
+	VMULSS       yM8<>+0(SB), X5, X5
+	VADDSS       X5, X0, X0
+	VMOVSS       X0, 8(AX)
+	VEXTRACTF128 $0x01, Y6, X0
+	VADDPS       X6, X0, X0
+	VMOVHLPS     X0, X0, X1
+	VADDPS       X1, X0, X0
+	VMOVSHDUP    X0, X1
+	VADDSS       X1, X0, X0
+	VMOVHLPS     X7, X7, X1
+	VADDPS       X1, X7, X7
+	VMOVSHDUP    X7, X1
+	VADDSS       X1, X7, X7
+	VMULSS       yM8<>+0(SB), X7, X7
+	VADDSS       X7, X0, X0
+	VMOVSS       X0, 12(AX)
+	VZEROUPPER
+	RET
+
+// func dotYRowsQ4G128F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
+// Requires: AVX, AVX2, FMA3
+TEXT ·dotYRowsQ4G128F32(SB), NOSPLIT, $0-152
+	MOVQ w_base+0(FP), AX
+	MOVQ q_base+24(FP), CX
+	MOVQ d_base+48(FP), DX
+	MOVQ s_base+72(FP), BX
+	MOVQ n4+96(FP), SI
+	SHLQ $0x04, SI
+	MOVQ rows+112(FP), DI
+	MOVQ rb+120(FP), R8
+	MOVQ out_base+128(FP), R9
+	MOVQ bb+104(FP), R10
+
+dotYRowsQ4G128F32_row:
+	TESTQ  DI, DI
+	JZ     dotYRowsQ4G128F32_done
+	VXORPS Y0, Y0, Y0
+	VXORPS X1, X1, X1
+	MOVQ   AX, R11
+	LEAQ   4(R11), R12
+	LEAQ   (R11)(R10*1), R13
+	XORQ   R14, R14
+
+dotYRowsQ4G128F32_loop:
+	CMPQ         R14, SI
+	JAE          dotYRowsQ4G128F32_end
+	VBROADCASTSS (R11), X2
+	VFMADD231PS  (BX)(R14*1), X2, X1
+	VMOVDQU      (R12), Y3
+	VPSRLW       $0x04, Y3, Y4
+	VPAND        yMask<>+0(SB), Y4, Y4
+	VPAND        yMask<>+0(SB), Y3, Y3
+	VMOVDQU      (CX)(R14*8), Y5
+	VPERM2I128   $0x20, 32(CX)(R14*8), Y5, Y6
+	VPERM2I128   $0x31, 32(CX)(R14*8), Y5, Y5
+	VMULPS       (DX)(R14*1), X2, X7
+	VMOVDQU      yIdx0<>+0(SB), Y8
+	VPERMPS      Y7, Y8, Y8
+	VPMADDUBSW   Y6, Y3, Y3
+	VPMADDUBSW   Y5, Y4, Y4
+	VPADDW       Y4, Y3, Y3
+	VPMADDWD     yOnes<>+0(SB), Y3, Y3
+	VCVTDQ2PS    Y3, Y3
+	VFMADD231PS  Y8, Y3, Y0
+	VMOVDQU      32(R12), Y3
+	VPSRLW       $0x04, Y3, Y4
+	VPAND        yMask<>+0(SB), Y4, Y4
+	VPAND        yMask<>+0(SB), Y3, Y3
+	VMOVDQU      64(CX)(R14*8), Y5
+	VPERM2I128   $0x20, 96(CX)(R14*8), Y5, Y6
+	VPERM2I128   $0x31, 96(CX)(R14*8), Y5, Y5
+	VMULPS       (DX)(R14*1), X2, X2
+	VMOVDQU      yIdx1<>+0(SB), Y8
+	VPERMPS      Y2, Y8, Y8
+	VPMADDUBSW   Y6, Y3, Y3
+	VPMADDUBSW   Y5, Y4, Y4
+	VPADDW       Y4, Y3, Y3
+	VPMADDWD     yOnes<>+0(SB), Y3, Y3
+	VCVTDQ2PS    Y3, Y3
+	VFMADD231PS  Y8, Y3, Y0
+	ADDQ         $0x00000040, R12
+	CMPQ         R12, R13
+	JNE          dotYRowsQ4G128F32_next
+	MOVQ         R13, R11
+	ADDQ         R10, R13
+	LEAQ         4(R11), R12
+
+dotYRowsQ4G128F32_next:
+	ADDQ $0x00000010, R14
+	JMP  dotYRowsQ4G128F32_loop
+
+dotYRowsQ4G128F32_end:
+	VEXTRACTF128 $0x01, Y0, X2
+	VADDPS       X0, X2, X2
+	VMOVHLPS     X2, X2, X0
+	VADDPS       X0, X2, X2
+	VMOVSHDUP    X2, X0
+	VADDSS       X0, X2, X2
+	VMOVHLPS     X1, X1, X0
+	VADDPS       X0, X1, X1
+	VMOVSHDUP    X1, X0
+	VADDSS       X0, X1, X1
+	VMULSS       yM8<>+0(SB), X1, X1
+	VADDSS       X1, X2, X2
+	VMOVSS       X2, (R9)
+	ADDQ         $0x04, R9
+	ADDQ         R8, AX
+	DECQ         DI
+	JMP          dotYRowsQ4G128F32_row
+
+dotYRowsQ4G128F32_done:
+	VZEROUPPER
+	RET
+
+// func dotYRowsPQ4G128F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
+// Requires: AVX, AVX2, FMA3
+TEXT ·dotYRowsPQ4G128F32(SB), NOSPLIT, $0-152
+	MOVQ w_base+0(FP), AX
+	MOVQ q_base+24(FP), CX
+	MOVQ d_base+48(FP), DX
+	MOVQ s_base+72(FP), BX
+	MOVQ n4+96(FP), SI
+	SHLQ $0x04, SI
+	MOVQ rows+112(FP), DI
+	MOVQ rb+120(FP), R8
+	MOVQ out_base+128(FP), R9
+	MOVQ bb+104(FP), R10
+
+dotYRowsPQ4G128F32_row:
+	TESTQ  DI, DI
+	JZ     dotYRowsPQ4G128F32_done
+	VXORPS Y0, Y0, Y0
+	VXORPS X1, X1, X1
+	MOVQ   AX, R11
+	LEAQ   4(R11), R12
+	LEAQ   (R11)(R10*1), R13
+	XORQ   R14, R14
+
+dotYRowsPQ4G128F32_loop:
+	CMPQ         R14, SI
+	JAE          dotYRowsPQ4G128F32_end
+	VBROADCASTSS (R11), X2
+	VFMADD231PS  (BX)(R14*1), X2, X1
+	VMOVDQU      (R12), Y3
+	VPSRLW       $0x04, Y3, Y4
+	VPAND        yMask<>+0(SB), Y4, Y4
+	VPAND        yMask<>+0(SB), Y3, Y3
+	VMULPS       (DX)(R14*1), X2, X5
+	VMOVDQU      yIdx0<>+0(SB), Y6
+	VPERMPS      Y5, Y6, Y6
+	VPMADDUBSW   (CX)(R14*8), Y3, Y3
+	VPMADDUBSW   32(CX)(R14*8), Y4, Y4
+	VPADDW       Y4, Y3, Y3
+	VPMADDWD     yOnes<>+0(SB), Y3, Y3
+	VCVTDQ2PS    Y3, Y3
+	VFMADD231PS  Y6, Y3, Y0
+	VMOVDQU      32(R12), Y3
+	VPSRLW       $0x04, Y3, Y4
+	VPAND        yMask<>+0(SB), Y4, Y4
+	VPAND        yMask<>+0(SB), Y3, Y3
+	VMULPS       (DX)(R14*1), X2, X2
+	VMOVDQU      yIdx1<>+0(SB), Y6
+	VPERMPS      Y2, Y6, Y6
+	VPMADDUBSW   64(CX)(R14*8), Y3, Y3
+	VPMADDUBSW   96(CX)(R14*8), Y4, Y4
+	VPADDW       Y4, Y3, Y3
+	VPMADDWD     yOnes<>+0(SB), Y3, Y3
+	VCVTDQ2PS    Y3, Y3
+	VFMADD231PS  Y6, Y3, Y0
+	ADDQ         $0x00000040, R12
+	CMPQ         R12, R13
+	JNE          dotYRowsPQ4G128F32_next
+	MOVQ         R13, R11
+	ADDQ         R10, R13
+	LEAQ         4(R11), R12
+
+dotYRowsPQ4G128F32_next:
+	ADDQ $0x00000010, R14
+	JMP  dotYRowsPQ4G128F32_loop
+
+dotYRowsPQ4G128F32_end:
+	VEXTRACTF128 $0x01, Y0, X2
+	VADDPS       X0, X2, X2
+	VMOVHLPS     X2, X2, X0
+	VADDPS       X0, X2, X2
+	VMOVSHDUP    X2, X0
+	VADDSS       X0, X2, X2
+	VMOVHLPS     X1, X1, X0
+	VADDPS       X0, X1, X1
+	VMOVSHDUP    X1, X0
+	VADDSS       X0, X1, X1
+	VMULSS       yM8<>+0(SB), X1, X1
+	VADDSS       X1, X2, X2
+	VMOVSS       X2, (R9)
+	ADDQ         $0x04, R9
+	ADDQ         R8, AX
+	DECQ         DI
+	JMP          dotYRowsPQ4G128F32_row
+
+dotYRowsPQ4G128F32_done:
+	VZEROUPPER
+	RET
+
+// func dotYx4Q4G128F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, out *[4]float32)
+// Requires: AVX, AVX2, FMA3
+TEXT ·dotYx4Q4G128F32(SB), NOSPLIT, $0-120
+	MOVQ   w_base+0(FP), AX
+	MOVQ   q_base+24(FP), CX
+	MOVQ   d_base+48(FP), DX
+	MOVQ   s_base+72(FP), BX
+	MOVQ   n4+96(FP), SI
+	MOVQ   bb+104(FP), DI
+	LEAQ   4(AX), R8
+	LEAQ   (AX)(DI*1), R9
+	VXORPS Y0, Y0, Y0
+	VXORPS X1, X1, X1
+	VXORPS Y2, Y2, Y2
+	VXORPS X3, X3, X3
+	VXORPS Y4, Y4, Y4
+	VXORPS X5, X5, X5
+	VXORPS Y6, Y6, Y6
+	VXORPS X7, X7, X7
+
+dotYx4Q4G128F32_loop:
+	TESTQ        SI, SI
+	JZ           dotYx4Q4G128F32_end
+	VBROADCASTSS (AX), X8
+	VFMADD231PS  (BX), X8, X1
+	VFMADD231PS  16(BX), X8, X3
+	VFMADD231PS  32(BX), X8, X5
+	VFMADD231PS  48(BX), X8, X7
+	VMOVDQU      (R8), Y9
+	VPSRLW       $0x04, Y9, Y10
+	VPAND        yMask<>+0(SB), Y10, Y10
+	VPAND        yMask<>+0(SB), Y9, Y9
+	VMULPS       (DX), X8, X11
+	VMOVDQU      yIdx0<>+0(SB), Y12
+	VPERMPS      Y11, Y12, Y12
+	VPMADDUBSW   (CX), Y9, Y13
+	VPMADDUBSW   32(CX), Y10, Y14
+	VPADDW       Y14, Y13, Y13
+	VPMADDWD     yOnes<>+0(SB), Y13, Y13
+	VCVTDQ2PS    Y13, Y13
+	VFMADD231PS  Y12, Y13, Y0
+	VMULPS       16(DX), X8, X11
+	VMOVDQU      yIdx0<>+0(SB), Y12
+	VPERMPS      Y11, Y12, Y12
+	VPMADDUBSW   128(CX), Y9, Y13
+	VPMADDUBSW   160(CX), Y10, Y14
+	VPADDW       Y14, Y13, Y13
+	VPMADDWD     yOnes<>+0(SB), Y13, Y13
+	VCVTDQ2PS    Y13, Y13
+	VFMADD231PS  Y12, Y13, Y2
+	VMULPS       32(DX), X8, X11
+	VMOVDQU      yIdx0<>+0(SB), Y12
+	VPERMPS      Y11, Y12, Y12
+	VPMADDUBSW   256(CX), Y9, Y13
+	VPMADDUBSW   288(CX), Y10, Y14
+	VPADDW       Y14, Y13, Y13
+	VPMADDWD     yOnes<>+0(SB), Y13, Y13
+	VCVTDQ2PS    Y13, Y13
+	VFMADD231PS  Y12, Y13, Y4
+	VMULPS       48(DX), X8, X11
+	VMOVDQU      yIdx0<>+0(SB), Y12
+	VPERMPS      Y11, Y12, Y12
+	VPMADDUBSW   384(CX), Y9, Y9
+	VPMADDUBSW   416(CX), Y10, Y10
+	VPADDW       Y10, Y9, Y9
+	VPMADDWD     yOnes<>+0(SB), Y9, Y9
+	VCVTDQ2PS    Y9, Y9
+	VFMADD231PS  Y12, Y9, Y6
+	VMOVDQU      32(R8), Y9
+	VPSRLW       $0x04, Y9, Y10
+	VPAND        yMask<>+0(SB), Y10, Y10
+	VPAND        yMask<>+0(SB), Y9, Y9
+	VMULPS       (DX), X8, X11
+	VMOVDQU      yIdx1<>+0(SB), Y12
+	VPERMPS      Y11, Y12, Y12
+	VPMADDUBSW   64(CX), Y9, Y13
+	VPMADDUBSW   96(CX), Y10, Y14
+	VPADDW       Y14, Y13, Y13
+	VPMADDWD     yOnes<>+0(SB), Y13, Y13
+	VCVTDQ2PS    Y13, Y13
+	VFMADD231PS  Y12, Y13, Y0
+	VMULPS       16(DX), X8, X11
+	VMOVDQU      yIdx1<>+0(SB), Y12
+	VPERMPS      Y11, Y12, Y12
+	VPMADDUBSW   192(CX), Y9, Y13
+	VPMADDUBSW   224(CX), Y10, Y14
+	VPADDW       Y14, Y13, Y13
+	VPMADDWD     yOnes<>+0(SB), Y13, Y13
+	VCVTDQ2PS    Y13, Y13
+	VFMADD231PS  Y12, Y13, Y2
+	VMULPS       32(DX), X8, X11
+	VMOVDQU      yIdx1<>+0(SB), Y12
+	VPERMPS      Y11, Y12, Y12
+	VPMADDUBSW   320(CX), Y9, Y13
+	VPMADDUBSW   352(CX), Y10, Y14
+	VPADDW       Y14, Y13, Y13
+	VPMADDWD     yOnes<>+0(SB), Y13, Y13
+	VCVTDQ2PS    Y13, Y13
+	VFMADD231PS  Y12, Y13, Y4
+	VMULPS       48(DX), X8, X8
+	VMOVDQU      yIdx1<>+0(SB), Y12
+	VPERMPS      Y8, Y12, Y12
+	VPMADDUBSW   448(CX), Y9, Y9
+	VPMADDUBSW   480(CX), Y10, Y10
+	VPADDW       Y10, Y9, Y9
+	VPMADDWD     yOnes<>+0(SB), Y9, Y9
+	VCVTDQ2PS    Y9, Y9
+	VFMADD231PS  Y12, Y9, Y6
+	ADDQ         $0x00000040, R8
+	CMPQ         R8, R9
+	JNE          dotYx4Q4G128F32_next
+	MOVQ         R9, AX
+	ADDQ         DI, R9
+	LEAQ         4(AX), R8
+
+dotYx4Q4G128F32_next:
+	ADDQ $0x00000200, CX
+	ADDQ $0x00000040, DX
+	ADDQ $0x00000040, BX
+	DECQ SI
+	JMP  dotYx4Q4G128F32_loop
+
+dotYx4Q4G128F32_end:
 	MOVQ         out+112(FP), AX
 	VEXTRACTF128 $0x01, Y0, X8
 	VADDPS       X0, X8, X8
@@ -16626,6 +18045,738 @@ dotYx4Q4AG32F16_end:
 	VZEROUPPER
 	RET
 
+// func dotYRowsQ4AG64F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
+// Requires: AVX, AVX2, F16C, FMA3
+TEXT ·dotYRowsQ4AG64F16(SB), NOSPLIT, $0-152
+	MOVQ w_base+0(FP), AX
+	MOVQ q_base+24(FP), CX
+	MOVQ d_base+48(FP), DX
+	MOVQ s_base+72(FP), BX
+	MOVQ n4+96(FP), SI
+	SHLQ $0x04, SI
+	MOVQ rows+112(FP), DI
+	MOVQ rb+120(FP), R8
+	MOVQ out_base+128(FP), R9
+
+dotYRowsQ4AG64F16_row:
+	TESTQ  DI, DI
+	JZ     dotYRowsQ4AG64F16_done
+	VXORPS Y0, Y0, Y0
+	VXORPS X1, X1, X1
+	MOVQ   AX, R10
+	XORQ   R11, R11
+
+dotYRowsQ4AG64F16_loop:
+	CMPQ        R11, SI
+	JAE         dotYRowsQ4AG64F16_end
+	MOVWQZX     (R10), R12
+	MOVWQZX     36(R10), R13
+	SHLQ        $0x20, R13
+	ORQ         R13, R12
+	VMOVQ       R12, X2
+	VCVTPH2PS   X2, X2
+	VMOVSLDUP   X2, X2
+	MOVWQZX     2(R10), R12
+	MOVWQZX     38(R10), R13
+	SHLQ        $0x20, R13
+	ORQ         R13, R12
+	VMOVQ       R12, X3
+	VCVTPH2PS   X3, X3
+	VMOVSLDUP   X3, X3
+	VFMADD231PS (BX)(R11*1), X3, X1
+	VMOVDQU     4(R10), Y3
+	VPSRLW      $0x04, Y3, Y4
+	VPAND       yMask<>+0(SB), Y4, Y4
+	VPAND       yMask<>+0(SB), Y3, Y3
+	VMOVDQU     (CX)(R11*8), Y5
+	VPERM2I128  $0x20, 32(CX)(R11*8), Y5, Y6
+	VPERM2I128  $0x31, 32(CX)(R11*8), Y5, Y5
+	VMULPS      (DX)(R11*1), X2, X7
+	VMOVDQU     yIdx0<>+0(SB), Y8
+	VPERMPS     Y7, Y8, Y8
+	VPMADDUBSW  Y6, Y3, Y3
+	VPMADDUBSW  Y5, Y4, Y4
+	VPADDW      Y4, Y3, Y3
+	VPMADDWD    yOnes<>+0(SB), Y3, Y3
+	VCVTDQ2PS   Y3, Y3
+	VFMADD231PS Y8, Y3, Y0
+	VMOVDQU     40(R10), Y3
+	VPSRLW      $0x04, Y3, Y4
+	VPAND       yMask<>+0(SB), Y4, Y4
+	VPAND       yMask<>+0(SB), Y3, Y3
+	VMOVDQU     64(CX)(R11*8), Y5
+	VPERM2I128  $0x20, 96(CX)(R11*8), Y5, Y6
+	VPERM2I128  $0x31, 96(CX)(R11*8), Y5, Y5
+	VMULPS      (DX)(R11*1), X2, X2
+	VMOVDQU     yIdx1<>+0(SB), Y8
+	VPERMPS     Y2, Y8, Y8
+	VPMADDUBSW  Y6, Y3, Y3
+	VPMADDUBSW  Y5, Y4, Y4
+	VPADDW      Y4, Y3, Y3
+	VPMADDWD    yOnes<>+0(SB), Y3, Y3
+	VCVTDQ2PS   Y3, Y3
+	VFMADD231PS Y8, Y3, Y0
+	ADDQ        $0x00000048, R10
+	ADDQ        $0x00000010, R11
+	JMP         dotYRowsQ4AG64F16_loop
+
+dotYRowsQ4AG64F16_end:
+	VEXTRACTF128 $0x01, Y0, X2
+	VADDPS       X0, X2, X2
+	VMOVHLPS     X2, X2, X0
+	VADDPS       X0, X2, X2
+	VMOVSHDUP    X2, X0
+	VADDSS       X0, X2, X2
+	VMOVHLPS     X1, X1, X0
+	VADDPS       X0, X1, X1
+	VMOVSHDUP    X1, X0
+	VADDSS       X0, X1, X1
+	VADDSS       X1, X2, X2
+	VMOVSS       X2, (R9)
+	ADDQ         $0x04, R9
+	ADDQ         R8, AX
+	DECQ         DI
+	JMP          dotYRowsQ4AG64F16_row
+
+dotYRowsQ4AG64F16_done:
+	VZEROUPPER
+	RET
+
+// func dotYRowsPQ4AG64F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
+// Requires: AVX, AVX2, F16C, FMA3
+TEXT ·dotYRowsPQ4AG64F16(SB), NOSPLIT, $0-152
+	MOVQ w_base+0(FP), AX
+	MOVQ q_base+24(FP), CX
+	MOVQ d_base+48(FP), DX
+	MOVQ s_base+72(FP), BX
+	MOVQ n4+96(FP), SI
+	SHLQ $0x04, SI
+	MOVQ rows+112(FP), DI
+	MOVQ rb+120(FP), R8
+	MOVQ out_base+128(FP), R9
+
+dotYRowsPQ4AG64F16_row:
+	TESTQ  DI, DI
+	JZ     dotYRowsPQ4AG64F16_done
+	VXORPS Y0, Y0, Y0
+	VXORPS X1, X1, X1
+	MOVQ   AX, R10
+	XORQ   R11, R11
+
+dotYRowsPQ4AG64F16_loop:
+	CMPQ        R11, SI
+	JAE         dotYRowsPQ4AG64F16_end
+	MOVWQZX     (R10), R12
+	MOVWQZX     36(R10), R13
+	SHLQ        $0x20, R13
+	ORQ         R13, R12
+	VMOVQ       R12, X2
+	VCVTPH2PS   X2, X2
+	VMOVSLDUP   X2, X2
+	MOVWQZX     2(R10), R12
+	MOVWQZX     38(R10), R13
+	SHLQ        $0x20, R13
+	ORQ         R13, R12
+	VMOVQ       R12, X3
+	VCVTPH2PS   X3, X3
+	VMOVSLDUP   X3, X3
+	VFMADD231PS (BX)(R11*1), X3, X1
+	VMOVDQU     4(R10), Y3
+	VPSRLW      $0x04, Y3, Y4
+	VPAND       yMask<>+0(SB), Y4, Y4
+	VPAND       yMask<>+0(SB), Y3, Y3
+	VMULPS      (DX)(R11*1), X2, X5
+	VMOVDQU     yIdx0<>+0(SB), Y6
+	VPERMPS     Y5, Y6, Y6
+	VPMADDUBSW  (CX)(R11*8), Y3, Y3
+	VPMADDUBSW  32(CX)(R11*8), Y4, Y4
+	VPADDW      Y4, Y3, Y3
+	VPMADDWD    yOnes<>+0(SB), Y3, Y3
+	VCVTDQ2PS   Y3, Y3
+	VFMADD231PS Y6, Y3, Y0
+	VMOVDQU     40(R10), Y3
+	VPSRLW      $0x04, Y3, Y4
+	VPAND       yMask<>+0(SB), Y4, Y4
+	VPAND       yMask<>+0(SB), Y3, Y3
+	VMULPS      (DX)(R11*1), X2, X2
+	VMOVDQU     yIdx1<>+0(SB), Y6
+	VPERMPS     Y2, Y6, Y6
+	VPMADDUBSW  64(CX)(R11*8), Y3, Y3
+	VPMADDUBSW  96(CX)(R11*8), Y4, Y4
+	VPADDW      Y4, Y3, Y3
+	VPMADDWD    yOnes<>+0(SB), Y3, Y3
+	VCVTDQ2PS   Y3, Y3
+	VFMADD231PS Y6, Y3, Y0
+	ADDQ        $0x00000048, R10
+	ADDQ        $0x00000010, R11
+	JMP         dotYRowsPQ4AG64F16_loop
+
+dotYRowsPQ4AG64F16_end:
+	VEXTRACTF128 $0x01, Y0, X2
+	VADDPS       X0, X2, X2
+	VMOVHLPS     X2, X2, X0
+	VADDPS       X0, X2, X2
+	VMOVSHDUP    X2, X0
+	VADDSS       X0, X2, X2
+	VMOVHLPS     X1, X1, X0
+	VADDPS       X0, X1, X1
+	VMOVSHDUP    X1, X0
+	VADDSS       X0, X1, X1
+	VADDSS       X1, X2, X2
+	VMOVSS       X2, (R9)
+	ADDQ         $0x04, R9
+	ADDQ         R8, AX
+	DECQ         DI
+	JMP          dotYRowsPQ4AG64F16_row
+
+dotYRowsPQ4AG64F16_done:
+	VZEROUPPER
+	RET
+
+// func dotYx4Q4AG64F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, out *[4]float32)
+// Requires: AVX, AVX2, F16C, FMA3
+TEXT ·dotYx4Q4AG64F16(SB), NOSPLIT, $0-120
+	MOVQ   w_base+0(FP), AX
+	MOVQ   q_base+24(FP), CX
+	MOVQ   d_base+48(FP), DX
+	MOVQ   s_base+72(FP), BX
+	MOVQ   n4+96(FP), SI
+	VXORPS Y0, Y0, Y0
+	VXORPS X1, X1, X1
+	VXORPS Y2, Y2, Y2
+	VXORPS X3, X3, X3
+	VXORPS Y4, Y4, Y4
+	VXORPS X5, X5, X5
+	VXORPS Y6, Y6, Y6
+	VXORPS X7, X7, X7
+
+dotYx4Q4AG64F16_loop:
+	TESTQ       SI, SI
+	JZ          dotYx4Q4AG64F16_end
+	MOVWQZX     (AX), DI
+	MOVWQZX     36(AX), R8
+	SHLQ        $0x20, R8
+	ORQ         R8, DI
+	VMOVQ       DI, X8
+	VCVTPH2PS   X8, X8
+	VMOVSLDUP   X8, X8
+	MOVWQZX     2(AX), DI
+	MOVWQZX     38(AX), R8
+	SHLQ        $0x20, R8
+	ORQ         R8, DI
+	VMOVQ       DI, X9
+	VCVTPH2PS   X9, X9
+	VMOVSLDUP   X9, X9
+	VFMADD231PS (BX), X9, X1
+	VFMADD231PS 16(BX), X9, X3
+	VFMADD231PS 32(BX), X9, X5
+	VFMADD231PS 48(BX), X9, X7
+	VMOVDQU     4(AX), Y9
+	VPSRLW      $0x04, Y9, Y10
+	VPAND       yMask<>+0(SB), Y10, Y10
+	VPAND       yMask<>+0(SB), Y9, Y9
+	VMULPS      (DX), X8, X11
+	VMOVDQU     yIdx0<>+0(SB), Y12
+	VPERMPS     Y11, Y12, Y12
+	VPMADDUBSW  (CX), Y9, Y13
+	VPMADDUBSW  32(CX), Y10, Y14
+	VPADDW      Y14, Y13, Y13
+	VPMADDWD    yOnes<>+0(SB), Y13, Y13
+	VCVTDQ2PS   Y13, Y13
+	VFMADD231PS Y12, Y13, Y0
+	VMULPS      16(DX), X8, X11
+	VMOVDQU     yIdx0<>+0(SB), Y12
+	VPERMPS     Y11, Y12, Y12
+	VPMADDUBSW  128(CX), Y9, Y13
+	VPMADDUBSW  160(CX), Y10, Y14
+	VPADDW      Y14, Y13, Y13
+	VPMADDWD    yOnes<>+0(SB), Y13, Y13
+	VCVTDQ2PS   Y13, Y13
+	VFMADD231PS Y12, Y13, Y2
+	VMULPS      32(DX), X8, X11
+	VMOVDQU     yIdx0<>+0(SB), Y12
+	VPERMPS     Y11, Y12, Y12
+	VPMADDUBSW  256(CX), Y9, Y13
+	VPMADDUBSW  288(CX), Y10, Y14
+	VPADDW      Y14, Y13, Y13
+	VPMADDWD    yOnes<>+0(SB), Y13, Y13
+	VCVTDQ2PS   Y13, Y13
+	VFMADD231PS Y12, Y13, Y4
+	VMULPS      48(DX), X8, X11
+	VMOVDQU     yIdx0<>+0(SB), Y12
+	VPERMPS     Y11, Y12, Y12
+	VPMADDUBSW  384(CX), Y9, Y9
+	VPMADDUBSW  416(CX), Y10, Y10
+	VPADDW      Y10, Y9, Y9
+	VPMADDWD    yOnes<>+0(SB), Y9, Y9
+	VCVTDQ2PS   Y9, Y9
+	VFMADD231PS Y12, Y9, Y6
+	VMOVDQU     40(AX), Y9
+	VPSRLW      $0x04, Y9, Y10
+	VPAND       yMask<>+0(SB), Y10, Y10
+	VPAND       yMask<>+0(SB), Y9, Y9
+	VMULPS      (DX), X8, X11
+	VMOVDQU     yIdx1<>+0(SB), Y12
+	VPERMPS     Y11, Y12, Y12
+	VPMADDUBSW  64(CX), Y9, Y13
+	VPMADDUBSW  96(CX), Y10, Y14
+	VPADDW      Y14, Y13, Y13
+	VPMADDWD    yOnes<>+0(SB), Y13, Y13
+	VCVTDQ2PS   Y13, Y13
+	VFMADD231PS Y12, Y13, Y0
+	VMULPS      16(DX), X8, X11
+	VMOVDQU     yIdx1<>+0(SB), Y12
+	VPERMPS     Y11, Y12, Y12
+	VPMADDUBSW  192(CX), Y9, Y13
+	VPMADDUBSW  224(CX), Y10, Y14
+	VPADDW      Y14, Y13, Y13
+	VPMADDWD    yOnes<>+0(SB), Y13, Y13
+	VCVTDQ2PS   Y13, Y13
+	VFMADD231PS Y12, Y13, Y2
+	VMULPS      32(DX), X8, X11
+	VMOVDQU     yIdx1<>+0(SB), Y12
+	VPERMPS     Y11, Y12, Y12
+	VPMADDUBSW  320(CX), Y9, Y13
+	VPMADDUBSW  352(CX), Y10, Y14
+	VPADDW      Y14, Y13, Y13
+	VPMADDWD    yOnes<>+0(SB), Y13, Y13
+	VCVTDQ2PS   Y13, Y13
+	VFMADD231PS Y12, Y13, Y4
+	VMULPS      48(DX), X8, X8
+	VMOVDQU     yIdx1<>+0(SB), Y12
+	VPERMPS     Y8, Y12, Y12
+	VPMADDUBSW  448(CX), Y9, Y9
+	VPMADDUBSW  480(CX), Y10, Y10
+	VPADDW      Y10, Y9, Y9
+	VPMADDWD    yOnes<>+0(SB), Y9, Y9
+	VCVTDQ2PS   Y9, Y9
+	VFMADD231PS Y12, Y9, Y6
+	ADDQ        $0x00000048, AX
+	ADDQ        $0x00000200, CX
+	ADDQ        $0x00000040, DX
+	ADDQ        $0x00000040, BX
+	DECQ        SI
+	JMP         dotYx4Q4AG64F16_loop
+
+dotYx4Q4AG64F16_end:
+	MOVQ         out+112(FP), AX
+	VEXTRACTF128 $0x01, Y0, X8
+	VADDPS       X0, X8, X8
+	VMOVHLPS     X8, X8, X0
+	VADDPS       X0, X8, X8
+	VMOVSHDUP    X8, X0
+	VADDSS       X0, X8, X8
+	VMOVHLPS     X1, X1, X0
+	VADDPS       X0, X1, X1
+	VMOVSHDUP    X1, X0
+	VADDSS       X0, X1, X1
+	VADDSS       X1, X8, X8
+	VMOVSS       X8, (AX)
+	VEXTRACTF128 $0x01, Y2, X0
+	VADDPS       X2, X0, X0
+	VMOVHLPS     X0, X0, X1
+	VADDPS       X1, X0, X0
+	VMOVSHDUP    X0, X1
+	VADDSS       X1, X0, X0
+	VMOVHLPS     X3, X3, X1
+	VADDPS       X1, X3, X3
+	VMOVSHDUP    X3, X1
+	VADDSS       X1, X3, X3
+	VADDSS       X3, X0, X0
+	VMOVSS       X0, 4(AX)
+	VEXTRACTF128 $0x01, Y4, X0
+	VADDPS       X4, X0, X0
+	VMOVHLPS     X0, X0, X1
+	VADDPS       X1, X0, X0
+	VMOVSHDUP    X0, X1
+	VADDSS       X1, X0, X0
+	VMOVHLPS     X5, X5, X1
+	VADDPS       X1, X5, X5
+	VMOVSHDUP    X5, X1
+	VADDSS       X1, X5, X5
+	VADDSS       X5, X0, X0
+	VMOVSS       X0, 8(AX)
+	VEXTRACTF128 $0x01, Y6, X0
+	VADDPS       X6, X0, X0
+	VMOVHLPS     X0, X0, X1
+	VADDPS       X1, X0, X0
+	VMOVSHDUP    X0, X1
+	VADDSS       X1, X0, X0
+	VMOVHLPS     X7, X7, X1
+	VADDPS       X1, X7, X7
+	VMOVSHDUP    X7, X1
+	VADDSS       X1, X7, X7
+	VADDSS       X7, X0, X0
+	VMOVSS       X0, 12(AX)
+	VZEROUPPER
+	RET
+
+// func dotYRowsQ4AG128F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
+// Requires: AVX, AVX2, F16C, FMA3
+TEXT ·dotYRowsQ4AG128F16(SB), NOSPLIT, $0-152
+	MOVQ w_base+0(FP), AX
+	MOVQ q_base+24(FP), CX
+	MOVQ d_base+48(FP), DX
+	MOVQ s_base+72(FP), BX
+	MOVQ n4+96(FP), SI
+	SHLQ $0x04, SI
+	MOVQ rows+112(FP), DI
+	MOVQ rb+120(FP), R8
+	MOVQ out_base+128(FP), R9
+	MOVQ bb+104(FP), R10
+
+dotYRowsQ4AG128F16_row:
+	TESTQ  DI, DI
+	JZ     dotYRowsQ4AG128F16_done
+	VXORPS Y0, Y0, Y0
+	VXORPS X1, X1, X1
+	MOVQ   AX, R11
+	LEAQ   4(R11), R12
+	LEAQ   (R11)(R10*1), R13
+	XORQ   R14, R14
+
+dotYRowsQ4AG128F16_loop:
+	CMPQ         R14, SI
+	JAE          dotYRowsQ4AG128F16_end
+	VPBROADCASTW (R11), X2
+	VCVTPH2PS    X2, X2
+	VPBROADCASTW 2(R11), X3
+	VCVTPH2PS    X3, X3
+	VFMADD231PS  (BX)(R14*1), X3, X1
+	VMOVDQU      (R12), Y3
+	VPSRLW       $0x04, Y3, Y4
+	VPAND        yMask<>+0(SB), Y4, Y4
+	VPAND        yMask<>+0(SB), Y3, Y3
+	VMOVDQU      (CX)(R14*8), Y5
+	VPERM2I128   $0x20, 32(CX)(R14*8), Y5, Y6
+	VPERM2I128   $0x31, 32(CX)(R14*8), Y5, Y5
+	VMULPS       (DX)(R14*1), X2, X7
+	VMOVDQU      yIdx0<>+0(SB), Y8
+	VPERMPS      Y7, Y8, Y8
+	VPMADDUBSW   Y6, Y3, Y3
+	VPMADDUBSW   Y5, Y4, Y4
+	VPADDW       Y4, Y3, Y3
+	VPMADDWD     yOnes<>+0(SB), Y3, Y3
+	VCVTDQ2PS    Y3, Y3
+	VFMADD231PS  Y8, Y3, Y0
+	VMOVDQU      32(R12), Y3
+	VPSRLW       $0x04, Y3, Y4
+	VPAND        yMask<>+0(SB), Y4, Y4
+	VPAND        yMask<>+0(SB), Y3, Y3
+	VMOVDQU      64(CX)(R14*8), Y5
+	VPERM2I128   $0x20, 96(CX)(R14*8), Y5, Y6
+	VPERM2I128   $0x31, 96(CX)(R14*8), Y5, Y5
+	VMULPS       (DX)(R14*1), X2, X2
+	VMOVDQU      yIdx1<>+0(SB), Y8
+	VPERMPS      Y2, Y8, Y8
+	VPMADDUBSW   Y6, Y3, Y3
+	VPMADDUBSW   Y5, Y4, Y4
+	VPADDW       Y4, Y3, Y3
+	VPMADDWD     yOnes<>+0(SB), Y3, Y3
+	VCVTDQ2PS    Y3, Y3
+	VFMADD231PS  Y8, Y3, Y0
+	ADDQ         $0x00000040, R12
+	CMPQ         R12, R13
+	JNE          dotYRowsQ4AG128F16_next
+	MOVQ         R13, R11
+	ADDQ         R10, R13
+	LEAQ         4(R11), R12
+
+dotYRowsQ4AG128F16_next:
+	ADDQ $0x00000010, R14
+	JMP  dotYRowsQ4AG128F16_loop
+
+dotYRowsQ4AG128F16_end:
+	VEXTRACTF128 $0x01, Y0, X2
+	VADDPS       X0, X2, X2
+	VMOVHLPS     X2, X2, X0
+	VADDPS       X0, X2, X2
+	VMOVSHDUP    X2, X0
+	VADDSS       X0, X2, X2
+	VMOVHLPS     X1, X1, X0
+	VADDPS       X0, X1, X1
+	VMOVSHDUP    X1, X0
+	VADDSS       X0, X1, X1
+	VADDSS       X1, X2, X2
+	VMOVSS       X2, (R9)
+	ADDQ         $0x04, R9
+	ADDQ         R8, AX
+	DECQ         DI
+	JMP          dotYRowsQ4AG128F16_row
+
+dotYRowsQ4AG128F16_done:
+	VZEROUPPER
+	RET
+
+// func dotYRowsPQ4AG128F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
+// Requires: AVX, AVX2, F16C, FMA3
+TEXT ·dotYRowsPQ4AG128F16(SB), NOSPLIT, $0-152
+	MOVQ w_base+0(FP), AX
+	MOVQ q_base+24(FP), CX
+	MOVQ d_base+48(FP), DX
+	MOVQ s_base+72(FP), BX
+	MOVQ n4+96(FP), SI
+	SHLQ $0x04, SI
+	MOVQ rows+112(FP), DI
+	MOVQ rb+120(FP), R8
+	MOVQ out_base+128(FP), R9
+	MOVQ bb+104(FP), R10
+
+dotYRowsPQ4AG128F16_row:
+	TESTQ  DI, DI
+	JZ     dotYRowsPQ4AG128F16_done
+	VXORPS Y0, Y0, Y0
+	VXORPS X1, X1, X1
+	MOVQ   AX, R11
+	LEAQ   4(R11), R12
+	LEAQ   (R11)(R10*1), R13
+	XORQ   R14, R14
+
+dotYRowsPQ4AG128F16_loop:
+	CMPQ         R14, SI
+	JAE          dotYRowsPQ4AG128F16_end
+	VPBROADCASTW (R11), X2
+	VCVTPH2PS    X2, X2
+	VPBROADCASTW 2(R11), X3
+	VCVTPH2PS    X3, X3
+	VFMADD231PS  (BX)(R14*1), X3, X1
+	VMOVDQU      (R12), Y3
+	VPSRLW       $0x04, Y3, Y4
+	VPAND        yMask<>+0(SB), Y4, Y4
+	VPAND        yMask<>+0(SB), Y3, Y3
+	VMULPS       (DX)(R14*1), X2, X5
+	VMOVDQU      yIdx0<>+0(SB), Y6
+	VPERMPS      Y5, Y6, Y6
+	VPMADDUBSW   (CX)(R14*8), Y3, Y3
+	VPMADDUBSW   32(CX)(R14*8), Y4, Y4
+	VPADDW       Y4, Y3, Y3
+	VPMADDWD     yOnes<>+0(SB), Y3, Y3
+	VCVTDQ2PS    Y3, Y3
+	VFMADD231PS  Y6, Y3, Y0
+	VMOVDQU      32(R12), Y3
+	VPSRLW       $0x04, Y3, Y4
+	VPAND        yMask<>+0(SB), Y4, Y4
+	VPAND        yMask<>+0(SB), Y3, Y3
+	VMULPS       (DX)(R14*1), X2, X2
+	VMOVDQU      yIdx1<>+0(SB), Y6
+	VPERMPS      Y2, Y6, Y6
+	VPMADDUBSW   64(CX)(R14*8), Y3, Y3
+	VPMADDUBSW   96(CX)(R14*8), Y4, Y4
+	VPADDW       Y4, Y3, Y3
+	VPMADDWD     yOnes<>+0(SB), Y3, Y3
+	VCVTDQ2PS    Y3, Y3
+	VFMADD231PS  Y6, Y3, Y0
+	ADDQ         $0x00000040, R12
+	CMPQ         R12, R13
+	JNE          dotYRowsPQ4AG128F16_next
+	MOVQ         R13, R11
+	ADDQ         R10, R13
+	LEAQ         4(R11), R12
+
+dotYRowsPQ4AG128F16_next:
+	ADDQ $0x00000010, R14
+	JMP  dotYRowsPQ4AG128F16_loop
+
+dotYRowsPQ4AG128F16_end:
+	VEXTRACTF128 $0x01, Y0, X2
+	VADDPS       X0, X2, X2
+	VMOVHLPS     X2, X2, X0
+	VADDPS       X0, X2, X2
+	VMOVSHDUP    X2, X0
+	VADDSS       X0, X2, X2
+	VMOVHLPS     X1, X1, X0
+	VADDPS       X0, X1, X1
+	VMOVSHDUP    X1, X0
+	VADDSS       X0, X1, X1
+	VADDSS       X1, X2, X2
+	VMOVSS       X2, (R9)
+	ADDQ         $0x04, R9
+	ADDQ         R8, AX
+	DECQ         DI
+	JMP          dotYRowsPQ4AG128F16_row
+
+dotYRowsPQ4AG128F16_done:
+	VZEROUPPER
+	RET
+
+// func dotYx4Q4AG128F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, out *[4]float32)
+// Requires: AVX, AVX2, F16C, FMA3
+TEXT ·dotYx4Q4AG128F16(SB), NOSPLIT, $0-120
+	MOVQ   w_base+0(FP), AX
+	MOVQ   q_base+24(FP), CX
+	MOVQ   d_base+48(FP), DX
+	MOVQ   s_base+72(FP), BX
+	MOVQ   n4+96(FP), SI
+	MOVQ   bb+104(FP), DI
+	LEAQ   4(AX), R8
+	LEAQ   (AX)(DI*1), R9
+	VXORPS Y0, Y0, Y0
+	VXORPS X1, X1, X1
+	VXORPS Y2, Y2, Y2
+	VXORPS X3, X3, X3
+	VXORPS Y4, Y4, Y4
+	VXORPS X5, X5, X5
+	VXORPS Y6, Y6, Y6
+	VXORPS X7, X7, X7
+
+dotYx4Q4AG128F16_loop:
+	TESTQ        SI, SI
+	JZ           dotYx4Q4AG128F16_end
+	VPBROADCASTW (AX), X8
+	VCVTPH2PS    X8, X8
+	VPBROADCASTW 2(AX), X9
+	VCVTPH2PS    X9, X9
+	VFMADD231PS  (BX), X9, X1
+	VFMADD231PS  16(BX), X9, X3
+	VFMADD231PS  32(BX), X9, X5
+	VFMADD231PS  48(BX), X9, X7
+	VMOVDQU      (R8), Y9
+	VPSRLW       $0x04, Y9, Y10
+	VPAND        yMask<>+0(SB), Y10, Y10
+	VPAND        yMask<>+0(SB), Y9, Y9
+	VMULPS       (DX), X8, X11
+	VMOVDQU      yIdx0<>+0(SB), Y12
+	VPERMPS      Y11, Y12, Y12
+	VPMADDUBSW   (CX), Y9, Y13
+	VPMADDUBSW   32(CX), Y10, Y14
+	VPADDW       Y14, Y13, Y13
+	VPMADDWD     yOnes<>+0(SB), Y13, Y13
+	VCVTDQ2PS    Y13, Y13
+	VFMADD231PS  Y12, Y13, Y0
+	VMULPS       16(DX), X8, X11
+	VMOVDQU      yIdx0<>+0(SB), Y12
+	VPERMPS      Y11, Y12, Y12
+	VPMADDUBSW   128(CX), Y9, Y13
+	VPMADDUBSW   160(CX), Y10, Y14
+	VPADDW       Y14, Y13, Y13
+	VPMADDWD     yOnes<>+0(SB), Y13, Y13
+	VCVTDQ2PS    Y13, Y13
+	VFMADD231PS  Y12, Y13, Y2
+	VMULPS       32(DX), X8, X11
+	VMOVDQU      yIdx0<>+0(SB), Y12
+	VPERMPS      Y11, Y12, Y12
+	VPMADDUBSW   256(CX), Y9, Y13
+	VPMADDUBSW   288(CX), Y10, Y14
+	VPADDW       Y14, Y13, Y13
+	VPMADDWD     yOnes<>+0(SB), Y13, Y13
+	VCVTDQ2PS    Y13, Y13
+	VFMADD231PS  Y12, Y13, Y4
+	VMULPS       48(DX), X8, X11
+	VMOVDQU      yIdx0<>+0(SB), Y12
+	VPERMPS      Y11, Y12, Y12
+	VPMADDUBSW   384(CX), Y9, Y9
+	VPMADDUBSW   416(CX), Y10, Y10
+	VPADDW       Y10, Y9, Y9
+	VPMADDWD     yOnes<>+0(SB), Y9, Y9
+	VCVTDQ2PS    Y9, Y9
+	VFMADD231PS  Y12, Y9, Y6
+	VMOVDQU      32(R8), Y9
+	VPSRLW       $0x04, Y9, Y10
+	VPAND        yMask<>+0(SB), Y10, Y10
+	VPAND        yMask<>+0(SB), Y9, Y9
+	VMULPS       (DX), X8, X11
+	VMOVDQU      yIdx1<>+0(SB), Y12
+	VPERMPS      Y11, Y12, Y12
+	VPMADDUBSW   64(CX), Y9, Y13
+	VPMADDUBSW   96(CX), Y10, Y14
+	VPADDW       Y14, Y13, Y13
+	VPMADDWD     yOnes<>+0(SB), Y13, Y13
+	VCVTDQ2PS    Y13, Y13
+	VFMADD231PS  Y12, Y13, Y0
+	VMULPS       16(DX), X8, X11
+	VMOVDQU      yIdx1<>+0(SB), Y12
+	VPERMPS      Y11, Y12, Y12
+	VPMADDUBSW   192(CX), Y9, Y13
+	VPMADDUBSW   224(CX), Y10, Y14
+	VPADDW       Y14, Y13, Y13
+	VPMADDWD     yOnes<>+0(SB), Y13, Y13
+	VCVTDQ2PS    Y13, Y13
+	VFMADD231PS  Y12, Y13, Y2
+	VMULPS       32(DX), X8, X11
+	VMOVDQU      yIdx1<>+0(SB), Y12
+	VPERMPS      Y11, Y12, Y12
+	VPMADDUBSW   320(CX), Y9, Y13
+	VPMADDUBSW   352(CX), Y10, Y14
+	VPADDW       Y14, Y13, Y13
+	VPMADDWD     yOnes<>+0(SB), Y13, Y13
+	VCVTDQ2PS    Y13, Y13
+	VFMADD231PS  Y12, Y13, Y4
+	VMULPS       48(DX), X8, X8
+	VMOVDQU      yIdx1<>+0(SB), Y12
+	VPERMPS      Y8, Y12, Y12
+	VPMADDUBSW   448(CX), Y9, Y9
+	VPMADDUBSW   480(CX), Y10, Y10
+	VPADDW       Y10, Y9, Y9
+	VPMADDWD     yOnes<>+0(SB), Y9, Y9
+	VCVTDQ2PS    Y9, Y9
+	VFMADD231PS  Y12, Y9, Y6
+	ADDQ         $0x00000040, R8
+	CMPQ         R8, R9
+	JNE          dotYx4Q4AG128F16_next
+	MOVQ         R9, AX
+	ADDQ         DI, R9
+	LEAQ         4(AX), R8
+
+dotYx4Q4AG128F16_next:
+	ADDQ $0x00000200, CX
+	ADDQ $0x00000040, DX
+	ADDQ $0x00000040, BX
+	DECQ SI
+	JMP  dotYx4Q4AG128F16_loop
+
+dotYx4Q4AG128F16_end:
+	MOVQ         out+112(FP), AX
+	VEXTRACTF128 $0x01, Y0, X8
+	VADDPS       X0, X8, X8
+	VMOVHLPS     X8, X8, X0
+	VADDPS       X0, X8, X8
+	VMOVSHDUP    X8, X0
+	VADDSS       X0, X8, X8
+	VMOVHLPS     X1, X1, X0
+	VADDPS       X0, X1, X1
+	VMOVSHDUP    X1, X0
+	VADDSS       X0, X1, X1
+	VADDSS       X1, X8, X8
+	VMOVSS       X8, (AX)
+	VEXTRACTF128 $0x01, Y2, X0
+	VADDPS       X2, X0, X0
+	VMOVHLPS     X0, X0, X1
+	VADDPS       X1, X0, X0
+	VMOVSHDUP    X0, X1
+	VADDSS       X1, X0, X0
+	VMOVHLPS     X3, X3, X1
+	VADDPS       X1, X3, X3
+	VMOVSHDUP    X3, X1
+	VADDSS       X1, X3, X3
+	VADDSS       X3, X0, X0
+	VMOVSS       X0, 4(AX)
+	VEXTRACTF128 $0x01, Y4, X0
+	VADDPS       X4, X0, X0
+	VMOVHLPS     X0, X0, X1
+	VADDPS       X1, X0, X0
+	VMOVSHDUP    X0, X1
+	VADDSS       X1, X0, X0
+	VMOVHLPS     X5, X5, X1
+	VADDPS       X1, X5, X5
+	VMOVSHDUP    X5, X1
+	VADDSS       X1, X5, X5
+	VADDSS       X5, X0, X0
+	VMOVSS       X0, 8(AX)
+	VEXTRACTF128 $0x01, Y6, X0
+	VADDPS       X6, X0, X0
+	VMOVHLPS     X0, X0, X1
+	VADDPS       X1, X0, X0
+	VMOVSHDUP    X0, X1
+	VADDSS       X1, X0, X0
+	VMOVHLPS     X7, X7, X1
+	VADDPS       X1, X7, X7
+	VMOVSHDUP    X7, X1
+	VADDSS       X1, X7, X7
+	VADDSS       X7, X0, X0
+	VMOVSS       X0, 12(AX)
+	VZEROUPPER
+	RET
+
 // func dotYRowsQ4AG32F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
 // Requires: AVX, AVX2, FMA3
 TEXT ·dotYRowsQ4AG32F32(SB), NOSPLIT, $0-152
@@ -16928,6 +19079,708 @@ dotYx4Q4AG32F32_loop:
 	JMP         dotYx4Q4AG32F32_loop
 
 dotYx4Q4AG32F32_end:
+	MOVQ         out+112(FP), AX
+	VEXTRACTF128 $0x01, Y0, X8
+	VADDPS       X0, X8, X8
+	VMOVHLPS     X8, X8, X0
+	VADDPS       X0, X8, X8
+	VMOVSHDUP    X8, X0
+	VADDSS       X0, X8, X8
+	VMOVHLPS     X1, X1, X0
+	VADDPS       X0, X1, X1
+	VMOVSHDUP    X1, X0
+	VADDSS       X0, X1, X1
+	VADDSS       X1, X8, X8
+	VMOVSS       X8, (AX)
+	VEXTRACTF128 $0x01, Y2, X0
+	VADDPS       X2, X0, X0
+	VMOVHLPS     X0, X0, X1
+	VADDPS       X1, X0, X0
+	VMOVSHDUP    X0, X1
+	VADDSS       X1, X0, X0
+	VMOVHLPS     X3, X3, X1
+	VADDPS       X1, X3, X3
+	VMOVSHDUP    X3, X1
+	VADDSS       X1, X3, X3
+	VADDSS       X3, X0, X0
+	VMOVSS       X0, 4(AX)
+	VEXTRACTF128 $0x01, Y4, X0
+	VADDPS       X4, X0, X0
+	VMOVHLPS     X0, X0, X1
+	VADDPS       X1, X0, X0
+	VMOVSHDUP    X0, X1
+	VADDSS       X1, X0, X0
+	VMOVHLPS     X5, X5, X1
+	VADDPS       X1, X5, X5
+	VMOVSHDUP    X5, X1
+	VADDSS       X1, X5, X5
+	VADDSS       X5, X0, X0
+	VMOVSS       X0, 8(AX)
+	VEXTRACTF128 $0x01, Y6, X0
+	VADDPS       X6, X0, X0
+	VMOVHLPS     X0, X0, X1
+	VADDPS       X1, X0, X0
+	VMOVSHDUP    X0, X1
+	VADDSS       X1, X0, X0
+	VMOVHLPS     X7, X7, X1
+	VADDPS       X1, X7, X7
+	VMOVSHDUP    X7, X1
+	VADDSS       X1, X7, X7
+	VADDSS       X7, X0, X0
+	VMOVSS       X0, 12(AX)
+	VZEROUPPER
+	RET
+
+// func dotYRowsQ4AG64F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
+// Requires: AVX, AVX2, FMA3
+TEXT ·dotYRowsQ4AG64F32(SB), NOSPLIT, $0-152
+	MOVQ w_base+0(FP), AX
+	MOVQ q_base+24(FP), CX
+	MOVQ d_base+48(FP), DX
+	MOVQ s_base+72(FP), BX
+	MOVQ n4+96(FP), SI
+	SHLQ $0x04, SI
+	MOVQ rows+112(FP), DI
+	MOVQ rb+120(FP), R8
+	MOVQ out_base+128(FP), R9
+
+dotYRowsQ4AG64F32_row:
+	TESTQ  DI, DI
+	JZ     dotYRowsQ4AG64F32_done
+	VXORPS Y0, Y0, Y0
+	VXORPS X1, X1, X1
+	MOVQ   AX, R10
+	XORQ   R11, R11
+
+dotYRowsQ4AG64F32_loop:
+	CMPQ        R11, SI
+	JAE         dotYRowsQ4AG64F32_end
+	VMOVSS      (R10), X2
+	VINSERTPS   $0x20, 40(R10), X2, X2
+	VMOVSLDUP   X2, X2
+	VMOVSS      4(R10), X3
+	VINSERTPS   $0x20, 44(R10), X3, X3
+	VMOVSLDUP   X3, X3
+	VFMADD231PS (BX)(R11*1), X3, X1
+	VMOVDQU     8(R10), Y3
+	VPSRLW      $0x04, Y3, Y4
+	VPAND       yMask<>+0(SB), Y4, Y4
+	VPAND       yMask<>+0(SB), Y3, Y3
+	VMOVDQU     (CX)(R11*8), Y5
+	VPERM2I128  $0x20, 32(CX)(R11*8), Y5, Y6
+	VPERM2I128  $0x31, 32(CX)(R11*8), Y5, Y5
+	VMULPS      (DX)(R11*1), X2, X7
+	VMOVDQU     yIdx0<>+0(SB), Y8
+	VPERMPS     Y7, Y8, Y8
+	VPMADDUBSW  Y6, Y3, Y3
+	VPMADDUBSW  Y5, Y4, Y4
+	VPADDW      Y4, Y3, Y3
+	VPMADDWD    yOnes<>+0(SB), Y3, Y3
+	VCVTDQ2PS   Y3, Y3
+	VFMADD231PS Y8, Y3, Y0
+	VMOVDQU     48(R10), Y3
+	VPSRLW      $0x04, Y3, Y4
+	VPAND       yMask<>+0(SB), Y4, Y4
+	VPAND       yMask<>+0(SB), Y3, Y3
+	VMOVDQU     64(CX)(R11*8), Y5
+	VPERM2I128  $0x20, 96(CX)(R11*8), Y5, Y6
+	VPERM2I128  $0x31, 96(CX)(R11*8), Y5, Y5
+	VMULPS      (DX)(R11*1), X2, X2
+	VMOVDQU     yIdx1<>+0(SB), Y8
+	VPERMPS     Y2, Y8, Y8
+	VPMADDUBSW  Y6, Y3, Y3
+	VPMADDUBSW  Y5, Y4, Y4
+	VPADDW      Y4, Y3, Y3
+	VPMADDWD    yOnes<>+0(SB), Y3, Y3
+	VCVTDQ2PS   Y3, Y3
+	VFMADD231PS Y8, Y3, Y0
+	ADDQ        $0x00000050, R10
+	ADDQ        $0x00000010, R11
+	JMP         dotYRowsQ4AG64F32_loop
+
+dotYRowsQ4AG64F32_end:
+	VEXTRACTF128 $0x01, Y0, X2
+	VADDPS       X0, X2, X2
+	VMOVHLPS     X2, X2, X0
+	VADDPS       X0, X2, X2
+	VMOVSHDUP    X2, X0
+	VADDSS       X0, X2, X2
+	VMOVHLPS     X1, X1, X0
+	VADDPS       X0, X1, X1
+	VMOVSHDUP    X1, X0
+	VADDSS       X0, X1, X1
+	VADDSS       X1, X2, X2
+	VMOVSS       X2, (R9)
+	ADDQ         $0x04, R9
+	ADDQ         R8, AX
+	DECQ         DI
+	JMP          dotYRowsQ4AG64F32_row
+
+dotYRowsQ4AG64F32_done:
+	VZEROUPPER
+	RET
+
+// func dotYRowsPQ4AG64F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
+// Requires: AVX, AVX2, FMA3
+TEXT ·dotYRowsPQ4AG64F32(SB), NOSPLIT, $0-152
+	MOVQ w_base+0(FP), AX
+	MOVQ q_base+24(FP), CX
+	MOVQ d_base+48(FP), DX
+	MOVQ s_base+72(FP), BX
+	MOVQ n4+96(FP), SI
+	SHLQ $0x04, SI
+	MOVQ rows+112(FP), DI
+	MOVQ rb+120(FP), R8
+	MOVQ out_base+128(FP), R9
+
+dotYRowsPQ4AG64F32_row:
+	TESTQ  DI, DI
+	JZ     dotYRowsPQ4AG64F32_done
+	VXORPS Y0, Y0, Y0
+	VXORPS X1, X1, X1
+	MOVQ   AX, R10
+	XORQ   R11, R11
+
+dotYRowsPQ4AG64F32_loop:
+	CMPQ        R11, SI
+	JAE         dotYRowsPQ4AG64F32_end
+	VMOVSS      (R10), X2
+	VINSERTPS   $0x20, 40(R10), X2, X2
+	VMOVSLDUP   X2, X2
+	VMOVSS      4(R10), X3
+	VINSERTPS   $0x20, 44(R10), X3, X3
+	VMOVSLDUP   X3, X3
+	VFMADD231PS (BX)(R11*1), X3, X1
+	VMOVDQU     8(R10), Y3
+	VPSRLW      $0x04, Y3, Y4
+	VPAND       yMask<>+0(SB), Y4, Y4
+	VPAND       yMask<>+0(SB), Y3, Y3
+	VMULPS      (DX)(R11*1), X2, X5
+	VMOVDQU     yIdx0<>+0(SB), Y6
+	VPERMPS     Y5, Y6, Y6
+	VPMADDUBSW  (CX)(R11*8), Y3, Y3
+	VPMADDUBSW  32(CX)(R11*8), Y4, Y4
+	VPADDW      Y4, Y3, Y3
+	VPMADDWD    yOnes<>+0(SB), Y3, Y3
+	VCVTDQ2PS   Y3, Y3
+	VFMADD231PS Y6, Y3, Y0
+	VMOVDQU     48(R10), Y3
+	VPSRLW      $0x04, Y3, Y4
+	VPAND       yMask<>+0(SB), Y4, Y4
+	VPAND       yMask<>+0(SB), Y3, Y3
+	VMULPS      (DX)(R11*1), X2, X2
+	VMOVDQU     yIdx1<>+0(SB), Y6
+	VPERMPS     Y2, Y6, Y6
+	VPMADDUBSW  64(CX)(R11*8), Y3, Y3
+	VPMADDUBSW  96(CX)(R11*8), Y4, Y4
+	VPADDW      Y4, Y3, Y3
+	VPMADDWD    yOnes<>+0(SB), Y3, Y3
+	VCVTDQ2PS   Y3, Y3
+	VFMADD231PS Y6, Y3, Y0
+	ADDQ        $0x00000050, R10
+	ADDQ        $0x00000010, R11
+	JMP         dotYRowsPQ4AG64F32_loop
+
+dotYRowsPQ4AG64F32_end:
+	VEXTRACTF128 $0x01, Y0, X2
+	VADDPS       X0, X2, X2
+	VMOVHLPS     X2, X2, X0
+	VADDPS       X0, X2, X2
+	VMOVSHDUP    X2, X0
+	VADDSS       X0, X2, X2
+	VMOVHLPS     X1, X1, X0
+	VADDPS       X0, X1, X1
+	VMOVSHDUP    X1, X0
+	VADDSS       X0, X1, X1
+	VADDSS       X1, X2, X2
+	VMOVSS       X2, (R9)
+	ADDQ         $0x04, R9
+	ADDQ         R8, AX
+	DECQ         DI
+	JMP          dotYRowsPQ4AG64F32_row
+
+dotYRowsPQ4AG64F32_done:
+	VZEROUPPER
+	RET
+
+// func dotYx4Q4AG64F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, out *[4]float32)
+// Requires: AVX, AVX2, FMA3
+TEXT ·dotYx4Q4AG64F32(SB), NOSPLIT, $0-120
+	MOVQ   w_base+0(FP), AX
+	MOVQ   q_base+24(FP), CX
+	MOVQ   d_base+48(FP), DX
+	MOVQ   s_base+72(FP), BX
+	MOVQ   n4+96(FP), SI
+	VXORPS Y0, Y0, Y0
+	VXORPS X1, X1, X1
+	VXORPS Y2, Y2, Y2
+	VXORPS X3, X3, X3
+	VXORPS Y4, Y4, Y4
+	VXORPS X5, X5, X5
+	VXORPS Y6, Y6, Y6
+	VXORPS X7, X7, X7
+
+dotYx4Q4AG64F32_loop:
+	TESTQ       SI, SI
+	JZ          dotYx4Q4AG64F32_end
+	VMOVSS      (AX), X8
+	VINSERTPS   $0x20, 40(AX), X8, X8
+	VMOVSLDUP   X8, X8
+	VMOVSS      4(AX), X9
+	VINSERTPS   $0x20, 44(AX), X9, X9
+	VMOVSLDUP   X9, X9
+	VFMADD231PS (BX), X9, X1
+	VFMADD231PS 16(BX), X9, X3
+	VFMADD231PS 32(BX), X9, X5
+	VFMADD231PS 48(BX), X9, X7
+	VMOVDQU     8(AX), Y9
+	VPSRLW      $0x04, Y9, Y10
+	VPAND       yMask<>+0(SB), Y10, Y10
+	VPAND       yMask<>+0(SB), Y9, Y9
+	VMULPS      (DX), X8, X11
+	VMOVDQU     yIdx0<>+0(SB), Y12
+	VPERMPS     Y11, Y12, Y12
+	VPMADDUBSW  (CX), Y9, Y13
+	VPMADDUBSW  32(CX), Y10, Y14
+	VPADDW      Y14, Y13, Y13
+	VPMADDWD    yOnes<>+0(SB), Y13, Y13
+	VCVTDQ2PS   Y13, Y13
+	VFMADD231PS Y12, Y13, Y0
+	VMULPS      16(DX), X8, X11
+	VMOVDQU     yIdx0<>+0(SB), Y12
+	VPERMPS     Y11, Y12, Y12
+	VPMADDUBSW  128(CX), Y9, Y13
+	VPMADDUBSW  160(CX), Y10, Y14
+	VPADDW      Y14, Y13, Y13
+	VPMADDWD    yOnes<>+0(SB), Y13, Y13
+	VCVTDQ2PS   Y13, Y13
+	VFMADD231PS Y12, Y13, Y2
+	VMULPS      32(DX), X8, X11
+	VMOVDQU     yIdx0<>+0(SB), Y12
+	VPERMPS     Y11, Y12, Y12
+	VPMADDUBSW  256(CX), Y9, Y13
+	VPMADDUBSW  288(CX), Y10, Y14
+	VPADDW      Y14, Y13, Y13
+	VPMADDWD    yOnes<>+0(SB), Y13, Y13
+	VCVTDQ2PS   Y13, Y13
+	VFMADD231PS Y12, Y13, Y4
+	VMULPS      48(DX), X8, X11
+	VMOVDQU     yIdx0<>+0(SB), Y12
+	VPERMPS     Y11, Y12, Y12
+	VPMADDUBSW  384(CX), Y9, Y9
+	VPMADDUBSW  416(CX), Y10, Y10
+	VPADDW      Y10, Y9, Y9
+	VPMADDWD    yOnes<>+0(SB), Y9, Y9
+	VCVTDQ2PS   Y9, Y9
+	VFMADD231PS Y12, Y9, Y6
+	VMOVDQU     48(AX), Y9
+	VPSRLW      $0x04, Y9, Y10
+	VPAND       yMask<>+0(SB), Y10, Y10
+	VPAND       yMask<>+0(SB), Y9, Y9
+	VMULPS      (DX), X8, X11
+	VMOVDQU     yIdx1<>+0(SB), Y12
+	VPERMPS     Y11, Y12, Y12
+	VPMADDUBSW  64(CX), Y9, Y13
+	VPMADDUBSW  96(CX), Y10, Y14
+	VPADDW      Y14, Y13, Y13
+	VPMADDWD    yOnes<>+0(SB), Y13, Y13
+	VCVTDQ2PS   Y13, Y13
+	VFMADD231PS Y12, Y13, Y0
+	VMULPS      16(DX), X8, X11
+	VMOVDQU     yIdx1<>+0(SB), Y12
+	VPERMPS     Y11, Y12, Y12
+	VPMADDUBSW  192(CX), Y9, Y13
+	VPMADDUBSW  224(CX), Y10, Y14
+	VPADDW      Y14, Y13, Y13
+	VPMADDWD    yOnes<>+0(SB), Y13, Y13
+	VCVTDQ2PS   Y13, Y13
+	VFMADD231PS Y12, Y13, Y2
+	VMULPS      32(DX), X8, X11
+	VMOVDQU     yIdx1<>+0(SB), Y12
+	VPERMPS     Y11, Y12, Y12
+	VPMADDUBSW  320(CX), Y9, Y13
+	VPMADDUBSW  352(CX), Y10, Y14
+	VPADDW      Y14, Y13, Y13
+	VPMADDWD    yOnes<>+0(SB), Y13, Y13
+	VCVTDQ2PS   Y13, Y13
+	VFMADD231PS Y12, Y13, Y4
+	VMULPS      48(DX), X8, X8
+	VMOVDQU     yIdx1<>+0(SB), Y12
+	VPERMPS     Y8, Y12, Y12
+	VPMADDUBSW  448(CX), Y9, Y9
+	VPMADDUBSW  480(CX), Y10, Y10
+	VPADDW      Y10, Y9, Y9
+	VPMADDWD    yOnes<>+0(SB), Y9, Y9
+	VCVTDQ2PS   Y9, Y9
+	VFMADD231PS Y12, Y9, Y6
+	ADDQ        $0x00000050, AX
+	ADDQ        $0x00000200, CX
+	ADDQ        $0x00000040, DX
+	ADDQ        $0x00000040, BX
+	DECQ        SI
+	JMP         dotYx4Q4AG64F32_loop
+
+dotYx4Q4AG64F32_end:
+	MOVQ         out+112(FP), AX
+	VEXTRACTF128 $0x01, Y0, X8
+	VADDPS       X0, X8, X8
+	VMOVHLPS     X8, X8, X0
+	VADDPS       X0, X8, X8
+	VMOVSHDUP    X8, X0
+	VADDSS       X0, X8, X8
+	VMOVHLPS     X1, X1, X0
+	VADDPS       X0, X1, X1
+	VMOVSHDUP    X1, X0
+	VADDSS       X0, X1, X1
+	VADDSS       X1, X8, X8
+	VMOVSS       X8, (AX)
+	VEXTRACTF128 $0x01, Y2, X0
+	VADDPS       X2, X0, X0
+	VMOVHLPS     X0, X0, X1
+	VADDPS       X1, X0, X0
+	VMOVSHDUP    X0, X1
+	VADDSS       X1, X0, X0
+	VMOVHLPS     X3, X3, X1
+	VADDPS       X1, X3, X3
+	VMOVSHDUP    X3, X1
+	VADDSS       X1, X3, X3
+	VADDSS       X3, X0, X0
+	VMOVSS       X0, 4(AX)
+	VEXTRACTF128 $0x01, Y4, X0
+	VADDPS       X4, X0, X0
+	VMOVHLPS     X0, X0, X1
+	VADDPS       X1, X0, X0
+	VMOVSHDUP    X0, X1
+	VADDSS       X1, X0, X0
+	VMOVHLPS     X5, X5, X1
+	VADDPS       X1, X5, X5
+	VMOVSHDUP    X5, X1
+	VADDSS       X1, X5, X5
+	VADDSS       X5, X0, X0
+	VMOVSS       X0, 8(AX)
+	VEXTRACTF128 $0x01, Y6, X0
+	VADDPS       X6, X0, X0
+	VMOVHLPS     X0, X0, X1
+	VADDPS       X1, X0, X0
+	VMOVSHDUP    X0, X1
+	VADDSS       X1, X0, X0
+	VMOVHLPS     X7, X7, X1
+	VADDPS       X1, X7, X7
+	VMOVSHDUP    X7, X1
+	VADDSS       X1, X7, X7
+	VADDSS       X7, X0, X0
+	VMOVSS       X0, 12(AX)
+	VZEROUPPER
+	RET
+
+// func dotYRowsQ4AG128F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
+// Requires: AVX, AVX2, FMA3
+TEXT ·dotYRowsQ4AG128F32(SB), NOSPLIT, $0-152
+	MOVQ w_base+0(FP), AX
+	MOVQ q_base+24(FP), CX
+	MOVQ d_base+48(FP), DX
+	MOVQ s_base+72(FP), BX
+	MOVQ n4+96(FP), SI
+	SHLQ $0x04, SI
+	MOVQ rows+112(FP), DI
+	MOVQ rb+120(FP), R8
+	MOVQ out_base+128(FP), R9
+	MOVQ bb+104(FP), R10
+
+dotYRowsQ4AG128F32_row:
+	TESTQ  DI, DI
+	JZ     dotYRowsQ4AG128F32_done
+	VXORPS Y0, Y0, Y0
+	VXORPS X1, X1, X1
+	MOVQ   AX, R11
+	LEAQ   8(R11), R12
+	LEAQ   (R11)(R10*1), R13
+	XORQ   R14, R14
+
+dotYRowsQ4AG128F32_loop:
+	CMPQ         R14, SI
+	JAE          dotYRowsQ4AG128F32_end
+	VBROADCASTSS (R11), X2
+	VBROADCASTSS 4(R11), X3
+	VFMADD231PS  (BX)(R14*1), X3, X1
+	VMOVDQU      (R12), Y3
+	VPSRLW       $0x04, Y3, Y4
+	VPAND        yMask<>+0(SB), Y4, Y4
+	VPAND        yMask<>+0(SB), Y3, Y3
+	VMOVDQU      (CX)(R14*8), Y5
+	VPERM2I128   $0x20, 32(CX)(R14*8), Y5, Y6
+	VPERM2I128   $0x31, 32(CX)(R14*8), Y5, Y5
+	VMULPS       (DX)(R14*1), X2, X7
+	VMOVDQU      yIdx0<>+0(SB), Y8
+	VPERMPS      Y7, Y8, Y8
+	VPMADDUBSW   Y6, Y3, Y3
+	VPMADDUBSW   Y5, Y4, Y4
+	VPADDW       Y4, Y3, Y3
+	VPMADDWD     yOnes<>+0(SB), Y3, Y3
+	VCVTDQ2PS    Y3, Y3
+	VFMADD231PS  Y8, Y3, Y0
+	VMOVDQU      32(R12), Y3
+	VPSRLW       $0x04, Y3, Y4
+	VPAND        yMask<>+0(SB), Y4, Y4
+	VPAND        yMask<>+0(SB), Y3, Y3
+	VMOVDQU      64(CX)(R14*8), Y5
+	VPERM2I128   $0x20, 96(CX)(R14*8), Y5, Y6
+	VPERM2I128   $0x31, 96(CX)(R14*8), Y5, Y5
+	VMULPS       (DX)(R14*1), X2, X2
+	VMOVDQU      yIdx1<>+0(SB), Y8
+	VPERMPS      Y2, Y8, Y8
+	VPMADDUBSW   Y6, Y3, Y3
+	VPMADDUBSW   Y5, Y4, Y4
+	VPADDW       Y4, Y3, Y3
+	VPMADDWD     yOnes<>+0(SB), Y3, Y3
+	VCVTDQ2PS    Y3, Y3
+	VFMADD231PS  Y8, Y3, Y0
+	ADDQ         $0x00000040, R12
+	CMPQ         R12, R13
+	JNE          dotYRowsQ4AG128F32_next
+	MOVQ         R13, R11
+	ADDQ         R10, R13
+	LEAQ         8(R11), R12
+
+dotYRowsQ4AG128F32_next:
+	ADDQ $0x00000010, R14
+	JMP  dotYRowsQ4AG128F32_loop
+
+dotYRowsQ4AG128F32_end:
+	VEXTRACTF128 $0x01, Y0, X2
+	VADDPS       X0, X2, X2
+	VMOVHLPS     X2, X2, X0
+	VADDPS       X0, X2, X2
+	VMOVSHDUP    X2, X0
+	VADDSS       X0, X2, X2
+	VMOVHLPS     X1, X1, X0
+	VADDPS       X0, X1, X1
+	VMOVSHDUP    X1, X0
+	VADDSS       X0, X1, X1
+	VADDSS       X1, X2, X2
+	VMOVSS       X2, (R9)
+	ADDQ         $0x04, R9
+	ADDQ         R8, AX
+	DECQ         DI
+	JMP          dotYRowsQ4AG128F32_row
+
+dotYRowsQ4AG128F32_done:
+	VZEROUPPER
+	RET
+
+// func dotYRowsPQ4AG128F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
+// Requires: AVX, AVX2, FMA3
+TEXT ·dotYRowsPQ4AG128F32(SB), NOSPLIT, $0-152
+	MOVQ w_base+0(FP), AX
+	MOVQ q_base+24(FP), CX
+	MOVQ d_base+48(FP), DX
+	MOVQ s_base+72(FP), BX
+	MOVQ n4+96(FP), SI
+	SHLQ $0x04, SI
+	MOVQ rows+112(FP), DI
+	MOVQ rb+120(FP), R8
+	MOVQ out_base+128(FP), R9
+	MOVQ bb+104(FP), R10
+
+dotYRowsPQ4AG128F32_row:
+	TESTQ  DI, DI
+	JZ     dotYRowsPQ4AG128F32_done
+	VXORPS Y0, Y0, Y0
+	VXORPS X1, X1, X1
+	MOVQ   AX, R11
+	LEAQ   8(R11), R12
+	LEAQ   (R11)(R10*1), R13
+	XORQ   R14, R14
+
+dotYRowsPQ4AG128F32_loop:
+	CMPQ         R14, SI
+	JAE          dotYRowsPQ4AG128F32_end
+	VBROADCASTSS (R11), X2
+	VBROADCASTSS 4(R11), X3
+	VFMADD231PS  (BX)(R14*1), X3, X1
+	VMOVDQU      (R12), Y3
+	VPSRLW       $0x04, Y3, Y4
+	VPAND        yMask<>+0(SB), Y4, Y4
+	VPAND        yMask<>+0(SB), Y3, Y3
+	VMULPS       (DX)(R14*1), X2, X5
+	VMOVDQU      yIdx0<>+0(SB), Y6
+	VPERMPS      Y5, Y6, Y6
+	VPMADDUBSW   (CX)(R14*8), Y3, Y3
+	VPMADDUBSW   32(CX)(R14*8), Y4, Y4
+	VPADDW       Y4, Y3, Y3
+	VPMADDWD     yOnes<>+0(SB), Y3, Y3
+	VCVTDQ2PS    Y3, Y3
+	VFMADD231PS  Y6, Y3, Y0
+	VMOVDQU      32(R12), Y3
+	VPSRLW       $0x04, Y3, Y4
+	VPAND        yMask<>+0(SB), Y4, Y4
+	VPAND        yMask<>+0(SB), Y3, Y3
+	VMULPS       (DX)(R14*1), X2, X2
+	VMOVDQU      yIdx1<>+0(SB), Y6
+	VPERMPS      Y2, Y6, Y6
+	VPMADDUBSW   64(CX)(R14*8), Y3, Y3
+	VPMADDUBSW   96(CX)(R14*8), Y4, Y4
+	VPADDW       Y4, Y3, Y3
+	VPMADDWD     yOnes<>+0(SB), Y3, Y3
+	VCVTDQ2PS    Y3, Y3
+	VFMADD231PS  Y6, Y3, Y0
+	ADDQ         $0x00000040, R12
+	CMPQ         R12, R13
+	JNE          dotYRowsPQ4AG128F32_next
+	MOVQ         R13, R11
+	ADDQ         R10, R13
+	LEAQ         8(R11), R12
+
+dotYRowsPQ4AG128F32_next:
+	ADDQ $0x00000010, R14
+	JMP  dotYRowsPQ4AG128F32_loop
+
+dotYRowsPQ4AG128F32_end:
+	VEXTRACTF128 $0x01, Y0, X2
+	VADDPS       X0, X2, X2
+	VMOVHLPS     X2, X2, X0
+	VADDPS       X0, X2, X2
+	VMOVSHDUP    X2, X0
+	VADDSS       X0, X2, X2
+	VMOVHLPS     X1, X1, X0
+	VADDPS       X0, X1, X1
+	VMOVSHDUP    X1, X0
+	VADDSS       X0, X1, X1
+	VADDSS       X1, X2, X2
+	VMOVSS       X2, (R9)
+	ADDQ         $0x04, R9
+	ADDQ         R8, AX
+	DECQ         DI
+	JMP          dotYRowsPQ4AG128F32_row
+
+dotYRowsPQ4AG128F32_done:
+	VZEROUPPER
+	RET
+
+// func dotYx4Q4AG128F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, out *[4]float32)
+// Requires: AVX, AVX2, FMA3
+TEXT ·dotYx4Q4AG128F32(SB), NOSPLIT, $0-120
+	MOVQ   w_base+0(FP), AX
+	MOVQ   q_base+24(FP), CX
+	MOVQ   d_base+48(FP), DX
+	MOVQ   s_base+72(FP), BX
+	MOVQ   n4+96(FP), SI
+	MOVQ   bb+104(FP), DI
+	LEAQ   8(AX), R8
+	LEAQ   (AX)(DI*1), R9
+	VXORPS Y0, Y0, Y0
+	VXORPS X1, X1, X1
+	VXORPS Y2, Y2, Y2
+	VXORPS X3, X3, X3
+	VXORPS Y4, Y4, Y4
+	VXORPS X5, X5, X5
+	VXORPS Y6, Y6, Y6
+	VXORPS X7, X7, X7
+
+dotYx4Q4AG128F32_loop:
+	TESTQ        SI, SI
+	JZ           dotYx4Q4AG128F32_end
+	VBROADCASTSS (AX), X8
+	VBROADCASTSS 4(AX), X9
+	VFMADD231PS  (BX), X9, X1
+	VFMADD231PS  16(BX), X9, X3
+	VFMADD231PS  32(BX), X9, X5
+	VFMADD231PS  48(BX), X9, X7
+	VMOVDQU      (R8), Y9
+	VPSRLW       $0x04, Y9, Y10
+	VPAND        yMask<>+0(SB), Y10, Y10
+	VPAND        yMask<>+0(SB), Y9, Y9
+	VMULPS       (DX), X8, X11
+	VMOVDQU      yIdx0<>+0(SB), Y12
+	VPERMPS      Y11, Y12, Y12
+	VPMADDUBSW   (CX), Y9, Y13
+	VPMADDUBSW   32(CX), Y10, Y14
+	VPADDW       Y14, Y13, Y13
+	VPMADDWD     yOnes<>+0(SB), Y13, Y13
+	VCVTDQ2PS    Y13, Y13
+	VFMADD231PS  Y12, Y13, Y0
+	VMULPS       16(DX), X8, X11
+	VMOVDQU      yIdx0<>+0(SB), Y12
+	VPERMPS      Y11, Y12, Y12
+	VPMADDUBSW   128(CX), Y9, Y13
+	VPMADDUBSW   160(CX), Y10, Y14
+	VPADDW       Y14, Y13, Y13
+	VPMADDWD     yOnes<>+0(SB), Y13, Y13
+	VCVTDQ2PS    Y13, Y13
+	VFMADD231PS  Y12, Y13, Y2
+	VMULPS       32(DX), X8, X11
+	VMOVDQU      yIdx0<>+0(SB), Y12
+	VPERMPS      Y11, Y12, Y12
+	VPMADDUBSW   256(CX), Y9, Y13
+	VPMADDUBSW   288(CX), Y10, Y14
+	VPADDW       Y14, Y13, Y13
+	VPMADDWD     yOnes<>+0(SB), Y13, Y13
+	VCVTDQ2PS    Y13, Y13
+	VFMADD231PS  Y12, Y13, Y4
+	VMULPS       48(DX), X8, X11
+	VMOVDQU      yIdx0<>+0(SB), Y12
+	VPERMPS      Y11, Y12, Y12
+	VPMADDUBSW   384(CX), Y9, Y9
+	VPMADDUBSW   416(CX), Y10, Y10
+	VPADDW       Y10, Y9, Y9
+	VPMADDWD     yOnes<>+0(SB), Y9, Y9
+	VCVTDQ2PS    Y9, Y9
+	VFMADD231PS  Y12, Y9, Y6
+	VMOVDQU      32(R8), Y9
+	VPSRLW       $0x04, Y9, Y10
+	VPAND        yMask<>+0(SB), Y10, Y10
+	VPAND        yMask<>+0(SB), Y9, Y9
+	VMULPS       (DX), X8, X11
+	VMOVDQU      yIdx1<>+0(SB), Y12
+	VPERMPS      Y11, Y12, Y12
+	VPMADDUBSW   64(CX), Y9, Y13
+	VPMADDUBSW   96(CX), Y10, Y14
+	VPADDW       Y14, Y13, Y13
+	VPMADDWD     yOnes<>+0(SB), Y13, Y13
+	VCVTDQ2PS    Y13, Y13
+	VFMADD231PS  Y12, Y13, Y0
+	VMULPS       16(DX), X8, X11
+	VMOVDQU      yIdx1<>+0(SB), Y12
+	VPERMPS      Y11, Y12, Y12
+	VPMADDUBSW   192(CX), Y9, Y13
+	VPMADDUBSW   224(CX), Y10, Y14
+	VPADDW       Y14, Y13, Y13
+	VPMADDWD     yOnes<>+0(SB), Y13, Y13
+	VCVTDQ2PS    Y13, Y13
+	VFMADD231PS  Y12, Y13, Y2
+	VMULPS       32(DX), X8, X11
+	VMOVDQU      yIdx1<>+0(SB), Y12
+	VPERMPS      Y11, Y12, Y12
+	VPMADDUBSW   320(CX), Y9, Y13
+	VPMADDUBSW   352(CX), Y10, Y14
+	VPADDW       Y14, Y13, Y13
+	VPMADDWD     yOnes<>+0(SB), Y13, Y13
+	VCVTDQ2PS    Y13, Y13
+	VFMADD231PS  Y12, Y13, Y4
+	VMULPS       48(DX), X8, X8
+	VMOVDQU      yIdx1<>+0(SB), Y12
+	VPERMPS      Y8, Y12, Y12
+	VPMADDUBSW   448(CX), Y9, Y9
+	VPMADDUBSW   480(CX), Y10, Y10
+	VPADDW       Y10, Y9, Y9
+	VPMADDWD     yOnes<>+0(SB), Y9, Y9
+	VCVTDQ2PS    Y9, Y9
+	VFMADD231PS  Y12, Y9, Y6
+	ADDQ         $0x00000040, R8
+	CMPQ         R8, R9
+	JNE          dotYx4Q4AG128F32_next
+	MOVQ         R9, AX
+	ADDQ         DI, R9
+	LEAQ         8(AX), R8
+
+dotYx4Q4AG128F32_next:
+	ADDQ $0x00000200, CX
+	ADDQ $0x00000040, DX
+	ADDQ $0x00000040, BX
+	DECQ SI
+	JMP  dotYx4Q4AG128F32_loop
+
+dotYx4Q4AG128F32_end:
 	MOVQ         out+112(FP), AX
 	VEXTRACTF128 $0x01, Y0, X8
 	VADDPS       X0, X8, X8

@@ -35,26 +35,24 @@ var zVNNI = zFuncs{
 }
 
 // zAVX2 are the y kernels (kernels/_asm/q4y.go), the same plan in 256-bit
-// AVX2 for the avx2 and avx512 variants: G32 layouts only, the others keep
-// the older kernels.
+// AVX2, for the avx2 and avx512 variants.
 var zAVX2 = zFuncs{
 	rows: [2][2][3]zRowsFunc{
-		{{dotYRowsQ4G32F16, nil, nil}, {dotYRowsQ4G32F32, nil, nil}},
-		{{dotYRowsQ4AG32F16, nil, nil}, {dotYRowsQ4AG32F32, nil, nil}},
+		{{dotYRowsQ4G32F16, dotYRowsQ4G64F16, dotYRowsQ4G128F16}, {dotYRowsQ4G32F32, dotYRowsQ4G64F32, dotYRowsQ4G128F32}},
+		{{dotYRowsQ4AG32F16, dotYRowsQ4AG64F16, dotYRowsQ4AG128F16}, {dotYRowsQ4AG32F32, dotYRowsQ4AG64F32, dotYRowsQ4AG128F32}},
 	},
 	rowsP: [2][2][3]zRowsFunc{
-		{{dotYRowsPQ4G32F16, nil, nil}, {dotYRowsPQ4G32F32, nil, nil}},
-		{{dotYRowsPQ4AG32F16, nil, nil}, {dotYRowsPQ4AG32F32, nil, nil}},
+		{{dotYRowsPQ4G32F16, dotYRowsPQ4G64F16, dotYRowsPQ4G128F16}, {dotYRowsPQ4G32F32, dotYRowsPQ4G64F32, dotYRowsPQ4G128F32}},
+		{{dotYRowsPQ4AG32F16, dotYRowsPQ4AG64F16, dotYRowsPQ4AG128F16}, {dotYRowsPQ4AG32F32, dotYRowsPQ4AG64F32, dotYRowsPQ4AG128F32}},
 	},
 	x4: [2][2][3]zX4Func{
-		{{dotYx4Q4G32F16, nil, nil}, {dotYx4Q4G32F32, nil, nil}},
-		{{dotYx4Q4AG32F16, nil, nil}, {dotYx4Q4AG32F32, nil, nil}},
+		{{dotYx4Q4G32F16, dotYx4Q4G64F16, dotYx4Q4G128F16}, {dotYx4Q4G32F32, dotYx4Q4G64F32, dotYx4Q4G128F32}},
+		{{dotYx4Q4AG32F16, dotYx4Q4AG64F16, dotYx4Q4AG128F16}, {dotYx4Q4AG32F32, dotYx4Q4AG64F32, dotYx4Q4AG128F32}},
 	},
 }
 
 // index returns f's kernels' indices, or ok false if f has none (q8, or a
-// group that is neither 32, 64 nor a multiple of 128, or a layout the set
-// leaves out).
+// group that is neither 32, 64 nor a multiple of 128).
 func (z *zFuncs) index(f QFormat) (ki, si, li int, ok bool) {
 	if f.Kind != QKindQ4 && f.Kind != QKindQ4A {
 		return
@@ -73,7 +71,7 @@ func (z *zFuncs) index(f QFormat) (ki, si, li int, ok bool) {
 	default:
 		return
 	}
-	return ki, si, li, z.rows[ki][si][li] != nil
+	return ki, si, li, true
 }
 
 // dot is dotQ for a format with z kernels.

@@ -7,11 +7,12 @@ import (
 )
 
 // The "y" kernels: the z kernels' plan (q4z.go) in 256-bit AVX2, for CPUs
-// without AVX-512 VNNI: q4 and q4a rows of G32 blocks times int8
-// activations, four sub-blocks (128 values) per iteration.
+// without AVX-512 VNNI: q4 and q4a rows times int8 activations, four
+// sub-blocks (128 values) per iteration, in the z kernels' three layouts
+// (G32, G64, G128).
 //
 // Codes: the 16 code bytes of sub-blocks a and b go into the two 128-bit
-// lanes of a ymm, [a b]; ANDed with 0x0f they are values 0..15 of a and
+// lanes of a ymm, [a b] (in G64 and G128 they are already adjacent); ANDed with 0x0f they are values 0..15 of a and
 // b, shifted right by 4 and ANDed, values 16..31. The activations of the
 // pair are in the z kernels' order, a[0:16] b[0:16] a[16:32] b[16:32]
 // (QuantizedActivations.zq, or put in that order from the natural one by
@@ -34,11 +35,16 @@ import (
 type yKernel struct {
 	kind        string // Q4 or Q4A
 	f32         bool
-	sb, hdr, bb int // scale bytes, header bytes, block bytes
+	layout      string
+	sb, hdr, bb int // scale bytes, header bytes, block bytes (G128: 0, a parameter)
+	// lay is the z kernel of the same layout, whose scale loads and
+	// pointer moves (plain AVX and F16C) G64 and G128 share; G32's z
+	// kernels gather scales with AVX-512.
+	lay *zKernel
 }
 
-func newY(kind string, f32 bool) *yKernel {
-	y := &yKernel{kind: kind, f32: f32, sb: 2}
+func newY(kind string, f32 bool, layout string) *yKernel {
+	y := &yKernel{kind: kind, f32: f32, layout: layout, sb: 2}
 	if f32 {
 		y.sb = 4
 	}
@@ -46,7 +52,15 @@ func newY(kind string, f32 bool) *yKernel {
 	if kind == "Q4A" {
 		y.hdr = 2 * y.sb
 	}
-	y.bb = y.hdr + 16
+	switch layout {
+	case "G32":
+		y.bb = y.hdr + 16
+	case "G64":
+		y.bb = y.hdr + 32
+	}
+	if layout != "G32" {
+		y.lay = newZ(kind, f32, layout)
+	}
 	return y
 }
 
@@ -55,7 +69,7 @@ func (y *yKernel) suffix() string {
 	if y.f32 {
 		sc = "F32"
 	}
-	return y.kind + "G32" + sc
+	return y.kind + y.layout + sc
 }
 
 type yConsts struct {
@@ -94,25 +108,67 @@ func (y *yKernel) scales(blk Register, off int) VecVirtual {
 	return x
 }
 
-// groupScales loads the group's scales and, for q4a, minima.
+// groupScales loads the group's scales and, for q4a, minima, one per
+// sub-block.
 func (y *yKernel) groupScales(blk Register) (dw, mw VecVirtual) {
-	dw = y.scales(blk, 0)
+	load := y.scales
+	if y.lay != nil {
+		load = func(blk Register, off int) VecVirtual { return y.lay.scales(blk, off).(VecVirtual) }
+	}
+	dw = load(blk, 0)
 	if y.kind == "Q4A" {
-		mw = y.scales(blk, y.sb)
+		mw = load(blk, y.sb)
 	}
 	return dw, mw
 }
 
 // codes unpacks pair p's codes: lo the values 0..15 of its two sub-blocks,
-// hi the values 16..31.
-func (y *yKernel) codes(blk Register, p int, k *yConsts) (lo, hi VecVirtual) {
+// hi the values 16..31. codes points at the group's codes in G128.
+func (y *yKernel) codes(blk, codes Register, p int, k *yConsts) (lo, hi VecVirtual) {
 	lo, hi = YMM(), YMM()
-	VMOVDQU(Mem{Base: blk, Disp: y.hdr + 2*p*y.bb}, lo.AsX())
-	VINSERTI128(U8(1), Mem{Base: blk, Disp: y.hdr + (2*p+1)*y.bb}, lo, lo)
+	switch y.layout {
+	case "G32":
+		VMOVDQU(Mem{Base: blk, Disp: y.hdr + 2*p*y.bb}, lo.AsX())
+		VINSERTI128(U8(1), Mem{Base: blk, Disp: y.hdr + (2*p+1)*y.bb}, lo, lo)
+	case "G64":
+		VMOVDQU(Mem{Base: blk, Disp: y.hdr + p*y.bb}, lo)
+	case "G128":
+		VMOVDQU(Mem{Base: codes, Disp: 32 * p}, lo)
+	}
 	VPSRLW(U8(4), lo, hi)
 	VPAND(k.mask, hi, hi)
 	VPAND(k.mask, lo, lo)
 	return lo, hi
+}
+
+// blockPointers sets up G128's pointers for a row starting at blk: codes
+// at the first block's codes, next at the second block; bb is the block
+// size (loaded by the caller). Nothing for G32 and G64.
+func (y *yKernel) blockPointers(blk Register, bb Register) (codes, next Register) {
+	if y.layout != "G128" {
+		return nil, nil
+	}
+	codes, next = GP64(), GP64()
+	LEAQ(Mem{Base: blk, Disp: y.hdr}, codes)
+	LEAQ(Mem{Base: blk, Index: bb, Scale: 1}, next)
+	return codes, next
+}
+
+// advance moves to the next group.
+func (y *yKernel) advance(label string, blk, codes, next, bb Register) {
+	if y.lay != nil {
+		y.lay.advance(label, blk, codes, next, bb)
+		return
+	}
+	ADDQ(U32(4*y.bb), blk)
+}
+
+// blockSize loads the bb parameter for G128.
+func (y *yKernel) blockSize() Register {
+	if y.layout != "G128" {
+		return nil
+	}
+	return Load(Param("bb"), GP64())
 }
 
 // yRow is one activation row's accumulators.
@@ -172,15 +228,17 @@ func (y *yKernel) finish(r yRow, k *yConsts) VecVirtual {
 // out[r] = the y sum over the first 4·n4 sub-blocks. With permuted, the
 // activation codes come in the kernels' order (QuantizedActivations.zq).
 func yRows(y *yKernel, permuted bool) {
-	name := rowsText("Y", y.suffix(), permuted, "blocks of 32 values")
+	name := rowsText("Y", y.suffix(), permuted, "blocks of bb bytes")
 	k := yConstants()
 	a := loadRowsParams()
 	wp, qp, dp, sp, n16, rows, rb, out := a.wp, a.qp, a.dp, a.sp, a.n16, a.rows, a.rb, a.out
+	bb := y.blockSize()
 
 	rowStart(name, rows)
 	r := newYRow()
 	blk := GP64()
 	MOVQ(wp, blk)
+	codes, next := y.blockPointers(blk, bb)
 	i := GP64()
 	XORQ(i, i)
 	Label(name + "_loop")
@@ -189,7 +247,7 @@ func yRows(y *yKernel, permuted bool) {
 	dw, mw := y.groupScales(blk)
 	y.offset(r, dw, mw, Mem{Base: sp, Index: i, Scale: 1})
 	for p := 0; p < 2; p++ {
-		lo, hi := y.codes(blk, p, k)
+		lo, hi := y.codes(blk, codes, p, k)
 		var acts [2]Op
 		m := Mem{Base: qp, Index: i, Scale: 8, Disp: 64 * p}
 		if permuted {
@@ -204,7 +262,7 @@ func yRows(y *yKernel, permuted bool) {
 		}
 		y.pair(r, p, lo, hi, dw, Mem{Base: dp, Index: i, Scale: 1}, func(half int) Op { return acts[half] }, k)
 	}
-	ADDQ(U32(4*y.bb), blk)
+	y.advance(name+"_next", blk, codes, next, bb)
 	groupsEnd(name, i, func() VecVirtual { return y.finish(r, k) }, out, wp, rb, rows)
 }
 
@@ -217,6 +275,8 @@ func yX4(y *yKernel) {
 	x4Text(name, "y")
 	k := yConstants()
 	blk, qp, dp, sp, n4 := x4Params()
+	bb := y.blockSize()
+	codes, next := y.blockPointers(blk, bb)
 	var rs [4]yRow
 	for t := range rs {
 		rs[t] = newYRow()
@@ -229,24 +289,26 @@ func yX4(y *yKernel) {
 		y.offset(rs[t], dw, mw, Mem{Base: sp, Disp: 16 * t})
 	}
 	for p := 0; p < 2; p++ {
-		lo, hi := y.codes(blk, p, k)
+		lo, hi := y.codes(blk, codes, p, k)
 		for t := range rs {
 			y.pair(rs[t], p, lo, hi, dw, Mem{Base: dp, Disp: 16 * t}, func(half int) Op {
 				return Mem{Base: qp, Disp: 128*t + 64*p + 32*half}
 			}, k)
 		}
 	}
-	ADDQ(U32(4*y.bb), blk)
+	y.advance(name+"_next", blk, codes, next, bb)
 	x4End(name, qp, dp, sp, n4, func(t int) VecVirtual { return y.finish(rs[t], k) })
 }
 
 func yAll() {
 	for _, kind := range []string{"Q4", "Q4A"} {
 		for _, f32 := range []bool{false, true} {
-			y := newY(kind, f32)
-			yRows(y, false)
-			yRows(y, true)
-			yX4(y)
+			for _, l := range zLayouts {
+				y := newY(kind, f32, l)
+				yRows(y, false)
+				yRows(y, true)
+				yX4(y)
+			}
 		}
 	}
 }
