@@ -44,20 +44,8 @@ type yKernel struct {
 }
 
 func newY(kind string, f32 bool, layout string) *yKernel {
-	y := &yKernel{kind: kind, f32: f32, layout: layout, sb: 2}
-	if f32 {
-		y.sb = 4
-	}
-	y.hdr = y.sb
-	if kind == "Q4A" {
-		y.hdr = 2 * y.sb
-	}
-	switch layout {
-	case "G32":
-		y.bb = y.hdr + 16
-	case "G64":
-		y.bb = y.hdr + 32
-	}
+	y := &yKernel{kind: kind, f32: f32, layout: layout}
+	y.sb, y.hdr, y.bb = blockGeometry(kind, f32, layout)
 	if layout != "G32" {
 		y.lay = newZ(kind, f32, layout)
 	}

@@ -100,21 +100,29 @@ type zKernel struct {
 	sIdxC, mIdxC Mem
 }
 
-func newZ(kind string, f32 bool, layout string) *zKernel {
-	z := &zKernel{kind: kind, f32: f32, layout: layout, sb: 2}
+// blockGeometry returns the scale, header and block bytes of a q4 or q4a
+// layout (block bytes 0 for G128, whose block size is a parameter).
+func blockGeometry(kind string, f32 bool, layout string) (sb, hdr, bb int) {
+	sb = 2
 	if f32 {
-		z.sb = 4
+		sb = 4
 	}
-	z.hdr = z.sb
+	hdr = sb
 	if kind == "Q4A" {
-		z.hdr = 2 * z.sb
+		hdr = 2 * sb
 	}
 	switch layout {
 	case "G32":
-		z.bb = z.hdr + 16
+		bb = hdr + 16
 	case "G64":
-		z.bb = z.hdr + 32
+		bb = hdr + 32
 	}
+	return sb, hdr, bb
+}
+
+func newZ(kind string, f32 bool, layout string) *zKernel {
+	z := &zKernel{kind: kind, f32: f32, layout: layout}
+	z.sb, z.hdr, z.bb = blockGeometry(kind, f32, layout)
 	// The four blocks' scales (and minima) of a G32 group are 2- or 4-byte
 	// values at block strides: one VPERMW/VPERMD from the group's first 64
 	// bytes gathers them, instead of four loads, shifts and inserts.
