@@ -3,10 +3,11 @@
 package kernels
 
 // The vnni variant's q4 and q4a kernels ("z" kernels, see kernels/_asm/q4z.go):
-// 512-bit VPDPBUSD over four sub-blocks (128 values) per iteration. They
-// cover the first nsub&^3 sub-blocks of a row; the remaining ones are added
-// in Go by zTail, in the same way for the one-row, many-row and
-// four-activation-row paths, so all three stay bit-identical.
+// 512-bit VPDPBUSD over four sub-blocks (128 values) per iteration; the avx2
+// and avx512 variants' ("y" kernels, q4y.go) follow the same plan with
+// 256-bit VPMADDUBSW. They cover the first nsub&^3 sub-blocks of a row; the
+// remaining ones are added in Go by zTail, in the same way for the one-row,
+// many-row and four-activation-row paths, so all three stay bit-identical.
 
 type zRowsFunc func(w []byte, q []int8, d []float32, s []float32, n4, bb, rows, rb int, out []float32)
 type zX4Func func(w []byte, q []int8, d []float32, s []float32, n4, bb int, out *[4]float32)
