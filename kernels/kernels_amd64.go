@@ -738,237 +738,6 @@ func dotZRowsPQ4G32F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb 
 //go:noescape
 func dotZx4Q4G32F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, out *[4]float32)
 
-// dotZRowsQ4G64F16 stores in out[r], r < rows, the dot product of the first 4·n4
-// sub-blocks of weight row r (w[r*rb:], blocks of bb bytes) with the
-// activations (q, d, s); see the z kernels in kernels/_asm.
-//
-//go:noescape
-func dotZRowsQ4G64F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
-
-// dotZRowsPQ4G64F16 stores in out[r], r < rows, the dot product of the first 4·n4
-// sub-blocks of weight row r (w[r*rb:], blocks of bb bytes) with the
-// activations (q, d, s), q in the kernels' order; see the z kernels in kernels/_asm.
-//
-//go:noescape
-func dotZRowsPQ4G64F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
-
-// dotZx4Q4G64F16 stores in out[t] the dot product of the first 4·n4 sub-blocks
-// of the weight row w with the packed activation row t = 0..3; see the z
-// kernels in kernels/_asm.
-//
-//go:noescape
-func dotZx4Q4G64F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, out *[4]float32)
-
-// dotZRowsQ4G128F16 stores in out[r], r < rows, the dot product of the first 4·n4
-// sub-blocks of weight row r (w[r*rb:], blocks of bb bytes) with the
-// activations (q, d, s); see the z kernels in kernels/_asm.
-//
-//go:noescape
-func dotZRowsQ4G128F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
-
-// dotZRowsPQ4G128F16 stores in out[r], r < rows, the dot product of the first 4·n4
-// sub-blocks of weight row r (w[r*rb:], blocks of bb bytes) with the
-// activations (q, d, s), q in the kernels' order; see the z kernels in kernels/_asm.
-//
-//go:noescape
-func dotZRowsPQ4G128F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
-
-// dotZx4Q4G128F16 stores in out[t] the dot product of the first 4·n4 sub-blocks
-// of the weight row w with the packed activation row t = 0..3; see the z
-// kernels in kernels/_asm.
-//
-//go:noescape
-func dotZx4Q4G128F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, out *[4]float32)
-
-// dotZRowsQ4G32F32 stores in out[r], r < rows, the dot product of the first 4·n4
-// sub-blocks of weight row r (w[r*rb:], blocks of bb bytes) with the
-// activations (q, d, s); see the z kernels in kernels/_asm.
-//
-//go:noescape
-func dotZRowsQ4G32F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
-
-// dotZRowsPQ4G32F32 stores in out[r], r < rows, the dot product of the first 4·n4
-// sub-blocks of weight row r (w[r*rb:], blocks of bb bytes) with the
-// activations (q, d, s), q in the kernels' order; see the z kernels in kernels/_asm.
-//
-//go:noescape
-func dotZRowsPQ4G32F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
-
-// dotZx4Q4G32F32 stores in out[t] the dot product of the first 4·n4 sub-blocks
-// of the weight row w with the packed activation row t = 0..3; see the z
-// kernels in kernels/_asm.
-//
-//go:noescape
-func dotZx4Q4G32F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, out *[4]float32)
-
-// dotZRowsQ4G64F32 stores in out[r], r < rows, the dot product of the first 4·n4
-// sub-blocks of weight row r (w[r*rb:], blocks of bb bytes) with the
-// activations (q, d, s); see the z kernels in kernels/_asm.
-//
-//go:noescape
-func dotZRowsQ4G64F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
-
-// dotZRowsPQ4G64F32 stores in out[r], r < rows, the dot product of the first 4·n4
-// sub-blocks of weight row r (w[r*rb:], blocks of bb bytes) with the
-// activations (q, d, s), q in the kernels' order; see the z kernels in kernels/_asm.
-//
-//go:noescape
-func dotZRowsPQ4G64F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
-
-// dotZx4Q4G64F32 stores in out[t] the dot product of the first 4·n4 sub-blocks
-// of the weight row w with the packed activation row t = 0..3; see the z
-// kernels in kernels/_asm.
-//
-//go:noescape
-func dotZx4Q4G64F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, out *[4]float32)
-
-// dotZRowsQ4G128F32 stores in out[r], r < rows, the dot product of the first 4·n4
-// sub-blocks of weight row r (w[r*rb:], blocks of bb bytes) with the
-// activations (q, d, s); see the z kernels in kernels/_asm.
-//
-//go:noescape
-func dotZRowsQ4G128F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
-
-// dotZRowsPQ4G128F32 stores in out[r], r < rows, the dot product of the first 4·n4
-// sub-blocks of weight row r (w[r*rb:], blocks of bb bytes) with the
-// activations (q, d, s), q in the kernels' order; see the z kernels in kernels/_asm.
-//
-//go:noescape
-func dotZRowsPQ4G128F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
-
-// dotZx4Q4G128F32 stores in out[t] the dot product of the first 4·n4 sub-blocks
-// of the weight row w with the packed activation row t = 0..3; see the z
-// kernels in kernels/_asm.
-//
-//go:noescape
-func dotZx4Q4G128F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, out *[4]float32)
-
-// dotZRowsQ4AG32F16 stores in out[r], r < rows, the dot product of the first 4·n4
-// sub-blocks of weight row r (w[r*rb:], blocks of bb bytes) with the
-// activations (q, d, s); see the z kernels in kernels/_asm.
-//
-//go:noescape
-func dotZRowsQ4AG32F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
-
-// dotZRowsPQ4AG32F16 stores in out[r], r < rows, the dot product of the first 4·n4
-// sub-blocks of weight row r (w[r*rb:], blocks of bb bytes) with the
-// activations (q, d, s), q in the kernels' order; see the z kernels in kernels/_asm.
-//
-//go:noescape
-func dotZRowsPQ4AG32F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
-
-// dotZx4Q4AG32F16 stores in out[t] the dot product of the first 4·n4 sub-blocks
-// of the weight row w with the packed activation row t = 0..3; see the z
-// kernels in kernels/_asm.
-//
-//go:noescape
-func dotZx4Q4AG32F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, out *[4]float32)
-
-// dotZRowsQ4AG64F16 stores in out[r], r < rows, the dot product of the first 4·n4
-// sub-blocks of weight row r (w[r*rb:], blocks of bb bytes) with the
-// activations (q, d, s); see the z kernels in kernels/_asm.
-//
-//go:noescape
-func dotZRowsQ4AG64F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
-
-// dotZRowsPQ4AG64F16 stores in out[r], r < rows, the dot product of the first 4·n4
-// sub-blocks of weight row r (w[r*rb:], blocks of bb bytes) with the
-// activations (q, d, s), q in the kernels' order; see the z kernels in kernels/_asm.
-//
-//go:noescape
-func dotZRowsPQ4AG64F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
-
-// dotZx4Q4AG64F16 stores in out[t] the dot product of the first 4·n4 sub-blocks
-// of the weight row w with the packed activation row t = 0..3; see the z
-// kernels in kernels/_asm.
-//
-//go:noescape
-func dotZx4Q4AG64F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, out *[4]float32)
-
-// dotZRowsQ4AG128F16 stores in out[r], r < rows, the dot product of the first 4·n4
-// sub-blocks of weight row r (w[r*rb:], blocks of bb bytes) with the
-// activations (q, d, s); see the z kernels in kernels/_asm.
-//
-//go:noescape
-func dotZRowsQ4AG128F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
-
-// dotZRowsPQ4AG128F16 stores in out[r], r < rows, the dot product of the first 4·n4
-// sub-blocks of weight row r (w[r*rb:], blocks of bb bytes) with the
-// activations (q, d, s), q in the kernels' order; see the z kernels in kernels/_asm.
-//
-//go:noescape
-func dotZRowsPQ4AG128F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
-
-// dotZx4Q4AG128F16 stores in out[t] the dot product of the first 4·n4 sub-blocks
-// of the weight row w with the packed activation row t = 0..3; see the z
-// kernels in kernels/_asm.
-//
-//go:noescape
-func dotZx4Q4AG128F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, out *[4]float32)
-
-// dotZRowsQ4AG32F32 stores in out[r], r < rows, the dot product of the first 4·n4
-// sub-blocks of weight row r (w[r*rb:], blocks of bb bytes) with the
-// activations (q, d, s); see the z kernels in kernels/_asm.
-//
-//go:noescape
-func dotZRowsQ4AG32F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
-
-// dotZRowsPQ4AG32F32 stores in out[r], r < rows, the dot product of the first 4·n4
-// sub-blocks of weight row r (w[r*rb:], blocks of bb bytes) with the
-// activations (q, d, s), q in the kernels' order; see the z kernels in kernels/_asm.
-//
-//go:noescape
-func dotZRowsPQ4AG32F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
-
-// dotZx4Q4AG32F32 stores in out[t] the dot product of the first 4·n4 sub-blocks
-// of the weight row w with the packed activation row t = 0..3; see the z
-// kernels in kernels/_asm.
-//
-//go:noescape
-func dotZx4Q4AG32F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, out *[4]float32)
-
-// dotZRowsQ4AG64F32 stores in out[r], r < rows, the dot product of the first 4·n4
-// sub-blocks of weight row r (w[r*rb:], blocks of bb bytes) with the
-// activations (q, d, s); see the z kernels in kernels/_asm.
-//
-//go:noescape
-func dotZRowsQ4AG64F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
-
-// dotZRowsPQ4AG64F32 stores in out[r], r < rows, the dot product of the first 4·n4
-// sub-blocks of weight row r (w[r*rb:], blocks of bb bytes) with the
-// activations (q, d, s), q in the kernels' order; see the z kernels in kernels/_asm.
-//
-//go:noescape
-func dotZRowsPQ4AG64F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
-
-// dotZx4Q4AG64F32 stores in out[t] the dot product of the first 4·n4 sub-blocks
-// of the weight row w with the packed activation row t = 0..3; see the z
-// kernels in kernels/_asm.
-//
-//go:noescape
-func dotZx4Q4AG64F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, out *[4]float32)
-
-// dotZRowsQ4AG128F32 stores in out[r], r < rows, the dot product of the first 4·n4
-// sub-blocks of weight row r (w[r*rb:], blocks of bb bytes) with the
-// activations (q, d, s); see the z kernels in kernels/_asm.
-//
-//go:noescape
-func dotZRowsQ4AG128F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
-
-// dotZRowsPQ4AG128F32 stores in out[r], r < rows, the dot product of the first 4·n4
-// sub-blocks of weight row r (w[r*rb:], blocks of bb bytes) with the
-// activations (q, d, s), q in the kernels' order; see the z kernels in kernels/_asm.
-//
-//go:noescape
-func dotZRowsPQ4AG128F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
-
-// dotZx4Q4AG128F32 stores in out[t] the dot product of the first 4·n4 sub-blocks
-// of the weight row w with the packed activation row t = 0..3; see the z
-// kernels in kernels/_asm.
-//
-//go:noescape
-func dotZx4Q4AG128F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, out *[4]float32)
-
 // dotYRowsQ4G32F16 stores in out[r], r < rows, the dot product of the first 4·n4
 // sub-blocks of weight row r (w[r*rb:], blocks of bb bytes) with the
 // activations (q, d, s); see the y kernels in kernels/_asm.
@@ -989,6 +758,27 @@ func dotYRowsPQ4G32F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb 
 //
 //go:noescape
 func dotYx4Q4G32F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, out *[4]float32)
+
+// dotZRowsQ4G64F16 stores in out[r], r < rows, the dot product of the first 4·n4
+// sub-blocks of weight row r (w[r*rb:], blocks of bb bytes) with the
+// activations (q, d, s); see the z kernels in kernels/_asm.
+//
+//go:noescape
+func dotZRowsQ4G64F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
+
+// dotZRowsPQ4G64F16 stores in out[r], r < rows, the dot product of the first 4·n4
+// sub-blocks of weight row r (w[r*rb:], blocks of bb bytes) with the
+// activations (q, d, s), q in the kernels' order; see the z kernels in kernels/_asm.
+//
+//go:noescape
+func dotZRowsPQ4G64F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
+
+// dotZx4Q4G64F16 stores in out[t] the dot product of the first 4·n4 sub-blocks
+// of the weight row w with the packed activation row t = 0..3; see the z
+// kernels in kernels/_asm.
+//
+//go:noescape
+func dotZx4Q4G64F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, out *[4]float32)
 
 // dotYRowsQ4G64F16 stores in out[r], r < rows, the dot product of the first 4·n4
 // sub-blocks of weight row r (w[r*rb:], blocks of bb bytes) with the
@@ -1011,6 +801,27 @@ func dotYRowsPQ4G64F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb 
 //go:noescape
 func dotYx4Q4G64F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, out *[4]float32)
 
+// dotZRowsQ4G128F16 stores in out[r], r < rows, the dot product of the first 4·n4
+// sub-blocks of weight row r (w[r*rb:], blocks of bb bytes) with the
+// activations (q, d, s); see the z kernels in kernels/_asm.
+//
+//go:noescape
+func dotZRowsQ4G128F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
+
+// dotZRowsPQ4G128F16 stores in out[r], r < rows, the dot product of the first 4·n4
+// sub-blocks of weight row r (w[r*rb:], blocks of bb bytes) with the
+// activations (q, d, s), q in the kernels' order; see the z kernels in kernels/_asm.
+//
+//go:noescape
+func dotZRowsPQ4G128F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
+
+// dotZx4Q4G128F16 stores in out[t] the dot product of the first 4·n4 sub-blocks
+// of the weight row w with the packed activation row t = 0..3; see the z
+// kernels in kernels/_asm.
+//
+//go:noescape
+func dotZx4Q4G128F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, out *[4]float32)
+
 // dotYRowsQ4G128F16 stores in out[r], r < rows, the dot product of the first 4·n4
 // sub-blocks of weight row r (w[r*rb:], blocks of bb bytes) with the
 // activations (q, d, s); see the y kernels in kernels/_asm.
@@ -1031,6 +842,27 @@ func dotYRowsPQ4G128F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb
 //
 //go:noescape
 func dotYx4Q4G128F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, out *[4]float32)
+
+// dotZRowsQ4G32F32 stores in out[r], r < rows, the dot product of the first 4·n4
+// sub-blocks of weight row r (w[r*rb:], blocks of bb bytes) with the
+// activations (q, d, s); see the z kernels in kernels/_asm.
+//
+//go:noescape
+func dotZRowsQ4G32F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
+
+// dotZRowsPQ4G32F32 stores in out[r], r < rows, the dot product of the first 4·n4
+// sub-blocks of weight row r (w[r*rb:], blocks of bb bytes) with the
+// activations (q, d, s), q in the kernels' order; see the z kernels in kernels/_asm.
+//
+//go:noescape
+func dotZRowsPQ4G32F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
+
+// dotZx4Q4G32F32 stores in out[t] the dot product of the first 4·n4 sub-blocks
+// of the weight row w with the packed activation row t = 0..3; see the z
+// kernels in kernels/_asm.
+//
+//go:noescape
+func dotZx4Q4G32F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, out *[4]float32)
 
 // dotYRowsQ4G32F32 stores in out[r], r < rows, the dot product of the first 4·n4
 // sub-blocks of weight row r (w[r*rb:], blocks of bb bytes) with the
@@ -1053,6 +885,27 @@ func dotYRowsPQ4G32F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb 
 //go:noescape
 func dotYx4Q4G32F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, out *[4]float32)
 
+// dotZRowsQ4G64F32 stores in out[r], r < rows, the dot product of the first 4·n4
+// sub-blocks of weight row r (w[r*rb:], blocks of bb bytes) with the
+// activations (q, d, s); see the z kernels in kernels/_asm.
+//
+//go:noescape
+func dotZRowsQ4G64F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
+
+// dotZRowsPQ4G64F32 stores in out[r], r < rows, the dot product of the first 4·n4
+// sub-blocks of weight row r (w[r*rb:], blocks of bb bytes) with the
+// activations (q, d, s), q in the kernels' order; see the z kernels in kernels/_asm.
+//
+//go:noescape
+func dotZRowsPQ4G64F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
+
+// dotZx4Q4G64F32 stores in out[t] the dot product of the first 4·n4 sub-blocks
+// of the weight row w with the packed activation row t = 0..3; see the z
+// kernels in kernels/_asm.
+//
+//go:noescape
+func dotZx4Q4G64F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, out *[4]float32)
+
 // dotYRowsQ4G64F32 stores in out[r], r < rows, the dot product of the first 4·n4
 // sub-blocks of weight row r (w[r*rb:], blocks of bb bytes) with the
 // activations (q, d, s); see the y kernels in kernels/_asm.
@@ -1073,6 +926,27 @@ func dotYRowsPQ4G64F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb 
 //
 //go:noescape
 func dotYx4Q4G64F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, out *[4]float32)
+
+// dotZRowsQ4G128F32 stores in out[r], r < rows, the dot product of the first 4·n4
+// sub-blocks of weight row r (w[r*rb:], blocks of bb bytes) with the
+// activations (q, d, s); see the z kernels in kernels/_asm.
+//
+//go:noescape
+func dotZRowsQ4G128F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
+
+// dotZRowsPQ4G128F32 stores in out[r], r < rows, the dot product of the first 4·n4
+// sub-blocks of weight row r (w[r*rb:], blocks of bb bytes) with the
+// activations (q, d, s), q in the kernels' order; see the z kernels in kernels/_asm.
+//
+//go:noescape
+func dotZRowsPQ4G128F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
+
+// dotZx4Q4G128F32 stores in out[t] the dot product of the first 4·n4 sub-blocks
+// of the weight row w with the packed activation row t = 0..3; see the z
+// kernels in kernels/_asm.
+//
+//go:noescape
+func dotZx4Q4G128F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, out *[4]float32)
 
 // dotYRowsQ4G128F32 stores in out[r], r < rows, the dot product of the first 4·n4
 // sub-blocks of weight row r (w[r*rb:], blocks of bb bytes) with the
@@ -1095,6 +969,27 @@ func dotYRowsPQ4G128F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb
 //go:noescape
 func dotYx4Q4G128F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, out *[4]float32)
 
+// dotZRowsQ4AG32F16 stores in out[r], r < rows, the dot product of the first 4·n4
+// sub-blocks of weight row r (w[r*rb:], blocks of bb bytes) with the
+// activations (q, d, s); see the z kernels in kernels/_asm.
+//
+//go:noescape
+func dotZRowsQ4AG32F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
+
+// dotZRowsPQ4AG32F16 stores in out[r], r < rows, the dot product of the first 4·n4
+// sub-blocks of weight row r (w[r*rb:], blocks of bb bytes) with the
+// activations (q, d, s), q in the kernels' order; see the z kernels in kernels/_asm.
+//
+//go:noescape
+func dotZRowsPQ4AG32F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
+
+// dotZx4Q4AG32F16 stores in out[t] the dot product of the first 4·n4 sub-blocks
+// of the weight row w with the packed activation row t = 0..3; see the z
+// kernels in kernels/_asm.
+//
+//go:noescape
+func dotZx4Q4AG32F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, out *[4]float32)
+
 // dotYRowsQ4AG32F16 stores in out[r], r < rows, the dot product of the first 4·n4
 // sub-blocks of weight row r (w[r*rb:], blocks of bb bytes) with the
 // activations (q, d, s); see the y kernels in kernels/_asm.
@@ -1115,6 +1010,27 @@ func dotYRowsPQ4AG32F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb
 //
 //go:noescape
 func dotYx4Q4AG32F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, out *[4]float32)
+
+// dotZRowsQ4AG64F16 stores in out[r], r < rows, the dot product of the first 4·n4
+// sub-blocks of weight row r (w[r*rb:], blocks of bb bytes) with the
+// activations (q, d, s); see the z kernels in kernels/_asm.
+//
+//go:noescape
+func dotZRowsQ4AG64F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
+
+// dotZRowsPQ4AG64F16 stores in out[r], r < rows, the dot product of the first 4·n4
+// sub-blocks of weight row r (w[r*rb:], blocks of bb bytes) with the
+// activations (q, d, s), q in the kernels' order; see the z kernels in kernels/_asm.
+//
+//go:noescape
+func dotZRowsPQ4AG64F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
+
+// dotZx4Q4AG64F16 stores in out[t] the dot product of the first 4·n4 sub-blocks
+// of the weight row w with the packed activation row t = 0..3; see the z
+// kernels in kernels/_asm.
+//
+//go:noescape
+func dotZx4Q4AG64F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, out *[4]float32)
 
 // dotYRowsQ4AG64F16 stores in out[r], r < rows, the dot product of the first 4·n4
 // sub-blocks of weight row r (w[r*rb:], blocks of bb bytes) with the
@@ -1137,6 +1053,27 @@ func dotYRowsPQ4AG64F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb
 //go:noescape
 func dotYx4Q4AG64F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, out *[4]float32)
 
+// dotZRowsQ4AG128F16 stores in out[r], r < rows, the dot product of the first 4·n4
+// sub-blocks of weight row r (w[r*rb:], blocks of bb bytes) with the
+// activations (q, d, s); see the z kernels in kernels/_asm.
+//
+//go:noescape
+func dotZRowsQ4AG128F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
+
+// dotZRowsPQ4AG128F16 stores in out[r], r < rows, the dot product of the first 4·n4
+// sub-blocks of weight row r (w[r*rb:], blocks of bb bytes) with the
+// activations (q, d, s), q in the kernels' order; see the z kernels in kernels/_asm.
+//
+//go:noescape
+func dotZRowsPQ4AG128F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
+
+// dotZx4Q4AG128F16 stores in out[t] the dot product of the first 4·n4 sub-blocks
+// of the weight row w with the packed activation row t = 0..3; see the z
+// kernels in kernels/_asm.
+//
+//go:noescape
+func dotZx4Q4AG128F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, out *[4]float32)
+
 // dotYRowsQ4AG128F16 stores in out[r], r < rows, the dot product of the first 4·n4
 // sub-blocks of weight row r (w[r*rb:], blocks of bb bytes) with the
 // activations (q, d, s); see the y kernels in kernels/_asm.
@@ -1157,6 +1094,27 @@ func dotYRowsPQ4AG128F16(w []byte, q []int8, d []float32, s []float32, n4 int, b
 //
 //go:noescape
 func dotYx4Q4AG128F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, out *[4]float32)
+
+// dotZRowsQ4AG32F32 stores in out[r], r < rows, the dot product of the first 4·n4
+// sub-blocks of weight row r (w[r*rb:], blocks of bb bytes) with the
+// activations (q, d, s); see the z kernels in kernels/_asm.
+//
+//go:noescape
+func dotZRowsQ4AG32F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
+
+// dotZRowsPQ4AG32F32 stores in out[r], r < rows, the dot product of the first 4·n4
+// sub-blocks of weight row r (w[r*rb:], blocks of bb bytes) with the
+// activations (q, d, s), q in the kernels' order; see the z kernels in kernels/_asm.
+//
+//go:noescape
+func dotZRowsPQ4AG32F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
+
+// dotZx4Q4AG32F32 stores in out[t] the dot product of the first 4·n4 sub-blocks
+// of the weight row w with the packed activation row t = 0..3; see the z
+// kernels in kernels/_asm.
+//
+//go:noescape
+func dotZx4Q4AG32F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, out *[4]float32)
 
 // dotYRowsQ4AG32F32 stores in out[r], r < rows, the dot product of the first 4·n4
 // sub-blocks of weight row r (w[r*rb:], blocks of bb bytes) with the
@@ -1179,6 +1137,27 @@ func dotYRowsPQ4AG32F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb
 //go:noescape
 func dotYx4Q4AG32F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, out *[4]float32)
 
+// dotZRowsQ4AG64F32 stores in out[r], r < rows, the dot product of the first 4·n4
+// sub-blocks of weight row r (w[r*rb:], blocks of bb bytes) with the
+// activations (q, d, s); see the z kernels in kernels/_asm.
+//
+//go:noescape
+func dotZRowsQ4AG64F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
+
+// dotZRowsPQ4AG64F32 stores in out[r], r < rows, the dot product of the first 4·n4
+// sub-blocks of weight row r (w[r*rb:], blocks of bb bytes) with the
+// activations (q, d, s), q in the kernels' order; see the z kernels in kernels/_asm.
+//
+//go:noescape
+func dotZRowsPQ4AG64F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
+
+// dotZx4Q4AG64F32 stores in out[t] the dot product of the first 4·n4 sub-blocks
+// of the weight row w with the packed activation row t = 0..3; see the z
+// kernels in kernels/_asm.
+//
+//go:noescape
+func dotZx4Q4AG64F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, out *[4]float32)
+
 // dotYRowsQ4AG64F32 stores in out[r], r < rows, the dot product of the first 4·n4
 // sub-blocks of weight row r (w[r*rb:], blocks of bb bytes) with the
 // activations (q, d, s); see the y kernels in kernels/_asm.
@@ -1199,6 +1178,27 @@ func dotYRowsPQ4AG64F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb
 //
 //go:noescape
 func dotYx4Q4AG64F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, out *[4]float32)
+
+// dotZRowsQ4AG128F32 stores in out[r], r < rows, the dot product of the first 4·n4
+// sub-blocks of weight row r (w[r*rb:], blocks of bb bytes) with the
+// activations (q, d, s); see the z kernels in kernels/_asm.
+//
+//go:noescape
+func dotZRowsQ4AG128F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
+
+// dotZRowsPQ4AG128F32 stores in out[r], r < rows, the dot product of the first 4·n4
+// sub-blocks of weight row r (w[r*rb:], blocks of bb bytes) with the
+// activations (q, d, s), q in the kernels' order; see the z kernels in kernels/_asm.
+//
+//go:noescape
+func dotZRowsPQ4AG128F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
+
+// dotZx4Q4AG128F32 stores in out[t] the dot product of the first 4·n4 sub-blocks
+// of the weight row w with the packed activation row t = 0..3; see the z
+// kernels in kernels/_asm.
+//
+//go:noescape
+func dotZx4Q4AG128F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, out *[4]float32)
 
 // dotYRowsQ4AG128F32 stores in out[r], r < rows, the dot product of the first 4·n4
 // sub-blocks of weight row r (w[r*rb:], blocks of bb bytes) with the

@@ -11658,3809 +11658,6 @@ dotZx4Q4G32F16_end:
 	VZEROUPPER
 	RET
 
-// func dotZRowsQ4G64F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
-// Requires: AVX, AVX512F, AVX512VNNI, F16C, FMA3
-TEXT ·dotZRowsQ4G64F16(SB), NOSPLIT, $0-152
-	VMOVDQU64 zNib<>+0(SB), Z0
-	VMOVDQU64 zIdx0<>+0(SB), Z1
-	VMOVDQU64 zIdx1<>+0(SB), Z2
-	VMOVDQU64 zQPerm<>+0(SB), Z3
-	MOVQ      w_base+0(FP), AX
-	MOVQ      q_base+24(FP), CX
-	MOVQ      d_base+48(FP), DX
-	MOVQ      s_base+72(FP), BX
-	MOVQ      n4+96(FP), SI
-	SHLQ      $0x04, SI
-	MOVQ      rows+112(FP), DI
-	MOVQ      rb+120(FP), R8
-	MOVQ      out_base+128(FP), R9
-
-dotZRowsQ4G64F16_row:
-	TESTQ  DI, DI
-	JZ     dotZRowsQ4G64F16_done
-	VPXORD Z4, Z4, Z4
-	VPXORD Z5, Z5, Z5
-	VXORPS X6, X6, X6
-	MOVQ   AX, R10
-	XORQ   R11, R11
-
-dotZRowsQ4G64F16_loop:
-	CMPQ            R11, SI
-	JAE             dotZRowsQ4G64F16_end
-	MOVWQZX         (R10), R12
-	MOVWQZX         34(R10), R13
-	SHLQ            $0x20, R13
-	ORQ             R13, R12
-	VMOVQ           R12, X7
-	VCVTPH2PS       X7, X7
-	VMOVSLDUP       X7, X7
-	VBROADCASTI64X4 2(R10), Z8
-	VPANDD          Z0, Z8, Z8
-	VBROADCASTI64X4 36(R10), Z9
-	VPANDD          Z0, Z9, Z9
-	VMULPS          (DX)(R11*1), X7, X10
-	VFMADD231PS     (BX)(R11*1), X7, X6
-	VPERMPS         Z10, Z1, Z7
-	VPXORD          Z11, Z11, Z11
-	VPERMQ          (CX)(R11*8), Z3, Z13
-	VPDPBUSD        Z13, Z8, Z11
-	VCVTDQ2PS       Z11, Z11
-	VFMADD231PS     Z7, Z11, Z4
-	VPERMPS         Z10, Z2, Z7
-	VPXORD          Z12, Z12, Z12
-	VPERMQ          64(CX)(R11*8), Z3, Z8
-	VPDPBUSD        Z8, Z9, Z12
-	VCVTDQ2PS       Z12, Z12
-	VFMADD231PS     Z7, Z12, Z5
-	ADDQ            $0x00000044, R10
-	ADDQ            $0x00000010, R11
-	JMP             dotZRowsQ4G64F16_loop
-
-dotZRowsQ4G64F16_end:
-	VADDPS        Z5, Z4, Z4
-	VMULPS        zFin<>+0(SB), Z4, Z4
-	VEXTRACTF64X4 $0x01, Z4, Y7
-	VADDPS        Y7, Y4, Y7
-	VEXTRACTF128  $0x01, Y7, X8
-	VADDPS        X7, X8, X8
-	VMOVHLPS      X8, X8, X7
-	VADDPS        X7, X8, X8
-	VMOVSHDUP     X8, X7
-	VADDSS        X7, X8, X8
-	VMOVHLPS      X6, X6, X7
-	VADDPS        X7, X6, X6
-	VMOVSHDUP     X6, X7
-	VADDSS        X7, X6, X6
-	VMULSS        zM8<>+0(SB), X6, X6
-	VADDSS        X6, X8, X8
-	VMOVSS        X8, (R9)
-	ADDQ          $0x04, R9
-	ADDQ          R8, AX
-	DECQ          DI
-	JMP           dotZRowsQ4G64F16_row
-
-dotZRowsQ4G64F16_done:
-	VZEROUPPER
-	RET
-
-// func dotZRowsPQ4G64F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
-// Requires: AVX, AVX512F, AVX512VNNI, F16C, FMA3
-TEXT ·dotZRowsPQ4G64F16(SB), NOSPLIT, $0-152
-	VMOVDQU64 zNib<>+0(SB), Z0
-	VMOVDQU64 zIdx0<>+0(SB), Z1
-	VMOVDQU64 zIdx1<>+0(SB), Z2
-	MOVQ      w_base+0(FP), AX
-	MOVQ      q_base+24(FP), CX
-	MOVQ      d_base+48(FP), DX
-	MOVQ      s_base+72(FP), BX
-	MOVQ      n4+96(FP), SI
-	SHLQ      $0x04, SI
-	MOVQ      rows+112(FP), DI
-	MOVQ      rb+120(FP), R8
-	MOVQ      out_base+128(FP), R9
-
-dotZRowsPQ4G64F16_row:
-	TESTQ  DI, DI
-	JZ     dotZRowsPQ4G64F16_done
-	VPXORD Z3, Z3, Z3
-	VPXORD Z4, Z4, Z4
-	VXORPS X5, X5, X5
-	MOVQ   AX, R10
-	XORQ   R11, R11
-
-dotZRowsPQ4G64F16_loop:
-	CMPQ            R11, SI
-	JAE             dotZRowsPQ4G64F16_end
-	MOVWQZX         (R10), R12
-	MOVWQZX         34(R10), R13
-	SHLQ            $0x20, R13
-	ORQ             R13, R12
-	VMOVQ           R12, X6
-	VCVTPH2PS       X6, X6
-	VMOVSLDUP       X6, X6
-	VBROADCASTI64X4 2(R10), Z7
-	VPANDD          Z0, Z7, Z7
-	VBROADCASTI64X4 36(R10), Z8
-	VPANDD          Z0, Z8, Z8
-	VMULPS          (DX)(R11*1), X6, X9
-	VFMADD231PS     (BX)(R11*1), X6, X5
-	VPERMPS         Z9, Z1, Z6
-	VPXORD          Z10, Z10, Z10
-	VPDPBUSD        (CX)(R11*8), Z7, Z10
-	VCVTDQ2PS       Z10, Z10
-	VFMADD231PS     Z6, Z10, Z3
-	VPERMPS         Z9, Z2, Z6
-	VPXORD          Z11, Z11, Z11
-	VPDPBUSD        64(CX)(R11*8), Z8, Z11
-	VCVTDQ2PS       Z11, Z11
-	VFMADD231PS     Z6, Z11, Z4
-	ADDQ            $0x00000044, R10
-	ADDQ            $0x00000010, R11
-	JMP             dotZRowsPQ4G64F16_loop
-
-dotZRowsPQ4G64F16_end:
-	VADDPS        Z4, Z3, Z3
-	VMULPS        zFin<>+0(SB), Z3, Z3
-	VEXTRACTF64X4 $0x01, Z3, Y6
-	VADDPS        Y6, Y3, Y6
-	VEXTRACTF128  $0x01, Y6, X7
-	VADDPS        X6, X7, X7
-	VMOVHLPS      X7, X7, X6
-	VADDPS        X6, X7, X7
-	VMOVSHDUP     X7, X6
-	VADDSS        X6, X7, X7
-	VMOVHLPS      X5, X5, X6
-	VADDPS        X6, X5, X5
-	VMOVSHDUP     X5, X6
-	VADDSS        X6, X5, X5
-	VMULSS        zM8<>+0(SB), X5, X5
-	VADDSS        X5, X7, X7
-	VMOVSS        X7, (R9)
-	ADDQ          $0x04, R9
-	ADDQ          R8, AX
-	DECQ          DI
-	JMP           dotZRowsPQ4G64F16_row
-
-dotZRowsPQ4G64F16_done:
-	VZEROUPPER
-	RET
-
-// func dotZx4Q4G64F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, out *[4]float32)
-// Requires: AVX, AVX512F, AVX512VNNI, F16C, FMA3
-TEXT ·dotZx4Q4G64F16(SB), NOSPLIT, $0-120
-	VMOVDQU64 zNib<>+0(SB), Z0
-	VMOVDQU64 zIdx0<>+0(SB), Z1
-	VMOVDQU64 zIdx1<>+0(SB), Z2
-	MOVQ      w_base+0(FP), AX
-	MOVQ      q_base+24(FP), CX
-	MOVQ      d_base+48(FP), DX
-	MOVQ      s_base+72(FP), BX
-	MOVQ      n4+96(FP), SI
-	VPXORD    Z3, Z3, Z3
-	VPXORD    Z4, Z4, Z4
-	VXORPS    X5, X5, X5
-	VPXORD    Z6, Z6, Z6
-	VPXORD    Z7, Z7, Z7
-	VXORPS    X8, X8, X8
-	VPXORD    Z9, Z9, Z9
-	VPXORD    Z10, Z10, Z10
-	VXORPS    X11, X11, X11
-	VPXORD    Z12, Z12, Z12
-	VPXORD    Z13, Z13, Z13
-	VXORPS    X14, X14, X14
-
-dotZx4Q4G64F16_loop:
-	TESTQ           SI, SI
-	JZ              dotZx4Q4G64F16_end
-	MOVWQZX         (AX), DI
-	MOVWQZX         34(AX), R8
-	SHLQ            $0x20, R8
-	ORQ             R8, DI
-	VMOVQ           DI, X15
-	VCVTPH2PS       X15, X15
-	VMOVSLDUP       X15, X15
-	VBROADCASTI64X4 2(AX), Z16
-	VPANDD          Z0, Z16, Z16
-	VBROADCASTI64X4 36(AX), Z17
-	VPANDD          Z0, Z17, Z17
-	VMULPS          (DX), X15, X18
-	VFMADD231PS     (BX), X15, X5
-	VPERMPS         Z18, Z1, Z19
-	VPXORD          Z20, Z20, Z20
-	VPDPBUSD        (CX), Z16, Z20
-	VCVTDQ2PS       Z20, Z20
-	VFMADD231PS     Z19, Z20, Z3
-	VPERMPS         Z18, Z2, Z19
-	VPXORD          Z21, Z21, Z21
-	VPDPBUSD        64(CX), Z17, Z21
-	VCVTDQ2PS       Z21, Z21
-	VFMADD231PS     Z19, Z21, Z4
-	VMULPS          16(DX), X15, X18
-	VFMADD231PS     16(BX), X15, X8
-	VPERMPS         Z18, Z1, Z19
-	VPXORD          Z22, Z22, Z22
-	VPDPBUSD        128(CX), Z16, Z22
-	VCVTDQ2PS       Z22, Z22
-	VFMADD231PS     Z19, Z22, Z6
-	VPERMPS         Z18, Z2, Z19
-	VPXORD          Z23, Z23, Z23
-	VPDPBUSD        192(CX), Z17, Z23
-	VCVTDQ2PS       Z23, Z23
-	VFMADD231PS     Z19, Z23, Z7
-	VMULPS          32(DX), X15, X18
-	VFMADD231PS     32(BX), X15, X11
-	VPERMPS         Z18, Z1, Z19
-	VPXORD          Z24, Z24, Z24
-	VPDPBUSD        256(CX), Z16, Z24
-	VCVTDQ2PS       Z24, Z24
-	VFMADD231PS     Z19, Z24, Z9
-	VPERMPS         Z18, Z2, Z19
-	VPXORD          Z25, Z25, Z25
-	VPDPBUSD        320(CX), Z17, Z25
-	VCVTDQ2PS       Z25, Z25
-	VFMADD231PS     Z19, Z25, Z10
-	VMULPS          48(DX), X15, X18
-	VFMADD231PS     48(BX), X15, X14
-	VPERMPS         Z18, Z1, Z15
-	VPXORD          Z26, Z26, Z26
-	VPDPBUSD        384(CX), Z16, Z26
-	VCVTDQ2PS       Z26, Z26
-	VFMADD231PS     Z15, Z26, Z12
-	VPERMPS         Z18, Z2, Z15
-	VPXORD          Z27, Z27, Z27
-	VPDPBUSD        448(CX), Z17, Z27
-	VCVTDQ2PS       Z27, Z27
-	VFMADD231PS     Z15, Z27, Z13
-	ADDQ            $0x00000044, AX
-	ADDQ            $0x00000200, CX
-	ADDQ            $0x00000040, DX
-	ADDQ            $0x00000040, BX
-	DECQ            SI
-	JMP             dotZx4Q4G64F16_loop
-
-dotZx4Q4G64F16_end:
-	MOVQ          out+112(FP), AX
-	VADDPS        Z4, Z3, Z3
-	VMULPS        zFin<>+0(SB), Z3, Z3
-	VEXTRACTF64X4 $0x01, Z3, Y0
-	VADDPS        Y0, Y3, Y0
-	VEXTRACTF128  $0x01, Y0, X1
-	VADDPS        X0, X1, X1
-	VMOVHLPS      X1, X1, X0
-	VADDPS        X0, X1, X1
-	VMOVSHDUP     X1, X0
-	VADDSS        X0, X1, X1
-	VMOVHLPS      X5, X5, X0
-	VADDPS        X0, X5, X5
-	VMOVSHDUP     X5, X0
-	VADDSS        X0, X5, X5
-	VMULSS        zM8<>+0(SB), X5, X5
-	VADDSS        X5, X1, X1
-	VMOVSS        X1, (AX)
-	VADDPS        Z7, Z6, Z6
-	VMULPS        zFin<>+0(SB), Z6, Z6
-	VEXTRACTF64X4 $0x01, Z6, Y0
-	VADDPS        Y0, Y6, Y0
-	VEXTRACTF128  $0x01, Y0, X1
-	VADDPS        X0, X1, X1
-	VMOVHLPS      X1, X1, X0
-	VADDPS        X0, X1, X1
-	VMOVSHDUP     X1, X0
-	VADDSS        X0, X1, X1
-	VMOVHLPS      X8, X8, X0
-	VADDPS        X0, X8, X8
-	VMOVSHDUP     X8, X0
-	VADDSS        X0, X8, X8
-	VMULSS        zM8<>+0(SB), X8, X8
-	VADDSS        X8, X1, X1
-	VMOVSS        X1, 4(AX)
-	VADDPS        Z10, Z9, Z9
-	VMULPS        zFin<>+0(SB), Z9, Z9
-	VEXTRACTF64X4 $0x01, Z9, Y0
-	VADDPS        Y0, Y9, Y0
-	VEXTRACTF128  $0x01, Y0, X1
-	VADDPS        X0, X1, X1
-	VMOVHLPS      X1, X1, X0
-	VADDPS        X0, X1, X1
-	VMOVSHDUP     X1, X0
-	VADDSS        X0, X1, X1
-	VMOVHLPS      X11, X11, X0
-	VADDPS        X0, X11, X11
-	VMOVSHDUP     X11, X0
-	VADDSS        X0, X11, X11
-	VMULSS        zM8<>+0(SB), X11, X11
-	VADDSS        X11, X1, X1
-	VMOVSS        X1, 8(AX)
-	VADDPS        Z13, Z12, Z12
-	VMULPS        zFin<>+0(SB), Z12, Z12
-	VEXTRACTF64X4 $0x01, Z12, Y0
-	VADDPS        Y0, Y12, Y0
-	VEXTRACTF128  $0x01, Y0, X1
-	VADDPS        X0, X1, X1
-	VMOVHLPS      X1, X1, X0
-	VADDPS        X0, X1, X1
-	VMOVSHDUP     X1, X0
-	VADDSS        X0, X1, X1
-	VMOVHLPS      X14, X14, X0
-	VADDPS        X0, X14, X14
-	VMOVSHDUP     X14, X0
-	VADDSS        X0, X14, X14
-	VMULSS        zM8<>+0(SB), X14, X14
-	VADDSS        X14, X1, X1
-	VMOVSS        X1, 12(AX)
-	VZEROUPPER
-	RET
-
-// func dotZRowsQ4G128F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
-// Requires: AVX, AVX2, AVX512F, AVX512VNNI, F16C, FMA3
-TEXT ·dotZRowsQ4G128F16(SB), NOSPLIT, $0-152
-	VMOVDQU64 zNib<>+0(SB), Z0
-	VMOVDQU64 zIdx0<>+0(SB), Z1
-	VMOVDQU64 zIdx1<>+0(SB), Z2
-	VMOVDQU64 zQPerm<>+0(SB), Z3
-	MOVQ      w_base+0(FP), AX
-	MOVQ      q_base+24(FP), CX
-	MOVQ      d_base+48(FP), DX
-	MOVQ      s_base+72(FP), BX
-	MOVQ      n4+96(FP), SI
-	SHLQ      $0x04, SI
-	MOVQ      rows+112(FP), DI
-	MOVQ      rb+120(FP), R8
-	MOVQ      out_base+128(FP), R9
-	MOVQ      bb+104(FP), R10
-
-dotZRowsQ4G128F16_row:
-	TESTQ  DI, DI
-	JZ     dotZRowsQ4G128F16_done
-	VPXORD Z4, Z4, Z4
-	VPXORD Z5, Z5, Z5
-	VXORPS X6, X6, X6
-	MOVQ   AX, R11
-	LEAQ   2(R11), R12
-	LEAQ   (R11)(R10*1), R13
-	XORQ   R14, R14
-
-dotZRowsQ4G128F16_loop:
-	CMPQ            R14, SI
-	JAE             dotZRowsQ4G128F16_end
-	VPBROADCASTW    (R11), X7
-	VCVTPH2PS       X7, X7
-	VBROADCASTI64X4 (R12), Z8
-	VPANDD          Z0, Z8, Z8
-	VBROADCASTI64X4 32(R12), Z9
-	VPANDD          Z0, Z9, Z9
-	VMULPS          (DX)(R14*1), X7, X10
-	VFMADD231PS     (BX)(R14*1), X7, X6
-	VPERMPS         Z10, Z1, Z7
-	VPXORD          Z11, Z11, Z11
-	VPERMQ          (CX)(R14*8), Z3, Z13
-	VPDPBUSD        Z13, Z8, Z11
-	VCVTDQ2PS       Z11, Z11
-	VFMADD231PS     Z7, Z11, Z4
-	VPERMPS         Z10, Z2, Z7
-	VPXORD          Z12, Z12, Z12
-	VPERMQ          64(CX)(R14*8), Z3, Z8
-	VPDPBUSD        Z8, Z9, Z12
-	VCVTDQ2PS       Z12, Z12
-	VFMADD231PS     Z7, Z12, Z5
-	ADDQ            $0x00000040, R12
-	CMPQ            R12, R13
-	JNE             dotZRowsQ4G128F16_next
-	MOVQ            R13, R11
-	ADDQ            R10, R13
-	LEAQ            2(R11), R12
-
-dotZRowsQ4G128F16_next:
-	ADDQ $0x00000010, R14
-	JMP  dotZRowsQ4G128F16_loop
-
-dotZRowsQ4G128F16_end:
-	VADDPS        Z5, Z4, Z4
-	VMULPS        zFin<>+0(SB), Z4, Z4
-	VEXTRACTF64X4 $0x01, Z4, Y7
-	VADDPS        Y7, Y4, Y7
-	VEXTRACTF128  $0x01, Y7, X8
-	VADDPS        X7, X8, X8
-	VMOVHLPS      X8, X8, X7
-	VADDPS        X7, X8, X8
-	VMOVSHDUP     X8, X7
-	VADDSS        X7, X8, X8
-	VMOVHLPS      X6, X6, X7
-	VADDPS        X7, X6, X6
-	VMOVSHDUP     X6, X7
-	VADDSS        X7, X6, X6
-	VMULSS        zM8<>+0(SB), X6, X6
-	VADDSS        X6, X8, X8
-	VMOVSS        X8, (R9)
-	ADDQ          $0x04, R9
-	ADDQ          R8, AX
-	DECQ          DI
-	JMP           dotZRowsQ4G128F16_row
-
-dotZRowsQ4G128F16_done:
-	VZEROUPPER
-	RET
-
-// func dotZRowsPQ4G128F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
-// Requires: AVX, AVX2, AVX512F, AVX512VNNI, F16C, FMA3
-TEXT ·dotZRowsPQ4G128F16(SB), NOSPLIT, $0-152
-	VMOVDQU64 zNib<>+0(SB), Z0
-	VMOVDQU64 zIdx0<>+0(SB), Z1
-	VMOVDQU64 zIdx1<>+0(SB), Z2
-	MOVQ      w_base+0(FP), AX
-	MOVQ      q_base+24(FP), CX
-	MOVQ      d_base+48(FP), DX
-	MOVQ      s_base+72(FP), BX
-	MOVQ      n4+96(FP), SI
-	SHLQ      $0x04, SI
-	MOVQ      rows+112(FP), DI
-	MOVQ      rb+120(FP), R8
-	MOVQ      out_base+128(FP), R9
-	MOVQ      bb+104(FP), R10
-
-dotZRowsPQ4G128F16_row:
-	TESTQ  DI, DI
-	JZ     dotZRowsPQ4G128F16_done
-	VPXORD Z3, Z3, Z3
-	VPXORD Z4, Z4, Z4
-	VXORPS X5, X5, X5
-	MOVQ   AX, R11
-	LEAQ   2(R11), R12
-	LEAQ   (R11)(R10*1), R13
-	XORQ   R14, R14
-
-dotZRowsPQ4G128F16_loop:
-	CMPQ            R14, SI
-	JAE             dotZRowsPQ4G128F16_end
-	VPBROADCASTW    (R11), X6
-	VCVTPH2PS       X6, X6
-	VBROADCASTI64X4 (R12), Z7
-	VPANDD          Z0, Z7, Z7
-	VBROADCASTI64X4 32(R12), Z8
-	VPANDD          Z0, Z8, Z8
-	VMULPS          (DX)(R14*1), X6, X9
-	VFMADD231PS     (BX)(R14*1), X6, X5
-	VPERMPS         Z9, Z1, Z6
-	VPXORD          Z10, Z10, Z10
-	VPDPBUSD        (CX)(R14*8), Z7, Z10
-	VCVTDQ2PS       Z10, Z10
-	VFMADD231PS     Z6, Z10, Z3
-	VPERMPS         Z9, Z2, Z6
-	VPXORD          Z11, Z11, Z11
-	VPDPBUSD        64(CX)(R14*8), Z8, Z11
-	VCVTDQ2PS       Z11, Z11
-	VFMADD231PS     Z6, Z11, Z4
-	ADDQ            $0x00000040, R12
-	CMPQ            R12, R13
-	JNE             dotZRowsPQ4G128F16_next
-	MOVQ            R13, R11
-	ADDQ            R10, R13
-	LEAQ            2(R11), R12
-
-dotZRowsPQ4G128F16_next:
-	ADDQ $0x00000010, R14
-	JMP  dotZRowsPQ4G128F16_loop
-
-dotZRowsPQ4G128F16_end:
-	VADDPS        Z4, Z3, Z3
-	VMULPS        zFin<>+0(SB), Z3, Z3
-	VEXTRACTF64X4 $0x01, Z3, Y6
-	VADDPS        Y6, Y3, Y6
-	VEXTRACTF128  $0x01, Y6, X7
-	VADDPS        X6, X7, X7
-	VMOVHLPS      X7, X7, X6
-	VADDPS        X6, X7, X7
-	VMOVSHDUP     X7, X6
-	VADDSS        X6, X7, X7
-	VMOVHLPS      X5, X5, X6
-	VADDPS        X6, X5, X5
-	VMOVSHDUP     X5, X6
-	VADDSS        X6, X5, X5
-	VMULSS        zM8<>+0(SB), X5, X5
-	VADDSS        X5, X7, X7
-	VMOVSS        X7, (R9)
-	ADDQ          $0x04, R9
-	ADDQ          R8, AX
-	DECQ          DI
-	JMP           dotZRowsPQ4G128F16_row
-
-dotZRowsPQ4G128F16_done:
-	VZEROUPPER
-	RET
-
-// func dotZx4Q4G128F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, out *[4]float32)
-// Requires: AVX, AVX2, AVX512F, AVX512VNNI, F16C, FMA3
-TEXT ·dotZx4Q4G128F16(SB), NOSPLIT, $0-120
-	VMOVDQU64 zNib<>+0(SB), Z0
-	VMOVDQU64 zIdx0<>+0(SB), Z1
-	VMOVDQU64 zIdx1<>+0(SB), Z2
-	MOVQ      w_base+0(FP), AX
-	MOVQ      q_base+24(FP), CX
-	MOVQ      d_base+48(FP), DX
-	MOVQ      s_base+72(FP), BX
-	MOVQ      n4+96(FP), SI
-	MOVQ      bb+104(FP), DI
-	LEAQ      2(AX), R8
-	LEAQ      (AX)(DI*1), R9
-	VPXORD    Z3, Z3, Z3
-	VPXORD    Z4, Z4, Z4
-	VXORPS    X5, X5, X5
-	VPXORD    Z6, Z6, Z6
-	VPXORD    Z7, Z7, Z7
-	VXORPS    X8, X8, X8
-	VPXORD    Z9, Z9, Z9
-	VPXORD    Z10, Z10, Z10
-	VXORPS    X11, X11, X11
-	VPXORD    Z12, Z12, Z12
-	VPXORD    Z13, Z13, Z13
-	VXORPS    X14, X14, X14
-
-dotZx4Q4G128F16_loop:
-	TESTQ           SI, SI
-	JZ              dotZx4Q4G128F16_end
-	VPBROADCASTW    (AX), X15
-	VCVTPH2PS       X15, X15
-	VBROADCASTI64X4 (R8), Z16
-	VPANDD          Z0, Z16, Z16
-	VBROADCASTI64X4 32(R8), Z17
-	VPANDD          Z0, Z17, Z17
-	VMULPS          (DX), X15, X18
-	VFMADD231PS     (BX), X15, X5
-	VPERMPS         Z18, Z1, Z19
-	VPXORD          Z20, Z20, Z20
-	VPDPBUSD        (CX), Z16, Z20
-	VCVTDQ2PS       Z20, Z20
-	VFMADD231PS     Z19, Z20, Z3
-	VPERMPS         Z18, Z2, Z19
-	VPXORD          Z21, Z21, Z21
-	VPDPBUSD        64(CX), Z17, Z21
-	VCVTDQ2PS       Z21, Z21
-	VFMADD231PS     Z19, Z21, Z4
-	VMULPS          16(DX), X15, X18
-	VFMADD231PS     16(BX), X15, X8
-	VPERMPS         Z18, Z1, Z19
-	VPXORD          Z22, Z22, Z22
-	VPDPBUSD        128(CX), Z16, Z22
-	VCVTDQ2PS       Z22, Z22
-	VFMADD231PS     Z19, Z22, Z6
-	VPERMPS         Z18, Z2, Z19
-	VPXORD          Z23, Z23, Z23
-	VPDPBUSD        192(CX), Z17, Z23
-	VCVTDQ2PS       Z23, Z23
-	VFMADD231PS     Z19, Z23, Z7
-	VMULPS          32(DX), X15, X18
-	VFMADD231PS     32(BX), X15, X11
-	VPERMPS         Z18, Z1, Z19
-	VPXORD          Z24, Z24, Z24
-	VPDPBUSD        256(CX), Z16, Z24
-	VCVTDQ2PS       Z24, Z24
-	VFMADD231PS     Z19, Z24, Z9
-	VPERMPS         Z18, Z2, Z19
-	VPXORD          Z25, Z25, Z25
-	VPDPBUSD        320(CX), Z17, Z25
-	VCVTDQ2PS       Z25, Z25
-	VFMADD231PS     Z19, Z25, Z10
-	VMULPS          48(DX), X15, X18
-	VFMADD231PS     48(BX), X15, X14
-	VPERMPS         Z18, Z1, Z15
-	VPXORD          Z26, Z26, Z26
-	VPDPBUSD        384(CX), Z16, Z26
-	VCVTDQ2PS       Z26, Z26
-	VFMADD231PS     Z15, Z26, Z12
-	VPERMPS         Z18, Z2, Z15
-	VPXORD          Z27, Z27, Z27
-	VPDPBUSD        448(CX), Z17, Z27
-	VCVTDQ2PS       Z27, Z27
-	VFMADD231PS     Z15, Z27, Z13
-	ADDQ            $0x00000040, R8
-	CMPQ            R8, R9
-	JNE             dotZx4Q4G128F16_next
-	MOVQ            R9, AX
-	ADDQ            DI, R9
-	LEAQ            2(AX), R8
-
-dotZx4Q4G128F16_next:
-	ADDQ $0x00000200, CX
-	ADDQ $0x00000040, DX
-	ADDQ $0x00000040, BX
-	DECQ SI
-	JMP  dotZx4Q4G128F16_loop
-
-dotZx4Q4G128F16_end:
-	MOVQ          out+112(FP), AX
-	VADDPS        Z4, Z3, Z3
-	VMULPS        zFin<>+0(SB), Z3, Z3
-	VEXTRACTF64X4 $0x01, Z3, Y0
-	VADDPS        Y0, Y3, Y0
-	VEXTRACTF128  $0x01, Y0, X1
-	VADDPS        X0, X1, X1
-	VMOVHLPS      X1, X1, X0
-	VADDPS        X0, X1, X1
-	VMOVSHDUP     X1, X0
-	VADDSS        X0, X1, X1
-	VMOVHLPS      X5, X5, X0
-	VADDPS        X0, X5, X5
-	VMOVSHDUP     X5, X0
-	VADDSS        X0, X5, X5
-	VMULSS        zM8<>+0(SB), X5, X5
-	VADDSS        X5, X1, X1
-	VMOVSS        X1, (AX)
-	VADDPS        Z7, Z6, Z6
-	VMULPS        zFin<>+0(SB), Z6, Z6
-	VEXTRACTF64X4 $0x01, Z6, Y0
-	VADDPS        Y0, Y6, Y0
-	VEXTRACTF128  $0x01, Y0, X1
-	VADDPS        X0, X1, X1
-	VMOVHLPS      X1, X1, X0
-	VADDPS        X0, X1, X1
-	VMOVSHDUP     X1, X0
-	VADDSS        X0, X1, X1
-	VMOVHLPS      X8, X8, X0
-	VADDPS        X0, X8, X8
-	VMOVSHDUP     X8, X0
-	VADDSS        X0, X8, X8
-	VMULSS        zM8<>+0(SB), X8, X8
-	VADDSS        X8, X1, X1
-	VMOVSS        X1, 4(AX)
-	VADDPS        Z10, Z9, Z9
-	VMULPS        zFin<>+0(SB), Z9, Z9
-	VEXTRACTF64X4 $0x01, Z9, Y0
-	VADDPS        Y0, Y9, Y0
-	VEXTRACTF128  $0x01, Y0, X1
-	VADDPS        X0, X1, X1
-	VMOVHLPS      X1, X1, X0
-	VADDPS        X0, X1, X1
-	VMOVSHDUP     X1, X0
-	VADDSS        X0, X1, X1
-	VMOVHLPS      X11, X11, X0
-	VADDPS        X0, X11, X11
-	VMOVSHDUP     X11, X0
-	VADDSS        X0, X11, X11
-	VMULSS        zM8<>+0(SB), X11, X11
-	VADDSS        X11, X1, X1
-	VMOVSS        X1, 8(AX)
-	VADDPS        Z13, Z12, Z12
-	VMULPS        zFin<>+0(SB), Z12, Z12
-	VEXTRACTF64X4 $0x01, Z12, Y0
-	VADDPS        Y0, Y12, Y0
-	VEXTRACTF128  $0x01, Y0, X1
-	VADDPS        X0, X1, X1
-	VMOVHLPS      X1, X1, X0
-	VADDPS        X0, X1, X1
-	VMOVSHDUP     X1, X0
-	VADDSS        X0, X1, X1
-	VMOVHLPS      X14, X14, X0
-	VADDPS        X0, X14, X14
-	VMOVSHDUP     X14, X0
-	VADDSS        X0, X14, X14
-	VMULSS        zM8<>+0(SB), X14, X14
-	VADDSS        X14, X1, X1
-	VMOVSS        X1, 12(AX)
-	VZEROUPPER
-	RET
-
-DATA zSIdxQ4G32F32<>+0(SB)/4, $0x00000000
-DATA zSIdxQ4G32F32<>+4(SB)/4, $0x00000005
-DATA zSIdxQ4G32F32<>+8(SB)/4, $0x0000000a
-DATA zSIdxQ4G32F32<>+12(SB)/4, $0x0000000f
-DATA zSIdxQ4G32F32<>+16(SB)/4, $0x00000000
-DATA zSIdxQ4G32F32<>+20(SB)/4, $0x00000000
-DATA zSIdxQ4G32F32<>+24(SB)/4, $0x00000000
-DATA zSIdxQ4G32F32<>+28(SB)/4, $0x00000000
-DATA zSIdxQ4G32F32<>+32(SB)/4, $0x00000000
-DATA zSIdxQ4G32F32<>+36(SB)/4, $0x00000000
-DATA zSIdxQ4G32F32<>+40(SB)/4, $0x00000000
-DATA zSIdxQ4G32F32<>+44(SB)/4, $0x00000000
-DATA zSIdxQ4G32F32<>+48(SB)/4, $0x00000000
-DATA zSIdxQ4G32F32<>+52(SB)/4, $0x00000000
-DATA zSIdxQ4G32F32<>+56(SB)/4, $0x00000000
-DATA zSIdxQ4G32F32<>+60(SB)/4, $0x00000000
-GLOBL zSIdxQ4G32F32<>(SB), RODATA|NOPTR, $64
-
-// func dotZRowsQ4G32F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
-// Requires: AVX, AVX512F, AVX512VNNI, FMA3
-TEXT ·dotZRowsQ4G32F32(SB), NOSPLIT, $0-152
-	VMOVDQU64 zNib<>+0(SB), Z0
-	VMOVDQU64 zIdx0<>+0(SB), Z1
-	VMOVDQU64 zIdx1<>+0(SB), Z2
-	VMOVDQU64 zSIdxQ4G32F32<>+0(SB), Z3
-	MOVL      $0x0000f0f0, AX
-	KMOVW     AX, K1
-	VMOVDQU64 zQPerm<>+0(SB), Z4
-	MOVQ      w_base+0(FP), AX
-	MOVQ      q_base+24(FP), CX
-	MOVQ      d_base+48(FP), DX
-	MOVQ      s_base+72(FP), BX
-	MOVQ      n4+96(FP), SI
-	SHLQ      $0x04, SI
-	MOVQ      rows+112(FP), DI
-	MOVQ      rb+120(FP), R8
-	MOVQ      out_base+128(FP), R9
-
-dotZRowsQ4G32F32_row:
-	TESTQ  DI, DI
-	JZ     dotZRowsQ4G32F32_done
-	VPXORD Z5, Z5, Z5
-	VPXORD Z6, Z6, Z6
-	VXORPS X7, X7, X7
-	MOVQ   AX, R10
-	XORQ   R11, R11
-
-dotZRowsQ4G32F32_loop:
-	CMPQ            R11, SI
-	JAE             dotZRowsQ4G32F32_end
-	VPERMD          (R10), Z3, Z8
-	VBROADCASTI32X4 4(R10), Z9
-	VBROADCASTI32X4 24(R10), K1, Z9
-	VPANDD          Z0, Z9, Z9
-	VBROADCASTI32X4 44(R10), Z10
-	VBROADCASTI32X4 64(R10), K1, Z10
-	VPANDD          Z0, Z10, Z10
-	VMULPS          (DX)(R11*1), X8, X11
-	VFMADD231PS     (BX)(R11*1), X8, X7
-	VPERMPS         Z11, Z1, Z8
-	VPXORD          Z12, Z12, Z12
-	VPERMQ          (CX)(R11*8), Z4, Z14
-	VPDPBUSD        Z14, Z9, Z12
-	VCVTDQ2PS       Z12, Z12
-	VFMADD231PS     Z8, Z12, Z5
-	VPERMPS         Z11, Z2, Z8
-	VPXORD          Z13, Z13, Z13
-	VPERMQ          64(CX)(R11*8), Z4, Z9
-	VPDPBUSD        Z9, Z10, Z13
-	VCVTDQ2PS       Z13, Z13
-	VFMADD231PS     Z8, Z13, Z6
-	ADDQ            $0x00000050, R10
-	ADDQ            $0x00000010, R11
-	JMP             dotZRowsQ4G32F32_loop
-
-dotZRowsQ4G32F32_end:
-	VADDPS        Z6, Z5, Z5
-	VMULPS        zFin<>+0(SB), Z5, Z5
-	VEXTRACTF64X4 $0x01, Z5, Y8
-	VADDPS        Y8, Y5, Y8
-	VEXTRACTF128  $0x01, Y8, X9
-	VADDPS        X8, X9, X9
-	VMOVHLPS      X9, X9, X8
-	VADDPS        X8, X9, X9
-	VMOVSHDUP     X9, X8
-	VADDSS        X8, X9, X9
-	VMOVHLPS      X7, X7, X8
-	VADDPS        X8, X7, X7
-	VMOVSHDUP     X7, X8
-	VADDSS        X8, X7, X7
-	VMULSS        zM8<>+0(SB), X7, X7
-	VADDSS        X7, X9, X9
-	VMOVSS        X9, (R9)
-	ADDQ          $0x04, R9
-	ADDQ          R8, AX
-	DECQ          DI
-	JMP           dotZRowsQ4G32F32_row
-
-dotZRowsQ4G32F32_done:
-	VZEROUPPER
-	RET
-
-// func dotZRowsPQ4G32F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
-// Requires: AVX, AVX512F, AVX512VNNI, FMA3
-TEXT ·dotZRowsPQ4G32F32(SB), NOSPLIT, $0-152
-	VMOVDQU64 zNib<>+0(SB), Z0
-	VMOVDQU64 zIdx0<>+0(SB), Z1
-	VMOVDQU64 zIdx1<>+0(SB), Z2
-	VMOVDQU64 zSIdxQ4G32F32<>+0(SB), Z3
-	MOVL      $0x0000f0f0, AX
-	KMOVW     AX, K1
-	MOVQ      w_base+0(FP), AX
-	MOVQ      q_base+24(FP), CX
-	MOVQ      d_base+48(FP), DX
-	MOVQ      s_base+72(FP), BX
-	MOVQ      n4+96(FP), SI
-	SHLQ      $0x04, SI
-	MOVQ      rows+112(FP), DI
-	MOVQ      rb+120(FP), R8
-	MOVQ      out_base+128(FP), R9
-
-dotZRowsPQ4G32F32_row:
-	TESTQ  DI, DI
-	JZ     dotZRowsPQ4G32F32_done
-	VPXORD Z4, Z4, Z4
-	VPXORD Z5, Z5, Z5
-	VXORPS X6, X6, X6
-	MOVQ   AX, R10
-	XORQ   R11, R11
-
-dotZRowsPQ4G32F32_loop:
-	CMPQ            R11, SI
-	JAE             dotZRowsPQ4G32F32_end
-	VPERMD          (R10), Z3, Z7
-	VBROADCASTI32X4 4(R10), Z8
-	VBROADCASTI32X4 24(R10), K1, Z8
-	VPANDD          Z0, Z8, Z8
-	VBROADCASTI32X4 44(R10), Z9
-	VBROADCASTI32X4 64(R10), K1, Z9
-	VPANDD          Z0, Z9, Z9
-	VMULPS          (DX)(R11*1), X7, X10
-	VFMADD231PS     (BX)(R11*1), X7, X6
-	VPERMPS         Z10, Z1, Z7
-	VPXORD          Z11, Z11, Z11
-	VPDPBUSD        (CX)(R11*8), Z8, Z11
-	VCVTDQ2PS       Z11, Z11
-	VFMADD231PS     Z7, Z11, Z4
-	VPERMPS         Z10, Z2, Z7
-	VPXORD          Z12, Z12, Z12
-	VPDPBUSD        64(CX)(R11*8), Z9, Z12
-	VCVTDQ2PS       Z12, Z12
-	VFMADD231PS     Z7, Z12, Z5
-	ADDQ            $0x00000050, R10
-	ADDQ            $0x00000010, R11
-	JMP             dotZRowsPQ4G32F32_loop
-
-dotZRowsPQ4G32F32_end:
-	VADDPS        Z5, Z4, Z4
-	VMULPS        zFin<>+0(SB), Z4, Z4
-	VEXTRACTF64X4 $0x01, Z4, Y7
-	VADDPS        Y7, Y4, Y7
-	VEXTRACTF128  $0x01, Y7, X8
-	VADDPS        X7, X8, X8
-	VMOVHLPS      X8, X8, X7
-	VADDPS        X7, X8, X8
-	VMOVSHDUP     X8, X7
-	VADDSS        X7, X8, X8
-	VMOVHLPS      X6, X6, X7
-	VADDPS        X7, X6, X6
-	VMOVSHDUP     X6, X7
-	VADDSS        X7, X6, X6
-	VMULSS        zM8<>+0(SB), X6, X6
-	VADDSS        X6, X8, X8
-	VMOVSS        X8, (R9)
-	ADDQ          $0x04, R9
-	ADDQ          R8, AX
-	DECQ          DI
-	JMP           dotZRowsPQ4G32F32_row
-
-dotZRowsPQ4G32F32_done:
-	VZEROUPPER
-	RET
-
-// func dotZx4Q4G32F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, out *[4]float32)
-// Requires: AVX, AVX512F, AVX512VNNI, FMA3
-TEXT ·dotZx4Q4G32F32(SB), NOSPLIT, $0-120
-	VMOVDQU64 zNib<>+0(SB), Z0
-	VMOVDQU64 zIdx0<>+0(SB), Z1
-	VMOVDQU64 zIdx1<>+0(SB), Z2
-	VMOVDQU64 zSIdxQ4G32F32<>+0(SB), Z3
-	MOVL      $0x0000f0f0, AX
-	KMOVW     AX, K1
-	MOVQ      w_base+0(FP), AX
-	MOVQ      q_base+24(FP), CX
-	MOVQ      d_base+48(FP), DX
-	MOVQ      s_base+72(FP), BX
-	MOVQ      n4+96(FP), SI
-	VPXORD    Z4, Z4, Z4
-	VPXORD    Z5, Z5, Z5
-	VXORPS    X6, X6, X6
-	VPXORD    Z7, Z7, Z7
-	VPXORD    Z8, Z8, Z8
-	VXORPS    X9, X9, X9
-	VPXORD    Z10, Z10, Z10
-	VPXORD    Z11, Z11, Z11
-	VXORPS    X12, X12, X12
-	VPXORD    Z13, Z13, Z13
-	VPXORD    Z14, Z14, Z14
-	VXORPS    X15, X15, X15
-
-dotZx4Q4G32F32_loop:
-	TESTQ           SI, SI
-	JZ              dotZx4Q4G32F32_end
-	VPERMD          (AX), Z3, Z16
-	VBROADCASTI32X4 4(AX), Z17
-	VBROADCASTI32X4 24(AX), K1, Z17
-	VPANDD          Z0, Z17, Z17
-	VBROADCASTI32X4 44(AX), Z18
-	VBROADCASTI32X4 64(AX), K1, Z18
-	VPANDD          Z0, Z18, Z18
-	VMULPS          (DX), X16, X19
-	VFMADD231PS     (BX), X16, X6
-	VPERMPS         Z19, Z1, Z20
-	VPXORD          Z21, Z21, Z21
-	VPDPBUSD        (CX), Z17, Z21
-	VCVTDQ2PS       Z21, Z21
-	VFMADD231PS     Z20, Z21, Z4
-	VPERMPS         Z19, Z2, Z20
-	VPXORD          Z22, Z22, Z22
-	VPDPBUSD        64(CX), Z18, Z22
-	VCVTDQ2PS       Z22, Z22
-	VFMADD231PS     Z20, Z22, Z5
-	VMULPS          16(DX), X16, X19
-	VFMADD231PS     16(BX), X16, X9
-	VPERMPS         Z19, Z1, Z20
-	VPXORD          Z23, Z23, Z23
-	VPDPBUSD        128(CX), Z17, Z23
-	VCVTDQ2PS       Z23, Z23
-	VFMADD231PS     Z20, Z23, Z7
-	VPERMPS         Z19, Z2, Z20
-	VPXORD          Z24, Z24, Z24
-	VPDPBUSD        192(CX), Z18, Z24
-	VCVTDQ2PS       Z24, Z24
-	VFMADD231PS     Z20, Z24, Z8
-	VMULPS          32(DX), X16, X19
-	VFMADD231PS     32(BX), X16, X12
-	VPERMPS         Z19, Z1, Z20
-	VPXORD          Z25, Z25, Z25
-	VPDPBUSD        256(CX), Z17, Z25
-	VCVTDQ2PS       Z25, Z25
-	VFMADD231PS     Z20, Z25, Z10
-	VPERMPS         Z19, Z2, Z20
-	VPXORD          Z26, Z26, Z26
-	VPDPBUSD        320(CX), Z18, Z26
-	VCVTDQ2PS       Z26, Z26
-	VFMADD231PS     Z20, Z26, Z11
-	VMULPS          48(DX), X16, X19
-	VFMADD231PS     48(BX), X16, X15
-	VPERMPS         Z19, Z1, Z16
-	VPXORD          Z27, Z27, Z27
-	VPDPBUSD        384(CX), Z17, Z27
-	VCVTDQ2PS       Z27, Z27
-	VFMADD231PS     Z16, Z27, Z13
-	VPERMPS         Z19, Z2, Z16
-	VPXORD          Z28, Z28, Z28
-	VPDPBUSD        448(CX), Z18, Z28
-	VCVTDQ2PS       Z28, Z28
-	VFMADD231PS     Z16, Z28, Z14
-	ADDQ            $0x00000050, AX
-	ADDQ            $0x00000200, CX
-	ADDQ            $0x00000040, DX
-	ADDQ            $0x00000040, BX
-	DECQ            SI
-	JMP             dotZx4Q4G32F32_loop
-
-dotZx4Q4G32F32_end:
-	MOVQ          out+112(FP), AX
-	VADDPS        Z5, Z4, Z4
-	VMULPS        zFin<>+0(SB), Z4, Z4
-	VEXTRACTF64X4 $0x01, Z4, Y0
-	VADDPS        Y0, Y4, Y0
-	VEXTRACTF128  $0x01, Y0, X1
-	VADDPS        X0, X1, X1
-	VMOVHLPS      X1, X1, X0
-	VADDPS        X0, X1, X1
-	VMOVSHDUP     X1, X0
-	VADDSS        X0, X1, X1
-	VMOVHLPS      X6, X6, X0
-	VADDPS        X0, X6, X6
-	VMOVSHDUP     X6, X0
-	VADDSS        X0, X6, X6
-	VMULSS        zM8<>+0(SB), X6, X6
-	VADDSS        X6, X1, X1
-	VMOVSS        X1, (AX)
-	VADDPS        Z8, Z7, Z7
-	VMULPS        zFin<>+0(SB), Z7, Z7
-	VEXTRACTF64X4 $0x01, Z7, Y0
-	VADDPS        Y0, Y7, Y0
-	VEXTRACTF128  $0x01, Y0, X1
-	VADDPS        X0, X1, X1
-	VMOVHLPS      X1, X1, X0
-	VADDPS        X0, X1, X1
-	VMOVSHDUP     X1, X0
-	VADDSS        X0, X1, X1
-	VMOVHLPS      X9, X9, X0
-	VADDPS        X0, X9, X9
-	VMOVSHDUP     X9, X0
-	VADDSS        X0, X9, X9
-	VMULSS        zM8<>+0(SB), X9, X9
-	VADDSS        X9, X1, X1
-	VMOVSS        X1, 4(AX)
-	VADDPS        Z11, Z10, Z10
-	VMULPS        zFin<>+0(SB), Z10, Z10
-	VEXTRACTF64X4 $0x01, Z10, Y0
-	VADDPS        Y0, Y10, Y0
-	VEXTRACTF128  $0x01, Y0, X1
-	VADDPS        X0, X1, X1
-	VMOVHLPS      X1, X1, X0
-	VADDPS        X0, X1, X1
-	VMOVSHDUP     X1, X0
-	VADDSS        X0, X1, X1
-	VMOVHLPS      X12, X12, X0
-	VADDPS        X0, X12, X12
-	VMOVSHDUP     X12, X0
-	VADDSS        X0, X12, X12
-	VMULSS        zM8<>+0(SB), X12, X12
-	VADDSS        X12, X1, X1
-	VMOVSS        X1, 8(AX)
-	VADDPS        Z14, Z13, Z13
-	VMULPS        zFin<>+0(SB), Z13, Z13
-	VEXTRACTF64X4 $0x01, Z13, Y0
-	VADDPS        Y0, Y13, Y0
-	VEXTRACTF128  $0x01, Y0, X1
-	VADDPS        X0, X1, X1
-	VMOVHLPS      X1, X1, X0
-	VADDPS        X0, X1, X1
-	VMOVSHDUP     X1, X0
-	VADDSS        X0, X1, X1
-	VMOVHLPS      X15, X15, X0
-	VADDPS        X0, X15, X15
-	VMOVSHDUP     X15, X0
-	VADDSS        X0, X15, X15
-	VMULSS        zM8<>+0(SB), X15, X15
-	VADDSS        X15, X1, X1
-	VMOVSS        X1, 12(AX)
-	VZEROUPPER
-	RET
-
-// func dotZRowsQ4G64F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
-// Requires: AVX, AVX512F, AVX512VNNI, FMA3
-TEXT ·dotZRowsQ4G64F32(SB), NOSPLIT, $0-152
-	VMOVDQU64 zNib<>+0(SB), Z0
-	VMOVDQU64 zIdx0<>+0(SB), Z1
-	VMOVDQU64 zIdx1<>+0(SB), Z2
-	VMOVDQU64 zQPerm<>+0(SB), Z3
-	MOVQ      w_base+0(FP), AX
-	MOVQ      q_base+24(FP), CX
-	MOVQ      d_base+48(FP), DX
-	MOVQ      s_base+72(FP), BX
-	MOVQ      n4+96(FP), SI
-	SHLQ      $0x04, SI
-	MOVQ      rows+112(FP), DI
-	MOVQ      rb+120(FP), R8
-	MOVQ      out_base+128(FP), R9
-
-dotZRowsQ4G64F32_row:
-	TESTQ  DI, DI
-	JZ     dotZRowsQ4G64F32_done
-	VPXORD Z4, Z4, Z4
-	VPXORD Z5, Z5, Z5
-	VXORPS X6, X6, X6
-	MOVQ   AX, R10
-	XORQ   R11, R11
-
-dotZRowsQ4G64F32_loop:
-	CMPQ            R11, SI
-	JAE             dotZRowsQ4G64F32_end
-	VMOVSS          (R10), X7
-	VINSERTPS       $0x20, 36(R10), X7, X7
-	VMOVSLDUP       X7, X7
-	VBROADCASTI64X4 4(R10), Z8
-	VPANDD          Z0, Z8, Z8
-	VBROADCASTI64X4 40(R10), Z9
-	VPANDD          Z0, Z9, Z9
-	VMULPS          (DX)(R11*1), X7, X10
-	VFMADD231PS     (BX)(R11*1), X7, X6
-	VPERMPS         Z10, Z1, Z7
-	VPXORD          Z11, Z11, Z11
-	VPERMQ          (CX)(R11*8), Z3, Z13
-	VPDPBUSD        Z13, Z8, Z11
-	VCVTDQ2PS       Z11, Z11
-	VFMADD231PS     Z7, Z11, Z4
-	VPERMPS         Z10, Z2, Z7
-	VPXORD          Z12, Z12, Z12
-	VPERMQ          64(CX)(R11*8), Z3, Z8
-	VPDPBUSD        Z8, Z9, Z12
-	VCVTDQ2PS       Z12, Z12
-	VFMADD231PS     Z7, Z12, Z5
-	ADDQ            $0x00000048, R10
-	ADDQ            $0x00000010, R11
-	JMP             dotZRowsQ4G64F32_loop
-
-dotZRowsQ4G64F32_end:
-	VADDPS        Z5, Z4, Z4
-	VMULPS        zFin<>+0(SB), Z4, Z4
-	VEXTRACTF64X4 $0x01, Z4, Y7
-	VADDPS        Y7, Y4, Y7
-	VEXTRACTF128  $0x01, Y7, X8
-	VADDPS        X7, X8, X8
-	VMOVHLPS      X8, X8, X7
-	VADDPS        X7, X8, X8
-	VMOVSHDUP     X8, X7
-	VADDSS        X7, X8, X8
-	VMOVHLPS      X6, X6, X7
-	VADDPS        X7, X6, X6
-	VMOVSHDUP     X6, X7
-	VADDSS        X7, X6, X6
-	VMULSS        zM8<>+0(SB), X6, X6
-	VADDSS        X6, X8, X8
-	VMOVSS        X8, (R9)
-	ADDQ          $0x04, R9
-	ADDQ          R8, AX
-	DECQ          DI
-	JMP           dotZRowsQ4G64F32_row
-
-dotZRowsQ4G64F32_done:
-	VZEROUPPER
-	RET
-
-// func dotZRowsPQ4G64F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
-// Requires: AVX, AVX512F, AVX512VNNI, FMA3
-TEXT ·dotZRowsPQ4G64F32(SB), NOSPLIT, $0-152
-	VMOVDQU64 zNib<>+0(SB), Z0
-	VMOVDQU64 zIdx0<>+0(SB), Z1
-	VMOVDQU64 zIdx1<>+0(SB), Z2
-	MOVQ      w_base+0(FP), AX
-	MOVQ      q_base+24(FP), CX
-	MOVQ      d_base+48(FP), DX
-	MOVQ      s_base+72(FP), BX
-	MOVQ      n4+96(FP), SI
-	SHLQ      $0x04, SI
-	MOVQ      rows+112(FP), DI
-	MOVQ      rb+120(FP), R8
-	MOVQ      out_base+128(FP), R9
-
-dotZRowsPQ4G64F32_row:
-	TESTQ  DI, DI
-	JZ     dotZRowsPQ4G64F32_done
-	VPXORD Z3, Z3, Z3
-	VPXORD Z4, Z4, Z4
-	VXORPS X5, X5, X5
-	MOVQ   AX, R10
-	XORQ   R11, R11
-
-dotZRowsPQ4G64F32_loop:
-	CMPQ            R11, SI
-	JAE             dotZRowsPQ4G64F32_end
-	VMOVSS          (R10), X6
-	VINSERTPS       $0x20, 36(R10), X6, X6
-	VMOVSLDUP       X6, X6
-	VBROADCASTI64X4 4(R10), Z7
-	VPANDD          Z0, Z7, Z7
-	VBROADCASTI64X4 40(R10), Z8
-	VPANDD          Z0, Z8, Z8
-	VMULPS          (DX)(R11*1), X6, X9
-	VFMADD231PS     (BX)(R11*1), X6, X5
-	VPERMPS         Z9, Z1, Z6
-	VPXORD          Z10, Z10, Z10
-	VPDPBUSD        (CX)(R11*8), Z7, Z10
-	VCVTDQ2PS       Z10, Z10
-	VFMADD231PS     Z6, Z10, Z3
-	VPERMPS         Z9, Z2, Z6
-	VPXORD          Z11, Z11, Z11
-	VPDPBUSD        64(CX)(R11*8), Z8, Z11
-	VCVTDQ2PS       Z11, Z11
-	VFMADD231PS     Z6, Z11, Z4
-	ADDQ            $0x00000048, R10
-	ADDQ            $0x00000010, R11
-	JMP             dotZRowsPQ4G64F32_loop
-
-dotZRowsPQ4G64F32_end:
-	VADDPS        Z4, Z3, Z3
-	VMULPS        zFin<>+0(SB), Z3, Z3
-	VEXTRACTF64X4 $0x01, Z3, Y6
-	VADDPS        Y6, Y3, Y6
-	VEXTRACTF128  $0x01, Y6, X7
-	VADDPS        X6, X7, X7
-	VMOVHLPS      X7, X7, X6
-	VADDPS        X6, X7, X7
-	VMOVSHDUP     X7, X6
-	VADDSS        X6, X7, X7
-	VMOVHLPS      X5, X5, X6
-	VADDPS        X6, X5, X5
-	VMOVSHDUP     X5, X6
-	VADDSS        X6, X5, X5
-	VMULSS        zM8<>+0(SB), X5, X5
-	VADDSS        X5, X7, X7
-	VMOVSS        X7, (R9)
-	ADDQ          $0x04, R9
-	ADDQ          R8, AX
-	DECQ          DI
-	JMP           dotZRowsPQ4G64F32_row
-
-dotZRowsPQ4G64F32_done:
-	VZEROUPPER
-	RET
-
-// func dotZx4Q4G64F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, out *[4]float32)
-// Requires: AVX, AVX512F, AVX512VNNI, FMA3
-TEXT ·dotZx4Q4G64F32(SB), NOSPLIT, $0-120
-	VMOVDQU64 zNib<>+0(SB), Z0
-	VMOVDQU64 zIdx0<>+0(SB), Z1
-	VMOVDQU64 zIdx1<>+0(SB), Z2
-	MOVQ      w_base+0(FP), AX
-	MOVQ      q_base+24(FP), CX
-	MOVQ      d_base+48(FP), DX
-	MOVQ      s_base+72(FP), BX
-	MOVQ      n4+96(FP), SI
-	VPXORD    Z3, Z3, Z3
-	VPXORD    Z4, Z4, Z4
-	VXORPS    X5, X5, X5
-	VPXORD    Z6, Z6, Z6
-	VPXORD    Z7, Z7, Z7
-	VXORPS    X8, X8, X8
-	VPXORD    Z9, Z9, Z9
-	VPXORD    Z10, Z10, Z10
-	VXORPS    X11, X11, X11
-	VPXORD    Z12, Z12, Z12
-	VPXORD    Z13, Z13, Z13
-	VXORPS    X14, X14, X14
-
-dotZx4Q4G64F32_loop:
-	TESTQ           SI, SI
-	JZ              dotZx4Q4G64F32_end
-	VMOVSS          (AX), X15
-	VINSERTPS       $0x20, 36(AX), X15, X15
-	VMOVSLDUP       X15, X15
-	VBROADCASTI64X4 4(AX), Z16
-	VPANDD          Z0, Z16, Z16
-	VBROADCASTI64X4 40(AX), Z17
-	VPANDD          Z0, Z17, Z17
-	VMULPS          (DX), X15, X18
-	VFMADD231PS     (BX), X15, X5
-	VPERMPS         Z18, Z1, Z19
-	VPXORD          Z20, Z20, Z20
-	VPDPBUSD        (CX), Z16, Z20
-	VCVTDQ2PS       Z20, Z20
-	VFMADD231PS     Z19, Z20, Z3
-	VPERMPS         Z18, Z2, Z19
-	VPXORD          Z21, Z21, Z21
-	VPDPBUSD        64(CX), Z17, Z21
-	VCVTDQ2PS       Z21, Z21
-	VFMADD231PS     Z19, Z21, Z4
-	VMULPS          16(DX), X15, X18
-	VFMADD231PS     16(BX), X15, X8
-	VPERMPS         Z18, Z1, Z19
-	VPXORD          Z22, Z22, Z22
-	VPDPBUSD        128(CX), Z16, Z22
-	VCVTDQ2PS       Z22, Z22
-	VFMADD231PS     Z19, Z22, Z6
-	VPERMPS         Z18, Z2, Z19
-	VPXORD          Z23, Z23, Z23
-	VPDPBUSD        192(CX), Z17, Z23
-	VCVTDQ2PS       Z23, Z23
-	VFMADD231PS     Z19, Z23, Z7
-	VMULPS          32(DX), X15, X18
-	VFMADD231PS     32(BX), X15, X11
-	VPERMPS         Z18, Z1, Z19
-	VPXORD          Z24, Z24, Z24
-	VPDPBUSD        256(CX), Z16, Z24
-	VCVTDQ2PS       Z24, Z24
-	VFMADD231PS     Z19, Z24, Z9
-	VPERMPS         Z18, Z2, Z19
-	VPXORD          Z25, Z25, Z25
-	VPDPBUSD        320(CX), Z17, Z25
-	VCVTDQ2PS       Z25, Z25
-	VFMADD231PS     Z19, Z25, Z10
-	VMULPS          48(DX), X15, X18
-	VFMADD231PS     48(BX), X15, X14
-	VPERMPS         Z18, Z1, Z15
-	VPXORD          Z26, Z26, Z26
-	VPDPBUSD        384(CX), Z16, Z26
-	VCVTDQ2PS       Z26, Z26
-	VFMADD231PS     Z15, Z26, Z12
-	VPERMPS         Z18, Z2, Z15
-	VPXORD          Z27, Z27, Z27
-	VPDPBUSD        448(CX), Z17, Z27
-	VCVTDQ2PS       Z27, Z27
-	VFMADD231PS     Z15, Z27, Z13
-	ADDQ            $0x00000048, AX
-	ADDQ            $0x00000200, CX
-	ADDQ            $0x00000040, DX
-	ADDQ            $0x00000040, BX
-	DECQ            SI
-	JMP             dotZx4Q4G64F32_loop
-
-dotZx4Q4G64F32_end:
-	MOVQ          out+112(FP), AX
-	VADDPS        Z4, Z3, Z3
-	VMULPS        zFin<>+0(SB), Z3, Z3
-	VEXTRACTF64X4 $0x01, Z3, Y0
-	VADDPS        Y0, Y3, Y0
-	VEXTRACTF128  $0x01, Y0, X1
-	VADDPS        X0, X1, X1
-	VMOVHLPS      X1, X1, X0
-	VADDPS        X0, X1, X1
-	VMOVSHDUP     X1, X0
-	VADDSS        X0, X1, X1
-	VMOVHLPS      X5, X5, X0
-	VADDPS        X0, X5, X5
-	VMOVSHDUP     X5, X0
-	VADDSS        X0, X5, X5
-	VMULSS        zM8<>+0(SB), X5, X5
-	VADDSS        X5, X1, X1
-	VMOVSS        X1, (AX)
-	VADDPS        Z7, Z6, Z6
-	VMULPS        zFin<>+0(SB), Z6, Z6
-	VEXTRACTF64X4 $0x01, Z6, Y0
-	VADDPS        Y0, Y6, Y0
-	VEXTRACTF128  $0x01, Y0, X1
-	VADDPS        X0, X1, X1
-	VMOVHLPS      X1, X1, X0
-	VADDPS        X0, X1, X1
-	VMOVSHDUP     X1, X0
-	VADDSS        X0, X1, X1
-	VMOVHLPS      X8, X8, X0
-	VADDPS        X0, X8, X8
-	VMOVSHDUP     X8, X0
-	VADDSS        X0, X8, X8
-	VMULSS        zM8<>+0(SB), X8, X8
-	VADDSS        X8, X1, X1
-	VMOVSS        X1, 4(AX)
-	VADDPS        Z10, Z9, Z9
-	VMULPS        zFin<>+0(SB), Z9, Z9
-	VEXTRACTF64X4 $0x01, Z9, Y0
-	VADDPS        Y0, Y9, Y0
-	VEXTRACTF128  $0x01, Y0, X1
-	VADDPS        X0, X1, X1
-	VMOVHLPS      X1, X1, X0
-	VADDPS        X0, X1, X1
-	VMOVSHDUP     X1, X0
-	VADDSS        X0, X1, X1
-	VMOVHLPS      X11, X11, X0
-	VADDPS        X0, X11, X11
-	VMOVSHDUP     X11, X0
-	VADDSS        X0, X11, X11
-	VMULSS        zM8<>+0(SB), X11, X11
-	VADDSS        X11, X1, X1
-	VMOVSS        X1, 8(AX)
-	VADDPS        Z13, Z12, Z12
-	VMULPS        zFin<>+0(SB), Z12, Z12
-	VEXTRACTF64X4 $0x01, Z12, Y0
-	VADDPS        Y0, Y12, Y0
-	VEXTRACTF128  $0x01, Y0, X1
-	VADDPS        X0, X1, X1
-	VMOVHLPS      X1, X1, X0
-	VADDPS        X0, X1, X1
-	VMOVSHDUP     X1, X0
-	VADDSS        X0, X1, X1
-	VMOVHLPS      X14, X14, X0
-	VADDPS        X0, X14, X14
-	VMOVSHDUP     X14, X0
-	VADDSS        X0, X14, X14
-	VMULSS        zM8<>+0(SB), X14, X14
-	VADDSS        X14, X1, X1
-	VMOVSS        X1, 12(AX)
-	VZEROUPPER
-	RET
-
-// func dotZRowsQ4G128F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
-// Requires: AVX, AVX512F, AVX512VNNI, FMA3
-TEXT ·dotZRowsQ4G128F32(SB), NOSPLIT, $0-152
-	VMOVDQU64 zNib<>+0(SB), Z0
-	VMOVDQU64 zIdx0<>+0(SB), Z1
-	VMOVDQU64 zIdx1<>+0(SB), Z2
-	VMOVDQU64 zQPerm<>+0(SB), Z3
-	MOVQ      w_base+0(FP), AX
-	MOVQ      q_base+24(FP), CX
-	MOVQ      d_base+48(FP), DX
-	MOVQ      s_base+72(FP), BX
-	MOVQ      n4+96(FP), SI
-	SHLQ      $0x04, SI
-	MOVQ      rows+112(FP), DI
-	MOVQ      rb+120(FP), R8
-	MOVQ      out_base+128(FP), R9
-	MOVQ      bb+104(FP), R10
-
-dotZRowsQ4G128F32_row:
-	TESTQ  DI, DI
-	JZ     dotZRowsQ4G128F32_done
-	VPXORD Z4, Z4, Z4
-	VPXORD Z5, Z5, Z5
-	VXORPS X6, X6, X6
-	MOVQ   AX, R11
-	LEAQ   4(R11), R12
-	LEAQ   (R11)(R10*1), R13
-	XORQ   R14, R14
-
-dotZRowsQ4G128F32_loop:
-	CMPQ            R14, SI
-	JAE             dotZRowsQ4G128F32_end
-	VBROADCASTSS    (R11), X7
-	VBROADCASTI64X4 (R12), Z8
-	VPANDD          Z0, Z8, Z8
-	VBROADCASTI64X4 32(R12), Z9
-	VPANDD          Z0, Z9, Z9
-	VMULPS          (DX)(R14*1), X7, X10
-	VFMADD231PS     (BX)(R14*1), X7, X6
-	VPERMPS         Z10, Z1, Z7
-	VPXORD          Z11, Z11, Z11
-	VPERMQ          (CX)(R14*8), Z3, Z13
-	VPDPBUSD        Z13, Z8, Z11
-	VCVTDQ2PS       Z11, Z11
-	VFMADD231PS     Z7, Z11, Z4
-	VPERMPS         Z10, Z2, Z7
-	VPXORD          Z12, Z12, Z12
-	VPERMQ          64(CX)(R14*8), Z3, Z8
-	VPDPBUSD        Z8, Z9, Z12
-	VCVTDQ2PS       Z12, Z12
-	VFMADD231PS     Z7, Z12, Z5
-	ADDQ            $0x00000040, R12
-	CMPQ            R12, R13
-	JNE             dotZRowsQ4G128F32_next
-	MOVQ            R13, R11
-	ADDQ            R10, R13
-	LEAQ            4(R11), R12
-
-dotZRowsQ4G128F32_next:
-	ADDQ $0x00000010, R14
-	JMP  dotZRowsQ4G128F32_loop
-
-dotZRowsQ4G128F32_end:
-	VADDPS        Z5, Z4, Z4
-	VMULPS        zFin<>+0(SB), Z4, Z4
-	VEXTRACTF64X4 $0x01, Z4, Y7
-	VADDPS        Y7, Y4, Y7
-	VEXTRACTF128  $0x01, Y7, X8
-	VADDPS        X7, X8, X8
-	VMOVHLPS      X8, X8, X7
-	VADDPS        X7, X8, X8
-	VMOVSHDUP     X8, X7
-	VADDSS        X7, X8, X8
-	VMOVHLPS      X6, X6, X7
-	VADDPS        X7, X6, X6
-	VMOVSHDUP     X6, X7
-	VADDSS        X7, X6, X6
-	VMULSS        zM8<>+0(SB), X6, X6
-	VADDSS        X6, X8, X8
-	VMOVSS        X8, (R9)
-	ADDQ          $0x04, R9
-	ADDQ          R8, AX
-	DECQ          DI
-	JMP           dotZRowsQ4G128F32_row
-
-dotZRowsQ4G128F32_done:
-	VZEROUPPER
-	RET
-
-// func dotZRowsPQ4G128F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
-// Requires: AVX, AVX512F, AVX512VNNI, FMA3
-TEXT ·dotZRowsPQ4G128F32(SB), NOSPLIT, $0-152
-	VMOVDQU64 zNib<>+0(SB), Z0
-	VMOVDQU64 zIdx0<>+0(SB), Z1
-	VMOVDQU64 zIdx1<>+0(SB), Z2
-	MOVQ      w_base+0(FP), AX
-	MOVQ      q_base+24(FP), CX
-	MOVQ      d_base+48(FP), DX
-	MOVQ      s_base+72(FP), BX
-	MOVQ      n4+96(FP), SI
-	SHLQ      $0x04, SI
-	MOVQ      rows+112(FP), DI
-	MOVQ      rb+120(FP), R8
-	MOVQ      out_base+128(FP), R9
-	MOVQ      bb+104(FP), R10
-
-dotZRowsPQ4G128F32_row:
-	TESTQ  DI, DI
-	JZ     dotZRowsPQ4G128F32_done
-	VPXORD Z3, Z3, Z3
-	VPXORD Z4, Z4, Z4
-	VXORPS X5, X5, X5
-	MOVQ   AX, R11
-	LEAQ   4(R11), R12
-	LEAQ   (R11)(R10*1), R13
-	XORQ   R14, R14
-
-dotZRowsPQ4G128F32_loop:
-	CMPQ            R14, SI
-	JAE             dotZRowsPQ4G128F32_end
-	VBROADCASTSS    (R11), X6
-	VBROADCASTI64X4 (R12), Z7
-	VPANDD          Z0, Z7, Z7
-	VBROADCASTI64X4 32(R12), Z8
-	VPANDD          Z0, Z8, Z8
-	VMULPS          (DX)(R14*1), X6, X9
-	VFMADD231PS     (BX)(R14*1), X6, X5
-	VPERMPS         Z9, Z1, Z6
-	VPXORD          Z10, Z10, Z10
-	VPDPBUSD        (CX)(R14*8), Z7, Z10
-	VCVTDQ2PS       Z10, Z10
-	VFMADD231PS     Z6, Z10, Z3
-	VPERMPS         Z9, Z2, Z6
-	VPXORD          Z11, Z11, Z11
-	VPDPBUSD        64(CX)(R14*8), Z8, Z11
-	VCVTDQ2PS       Z11, Z11
-	VFMADD231PS     Z6, Z11, Z4
-	ADDQ            $0x00000040, R12
-	CMPQ            R12, R13
-	JNE             dotZRowsPQ4G128F32_next
-	MOVQ            R13, R11
-	ADDQ            R10, R13
-	LEAQ            4(R11), R12
-
-dotZRowsPQ4G128F32_next:
-	ADDQ $0x00000010, R14
-	JMP  dotZRowsPQ4G128F32_loop
-
-dotZRowsPQ4G128F32_end:
-	VADDPS        Z4, Z3, Z3
-	VMULPS        zFin<>+0(SB), Z3, Z3
-	VEXTRACTF64X4 $0x01, Z3, Y6
-	VADDPS        Y6, Y3, Y6
-	VEXTRACTF128  $0x01, Y6, X7
-	VADDPS        X6, X7, X7
-	VMOVHLPS      X7, X7, X6
-	VADDPS        X6, X7, X7
-	VMOVSHDUP     X7, X6
-	VADDSS        X6, X7, X7
-	VMOVHLPS      X5, X5, X6
-	VADDPS        X6, X5, X5
-	VMOVSHDUP     X5, X6
-	VADDSS        X6, X5, X5
-	VMULSS        zM8<>+0(SB), X5, X5
-	VADDSS        X5, X7, X7
-	VMOVSS        X7, (R9)
-	ADDQ          $0x04, R9
-	ADDQ          R8, AX
-	DECQ          DI
-	JMP           dotZRowsPQ4G128F32_row
-
-dotZRowsPQ4G128F32_done:
-	VZEROUPPER
-	RET
-
-// func dotZx4Q4G128F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, out *[4]float32)
-// Requires: AVX, AVX512F, AVX512VNNI, FMA3
-TEXT ·dotZx4Q4G128F32(SB), NOSPLIT, $0-120
-	VMOVDQU64 zNib<>+0(SB), Z0
-	VMOVDQU64 zIdx0<>+0(SB), Z1
-	VMOVDQU64 zIdx1<>+0(SB), Z2
-	MOVQ      w_base+0(FP), AX
-	MOVQ      q_base+24(FP), CX
-	MOVQ      d_base+48(FP), DX
-	MOVQ      s_base+72(FP), BX
-	MOVQ      n4+96(FP), SI
-	MOVQ      bb+104(FP), DI
-	LEAQ      4(AX), R8
-	LEAQ      (AX)(DI*1), R9
-	VPXORD    Z3, Z3, Z3
-	VPXORD    Z4, Z4, Z4
-	VXORPS    X5, X5, X5
-	VPXORD    Z6, Z6, Z6
-	VPXORD    Z7, Z7, Z7
-	VXORPS    X8, X8, X8
-	VPXORD    Z9, Z9, Z9
-	VPXORD    Z10, Z10, Z10
-	VXORPS    X11, X11, X11
-	VPXORD    Z12, Z12, Z12
-	VPXORD    Z13, Z13, Z13
-	VXORPS    X14, X14, X14
-
-dotZx4Q4G128F32_loop:
-	TESTQ           SI, SI
-	JZ              dotZx4Q4G128F32_end
-	VBROADCASTSS    (AX), X15
-	VBROADCASTI64X4 (R8), Z16
-	VPANDD          Z0, Z16, Z16
-	VBROADCASTI64X4 32(R8), Z17
-	VPANDD          Z0, Z17, Z17
-	VMULPS          (DX), X15, X18
-	VFMADD231PS     (BX), X15, X5
-	VPERMPS         Z18, Z1, Z19
-	VPXORD          Z20, Z20, Z20
-	VPDPBUSD        (CX), Z16, Z20
-	VCVTDQ2PS       Z20, Z20
-	VFMADD231PS     Z19, Z20, Z3
-	VPERMPS         Z18, Z2, Z19
-	VPXORD          Z21, Z21, Z21
-	VPDPBUSD        64(CX), Z17, Z21
-	VCVTDQ2PS       Z21, Z21
-	VFMADD231PS     Z19, Z21, Z4
-	VMULPS          16(DX), X15, X18
-	VFMADD231PS     16(BX), X15, X8
-	VPERMPS         Z18, Z1, Z19
-	VPXORD          Z22, Z22, Z22
-	VPDPBUSD        128(CX), Z16, Z22
-	VCVTDQ2PS       Z22, Z22
-	VFMADD231PS     Z19, Z22, Z6
-	VPERMPS         Z18, Z2, Z19
-	VPXORD          Z23, Z23, Z23
-	VPDPBUSD        192(CX), Z17, Z23
-	VCVTDQ2PS       Z23, Z23
-	VFMADD231PS     Z19, Z23, Z7
-	VMULPS          32(DX), X15, X18
-	VFMADD231PS     32(BX), X15, X11
-	VPERMPS         Z18, Z1, Z19
-	VPXORD          Z24, Z24, Z24
-	VPDPBUSD        256(CX), Z16, Z24
-	VCVTDQ2PS       Z24, Z24
-	VFMADD231PS     Z19, Z24, Z9
-	VPERMPS         Z18, Z2, Z19
-	VPXORD          Z25, Z25, Z25
-	VPDPBUSD        320(CX), Z17, Z25
-	VCVTDQ2PS       Z25, Z25
-	VFMADD231PS     Z19, Z25, Z10
-	VMULPS          48(DX), X15, X18
-	VFMADD231PS     48(BX), X15, X14
-	VPERMPS         Z18, Z1, Z15
-	VPXORD          Z26, Z26, Z26
-	VPDPBUSD        384(CX), Z16, Z26
-	VCVTDQ2PS       Z26, Z26
-	VFMADD231PS     Z15, Z26, Z12
-	VPERMPS         Z18, Z2, Z15
-	VPXORD          Z27, Z27, Z27
-	VPDPBUSD        448(CX), Z17, Z27
-	VCVTDQ2PS       Z27, Z27
-	VFMADD231PS     Z15, Z27, Z13
-	ADDQ            $0x00000040, R8
-	CMPQ            R8, R9
-	JNE             dotZx4Q4G128F32_next
-	MOVQ            R9, AX
-	ADDQ            DI, R9
-	LEAQ            4(AX), R8
-
-dotZx4Q4G128F32_next:
-	ADDQ $0x00000200, CX
-	ADDQ $0x00000040, DX
-	ADDQ $0x00000040, BX
-	DECQ SI
-	JMP  dotZx4Q4G128F32_loop
-
-dotZx4Q4G128F32_end:
-	MOVQ          out+112(FP), AX
-	VADDPS        Z4, Z3, Z3
-	VMULPS        zFin<>+0(SB), Z3, Z3
-	VEXTRACTF64X4 $0x01, Z3, Y0
-	VADDPS        Y0, Y3, Y0
-	VEXTRACTF128  $0x01, Y0, X1
-	VADDPS        X0, X1, X1
-	VMOVHLPS      X1, X1, X0
-	VADDPS        X0, X1, X1
-	VMOVSHDUP     X1, X0
-	VADDSS        X0, X1, X1
-	VMOVHLPS      X5, X5, X0
-	VADDPS        X0, X5, X5
-	VMOVSHDUP     X5, X0
-	VADDSS        X0, X5, X5
-	VMULSS        zM8<>+0(SB), X5, X5
-	VADDSS        X5, X1, X1
-	VMOVSS        X1, (AX)
-	VADDPS        Z7, Z6, Z6
-	VMULPS        zFin<>+0(SB), Z6, Z6
-	VEXTRACTF64X4 $0x01, Z6, Y0
-	VADDPS        Y0, Y6, Y0
-	VEXTRACTF128  $0x01, Y0, X1
-	VADDPS        X0, X1, X1
-	VMOVHLPS      X1, X1, X0
-	VADDPS        X0, X1, X1
-	VMOVSHDUP     X1, X0
-	VADDSS        X0, X1, X1
-	VMOVHLPS      X8, X8, X0
-	VADDPS        X0, X8, X8
-	VMOVSHDUP     X8, X0
-	VADDSS        X0, X8, X8
-	VMULSS        zM8<>+0(SB), X8, X8
-	VADDSS        X8, X1, X1
-	VMOVSS        X1, 4(AX)
-	VADDPS        Z10, Z9, Z9
-	VMULPS        zFin<>+0(SB), Z9, Z9
-	VEXTRACTF64X4 $0x01, Z9, Y0
-	VADDPS        Y0, Y9, Y0
-	VEXTRACTF128  $0x01, Y0, X1
-	VADDPS        X0, X1, X1
-	VMOVHLPS      X1, X1, X0
-	VADDPS        X0, X1, X1
-	VMOVSHDUP     X1, X0
-	VADDSS        X0, X1, X1
-	VMOVHLPS      X11, X11, X0
-	VADDPS        X0, X11, X11
-	VMOVSHDUP     X11, X0
-	VADDSS        X0, X11, X11
-	VMULSS        zM8<>+0(SB), X11, X11
-	VADDSS        X11, X1, X1
-	VMOVSS        X1, 8(AX)
-	VADDPS        Z13, Z12, Z12
-	VMULPS        zFin<>+0(SB), Z12, Z12
-	VEXTRACTF64X4 $0x01, Z12, Y0
-	VADDPS        Y0, Y12, Y0
-	VEXTRACTF128  $0x01, Y0, X1
-	VADDPS        X0, X1, X1
-	VMOVHLPS      X1, X1, X0
-	VADDPS        X0, X1, X1
-	VMOVSHDUP     X1, X0
-	VADDSS        X0, X1, X1
-	VMOVHLPS      X14, X14, X0
-	VADDPS        X0, X14, X14
-	VMOVSHDUP     X14, X0
-	VADDSS        X0, X14, X14
-	VMULSS        zM8<>+0(SB), X14, X14
-	VADDSS        X14, X1, X1
-	VMOVSS        X1, 12(AX)
-	VZEROUPPER
-	RET
-
-DATA zSIdxQ4AG32F16<>+0(SB)/2, $0x0000
-DATA zSIdxQ4AG32F16<>+2(SB)/2, $0x000a
-DATA zSIdxQ4AG32F16<>+4(SB)/2, $0x0014
-DATA zSIdxQ4AG32F16<>+6(SB)/2, $0x001e
-DATA zSIdxQ4AG32F16<>+8(SB)/2, $0x0000
-DATA zSIdxQ4AG32F16<>+10(SB)/2, $0x0000
-DATA zSIdxQ4AG32F16<>+12(SB)/2, $0x0000
-DATA zSIdxQ4AG32F16<>+14(SB)/2, $0x0000
-DATA zSIdxQ4AG32F16<>+16(SB)/2, $0x0000
-DATA zSIdxQ4AG32F16<>+18(SB)/2, $0x0000
-DATA zSIdxQ4AG32F16<>+20(SB)/2, $0x0000
-DATA zSIdxQ4AG32F16<>+22(SB)/2, $0x0000
-DATA zSIdxQ4AG32F16<>+24(SB)/2, $0x0000
-DATA zSIdxQ4AG32F16<>+26(SB)/2, $0x0000
-DATA zSIdxQ4AG32F16<>+28(SB)/2, $0x0000
-DATA zSIdxQ4AG32F16<>+30(SB)/2, $0x0000
-DATA zSIdxQ4AG32F16<>+32(SB)/2, $0x0000
-DATA zSIdxQ4AG32F16<>+34(SB)/2, $0x0000
-DATA zSIdxQ4AG32F16<>+36(SB)/2, $0x0000
-DATA zSIdxQ4AG32F16<>+38(SB)/2, $0x0000
-DATA zSIdxQ4AG32F16<>+40(SB)/2, $0x0000
-DATA zSIdxQ4AG32F16<>+42(SB)/2, $0x0000
-DATA zSIdxQ4AG32F16<>+44(SB)/2, $0x0000
-DATA zSIdxQ4AG32F16<>+46(SB)/2, $0x0000
-DATA zSIdxQ4AG32F16<>+48(SB)/2, $0x0000
-DATA zSIdxQ4AG32F16<>+50(SB)/2, $0x0000
-DATA zSIdxQ4AG32F16<>+52(SB)/2, $0x0000
-DATA zSIdxQ4AG32F16<>+54(SB)/2, $0x0000
-DATA zSIdxQ4AG32F16<>+56(SB)/2, $0x0000
-DATA zSIdxQ4AG32F16<>+58(SB)/2, $0x0000
-DATA zSIdxQ4AG32F16<>+60(SB)/2, $0x0000
-DATA zSIdxQ4AG32F16<>+62(SB)/2, $0x0000
-GLOBL zSIdxQ4AG32F16<>(SB), RODATA|NOPTR, $64
-
-DATA zMIdxQ4AG32F16<>+0(SB)/2, $0x0001
-DATA zMIdxQ4AG32F16<>+2(SB)/2, $0x000b
-DATA zMIdxQ4AG32F16<>+4(SB)/2, $0x0015
-DATA zMIdxQ4AG32F16<>+6(SB)/2, $0x001f
-DATA zMIdxQ4AG32F16<>+8(SB)/2, $0x0000
-DATA zMIdxQ4AG32F16<>+10(SB)/2, $0x0000
-DATA zMIdxQ4AG32F16<>+12(SB)/2, $0x0000
-DATA zMIdxQ4AG32F16<>+14(SB)/2, $0x0000
-DATA zMIdxQ4AG32F16<>+16(SB)/2, $0x0000
-DATA zMIdxQ4AG32F16<>+18(SB)/2, $0x0000
-DATA zMIdxQ4AG32F16<>+20(SB)/2, $0x0000
-DATA zMIdxQ4AG32F16<>+22(SB)/2, $0x0000
-DATA zMIdxQ4AG32F16<>+24(SB)/2, $0x0000
-DATA zMIdxQ4AG32F16<>+26(SB)/2, $0x0000
-DATA zMIdxQ4AG32F16<>+28(SB)/2, $0x0000
-DATA zMIdxQ4AG32F16<>+30(SB)/2, $0x0000
-DATA zMIdxQ4AG32F16<>+32(SB)/2, $0x0000
-DATA zMIdxQ4AG32F16<>+34(SB)/2, $0x0000
-DATA zMIdxQ4AG32F16<>+36(SB)/2, $0x0000
-DATA zMIdxQ4AG32F16<>+38(SB)/2, $0x0000
-DATA zMIdxQ4AG32F16<>+40(SB)/2, $0x0000
-DATA zMIdxQ4AG32F16<>+42(SB)/2, $0x0000
-DATA zMIdxQ4AG32F16<>+44(SB)/2, $0x0000
-DATA zMIdxQ4AG32F16<>+46(SB)/2, $0x0000
-DATA zMIdxQ4AG32F16<>+48(SB)/2, $0x0000
-DATA zMIdxQ4AG32F16<>+50(SB)/2, $0x0000
-DATA zMIdxQ4AG32F16<>+52(SB)/2, $0x0000
-DATA zMIdxQ4AG32F16<>+54(SB)/2, $0x0000
-DATA zMIdxQ4AG32F16<>+56(SB)/2, $0x0000
-DATA zMIdxQ4AG32F16<>+58(SB)/2, $0x0000
-DATA zMIdxQ4AG32F16<>+60(SB)/2, $0x0000
-DATA zMIdxQ4AG32F16<>+62(SB)/2, $0x0000
-GLOBL zMIdxQ4AG32F16<>(SB), RODATA|NOPTR, $64
-
-// func dotZRowsQ4AG32F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
-// Requires: AVX, AVX512BW, AVX512F, AVX512VNNI, F16C, FMA3
-TEXT ·dotZRowsQ4AG32F16(SB), NOSPLIT, $0-152
-	VMOVDQU64 zNib<>+0(SB), Z0
-	VMOVDQU64 zIdx0<>+0(SB), Z1
-	VMOVDQU64 zIdx1<>+0(SB), Z2
-	VMOVDQU64 zSIdxQ4AG32F16<>+0(SB), Z3
-	VMOVDQU64 zMIdxQ4AG32F16<>+0(SB), Z4
-	MOVL      $0x0000f0f0, AX
-	KMOVW     AX, K1
-	VMOVDQU64 zQPerm<>+0(SB), Z5
-	MOVQ      w_base+0(FP), AX
-	MOVQ      q_base+24(FP), CX
-	MOVQ      d_base+48(FP), DX
-	MOVQ      s_base+72(FP), BX
-	MOVQ      n4+96(FP), SI
-	SHLQ      $0x04, SI
-	MOVQ      rows+112(FP), DI
-	MOVQ      rb+120(FP), R8
-	MOVQ      out_base+128(FP), R9
-
-dotZRowsQ4AG32F16_row:
-	TESTQ  DI, DI
-	JZ     dotZRowsQ4AG32F16_done
-	VPXORD Z6, Z6, Z6
-	VPXORD Z7, Z7, Z7
-	VXORPS X8, X8, X8
-	MOVQ   AX, R10
-	XORQ   R11, R11
-
-dotZRowsQ4AG32F16_loop:
-	CMPQ            R11, SI
-	JAE             dotZRowsQ4AG32F16_end
-	VPERMW          (R10), Z3, Z10
-	VCVTPH2PS       X10, X9
-	VPERMW          (R10), Z4, Z10
-	VCVTPH2PS       X10, X10
-	VBROADCASTI32X4 4(R10), Z11
-	VBROADCASTI32X4 24(R10), K1, Z11
-	VPANDD          Z0, Z11, Z11
-	VBROADCASTI32X4 44(R10), Z12
-	VBROADCASTI32X4 64(R10), K1, Z12
-	VPANDD          Z0, Z12, Z12
-	VMULPS          (DX)(R11*1), X9, X9
-	VFMADD231PS     (BX)(R11*1), X10, X8
-	VPERMPS         Z9, Z1, Z10
-	VPXORD          Z13, Z13, Z13
-	VPERMQ          (CX)(R11*8), Z5, Z15
-	VPDPBUSD        Z15, Z11, Z13
-	VCVTDQ2PS       Z13, Z13
-	VFMADD231PS     Z10, Z13, Z6
-	VPERMPS         Z9, Z2, Z10
-	VPXORD          Z14, Z14, Z14
-	VPERMQ          64(CX)(R11*8), Z5, Z11
-	VPDPBUSD        Z11, Z12, Z14
-	VCVTDQ2PS       Z14, Z14
-	VFMADD231PS     Z10, Z14, Z7
-	ADDQ            $0x00000050, R10
-	ADDQ            $0x00000010, R11
-	JMP             dotZRowsQ4AG32F16_loop
-
-dotZRowsQ4AG32F16_end:
-	VADDPS        Z7, Z6, Z6
-	VMULPS        zFin<>+0(SB), Z6, Z6
-	VEXTRACTF64X4 $0x01, Z6, Y10
-	VADDPS        Y10, Y6, Y10
-	VEXTRACTF128  $0x01, Y10, X9
-	VADDPS        X10, X9, X9
-	VMOVHLPS      X9, X9, X10
-	VADDPS        X10, X9, X9
-	VMOVSHDUP     X9, X10
-	VADDSS        X10, X9, X9
-	VMOVHLPS      X8, X8, X10
-	VADDPS        X10, X8, X8
-	VMOVSHDUP     X8, X10
-	VADDSS        X10, X8, X8
-	VADDSS        X8, X9, X9
-	VMOVSS        X9, (R9)
-	ADDQ          $0x04, R9
-	ADDQ          R8, AX
-	DECQ          DI
-	JMP           dotZRowsQ4AG32F16_row
-
-dotZRowsQ4AG32F16_done:
-	VZEROUPPER
-	RET
-
-// func dotZRowsPQ4AG32F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
-// Requires: AVX, AVX512BW, AVX512F, AVX512VNNI, F16C, FMA3
-TEXT ·dotZRowsPQ4AG32F16(SB), NOSPLIT, $0-152
-	VMOVDQU64 zNib<>+0(SB), Z0
-	VMOVDQU64 zIdx0<>+0(SB), Z1
-	VMOVDQU64 zIdx1<>+0(SB), Z2
-	VMOVDQU64 zSIdxQ4AG32F16<>+0(SB), Z3
-	VMOVDQU64 zMIdxQ4AG32F16<>+0(SB), Z4
-	MOVL      $0x0000f0f0, AX
-	KMOVW     AX, K1
-	MOVQ      w_base+0(FP), AX
-	MOVQ      q_base+24(FP), CX
-	MOVQ      d_base+48(FP), DX
-	MOVQ      s_base+72(FP), BX
-	MOVQ      n4+96(FP), SI
-	SHLQ      $0x04, SI
-	MOVQ      rows+112(FP), DI
-	MOVQ      rb+120(FP), R8
-	MOVQ      out_base+128(FP), R9
-
-dotZRowsPQ4AG32F16_row:
-	TESTQ  DI, DI
-	JZ     dotZRowsPQ4AG32F16_done
-	VPXORD Z5, Z5, Z5
-	VPXORD Z6, Z6, Z6
-	VXORPS X7, X7, X7
-	MOVQ   AX, R10
-	XORQ   R11, R11
-
-dotZRowsPQ4AG32F16_loop:
-	CMPQ            R11, SI
-	JAE             dotZRowsPQ4AG32F16_end
-	VPERMW          (R10), Z3, Z9
-	VCVTPH2PS       X9, X8
-	VPERMW          (R10), Z4, Z9
-	VCVTPH2PS       X9, X9
-	VBROADCASTI32X4 4(R10), Z10
-	VBROADCASTI32X4 24(R10), K1, Z10
-	VPANDD          Z0, Z10, Z10
-	VBROADCASTI32X4 44(R10), Z11
-	VBROADCASTI32X4 64(R10), K1, Z11
-	VPANDD          Z0, Z11, Z11
-	VMULPS          (DX)(R11*1), X8, X8
-	VFMADD231PS     (BX)(R11*1), X9, X7
-	VPERMPS         Z8, Z1, Z9
-	VPXORD          Z12, Z12, Z12
-	VPDPBUSD        (CX)(R11*8), Z10, Z12
-	VCVTDQ2PS       Z12, Z12
-	VFMADD231PS     Z9, Z12, Z5
-	VPERMPS         Z8, Z2, Z9
-	VPXORD          Z13, Z13, Z13
-	VPDPBUSD        64(CX)(R11*8), Z11, Z13
-	VCVTDQ2PS       Z13, Z13
-	VFMADD231PS     Z9, Z13, Z6
-	ADDQ            $0x00000050, R10
-	ADDQ            $0x00000010, R11
-	JMP             dotZRowsPQ4AG32F16_loop
-
-dotZRowsPQ4AG32F16_end:
-	VADDPS        Z6, Z5, Z5
-	VMULPS        zFin<>+0(SB), Z5, Z5
-	VEXTRACTF64X4 $0x01, Z5, Y9
-	VADDPS        Y9, Y5, Y9
-	VEXTRACTF128  $0x01, Y9, X8
-	VADDPS        X9, X8, X8
-	VMOVHLPS      X8, X8, X9
-	VADDPS        X9, X8, X8
-	VMOVSHDUP     X8, X9
-	VADDSS        X9, X8, X8
-	VMOVHLPS      X7, X7, X9
-	VADDPS        X9, X7, X7
-	VMOVSHDUP     X7, X9
-	VADDSS        X9, X7, X7
-	VADDSS        X7, X8, X8
-	VMOVSS        X8, (R9)
-	ADDQ          $0x04, R9
-	ADDQ          R8, AX
-	DECQ          DI
-	JMP           dotZRowsPQ4AG32F16_row
-
-dotZRowsPQ4AG32F16_done:
-	VZEROUPPER
-	RET
-
-// func dotZx4Q4AG32F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, out *[4]float32)
-// Requires: AVX, AVX512BW, AVX512F, AVX512VNNI, F16C, FMA3
-TEXT ·dotZx4Q4AG32F16(SB), NOSPLIT, $0-120
-	VMOVDQU64 zNib<>+0(SB), Z0
-	VMOVDQU64 zIdx0<>+0(SB), Z1
-	VMOVDQU64 zIdx1<>+0(SB), Z2
-	VMOVDQU64 zSIdxQ4AG32F16<>+0(SB), Z3
-	VMOVDQU64 zMIdxQ4AG32F16<>+0(SB), Z4
-	MOVL      $0x0000f0f0, AX
-	KMOVW     AX, K1
-	MOVQ      w_base+0(FP), AX
-	MOVQ      q_base+24(FP), CX
-	MOVQ      d_base+48(FP), DX
-	MOVQ      s_base+72(FP), BX
-	MOVQ      n4+96(FP), SI
-	VPXORD    Z5, Z5, Z5
-	VPXORD    Z6, Z6, Z6
-	VXORPS    X7, X7, X7
-	VPXORD    Z8, Z8, Z8
-	VPXORD    Z9, Z9, Z9
-	VXORPS    X10, X10, X10
-	VPXORD    Z11, Z11, Z11
-	VPXORD    Z12, Z12, Z12
-	VXORPS    X13, X13, X13
-	VPXORD    Z14, Z14, Z14
-	VPXORD    Z15, Z15, Z15
-	VXORPS    X16, X16, X16
-
-dotZx4Q4AG32F16_loop:
-	TESTQ           SI, SI
-	JZ              dotZx4Q4AG32F16_end
-	VPERMW          (AX), Z3, Z18
-	VCVTPH2PS       X18, X17
-	VPERMW          (AX), Z4, Z18
-	VCVTPH2PS       X18, X18
-	VBROADCASTI32X4 4(AX), Z19
-	VBROADCASTI32X4 24(AX), K1, Z19
-	VPANDD          Z0, Z19, Z19
-	VBROADCASTI32X4 44(AX), Z20
-	VBROADCASTI32X4 64(AX), K1, Z20
-	VPANDD          Z0, Z20, Z20
-	VMULPS          (DX), X17, X21
-	VFMADD231PS     (BX), X18, X7
-	VPERMPS         Z21, Z1, Z22
-	VPXORD          Z23, Z23, Z23
-	VPDPBUSD        (CX), Z19, Z23
-	VCVTDQ2PS       Z23, Z23
-	VFMADD231PS     Z22, Z23, Z5
-	VPERMPS         Z21, Z2, Z22
-	VPXORD          Z24, Z24, Z24
-	VPDPBUSD        64(CX), Z20, Z24
-	VCVTDQ2PS       Z24, Z24
-	VFMADD231PS     Z22, Z24, Z6
-	VMULPS          16(DX), X17, X21
-	VFMADD231PS     16(BX), X18, X10
-	VPERMPS         Z21, Z1, Z22
-	VPXORD          Z25, Z25, Z25
-	VPDPBUSD        128(CX), Z19, Z25
-	VCVTDQ2PS       Z25, Z25
-	VFMADD231PS     Z22, Z25, Z8
-	VPERMPS         Z21, Z2, Z22
-	VPXORD          Z26, Z26, Z26
-	VPDPBUSD        192(CX), Z20, Z26
-	VCVTDQ2PS       Z26, Z26
-	VFMADD231PS     Z22, Z26, Z9
-	VMULPS          32(DX), X17, X21
-	VFMADD231PS     32(BX), X18, X13
-	VPERMPS         Z21, Z1, Z22
-	VPXORD          Z27, Z27, Z27
-	VPDPBUSD        256(CX), Z19, Z27
-	VCVTDQ2PS       Z27, Z27
-	VFMADD231PS     Z22, Z27, Z11
-	VPERMPS         Z21, Z2, Z22
-	VPXORD          Z28, Z28, Z28
-	VPDPBUSD        320(CX), Z20, Z28
-	VCVTDQ2PS       Z28, Z28
-	VFMADD231PS     Z22, Z28, Z12
-	VMULPS          48(DX), X17, X17
-	VFMADD231PS     48(BX), X18, X16
-	VPERMPS         Z17, Z1, Z18
-	VPXORD          Z29, Z29, Z29
-	VPDPBUSD        384(CX), Z19, Z29
-	VCVTDQ2PS       Z29, Z29
-	VFMADD231PS     Z18, Z29, Z14
-	VPERMPS         Z17, Z2, Z18
-	VPXORD          Z30, Z30, Z30
-	VPDPBUSD        448(CX), Z20, Z30
-	VCVTDQ2PS       Z30, Z30
-	VFMADD231PS     Z18, Z30, Z15
-	ADDQ            $0x00000050, AX
-	ADDQ            $0x00000200, CX
-	ADDQ            $0x00000040, DX
-	ADDQ            $0x00000040, BX
-	DECQ            SI
-	JMP             dotZx4Q4AG32F16_loop
-
-dotZx4Q4AG32F16_end:
-	MOVQ          out+112(FP), AX
-	VADDPS        Z6, Z5, Z5
-	VMULPS        zFin<>+0(SB), Z5, Z5
-	VEXTRACTF64X4 $0x01, Z5, Y0
-	VADDPS        Y0, Y5, Y0
-	VEXTRACTF128  $0x01, Y0, X1
-	VADDPS        X0, X1, X1
-	VMOVHLPS      X1, X1, X0
-	VADDPS        X0, X1, X1
-	VMOVSHDUP     X1, X0
-	VADDSS        X0, X1, X1
-	VMOVHLPS      X7, X7, X0
-	VADDPS        X0, X7, X7
-	VMOVSHDUP     X7, X0
-	VADDSS        X0, X7, X7
-	VADDSS        X7, X1, X1
-	VMOVSS        X1, (AX)
-	VADDPS        Z9, Z8, Z8
-	VMULPS        zFin<>+0(SB), Z8, Z8
-	VEXTRACTF64X4 $0x01, Z8, Y0
-	VADDPS        Y0, Y8, Y0
-	VEXTRACTF128  $0x01, Y0, X1
-	VADDPS        X0, X1, X1
-	VMOVHLPS      X1, X1, X0
-	VADDPS        X0, X1, X1
-	VMOVSHDUP     X1, X0
-	VADDSS        X0, X1, X1
-	VMOVHLPS      X10, X10, X0
-	VADDPS        X0, X10, X10
-	VMOVSHDUP     X10, X0
-	VADDSS        X0, X10, X10
-	VADDSS        X10, X1, X1
-	VMOVSS        X1, 4(AX)
-	VADDPS        Z12, Z11, Z11
-	VMULPS        zFin<>+0(SB), Z11, Z11
-	VEXTRACTF64X4 $0x01, Z11, Y0
-	VADDPS        Y0, Y11, Y0
-	VEXTRACTF128  $0x01, Y0, X1
-	VADDPS        X0, X1, X1
-	VMOVHLPS      X1, X1, X0
-	VADDPS        X0, X1, X1
-	VMOVSHDUP     X1, X0
-	VADDSS        X0, X1, X1
-	VMOVHLPS      X13, X13, X0
-	VADDPS        X0, X13, X13
-	VMOVSHDUP     X13, X0
-	VADDSS        X0, X13, X13
-	VADDSS        X13, X1, X1
-	VMOVSS        X1, 8(AX)
-	VADDPS        Z15, Z14, Z14
-	VMULPS        zFin<>+0(SB), Z14, Z14
-	VEXTRACTF64X4 $0x01, Z14, Y0
-	VADDPS        Y0, Y14, Y0
-	VEXTRACTF128  $0x01, Y0, X1
-	VADDPS        X0, X1, X1
-	VMOVHLPS      X1, X1, X0
-	VADDPS        X0, X1, X1
-	VMOVSHDUP     X1, X0
-	VADDSS        X0, X1, X1
-	VMOVHLPS      X16, X16, X0
-	VADDPS        X0, X16, X16
-	VMOVSHDUP     X16, X0
-	VADDSS        X0, X16, X16
-	VADDSS        X16, X1, X1
-	VMOVSS        X1, 12(AX)
-	VZEROUPPER
-	RET
-
-// func dotZRowsQ4AG64F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
-// Requires: AVX, AVX512F, AVX512VNNI, F16C, FMA3
-TEXT ·dotZRowsQ4AG64F16(SB), NOSPLIT, $0-152
-	VMOVDQU64 zNib<>+0(SB), Z0
-	VMOVDQU64 zIdx0<>+0(SB), Z1
-	VMOVDQU64 zIdx1<>+0(SB), Z2
-	VMOVDQU64 zQPerm<>+0(SB), Z3
-	MOVQ      w_base+0(FP), AX
-	MOVQ      q_base+24(FP), CX
-	MOVQ      d_base+48(FP), DX
-	MOVQ      s_base+72(FP), BX
-	MOVQ      n4+96(FP), SI
-	SHLQ      $0x04, SI
-	MOVQ      rows+112(FP), DI
-	MOVQ      rb+120(FP), R8
-	MOVQ      out_base+128(FP), R9
-
-dotZRowsQ4AG64F16_row:
-	TESTQ  DI, DI
-	JZ     dotZRowsQ4AG64F16_done
-	VPXORD Z4, Z4, Z4
-	VPXORD Z5, Z5, Z5
-	VXORPS X6, X6, X6
-	MOVQ   AX, R10
-	XORQ   R11, R11
-
-dotZRowsQ4AG64F16_loop:
-	CMPQ            R11, SI
-	JAE             dotZRowsQ4AG64F16_end
-	MOVWQZX         (R10), R12
-	MOVWQZX         36(R10), R13
-	SHLQ            $0x20, R13
-	ORQ             R13, R12
-	VMOVQ           R12, X7
-	VCVTPH2PS       X7, X7
-	VMOVSLDUP       X7, X7
-	MOVWQZX         2(R10), R12
-	MOVWQZX         38(R10), R13
-	SHLQ            $0x20, R13
-	ORQ             R13, R12
-	VMOVQ           R12, X8
-	VCVTPH2PS       X8, X8
-	VMOVSLDUP       X8, X8
-	VBROADCASTI64X4 4(R10), Z9
-	VPANDD          Z0, Z9, Z9
-	VBROADCASTI64X4 40(R10), Z10
-	VPANDD          Z0, Z10, Z10
-	VMULPS          (DX)(R11*1), X7, X7
-	VFMADD231PS     (BX)(R11*1), X8, X6
-	VPERMPS         Z7, Z1, Z8
-	VPXORD          Z11, Z11, Z11
-	VPERMQ          (CX)(R11*8), Z3, Z13
-	VPDPBUSD        Z13, Z9, Z11
-	VCVTDQ2PS       Z11, Z11
-	VFMADD231PS     Z8, Z11, Z4
-	VPERMPS         Z7, Z2, Z8
-	VPXORD          Z12, Z12, Z12
-	VPERMQ          64(CX)(R11*8), Z3, Z9
-	VPDPBUSD        Z9, Z10, Z12
-	VCVTDQ2PS       Z12, Z12
-	VFMADD231PS     Z8, Z12, Z5
-	ADDQ            $0x00000048, R10
-	ADDQ            $0x00000010, R11
-	JMP             dotZRowsQ4AG64F16_loop
-
-dotZRowsQ4AG64F16_end:
-	VADDPS        Z5, Z4, Z4
-	VMULPS        zFin<>+0(SB), Z4, Z4
-	VEXTRACTF64X4 $0x01, Z4, Y8
-	VADDPS        Y8, Y4, Y8
-	VEXTRACTF128  $0x01, Y8, X7
-	VADDPS        X8, X7, X7
-	VMOVHLPS      X7, X7, X8
-	VADDPS        X8, X7, X7
-	VMOVSHDUP     X7, X8
-	VADDSS        X8, X7, X7
-	VMOVHLPS      X6, X6, X8
-	VADDPS        X8, X6, X6
-	VMOVSHDUP     X6, X8
-	VADDSS        X8, X6, X6
-	VADDSS        X6, X7, X7
-	VMOVSS        X7, (R9)
-	ADDQ          $0x04, R9
-	ADDQ          R8, AX
-	DECQ          DI
-	JMP           dotZRowsQ4AG64F16_row
-
-dotZRowsQ4AG64F16_done:
-	VZEROUPPER
-	RET
-
-// func dotZRowsPQ4AG64F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
-// Requires: AVX, AVX512F, AVX512VNNI, F16C, FMA3
-TEXT ·dotZRowsPQ4AG64F16(SB), NOSPLIT, $0-152
-	VMOVDQU64 zNib<>+0(SB), Z0
-	VMOVDQU64 zIdx0<>+0(SB), Z1
-	VMOVDQU64 zIdx1<>+0(SB), Z2
-	MOVQ      w_base+0(FP), AX
-	MOVQ      q_base+24(FP), CX
-	MOVQ      d_base+48(FP), DX
-	MOVQ      s_base+72(FP), BX
-	MOVQ      n4+96(FP), SI
-	SHLQ      $0x04, SI
-	MOVQ      rows+112(FP), DI
-	MOVQ      rb+120(FP), R8
-	MOVQ      out_base+128(FP), R9
-
-dotZRowsPQ4AG64F16_row:
-	TESTQ  DI, DI
-	JZ     dotZRowsPQ4AG64F16_done
-	VPXORD Z3, Z3, Z3
-	VPXORD Z4, Z4, Z4
-	VXORPS X5, X5, X5
-	MOVQ   AX, R10
-	XORQ   R11, R11
-
-dotZRowsPQ4AG64F16_loop:
-	CMPQ            R11, SI
-	JAE             dotZRowsPQ4AG64F16_end
-	MOVWQZX         (R10), R12
-	MOVWQZX         36(R10), R13
-	SHLQ            $0x20, R13
-	ORQ             R13, R12
-	VMOVQ           R12, X6
-	VCVTPH2PS       X6, X6
-	VMOVSLDUP       X6, X6
-	MOVWQZX         2(R10), R12
-	MOVWQZX         38(R10), R13
-	SHLQ            $0x20, R13
-	ORQ             R13, R12
-	VMOVQ           R12, X7
-	VCVTPH2PS       X7, X7
-	VMOVSLDUP       X7, X7
-	VBROADCASTI64X4 4(R10), Z8
-	VPANDD          Z0, Z8, Z8
-	VBROADCASTI64X4 40(R10), Z9
-	VPANDD          Z0, Z9, Z9
-	VMULPS          (DX)(R11*1), X6, X6
-	VFMADD231PS     (BX)(R11*1), X7, X5
-	VPERMPS         Z6, Z1, Z7
-	VPXORD          Z10, Z10, Z10
-	VPDPBUSD        (CX)(R11*8), Z8, Z10
-	VCVTDQ2PS       Z10, Z10
-	VFMADD231PS     Z7, Z10, Z3
-	VPERMPS         Z6, Z2, Z7
-	VPXORD          Z11, Z11, Z11
-	VPDPBUSD        64(CX)(R11*8), Z9, Z11
-	VCVTDQ2PS       Z11, Z11
-	VFMADD231PS     Z7, Z11, Z4
-	ADDQ            $0x00000048, R10
-	ADDQ            $0x00000010, R11
-	JMP             dotZRowsPQ4AG64F16_loop
-
-dotZRowsPQ4AG64F16_end:
-	VADDPS        Z4, Z3, Z3
-	VMULPS        zFin<>+0(SB), Z3, Z3
-	VEXTRACTF64X4 $0x01, Z3, Y7
-	VADDPS        Y7, Y3, Y7
-	VEXTRACTF128  $0x01, Y7, X6
-	VADDPS        X7, X6, X6
-	VMOVHLPS      X6, X6, X7
-	VADDPS        X7, X6, X6
-	VMOVSHDUP     X6, X7
-	VADDSS        X7, X6, X6
-	VMOVHLPS      X5, X5, X7
-	VADDPS        X7, X5, X5
-	VMOVSHDUP     X5, X7
-	VADDSS        X7, X5, X5
-	VADDSS        X5, X6, X6
-	VMOVSS        X6, (R9)
-	ADDQ          $0x04, R9
-	ADDQ          R8, AX
-	DECQ          DI
-	JMP           dotZRowsPQ4AG64F16_row
-
-dotZRowsPQ4AG64F16_done:
-	VZEROUPPER
-	RET
-
-// func dotZx4Q4AG64F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, out *[4]float32)
-// Requires: AVX, AVX512F, AVX512VNNI, F16C, FMA3
-TEXT ·dotZx4Q4AG64F16(SB), NOSPLIT, $0-120
-	VMOVDQU64 zNib<>+0(SB), Z0
-	VMOVDQU64 zIdx0<>+0(SB), Z1
-	VMOVDQU64 zIdx1<>+0(SB), Z2
-	MOVQ      w_base+0(FP), AX
-	MOVQ      q_base+24(FP), CX
-	MOVQ      d_base+48(FP), DX
-	MOVQ      s_base+72(FP), BX
-	MOVQ      n4+96(FP), SI
-	VPXORD    Z3, Z3, Z3
-	VPXORD    Z4, Z4, Z4
-	VXORPS    X5, X5, X5
-	VPXORD    Z6, Z6, Z6
-	VPXORD    Z7, Z7, Z7
-	VXORPS    X8, X8, X8
-	VPXORD    Z9, Z9, Z9
-	VPXORD    Z10, Z10, Z10
-	VXORPS    X11, X11, X11
-	VPXORD    Z12, Z12, Z12
-	VPXORD    Z13, Z13, Z13
-	VXORPS    X14, X14, X14
-
-dotZx4Q4AG64F16_loop:
-	TESTQ           SI, SI
-	JZ              dotZx4Q4AG64F16_end
-	MOVWQZX         (AX), DI
-	MOVWQZX         36(AX), R8
-	SHLQ            $0x20, R8
-	ORQ             R8, DI
-	VMOVQ           DI, X15
-	VCVTPH2PS       X15, X15
-	VMOVSLDUP       X15, X15
-	MOVWQZX         2(AX), DI
-	MOVWQZX         38(AX), R8
-	SHLQ            $0x20, R8
-	ORQ             R8, DI
-	VMOVQ           DI, X16
-	VCVTPH2PS       X16, X16
-	VMOVSLDUP       X16, X16
-	VBROADCASTI64X4 4(AX), Z17
-	VPANDD          Z0, Z17, Z17
-	VBROADCASTI64X4 40(AX), Z18
-	VPANDD          Z0, Z18, Z18
-	VMULPS          (DX), X15, X19
-	VFMADD231PS     (BX), X16, X5
-	VPERMPS         Z19, Z1, Z20
-	VPXORD          Z21, Z21, Z21
-	VPDPBUSD        (CX), Z17, Z21
-	VCVTDQ2PS       Z21, Z21
-	VFMADD231PS     Z20, Z21, Z3
-	VPERMPS         Z19, Z2, Z20
-	VPXORD          Z22, Z22, Z22
-	VPDPBUSD        64(CX), Z18, Z22
-	VCVTDQ2PS       Z22, Z22
-	VFMADD231PS     Z20, Z22, Z4
-	VMULPS          16(DX), X15, X19
-	VFMADD231PS     16(BX), X16, X8
-	VPERMPS         Z19, Z1, Z20
-	VPXORD          Z23, Z23, Z23
-	VPDPBUSD        128(CX), Z17, Z23
-	VCVTDQ2PS       Z23, Z23
-	VFMADD231PS     Z20, Z23, Z6
-	VPERMPS         Z19, Z2, Z20
-	VPXORD          Z24, Z24, Z24
-	VPDPBUSD        192(CX), Z18, Z24
-	VCVTDQ2PS       Z24, Z24
-	VFMADD231PS     Z20, Z24, Z7
-	VMULPS          32(DX), X15, X19
-	VFMADD231PS     32(BX), X16, X11
-	VPERMPS         Z19, Z1, Z20
-	VPXORD          Z25, Z25, Z25
-	VPDPBUSD        256(CX), Z17, Z25
-	VCVTDQ2PS       Z25, Z25
-	VFMADD231PS     Z20, Z25, Z9
-	VPERMPS         Z19, Z2, Z20
-	VPXORD          Z26, Z26, Z26
-	VPDPBUSD        320(CX), Z18, Z26
-	VCVTDQ2PS       Z26, Z26
-	VFMADD231PS     Z20, Z26, Z10
-	VMULPS          48(DX), X15, X15
-	VFMADD231PS     48(BX), X16, X14
-	VPERMPS         Z15, Z1, Z16
-	VPXORD          Z27, Z27, Z27
-	VPDPBUSD        384(CX), Z17, Z27
-	VCVTDQ2PS       Z27, Z27
-	VFMADD231PS     Z16, Z27, Z12
-	VPERMPS         Z15, Z2, Z16
-	VPXORD          Z28, Z28, Z28
-	VPDPBUSD        448(CX), Z18, Z28
-	VCVTDQ2PS       Z28, Z28
-	VFMADD231PS     Z16, Z28, Z13
-	ADDQ            $0x00000048, AX
-	ADDQ            $0x00000200, CX
-	ADDQ            $0x00000040, DX
-	ADDQ            $0x00000040, BX
-	DECQ            SI
-	JMP             dotZx4Q4AG64F16_loop
-
-dotZx4Q4AG64F16_end:
-	MOVQ          out+112(FP), AX
-	VADDPS        Z4, Z3, Z3
-	VMULPS        zFin<>+0(SB), Z3, Z3
-	VEXTRACTF64X4 $0x01, Z3, Y0
-	VADDPS        Y0, Y3, Y0
-	VEXTRACTF128  $0x01, Y0, X1
-	VADDPS        X0, X1, X1
-	VMOVHLPS      X1, X1, X0
-	VADDPS        X0, X1, X1
-	VMOVSHDUP     X1, X0
-	VADDSS        X0, X1, X1
-	VMOVHLPS      X5, X5, X0
-	VADDPS        X0, X5, X5
-	VMOVSHDUP     X5, X0
-	VADDSS        X0, X5, X5
-	VADDSS        X5, X1, X1
-	VMOVSS        X1, (AX)
-	VADDPS        Z7, Z6, Z6
-	VMULPS        zFin<>+0(SB), Z6, Z6
-	VEXTRACTF64X4 $0x01, Z6, Y0
-	VADDPS        Y0, Y6, Y0
-	VEXTRACTF128  $0x01, Y0, X1
-	VADDPS        X0, X1, X1
-	VMOVHLPS      X1, X1, X0
-	VADDPS        X0, X1, X1
-	VMOVSHDUP     X1, X0
-	VADDSS        X0, X1, X1
-	VMOVHLPS      X8, X8, X0
-	VADDPS        X0, X8, X8
-	VMOVSHDUP     X8, X0
-	VADDSS        X0, X8, X8
-	VADDSS        X8, X1, X1
-	VMOVSS        X1, 4(AX)
-	VADDPS        Z10, Z9, Z9
-	VMULPS        zFin<>+0(SB), Z9, Z9
-	VEXTRACTF64X4 $0x01, Z9, Y0
-	VADDPS        Y0, Y9, Y0
-	VEXTRACTF128  $0x01, Y0, X1
-	VADDPS        X0, X1, X1
-	VMOVHLPS      X1, X1, X0
-	VADDPS        X0, X1, X1
-	VMOVSHDUP     X1, X0
-	VADDSS        X0, X1, X1
-	VMOVHLPS      X11, X11, X0
-	VADDPS        X0, X11, X11
-	VMOVSHDUP     X11, X0
-	VADDSS        X0, X11, X11
-	VADDSS        X11, X1, X1
-	VMOVSS        X1, 8(AX)
-	VADDPS        Z13, Z12, Z12
-	VMULPS        zFin<>+0(SB), Z12, Z12
-	VEXTRACTF64X4 $0x01, Z12, Y0
-	VADDPS        Y0, Y12, Y0
-	VEXTRACTF128  $0x01, Y0, X1
-	VADDPS        X0, X1, X1
-	VMOVHLPS      X1, X1, X0
-	VADDPS        X0, X1, X1
-	VMOVSHDUP     X1, X0
-	VADDSS        X0, X1, X1
-	VMOVHLPS      X14, X14, X0
-	VADDPS        X0, X14, X14
-	VMOVSHDUP     X14, X0
-	VADDSS        X0, X14, X14
-	VADDSS        X14, X1, X1
-	VMOVSS        X1, 12(AX)
-	VZEROUPPER
-	RET
-
-// func dotZRowsQ4AG128F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
-// Requires: AVX, AVX2, AVX512F, AVX512VNNI, F16C, FMA3
-TEXT ·dotZRowsQ4AG128F16(SB), NOSPLIT, $0-152
-	VMOVDQU64 zNib<>+0(SB), Z0
-	VMOVDQU64 zIdx0<>+0(SB), Z1
-	VMOVDQU64 zIdx1<>+0(SB), Z2
-	VMOVDQU64 zQPerm<>+0(SB), Z3
-	MOVQ      w_base+0(FP), AX
-	MOVQ      q_base+24(FP), CX
-	MOVQ      d_base+48(FP), DX
-	MOVQ      s_base+72(FP), BX
-	MOVQ      n4+96(FP), SI
-	SHLQ      $0x04, SI
-	MOVQ      rows+112(FP), DI
-	MOVQ      rb+120(FP), R8
-	MOVQ      out_base+128(FP), R9
-	MOVQ      bb+104(FP), R10
-
-dotZRowsQ4AG128F16_row:
-	TESTQ  DI, DI
-	JZ     dotZRowsQ4AG128F16_done
-	VPXORD Z4, Z4, Z4
-	VPXORD Z5, Z5, Z5
-	VXORPS X6, X6, X6
-	MOVQ   AX, R11
-	LEAQ   4(R11), R12
-	LEAQ   (R11)(R10*1), R13
-	XORQ   R14, R14
-
-dotZRowsQ4AG128F16_loop:
-	CMPQ            R14, SI
-	JAE             dotZRowsQ4AG128F16_end
-	VPBROADCASTW    (R11), X7
-	VCVTPH2PS       X7, X7
-	VPBROADCASTW    2(R11), X8
-	VCVTPH2PS       X8, X8
-	VBROADCASTI64X4 (R12), Z9
-	VPANDD          Z0, Z9, Z9
-	VBROADCASTI64X4 32(R12), Z10
-	VPANDD          Z0, Z10, Z10
-	VMULPS          (DX)(R14*1), X7, X7
-	VFMADD231PS     (BX)(R14*1), X8, X6
-	VPERMPS         Z7, Z1, Z8
-	VPXORD          Z11, Z11, Z11
-	VPERMQ          (CX)(R14*8), Z3, Z13
-	VPDPBUSD        Z13, Z9, Z11
-	VCVTDQ2PS       Z11, Z11
-	VFMADD231PS     Z8, Z11, Z4
-	VPERMPS         Z7, Z2, Z8
-	VPXORD          Z12, Z12, Z12
-	VPERMQ          64(CX)(R14*8), Z3, Z9
-	VPDPBUSD        Z9, Z10, Z12
-	VCVTDQ2PS       Z12, Z12
-	VFMADD231PS     Z8, Z12, Z5
-	ADDQ            $0x00000040, R12
-	CMPQ            R12, R13
-	JNE             dotZRowsQ4AG128F16_next
-	MOVQ            R13, R11
-	ADDQ            R10, R13
-	LEAQ            4(R11), R12
-
-dotZRowsQ4AG128F16_next:
-	ADDQ $0x00000010, R14
-	JMP  dotZRowsQ4AG128F16_loop
-
-dotZRowsQ4AG128F16_end:
-	VADDPS        Z5, Z4, Z4
-	VMULPS        zFin<>+0(SB), Z4, Z4
-	VEXTRACTF64X4 $0x01, Z4, Y8
-	VADDPS        Y8, Y4, Y8
-	VEXTRACTF128  $0x01, Y8, X7
-	VADDPS        X8, X7, X7
-	VMOVHLPS      X7, X7, X8
-	VADDPS        X8, X7, X7
-	VMOVSHDUP     X7, X8
-	VADDSS        X8, X7, X7
-	VMOVHLPS      X6, X6, X8
-	VADDPS        X8, X6, X6
-	VMOVSHDUP     X6, X8
-	VADDSS        X8, X6, X6
-	VADDSS        X6, X7, X7
-	VMOVSS        X7, (R9)
-	ADDQ          $0x04, R9
-	ADDQ          R8, AX
-	DECQ          DI
-	JMP           dotZRowsQ4AG128F16_row
-
-dotZRowsQ4AG128F16_done:
-	VZEROUPPER
-	RET
-
-// func dotZRowsPQ4AG128F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
-// Requires: AVX, AVX2, AVX512F, AVX512VNNI, F16C, FMA3
-TEXT ·dotZRowsPQ4AG128F16(SB), NOSPLIT, $0-152
-	VMOVDQU64 zNib<>+0(SB), Z0
-	VMOVDQU64 zIdx0<>+0(SB), Z1
-	VMOVDQU64 zIdx1<>+0(SB), Z2
-	MOVQ      w_base+0(FP), AX
-	MOVQ      q_base+24(FP), CX
-	MOVQ      d_base+48(FP), DX
-	MOVQ      s_base+72(FP), BX
-	MOVQ      n4+96(FP), SI
-	SHLQ      $0x04, SI
-	MOVQ      rows+112(FP), DI
-	MOVQ      rb+120(FP), R8
-	MOVQ      out_base+128(FP), R9
-	MOVQ      bb+104(FP), R10
-
-dotZRowsPQ4AG128F16_row:
-	TESTQ  DI, DI
-	JZ     dotZRowsPQ4AG128F16_done
-	VPXORD Z3, Z3, Z3
-	VPXORD Z4, Z4, Z4
-	VXORPS X5, X5, X5
-	MOVQ   AX, R11
-	LEAQ   4(R11), R12
-	LEAQ   (R11)(R10*1), R13
-	XORQ   R14, R14
-
-dotZRowsPQ4AG128F16_loop:
-	CMPQ            R14, SI
-	JAE             dotZRowsPQ4AG128F16_end
-	VPBROADCASTW    (R11), X6
-	VCVTPH2PS       X6, X6
-	VPBROADCASTW    2(R11), X7
-	VCVTPH2PS       X7, X7
-	VBROADCASTI64X4 (R12), Z8
-	VPANDD          Z0, Z8, Z8
-	VBROADCASTI64X4 32(R12), Z9
-	VPANDD          Z0, Z9, Z9
-	VMULPS          (DX)(R14*1), X6, X6
-	VFMADD231PS     (BX)(R14*1), X7, X5
-	VPERMPS         Z6, Z1, Z7
-	VPXORD          Z10, Z10, Z10
-	VPDPBUSD        (CX)(R14*8), Z8, Z10
-	VCVTDQ2PS       Z10, Z10
-	VFMADD231PS     Z7, Z10, Z3
-	VPERMPS         Z6, Z2, Z7
-	VPXORD          Z11, Z11, Z11
-	VPDPBUSD        64(CX)(R14*8), Z9, Z11
-	VCVTDQ2PS       Z11, Z11
-	VFMADD231PS     Z7, Z11, Z4
-	ADDQ            $0x00000040, R12
-	CMPQ            R12, R13
-	JNE             dotZRowsPQ4AG128F16_next
-	MOVQ            R13, R11
-	ADDQ            R10, R13
-	LEAQ            4(R11), R12
-
-dotZRowsPQ4AG128F16_next:
-	ADDQ $0x00000010, R14
-	JMP  dotZRowsPQ4AG128F16_loop
-
-dotZRowsPQ4AG128F16_end:
-	VADDPS        Z4, Z3, Z3
-	VMULPS        zFin<>+0(SB), Z3, Z3
-	VEXTRACTF64X4 $0x01, Z3, Y7
-	VADDPS        Y7, Y3, Y7
-	VEXTRACTF128  $0x01, Y7, X6
-	VADDPS        X7, X6, X6
-	VMOVHLPS      X6, X6, X7
-	VADDPS        X7, X6, X6
-	VMOVSHDUP     X6, X7
-	VADDSS        X7, X6, X6
-	VMOVHLPS      X5, X5, X7
-	VADDPS        X7, X5, X5
-	VMOVSHDUP     X5, X7
-	VADDSS        X7, X5, X5
-	VADDSS        X5, X6, X6
-	VMOVSS        X6, (R9)
-	ADDQ          $0x04, R9
-	ADDQ          R8, AX
-	DECQ          DI
-	JMP           dotZRowsPQ4AG128F16_row
-
-dotZRowsPQ4AG128F16_done:
-	VZEROUPPER
-	RET
-
-// func dotZx4Q4AG128F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, out *[4]float32)
-// Requires: AVX, AVX2, AVX512F, AVX512VNNI, F16C, FMA3
-TEXT ·dotZx4Q4AG128F16(SB), NOSPLIT, $0-120
-	VMOVDQU64 zNib<>+0(SB), Z0
-	VMOVDQU64 zIdx0<>+0(SB), Z1
-	VMOVDQU64 zIdx1<>+0(SB), Z2
-	MOVQ      w_base+0(FP), AX
-	MOVQ      q_base+24(FP), CX
-	MOVQ      d_base+48(FP), DX
-	MOVQ      s_base+72(FP), BX
-	MOVQ      n4+96(FP), SI
-	MOVQ      bb+104(FP), DI
-	LEAQ      4(AX), R8
-	LEAQ      (AX)(DI*1), R9
-	VPXORD    Z3, Z3, Z3
-	VPXORD    Z4, Z4, Z4
-	VXORPS    X5, X5, X5
-	VPXORD    Z6, Z6, Z6
-	VPXORD    Z7, Z7, Z7
-	VXORPS    X8, X8, X8
-	VPXORD    Z9, Z9, Z9
-	VPXORD    Z10, Z10, Z10
-	VXORPS    X11, X11, X11
-	VPXORD    Z12, Z12, Z12
-	VPXORD    Z13, Z13, Z13
-	VXORPS    X14, X14, X14
-
-dotZx4Q4AG128F16_loop:
-	TESTQ           SI, SI
-	JZ              dotZx4Q4AG128F16_end
-	VPBROADCASTW    (AX), X15
-	VCVTPH2PS       X15, X15
-	VPBROADCASTW    2(AX), X16
-	VCVTPH2PS       X16, X16
-	VBROADCASTI64X4 (R8), Z17
-	VPANDD          Z0, Z17, Z17
-	VBROADCASTI64X4 32(R8), Z18
-	VPANDD          Z0, Z18, Z18
-	VMULPS          (DX), X15, X19
-	VFMADD231PS     (BX), X16, X5
-	VPERMPS         Z19, Z1, Z20
-	VPXORD          Z21, Z21, Z21
-	VPDPBUSD        (CX), Z17, Z21
-	VCVTDQ2PS       Z21, Z21
-	VFMADD231PS     Z20, Z21, Z3
-	VPERMPS         Z19, Z2, Z20
-	VPXORD          Z22, Z22, Z22
-	VPDPBUSD        64(CX), Z18, Z22
-	VCVTDQ2PS       Z22, Z22
-	VFMADD231PS     Z20, Z22, Z4
-	VMULPS          16(DX), X15, X19
-	VFMADD231PS     16(BX), X16, X8
-	VPERMPS         Z19, Z1, Z20
-	VPXORD          Z23, Z23, Z23
-	VPDPBUSD        128(CX), Z17, Z23
-	VCVTDQ2PS       Z23, Z23
-	VFMADD231PS     Z20, Z23, Z6
-	VPERMPS         Z19, Z2, Z20
-	VPXORD          Z24, Z24, Z24
-	VPDPBUSD        192(CX), Z18, Z24
-	VCVTDQ2PS       Z24, Z24
-	VFMADD231PS     Z20, Z24, Z7
-	VMULPS          32(DX), X15, X19
-	VFMADD231PS     32(BX), X16, X11
-	VPERMPS         Z19, Z1, Z20
-	VPXORD          Z25, Z25, Z25
-	VPDPBUSD        256(CX), Z17, Z25
-	VCVTDQ2PS       Z25, Z25
-	VFMADD231PS     Z20, Z25, Z9
-	VPERMPS         Z19, Z2, Z20
-	VPXORD          Z26, Z26, Z26
-	VPDPBUSD        320(CX), Z18, Z26
-	VCVTDQ2PS       Z26, Z26
-	VFMADD231PS     Z20, Z26, Z10
-	VMULPS          48(DX), X15, X15
-	VFMADD231PS     48(BX), X16, X14
-	VPERMPS         Z15, Z1, Z16
-	VPXORD          Z27, Z27, Z27
-	VPDPBUSD        384(CX), Z17, Z27
-	VCVTDQ2PS       Z27, Z27
-	VFMADD231PS     Z16, Z27, Z12
-	VPERMPS         Z15, Z2, Z16
-	VPXORD          Z28, Z28, Z28
-	VPDPBUSD        448(CX), Z18, Z28
-	VCVTDQ2PS       Z28, Z28
-	VFMADD231PS     Z16, Z28, Z13
-	ADDQ            $0x00000040, R8
-	CMPQ            R8, R9
-	JNE             dotZx4Q4AG128F16_next
-	MOVQ            R9, AX
-	ADDQ            DI, R9
-	LEAQ            4(AX), R8
-
-dotZx4Q4AG128F16_next:
-	ADDQ $0x00000200, CX
-	ADDQ $0x00000040, DX
-	ADDQ $0x00000040, BX
-	DECQ SI
-	JMP  dotZx4Q4AG128F16_loop
-
-dotZx4Q4AG128F16_end:
-	MOVQ          out+112(FP), AX
-	VADDPS        Z4, Z3, Z3
-	VMULPS        zFin<>+0(SB), Z3, Z3
-	VEXTRACTF64X4 $0x01, Z3, Y0
-	VADDPS        Y0, Y3, Y0
-	VEXTRACTF128  $0x01, Y0, X1
-	VADDPS        X0, X1, X1
-	VMOVHLPS      X1, X1, X0
-	VADDPS        X0, X1, X1
-	VMOVSHDUP     X1, X0
-	VADDSS        X0, X1, X1
-	VMOVHLPS      X5, X5, X0
-	VADDPS        X0, X5, X5
-	VMOVSHDUP     X5, X0
-	VADDSS        X0, X5, X5
-	VADDSS        X5, X1, X1
-	VMOVSS        X1, (AX)
-	VADDPS        Z7, Z6, Z6
-	VMULPS        zFin<>+0(SB), Z6, Z6
-	VEXTRACTF64X4 $0x01, Z6, Y0
-	VADDPS        Y0, Y6, Y0
-	VEXTRACTF128  $0x01, Y0, X1
-	VADDPS        X0, X1, X1
-	VMOVHLPS      X1, X1, X0
-	VADDPS        X0, X1, X1
-	VMOVSHDUP     X1, X0
-	VADDSS        X0, X1, X1
-	VMOVHLPS      X8, X8, X0
-	VADDPS        X0, X8, X8
-	VMOVSHDUP     X8, X0
-	VADDSS        X0, X8, X8
-	VADDSS        X8, X1, X1
-	VMOVSS        X1, 4(AX)
-	VADDPS        Z10, Z9, Z9
-	VMULPS        zFin<>+0(SB), Z9, Z9
-	VEXTRACTF64X4 $0x01, Z9, Y0
-	VADDPS        Y0, Y9, Y0
-	VEXTRACTF128  $0x01, Y0, X1
-	VADDPS        X0, X1, X1
-	VMOVHLPS      X1, X1, X0
-	VADDPS        X0, X1, X1
-	VMOVSHDUP     X1, X0
-	VADDSS        X0, X1, X1
-	VMOVHLPS      X11, X11, X0
-	VADDPS        X0, X11, X11
-	VMOVSHDUP     X11, X0
-	VADDSS        X0, X11, X11
-	VADDSS        X11, X1, X1
-	VMOVSS        X1, 8(AX)
-	VADDPS        Z13, Z12, Z12
-	VMULPS        zFin<>+0(SB), Z12, Z12
-	VEXTRACTF64X4 $0x01, Z12, Y0
-	VADDPS        Y0, Y12, Y0
-	VEXTRACTF128  $0x01, Y0, X1
-	VADDPS        X0, X1, X1
-	VMOVHLPS      X1, X1, X0
-	VADDPS        X0, X1, X1
-	VMOVSHDUP     X1, X0
-	VADDSS        X0, X1, X1
-	VMOVHLPS      X14, X14, X0
-	VADDPS        X0, X14, X14
-	VMOVSHDUP     X14, X0
-	VADDSS        X0, X14, X14
-	VADDSS        X14, X1, X1
-	VMOVSS        X1, 12(AX)
-	VZEROUPPER
-	RET
-
-// func dotZRowsQ4AG32F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
-// Requires: AVX, AVX512F, AVX512VNNI, FMA3
-TEXT ·dotZRowsQ4AG32F32(SB), NOSPLIT, $0-152
-	VMOVDQU64 zNib<>+0(SB), Z0
-	VMOVDQU64 zIdx0<>+0(SB), Z1
-	VMOVDQU64 zIdx1<>+0(SB), Z2
-	MOVL      $0x0000f0f0, AX
-	KMOVW     AX, K1
-	VMOVDQU64 zQPerm<>+0(SB), Z3
-	MOVQ      w_base+0(FP), AX
-	MOVQ      q_base+24(FP), CX
-	MOVQ      d_base+48(FP), DX
-	MOVQ      s_base+72(FP), BX
-	MOVQ      n4+96(FP), SI
-	SHLQ      $0x04, SI
-	MOVQ      rows+112(FP), DI
-	MOVQ      rb+120(FP), R8
-	MOVQ      out_base+128(FP), R9
-
-dotZRowsQ4AG32F32_row:
-	TESTQ  DI, DI
-	JZ     dotZRowsQ4AG32F32_done
-	VPXORD Z4, Z4, Z4
-	VPXORD Z5, Z5, Z5
-	VXORPS X6, X6, X6
-	MOVQ   AX, R10
-	XORQ   R11, R11
-
-dotZRowsQ4AG32F32_loop:
-	CMPQ            R11, SI
-	JAE             dotZRowsQ4AG32F32_end
-	VMOVSS          (R10), X7
-	VINSERTPS       $0x10, 24(R10), X7, X7
-	VINSERTPS       $0x20, 48(R10), X7, X7
-	VINSERTPS       $0x30, 72(R10), X7, X7
-	VMOVSS          4(R10), X8
-	VINSERTPS       $0x10, 28(R10), X8, X8
-	VINSERTPS       $0x20, 52(R10), X8, X8
-	VINSERTPS       $0x30, 76(R10), X8, X8
-	VBROADCASTI32X4 8(R10), Z9
-	VBROADCASTI32X4 32(R10), K1, Z9
-	VPANDD          Z0, Z9, Z9
-	VBROADCASTI32X4 56(R10), Z10
-	VBROADCASTI32X4 80(R10), K1, Z10
-	VPANDD          Z0, Z10, Z10
-	VMULPS          (DX)(R11*1), X7, X7
-	VFMADD231PS     (BX)(R11*1), X8, X6
-	VPERMPS         Z7, Z1, Z8
-	VPXORD          Z11, Z11, Z11
-	VPERMQ          (CX)(R11*8), Z3, Z13
-	VPDPBUSD        Z13, Z9, Z11
-	VCVTDQ2PS       Z11, Z11
-	VFMADD231PS     Z8, Z11, Z4
-	VPERMPS         Z7, Z2, Z8
-	VPXORD          Z12, Z12, Z12
-	VPERMQ          64(CX)(R11*8), Z3, Z9
-	VPDPBUSD        Z9, Z10, Z12
-	VCVTDQ2PS       Z12, Z12
-	VFMADD231PS     Z8, Z12, Z5
-	ADDQ            $0x00000060, R10
-	ADDQ            $0x00000010, R11
-	JMP             dotZRowsQ4AG32F32_loop
-
-dotZRowsQ4AG32F32_end:
-	VADDPS        Z5, Z4, Z4
-	VMULPS        zFin<>+0(SB), Z4, Z4
-	VEXTRACTF64X4 $0x01, Z4, Y8
-	VADDPS        Y8, Y4, Y8
-	VEXTRACTF128  $0x01, Y8, X7
-	VADDPS        X8, X7, X7
-	VMOVHLPS      X7, X7, X8
-	VADDPS        X8, X7, X7
-	VMOVSHDUP     X7, X8
-	VADDSS        X8, X7, X7
-	VMOVHLPS      X6, X6, X8
-	VADDPS        X8, X6, X6
-	VMOVSHDUP     X6, X8
-	VADDSS        X8, X6, X6
-	VADDSS        X6, X7, X7
-	VMOVSS        X7, (R9)
-	ADDQ          $0x04, R9
-	ADDQ          R8, AX
-	DECQ          DI
-	JMP           dotZRowsQ4AG32F32_row
-
-dotZRowsQ4AG32F32_done:
-	VZEROUPPER
-	RET
-
-// func dotZRowsPQ4AG32F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
-// Requires: AVX, AVX512F, AVX512VNNI, FMA3
-TEXT ·dotZRowsPQ4AG32F32(SB), NOSPLIT, $0-152
-	VMOVDQU64 zNib<>+0(SB), Z0
-	VMOVDQU64 zIdx0<>+0(SB), Z1
-	VMOVDQU64 zIdx1<>+0(SB), Z2
-	MOVL      $0x0000f0f0, AX
-	KMOVW     AX, K1
-	MOVQ      w_base+0(FP), AX
-	MOVQ      q_base+24(FP), CX
-	MOVQ      d_base+48(FP), DX
-	MOVQ      s_base+72(FP), BX
-	MOVQ      n4+96(FP), SI
-	SHLQ      $0x04, SI
-	MOVQ      rows+112(FP), DI
-	MOVQ      rb+120(FP), R8
-	MOVQ      out_base+128(FP), R9
-
-dotZRowsPQ4AG32F32_row:
-	TESTQ  DI, DI
-	JZ     dotZRowsPQ4AG32F32_done
-	VPXORD Z3, Z3, Z3
-	VPXORD Z4, Z4, Z4
-	VXORPS X5, X5, X5
-	MOVQ   AX, R10
-	XORQ   R11, R11
-
-dotZRowsPQ4AG32F32_loop:
-	CMPQ            R11, SI
-	JAE             dotZRowsPQ4AG32F32_end
-	VMOVSS          (R10), X6
-	VINSERTPS       $0x10, 24(R10), X6, X6
-	VINSERTPS       $0x20, 48(R10), X6, X6
-	VINSERTPS       $0x30, 72(R10), X6, X6
-	VMOVSS          4(R10), X7
-	VINSERTPS       $0x10, 28(R10), X7, X7
-	VINSERTPS       $0x20, 52(R10), X7, X7
-	VINSERTPS       $0x30, 76(R10), X7, X7
-	VBROADCASTI32X4 8(R10), Z8
-	VBROADCASTI32X4 32(R10), K1, Z8
-	VPANDD          Z0, Z8, Z8
-	VBROADCASTI32X4 56(R10), Z9
-	VBROADCASTI32X4 80(R10), K1, Z9
-	VPANDD          Z0, Z9, Z9
-	VMULPS          (DX)(R11*1), X6, X6
-	VFMADD231PS     (BX)(R11*1), X7, X5
-	VPERMPS         Z6, Z1, Z7
-	VPXORD          Z10, Z10, Z10
-	VPDPBUSD        (CX)(R11*8), Z8, Z10
-	VCVTDQ2PS       Z10, Z10
-	VFMADD231PS     Z7, Z10, Z3
-	VPERMPS         Z6, Z2, Z7
-	VPXORD          Z11, Z11, Z11
-	VPDPBUSD        64(CX)(R11*8), Z9, Z11
-	VCVTDQ2PS       Z11, Z11
-	VFMADD231PS     Z7, Z11, Z4
-	ADDQ            $0x00000060, R10
-	ADDQ            $0x00000010, R11
-	JMP             dotZRowsPQ4AG32F32_loop
-
-dotZRowsPQ4AG32F32_end:
-	VADDPS        Z4, Z3, Z3
-	VMULPS        zFin<>+0(SB), Z3, Z3
-	VEXTRACTF64X4 $0x01, Z3, Y7
-	VADDPS        Y7, Y3, Y7
-	VEXTRACTF128  $0x01, Y7, X6
-	VADDPS        X7, X6, X6
-	VMOVHLPS      X6, X6, X7
-	VADDPS        X7, X6, X6
-	VMOVSHDUP     X6, X7
-	VADDSS        X7, X6, X6
-	VMOVHLPS      X5, X5, X7
-	VADDPS        X7, X5, X5
-	VMOVSHDUP     X5, X7
-	VADDSS        X7, X5, X5
-	VADDSS        X5, X6, X6
-	VMOVSS        X6, (R9)
-	ADDQ          $0x04, R9
-	ADDQ          R8, AX
-	DECQ          DI
-	JMP           dotZRowsPQ4AG32F32_row
-
-dotZRowsPQ4AG32F32_done:
-	VZEROUPPER
-	RET
-
-// func dotZx4Q4AG32F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, out *[4]float32)
-// Requires: AVX, AVX512F, AVX512VNNI, FMA3
-TEXT ·dotZx4Q4AG32F32(SB), NOSPLIT, $0-120
-	VMOVDQU64 zNib<>+0(SB), Z0
-	VMOVDQU64 zIdx0<>+0(SB), Z1
-	VMOVDQU64 zIdx1<>+0(SB), Z2
-	MOVL      $0x0000f0f0, AX
-	KMOVW     AX, K1
-	MOVQ      w_base+0(FP), AX
-	MOVQ      q_base+24(FP), CX
-	MOVQ      d_base+48(FP), DX
-	MOVQ      s_base+72(FP), BX
-	MOVQ      n4+96(FP), SI
-	VPXORD    Z3, Z3, Z3
-	VPXORD    Z4, Z4, Z4
-	VXORPS    X5, X5, X5
-	VPXORD    Z6, Z6, Z6
-	VPXORD    Z7, Z7, Z7
-	VXORPS    X8, X8, X8
-	VPXORD    Z9, Z9, Z9
-	VPXORD    Z10, Z10, Z10
-	VXORPS    X11, X11, X11
-	VPXORD    Z12, Z12, Z12
-	VPXORD    Z13, Z13, Z13
-	VXORPS    X14, X14, X14
-
-dotZx4Q4AG32F32_loop:
-	TESTQ           SI, SI
-	JZ              dotZx4Q4AG32F32_end
-	VMOVSS          (AX), X15
-	VINSERTPS       $0x10, 24(AX), X15, X15
-	VINSERTPS       $0x20, 48(AX), X15, X15
-	VINSERTPS       $0x30, 72(AX), X15, X15
-	VMOVSS          4(AX), X16
-	VINSERTPS       $0x10, 28(AX), X16, X16
-	VINSERTPS       $0x20, 52(AX), X16, X16
-	VINSERTPS       $0x30, 76(AX), X16, X16
-	VBROADCASTI32X4 8(AX), Z17
-	VBROADCASTI32X4 32(AX), K1, Z17
-	VPANDD          Z0, Z17, Z17
-	VBROADCASTI32X4 56(AX), Z18
-	VBROADCASTI32X4 80(AX), K1, Z18
-	VPANDD          Z0, Z18, Z18
-	VMULPS          (DX), X15, X19
-	VFMADD231PS     (BX), X16, X5
-	VPERMPS         Z19, Z1, Z20
-	VPXORD          Z21, Z21, Z21
-	VPDPBUSD        (CX), Z17, Z21
-	VCVTDQ2PS       Z21, Z21
-	VFMADD231PS     Z20, Z21, Z3
-	VPERMPS         Z19, Z2, Z20
-	VPXORD          Z22, Z22, Z22
-	VPDPBUSD        64(CX), Z18, Z22
-	VCVTDQ2PS       Z22, Z22
-	VFMADD231PS     Z20, Z22, Z4
-	VMULPS          16(DX), X15, X19
-	VFMADD231PS     16(BX), X16, X8
-	VPERMPS         Z19, Z1, Z20
-	VPXORD          Z23, Z23, Z23
-	VPDPBUSD        128(CX), Z17, Z23
-	VCVTDQ2PS       Z23, Z23
-	VFMADD231PS     Z20, Z23, Z6
-	VPERMPS         Z19, Z2, Z20
-	VPXORD          Z24, Z24, Z24
-	VPDPBUSD        192(CX), Z18, Z24
-	VCVTDQ2PS       Z24, Z24
-	VFMADD231PS     Z20, Z24, Z7
-	VMULPS          32(DX), X15, X19
-	VFMADD231PS     32(BX), X16, X11
-	VPERMPS         Z19, Z1, Z20
-	VPXORD          Z25, Z25, Z25
-	VPDPBUSD        256(CX), Z17, Z25
-	VCVTDQ2PS       Z25, Z25
-	VFMADD231PS     Z20, Z25, Z9
-	VPERMPS         Z19, Z2, Z20
-	VPXORD          Z26, Z26, Z26
-	VPDPBUSD        320(CX), Z18, Z26
-	VCVTDQ2PS       Z26, Z26
-	VFMADD231PS     Z20, Z26, Z10
-	VMULPS          48(DX), X15, X15
-	VFMADD231PS     48(BX), X16, X14
-	VPERMPS         Z15, Z1, Z16
-	VPXORD          Z27, Z27, Z27
-	VPDPBUSD        384(CX), Z17, Z27
-	VCVTDQ2PS       Z27, Z27
-	VFMADD231PS     Z16, Z27, Z12
-	VPERMPS         Z15, Z2, Z16
-	VPXORD          Z28, Z28, Z28
-	VPDPBUSD        448(CX), Z18, Z28
-	VCVTDQ2PS       Z28, Z28
-	VFMADD231PS     Z16, Z28, Z13
-	ADDQ            $0x00000060, AX
-	ADDQ            $0x00000200, CX
-	ADDQ            $0x00000040, DX
-	ADDQ            $0x00000040, BX
-	DECQ            SI
-	JMP             dotZx4Q4AG32F32_loop
-
-dotZx4Q4AG32F32_end:
-	MOVQ          out+112(FP), AX
-	VADDPS        Z4, Z3, Z3
-	VMULPS        zFin<>+0(SB), Z3, Z3
-	VEXTRACTF64X4 $0x01, Z3, Y0
-	VADDPS        Y0, Y3, Y0
-	VEXTRACTF128  $0x01, Y0, X1
-	VADDPS        X0, X1, X1
-	VMOVHLPS      X1, X1, X0
-	VADDPS        X0, X1, X1
-	VMOVSHDUP     X1, X0
-	VADDSS        X0, X1, X1
-	VMOVHLPS      X5, X5, X0
-	VADDPS        X0, X5, X5
-	VMOVSHDUP     X5, X0
-	VADDSS        X0, X5, X5
-	VADDSS        X5, X1, X1
-	VMOVSS        X1, (AX)
-	VADDPS        Z7, Z6, Z6
-	VMULPS        zFin<>+0(SB), Z6, Z6
-	VEXTRACTF64X4 $0x01, Z6, Y0
-	VADDPS        Y0, Y6, Y0
-	VEXTRACTF128  $0x01, Y0, X1
-	VADDPS        X0, X1, X1
-	VMOVHLPS      X1, X1, X0
-	VADDPS        X0, X1, X1
-	VMOVSHDUP     X1, X0
-	VADDSS        X0, X1, X1
-	VMOVHLPS      X8, X8, X0
-	VADDPS        X0, X8, X8
-	VMOVSHDUP     X8, X0
-	VADDSS        X0, X8, X8
-	VADDSS        X8, X1, X1
-	VMOVSS        X1, 4(AX)
-	VADDPS        Z10, Z9, Z9
-	VMULPS        zFin<>+0(SB), Z9, Z9
-	VEXTRACTF64X4 $0x01, Z9, Y0
-	VADDPS        Y0, Y9, Y0
-	VEXTRACTF128  $0x01, Y0, X1
-	VADDPS        X0, X1, X1
-	VMOVHLPS      X1, X1, X0
-	VADDPS        X0, X1, X1
-	VMOVSHDUP     X1, X0
-	VADDSS        X0, X1, X1
-	VMOVHLPS      X11, X11, X0
-	VADDPS        X0, X11, X11
-	VMOVSHDUP     X11, X0
-	VADDSS        X0, X11, X11
-	VADDSS        X11, X1, X1
-	VMOVSS        X1, 8(AX)
-	VADDPS        Z13, Z12, Z12
-	VMULPS        zFin<>+0(SB), Z12, Z12
-	VEXTRACTF64X4 $0x01, Z12, Y0
-	VADDPS        Y0, Y12, Y0
-	VEXTRACTF128  $0x01, Y0, X1
-	VADDPS        X0, X1, X1
-	VMOVHLPS      X1, X1, X0
-	VADDPS        X0, X1, X1
-	VMOVSHDUP     X1, X0
-	VADDSS        X0, X1, X1
-	VMOVHLPS      X14, X14, X0
-	VADDPS        X0, X14, X14
-	VMOVSHDUP     X14, X0
-	VADDSS        X0, X14, X14
-	VADDSS        X14, X1, X1
-	VMOVSS        X1, 12(AX)
-	VZEROUPPER
-	RET
-
-// func dotZRowsQ4AG64F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
-// Requires: AVX, AVX512F, AVX512VNNI, FMA3
-TEXT ·dotZRowsQ4AG64F32(SB), NOSPLIT, $0-152
-	VMOVDQU64 zNib<>+0(SB), Z0
-	VMOVDQU64 zIdx0<>+0(SB), Z1
-	VMOVDQU64 zIdx1<>+0(SB), Z2
-	VMOVDQU64 zQPerm<>+0(SB), Z3
-	MOVQ      w_base+0(FP), AX
-	MOVQ      q_base+24(FP), CX
-	MOVQ      d_base+48(FP), DX
-	MOVQ      s_base+72(FP), BX
-	MOVQ      n4+96(FP), SI
-	SHLQ      $0x04, SI
-	MOVQ      rows+112(FP), DI
-	MOVQ      rb+120(FP), R8
-	MOVQ      out_base+128(FP), R9
-
-dotZRowsQ4AG64F32_row:
-	TESTQ  DI, DI
-	JZ     dotZRowsQ4AG64F32_done
-	VPXORD Z4, Z4, Z4
-	VPXORD Z5, Z5, Z5
-	VXORPS X6, X6, X6
-	MOVQ   AX, R10
-	XORQ   R11, R11
-
-dotZRowsQ4AG64F32_loop:
-	CMPQ            R11, SI
-	JAE             dotZRowsQ4AG64F32_end
-	VMOVSS          (R10), X7
-	VINSERTPS       $0x20, 40(R10), X7, X7
-	VMOVSLDUP       X7, X7
-	VMOVSS          4(R10), X8
-	VINSERTPS       $0x20, 44(R10), X8, X8
-	VMOVSLDUP       X8, X8
-	VBROADCASTI64X4 8(R10), Z9
-	VPANDD          Z0, Z9, Z9
-	VBROADCASTI64X4 48(R10), Z10
-	VPANDD          Z0, Z10, Z10
-	VMULPS          (DX)(R11*1), X7, X7
-	VFMADD231PS     (BX)(R11*1), X8, X6
-	VPERMPS         Z7, Z1, Z8
-	VPXORD          Z11, Z11, Z11
-	VPERMQ          (CX)(R11*8), Z3, Z13
-	VPDPBUSD        Z13, Z9, Z11
-	VCVTDQ2PS       Z11, Z11
-	VFMADD231PS     Z8, Z11, Z4
-	VPERMPS         Z7, Z2, Z8
-	VPXORD          Z12, Z12, Z12
-	VPERMQ          64(CX)(R11*8), Z3, Z9
-	VPDPBUSD        Z9, Z10, Z12
-	VCVTDQ2PS       Z12, Z12
-	VFMADD231PS     Z8, Z12, Z5
-	ADDQ            $0x00000050, R10
-	ADDQ            $0x00000010, R11
-	JMP             dotZRowsQ4AG64F32_loop
-
-dotZRowsQ4AG64F32_end:
-	VADDPS        Z5, Z4, Z4
-	VMULPS        zFin<>+0(SB), Z4, Z4
-	VEXTRACTF64X4 $0x01, Z4, Y8
-	VADDPS        Y8, Y4, Y8
-	VEXTRACTF128  $0x01, Y8, X7
-	VADDPS        X8, X7, X7
-	VMOVHLPS      X7, X7, X8
-	VADDPS        X8, X7, X7
-	VMOVSHDUP     X7, X8
-	VADDSS        X8, X7, X7
-	VMOVHLPS      X6, X6, X8
-	VADDPS        X8, X6, X6
-	VMOVSHDUP     X6, X8
-	VADDSS        X8, X6, X6
-	VADDSS        X6, X7, X7
-	VMOVSS        X7, (R9)
-	ADDQ          $0x04, R9
-	ADDQ          R8, AX
-	DECQ          DI
-	JMP           dotZRowsQ4AG64F32_row
-
-dotZRowsQ4AG64F32_done:
-	VZEROUPPER
-	RET
-
-// func dotZRowsPQ4AG64F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
-// Requires: AVX, AVX512F, AVX512VNNI, FMA3
-TEXT ·dotZRowsPQ4AG64F32(SB), NOSPLIT, $0-152
-	VMOVDQU64 zNib<>+0(SB), Z0
-	VMOVDQU64 zIdx0<>+0(SB), Z1
-	VMOVDQU64 zIdx1<>+0(SB), Z2
-	MOVQ      w_base+0(FP), AX
-	MOVQ      q_base+24(FP), CX
-	MOVQ      d_base+48(FP), DX
-	MOVQ      s_base+72(FP), BX
-	MOVQ      n4+96(FP), SI
-	SHLQ      $0x04, SI
-	MOVQ      rows+112(FP), DI
-	MOVQ      rb+120(FP), R8
-	MOVQ      out_base+128(FP), R9
-
-dotZRowsPQ4AG64F32_row:
-	TESTQ  DI, DI
-	JZ     dotZRowsPQ4AG64F32_done
-	VPXORD Z3, Z3, Z3
-	VPXORD Z4, Z4, Z4
-	VXORPS X5, X5, X5
-	MOVQ   AX, R10
-	XORQ   R11, R11
-
-dotZRowsPQ4AG64F32_loop:
-	CMPQ            R11, SI
-	JAE             dotZRowsPQ4AG64F32_end
-	VMOVSS          (R10), X6
-	VINSERTPS       $0x20, 40(R10), X6, X6
-	VMOVSLDUP       X6, X6
-	VMOVSS          4(R10), X7
-	VINSERTPS       $0x20, 44(R10), X7, X7
-	VMOVSLDUP       X7, X7
-	VBROADCASTI64X4 8(R10), Z8
-	VPANDD          Z0, Z8, Z8
-	VBROADCASTI64X4 48(R10), Z9
-	VPANDD          Z0, Z9, Z9
-	VMULPS          (DX)(R11*1), X6, X6
-	VFMADD231PS     (BX)(R11*1), X7, X5
-	VPERMPS         Z6, Z1, Z7
-	VPXORD          Z10, Z10, Z10
-	VPDPBUSD        (CX)(R11*8), Z8, Z10
-	VCVTDQ2PS       Z10, Z10
-	VFMADD231PS     Z7, Z10, Z3
-	VPERMPS         Z6, Z2, Z7
-	VPXORD          Z11, Z11, Z11
-	VPDPBUSD        64(CX)(R11*8), Z9, Z11
-	VCVTDQ2PS       Z11, Z11
-	VFMADD231PS     Z7, Z11, Z4
-	ADDQ            $0x00000050, R10
-	ADDQ            $0x00000010, R11
-	JMP             dotZRowsPQ4AG64F32_loop
-
-dotZRowsPQ4AG64F32_end:
-	VADDPS        Z4, Z3, Z3
-	VMULPS        zFin<>+0(SB), Z3, Z3
-	VEXTRACTF64X4 $0x01, Z3, Y7
-	VADDPS        Y7, Y3, Y7
-	VEXTRACTF128  $0x01, Y7, X6
-	VADDPS        X7, X6, X6
-	VMOVHLPS      X6, X6, X7
-	VADDPS        X7, X6, X6
-	VMOVSHDUP     X6, X7
-	VADDSS        X7, X6, X6
-	VMOVHLPS      X5, X5, X7
-	VADDPS        X7, X5, X5
-	VMOVSHDUP     X5, X7
-	VADDSS        X7, X5, X5
-	VADDSS        X5, X6, X6
-	VMOVSS        X6, (R9)
-	ADDQ          $0x04, R9
-	ADDQ          R8, AX
-	DECQ          DI
-	JMP           dotZRowsPQ4AG64F32_row
-
-dotZRowsPQ4AG64F32_done:
-	VZEROUPPER
-	RET
-
-// func dotZx4Q4AG64F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, out *[4]float32)
-// Requires: AVX, AVX512F, AVX512VNNI, FMA3
-TEXT ·dotZx4Q4AG64F32(SB), NOSPLIT, $0-120
-	VMOVDQU64 zNib<>+0(SB), Z0
-	VMOVDQU64 zIdx0<>+0(SB), Z1
-	VMOVDQU64 zIdx1<>+0(SB), Z2
-	MOVQ      w_base+0(FP), AX
-	MOVQ      q_base+24(FP), CX
-	MOVQ      d_base+48(FP), DX
-	MOVQ      s_base+72(FP), BX
-	MOVQ      n4+96(FP), SI
-	VPXORD    Z3, Z3, Z3
-	VPXORD    Z4, Z4, Z4
-	VXORPS    X5, X5, X5
-	VPXORD    Z6, Z6, Z6
-	VPXORD    Z7, Z7, Z7
-	VXORPS    X8, X8, X8
-	VPXORD    Z9, Z9, Z9
-	VPXORD    Z10, Z10, Z10
-	VXORPS    X11, X11, X11
-	VPXORD    Z12, Z12, Z12
-	VPXORD    Z13, Z13, Z13
-	VXORPS    X14, X14, X14
-
-dotZx4Q4AG64F32_loop:
-	TESTQ           SI, SI
-	JZ              dotZx4Q4AG64F32_end
-	VMOVSS          (AX), X15
-	VINSERTPS       $0x20, 40(AX), X15, X15
-	VMOVSLDUP       X15, X15
-	VMOVSS          4(AX), X16
-	VINSERTPS       $0x20, 44(AX), X16, X16
-	VMOVSLDUP       X16, X16
-	VBROADCASTI64X4 8(AX), Z17
-	VPANDD          Z0, Z17, Z17
-	VBROADCASTI64X4 48(AX), Z18
-	VPANDD          Z0, Z18, Z18
-	VMULPS          (DX), X15, X19
-	VFMADD231PS     (BX), X16, X5
-	VPERMPS         Z19, Z1, Z20
-	VPXORD          Z21, Z21, Z21
-	VPDPBUSD        (CX), Z17, Z21
-	VCVTDQ2PS       Z21, Z21
-	VFMADD231PS     Z20, Z21, Z3
-	VPERMPS         Z19, Z2, Z20
-	VPXORD          Z22, Z22, Z22
-	VPDPBUSD        64(CX), Z18, Z22
-	VCVTDQ2PS       Z22, Z22
-	VFMADD231PS     Z20, Z22, Z4
-	VMULPS          16(DX), X15, X19
-	VFMADD231PS     16(BX), X16, X8
-	VPERMPS         Z19, Z1, Z20
-	VPXORD          Z23, Z23, Z23
-	VPDPBUSD        128(CX), Z17, Z23
-	VCVTDQ2PS       Z23, Z23
-	VFMADD231PS     Z20, Z23, Z6
-	VPERMPS         Z19, Z2, Z20
-	VPXORD          Z24, Z24, Z24
-	VPDPBUSD        192(CX), Z18, Z24
-	VCVTDQ2PS       Z24, Z24
-	VFMADD231PS     Z20, Z24, Z7
-	VMULPS          32(DX), X15, X19
-	VFMADD231PS     32(BX), X16, X11
-	VPERMPS         Z19, Z1, Z20
-	VPXORD          Z25, Z25, Z25
-	VPDPBUSD        256(CX), Z17, Z25
-	VCVTDQ2PS       Z25, Z25
-	VFMADD231PS     Z20, Z25, Z9
-	VPERMPS         Z19, Z2, Z20
-	VPXORD          Z26, Z26, Z26
-	VPDPBUSD        320(CX), Z18, Z26
-	VCVTDQ2PS       Z26, Z26
-	VFMADD231PS     Z20, Z26, Z10
-	VMULPS          48(DX), X15, X15
-	VFMADD231PS     48(BX), X16, X14
-	VPERMPS         Z15, Z1, Z16
-	VPXORD          Z27, Z27, Z27
-	VPDPBUSD        384(CX), Z17, Z27
-	VCVTDQ2PS       Z27, Z27
-	VFMADD231PS     Z16, Z27, Z12
-	VPERMPS         Z15, Z2, Z16
-	VPXORD          Z28, Z28, Z28
-	VPDPBUSD        448(CX), Z18, Z28
-	VCVTDQ2PS       Z28, Z28
-	VFMADD231PS     Z16, Z28, Z13
-	ADDQ            $0x00000050, AX
-	ADDQ            $0x00000200, CX
-	ADDQ            $0x00000040, DX
-	ADDQ            $0x00000040, BX
-	DECQ            SI
-	JMP             dotZx4Q4AG64F32_loop
-
-dotZx4Q4AG64F32_end:
-	MOVQ          out+112(FP), AX
-	VADDPS        Z4, Z3, Z3
-	VMULPS        zFin<>+0(SB), Z3, Z3
-	VEXTRACTF64X4 $0x01, Z3, Y0
-	VADDPS        Y0, Y3, Y0
-	VEXTRACTF128  $0x01, Y0, X1
-	VADDPS        X0, X1, X1
-	VMOVHLPS      X1, X1, X0
-	VADDPS        X0, X1, X1
-	VMOVSHDUP     X1, X0
-	VADDSS        X0, X1, X1
-	VMOVHLPS      X5, X5, X0
-	VADDPS        X0, X5, X5
-	VMOVSHDUP     X5, X0
-	VADDSS        X0, X5, X5
-	VADDSS        X5, X1, X1
-	VMOVSS        X1, (AX)
-	VADDPS        Z7, Z6, Z6
-	VMULPS        zFin<>+0(SB), Z6, Z6
-	VEXTRACTF64X4 $0x01, Z6, Y0
-	VADDPS        Y0, Y6, Y0
-	VEXTRACTF128  $0x01, Y0, X1
-	VADDPS        X0, X1, X1
-	VMOVHLPS      X1, X1, X0
-	VADDPS        X0, X1, X1
-	VMOVSHDUP     X1, X0
-	VADDSS        X0, X1, X1
-	VMOVHLPS      X8, X8, X0
-	VADDPS        X0, X8, X8
-	VMOVSHDUP     X8, X0
-	VADDSS        X0, X8, X8
-	VADDSS        X8, X1, X1
-	VMOVSS        X1, 4(AX)
-	VADDPS        Z10, Z9, Z9
-	VMULPS        zFin<>+0(SB), Z9, Z9
-	VEXTRACTF64X4 $0x01, Z9, Y0
-	VADDPS        Y0, Y9, Y0
-	VEXTRACTF128  $0x01, Y0, X1
-	VADDPS        X0, X1, X1
-	VMOVHLPS      X1, X1, X0
-	VADDPS        X0, X1, X1
-	VMOVSHDUP     X1, X0
-	VADDSS        X0, X1, X1
-	VMOVHLPS      X11, X11, X0
-	VADDPS        X0, X11, X11
-	VMOVSHDUP     X11, X0
-	VADDSS        X0, X11, X11
-	VADDSS        X11, X1, X1
-	VMOVSS        X1, 8(AX)
-	VADDPS        Z13, Z12, Z12
-	VMULPS        zFin<>+0(SB), Z12, Z12
-	VEXTRACTF64X4 $0x01, Z12, Y0
-	VADDPS        Y0, Y12, Y0
-	VEXTRACTF128  $0x01, Y0, X1
-	VADDPS        X0, X1, X1
-	VMOVHLPS      X1, X1, X0
-	VADDPS        X0, X1, X1
-	VMOVSHDUP     X1, X0
-	VADDSS        X0, X1, X1
-	VMOVHLPS      X14, X14, X0
-	VADDPS        X0, X14, X14
-	VMOVSHDUP     X14, X0
-	VADDSS        X0, X14, X14
-	VADDSS        X14, X1, X1
-	VMOVSS        X1, 12(AX)
-	VZEROUPPER
-	RET
-
-// func dotZRowsQ4AG128F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
-// Requires: AVX, AVX512F, AVX512VNNI, FMA3
-TEXT ·dotZRowsQ4AG128F32(SB), NOSPLIT, $0-152
-	VMOVDQU64 zNib<>+0(SB), Z0
-	VMOVDQU64 zIdx0<>+0(SB), Z1
-	VMOVDQU64 zIdx1<>+0(SB), Z2
-	VMOVDQU64 zQPerm<>+0(SB), Z3
-	MOVQ      w_base+0(FP), AX
-	MOVQ      q_base+24(FP), CX
-	MOVQ      d_base+48(FP), DX
-	MOVQ      s_base+72(FP), BX
-	MOVQ      n4+96(FP), SI
-	SHLQ      $0x04, SI
-	MOVQ      rows+112(FP), DI
-	MOVQ      rb+120(FP), R8
-	MOVQ      out_base+128(FP), R9
-	MOVQ      bb+104(FP), R10
-
-dotZRowsQ4AG128F32_row:
-	TESTQ  DI, DI
-	JZ     dotZRowsQ4AG128F32_done
-	VPXORD Z4, Z4, Z4
-	VPXORD Z5, Z5, Z5
-	VXORPS X6, X6, X6
-	MOVQ   AX, R11
-	LEAQ   8(R11), R12
-	LEAQ   (R11)(R10*1), R13
-	XORQ   R14, R14
-
-dotZRowsQ4AG128F32_loop:
-	CMPQ            R14, SI
-	JAE             dotZRowsQ4AG128F32_end
-	VBROADCASTSS    (R11), X7
-	VBROADCASTSS    4(R11), X8
-	VBROADCASTI64X4 (R12), Z9
-	VPANDD          Z0, Z9, Z9
-	VBROADCASTI64X4 32(R12), Z10
-	VPANDD          Z0, Z10, Z10
-	VMULPS          (DX)(R14*1), X7, X7
-	VFMADD231PS     (BX)(R14*1), X8, X6
-	VPERMPS         Z7, Z1, Z8
-	VPXORD          Z11, Z11, Z11
-	VPERMQ          (CX)(R14*8), Z3, Z13
-	VPDPBUSD        Z13, Z9, Z11
-	VCVTDQ2PS       Z11, Z11
-	VFMADD231PS     Z8, Z11, Z4
-	VPERMPS         Z7, Z2, Z8
-	VPXORD          Z12, Z12, Z12
-	VPERMQ          64(CX)(R14*8), Z3, Z9
-	VPDPBUSD        Z9, Z10, Z12
-	VCVTDQ2PS       Z12, Z12
-	VFMADD231PS     Z8, Z12, Z5
-	ADDQ            $0x00000040, R12
-	CMPQ            R12, R13
-	JNE             dotZRowsQ4AG128F32_next
-	MOVQ            R13, R11
-	ADDQ            R10, R13
-	LEAQ            8(R11), R12
-
-dotZRowsQ4AG128F32_next:
-	ADDQ $0x00000010, R14
-	JMP  dotZRowsQ4AG128F32_loop
-
-dotZRowsQ4AG128F32_end:
-	VADDPS        Z5, Z4, Z4
-	VMULPS        zFin<>+0(SB), Z4, Z4
-	VEXTRACTF64X4 $0x01, Z4, Y8
-	VADDPS        Y8, Y4, Y8
-	VEXTRACTF128  $0x01, Y8, X7
-	VADDPS        X8, X7, X7
-	VMOVHLPS      X7, X7, X8
-	VADDPS        X8, X7, X7
-	VMOVSHDUP     X7, X8
-	VADDSS        X8, X7, X7
-	VMOVHLPS      X6, X6, X8
-	VADDPS        X8, X6, X6
-	VMOVSHDUP     X6, X8
-	VADDSS        X8, X6, X6
-	VADDSS        X6, X7, X7
-	VMOVSS        X7, (R9)
-	ADDQ          $0x04, R9
-	ADDQ          R8, AX
-	DECQ          DI
-	JMP           dotZRowsQ4AG128F32_row
-
-dotZRowsQ4AG128F32_done:
-	VZEROUPPER
-	RET
-
-// func dotZRowsPQ4AG128F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
-// Requires: AVX, AVX512F, AVX512VNNI, FMA3
-TEXT ·dotZRowsPQ4AG128F32(SB), NOSPLIT, $0-152
-	VMOVDQU64 zNib<>+0(SB), Z0
-	VMOVDQU64 zIdx0<>+0(SB), Z1
-	VMOVDQU64 zIdx1<>+0(SB), Z2
-	MOVQ      w_base+0(FP), AX
-	MOVQ      q_base+24(FP), CX
-	MOVQ      d_base+48(FP), DX
-	MOVQ      s_base+72(FP), BX
-	MOVQ      n4+96(FP), SI
-	SHLQ      $0x04, SI
-	MOVQ      rows+112(FP), DI
-	MOVQ      rb+120(FP), R8
-	MOVQ      out_base+128(FP), R9
-	MOVQ      bb+104(FP), R10
-
-dotZRowsPQ4AG128F32_row:
-	TESTQ  DI, DI
-	JZ     dotZRowsPQ4AG128F32_done
-	VPXORD Z3, Z3, Z3
-	VPXORD Z4, Z4, Z4
-	VXORPS X5, X5, X5
-	MOVQ   AX, R11
-	LEAQ   8(R11), R12
-	LEAQ   (R11)(R10*1), R13
-	XORQ   R14, R14
-
-dotZRowsPQ4AG128F32_loop:
-	CMPQ            R14, SI
-	JAE             dotZRowsPQ4AG128F32_end
-	VBROADCASTSS    (R11), X6
-	VBROADCASTSS    4(R11), X7
-	VBROADCASTI64X4 (R12), Z8
-	VPANDD          Z0, Z8, Z8
-	VBROADCASTI64X4 32(R12), Z9
-	VPANDD          Z0, Z9, Z9
-	VMULPS          (DX)(R14*1), X6, X6
-	VFMADD231PS     (BX)(R14*1), X7, X5
-	VPERMPS         Z6, Z1, Z7
-	VPXORD          Z10, Z10, Z10
-	VPDPBUSD        (CX)(R14*8), Z8, Z10
-	VCVTDQ2PS       Z10, Z10
-	VFMADD231PS     Z7, Z10, Z3
-	VPERMPS         Z6, Z2, Z7
-	VPXORD          Z11, Z11, Z11
-	VPDPBUSD        64(CX)(R14*8), Z9, Z11
-	VCVTDQ2PS       Z11, Z11
-	VFMADD231PS     Z7, Z11, Z4
-	ADDQ            $0x00000040, R12
-	CMPQ            R12, R13
-	JNE             dotZRowsPQ4AG128F32_next
-	MOVQ            R13, R11
-	ADDQ            R10, R13
-	LEAQ            8(R11), R12
-
-dotZRowsPQ4AG128F32_next:
-	ADDQ $0x00000010, R14
-	JMP  dotZRowsPQ4AG128F32_loop
-
-dotZRowsPQ4AG128F32_end:
-	VADDPS        Z4, Z3, Z3
-	VMULPS        zFin<>+0(SB), Z3, Z3
-	VEXTRACTF64X4 $0x01, Z3, Y7
-	VADDPS        Y7, Y3, Y7
-	VEXTRACTF128  $0x01, Y7, X6
-	VADDPS        X7, X6, X6
-	VMOVHLPS      X6, X6, X7
-	VADDPS        X7, X6, X6
-	VMOVSHDUP     X6, X7
-	VADDSS        X7, X6, X6
-	VMOVHLPS      X5, X5, X7
-	VADDPS        X7, X5, X5
-	VMOVSHDUP     X5, X7
-	VADDSS        X7, X5, X5
-	VADDSS        X5, X6, X6
-	VMOVSS        X6, (R9)
-	ADDQ          $0x04, R9
-	ADDQ          R8, AX
-	DECQ          DI
-	JMP           dotZRowsPQ4AG128F32_row
-
-dotZRowsPQ4AG128F32_done:
-	VZEROUPPER
-	RET
-
-// func dotZx4Q4AG128F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, out *[4]float32)
-// Requires: AVX, AVX512F, AVX512VNNI, FMA3
-TEXT ·dotZx4Q4AG128F32(SB), NOSPLIT, $0-120
-	VMOVDQU64 zNib<>+0(SB), Z0
-	VMOVDQU64 zIdx0<>+0(SB), Z1
-	VMOVDQU64 zIdx1<>+0(SB), Z2
-	MOVQ      w_base+0(FP), AX
-	MOVQ      q_base+24(FP), CX
-	MOVQ      d_base+48(FP), DX
-	MOVQ      s_base+72(FP), BX
-	MOVQ      n4+96(FP), SI
-	MOVQ      bb+104(FP), DI
-	LEAQ      8(AX), R8
-	LEAQ      (AX)(DI*1), R9
-	VPXORD    Z3, Z3, Z3
-	VPXORD    Z4, Z4, Z4
-	VXORPS    X5, X5, X5
-	VPXORD    Z6, Z6, Z6
-	VPXORD    Z7, Z7, Z7
-	VXORPS    X8, X8, X8
-	VPXORD    Z9, Z9, Z9
-	VPXORD    Z10, Z10, Z10
-	VXORPS    X11, X11, X11
-	VPXORD    Z12, Z12, Z12
-	VPXORD    Z13, Z13, Z13
-	VXORPS    X14, X14, X14
-
-dotZx4Q4AG128F32_loop:
-	TESTQ           SI, SI
-	JZ              dotZx4Q4AG128F32_end
-	VBROADCASTSS    (AX), X15
-	VBROADCASTSS    4(AX), X16
-	VBROADCASTI64X4 (R8), Z17
-	VPANDD          Z0, Z17, Z17
-	VBROADCASTI64X4 32(R8), Z18
-	VPANDD          Z0, Z18, Z18
-	VMULPS          (DX), X15, X19
-	VFMADD231PS     (BX), X16, X5
-	VPERMPS         Z19, Z1, Z20
-	VPXORD          Z21, Z21, Z21
-	VPDPBUSD        (CX), Z17, Z21
-	VCVTDQ2PS       Z21, Z21
-	VFMADD231PS     Z20, Z21, Z3
-	VPERMPS         Z19, Z2, Z20
-	VPXORD          Z22, Z22, Z22
-	VPDPBUSD        64(CX), Z18, Z22
-	VCVTDQ2PS       Z22, Z22
-	VFMADD231PS     Z20, Z22, Z4
-	VMULPS          16(DX), X15, X19
-	VFMADD231PS     16(BX), X16, X8
-	VPERMPS         Z19, Z1, Z20
-	VPXORD          Z23, Z23, Z23
-	VPDPBUSD        128(CX), Z17, Z23
-	VCVTDQ2PS       Z23, Z23
-	VFMADD231PS     Z20, Z23, Z6
-	VPERMPS         Z19, Z2, Z20
-	VPXORD          Z24, Z24, Z24
-	VPDPBUSD        192(CX), Z18, Z24
-	VCVTDQ2PS       Z24, Z24
-	VFMADD231PS     Z20, Z24, Z7
-	VMULPS          32(DX), X15, X19
-	VFMADD231PS     32(BX), X16, X11
-	VPERMPS         Z19, Z1, Z20
-	VPXORD          Z25, Z25, Z25
-	VPDPBUSD        256(CX), Z17, Z25
-	VCVTDQ2PS       Z25, Z25
-	VFMADD231PS     Z20, Z25, Z9
-	VPERMPS         Z19, Z2, Z20
-	VPXORD          Z26, Z26, Z26
-	VPDPBUSD        320(CX), Z18, Z26
-	VCVTDQ2PS       Z26, Z26
-	VFMADD231PS     Z20, Z26, Z10
-	VMULPS          48(DX), X15, X15
-	VFMADD231PS     48(BX), X16, X14
-	VPERMPS         Z15, Z1, Z16
-	VPXORD          Z27, Z27, Z27
-	VPDPBUSD        384(CX), Z17, Z27
-	VCVTDQ2PS       Z27, Z27
-	VFMADD231PS     Z16, Z27, Z12
-	VPERMPS         Z15, Z2, Z16
-	VPXORD          Z28, Z28, Z28
-	VPDPBUSD        448(CX), Z18, Z28
-	VCVTDQ2PS       Z28, Z28
-	VFMADD231PS     Z16, Z28, Z13
-	ADDQ            $0x00000040, R8
-	CMPQ            R8, R9
-	JNE             dotZx4Q4AG128F32_next
-	MOVQ            R9, AX
-	ADDQ            DI, R9
-	LEAQ            8(AX), R8
-
-dotZx4Q4AG128F32_next:
-	ADDQ $0x00000200, CX
-	ADDQ $0x00000040, DX
-	ADDQ $0x00000040, BX
-	DECQ SI
-	JMP  dotZx4Q4AG128F32_loop
-
-dotZx4Q4AG128F32_end:
-	MOVQ          out+112(FP), AX
-	VADDPS        Z4, Z3, Z3
-	VMULPS        zFin<>+0(SB), Z3, Z3
-	VEXTRACTF64X4 $0x01, Z3, Y0
-	VADDPS        Y0, Y3, Y0
-	VEXTRACTF128  $0x01, Y0, X1
-	VADDPS        X0, X1, X1
-	VMOVHLPS      X1, X1, X0
-	VADDPS        X0, X1, X1
-	VMOVSHDUP     X1, X0
-	VADDSS        X0, X1, X1
-	VMOVHLPS      X5, X5, X0
-	VADDPS        X0, X5, X5
-	VMOVSHDUP     X5, X0
-	VADDSS        X0, X5, X5
-	VADDSS        X5, X1, X1
-	VMOVSS        X1, (AX)
-	VADDPS        Z7, Z6, Z6
-	VMULPS        zFin<>+0(SB), Z6, Z6
-	VEXTRACTF64X4 $0x01, Z6, Y0
-	VADDPS        Y0, Y6, Y0
-	VEXTRACTF128  $0x01, Y0, X1
-	VADDPS        X0, X1, X1
-	VMOVHLPS      X1, X1, X0
-	VADDPS        X0, X1, X1
-	VMOVSHDUP     X1, X0
-	VADDSS        X0, X1, X1
-	VMOVHLPS      X8, X8, X0
-	VADDPS        X0, X8, X8
-	VMOVSHDUP     X8, X0
-	VADDSS        X0, X8, X8
-	VADDSS        X8, X1, X1
-	VMOVSS        X1, 4(AX)
-	VADDPS        Z10, Z9, Z9
-	VMULPS        zFin<>+0(SB), Z9, Z9
-	VEXTRACTF64X4 $0x01, Z9, Y0
-	VADDPS        Y0, Y9, Y0
-	VEXTRACTF128  $0x01, Y0, X1
-	VADDPS        X0, X1, X1
-	VMOVHLPS      X1, X1, X0
-	VADDPS        X0, X1, X1
-	VMOVSHDUP     X1, X0
-	VADDSS        X0, X1, X1
-	VMOVHLPS      X11, X11, X0
-	VADDPS        X0, X11, X11
-	VMOVSHDUP     X11, X0
-	VADDSS        X0, X11, X11
-	VADDSS        X11, X1, X1
-	VMOVSS        X1, 8(AX)
-	VADDPS        Z13, Z12, Z12
-	VMULPS        zFin<>+0(SB), Z12, Z12
-	VEXTRACTF64X4 $0x01, Z12, Y0
-	VADDPS        Y0, Y12, Y0
-	VEXTRACTF128  $0x01, Y0, X1
-	VADDPS        X0, X1, X1
-	VMOVHLPS      X1, X1, X0
-	VADDPS        X0, X1, X1
-	VMOVSHDUP     X1, X0
-	VADDSS        X0, X1, X1
-	VMOVHLPS      X14, X14, X0
-	VADDPS        X0, X14, X14
-	VMOVSHDUP     X14, X0
-	VADDSS        X0, X14, X14
-	VADDSS        X14, X1, X1
-	VMOVSS        X1, 12(AX)
-	VZEROUPPER
-	RET
-
 // func dotYRowsQ4G32F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
 // Requires: AVX, AVX2, F16C, FMA3
 TEXT ·dotYRowsQ4G32F16(SB), NOSPLIT, $0-152
@@ -15876,6 +12073,339 @@ dotYx4Q4G32F16_end:
 	VZEROUPPER
 	RET
 
+// func dotZRowsQ4G64F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
+// Requires: AVX, AVX512F, AVX512VNNI, F16C, FMA3
+TEXT ·dotZRowsQ4G64F16(SB), NOSPLIT, $0-152
+	VMOVDQU64 zNib<>+0(SB), Z0
+	VMOVDQU64 zIdx0<>+0(SB), Z1
+	VMOVDQU64 zIdx1<>+0(SB), Z2
+	VMOVDQU64 zQPerm<>+0(SB), Z3
+	MOVQ      w_base+0(FP), AX
+	MOVQ      q_base+24(FP), CX
+	MOVQ      d_base+48(FP), DX
+	MOVQ      s_base+72(FP), BX
+	MOVQ      n4+96(FP), SI
+	SHLQ      $0x04, SI
+	MOVQ      rows+112(FP), DI
+	MOVQ      rb+120(FP), R8
+	MOVQ      out_base+128(FP), R9
+
+dotZRowsQ4G64F16_row:
+	TESTQ  DI, DI
+	JZ     dotZRowsQ4G64F16_done
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VXORPS X6, X6, X6
+	MOVQ   AX, R10
+	XORQ   R11, R11
+
+dotZRowsQ4G64F16_loop:
+	CMPQ            R11, SI
+	JAE             dotZRowsQ4G64F16_end
+	MOVWQZX         (R10), R12
+	MOVWQZX         34(R10), R13
+	SHLQ            $0x20, R13
+	ORQ             R13, R12
+	VMOVQ           R12, X7
+	VCVTPH2PS       X7, X7
+	VMOVSLDUP       X7, X7
+	VBROADCASTI64X4 2(R10), Z8
+	VPANDD          Z0, Z8, Z8
+	VBROADCASTI64X4 36(R10), Z9
+	VPANDD          Z0, Z9, Z9
+	VMULPS          (DX)(R11*1), X7, X10
+	VFMADD231PS     (BX)(R11*1), X7, X6
+	VPERMPS         Z10, Z1, Z7
+	VPXORD          Z11, Z11, Z11
+	VPERMQ          (CX)(R11*8), Z3, Z13
+	VPDPBUSD        Z13, Z8, Z11
+	VCVTDQ2PS       Z11, Z11
+	VFMADD231PS     Z7, Z11, Z4
+	VPERMPS         Z10, Z2, Z7
+	VPXORD          Z12, Z12, Z12
+	VPERMQ          64(CX)(R11*8), Z3, Z8
+	VPDPBUSD        Z8, Z9, Z12
+	VCVTDQ2PS       Z12, Z12
+	VFMADD231PS     Z7, Z12, Z5
+	ADDQ            $0x00000044, R10
+	ADDQ            $0x00000010, R11
+	JMP             dotZRowsQ4G64F16_loop
+
+dotZRowsQ4G64F16_end:
+	VADDPS        Z5, Z4, Z4
+	VMULPS        zFin<>+0(SB), Z4, Z4
+	VEXTRACTF64X4 $0x01, Z4, Y7
+	VADDPS        Y7, Y4, Y7
+	VEXTRACTF128  $0x01, Y7, X8
+	VADDPS        X7, X8, X8
+	VMOVHLPS      X8, X8, X7
+	VADDPS        X7, X8, X8
+	VMOVSHDUP     X8, X7
+	VADDSS        X7, X8, X8
+	VMOVHLPS      X6, X6, X7
+	VADDPS        X7, X6, X6
+	VMOVSHDUP     X6, X7
+	VADDSS        X7, X6, X6
+	VMULSS        zM8<>+0(SB), X6, X6
+	VADDSS        X6, X8, X8
+	VMOVSS        X8, (R9)
+	ADDQ          $0x04, R9
+	ADDQ          R8, AX
+	DECQ          DI
+	JMP           dotZRowsQ4G64F16_row
+
+dotZRowsQ4G64F16_done:
+	VZEROUPPER
+	RET
+
+// func dotZRowsPQ4G64F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
+// Requires: AVX, AVX512F, AVX512VNNI, F16C, FMA3
+TEXT ·dotZRowsPQ4G64F16(SB), NOSPLIT, $0-152
+	VMOVDQU64 zNib<>+0(SB), Z0
+	VMOVDQU64 zIdx0<>+0(SB), Z1
+	VMOVDQU64 zIdx1<>+0(SB), Z2
+	MOVQ      w_base+0(FP), AX
+	MOVQ      q_base+24(FP), CX
+	MOVQ      d_base+48(FP), DX
+	MOVQ      s_base+72(FP), BX
+	MOVQ      n4+96(FP), SI
+	SHLQ      $0x04, SI
+	MOVQ      rows+112(FP), DI
+	MOVQ      rb+120(FP), R8
+	MOVQ      out_base+128(FP), R9
+
+dotZRowsPQ4G64F16_row:
+	TESTQ  DI, DI
+	JZ     dotZRowsPQ4G64F16_done
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VXORPS X5, X5, X5
+	MOVQ   AX, R10
+	XORQ   R11, R11
+
+dotZRowsPQ4G64F16_loop:
+	CMPQ            R11, SI
+	JAE             dotZRowsPQ4G64F16_end
+	MOVWQZX         (R10), R12
+	MOVWQZX         34(R10), R13
+	SHLQ            $0x20, R13
+	ORQ             R13, R12
+	VMOVQ           R12, X6
+	VCVTPH2PS       X6, X6
+	VMOVSLDUP       X6, X6
+	VBROADCASTI64X4 2(R10), Z7
+	VPANDD          Z0, Z7, Z7
+	VBROADCASTI64X4 36(R10), Z8
+	VPANDD          Z0, Z8, Z8
+	VMULPS          (DX)(R11*1), X6, X9
+	VFMADD231PS     (BX)(R11*1), X6, X5
+	VPERMPS         Z9, Z1, Z6
+	VPXORD          Z10, Z10, Z10
+	VPDPBUSD        (CX)(R11*8), Z7, Z10
+	VCVTDQ2PS       Z10, Z10
+	VFMADD231PS     Z6, Z10, Z3
+	VPERMPS         Z9, Z2, Z6
+	VPXORD          Z11, Z11, Z11
+	VPDPBUSD        64(CX)(R11*8), Z8, Z11
+	VCVTDQ2PS       Z11, Z11
+	VFMADD231PS     Z6, Z11, Z4
+	ADDQ            $0x00000044, R10
+	ADDQ            $0x00000010, R11
+	JMP             dotZRowsPQ4G64F16_loop
+
+dotZRowsPQ4G64F16_end:
+	VADDPS        Z4, Z3, Z3
+	VMULPS        zFin<>+0(SB), Z3, Z3
+	VEXTRACTF64X4 $0x01, Z3, Y6
+	VADDPS        Y6, Y3, Y6
+	VEXTRACTF128  $0x01, Y6, X7
+	VADDPS        X6, X7, X7
+	VMOVHLPS      X7, X7, X6
+	VADDPS        X6, X7, X7
+	VMOVSHDUP     X7, X6
+	VADDSS        X6, X7, X7
+	VMOVHLPS      X5, X5, X6
+	VADDPS        X6, X5, X5
+	VMOVSHDUP     X5, X6
+	VADDSS        X6, X5, X5
+	VMULSS        zM8<>+0(SB), X5, X5
+	VADDSS        X5, X7, X7
+	VMOVSS        X7, (R9)
+	ADDQ          $0x04, R9
+	ADDQ          R8, AX
+	DECQ          DI
+	JMP           dotZRowsPQ4G64F16_row
+
+dotZRowsPQ4G64F16_done:
+	VZEROUPPER
+	RET
+
+// func dotZx4Q4G64F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, out *[4]float32)
+// Requires: AVX, AVX512F, AVX512VNNI, F16C, FMA3
+TEXT ·dotZx4Q4G64F16(SB), NOSPLIT, $0-120
+	VMOVDQU64 zNib<>+0(SB), Z0
+	VMOVDQU64 zIdx0<>+0(SB), Z1
+	VMOVDQU64 zIdx1<>+0(SB), Z2
+	MOVQ      w_base+0(FP), AX
+	MOVQ      q_base+24(FP), CX
+	MOVQ      d_base+48(FP), DX
+	MOVQ      s_base+72(FP), BX
+	MOVQ      n4+96(FP), SI
+	VPXORD    Z3, Z3, Z3
+	VPXORD    Z4, Z4, Z4
+	VXORPS    X5, X5, X5
+	VPXORD    Z6, Z6, Z6
+	VPXORD    Z7, Z7, Z7
+	VXORPS    X8, X8, X8
+	VPXORD    Z9, Z9, Z9
+	VPXORD    Z10, Z10, Z10
+	VXORPS    X11, X11, X11
+	VPXORD    Z12, Z12, Z12
+	VPXORD    Z13, Z13, Z13
+	VXORPS    X14, X14, X14
+
+dotZx4Q4G64F16_loop:
+	TESTQ           SI, SI
+	JZ              dotZx4Q4G64F16_end
+	MOVWQZX         (AX), DI
+	MOVWQZX         34(AX), R8
+	SHLQ            $0x20, R8
+	ORQ             R8, DI
+	VMOVQ           DI, X15
+	VCVTPH2PS       X15, X15
+	VMOVSLDUP       X15, X15
+	VBROADCASTI64X4 2(AX), Z16
+	VPANDD          Z0, Z16, Z16
+	VBROADCASTI64X4 36(AX), Z17
+	VPANDD          Z0, Z17, Z17
+	VMULPS          (DX), X15, X18
+	VFMADD231PS     (BX), X15, X5
+	VPERMPS         Z18, Z1, Z19
+	VPXORD          Z20, Z20, Z20
+	VPDPBUSD        (CX), Z16, Z20
+	VCVTDQ2PS       Z20, Z20
+	VFMADD231PS     Z19, Z20, Z3
+	VPERMPS         Z18, Z2, Z19
+	VPXORD          Z21, Z21, Z21
+	VPDPBUSD        64(CX), Z17, Z21
+	VCVTDQ2PS       Z21, Z21
+	VFMADD231PS     Z19, Z21, Z4
+	VMULPS          16(DX), X15, X18
+	VFMADD231PS     16(BX), X15, X8
+	VPERMPS         Z18, Z1, Z19
+	VPXORD          Z22, Z22, Z22
+	VPDPBUSD        128(CX), Z16, Z22
+	VCVTDQ2PS       Z22, Z22
+	VFMADD231PS     Z19, Z22, Z6
+	VPERMPS         Z18, Z2, Z19
+	VPXORD          Z23, Z23, Z23
+	VPDPBUSD        192(CX), Z17, Z23
+	VCVTDQ2PS       Z23, Z23
+	VFMADD231PS     Z19, Z23, Z7
+	VMULPS          32(DX), X15, X18
+	VFMADD231PS     32(BX), X15, X11
+	VPERMPS         Z18, Z1, Z19
+	VPXORD          Z24, Z24, Z24
+	VPDPBUSD        256(CX), Z16, Z24
+	VCVTDQ2PS       Z24, Z24
+	VFMADD231PS     Z19, Z24, Z9
+	VPERMPS         Z18, Z2, Z19
+	VPXORD          Z25, Z25, Z25
+	VPDPBUSD        320(CX), Z17, Z25
+	VCVTDQ2PS       Z25, Z25
+	VFMADD231PS     Z19, Z25, Z10
+	VMULPS          48(DX), X15, X18
+	VFMADD231PS     48(BX), X15, X14
+	VPERMPS         Z18, Z1, Z15
+	VPXORD          Z26, Z26, Z26
+	VPDPBUSD        384(CX), Z16, Z26
+	VCVTDQ2PS       Z26, Z26
+	VFMADD231PS     Z15, Z26, Z12
+	VPERMPS         Z18, Z2, Z15
+	VPXORD          Z27, Z27, Z27
+	VPDPBUSD        448(CX), Z17, Z27
+	VCVTDQ2PS       Z27, Z27
+	VFMADD231PS     Z15, Z27, Z13
+	ADDQ            $0x00000044, AX
+	ADDQ            $0x00000200, CX
+	ADDQ            $0x00000040, DX
+	ADDQ            $0x00000040, BX
+	DECQ            SI
+	JMP             dotZx4Q4G64F16_loop
+
+dotZx4Q4G64F16_end:
+	MOVQ          out+112(FP), AX
+	VADDPS        Z4, Z3, Z3
+	VMULPS        zFin<>+0(SB), Z3, Z3
+	VEXTRACTF64X4 $0x01, Z3, Y0
+	VADDPS        Y0, Y3, Y0
+	VEXTRACTF128  $0x01, Y0, X1
+	VADDPS        X0, X1, X1
+	VMOVHLPS      X1, X1, X0
+	VADDPS        X0, X1, X1
+	VMOVSHDUP     X1, X0
+	VADDSS        X0, X1, X1
+	VMOVHLPS      X5, X5, X0
+	VADDPS        X0, X5, X5
+	VMOVSHDUP     X5, X0
+	VADDSS        X0, X5, X5
+	VMULSS        zM8<>+0(SB), X5, X5
+	VADDSS        X5, X1, X1
+	VMOVSS        X1, (AX)
+	VADDPS        Z7, Z6, Z6
+	VMULPS        zFin<>+0(SB), Z6, Z6
+	VEXTRACTF64X4 $0x01, Z6, Y0
+	VADDPS        Y0, Y6, Y0
+	VEXTRACTF128  $0x01, Y0, X1
+	VADDPS        X0, X1, X1
+	VMOVHLPS      X1, X1, X0
+	VADDPS        X0, X1, X1
+	VMOVSHDUP     X1, X0
+	VADDSS        X0, X1, X1
+	VMOVHLPS      X8, X8, X0
+	VADDPS        X0, X8, X8
+	VMOVSHDUP     X8, X0
+	VADDSS        X0, X8, X8
+	VMULSS        zM8<>+0(SB), X8, X8
+	VADDSS        X8, X1, X1
+	VMOVSS        X1, 4(AX)
+	VADDPS        Z10, Z9, Z9
+	VMULPS        zFin<>+0(SB), Z9, Z9
+	VEXTRACTF64X4 $0x01, Z9, Y0
+	VADDPS        Y0, Y9, Y0
+	VEXTRACTF128  $0x01, Y0, X1
+	VADDPS        X0, X1, X1
+	VMOVHLPS      X1, X1, X0
+	VADDPS        X0, X1, X1
+	VMOVSHDUP     X1, X0
+	VADDSS        X0, X1, X1
+	VMOVHLPS      X11, X11, X0
+	VADDPS        X0, X11, X11
+	VMOVSHDUP     X11, X0
+	VADDSS        X0, X11, X11
+	VMULSS        zM8<>+0(SB), X11, X11
+	VADDSS        X11, X1, X1
+	VMOVSS        X1, 8(AX)
+	VADDPS        Z13, Z12, Z12
+	VMULPS        zFin<>+0(SB), Z12, Z12
+	VEXTRACTF64X4 $0x01, Z12, Y0
+	VADDPS        Y0, Y12, Y0
+	VEXTRACTF128  $0x01, Y0, X1
+	VADDPS        X0, X1, X1
+	VMOVHLPS      X1, X1, X0
+	VADDPS        X0, X1, X1
+	VMOVSHDUP     X1, X0
+	VADDSS        X0, X1, X1
+	VMOVHLPS      X14, X14, X0
+	VADDPS        X0, X14, X14
+	VMOVSHDUP     X14, X0
+	VADDSS        X0, X14, X14
+	VMULSS        zM8<>+0(SB), X14, X14
+	VADDSS        X14, X1, X1
+	VMOVSS        X1, 12(AX)
+	VZEROUPPER
+	RET
+
 // func dotYRowsQ4G64F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
 // Requires: AVX, AVX2, F16C, FMA3
 TEXT ·dotYRowsQ4G64F16(SB), NOSPLIT, $0-152
@@ -16224,6 +12754,354 @@ dotYx4Q4G64F16_end:
 	VMULSS       yM8<>+0(SB), X7, X7
 	VADDSS       X7, X0, X0
 	VMOVSS       X0, 12(AX)
+	VZEROUPPER
+	RET
+
+// func dotZRowsQ4G128F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
+// Requires: AVX, AVX2, AVX512F, AVX512VNNI, F16C, FMA3
+TEXT ·dotZRowsQ4G128F16(SB), NOSPLIT, $0-152
+	VMOVDQU64 zNib<>+0(SB), Z0
+	VMOVDQU64 zIdx0<>+0(SB), Z1
+	VMOVDQU64 zIdx1<>+0(SB), Z2
+	VMOVDQU64 zQPerm<>+0(SB), Z3
+	MOVQ      w_base+0(FP), AX
+	MOVQ      q_base+24(FP), CX
+	MOVQ      d_base+48(FP), DX
+	MOVQ      s_base+72(FP), BX
+	MOVQ      n4+96(FP), SI
+	SHLQ      $0x04, SI
+	MOVQ      rows+112(FP), DI
+	MOVQ      rb+120(FP), R8
+	MOVQ      out_base+128(FP), R9
+	MOVQ      bb+104(FP), R10
+
+dotZRowsQ4G128F16_row:
+	TESTQ  DI, DI
+	JZ     dotZRowsQ4G128F16_done
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VXORPS X6, X6, X6
+	MOVQ   AX, R11
+	LEAQ   2(R11), R12
+	LEAQ   (R11)(R10*1), R13
+	XORQ   R14, R14
+
+dotZRowsQ4G128F16_loop:
+	CMPQ            R14, SI
+	JAE             dotZRowsQ4G128F16_end
+	VPBROADCASTW    (R11), X7
+	VCVTPH2PS       X7, X7
+	VBROADCASTI64X4 (R12), Z8
+	VPANDD          Z0, Z8, Z8
+	VBROADCASTI64X4 32(R12), Z9
+	VPANDD          Z0, Z9, Z9
+	VMULPS          (DX)(R14*1), X7, X10
+	VFMADD231PS     (BX)(R14*1), X7, X6
+	VPERMPS         Z10, Z1, Z7
+	VPXORD          Z11, Z11, Z11
+	VPERMQ          (CX)(R14*8), Z3, Z13
+	VPDPBUSD        Z13, Z8, Z11
+	VCVTDQ2PS       Z11, Z11
+	VFMADD231PS     Z7, Z11, Z4
+	VPERMPS         Z10, Z2, Z7
+	VPXORD          Z12, Z12, Z12
+	VPERMQ          64(CX)(R14*8), Z3, Z8
+	VPDPBUSD        Z8, Z9, Z12
+	VCVTDQ2PS       Z12, Z12
+	VFMADD231PS     Z7, Z12, Z5
+	ADDQ            $0x00000040, R12
+	CMPQ            R12, R13
+	JNE             dotZRowsQ4G128F16_next
+	MOVQ            R13, R11
+	ADDQ            R10, R13
+	LEAQ            2(R11), R12
+
+dotZRowsQ4G128F16_next:
+	ADDQ $0x00000010, R14
+	JMP  dotZRowsQ4G128F16_loop
+
+dotZRowsQ4G128F16_end:
+	VADDPS        Z5, Z4, Z4
+	VMULPS        zFin<>+0(SB), Z4, Z4
+	VEXTRACTF64X4 $0x01, Z4, Y7
+	VADDPS        Y7, Y4, Y7
+	VEXTRACTF128  $0x01, Y7, X8
+	VADDPS        X7, X8, X8
+	VMOVHLPS      X8, X8, X7
+	VADDPS        X7, X8, X8
+	VMOVSHDUP     X8, X7
+	VADDSS        X7, X8, X8
+	VMOVHLPS      X6, X6, X7
+	VADDPS        X7, X6, X6
+	VMOVSHDUP     X6, X7
+	VADDSS        X7, X6, X6
+	VMULSS        zM8<>+0(SB), X6, X6
+	VADDSS        X6, X8, X8
+	VMOVSS        X8, (R9)
+	ADDQ          $0x04, R9
+	ADDQ          R8, AX
+	DECQ          DI
+	JMP           dotZRowsQ4G128F16_row
+
+dotZRowsQ4G128F16_done:
+	VZEROUPPER
+	RET
+
+// func dotZRowsPQ4G128F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
+// Requires: AVX, AVX2, AVX512F, AVX512VNNI, F16C, FMA3
+TEXT ·dotZRowsPQ4G128F16(SB), NOSPLIT, $0-152
+	VMOVDQU64 zNib<>+0(SB), Z0
+	VMOVDQU64 zIdx0<>+0(SB), Z1
+	VMOVDQU64 zIdx1<>+0(SB), Z2
+	MOVQ      w_base+0(FP), AX
+	MOVQ      q_base+24(FP), CX
+	MOVQ      d_base+48(FP), DX
+	MOVQ      s_base+72(FP), BX
+	MOVQ      n4+96(FP), SI
+	SHLQ      $0x04, SI
+	MOVQ      rows+112(FP), DI
+	MOVQ      rb+120(FP), R8
+	MOVQ      out_base+128(FP), R9
+	MOVQ      bb+104(FP), R10
+
+dotZRowsPQ4G128F16_row:
+	TESTQ  DI, DI
+	JZ     dotZRowsPQ4G128F16_done
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VXORPS X5, X5, X5
+	MOVQ   AX, R11
+	LEAQ   2(R11), R12
+	LEAQ   (R11)(R10*1), R13
+	XORQ   R14, R14
+
+dotZRowsPQ4G128F16_loop:
+	CMPQ            R14, SI
+	JAE             dotZRowsPQ4G128F16_end
+	VPBROADCASTW    (R11), X6
+	VCVTPH2PS       X6, X6
+	VBROADCASTI64X4 (R12), Z7
+	VPANDD          Z0, Z7, Z7
+	VBROADCASTI64X4 32(R12), Z8
+	VPANDD          Z0, Z8, Z8
+	VMULPS          (DX)(R14*1), X6, X9
+	VFMADD231PS     (BX)(R14*1), X6, X5
+	VPERMPS         Z9, Z1, Z6
+	VPXORD          Z10, Z10, Z10
+	VPDPBUSD        (CX)(R14*8), Z7, Z10
+	VCVTDQ2PS       Z10, Z10
+	VFMADD231PS     Z6, Z10, Z3
+	VPERMPS         Z9, Z2, Z6
+	VPXORD          Z11, Z11, Z11
+	VPDPBUSD        64(CX)(R14*8), Z8, Z11
+	VCVTDQ2PS       Z11, Z11
+	VFMADD231PS     Z6, Z11, Z4
+	ADDQ            $0x00000040, R12
+	CMPQ            R12, R13
+	JNE             dotZRowsPQ4G128F16_next
+	MOVQ            R13, R11
+	ADDQ            R10, R13
+	LEAQ            2(R11), R12
+
+dotZRowsPQ4G128F16_next:
+	ADDQ $0x00000010, R14
+	JMP  dotZRowsPQ4G128F16_loop
+
+dotZRowsPQ4G128F16_end:
+	VADDPS        Z4, Z3, Z3
+	VMULPS        zFin<>+0(SB), Z3, Z3
+	VEXTRACTF64X4 $0x01, Z3, Y6
+	VADDPS        Y6, Y3, Y6
+	VEXTRACTF128  $0x01, Y6, X7
+	VADDPS        X6, X7, X7
+	VMOVHLPS      X7, X7, X6
+	VADDPS        X6, X7, X7
+	VMOVSHDUP     X7, X6
+	VADDSS        X6, X7, X7
+	VMOVHLPS      X5, X5, X6
+	VADDPS        X6, X5, X5
+	VMOVSHDUP     X5, X6
+	VADDSS        X6, X5, X5
+	VMULSS        zM8<>+0(SB), X5, X5
+	VADDSS        X5, X7, X7
+	VMOVSS        X7, (R9)
+	ADDQ          $0x04, R9
+	ADDQ          R8, AX
+	DECQ          DI
+	JMP           dotZRowsPQ4G128F16_row
+
+dotZRowsPQ4G128F16_done:
+	VZEROUPPER
+	RET
+
+// func dotZx4Q4G128F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, out *[4]float32)
+// Requires: AVX, AVX2, AVX512F, AVX512VNNI, F16C, FMA3
+TEXT ·dotZx4Q4G128F16(SB), NOSPLIT, $0-120
+	VMOVDQU64 zNib<>+0(SB), Z0
+	VMOVDQU64 zIdx0<>+0(SB), Z1
+	VMOVDQU64 zIdx1<>+0(SB), Z2
+	MOVQ      w_base+0(FP), AX
+	MOVQ      q_base+24(FP), CX
+	MOVQ      d_base+48(FP), DX
+	MOVQ      s_base+72(FP), BX
+	MOVQ      n4+96(FP), SI
+	MOVQ      bb+104(FP), DI
+	LEAQ      2(AX), R8
+	LEAQ      (AX)(DI*1), R9
+	VPXORD    Z3, Z3, Z3
+	VPXORD    Z4, Z4, Z4
+	VXORPS    X5, X5, X5
+	VPXORD    Z6, Z6, Z6
+	VPXORD    Z7, Z7, Z7
+	VXORPS    X8, X8, X8
+	VPXORD    Z9, Z9, Z9
+	VPXORD    Z10, Z10, Z10
+	VXORPS    X11, X11, X11
+	VPXORD    Z12, Z12, Z12
+	VPXORD    Z13, Z13, Z13
+	VXORPS    X14, X14, X14
+
+dotZx4Q4G128F16_loop:
+	TESTQ           SI, SI
+	JZ              dotZx4Q4G128F16_end
+	VPBROADCASTW    (AX), X15
+	VCVTPH2PS       X15, X15
+	VBROADCASTI64X4 (R8), Z16
+	VPANDD          Z0, Z16, Z16
+	VBROADCASTI64X4 32(R8), Z17
+	VPANDD          Z0, Z17, Z17
+	VMULPS          (DX), X15, X18
+	VFMADD231PS     (BX), X15, X5
+	VPERMPS         Z18, Z1, Z19
+	VPXORD          Z20, Z20, Z20
+	VPDPBUSD        (CX), Z16, Z20
+	VCVTDQ2PS       Z20, Z20
+	VFMADD231PS     Z19, Z20, Z3
+	VPERMPS         Z18, Z2, Z19
+	VPXORD          Z21, Z21, Z21
+	VPDPBUSD        64(CX), Z17, Z21
+	VCVTDQ2PS       Z21, Z21
+	VFMADD231PS     Z19, Z21, Z4
+	VMULPS          16(DX), X15, X18
+	VFMADD231PS     16(BX), X15, X8
+	VPERMPS         Z18, Z1, Z19
+	VPXORD          Z22, Z22, Z22
+	VPDPBUSD        128(CX), Z16, Z22
+	VCVTDQ2PS       Z22, Z22
+	VFMADD231PS     Z19, Z22, Z6
+	VPERMPS         Z18, Z2, Z19
+	VPXORD          Z23, Z23, Z23
+	VPDPBUSD        192(CX), Z17, Z23
+	VCVTDQ2PS       Z23, Z23
+	VFMADD231PS     Z19, Z23, Z7
+	VMULPS          32(DX), X15, X18
+	VFMADD231PS     32(BX), X15, X11
+	VPERMPS         Z18, Z1, Z19
+	VPXORD          Z24, Z24, Z24
+	VPDPBUSD        256(CX), Z16, Z24
+	VCVTDQ2PS       Z24, Z24
+	VFMADD231PS     Z19, Z24, Z9
+	VPERMPS         Z18, Z2, Z19
+	VPXORD          Z25, Z25, Z25
+	VPDPBUSD        320(CX), Z17, Z25
+	VCVTDQ2PS       Z25, Z25
+	VFMADD231PS     Z19, Z25, Z10
+	VMULPS          48(DX), X15, X18
+	VFMADD231PS     48(BX), X15, X14
+	VPERMPS         Z18, Z1, Z15
+	VPXORD          Z26, Z26, Z26
+	VPDPBUSD        384(CX), Z16, Z26
+	VCVTDQ2PS       Z26, Z26
+	VFMADD231PS     Z15, Z26, Z12
+	VPERMPS         Z18, Z2, Z15
+	VPXORD          Z27, Z27, Z27
+	VPDPBUSD        448(CX), Z17, Z27
+	VCVTDQ2PS       Z27, Z27
+	VFMADD231PS     Z15, Z27, Z13
+	ADDQ            $0x00000040, R8
+	CMPQ            R8, R9
+	JNE             dotZx4Q4G128F16_next
+	MOVQ            R9, AX
+	ADDQ            DI, R9
+	LEAQ            2(AX), R8
+
+dotZx4Q4G128F16_next:
+	ADDQ $0x00000200, CX
+	ADDQ $0x00000040, DX
+	ADDQ $0x00000040, BX
+	DECQ SI
+	JMP  dotZx4Q4G128F16_loop
+
+dotZx4Q4G128F16_end:
+	MOVQ          out+112(FP), AX
+	VADDPS        Z4, Z3, Z3
+	VMULPS        zFin<>+0(SB), Z3, Z3
+	VEXTRACTF64X4 $0x01, Z3, Y0
+	VADDPS        Y0, Y3, Y0
+	VEXTRACTF128  $0x01, Y0, X1
+	VADDPS        X0, X1, X1
+	VMOVHLPS      X1, X1, X0
+	VADDPS        X0, X1, X1
+	VMOVSHDUP     X1, X0
+	VADDSS        X0, X1, X1
+	VMOVHLPS      X5, X5, X0
+	VADDPS        X0, X5, X5
+	VMOVSHDUP     X5, X0
+	VADDSS        X0, X5, X5
+	VMULSS        zM8<>+0(SB), X5, X5
+	VADDSS        X5, X1, X1
+	VMOVSS        X1, (AX)
+	VADDPS        Z7, Z6, Z6
+	VMULPS        zFin<>+0(SB), Z6, Z6
+	VEXTRACTF64X4 $0x01, Z6, Y0
+	VADDPS        Y0, Y6, Y0
+	VEXTRACTF128  $0x01, Y0, X1
+	VADDPS        X0, X1, X1
+	VMOVHLPS      X1, X1, X0
+	VADDPS        X0, X1, X1
+	VMOVSHDUP     X1, X0
+	VADDSS        X0, X1, X1
+	VMOVHLPS      X8, X8, X0
+	VADDPS        X0, X8, X8
+	VMOVSHDUP     X8, X0
+	VADDSS        X0, X8, X8
+	VMULSS        zM8<>+0(SB), X8, X8
+	VADDSS        X8, X1, X1
+	VMOVSS        X1, 4(AX)
+	VADDPS        Z10, Z9, Z9
+	VMULPS        zFin<>+0(SB), Z9, Z9
+	VEXTRACTF64X4 $0x01, Z9, Y0
+	VADDPS        Y0, Y9, Y0
+	VEXTRACTF128  $0x01, Y0, X1
+	VADDPS        X0, X1, X1
+	VMOVHLPS      X1, X1, X0
+	VADDPS        X0, X1, X1
+	VMOVSHDUP     X1, X0
+	VADDSS        X0, X1, X1
+	VMOVHLPS      X11, X11, X0
+	VADDPS        X0, X11, X11
+	VMOVSHDUP     X11, X0
+	VADDSS        X0, X11, X11
+	VMULSS        zM8<>+0(SB), X11, X11
+	VADDSS        X11, X1, X1
+	VMOVSS        X1, 8(AX)
+	VADDPS        Z13, Z12, Z12
+	VMULPS        zFin<>+0(SB), Z12, Z12
+	VEXTRACTF64X4 $0x01, Z12, Y0
+	VADDPS        Y0, Y12, Y0
+	VEXTRACTF128  $0x01, Y0, X1
+	VADDPS        X0, X1, X1
+	VMOVHLPS      X1, X1, X0
+	VADDPS        X0, X1, X1
+	VMOVSHDUP     X1, X0
+	VADDSS        X0, X1, X1
+	VMOVHLPS      X14, X14, X0
+	VADDPS        X0, X14, X14
+	VMOVSHDUP     X14, X0
+	VADDSS        X0, X14, X14
+	VMULSS        zM8<>+0(SB), X14, X14
+	VADDSS        X14, X1, X1
+	VMOVSS        X1, 12(AX)
 	VZEROUPPER
 	RET
 
@@ -16593,6 +13471,354 @@ dotYx4Q4G128F16_end:
 	VZEROUPPER
 	RET
 
+DATA zSIdxQ4G32F32<>+0(SB)/4, $0x00000000
+DATA zSIdxQ4G32F32<>+4(SB)/4, $0x00000005
+DATA zSIdxQ4G32F32<>+8(SB)/4, $0x0000000a
+DATA zSIdxQ4G32F32<>+12(SB)/4, $0x0000000f
+DATA zSIdxQ4G32F32<>+16(SB)/4, $0x00000000
+DATA zSIdxQ4G32F32<>+20(SB)/4, $0x00000000
+DATA zSIdxQ4G32F32<>+24(SB)/4, $0x00000000
+DATA zSIdxQ4G32F32<>+28(SB)/4, $0x00000000
+DATA zSIdxQ4G32F32<>+32(SB)/4, $0x00000000
+DATA zSIdxQ4G32F32<>+36(SB)/4, $0x00000000
+DATA zSIdxQ4G32F32<>+40(SB)/4, $0x00000000
+DATA zSIdxQ4G32F32<>+44(SB)/4, $0x00000000
+DATA zSIdxQ4G32F32<>+48(SB)/4, $0x00000000
+DATA zSIdxQ4G32F32<>+52(SB)/4, $0x00000000
+DATA zSIdxQ4G32F32<>+56(SB)/4, $0x00000000
+DATA zSIdxQ4G32F32<>+60(SB)/4, $0x00000000
+GLOBL zSIdxQ4G32F32<>(SB), RODATA|NOPTR, $64
+
+// func dotZRowsQ4G32F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
+// Requires: AVX, AVX512F, AVX512VNNI, FMA3
+TEXT ·dotZRowsQ4G32F32(SB), NOSPLIT, $0-152
+	VMOVDQU64 zNib<>+0(SB), Z0
+	VMOVDQU64 zIdx0<>+0(SB), Z1
+	VMOVDQU64 zIdx1<>+0(SB), Z2
+	VMOVDQU64 zSIdxQ4G32F32<>+0(SB), Z3
+	MOVL      $0x0000f0f0, AX
+	KMOVW     AX, K1
+	VMOVDQU64 zQPerm<>+0(SB), Z4
+	MOVQ      w_base+0(FP), AX
+	MOVQ      q_base+24(FP), CX
+	MOVQ      d_base+48(FP), DX
+	MOVQ      s_base+72(FP), BX
+	MOVQ      n4+96(FP), SI
+	SHLQ      $0x04, SI
+	MOVQ      rows+112(FP), DI
+	MOVQ      rb+120(FP), R8
+	MOVQ      out_base+128(FP), R9
+
+dotZRowsQ4G32F32_row:
+	TESTQ  DI, DI
+	JZ     dotZRowsQ4G32F32_done
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VXORPS X7, X7, X7
+	MOVQ   AX, R10
+	XORQ   R11, R11
+
+dotZRowsQ4G32F32_loop:
+	CMPQ            R11, SI
+	JAE             dotZRowsQ4G32F32_end
+	VPERMD          (R10), Z3, Z8
+	VBROADCASTI32X4 4(R10), Z9
+	VBROADCASTI32X4 24(R10), K1, Z9
+	VPANDD          Z0, Z9, Z9
+	VBROADCASTI32X4 44(R10), Z10
+	VBROADCASTI32X4 64(R10), K1, Z10
+	VPANDD          Z0, Z10, Z10
+	VMULPS          (DX)(R11*1), X8, X11
+	VFMADD231PS     (BX)(R11*1), X8, X7
+	VPERMPS         Z11, Z1, Z8
+	VPXORD          Z12, Z12, Z12
+	VPERMQ          (CX)(R11*8), Z4, Z14
+	VPDPBUSD        Z14, Z9, Z12
+	VCVTDQ2PS       Z12, Z12
+	VFMADD231PS     Z8, Z12, Z5
+	VPERMPS         Z11, Z2, Z8
+	VPXORD          Z13, Z13, Z13
+	VPERMQ          64(CX)(R11*8), Z4, Z9
+	VPDPBUSD        Z9, Z10, Z13
+	VCVTDQ2PS       Z13, Z13
+	VFMADD231PS     Z8, Z13, Z6
+	ADDQ            $0x00000050, R10
+	ADDQ            $0x00000010, R11
+	JMP             dotZRowsQ4G32F32_loop
+
+dotZRowsQ4G32F32_end:
+	VADDPS        Z6, Z5, Z5
+	VMULPS        zFin<>+0(SB), Z5, Z5
+	VEXTRACTF64X4 $0x01, Z5, Y8
+	VADDPS        Y8, Y5, Y8
+	VEXTRACTF128  $0x01, Y8, X9
+	VADDPS        X8, X9, X9
+	VMOVHLPS      X9, X9, X8
+	VADDPS        X8, X9, X9
+	VMOVSHDUP     X9, X8
+	VADDSS        X8, X9, X9
+	VMOVHLPS      X7, X7, X8
+	VADDPS        X8, X7, X7
+	VMOVSHDUP     X7, X8
+	VADDSS        X8, X7, X7
+	VMULSS        zM8<>+0(SB), X7, X7
+	VADDSS        X7, X9, X9
+	VMOVSS        X9, (R9)
+	ADDQ          $0x04, R9
+	ADDQ          R8, AX
+	DECQ          DI
+	JMP           dotZRowsQ4G32F32_row
+
+dotZRowsQ4G32F32_done:
+	VZEROUPPER
+	RET
+
+// func dotZRowsPQ4G32F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
+// Requires: AVX, AVX512F, AVX512VNNI, FMA3
+TEXT ·dotZRowsPQ4G32F32(SB), NOSPLIT, $0-152
+	VMOVDQU64 zNib<>+0(SB), Z0
+	VMOVDQU64 zIdx0<>+0(SB), Z1
+	VMOVDQU64 zIdx1<>+0(SB), Z2
+	VMOVDQU64 zSIdxQ4G32F32<>+0(SB), Z3
+	MOVL      $0x0000f0f0, AX
+	KMOVW     AX, K1
+	MOVQ      w_base+0(FP), AX
+	MOVQ      q_base+24(FP), CX
+	MOVQ      d_base+48(FP), DX
+	MOVQ      s_base+72(FP), BX
+	MOVQ      n4+96(FP), SI
+	SHLQ      $0x04, SI
+	MOVQ      rows+112(FP), DI
+	MOVQ      rb+120(FP), R8
+	MOVQ      out_base+128(FP), R9
+
+dotZRowsPQ4G32F32_row:
+	TESTQ  DI, DI
+	JZ     dotZRowsPQ4G32F32_done
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VXORPS X6, X6, X6
+	MOVQ   AX, R10
+	XORQ   R11, R11
+
+dotZRowsPQ4G32F32_loop:
+	CMPQ            R11, SI
+	JAE             dotZRowsPQ4G32F32_end
+	VPERMD          (R10), Z3, Z7
+	VBROADCASTI32X4 4(R10), Z8
+	VBROADCASTI32X4 24(R10), K1, Z8
+	VPANDD          Z0, Z8, Z8
+	VBROADCASTI32X4 44(R10), Z9
+	VBROADCASTI32X4 64(R10), K1, Z9
+	VPANDD          Z0, Z9, Z9
+	VMULPS          (DX)(R11*1), X7, X10
+	VFMADD231PS     (BX)(R11*1), X7, X6
+	VPERMPS         Z10, Z1, Z7
+	VPXORD          Z11, Z11, Z11
+	VPDPBUSD        (CX)(R11*8), Z8, Z11
+	VCVTDQ2PS       Z11, Z11
+	VFMADD231PS     Z7, Z11, Z4
+	VPERMPS         Z10, Z2, Z7
+	VPXORD          Z12, Z12, Z12
+	VPDPBUSD        64(CX)(R11*8), Z9, Z12
+	VCVTDQ2PS       Z12, Z12
+	VFMADD231PS     Z7, Z12, Z5
+	ADDQ            $0x00000050, R10
+	ADDQ            $0x00000010, R11
+	JMP             dotZRowsPQ4G32F32_loop
+
+dotZRowsPQ4G32F32_end:
+	VADDPS        Z5, Z4, Z4
+	VMULPS        zFin<>+0(SB), Z4, Z4
+	VEXTRACTF64X4 $0x01, Z4, Y7
+	VADDPS        Y7, Y4, Y7
+	VEXTRACTF128  $0x01, Y7, X8
+	VADDPS        X7, X8, X8
+	VMOVHLPS      X8, X8, X7
+	VADDPS        X7, X8, X8
+	VMOVSHDUP     X8, X7
+	VADDSS        X7, X8, X8
+	VMOVHLPS      X6, X6, X7
+	VADDPS        X7, X6, X6
+	VMOVSHDUP     X6, X7
+	VADDSS        X7, X6, X6
+	VMULSS        zM8<>+0(SB), X6, X6
+	VADDSS        X6, X8, X8
+	VMOVSS        X8, (R9)
+	ADDQ          $0x04, R9
+	ADDQ          R8, AX
+	DECQ          DI
+	JMP           dotZRowsPQ4G32F32_row
+
+dotZRowsPQ4G32F32_done:
+	VZEROUPPER
+	RET
+
+// func dotZx4Q4G32F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, out *[4]float32)
+// Requires: AVX, AVX512F, AVX512VNNI, FMA3
+TEXT ·dotZx4Q4G32F32(SB), NOSPLIT, $0-120
+	VMOVDQU64 zNib<>+0(SB), Z0
+	VMOVDQU64 zIdx0<>+0(SB), Z1
+	VMOVDQU64 zIdx1<>+0(SB), Z2
+	VMOVDQU64 zSIdxQ4G32F32<>+0(SB), Z3
+	MOVL      $0x0000f0f0, AX
+	KMOVW     AX, K1
+	MOVQ      w_base+0(FP), AX
+	MOVQ      q_base+24(FP), CX
+	MOVQ      d_base+48(FP), DX
+	MOVQ      s_base+72(FP), BX
+	MOVQ      n4+96(FP), SI
+	VPXORD    Z4, Z4, Z4
+	VPXORD    Z5, Z5, Z5
+	VXORPS    X6, X6, X6
+	VPXORD    Z7, Z7, Z7
+	VPXORD    Z8, Z8, Z8
+	VXORPS    X9, X9, X9
+	VPXORD    Z10, Z10, Z10
+	VPXORD    Z11, Z11, Z11
+	VXORPS    X12, X12, X12
+	VPXORD    Z13, Z13, Z13
+	VPXORD    Z14, Z14, Z14
+	VXORPS    X15, X15, X15
+
+dotZx4Q4G32F32_loop:
+	TESTQ           SI, SI
+	JZ              dotZx4Q4G32F32_end
+	VPERMD          (AX), Z3, Z16
+	VBROADCASTI32X4 4(AX), Z17
+	VBROADCASTI32X4 24(AX), K1, Z17
+	VPANDD          Z0, Z17, Z17
+	VBROADCASTI32X4 44(AX), Z18
+	VBROADCASTI32X4 64(AX), K1, Z18
+	VPANDD          Z0, Z18, Z18
+	VMULPS          (DX), X16, X19
+	VFMADD231PS     (BX), X16, X6
+	VPERMPS         Z19, Z1, Z20
+	VPXORD          Z21, Z21, Z21
+	VPDPBUSD        (CX), Z17, Z21
+	VCVTDQ2PS       Z21, Z21
+	VFMADD231PS     Z20, Z21, Z4
+	VPERMPS         Z19, Z2, Z20
+	VPXORD          Z22, Z22, Z22
+	VPDPBUSD        64(CX), Z18, Z22
+	VCVTDQ2PS       Z22, Z22
+	VFMADD231PS     Z20, Z22, Z5
+	VMULPS          16(DX), X16, X19
+	VFMADD231PS     16(BX), X16, X9
+	VPERMPS         Z19, Z1, Z20
+	VPXORD          Z23, Z23, Z23
+	VPDPBUSD        128(CX), Z17, Z23
+	VCVTDQ2PS       Z23, Z23
+	VFMADD231PS     Z20, Z23, Z7
+	VPERMPS         Z19, Z2, Z20
+	VPXORD          Z24, Z24, Z24
+	VPDPBUSD        192(CX), Z18, Z24
+	VCVTDQ2PS       Z24, Z24
+	VFMADD231PS     Z20, Z24, Z8
+	VMULPS          32(DX), X16, X19
+	VFMADD231PS     32(BX), X16, X12
+	VPERMPS         Z19, Z1, Z20
+	VPXORD          Z25, Z25, Z25
+	VPDPBUSD        256(CX), Z17, Z25
+	VCVTDQ2PS       Z25, Z25
+	VFMADD231PS     Z20, Z25, Z10
+	VPERMPS         Z19, Z2, Z20
+	VPXORD          Z26, Z26, Z26
+	VPDPBUSD        320(CX), Z18, Z26
+	VCVTDQ2PS       Z26, Z26
+	VFMADD231PS     Z20, Z26, Z11
+	VMULPS          48(DX), X16, X19
+	VFMADD231PS     48(BX), X16, X15
+	VPERMPS         Z19, Z1, Z16
+	VPXORD          Z27, Z27, Z27
+	VPDPBUSD        384(CX), Z17, Z27
+	VCVTDQ2PS       Z27, Z27
+	VFMADD231PS     Z16, Z27, Z13
+	VPERMPS         Z19, Z2, Z16
+	VPXORD          Z28, Z28, Z28
+	VPDPBUSD        448(CX), Z18, Z28
+	VCVTDQ2PS       Z28, Z28
+	VFMADD231PS     Z16, Z28, Z14
+	ADDQ            $0x00000050, AX
+	ADDQ            $0x00000200, CX
+	ADDQ            $0x00000040, DX
+	ADDQ            $0x00000040, BX
+	DECQ            SI
+	JMP             dotZx4Q4G32F32_loop
+
+dotZx4Q4G32F32_end:
+	MOVQ          out+112(FP), AX
+	VADDPS        Z5, Z4, Z4
+	VMULPS        zFin<>+0(SB), Z4, Z4
+	VEXTRACTF64X4 $0x01, Z4, Y0
+	VADDPS        Y0, Y4, Y0
+	VEXTRACTF128  $0x01, Y0, X1
+	VADDPS        X0, X1, X1
+	VMOVHLPS      X1, X1, X0
+	VADDPS        X0, X1, X1
+	VMOVSHDUP     X1, X0
+	VADDSS        X0, X1, X1
+	VMOVHLPS      X6, X6, X0
+	VADDPS        X0, X6, X6
+	VMOVSHDUP     X6, X0
+	VADDSS        X0, X6, X6
+	VMULSS        zM8<>+0(SB), X6, X6
+	VADDSS        X6, X1, X1
+	VMOVSS        X1, (AX)
+	VADDPS        Z8, Z7, Z7
+	VMULPS        zFin<>+0(SB), Z7, Z7
+	VEXTRACTF64X4 $0x01, Z7, Y0
+	VADDPS        Y0, Y7, Y0
+	VEXTRACTF128  $0x01, Y0, X1
+	VADDPS        X0, X1, X1
+	VMOVHLPS      X1, X1, X0
+	VADDPS        X0, X1, X1
+	VMOVSHDUP     X1, X0
+	VADDSS        X0, X1, X1
+	VMOVHLPS      X9, X9, X0
+	VADDPS        X0, X9, X9
+	VMOVSHDUP     X9, X0
+	VADDSS        X0, X9, X9
+	VMULSS        zM8<>+0(SB), X9, X9
+	VADDSS        X9, X1, X1
+	VMOVSS        X1, 4(AX)
+	VADDPS        Z11, Z10, Z10
+	VMULPS        zFin<>+0(SB), Z10, Z10
+	VEXTRACTF64X4 $0x01, Z10, Y0
+	VADDPS        Y0, Y10, Y0
+	VEXTRACTF128  $0x01, Y0, X1
+	VADDPS        X0, X1, X1
+	VMOVHLPS      X1, X1, X0
+	VADDPS        X0, X1, X1
+	VMOVSHDUP     X1, X0
+	VADDSS        X0, X1, X1
+	VMOVHLPS      X12, X12, X0
+	VADDPS        X0, X12, X12
+	VMOVSHDUP     X12, X0
+	VADDSS        X0, X12, X12
+	VMULSS        zM8<>+0(SB), X12, X12
+	VADDSS        X12, X1, X1
+	VMOVSS        X1, 8(AX)
+	VADDPS        Z14, Z13, Z13
+	VMULPS        zFin<>+0(SB), Z13, Z13
+	VEXTRACTF64X4 $0x01, Z13, Y0
+	VADDPS        Y0, Y13, Y0
+	VEXTRACTF128  $0x01, Y0, X1
+	VADDPS        X0, X1, X1
+	VMOVHLPS      X1, X1, X0
+	VADDPS        X0, X1, X1
+	VMOVSHDUP     X1, X0
+	VADDSS        X0, X1, X1
+	VMOVHLPS      X15, X15, X0
+	VADDPS        X0, X15, X15
+	VMOVSHDUP     X15, X0
+	VADDSS        X0, X15, X15
+	VMULSS        zM8<>+0(SB), X15, X15
+	VADDSS        X15, X1, X1
+	VMOVSS        X1, 12(AX)
+	VZEROUPPER
+	RET
+
 // func dotYRowsQ4G32F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
 // Requires: AVX, AVX2, FMA3
 TEXT ·dotYRowsQ4G32F32(SB), NOSPLIT, $0-152
@@ -16941,6 +14167,327 @@ dotYx4Q4G32F32_end:
 	VZEROUPPER
 	RET
 
+// func dotZRowsQ4G64F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
+// Requires: AVX, AVX512F, AVX512VNNI, FMA3
+TEXT ·dotZRowsQ4G64F32(SB), NOSPLIT, $0-152
+	VMOVDQU64 zNib<>+0(SB), Z0
+	VMOVDQU64 zIdx0<>+0(SB), Z1
+	VMOVDQU64 zIdx1<>+0(SB), Z2
+	VMOVDQU64 zQPerm<>+0(SB), Z3
+	MOVQ      w_base+0(FP), AX
+	MOVQ      q_base+24(FP), CX
+	MOVQ      d_base+48(FP), DX
+	MOVQ      s_base+72(FP), BX
+	MOVQ      n4+96(FP), SI
+	SHLQ      $0x04, SI
+	MOVQ      rows+112(FP), DI
+	MOVQ      rb+120(FP), R8
+	MOVQ      out_base+128(FP), R9
+
+dotZRowsQ4G64F32_row:
+	TESTQ  DI, DI
+	JZ     dotZRowsQ4G64F32_done
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VXORPS X6, X6, X6
+	MOVQ   AX, R10
+	XORQ   R11, R11
+
+dotZRowsQ4G64F32_loop:
+	CMPQ            R11, SI
+	JAE             dotZRowsQ4G64F32_end
+	VMOVSS          (R10), X7
+	VINSERTPS       $0x20, 36(R10), X7, X7
+	VMOVSLDUP       X7, X7
+	VBROADCASTI64X4 4(R10), Z8
+	VPANDD          Z0, Z8, Z8
+	VBROADCASTI64X4 40(R10), Z9
+	VPANDD          Z0, Z9, Z9
+	VMULPS          (DX)(R11*1), X7, X10
+	VFMADD231PS     (BX)(R11*1), X7, X6
+	VPERMPS         Z10, Z1, Z7
+	VPXORD          Z11, Z11, Z11
+	VPERMQ          (CX)(R11*8), Z3, Z13
+	VPDPBUSD        Z13, Z8, Z11
+	VCVTDQ2PS       Z11, Z11
+	VFMADD231PS     Z7, Z11, Z4
+	VPERMPS         Z10, Z2, Z7
+	VPXORD          Z12, Z12, Z12
+	VPERMQ          64(CX)(R11*8), Z3, Z8
+	VPDPBUSD        Z8, Z9, Z12
+	VCVTDQ2PS       Z12, Z12
+	VFMADD231PS     Z7, Z12, Z5
+	ADDQ            $0x00000048, R10
+	ADDQ            $0x00000010, R11
+	JMP             dotZRowsQ4G64F32_loop
+
+dotZRowsQ4G64F32_end:
+	VADDPS        Z5, Z4, Z4
+	VMULPS        zFin<>+0(SB), Z4, Z4
+	VEXTRACTF64X4 $0x01, Z4, Y7
+	VADDPS        Y7, Y4, Y7
+	VEXTRACTF128  $0x01, Y7, X8
+	VADDPS        X7, X8, X8
+	VMOVHLPS      X8, X8, X7
+	VADDPS        X7, X8, X8
+	VMOVSHDUP     X8, X7
+	VADDSS        X7, X8, X8
+	VMOVHLPS      X6, X6, X7
+	VADDPS        X7, X6, X6
+	VMOVSHDUP     X6, X7
+	VADDSS        X7, X6, X6
+	VMULSS        zM8<>+0(SB), X6, X6
+	VADDSS        X6, X8, X8
+	VMOVSS        X8, (R9)
+	ADDQ          $0x04, R9
+	ADDQ          R8, AX
+	DECQ          DI
+	JMP           dotZRowsQ4G64F32_row
+
+dotZRowsQ4G64F32_done:
+	VZEROUPPER
+	RET
+
+// func dotZRowsPQ4G64F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
+// Requires: AVX, AVX512F, AVX512VNNI, FMA3
+TEXT ·dotZRowsPQ4G64F32(SB), NOSPLIT, $0-152
+	VMOVDQU64 zNib<>+0(SB), Z0
+	VMOVDQU64 zIdx0<>+0(SB), Z1
+	VMOVDQU64 zIdx1<>+0(SB), Z2
+	MOVQ      w_base+0(FP), AX
+	MOVQ      q_base+24(FP), CX
+	MOVQ      d_base+48(FP), DX
+	MOVQ      s_base+72(FP), BX
+	MOVQ      n4+96(FP), SI
+	SHLQ      $0x04, SI
+	MOVQ      rows+112(FP), DI
+	MOVQ      rb+120(FP), R8
+	MOVQ      out_base+128(FP), R9
+
+dotZRowsPQ4G64F32_row:
+	TESTQ  DI, DI
+	JZ     dotZRowsPQ4G64F32_done
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VXORPS X5, X5, X5
+	MOVQ   AX, R10
+	XORQ   R11, R11
+
+dotZRowsPQ4G64F32_loop:
+	CMPQ            R11, SI
+	JAE             dotZRowsPQ4G64F32_end
+	VMOVSS          (R10), X6
+	VINSERTPS       $0x20, 36(R10), X6, X6
+	VMOVSLDUP       X6, X6
+	VBROADCASTI64X4 4(R10), Z7
+	VPANDD          Z0, Z7, Z7
+	VBROADCASTI64X4 40(R10), Z8
+	VPANDD          Z0, Z8, Z8
+	VMULPS          (DX)(R11*1), X6, X9
+	VFMADD231PS     (BX)(R11*1), X6, X5
+	VPERMPS         Z9, Z1, Z6
+	VPXORD          Z10, Z10, Z10
+	VPDPBUSD        (CX)(R11*8), Z7, Z10
+	VCVTDQ2PS       Z10, Z10
+	VFMADD231PS     Z6, Z10, Z3
+	VPERMPS         Z9, Z2, Z6
+	VPXORD          Z11, Z11, Z11
+	VPDPBUSD        64(CX)(R11*8), Z8, Z11
+	VCVTDQ2PS       Z11, Z11
+	VFMADD231PS     Z6, Z11, Z4
+	ADDQ            $0x00000048, R10
+	ADDQ            $0x00000010, R11
+	JMP             dotZRowsPQ4G64F32_loop
+
+dotZRowsPQ4G64F32_end:
+	VADDPS        Z4, Z3, Z3
+	VMULPS        zFin<>+0(SB), Z3, Z3
+	VEXTRACTF64X4 $0x01, Z3, Y6
+	VADDPS        Y6, Y3, Y6
+	VEXTRACTF128  $0x01, Y6, X7
+	VADDPS        X6, X7, X7
+	VMOVHLPS      X7, X7, X6
+	VADDPS        X6, X7, X7
+	VMOVSHDUP     X7, X6
+	VADDSS        X6, X7, X7
+	VMOVHLPS      X5, X5, X6
+	VADDPS        X6, X5, X5
+	VMOVSHDUP     X5, X6
+	VADDSS        X6, X5, X5
+	VMULSS        zM8<>+0(SB), X5, X5
+	VADDSS        X5, X7, X7
+	VMOVSS        X7, (R9)
+	ADDQ          $0x04, R9
+	ADDQ          R8, AX
+	DECQ          DI
+	JMP           dotZRowsPQ4G64F32_row
+
+dotZRowsPQ4G64F32_done:
+	VZEROUPPER
+	RET
+
+// func dotZx4Q4G64F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, out *[4]float32)
+// Requires: AVX, AVX512F, AVX512VNNI, FMA3
+TEXT ·dotZx4Q4G64F32(SB), NOSPLIT, $0-120
+	VMOVDQU64 zNib<>+0(SB), Z0
+	VMOVDQU64 zIdx0<>+0(SB), Z1
+	VMOVDQU64 zIdx1<>+0(SB), Z2
+	MOVQ      w_base+0(FP), AX
+	MOVQ      q_base+24(FP), CX
+	MOVQ      d_base+48(FP), DX
+	MOVQ      s_base+72(FP), BX
+	MOVQ      n4+96(FP), SI
+	VPXORD    Z3, Z3, Z3
+	VPXORD    Z4, Z4, Z4
+	VXORPS    X5, X5, X5
+	VPXORD    Z6, Z6, Z6
+	VPXORD    Z7, Z7, Z7
+	VXORPS    X8, X8, X8
+	VPXORD    Z9, Z9, Z9
+	VPXORD    Z10, Z10, Z10
+	VXORPS    X11, X11, X11
+	VPXORD    Z12, Z12, Z12
+	VPXORD    Z13, Z13, Z13
+	VXORPS    X14, X14, X14
+
+dotZx4Q4G64F32_loop:
+	TESTQ           SI, SI
+	JZ              dotZx4Q4G64F32_end
+	VMOVSS          (AX), X15
+	VINSERTPS       $0x20, 36(AX), X15, X15
+	VMOVSLDUP       X15, X15
+	VBROADCASTI64X4 4(AX), Z16
+	VPANDD          Z0, Z16, Z16
+	VBROADCASTI64X4 40(AX), Z17
+	VPANDD          Z0, Z17, Z17
+	VMULPS          (DX), X15, X18
+	VFMADD231PS     (BX), X15, X5
+	VPERMPS         Z18, Z1, Z19
+	VPXORD          Z20, Z20, Z20
+	VPDPBUSD        (CX), Z16, Z20
+	VCVTDQ2PS       Z20, Z20
+	VFMADD231PS     Z19, Z20, Z3
+	VPERMPS         Z18, Z2, Z19
+	VPXORD          Z21, Z21, Z21
+	VPDPBUSD        64(CX), Z17, Z21
+	VCVTDQ2PS       Z21, Z21
+	VFMADD231PS     Z19, Z21, Z4
+	VMULPS          16(DX), X15, X18
+	VFMADD231PS     16(BX), X15, X8
+	VPERMPS         Z18, Z1, Z19
+	VPXORD          Z22, Z22, Z22
+	VPDPBUSD        128(CX), Z16, Z22
+	VCVTDQ2PS       Z22, Z22
+	VFMADD231PS     Z19, Z22, Z6
+	VPERMPS         Z18, Z2, Z19
+	VPXORD          Z23, Z23, Z23
+	VPDPBUSD        192(CX), Z17, Z23
+	VCVTDQ2PS       Z23, Z23
+	VFMADD231PS     Z19, Z23, Z7
+	VMULPS          32(DX), X15, X18
+	VFMADD231PS     32(BX), X15, X11
+	VPERMPS         Z18, Z1, Z19
+	VPXORD          Z24, Z24, Z24
+	VPDPBUSD        256(CX), Z16, Z24
+	VCVTDQ2PS       Z24, Z24
+	VFMADD231PS     Z19, Z24, Z9
+	VPERMPS         Z18, Z2, Z19
+	VPXORD          Z25, Z25, Z25
+	VPDPBUSD        320(CX), Z17, Z25
+	VCVTDQ2PS       Z25, Z25
+	VFMADD231PS     Z19, Z25, Z10
+	VMULPS          48(DX), X15, X18
+	VFMADD231PS     48(BX), X15, X14
+	VPERMPS         Z18, Z1, Z15
+	VPXORD          Z26, Z26, Z26
+	VPDPBUSD        384(CX), Z16, Z26
+	VCVTDQ2PS       Z26, Z26
+	VFMADD231PS     Z15, Z26, Z12
+	VPERMPS         Z18, Z2, Z15
+	VPXORD          Z27, Z27, Z27
+	VPDPBUSD        448(CX), Z17, Z27
+	VCVTDQ2PS       Z27, Z27
+	VFMADD231PS     Z15, Z27, Z13
+	ADDQ            $0x00000048, AX
+	ADDQ            $0x00000200, CX
+	ADDQ            $0x00000040, DX
+	ADDQ            $0x00000040, BX
+	DECQ            SI
+	JMP             dotZx4Q4G64F32_loop
+
+dotZx4Q4G64F32_end:
+	MOVQ          out+112(FP), AX
+	VADDPS        Z4, Z3, Z3
+	VMULPS        zFin<>+0(SB), Z3, Z3
+	VEXTRACTF64X4 $0x01, Z3, Y0
+	VADDPS        Y0, Y3, Y0
+	VEXTRACTF128  $0x01, Y0, X1
+	VADDPS        X0, X1, X1
+	VMOVHLPS      X1, X1, X0
+	VADDPS        X0, X1, X1
+	VMOVSHDUP     X1, X0
+	VADDSS        X0, X1, X1
+	VMOVHLPS      X5, X5, X0
+	VADDPS        X0, X5, X5
+	VMOVSHDUP     X5, X0
+	VADDSS        X0, X5, X5
+	VMULSS        zM8<>+0(SB), X5, X5
+	VADDSS        X5, X1, X1
+	VMOVSS        X1, (AX)
+	VADDPS        Z7, Z6, Z6
+	VMULPS        zFin<>+0(SB), Z6, Z6
+	VEXTRACTF64X4 $0x01, Z6, Y0
+	VADDPS        Y0, Y6, Y0
+	VEXTRACTF128  $0x01, Y0, X1
+	VADDPS        X0, X1, X1
+	VMOVHLPS      X1, X1, X0
+	VADDPS        X0, X1, X1
+	VMOVSHDUP     X1, X0
+	VADDSS        X0, X1, X1
+	VMOVHLPS      X8, X8, X0
+	VADDPS        X0, X8, X8
+	VMOVSHDUP     X8, X0
+	VADDSS        X0, X8, X8
+	VMULSS        zM8<>+0(SB), X8, X8
+	VADDSS        X8, X1, X1
+	VMOVSS        X1, 4(AX)
+	VADDPS        Z10, Z9, Z9
+	VMULPS        zFin<>+0(SB), Z9, Z9
+	VEXTRACTF64X4 $0x01, Z9, Y0
+	VADDPS        Y0, Y9, Y0
+	VEXTRACTF128  $0x01, Y0, X1
+	VADDPS        X0, X1, X1
+	VMOVHLPS      X1, X1, X0
+	VADDPS        X0, X1, X1
+	VMOVSHDUP     X1, X0
+	VADDSS        X0, X1, X1
+	VMOVHLPS      X11, X11, X0
+	VADDPS        X0, X11, X11
+	VMOVSHDUP     X11, X0
+	VADDSS        X0, X11, X11
+	VMULSS        zM8<>+0(SB), X11, X11
+	VADDSS        X11, X1, X1
+	VMOVSS        X1, 8(AX)
+	VADDPS        Z13, Z12, Z12
+	VMULPS        zFin<>+0(SB), Z12, Z12
+	VEXTRACTF64X4 $0x01, Z12, Y0
+	VADDPS        Y0, Y12, Y0
+	VEXTRACTF128  $0x01, Y0, X1
+	VADDPS        X0, X1, X1
+	VMOVHLPS      X1, X1, X0
+	VADDPS        X0, X1, X1
+	VMOVSHDUP     X1, X0
+	VADDSS        X0, X1, X1
+	VMOVHLPS      X14, X14, X0
+	VADDPS        X0, X14, X14
+	VMOVSHDUP     X14, X0
+	VADDSS        X0, X14, X14
+	VMULSS        zM8<>+0(SB), X14, X14
+	VADDSS        X14, X1, X1
+	VMOVSS        X1, 12(AX)
+	VZEROUPPER
+	RET
+
 // func dotYRowsQ4G64F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
 // Requires: AVX, AVX2, FMA3
 TEXT ·dotYRowsQ4G64F32(SB), NOSPLIT, $0-152
@@ -17277,6 +14824,351 @@ dotYx4Q4G64F32_end:
 	VMULSS       yM8<>+0(SB), X7, X7
 	VADDSS       X7, X0, X0
 	VMOVSS       X0, 12(AX)
+	VZEROUPPER
+	RET
+
+// func dotZRowsQ4G128F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
+// Requires: AVX, AVX512F, AVX512VNNI, FMA3
+TEXT ·dotZRowsQ4G128F32(SB), NOSPLIT, $0-152
+	VMOVDQU64 zNib<>+0(SB), Z0
+	VMOVDQU64 zIdx0<>+0(SB), Z1
+	VMOVDQU64 zIdx1<>+0(SB), Z2
+	VMOVDQU64 zQPerm<>+0(SB), Z3
+	MOVQ      w_base+0(FP), AX
+	MOVQ      q_base+24(FP), CX
+	MOVQ      d_base+48(FP), DX
+	MOVQ      s_base+72(FP), BX
+	MOVQ      n4+96(FP), SI
+	SHLQ      $0x04, SI
+	MOVQ      rows+112(FP), DI
+	MOVQ      rb+120(FP), R8
+	MOVQ      out_base+128(FP), R9
+	MOVQ      bb+104(FP), R10
+
+dotZRowsQ4G128F32_row:
+	TESTQ  DI, DI
+	JZ     dotZRowsQ4G128F32_done
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VXORPS X6, X6, X6
+	MOVQ   AX, R11
+	LEAQ   4(R11), R12
+	LEAQ   (R11)(R10*1), R13
+	XORQ   R14, R14
+
+dotZRowsQ4G128F32_loop:
+	CMPQ            R14, SI
+	JAE             dotZRowsQ4G128F32_end
+	VBROADCASTSS    (R11), X7
+	VBROADCASTI64X4 (R12), Z8
+	VPANDD          Z0, Z8, Z8
+	VBROADCASTI64X4 32(R12), Z9
+	VPANDD          Z0, Z9, Z9
+	VMULPS          (DX)(R14*1), X7, X10
+	VFMADD231PS     (BX)(R14*1), X7, X6
+	VPERMPS         Z10, Z1, Z7
+	VPXORD          Z11, Z11, Z11
+	VPERMQ          (CX)(R14*8), Z3, Z13
+	VPDPBUSD        Z13, Z8, Z11
+	VCVTDQ2PS       Z11, Z11
+	VFMADD231PS     Z7, Z11, Z4
+	VPERMPS         Z10, Z2, Z7
+	VPXORD          Z12, Z12, Z12
+	VPERMQ          64(CX)(R14*8), Z3, Z8
+	VPDPBUSD        Z8, Z9, Z12
+	VCVTDQ2PS       Z12, Z12
+	VFMADD231PS     Z7, Z12, Z5
+	ADDQ            $0x00000040, R12
+	CMPQ            R12, R13
+	JNE             dotZRowsQ4G128F32_next
+	MOVQ            R13, R11
+	ADDQ            R10, R13
+	LEAQ            4(R11), R12
+
+dotZRowsQ4G128F32_next:
+	ADDQ $0x00000010, R14
+	JMP  dotZRowsQ4G128F32_loop
+
+dotZRowsQ4G128F32_end:
+	VADDPS        Z5, Z4, Z4
+	VMULPS        zFin<>+0(SB), Z4, Z4
+	VEXTRACTF64X4 $0x01, Z4, Y7
+	VADDPS        Y7, Y4, Y7
+	VEXTRACTF128  $0x01, Y7, X8
+	VADDPS        X7, X8, X8
+	VMOVHLPS      X8, X8, X7
+	VADDPS        X7, X8, X8
+	VMOVSHDUP     X8, X7
+	VADDSS        X7, X8, X8
+	VMOVHLPS      X6, X6, X7
+	VADDPS        X7, X6, X6
+	VMOVSHDUP     X6, X7
+	VADDSS        X7, X6, X6
+	VMULSS        zM8<>+0(SB), X6, X6
+	VADDSS        X6, X8, X8
+	VMOVSS        X8, (R9)
+	ADDQ          $0x04, R9
+	ADDQ          R8, AX
+	DECQ          DI
+	JMP           dotZRowsQ4G128F32_row
+
+dotZRowsQ4G128F32_done:
+	VZEROUPPER
+	RET
+
+// func dotZRowsPQ4G128F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
+// Requires: AVX, AVX512F, AVX512VNNI, FMA3
+TEXT ·dotZRowsPQ4G128F32(SB), NOSPLIT, $0-152
+	VMOVDQU64 zNib<>+0(SB), Z0
+	VMOVDQU64 zIdx0<>+0(SB), Z1
+	VMOVDQU64 zIdx1<>+0(SB), Z2
+	MOVQ      w_base+0(FP), AX
+	MOVQ      q_base+24(FP), CX
+	MOVQ      d_base+48(FP), DX
+	MOVQ      s_base+72(FP), BX
+	MOVQ      n4+96(FP), SI
+	SHLQ      $0x04, SI
+	MOVQ      rows+112(FP), DI
+	MOVQ      rb+120(FP), R8
+	MOVQ      out_base+128(FP), R9
+	MOVQ      bb+104(FP), R10
+
+dotZRowsPQ4G128F32_row:
+	TESTQ  DI, DI
+	JZ     dotZRowsPQ4G128F32_done
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VXORPS X5, X5, X5
+	MOVQ   AX, R11
+	LEAQ   4(R11), R12
+	LEAQ   (R11)(R10*1), R13
+	XORQ   R14, R14
+
+dotZRowsPQ4G128F32_loop:
+	CMPQ            R14, SI
+	JAE             dotZRowsPQ4G128F32_end
+	VBROADCASTSS    (R11), X6
+	VBROADCASTI64X4 (R12), Z7
+	VPANDD          Z0, Z7, Z7
+	VBROADCASTI64X4 32(R12), Z8
+	VPANDD          Z0, Z8, Z8
+	VMULPS          (DX)(R14*1), X6, X9
+	VFMADD231PS     (BX)(R14*1), X6, X5
+	VPERMPS         Z9, Z1, Z6
+	VPXORD          Z10, Z10, Z10
+	VPDPBUSD        (CX)(R14*8), Z7, Z10
+	VCVTDQ2PS       Z10, Z10
+	VFMADD231PS     Z6, Z10, Z3
+	VPERMPS         Z9, Z2, Z6
+	VPXORD          Z11, Z11, Z11
+	VPDPBUSD        64(CX)(R14*8), Z8, Z11
+	VCVTDQ2PS       Z11, Z11
+	VFMADD231PS     Z6, Z11, Z4
+	ADDQ            $0x00000040, R12
+	CMPQ            R12, R13
+	JNE             dotZRowsPQ4G128F32_next
+	MOVQ            R13, R11
+	ADDQ            R10, R13
+	LEAQ            4(R11), R12
+
+dotZRowsPQ4G128F32_next:
+	ADDQ $0x00000010, R14
+	JMP  dotZRowsPQ4G128F32_loop
+
+dotZRowsPQ4G128F32_end:
+	VADDPS        Z4, Z3, Z3
+	VMULPS        zFin<>+0(SB), Z3, Z3
+	VEXTRACTF64X4 $0x01, Z3, Y6
+	VADDPS        Y6, Y3, Y6
+	VEXTRACTF128  $0x01, Y6, X7
+	VADDPS        X6, X7, X7
+	VMOVHLPS      X7, X7, X6
+	VADDPS        X6, X7, X7
+	VMOVSHDUP     X7, X6
+	VADDSS        X6, X7, X7
+	VMOVHLPS      X5, X5, X6
+	VADDPS        X6, X5, X5
+	VMOVSHDUP     X5, X6
+	VADDSS        X6, X5, X5
+	VMULSS        zM8<>+0(SB), X5, X5
+	VADDSS        X5, X7, X7
+	VMOVSS        X7, (R9)
+	ADDQ          $0x04, R9
+	ADDQ          R8, AX
+	DECQ          DI
+	JMP           dotZRowsPQ4G128F32_row
+
+dotZRowsPQ4G128F32_done:
+	VZEROUPPER
+	RET
+
+// func dotZx4Q4G128F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, out *[4]float32)
+// Requires: AVX, AVX512F, AVX512VNNI, FMA3
+TEXT ·dotZx4Q4G128F32(SB), NOSPLIT, $0-120
+	VMOVDQU64 zNib<>+0(SB), Z0
+	VMOVDQU64 zIdx0<>+0(SB), Z1
+	VMOVDQU64 zIdx1<>+0(SB), Z2
+	MOVQ      w_base+0(FP), AX
+	MOVQ      q_base+24(FP), CX
+	MOVQ      d_base+48(FP), DX
+	MOVQ      s_base+72(FP), BX
+	MOVQ      n4+96(FP), SI
+	MOVQ      bb+104(FP), DI
+	LEAQ      4(AX), R8
+	LEAQ      (AX)(DI*1), R9
+	VPXORD    Z3, Z3, Z3
+	VPXORD    Z4, Z4, Z4
+	VXORPS    X5, X5, X5
+	VPXORD    Z6, Z6, Z6
+	VPXORD    Z7, Z7, Z7
+	VXORPS    X8, X8, X8
+	VPXORD    Z9, Z9, Z9
+	VPXORD    Z10, Z10, Z10
+	VXORPS    X11, X11, X11
+	VPXORD    Z12, Z12, Z12
+	VPXORD    Z13, Z13, Z13
+	VXORPS    X14, X14, X14
+
+dotZx4Q4G128F32_loop:
+	TESTQ           SI, SI
+	JZ              dotZx4Q4G128F32_end
+	VBROADCASTSS    (AX), X15
+	VBROADCASTI64X4 (R8), Z16
+	VPANDD          Z0, Z16, Z16
+	VBROADCASTI64X4 32(R8), Z17
+	VPANDD          Z0, Z17, Z17
+	VMULPS          (DX), X15, X18
+	VFMADD231PS     (BX), X15, X5
+	VPERMPS         Z18, Z1, Z19
+	VPXORD          Z20, Z20, Z20
+	VPDPBUSD        (CX), Z16, Z20
+	VCVTDQ2PS       Z20, Z20
+	VFMADD231PS     Z19, Z20, Z3
+	VPERMPS         Z18, Z2, Z19
+	VPXORD          Z21, Z21, Z21
+	VPDPBUSD        64(CX), Z17, Z21
+	VCVTDQ2PS       Z21, Z21
+	VFMADD231PS     Z19, Z21, Z4
+	VMULPS          16(DX), X15, X18
+	VFMADD231PS     16(BX), X15, X8
+	VPERMPS         Z18, Z1, Z19
+	VPXORD          Z22, Z22, Z22
+	VPDPBUSD        128(CX), Z16, Z22
+	VCVTDQ2PS       Z22, Z22
+	VFMADD231PS     Z19, Z22, Z6
+	VPERMPS         Z18, Z2, Z19
+	VPXORD          Z23, Z23, Z23
+	VPDPBUSD        192(CX), Z17, Z23
+	VCVTDQ2PS       Z23, Z23
+	VFMADD231PS     Z19, Z23, Z7
+	VMULPS          32(DX), X15, X18
+	VFMADD231PS     32(BX), X15, X11
+	VPERMPS         Z18, Z1, Z19
+	VPXORD          Z24, Z24, Z24
+	VPDPBUSD        256(CX), Z16, Z24
+	VCVTDQ2PS       Z24, Z24
+	VFMADD231PS     Z19, Z24, Z9
+	VPERMPS         Z18, Z2, Z19
+	VPXORD          Z25, Z25, Z25
+	VPDPBUSD        320(CX), Z17, Z25
+	VCVTDQ2PS       Z25, Z25
+	VFMADD231PS     Z19, Z25, Z10
+	VMULPS          48(DX), X15, X18
+	VFMADD231PS     48(BX), X15, X14
+	VPERMPS         Z18, Z1, Z15
+	VPXORD          Z26, Z26, Z26
+	VPDPBUSD        384(CX), Z16, Z26
+	VCVTDQ2PS       Z26, Z26
+	VFMADD231PS     Z15, Z26, Z12
+	VPERMPS         Z18, Z2, Z15
+	VPXORD          Z27, Z27, Z27
+	VPDPBUSD        448(CX), Z17, Z27
+	VCVTDQ2PS       Z27, Z27
+	VFMADD231PS     Z15, Z27, Z13
+	ADDQ            $0x00000040, R8
+	CMPQ            R8, R9
+	JNE             dotZx4Q4G128F32_next
+	MOVQ            R9, AX
+	ADDQ            DI, R9
+	LEAQ            4(AX), R8
+
+dotZx4Q4G128F32_next:
+	ADDQ $0x00000200, CX
+	ADDQ $0x00000040, DX
+	ADDQ $0x00000040, BX
+	DECQ SI
+	JMP  dotZx4Q4G128F32_loop
+
+dotZx4Q4G128F32_end:
+	MOVQ          out+112(FP), AX
+	VADDPS        Z4, Z3, Z3
+	VMULPS        zFin<>+0(SB), Z3, Z3
+	VEXTRACTF64X4 $0x01, Z3, Y0
+	VADDPS        Y0, Y3, Y0
+	VEXTRACTF128  $0x01, Y0, X1
+	VADDPS        X0, X1, X1
+	VMOVHLPS      X1, X1, X0
+	VADDPS        X0, X1, X1
+	VMOVSHDUP     X1, X0
+	VADDSS        X0, X1, X1
+	VMOVHLPS      X5, X5, X0
+	VADDPS        X0, X5, X5
+	VMOVSHDUP     X5, X0
+	VADDSS        X0, X5, X5
+	VMULSS        zM8<>+0(SB), X5, X5
+	VADDSS        X5, X1, X1
+	VMOVSS        X1, (AX)
+	VADDPS        Z7, Z6, Z6
+	VMULPS        zFin<>+0(SB), Z6, Z6
+	VEXTRACTF64X4 $0x01, Z6, Y0
+	VADDPS        Y0, Y6, Y0
+	VEXTRACTF128  $0x01, Y0, X1
+	VADDPS        X0, X1, X1
+	VMOVHLPS      X1, X1, X0
+	VADDPS        X0, X1, X1
+	VMOVSHDUP     X1, X0
+	VADDSS        X0, X1, X1
+	VMOVHLPS      X8, X8, X0
+	VADDPS        X0, X8, X8
+	VMOVSHDUP     X8, X0
+	VADDSS        X0, X8, X8
+	VMULSS        zM8<>+0(SB), X8, X8
+	VADDSS        X8, X1, X1
+	VMOVSS        X1, 4(AX)
+	VADDPS        Z10, Z9, Z9
+	VMULPS        zFin<>+0(SB), Z9, Z9
+	VEXTRACTF64X4 $0x01, Z9, Y0
+	VADDPS        Y0, Y9, Y0
+	VEXTRACTF128  $0x01, Y0, X1
+	VADDPS        X0, X1, X1
+	VMOVHLPS      X1, X1, X0
+	VADDPS        X0, X1, X1
+	VMOVSHDUP     X1, X0
+	VADDSS        X0, X1, X1
+	VMOVHLPS      X11, X11, X0
+	VADDPS        X0, X11, X11
+	VMOVSHDUP     X11, X0
+	VADDSS        X0, X11, X11
+	VMULSS        zM8<>+0(SB), X11, X11
+	VADDSS        X11, X1, X1
+	VMOVSS        X1, 8(AX)
+	VADDPS        Z13, Z12, Z12
+	VMULPS        zFin<>+0(SB), Z12, Z12
+	VEXTRACTF64X4 $0x01, Z12, Y0
+	VADDPS        Y0, Y12, Y0
+	VEXTRACTF128  $0x01, Y0, X1
+	VADDPS        X0, X1, X1
+	VMOVHLPS      X1, X1, X0
+	VADDPS        X0, X1, X1
+	VMOVSHDUP     X1, X0
+	VADDSS        X0, X1, X1
+	VMOVHLPS      X14, X14, X0
+	VADDPS        X0, X14, X14
+	VMOVSHDUP     X14, X0
+	VADDSS        X0, X14, X14
+	VMULSS        zM8<>+0(SB), X14, X14
+	VADDSS        X14, X1, X1
+	VMOVSS        X1, 12(AX)
 	VZEROUPPER
 	RET
 
@@ -17640,6 +15532,410 @@ dotYx4Q4G128F32_end:
 	VMULSS       yM8<>+0(SB), X7, X7
 	VADDSS       X7, X0, X0
 	VMOVSS       X0, 12(AX)
+	VZEROUPPER
+	RET
+
+DATA zSIdxQ4AG32F16<>+0(SB)/2, $0x0000
+DATA zSIdxQ4AG32F16<>+2(SB)/2, $0x000a
+DATA zSIdxQ4AG32F16<>+4(SB)/2, $0x0014
+DATA zSIdxQ4AG32F16<>+6(SB)/2, $0x001e
+DATA zSIdxQ4AG32F16<>+8(SB)/2, $0x0000
+DATA zSIdxQ4AG32F16<>+10(SB)/2, $0x0000
+DATA zSIdxQ4AG32F16<>+12(SB)/2, $0x0000
+DATA zSIdxQ4AG32F16<>+14(SB)/2, $0x0000
+DATA zSIdxQ4AG32F16<>+16(SB)/2, $0x0000
+DATA zSIdxQ4AG32F16<>+18(SB)/2, $0x0000
+DATA zSIdxQ4AG32F16<>+20(SB)/2, $0x0000
+DATA zSIdxQ4AG32F16<>+22(SB)/2, $0x0000
+DATA zSIdxQ4AG32F16<>+24(SB)/2, $0x0000
+DATA zSIdxQ4AG32F16<>+26(SB)/2, $0x0000
+DATA zSIdxQ4AG32F16<>+28(SB)/2, $0x0000
+DATA zSIdxQ4AG32F16<>+30(SB)/2, $0x0000
+DATA zSIdxQ4AG32F16<>+32(SB)/2, $0x0000
+DATA zSIdxQ4AG32F16<>+34(SB)/2, $0x0000
+DATA zSIdxQ4AG32F16<>+36(SB)/2, $0x0000
+DATA zSIdxQ4AG32F16<>+38(SB)/2, $0x0000
+DATA zSIdxQ4AG32F16<>+40(SB)/2, $0x0000
+DATA zSIdxQ4AG32F16<>+42(SB)/2, $0x0000
+DATA zSIdxQ4AG32F16<>+44(SB)/2, $0x0000
+DATA zSIdxQ4AG32F16<>+46(SB)/2, $0x0000
+DATA zSIdxQ4AG32F16<>+48(SB)/2, $0x0000
+DATA zSIdxQ4AG32F16<>+50(SB)/2, $0x0000
+DATA zSIdxQ4AG32F16<>+52(SB)/2, $0x0000
+DATA zSIdxQ4AG32F16<>+54(SB)/2, $0x0000
+DATA zSIdxQ4AG32F16<>+56(SB)/2, $0x0000
+DATA zSIdxQ4AG32F16<>+58(SB)/2, $0x0000
+DATA zSIdxQ4AG32F16<>+60(SB)/2, $0x0000
+DATA zSIdxQ4AG32F16<>+62(SB)/2, $0x0000
+GLOBL zSIdxQ4AG32F16<>(SB), RODATA|NOPTR, $64
+
+DATA zMIdxQ4AG32F16<>+0(SB)/2, $0x0001
+DATA zMIdxQ4AG32F16<>+2(SB)/2, $0x000b
+DATA zMIdxQ4AG32F16<>+4(SB)/2, $0x0015
+DATA zMIdxQ4AG32F16<>+6(SB)/2, $0x001f
+DATA zMIdxQ4AG32F16<>+8(SB)/2, $0x0000
+DATA zMIdxQ4AG32F16<>+10(SB)/2, $0x0000
+DATA zMIdxQ4AG32F16<>+12(SB)/2, $0x0000
+DATA zMIdxQ4AG32F16<>+14(SB)/2, $0x0000
+DATA zMIdxQ4AG32F16<>+16(SB)/2, $0x0000
+DATA zMIdxQ4AG32F16<>+18(SB)/2, $0x0000
+DATA zMIdxQ4AG32F16<>+20(SB)/2, $0x0000
+DATA zMIdxQ4AG32F16<>+22(SB)/2, $0x0000
+DATA zMIdxQ4AG32F16<>+24(SB)/2, $0x0000
+DATA zMIdxQ4AG32F16<>+26(SB)/2, $0x0000
+DATA zMIdxQ4AG32F16<>+28(SB)/2, $0x0000
+DATA zMIdxQ4AG32F16<>+30(SB)/2, $0x0000
+DATA zMIdxQ4AG32F16<>+32(SB)/2, $0x0000
+DATA zMIdxQ4AG32F16<>+34(SB)/2, $0x0000
+DATA zMIdxQ4AG32F16<>+36(SB)/2, $0x0000
+DATA zMIdxQ4AG32F16<>+38(SB)/2, $0x0000
+DATA zMIdxQ4AG32F16<>+40(SB)/2, $0x0000
+DATA zMIdxQ4AG32F16<>+42(SB)/2, $0x0000
+DATA zMIdxQ4AG32F16<>+44(SB)/2, $0x0000
+DATA zMIdxQ4AG32F16<>+46(SB)/2, $0x0000
+DATA zMIdxQ4AG32F16<>+48(SB)/2, $0x0000
+DATA zMIdxQ4AG32F16<>+50(SB)/2, $0x0000
+DATA zMIdxQ4AG32F16<>+52(SB)/2, $0x0000
+DATA zMIdxQ4AG32F16<>+54(SB)/2, $0x0000
+DATA zMIdxQ4AG32F16<>+56(SB)/2, $0x0000
+DATA zMIdxQ4AG32F16<>+58(SB)/2, $0x0000
+DATA zMIdxQ4AG32F16<>+60(SB)/2, $0x0000
+DATA zMIdxQ4AG32F16<>+62(SB)/2, $0x0000
+GLOBL zMIdxQ4AG32F16<>(SB), RODATA|NOPTR, $64
+
+// func dotZRowsQ4AG32F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
+// Requires: AVX, AVX512BW, AVX512F, AVX512VNNI, F16C, FMA3
+TEXT ·dotZRowsQ4AG32F16(SB), NOSPLIT, $0-152
+	VMOVDQU64 zNib<>+0(SB), Z0
+	VMOVDQU64 zIdx0<>+0(SB), Z1
+	VMOVDQU64 zIdx1<>+0(SB), Z2
+	VMOVDQU64 zSIdxQ4AG32F16<>+0(SB), Z3
+	VMOVDQU64 zMIdxQ4AG32F16<>+0(SB), Z4
+	MOVL      $0x0000f0f0, AX
+	KMOVW     AX, K1
+	VMOVDQU64 zQPerm<>+0(SB), Z5
+	MOVQ      w_base+0(FP), AX
+	MOVQ      q_base+24(FP), CX
+	MOVQ      d_base+48(FP), DX
+	MOVQ      s_base+72(FP), BX
+	MOVQ      n4+96(FP), SI
+	SHLQ      $0x04, SI
+	MOVQ      rows+112(FP), DI
+	MOVQ      rb+120(FP), R8
+	MOVQ      out_base+128(FP), R9
+
+dotZRowsQ4AG32F16_row:
+	TESTQ  DI, DI
+	JZ     dotZRowsQ4AG32F16_done
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+	VXORPS X8, X8, X8
+	MOVQ   AX, R10
+	XORQ   R11, R11
+
+dotZRowsQ4AG32F16_loop:
+	CMPQ            R11, SI
+	JAE             dotZRowsQ4AG32F16_end
+	VPERMW          (R10), Z3, Z10
+	VCVTPH2PS       X10, X9
+	VPERMW          (R10), Z4, Z10
+	VCVTPH2PS       X10, X10
+	VBROADCASTI32X4 4(R10), Z11
+	VBROADCASTI32X4 24(R10), K1, Z11
+	VPANDD          Z0, Z11, Z11
+	VBROADCASTI32X4 44(R10), Z12
+	VBROADCASTI32X4 64(R10), K1, Z12
+	VPANDD          Z0, Z12, Z12
+	VMULPS          (DX)(R11*1), X9, X9
+	VFMADD231PS     (BX)(R11*1), X10, X8
+	VPERMPS         Z9, Z1, Z10
+	VPXORD          Z13, Z13, Z13
+	VPERMQ          (CX)(R11*8), Z5, Z15
+	VPDPBUSD        Z15, Z11, Z13
+	VCVTDQ2PS       Z13, Z13
+	VFMADD231PS     Z10, Z13, Z6
+	VPERMPS         Z9, Z2, Z10
+	VPXORD          Z14, Z14, Z14
+	VPERMQ          64(CX)(R11*8), Z5, Z11
+	VPDPBUSD        Z11, Z12, Z14
+	VCVTDQ2PS       Z14, Z14
+	VFMADD231PS     Z10, Z14, Z7
+	ADDQ            $0x00000050, R10
+	ADDQ            $0x00000010, R11
+	JMP             dotZRowsQ4AG32F16_loop
+
+dotZRowsQ4AG32F16_end:
+	VADDPS        Z7, Z6, Z6
+	VMULPS        zFin<>+0(SB), Z6, Z6
+	VEXTRACTF64X4 $0x01, Z6, Y10
+	VADDPS        Y10, Y6, Y10
+	VEXTRACTF128  $0x01, Y10, X9
+	VADDPS        X10, X9, X9
+	VMOVHLPS      X9, X9, X10
+	VADDPS        X10, X9, X9
+	VMOVSHDUP     X9, X10
+	VADDSS        X10, X9, X9
+	VMOVHLPS      X8, X8, X10
+	VADDPS        X10, X8, X8
+	VMOVSHDUP     X8, X10
+	VADDSS        X10, X8, X8
+	VADDSS        X8, X9, X9
+	VMOVSS        X9, (R9)
+	ADDQ          $0x04, R9
+	ADDQ          R8, AX
+	DECQ          DI
+	JMP           dotZRowsQ4AG32F16_row
+
+dotZRowsQ4AG32F16_done:
+	VZEROUPPER
+	RET
+
+// func dotZRowsPQ4AG32F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
+// Requires: AVX, AVX512BW, AVX512F, AVX512VNNI, F16C, FMA3
+TEXT ·dotZRowsPQ4AG32F16(SB), NOSPLIT, $0-152
+	VMOVDQU64 zNib<>+0(SB), Z0
+	VMOVDQU64 zIdx0<>+0(SB), Z1
+	VMOVDQU64 zIdx1<>+0(SB), Z2
+	VMOVDQU64 zSIdxQ4AG32F16<>+0(SB), Z3
+	VMOVDQU64 zMIdxQ4AG32F16<>+0(SB), Z4
+	MOVL      $0x0000f0f0, AX
+	KMOVW     AX, K1
+	MOVQ      w_base+0(FP), AX
+	MOVQ      q_base+24(FP), CX
+	MOVQ      d_base+48(FP), DX
+	MOVQ      s_base+72(FP), BX
+	MOVQ      n4+96(FP), SI
+	SHLQ      $0x04, SI
+	MOVQ      rows+112(FP), DI
+	MOVQ      rb+120(FP), R8
+	MOVQ      out_base+128(FP), R9
+
+dotZRowsPQ4AG32F16_row:
+	TESTQ  DI, DI
+	JZ     dotZRowsPQ4AG32F16_done
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VXORPS X7, X7, X7
+	MOVQ   AX, R10
+	XORQ   R11, R11
+
+dotZRowsPQ4AG32F16_loop:
+	CMPQ            R11, SI
+	JAE             dotZRowsPQ4AG32F16_end
+	VPERMW          (R10), Z3, Z9
+	VCVTPH2PS       X9, X8
+	VPERMW          (R10), Z4, Z9
+	VCVTPH2PS       X9, X9
+	VBROADCASTI32X4 4(R10), Z10
+	VBROADCASTI32X4 24(R10), K1, Z10
+	VPANDD          Z0, Z10, Z10
+	VBROADCASTI32X4 44(R10), Z11
+	VBROADCASTI32X4 64(R10), K1, Z11
+	VPANDD          Z0, Z11, Z11
+	VMULPS          (DX)(R11*1), X8, X8
+	VFMADD231PS     (BX)(R11*1), X9, X7
+	VPERMPS         Z8, Z1, Z9
+	VPXORD          Z12, Z12, Z12
+	VPDPBUSD        (CX)(R11*8), Z10, Z12
+	VCVTDQ2PS       Z12, Z12
+	VFMADD231PS     Z9, Z12, Z5
+	VPERMPS         Z8, Z2, Z9
+	VPXORD          Z13, Z13, Z13
+	VPDPBUSD        64(CX)(R11*8), Z11, Z13
+	VCVTDQ2PS       Z13, Z13
+	VFMADD231PS     Z9, Z13, Z6
+	ADDQ            $0x00000050, R10
+	ADDQ            $0x00000010, R11
+	JMP             dotZRowsPQ4AG32F16_loop
+
+dotZRowsPQ4AG32F16_end:
+	VADDPS        Z6, Z5, Z5
+	VMULPS        zFin<>+0(SB), Z5, Z5
+	VEXTRACTF64X4 $0x01, Z5, Y9
+	VADDPS        Y9, Y5, Y9
+	VEXTRACTF128  $0x01, Y9, X8
+	VADDPS        X9, X8, X8
+	VMOVHLPS      X8, X8, X9
+	VADDPS        X9, X8, X8
+	VMOVSHDUP     X8, X9
+	VADDSS        X9, X8, X8
+	VMOVHLPS      X7, X7, X9
+	VADDPS        X9, X7, X7
+	VMOVSHDUP     X7, X9
+	VADDSS        X9, X7, X7
+	VADDSS        X7, X8, X8
+	VMOVSS        X8, (R9)
+	ADDQ          $0x04, R9
+	ADDQ          R8, AX
+	DECQ          DI
+	JMP           dotZRowsPQ4AG32F16_row
+
+dotZRowsPQ4AG32F16_done:
+	VZEROUPPER
+	RET
+
+// func dotZx4Q4AG32F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, out *[4]float32)
+// Requires: AVX, AVX512BW, AVX512F, AVX512VNNI, F16C, FMA3
+TEXT ·dotZx4Q4AG32F16(SB), NOSPLIT, $0-120
+	VMOVDQU64 zNib<>+0(SB), Z0
+	VMOVDQU64 zIdx0<>+0(SB), Z1
+	VMOVDQU64 zIdx1<>+0(SB), Z2
+	VMOVDQU64 zSIdxQ4AG32F16<>+0(SB), Z3
+	VMOVDQU64 zMIdxQ4AG32F16<>+0(SB), Z4
+	MOVL      $0x0000f0f0, AX
+	KMOVW     AX, K1
+	MOVQ      w_base+0(FP), AX
+	MOVQ      q_base+24(FP), CX
+	MOVQ      d_base+48(FP), DX
+	MOVQ      s_base+72(FP), BX
+	MOVQ      n4+96(FP), SI
+	VPXORD    Z5, Z5, Z5
+	VPXORD    Z6, Z6, Z6
+	VXORPS    X7, X7, X7
+	VPXORD    Z8, Z8, Z8
+	VPXORD    Z9, Z9, Z9
+	VXORPS    X10, X10, X10
+	VPXORD    Z11, Z11, Z11
+	VPXORD    Z12, Z12, Z12
+	VXORPS    X13, X13, X13
+	VPXORD    Z14, Z14, Z14
+	VPXORD    Z15, Z15, Z15
+	VXORPS    X16, X16, X16
+
+dotZx4Q4AG32F16_loop:
+	TESTQ           SI, SI
+	JZ              dotZx4Q4AG32F16_end
+	VPERMW          (AX), Z3, Z18
+	VCVTPH2PS       X18, X17
+	VPERMW          (AX), Z4, Z18
+	VCVTPH2PS       X18, X18
+	VBROADCASTI32X4 4(AX), Z19
+	VBROADCASTI32X4 24(AX), K1, Z19
+	VPANDD          Z0, Z19, Z19
+	VBROADCASTI32X4 44(AX), Z20
+	VBROADCASTI32X4 64(AX), K1, Z20
+	VPANDD          Z0, Z20, Z20
+	VMULPS          (DX), X17, X21
+	VFMADD231PS     (BX), X18, X7
+	VPERMPS         Z21, Z1, Z22
+	VPXORD          Z23, Z23, Z23
+	VPDPBUSD        (CX), Z19, Z23
+	VCVTDQ2PS       Z23, Z23
+	VFMADD231PS     Z22, Z23, Z5
+	VPERMPS         Z21, Z2, Z22
+	VPXORD          Z24, Z24, Z24
+	VPDPBUSD        64(CX), Z20, Z24
+	VCVTDQ2PS       Z24, Z24
+	VFMADD231PS     Z22, Z24, Z6
+	VMULPS          16(DX), X17, X21
+	VFMADD231PS     16(BX), X18, X10
+	VPERMPS         Z21, Z1, Z22
+	VPXORD          Z25, Z25, Z25
+	VPDPBUSD        128(CX), Z19, Z25
+	VCVTDQ2PS       Z25, Z25
+	VFMADD231PS     Z22, Z25, Z8
+	VPERMPS         Z21, Z2, Z22
+	VPXORD          Z26, Z26, Z26
+	VPDPBUSD        192(CX), Z20, Z26
+	VCVTDQ2PS       Z26, Z26
+	VFMADD231PS     Z22, Z26, Z9
+	VMULPS          32(DX), X17, X21
+	VFMADD231PS     32(BX), X18, X13
+	VPERMPS         Z21, Z1, Z22
+	VPXORD          Z27, Z27, Z27
+	VPDPBUSD        256(CX), Z19, Z27
+	VCVTDQ2PS       Z27, Z27
+	VFMADD231PS     Z22, Z27, Z11
+	VPERMPS         Z21, Z2, Z22
+	VPXORD          Z28, Z28, Z28
+	VPDPBUSD        320(CX), Z20, Z28
+	VCVTDQ2PS       Z28, Z28
+	VFMADD231PS     Z22, Z28, Z12
+	VMULPS          48(DX), X17, X17
+	VFMADD231PS     48(BX), X18, X16
+	VPERMPS         Z17, Z1, Z18
+	VPXORD          Z29, Z29, Z29
+	VPDPBUSD        384(CX), Z19, Z29
+	VCVTDQ2PS       Z29, Z29
+	VFMADD231PS     Z18, Z29, Z14
+	VPERMPS         Z17, Z2, Z18
+	VPXORD          Z30, Z30, Z30
+	VPDPBUSD        448(CX), Z20, Z30
+	VCVTDQ2PS       Z30, Z30
+	VFMADD231PS     Z18, Z30, Z15
+	ADDQ            $0x00000050, AX
+	ADDQ            $0x00000200, CX
+	ADDQ            $0x00000040, DX
+	ADDQ            $0x00000040, BX
+	DECQ            SI
+	JMP             dotZx4Q4AG32F16_loop
+
+dotZx4Q4AG32F16_end:
+	MOVQ          out+112(FP), AX
+	VADDPS        Z6, Z5, Z5
+	VMULPS        zFin<>+0(SB), Z5, Z5
+	VEXTRACTF64X4 $0x01, Z5, Y0
+	VADDPS        Y0, Y5, Y0
+	VEXTRACTF128  $0x01, Y0, X1
+	VADDPS        X0, X1, X1
+	VMOVHLPS      X1, X1, X0
+	VADDPS        X0, X1, X1
+	VMOVSHDUP     X1, X0
+	VADDSS        X0, X1, X1
+	VMOVHLPS      X7, X7, X0
+	VADDPS        X0, X7, X7
+	VMOVSHDUP     X7, X0
+	VADDSS        X0, X7, X7
+	VADDSS        X7, X1, X1
+	VMOVSS        X1, (AX)
+	VADDPS        Z9, Z8, Z8
+	VMULPS        zFin<>+0(SB), Z8, Z8
+	VEXTRACTF64X4 $0x01, Z8, Y0
+	VADDPS        Y0, Y8, Y0
+	VEXTRACTF128  $0x01, Y0, X1
+	VADDPS        X0, X1, X1
+	VMOVHLPS      X1, X1, X0
+	VADDPS        X0, X1, X1
+	VMOVSHDUP     X1, X0
+	VADDSS        X0, X1, X1
+	VMOVHLPS      X10, X10, X0
+	VADDPS        X0, X10, X10
+	VMOVSHDUP     X10, X0
+	VADDSS        X0, X10, X10
+	VADDSS        X10, X1, X1
+	VMOVSS        X1, 4(AX)
+	VADDPS        Z12, Z11, Z11
+	VMULPS        zFin<>+0(SB), Z11, Z11
+	VEXTRACTF64X4 $0x01, Z11, Y0
+	VADDPS        Y0, Y11, Y0
+	VEXTRACTF128  $0x01, Y0, X1
+	VADDPS        X0, X1, X1
+	VMOVHLPS      X1, X1, X0
+	VADDPS        X0, X1, X1
+	VMOVSHDUP     X1, X0
+	VADDSS        X0, X1, X1
+	VMOVHLPS      X13, X13, X0
+	VADDPS        X0, X13, X13
+	VMOVSHDUP     X13, X0
+	VADDSS        X0, X13, X13
+	VADDSS        X13, X1, X1
+	VMOVSS        X1, 8(AX)
+	VADDPS        Z15, Z14, Z14
+	VMULPS        zFin<>+0(SB), Z14, Z14
+	VEXTRACTF64X4 $0x01, Z14, Y0
+	VADDPS        Y0, Y14, Y0
+	VEXTRACTF128  $0x01, Y0, X1
+	VADDPS        X0, X1, X1
+	VMOVHLPS      X1, X1, X0
+	VADDPS        X0, X1, X1
+	VMOVSHDUP     X1, X0
+	VADDSS        X0, X1, X1
+	VMOVHLPS      X16, X16, X0
+	VADDPS        X0, X16, X16
+	VMOVSHDUP     X16, X0
+	VADDSS        X0, X16, X16
+	VADDSS        X16, X1, X1
+	VMOVSS        X1, 12(AX)
 	VZEROUPPER
 	RET
 
@@ -18045,6 +16341,354 @@ dotYx4Q4AG32F16_end:
 	VZEROUPPER
 	RET
 
+// func dotZRowsQ4AG64F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
+// Requires: AVX, AVX512F, AVX512VNNI, F16C, FMA3
+TEXT ·dotZRowsQ4AG64F16(SB), NOSPLIT, $0-152
+	VMOVDQU64 zNib<>+0(SB), Z0
+	VMOVDQU64 zIdx0<>+0(SB), Z1
+	VMOVDQU64 zIdx1<>+0(SB), Z2
+	VMOVDQU64 zQPerm<>+0(SB), Z3
+	MOVQ      w_base+0(FP), AX
+	MOVQ      q_base+24(FP), CX
+	MOVQ      d_base+48(FP), DX
+	MOVQ      s_base+72(FP), BX
+	MOVQ      n4+96(FP), SI
+	SHLQ      $0x04, SI
+	MOVQ      rows+112(FP), DI
+	MOVQ      rb+120(FP), R8
+	MOVQ      out_base+128(FP), R9
+
+dotZRowsQ4AG64F16_row:
+	TESTQ  DI, DI
+	JZ     dotZRowsQ4AG64F16_done
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VXORPS X6, X6, X6
+	MOVQ   AX, R10
+	XORQ   R11, R11
+
+dotZRowsQ4AG64F16_loop:
+	CMPQ            R11, SI
+	JAE             dotZRowsQ4AG64F16_end
+	MOVWQZX         (R10), R12
+	MOVWQZX         36(R10), R13
+	SHLQ            $0x20, R13
+	ORQ             R13, R12
+	VMOVQ           R12, X7
+	VCVTPH2PS       X7, X7
+	VMOVSLDUP       X7, X7
+	MOVWQZX         2(R10), R12
+	MOVWQZX         38(R10), R13
+	SHLQ            $0x20, R13
+	ORQ             R13, R12
+	VMOVQ           R12, X8
+	VCVTPH2PS       X8, X8
+	VMOVSLDUP       X8, X8
+	VBROADCASTI64X4 4(R10), Z9
+	VPANDD          Z0, Z9, Z9
+	VBROADCASTI64X4 40(R10), Z10
+	VPANDD          Z0, Z10, Z10
+	VMULPS          (DX)(R11*1), X7, X7
+	VFMADD231PS     (BX)(R11*1), X8, X6
+	VPERMPS         Z7, Z1, Z8
+	VPXORD          Z11, Z11, Z11
+	VPERMQ          (CX)(R11*8), Z3, Z13
+	VPDPBUSD        Z13, Z9, Z11
+	VCVTDQ2PS       Z11, Z11
+	VFMADD231PS     Z8, Z11, Z4
+	VPERMPS         Z7, Z2, Z8
+	VPXORD          Z12, Z12, Z12
+	VPERMQ          64(CX)(R11*8), Z3, Z9
+	VPDPBUSD        Z9, Z10, Z12
+	VCVTDQ2PS       Z12, Z12
+	VFMADD231PS     Z8, Z12, Z5
+	ADDQ            $0x00000048, R10
+	ADDQ            $0x00000010, R11
+	JMP             dotZRowsQ4AG64F16_loop
+
+dotZRowsQ4AG64F16_end:
+	VADDPS        Z5, Z4, Z4
+	VMULPS        zFin<>+0(SB), Z4, Z4
+	VEXTRACTF64X4 $0x01, Z4, Y8
+	VADDPS        Y8, Y4, Y8
+	VEXTRACTF128  $0x01, Y8, X7
+	VADDPS        X8, X7, X7
+	VMOVHLPS      X7, X7, X8
+	VADDPS        X8, X7, X7
+	VMOVSHDUP     X7, X8
+	VADDSS        X8, X7, X7
+	VMOVHLPS      X6, X6, X8
+	VADDPS        X8, X6, X6
+	VMOVSHDUP     X6, X8
+	VADDSS        X8, X6, X6
+	VADDSS        X6, X7, X7
+	VMOVSS        X7, (R9)
+	ADDQ          $0x04, R9
+	ADDQ          R8, AX
+	DECQ          DI
+	JMP           dotZRowsQ4AG64F16_row
+
+dotZRowsQ4AG64F16_done:
+	VZEROUPPER
+	RET
+
+// func dotZRowsPQ4AG64F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
+// Requires: AVX, AVX512F, AVX512VNNI, F16C, FMA3
+TEXT ·dotZRowsPQ4AG64F16(SB), NOSPLIT, $0-152
+	VMOVDQU64 zNib<>+0(SB), Z0
+	VMOVDQU64 zIdx0<>+0(SB), Z1
+	VMOVDQU64 zIdx1<>+0(SB), Z2
+	MOVQ      w_base+0(FP), AX
+	MOVQ      q_base+24(FP), CX
+	MOVQ      d_base+48(FP), DX
+	MOVQ      s_base+72(FP), BX
+	MOVQ      n4+96(FP), SI
+	SHLQ      $0x04, SI
+	MOVQ      rows+112(FP), DI
+	MOVQ      rb+120(FP), R8
+	MOVQ      out_base+128(FP), R9
+
+dotZRowsPQ4AG64F16_row:
+	TESTQ  DI, DI
+	JZ     dotZRowsPQ4AG64F16_done
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VXORPS X5, X5, X5
+	MOVQ   AX, R10
+	XORQ   R11, R11
+
+dotZRowsPQ4AG64F16_loop:
+	CMPQ            R11, SI
+	JAE             dotZRowsPQ4AG64F16_end
+	MOVWQZX         (R10), R12
+	MOVWQZX         36(R10), R13
+	SHLQ            $0x20, R13
+	ORQ             R13, R12
+	VMOVQ           R12, X6
+	VCVTPH2PS       X6, X6
+	VMOVSLDUP       X6, X6
+	MOVWQZX         2(R10), R12
+	MOVWQZX         38(R10), R13
+	SHLQ            $0x20, R13
+	ORQ             R13, R12
+	VMOVQ           R12, X7
+	VCVTPH2PS       X7, X7
+	VMOVSLDUP       X7, X7
+	VBROADCASTI64X4 4(R10), Z8
+	VPANDD          Z0, Z8, Z8
+	VBROADCASTI64X4 40(R10), Z9
+	VPANDD          Z0, Z9, Z9
+	VMULPS          (DX)(R11*1), X6, X6
+	VFMADD231PS     (BX)(R11*1), X7, X5
+	VPERMPS         Z6, Z1, Z7
+	VPXORD          Z10, Z10, Z10
+	VPDPBUSD        (CX)(R11*8), Z8, Z10
+	VCVTDQ2PS       Z10, Z10
+	VFMADD231PS     Z7, Z10, Z3
+	VPERMPS         Z6, Z2, Z7
+	VPXORD          Z11, Z11, Z11
+	VPDPBUSD        64(CX)(R11*8), Z9, Z11
+	VCVTDQ2PS       Z11, Z11
+	VFMADD231PS     Z7, Z11, Z4
+	ADDQ            $0x00000048, R10
+	ADDQ            $0x00000010, R11
+	JMP             dotZRowsPQ4AG64F16_loop
+
+dotZRowsPQ4AG64F16_end:
+	VADDPS        Z4, Z3, Z3
+	VMULPS        zFin<>+0(SB), Z3, Z3
+	VEXTRACTF64X4 $0x01, Z3, Y7
+	VADDPS        Y7, Y3, Y7
+	VEXTRACTF128  $0x01, Y7, X6
+	VADDPS        X7, X6, X6
+	VMOVHLPS      X6, X6, X7
+	VADDPS        X7, X6, X6
+	VMOVSHDUP     X6, X7
+	VADDSS        X7, X6, X6
+	VMOVHLPS      X5, X5, X7
+	VADDPS        X7, X5, X5
+	VMOVSHDUP     X5, X7
+	VADDSS        X7, X5, X5
+	VADDSS        X5, X6, X6
+	VMOVSS        X6, (R9)
+	ADDQ          $0x04, R9
+	ADDQ          R8, AX
+	DECQ          DI
+	JMP           dotZRowsPQ4AG64F16_row
+
+dotZRowsPQ4AG64F16_done:
+	VZEROUPPER
+	RET
+
+// func dotZx4Q4AG64F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, out *[4]float32)
+// Requires: AVX, AVX512F, AVX512VNNI, F16C, FMA3
+TEXT ·dotZx4Q4AG64F16(SB), NOSPLIT, $0-120
+	VMOVDQU64 zNib<>+0(SB), Z0
+	VMOVDQU64 zIdx0<>+0(SB), Z1
+	VMOVDQU64 zIdx1<>+0(SB), Z2
+	MOVQ      w_base+0(FP), AX
+	MOVQ      q_base+24(FP), CX
+	MOVQ      d_base+48(FP), DX
+	MOVQ      s_base+72(FP), BX
+	MOVQ      n4+96(FP), SI
+	VPXORD    Z3, Z3, Z3
+	VPXORD    Z4, Z4, Z4
+	VXORPS    X5, X5, X5
+	VPXORD    Z6, Z6, Z6
+	VPXORD    Z7, Z7, Z7
+	VXORPS    X8, X8, X8
+	VPXORD    Z9, Z9, Z9
+	VPXORD    Z10, Z10, Z10
+	VXORPS    X11, X11, X11
+	VPXORD    Z12, Z12, Z12
+	VPXORD    Z13, Z13, Z13
+	VXORPS    X14, X14, X14
+
+dotZx4Q4AG64F16_loop:
+	TESTQ           SI, SI
+	JZ              dotZx4Q4AG64F16_end
+	MOVWQZX         (AX), DI
+	MOVWQZX         36(AX), R8
+	SHLQ            $0x20, R8
+	ORQ             R8, DI
+	VMOVQ           DI, X15
+	VCVTPH2PS       X15, X15
+	VMOVSLDUP       X15, X15
+	MOVWQZX         2(AX), DI
+	MOVWQZX         38(AX), R8
+	SHLQ            $0x20, R8
+	ORQ             R8, DI
+	VMOVQ           DI, X16
+	VCVTPH2PS       X16, X16
+	VMOVSLDUP       X16, X16
+	VBROADCASTI64X4 4(AX), Z17
+	VPANDD          Z0, Z17, Z17
+	VBROADCASTI64X4 40(AX), Z18
+	VPANDD          Z0, Z18, Z18
+	VMULPS          (DX), X15, X19
+	VFMADD231PS     (BX), X16, X5
+	VPERMPS         Z19, Z1, Z20
+	VPXORD          Z21, Z21, Z21
+	VPDPBUSD        (CX), Z17, Z21
+	VCVTDQ2PS       Z21, Z21
+	VFMADD231PS     Z20, Z21, Z3
+	VPERMPS         Z19, Z2, Z20
+	VPXORD          Z22, Z22, Z22
+	VPDPBUSD        64(CX), Z18, Z22
+	VCVTDQ2PS       Z22, Z22
+	VFMADD231PS     Z20, Z22, Z4
+	VMULPS          16(DX), X15, X19
+	VFMADD231PS     16(BX), X16, X8
+	VPERMPS         Z19, Z1, Z20
+	VPXORD          Z23, Z23, Z23
+	VPDPBUSD        128(CX), Z17, Z23
+	VCVTDQ2PS       Z23, Z23
+	VFMADD231PS     Z20, Z23, Z6
+	VPERMPS         Z19, Z2, Z20
+	VPXORD          Z24, Z24, Z24
+	VPDPBUSD        192(CX), Z18, Z24
+	VCVTDQ2PS       Z24, Z24
+	VFMADD231PS     Z20, Z24, Z7
+	VMULPS          32(DX), X15, X19
+	VFMADD231PS     32(BX), X16, X11
+	VPERMPS         Z19, Z1, Z20
+	VPXORD          Z25, Z25, Z25
+	VPDPBUSD        256(CX), Z17, Z25
+	VCVTDQ2PS       Z25, Z25
+	VFMADD231PS     Z20, Z25, Z9
+	VPERMPS         Z19, Z2, Z20
+	VPXORD          Z26, Z26, Z26
+	VPDPBUSD        320(CX), Z18, Z26
+	VCVTDQ2PS       Z26, Z26
+	VFMADD231PS     Z20, Z26, Z10
+	VMULPS          48(DX), X15, X15
+	VFMADD231PS     48(BX), X16, X14
+	VPERMPS         Z15, Z1, Z16
+	VPXORD          Z27, Z27, Z27
+	VPDPBUSD        384(CX), Z17, Z27
+	VCVTDQ2PS       Z27, Z27
+	VFMADD231PS     Z16, Z27, Z12
+	VPERMPS         Z15, Z2, Z16
+	VPXORD          Z28, Z28, Z28
+	VPDPBUSD        448(CX), Z18, Z28
+	VCVTDQ2PS       Z28, Z28
+	VFMADD231PS     Z16, Z28, Z13
+	ADDQ            $0x00000048, AX
+	ADDQ            $0x00000200, CX
+	ADDQ            $0x00000040, DX
+	ADDQ            $0x00000040, BX
+	DECQ            SI
+	JMP             dotZx4Q4AG64F16_loop
+
+dotZx4Q4AG64F16_end:
+	MOVQ          out+112(FP), AX
+	VADDPS        Z4, Z3, Z3
+	VMULPS        zFin<>+0(SB), Z3, Z3
+	VEXTRACTF64X4 $0x01, Z3, Y0
+	VADDPS        Y0, Y3, Y0
+	VEXTRACTF128  $0x01, Y0, X1
+	VADDPS        X0, X1, X1
+	VMOVHLPS      X1, X1, X0
+	VADDPS        X0, X1, X1
+	VMOVSHDUP     X1, X0
+	VADDSS        X0, X1, X1
+	VMOVHLPS      X5, X5, X0
+	VADDPS        X0, X5, X5
+	VMOVSHDUP     X5, X0
+	VADDSS        X0, X5, X5
+	VADDSS        X5, X1, X1
+	VMOVSS        X1, (AX)
+	VADDPS        Z7, Z6, Z6
+	VMULPS        zFin<>+0(SB), Z6, Z6
+	VEXTRACTF64X4 $0x01, Z6, Y0
+	VADDPS        Y0, Y6, Y0
+	VEXTRACTF128  $0x01, Y0, X1
+	VADDPS        X0, X1, X1
+	VMOVHLPS      X1, X1, X0
+	VADDPS        X0, X1, X1
+	VMOVSHDUP     X1, X0
+	VADDSS        X0, X1, X1
+	VMOVHLPS      X8, X8, X0
+	VADDPS        X0, X8, X8
+	VMOVSHDUP     X8, X0
+	VADDSS        X0, X8, X8
+	VADDSS        X8, X1, X1
+	VMOVSS        X1, 4(AX)
+	VADDPS        Z10, Z9, Z9
+	VMULPS        zFin<>+0(SB), Z9, Z9
+	VEXTRACTF64X4 $0x01, Z9, Y0
+	VADDPS        Y0, Y9, Y0
+	VEXTRACTF128  $0x01, Y0, X1
+	VADDPS        X0, X1, X1
+	VMOVHLPS      X1, X1, X0
+	VADDPS        X0, X1, X1
+	VMOVSHDUP     X1, X0
+	VADDSS        X0, X1, X1
+	VMOVHLPS      X11, X11, X0
+	VADDPS        X0, X11, X11
+	VMOVSHDUP     X11, X0
+	VADDSS        X0, X11, X11
+	VADDSS        X11, X1, X1
+	VMOVSS        X1, 8(AX)
+	VADDPS        Z13, Z12, Z12
+	VMULPS        zFin<>+0(SB), Z12, Z12
+	VEXTRACTF64X4 $0x01, Z12, Y0
+	VADDPS        Y0, Y12, Y0
+	VEXTRACTF128  $0x01, Y0, X1
+	VADDPS        X0, X1, X1
+	VMOVHLPS      X1, X1, X0
+	VADDPS        X0, X1, X1
+	VMOVSHDUP     X1, X0
+	VADDSS        X0, X1, X1
+	VMOVHLPS      X14, X14, X0
+	VADDPS        X0, X14, X14
+	VMOVSHDUP     X14, X0
+	VADDSS        X0, X14, X14
+	VADDSS        X14, X1, X1
+	VMOVSS        X1, 12(AX)
+	VZEROUPPER
+	RET
+
 // func dotYRowsQ4AG64F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
 // Requires: AVX, AVX2, F16C, FMA3
 TEXT ·dotYRowsQ4AG64F16(SB), NOSPLIT, $0-152
@@ -18408,6 +17052,354 @@ dotYx4Q4AG64F16_end:
 	VADDSS       X1, X7, X7
 	VADDSS       X7, X0, X0
 	VMOVSS       X0, 12(AX)
+	VZEROUPPER
+	RET
+
+// func dotZRowsQ4AG128F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
+// Requires: AVX, AVX2, AVX512F, AVX512VNNI, F16C, FMA3
+TEXT ·dotZRowsQ4AG128F16(SB), NOSPLIT, $0-152
+	VMOVDQU64 zNib<>+0(SB), Z0
+	VMOVDQU64 zIdx0<>+0(SB), Z1
+	VMOVDQU64 zIdx1<>+0(SB), Z2
+	VMOVDQU64 zQPerm<>+0(SB), Z3
+	MOVQ      w_base+0(FP), AX
+	MOVQ      q_base+24(FP), CX
+	MOVQ      d_base+48(FP), DX
+	MOVQ      s_base+72(FP), BX
+	MOVQ      n4+96(FP), SI
+	SHLQ      $0x04, SI
+	MOVQ      rows+112(FP), DI
+	MOVQ      rb+120(FP), R8
+	MOVQ      out_base+128(FP), R9
+	MOVQ      bb+104(FP), R10
+
+dotZRowsQ4AG128F16_row:
+	TESTQ  DI, DI
+	JZ     dotZRowsQ4AG128F16_done
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VXORPS X6, X6, X6
+	MOVQ   AX, R11
+	LEAQ   4(R11), R12
+	LEAQ   (R11)(R10*1), R13
+	XORQ   R14, R14
+
+dotZRowsQ4AG128F16_loop:
+	CMPQ            R14, SI
+	JAE             dotZRowsQ4AG128F16_end
+	VPBROADCASTW    (R11), X7
+	VCVTPH2PS       X7, X7
+	VPBROADCASTW    2(R11), X8
+	VCVTPH2PS       X8, X8
+	VBROADCASTI64X4 (R12), Z9
+	VPANDD          Z0, Z9, Z9
+	VBROADCASTI64X4 32(R12), Z10
+	VPANDD          Z0, Z10, Z10
+	VMULPS          (DX)(R14*1), X7, X7
+	VFMADD231PS     (BX)(R14*1), X8, X6
+	VPERMPS         Z7, Z1, Z8
+	VPXORD          Z11, Z11, Z11
+	VPERMQ          (CX)(R14*8), Z3, Z13
+	VPDPBUSD        Z13, Z9, Z11
+	VCVTDQ2PS       Z11, Z11
+	VFMADD231PS     Z8, Z11, Z4
+	VPERMPS         Z7, Z2, Z8
+	VPXORD          Z12, Z12, Z12
+	VPERMQ          64(CX)(R14*8), Z3, Z9
+	VPDPBUSD        Z9, Z10, Z12
+	VCVTDQ2PS       Z12, Z12
+	VFMADD231PS     Z8, Z12, Z5
+	ADDQ            $0x00000040, R12
+	CMPQ            R12, R13
+	JNE             dotZRowsQ4AG128F16_next
+	MOVQ            R13, R11
+	ADDQ            R10, R13
+	LEAQ            4(R11), R12
+
+dotZRowsQ4AG128F16_next:
+	ADDQ $0x00000010, R14
+	JMP  dotZRowsQ4AG128F16_loop
+
+dotZRowsQ4AG128F16_end:
+	VADDPS        Z5, Z4, Z4
+	VMULPS        zFin<>+0(SB), Z4, Z4
+	VEXTRACTF64X4 $0x01, Z4, Y8
+	VADDPS        Y8, Y4, Y8
+	VEXTRACTF128  $0x01, Y8, X7
+	VADDPS        X8, X7, X7
+	VMOVHLPS      X7, X7, X8
+	VADDPS        X8, X7, X7
+	VMOVSHDUP     X7, X8
+	VADDSS        X8, X7, X7
+	VMOVHLPS      X6, X6, X8
+	VADDPS        X8, X6, X6
+	VMOVSHDUP     X6, X8
+	VADDSS        X8, X6, X6
+	VADDSS        X6, X7, X7
+	VMOVSS        X7, (R9)
+	ADDQ          $0x04, R9
+	ADDQ          R8, AX
+	DECQ          DI
+	JMP           dotZRowsQ4AG128F16_row
+
+dotZRowsQ4AG128F16_done:
+	VZEROUPPER
+	RET
+
+// func dotZRowsPQ4AG128F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
+// Requires: AVX, AVX2, AVX512F, AVX512VNNI, F16C, FMA3
+TEXT ·dotZRowsPQ4AG128F16(SB), NOSPLIT, $0-152
+	VMOVDQU64 zNib<>+0(SB), Z0
+	VMOVDQU64 zIdx0<>+0(SB), Z1
+	VMOVDQU64 zIdx1<>+0(SB), Z2
+	MOVQ      w_base+0(FP), AX
+	MOVQ      q_base+24(FP), CX
+	MOVQ      d_base+48(FP), DX
+	MOVQ      s_base+72(FP), BX
+	MOVQ      n4+96(FP), SI
+	SHLQ      $0x04, SI
+	MOVQ      rows+112(FP), DI
+	MOVQ      rb+120(FP), R8
+	MOVQ      out_base+128(FP), R9
+	MOVQ      bb+104(FP), R10
+
+dotZRowsPQ4AG128F16_row:
+	TESTQ  DI, DI
+	JZ     dotZRowsPQ4AG128F16_done
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VXORPS X5, X5, X5
+	MOVQ   AX, R11
+	LEAQ   4(R11), R12
+	LEAQ   (R11)(R10*1), R13
+	XORQ   R14, R14
+
+dotZRowsPQ4AG128F16_loop:
+	CMPQ            R14, SI
+	JAE             dotZRowsPQ4AG128F16_end
+	VPBROADCASTW    (R11), X6
+	VCVTPH2PS       X6, X6
+	VPBROADCASTW    2(R11), X7
+	VCVTPH2PS       X7, X7
+	VBROADCASTI64X4 (R12), Z8
+	VPANDD          Z0, Z8, Z8
+	VBROADCASTI64X4 32(R12), Z9
+	VPANDD          Z0, Z9, Z9
+	VMULPS          (DX)(R14*1), X6, X6
+	VFMADD231PS     (BX)(R14*1), X7, X5
+	VPERMPS         Z6, Z1, Z7
+	VPXORD          Z10, Z10, Z10
+	VPDPBUSD        (CX)(R14*8), Z8, Z10
+	VCVTDQ2PS       Z10, Z10
+	VFMADD231PS     Z7, Z10, Z3
+	VPERMPS         Z6, Z2, Z7
+	VPXORD          Z11, Z11, Z11
+	VPDPBUSD        64(CX)(R14*8), Z9, Z11
+	VCVTDQ2PS       Z11, Z11
+	VFMADD231PS     Z7, Z11, Z4
+	ADDQ            $0x00000040, R12
+	CMPQ            R12, R13
+	JNE             dotZRowsPQ4AG128F16_next
+	MOVQ            R13, R11
+	ADDQ            R10, R13
+	LEAQ            4(R11), R12
+
+dotZRowsPQ4AG128F16_next:
+	ADDQ $0x00000010, R14
+	JMP  dotZRowsPQ4AG128F16_loop
+
+dotZRowsPQ4AG128F16_end:
+	VADDPS        Z4, Z3, Z3
+	VMULPS        zFin<>+0(SB), Z3, Z3
+	VEXTRACTF64X4 $0x01, Z3, Y7
+	VADDPS        Y7, Y3, Y7
+	VEXTRACTF128  $0x01, Y7, X6
+	VADDPS        X7, X6, X6
+	VMOVHLPS      X6, X6, X7
+	VADDPS        X7, X6, X6
+	VMOVSHDUP     X6, X7
+	VADDSS        X7, X6, X6
+	VMOVHLPS      X5, X5, X7
+	VADDPS        X7, X5, X5
+	VMOVSHDUP     X5, X7
+	VADDSS        X7, X5, X5
+	VADDSS        X5, X6, X6
+	VMOVSS        X6, (R9)
+	ADDQ          $0x04, R9
+	ADDQ          R8, AX
+	DECQ          DI
+	JMP           dotZRowsPQ4AG128F16_row
+
+dotZRowsPQ4AG128F16_done:
+	VZEROUPPER
+	RET
+
+// func dotZx4Q4AG128F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, out *[4]float32)
+// Requires: AVX, AVX2, AVX512F, AVX512VNNI, F16C, FMA3
+TEXT ·dotZx4Q4AG128F16(SB), NOSPLIT, $0-120
+	VMOVDQU64 zNib<>+0(SB), Z0
+	VMOVDQU64 zIdx0<>+0(SB), Z1
+	VMOVDQU64 zIdx1<>+0(SB), Z2
+	MOVQ      w_base+0(FP), AX
+	MOVQ      q_base+24(FP), CX
+	MOVQ      d_base+48(FP), DX
+	MOVQ      s_base+72(FP), BX
+	MOVQ      n4+96(FP), SI
+	MOVQ      bb+104(FP), DI
+	LEAQ      4(AX), R8
+	LEAQ      (AX)(DI*1), R9
+	VPXORD    Z3, Z3, Z3
+	VPXORD    Z4, Z4, Z4
+	VXORPS    X5, X5, X5
+	VPXORD    Z6, Z6, Z6
+	VPXORD    Z7, Z7, Z7
+	VXORPS    X8, X8, X8
+	VPXORD    Z9, Z9, Z9
+	VPXORD    Z10, Z10, Z10
+	VXORPS    X11, X11, X11
+	VPXORD    Z12, Z12, Z12
+	VPXORD    Z13, Z13, Z13
+	VXORPS    X14, X14, X14
+
+dotZx4Q4AG128F16_loop:
+	TESTQ           SI, SI
+	JZ              dotZx4Q4AG128F16_end
+	VPBROADCASTW    (AX), X15
+	VCVTPH2PS       X15, X15
+	VPBROADCASTW    2(AX), X16
+	VCVTPH2PS       X16, X16
+	VBROADCASTI64X4 (R8), Z17
+	VPANDD          Z0, Z17, Z17
+	VBROADCASTI64X4 32(R8), Z18
+	VPANDD          Z0, Z18, Z18
+	VMULPS          (DX), X15, X19
+	VFMADD231PS     (BX), X16, X5
+	VPERMPS         Z19, Z1, Z20
+	VPXORD          Z21, Z21, Z21
+	VPDPBUSD        (CX), Z17, Z21
+	VCVTDQ2PS       Z21, Z21
+	VFMADD231PS     Z20, Z21, Z3
+	VPERMPS         Z19, Z2, Z20
+	VPXORD          Z22, Z22, Z22
+	VPDPBUSD        64(CX), Z18, Z22
+	VCVTDQ2PS       Z22, Z22
+	VFMADD231PS     Z20, Z22, Z4
+	VMULPS          16(DX), X15, X19
+	VFMADD231PS     16(BX), X16, X8
+	VPERMPS         Z19, Z1, Z20
+	VPXORD          Z23, Z23, Z23
+	VPDPBUSD        128(CX), Z17, Z23
+	VCVTDQ2PS       Z23, Z23
+	VFMADD231PS     Z20, Z23, Z6
+	VPERMPS         Z19, Z2, Z20
+	VPXORD          Z24, Z24, Z24
+	VPDPBUSD        192(CX), Z18, Z24
+	VCVTDQ2PS       Z24, Z24
+	VFMADD231PS     Z20, Z24, Z7
+	VMULPS          32(DX), X15, X19
+	VFMADD231PS     32(BX), X16, X11
+	VPERMPS         Z19, Z1, Z20
+	VPXORD          Z25, Z25, Z25
+	VPDPBUSD        256(CX), Z17, Z25
+	VCVTDQ2PS       Z25, Z25
+	VFMADD231PS     Z20, Z25, Z9
+	VPERMPS         Z19, Z2, Z20
+	VPXORD          Z26, Z26, Z26
+	VPDPBUSD        320(CX), Z18, Z26
+	VCVTDQ2PS       Z26, Z26
+	VFMADD231PS     Z20, Z26, Z10
+	VMULPS          48(DX), X15, X15
+	VFMADD231PS     48(BX), X16, X14
+	VPERMPS         Z15, Z1, Z16
+	VPXORD          Z27, Z27, Z27
+	VPDPBUSD        384(CX), Z17, Z27
+	VCVTDQ2PS       Z27, Z27
+	VFMADD231PS     Z16, Z27, Z12
+	VPERMPS         Z15, Z2, Z16
+	VPXORD          Z28, Z28, Z28
+	VPDPBUSD        448(CX), Z18, Z28
+	VCVTDQ2PS       Z28, Z28
+	VFMADD231PS     Z16, Z28, Z13
+	ADDQ            $0x00000040, R8
+	CMPQ            R8, R9
+	JNE             dotZx4Q4AG128F16_next
+	MOVQ            R9, AX
+	ADDQ            DI, R9
+	LEAQ            4(AX), R8
+
+dotZx4Q4AG128F16_next:
+	ADDQ $0x00000200, CX
+	ADDQ $0x00000040, DX
+	ADDQ $0x00000040, BX
+	DECQ SI
+	JMP  dotZx4Q4AG128F16_loop
+
+dotZx4Q4AG128F16_end:
+	MOVQ          out+112(FP), AX
+	VADDPS        Z4, Z3, Z3
+	VMULPS        zFin<>+0(SB), Z3, Z3
+	VEXTRACTF64X4 $0x01, Z3, Y0
+	VADDPS        Y0, Y3, Y0
+	VEXTRACTF128  $0x01, Y0, X1
+	VADDPS        X0, X1, X1
+	VMOVHLPS      X1, X1, X0
+	VADDPS        X0, X1, X1
+	VMOVSHDUP     X1, X0
+	VADDSS        X0, X1, X1
+	VMOVHLPS      X5, X5, X0
+	VADDPS        X0, X5, X5
+	VMOVSHDUP     X5, X0
+	VADDSS        X0, X5, X5
+	VADDSS        X5, X1, X1
+	VMOVSS        X1, (AX)
+	VADDPS        Z7, Z6, Z6
+	VMULPS        zFin<>+0(SB), Z6, Z6
+	VEXTRACTF64X4 $0x01, Z6, Y0
+	VADDPS        Y0, Y6, Y0
+	VEXTRACTF128  $0x01, Y0, X1
+	VADDPS        X0, X1, X1
+	VMOVHLPS      X1, X1, X0
+	VADDPS        X0, X1, X1
+	VMOVSHDUP     X1, X0
+	VADDSS        X0, X1, X1
+	VMOVHLPS      X8, X8, X0
+	VADDPS        X0, X8, X8
+	VMOVSHDUP     X8, X0
+	VADDSS        X0, X8, X8
+	VADDSS        X8, X1, X1
+	VMOVSS        X1, 4(AX)
+	VADDPS        Z10, Z9, Z9
+	VMULPS        zFin<>+0(SB), Z9, Z9
+	VEXTRACTF64X4 $0x01, Z9, Y0
+	VADDPS        Y0, Y9, Y0
+	VEXTRACTF128  $0x01, Y0, X1
+	VADDPS        X0, X1, X1
+	VMOVHLPS      X1, X1, X0
+	VADDPS        X0, X1, X1
+	VMOVSHDUP     X1, X0
+	VADDSS        X0, X1, X1
+	VMOVHLPS      X11, X11, X0
+	VADDPS        X0, X11, X11
+	VMOVSHDUP     X11, X0
+	VADDSS        X0, X11, X11
+	VADDSS        X11, X1, X1
+	VMOVSS        X1, 8(AX)
+	VADDPS        Z13, Z12, Z12
+	VMULPS        zFin<>+0(SB), Z12, Z12
+	VEXTRACTF64X4 $0x01, Z12, Y0
+	VADDPS        Y0, Y12, Y0
+	VEXTRACTF128  $0x01, Y0, X1
+	VADDPS        X0, X1, X1
+	VMOVHLPS      X1, X1, X0
+	VADDPS        X0, X1, X1
+	VMOVSHDUP     X1, X0
+	VADDSS        X0, X1, X1
+	VMOVHLPS      X14, X14, X0
+	VADDPS        X0, X14, X14
+	VMOVSHDUP     X14, X0
+	VADDSS        X0, X14, X14
+	VADDSS        X14, X1, X1
+	VMOVSS        X1, 12(AX)
 	VZEROUPPER
 	RET
 
@@ -18777,6 +17769,348 @@ dotYx4Q4AG128F16_end:
 	VZEROUPPER
 	RET
 
+// func dotZRowsQ4AG32F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
+// Requires: AVX, AVX512F, AVX512VNNI, FMA3
+TEXT ·dotZRowsQ4AG32F32(SB), NOSPLIT, $0-152
+	VMOVDQU64 zNib<>+0(SB), Z0
+	VMOVDQU64 zIdx0<>+0(SB), Z1
+	VMOVDQU64 zIdx1<>+0(SB), Z2
+	MOVL      $0x0000f0f0, AX
+	KMOVW     AX, K1
+	VMOVDQU64 zQPerm<>+0(SB), Z3
+	MOVQ      w_base+0(FP), AX
+	MOVQ      q_base+24(FP), CX
+	MOVQ      d_base+48(FP), DX
+	MOVQ      s_base+72(FP), BX
+	MOVQ      n4+96(FP), SI
+	SHLQ      $0x04, SI
+	MOVQ      rows+112(FP), DI
+	MOVQ      rb+120(FP), R8
+	MOVQ      out_base+128(FP), R9
+
+dotZRowsQ4AG32F32_row:
+	TESTQ  DI, DI
+	JZ     dotZRowsQ4AG32F32_done
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VXORPS X6, X6, X6
+	MOVQ   AX, R10
+	XORQ   R11, R11
+
+dotZRowsQ4AG32F32_loop:
+	CMPQ            R11, SI
+	JAE             dotZRowsQ4AG32F32_end
+	VMOVSS          (R10), X7
+	VINSERTPS       $0x10, 24(R10), X7, X7
+	VINSERTPS       $0x20, 48(R10), X7, X7
+	VINSERTPS       $0x30, 72(R10), X7, X7
+	VMOVSS          4(R10), X8
+	VINSERTPS       $0x10, 28(R10), X8, X8
+	VINSERTPS       $0x20, 52(R10), X8, X8
+	VINSERTPS       $0x30, 76(R10), X8, X8
+	VBROADCASTI32X4 8(R10), Z9
+	VBROADCASTI32X4 32(R10), K1, Z9
+	VPANDD          Z0, Z9, Z9
+	VBROADCASTI32X4 56(R10), Z10
+	VBROADCASTI32X4 80(R10), K1, Z10
+	VPANDD          Z0, Z10, Z10
+	VMULPS          (DX)(R11*1), X7, X7
+	VFMADD231PS     (BX)(R11*1), X8, X6
+	VPERMPS         Z7, Z1, Z8
+	VPXORD          Z11, Z11, Z11
+	VPERMQ          (CX)(R11*8), Z3, Z13
+	VPDPBUSD        Z13, Z9, Z11
+	VCVTDQ2PS       Z11, Z11
+	VFMADD231PS     Z8, Z11, Z4
+	VPERMPS         Z7, Z2, Z8
+	VPXORD          Z12, Z12, Z12
+	VPERMQ          64(CX)(R11*8), Z3, Z9
+	VPDPBUSD        Z9, Z10, Z12
+	VCVTDQ2PS       Z12, Z12
+	VFMADD231PS     Z8, Z12, Z5
+	ADDQ            $0x00000060, R10
+	ADDQ            $0x00000010, R11
+	JMP             dotZRowsQ4AG32F32_loop
+
+dotZRowsQ4AG32F32_end:
+	VADDPS        Z5, Z4, Z4
+	VMULPS        zFin<>+0(SB), Z4, Z4
+	VEXTRACTF64X4 $0x01, Z4, Y8
+	VADDPS        Y8, Y4, Y8
+	VEXTRACTF128  $0x01, Y8, X7
+	VADDPS        X8, X7, X7
+	VMOVHLPS      X7, X7, X8
+	VADDPS        X8, X7, X7
+	VMOVSHDUP     X7, X8
+	VADDSS        X8, X7, X7
+	VMOVHLPS      X6, X6, X8
+	VADDPS        X8, X6, X6
+	VMOVSHDUP     X6, X8
+	VADDSS        X8, X6, X6
+	VADDSS        X6, X7, X7
+	VMOVSS        X7, (R9)
+	ADDQ          $0x04, R9
+	ADDQ          R8, AX
+	DECQ          DI
+	JMP           dotZRowsQ4AG32F32_row
+
+dotZRowsQ4AG32F32_done:
+	VZEROUPPER
+	RET
+
+// func dotZRowsPQ4AG32F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
+// Requires: AVX, AVX512F, AVX512VNNI, FMA3
+TEXT ·dotZRowsPQ4AG32F32(SB), NOSPLIT, $0-152
+	VMOVDQU64 zNib<>+0(SB), Z0
+	VMOVDQU64 zIdx0<>+0(SB), Z1
+	VMOVDQU64 zIdx1<>+0(SB), Z2
+	MOVL      $0x0000f0f0, AX
+	KMOVW     AX, K1
+	MOVQ      w_base+0(FP), AX
+	MOVQ      q_base+24(FP), CX
+	MOVQ      d_base+48(FP), DX
+	MOVQ      s_base+72(FP), BX
+	MOVQ      n4+96(FP), SI
+	SHLQ      $0x04, SI
+	MOVQ      rows+112(FP), DI
+	MOVQ      rb+120(FP), R8
+	MOVQ      out_base+128(FP), R9
+
+dotZRowsPQ4AG32F32_row:
+	TESTQ  DI, DI
+	JZ     dotZRowsPQ4AG32F32_done
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VXORPS X5, X5, X5
+	MOVQ   AX, R10
+	XORQ   R11, R11
+
+dotZRowsPQ4AG32F32_loop:
+	CMPQ            R11, SI
+	JAE             dotZRowsPQ4AG32F32_end
+	VMOVSS          (R10), X6
+	VINSERTPS       $0x10, 24(R10), X6, X6
+	VINSERTPS       $0x20, 48(R10), X6, X6
+	VINSERTPS       $0x30, 72(R10), X6, X6
+	VMOVSS          4(R10), X7
+	VINSERTPS       $0x10, 28(R10), X7, X7
+	VINSERTPS       $0x20, 52(R10), X7, X7
+	VINSERTPS       $0x30, 76(R10), X7, X7
+	VBROADCASTI32X4 8(R10), Z8
+	VBROADCASTI32X4 32(R10), K1, Z8
+	VPANDD          Z0, Z8, Z8
+	VBROADCASTI32X4 56(R10), Z9
+	VBROADCASTI32X4 80(R10), K1, Z9
+	VPANDD          Z0, Z9, Z9
+	VMULPS          (DX)(R11*1), X6, X6
+	VFMADD231PS     (BX)(R11*1), X7, X5
+	VPERMPS         Z6, Z1, Z7
+	VPXORD          Z10, Z10, Z10
+	VPDPBUSD        (CX)(R11*8), Z8, Z10
+	VCVTDQ2PS       Z10, Z10
+	VFMADD231PS     Z7, Z10, Z3
+	VPERMPS         Z6, Z2, Z7
+	VPXORD          Z11, Z11, Z11
+	VPDPBUSD        64(CX)(R11*8), Z9, Z11
+	VCVTDQ2PS       Z11, Z11
+	VFMADD231PS     Z7, Z11, Z4
+	ADDQ            $0x00000060, R10
+	ADDQ            $0x00000010, R11
+	JMP             dotZRowsPQ4AG32F32_loop
+
+dotZRowsPQ4AG32F32_end:
+	VADDPS        Z4, Z3, Z3
+	VMULPS        zFin<>+0(SB), Z3, Z3
+	VEXTRACTF64X4 $0x01, Z3, Y7
+	VADDPS        Y7, Y3, Y7
+	VEXTRACTF128  $0x01, Y7, X6
+	VADDPS        X7, X6, X6
+	VMOVHLPS      X6, X6, X7
+	VADDPS        X7, X6, X6
+	VMOVSHDUP     X6, X7
+	VADDSS        X7, X6, X6
+	VMOVHLPS      X5, X5, X7
+	VADDPS        X7, X5, X5
+	VMOVSHDUP     X5, X7
+	VADDSS        X7, X5, X5
+	VADDSS        X5, X6, X6
+	VMOVSS        X6, (R9)
+	ADDQ          $0x04, R9
+	ADDQ          R8, AX
+	DECQ          DI
+	JMP           dotZRowsPQ4AG32F32_row
+
+dotZRowsPQ4AG32F32_done:
+	VZEROUPPER
+	RET
+
+// func dotZx4Q4AG32F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, out *[4]float32)
+// Requires: AVX, AVX512F, AVX512VNNI, FMA3
+TEXT ·dotZx4Q4AG32F32(SB), NOSPLIT, $0-120
+	VMOVDQU64 zNib<>+0(SB), Z0
+	VMOVDQU64 zIdx0<>+0(SB), Z1
+	VMOVDQU64 zIdx1<>+0(SB), Z2
+	MOVL      $0x0000f0f0, AX
+	KMOVW     AX, K1
+	MOVQ      w_base+0(FP), AX
+	MOVQ      q_base+24(FP), CX
+	MOVQ      d_base+48(FP), DX
+	MOVQ      s_base+72(FP), BX
+	MOVQ      n4+96(FP), SI
+	VPXORD    Z3, Z3, Z3
+	VPXORD    Z4, Z4, Z4
+	VXORPS    X5, X5, X5
+	VPXORD    Z6, Z6, Z6
+	VPXORD    Z7, Z7, Z7
+	VXORPS    X8, X8, X8
+	VPXORD    Z9, Z9, Z9
+	VPXORD    Z10, Z10, Z10
+	VXORPS    X11, X11, X11
+	VPXORD    Z12, Z12, Z12
+	VPXORD    Z13, Z13, Z13
+	VXORPS    X14, X14, X14
+
+dotZx4Q4AG32F32_loop:
+	TESTQ           SI, SI
+	JZ              dotZx4Q4AG32F32_end
+	VMOVSS          (AX), X15
+	VINSERTPS       $0x10, 24(AX), X15, X15
+	VINSERTPS       $0x20, 48(AX), X15, X15
+	VINSERTPS       $0x30, 72(AX), X15, X15
+	VMOVSS          4(AX), X16
+	VINSERTPS       $0x10, 28(AX), X16, X16
+	VINSERTPS       $0x20, 52(AX), X16, X16
+	VINSERTPS       $0x30, 76(AX), X16, X16
+	VBROADCASTI32X4 8(AX), Z17
+	VBROADCASTI32X4 32(AX), K1, Z17
+	VPANDD          Z0, Z17, Z17
+	VBROADCASTI32X4 56(AX), Z18
+	VBROADCASTI32X4 80(AX), K1, Z18
+	VPANDD          Z0, Z18, Z18
+	VMULPS          (DX), X15, X19
+	VFMADD231PS     (BX), X16, X5
+	VPERMPS         Z19, Z1, Z20
+	VPXORD          Z21, Z21, Z21
+	VPDPBUSD        (CX), Z17, Z21
+	VCVTDQ2PS       Z21, Z21
+	VFMADD231PS     Z20, Z21, Z3
+	VPERMPS         Z19, Z2, Z20
+	VPXORD          Z22, Z22, Z22
+	VPDPBUSD        64(CX), Z18, Z22
+	VCVTDQ2PS       Z22, Z22
+	VFMADD231PS     Z20, Z22, Z4
+	VMULPS          16(DX), X15, X19
+	VFMADD231PS     16(BX), X16, X8
+	VPERMPS         Z19, Z1, Z20
+	VPXORD          Z23, Z23, Z23
+	VPDPBUSD        128(CX), Z17, Z23
+	VCVTDQ2PS       Z23, Z23
+	VFMADD231PS     Z20, Z23, Z6
+	VPERMPS         Z19, Z2, Z20
+	VPXORD          Z24, Z24, Z24
+	VPDPBUSD        192(CX), Z18, Z24
+	VCVTDQ2PS       Z24, Z24
+	VFMADD231PS     Z20, Z24, Z7
+	VMULPS          32(DX), X15, X19
+	VFMADD231PS     32(BX), X16, X11
+	VPERMPS         Z19, Z1, Z20
+	VPXORD          Z25, Z25, Z25
+	VPDPBUSD        256(CX), Z17, Z25
+	VCVTDQ2PS       Z25, Z25
+	VFMADD231PS     Z20, Z25, Z9
+	VPERMPS         Z19, Z2, Z20
+	VPXORD          Z26, Z26, Z26
+	VPDPBUSD        320(CX), Z18, Z26
+	VCVTDQ2PS       Z26, Z26
+	VFMADD231PS     Z20, Z26, Z10
+	VMULPS          48(DX), X15, X15
+	VFMADD231PS     48(BX), X16, X14
+	VPERMPS         Z15, Z1, Z16
+	VPXORD          Z27, Z27, Z27
+	VPDPBUSD        384(CX), Z17, Z27
+	VCVTDQ2PS       Z27, Z27
+	VFMADD231PS     Z16, Z27, Z12
+	VPERMPS         Z15, Z2, Z16
+	VPXORD          Z28, Z28, Z28
+	VPDPBUSD        448(CX), Z18, Z28
+	VCVTDQ2PS       Z28, Z28
+	VFMADD231PS     Z16, Z28, Z13
+	ADDQ            $0x00000060, AX
+	ADDQ            $0x00000200, CX
+	ADDQ            $0x00000040, DX
+	ADDQ            $0x00000040, BX
+	DECQ            SI
+	JMP             dotZx4Q4AG32F32_loop
+
+dotZx4Q4AG32F32_end:
+	MOVQ          out+112(FP), AX
+	VADDPS        Z4, Z3, Z3
+	VMULPS        zFin<>+0(SB), Z3, Z3
+	VEXTRACTF64X4 $0x01, Z3, Y0
+	VADDPS        Y0, Y3, Y0
+	VEXTRACTF128  $0x01, Y0, X1
+	VADDPS        X0, X1, X1
+	VMOVHLPS      X1, X1, X0
+	VADDPS        X0, X1, X1
+	VMOVSHDUP     X1, X0
+	VADDSS        X0, X1, X1
+	VMOVHLPS      X5, X5, X0
+	VADDPS        X0, X5, X5
+	VMOVSHDUP     X5, X0
+	VADDSS        X0, X5, X5
+	VADDSS        X5, X1, X1
+	VMOVSS        X1, (AX)
+	VADDPS        Z7, Z6, Z6
+	VMULPS        zFin<>+0(SB), Z6, Z6
+	VEXTRACTF64X4 $0x01, Z6, Y0
+	VADDPS        Y0, Y6, Y0
+	VEXTRACTF128  $0x01, Y0, X1
+	VADDPS        X0, X1, X1
+	VMOVHLPS      X1, X1, X0
+	VADDPS        X0, X1, X1
+	VMOVSHDUP     X1, X0
+	VADDSS        X0, X1, X1
+	VMOVHLPS      X8, X8, X0
+	VADDPS        X0, X8, X8
+	VMOVSHDUP     X8, X0
+	VADDSS        X0, X8, X8
+	VADDSS        X8, X1, X1
+	VMOVSS        X1, 4(AX)
+	VADDPS        Z10, Z9, Z9
+	VMULPS        zFin<>+0(SB), Z9, Z9
+	VEXTRACTF64X4 $0x01, Z9, Y0
+	VADDPS        Y0, Y9, Y0
+	VEXTRACTF128  $0x01, Y0, X1
+	VADDPS        X0, X1, X1
+	VMOVHLPS      X1, X1, X0
+	VADDPS        X0, X1, X1
+	VMOVSHDUP     X1, X0
+	VADDSS        X0, X1, X1
+	VMOVHLPS      X11, X11, X0
+	VADDPS        X0, X11, X11
+	VMOVSHDUP     X11, X0
+	VADDSS        X0, X11, X11
+	VADDSS        X11, X1, X1
+	VMOVSS        X1, 8(AX)
+	VADDPS        Z13, Z12, Z12
+	VMULPS        zFin<>+0(SB), Z12, Z12
+	VEXTRACTF64X4 $0x01, Z12, Y0
+	VADDPS        Y0, Y12, Y0
+	VEXTRACTF128  $0x01, Y0, X1
+	VADDPS        X0, X1, X1
+	VMOVHLPS      X1, X1, X0
+	VADDPS        X0, X1, X1
+	VMOVSHDUP     X1, X0
+	VADDSS        X0, X1, X1
+	VMOVHLPS      X14, X14, X0
+	VADDPS        X0, X14, X14
+	VMOVSHDUP     X14, X0
+	VADDSS        X0, X14, X14
+	VADDSS        X14, X1, X1
+	VMOVSS        X1, 12(AX)
+	VZEROUPPER
+	RET
+
 // func dotYRowsQ4AG32F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
 // Requires: AVX, AVX2, FMA3
 TEXT ·dotYRowsQ4AG32F32(SB), NOSPLIT, $0-152
@@ -19131,6 +18465,330 @@ dotYx4Q4AG32F32_end:
 	VZEROUPPER
 	RET
 
+// func dotZRowsQ4AG64F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
+// Requires: AVX, AVX512F, AVX512VNNI, FMA3
+TEXT ·dotZRowsQ4AG64F32(SB), NOSPLIT, $0-152
+	VMOVDQU64 zNib<>+0(SB), Z0
+	VMOVDQU64 zIdx0<>+0(SB), Z1
+	VMOVDQU64 zIdx1<>+0(SB), Z2
+	VMOVDQU64 zQPerm<>+0(SB), Z3
+	MOVQ      w_base+0(FP), AX
+	MOVQ      q_base+24(FP), CX
+	MOVQ      d_base+48(FP), DX
+	MOVQ      s_base+72(FP), BX
+	MOVQ      n4+96(FP), SI
+	SHLQ      $0x04, SI
+	MOVQ      rows+112(FP), DI
+	MOVQ      rb+120(FP), R8
+	MOVQ      out_base+128(FP), R9
+
+dotZRowsQ4AG64F32_row:
+	TESTQ  DI, DI
+	JZ     dotZRowsQ4AG64F32_done
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VXORPS X6, X6, X6
+	MOVQ   AX, R10
+	XORQ   R11, R11
+
+dotZRowsQ4AG64F32_loop:
+	CMPQ            R11, SI
+	JAE             dotZRowsQ4AG64F32_end
+	VMOVSS          (R10), X7
+	VINSERTPS       $0x20, 40(R10), X7, X7
+	VMOVSLDUP       X7, X7
+	VMOVSS          4(R10), X8
+	VINSERTPS       $0x20, 44(R10), X8, X8
+	VMOVSLDUP       X8, X8
+	VBROADCASTI64X4 8(R10), Z9
+	VPANDD          Z0, Z9, Z9
+	VBROADCASTI64X4 48(R10), Z10
+	VPANDD          Z0, Z10, Z10
+	VMULPS          (DX)(R11*1), X7, X7
+	VFMADD231PS     (BX)(R11*1), X8, X6
+	VPERMPS         Z7, Z1, Z8
+	VPXORD          Z11, Z11, Z11
+	VPERMQ          (CX)(R11*8), Z3, Z13
+	VPDPBUSD        Z13, Z9, Z11
+	VCVTDQ2PS       Z11, Z11
+	VFMADD231PS     Z8, Z11, Z4
+	VPERMPS         Z7, Z2, Z8
+	VPXORD          Z12, Z12, Z12
+	VPERMQ          64(CX)(R11*8), Z3, Z9
+	VPDPBUSD        Z9, Z10, Z12
+	VCVTDQ2PS       Z12, Z12
+	VFMADD231PS     Z8, Z12, Z5
+	ADDQ            $0x00000050, R10
+	ADDQ            $0x00000010, R11
+	JMP             dotZRowsQ4AG64F32_loop
+
+dotZRowsQ4AG64F32_end:
+	VADDPS        Z5, Z4, Z4
+	VMULPS        zFin<>+0(SB), Z4, Z4
+	VEXTRACTF64X4 $0x01, Z4, Y8
+	VADDPS        Y8, Y4, Y8
+	VEXTRACTF128  $0x01, Y8, X7
+	VADDPS        X8, X7, X7
+	VMOVHLPS      X7, X7, X8
+	VADDPS        X8, X7, X7
+	VMOVSHDUP     X7, X8
+	VADDSS        X8, X7, X7
+	VMOVHLPS      X6, X6, X8
+	VADDPS        X8, X6, X6
+	VMOVSHDUP     X6, X8
+	VADDSS        X8, X6, X6
+	VADDSS        X6, X7, X7
+	VMOVSS        X7, (R9)
+	ADDQ          $0x04, R9
+	ADDQ          R8, AX
+	DECQ          DI
+	JMP           dotZRowsQ4AG64F32_row
+
+dotZRowsQ4AG64F32_done:
+	VZEROUPPER
+	RET
+
+// func dotZRowsPQ4AG64F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
+// Requires: AVX, AVX512F, AVX512VNNI, FMA3
+TEXT ·dotZRowsPQ4AG64F32(SB), NOSPLIT, $0-152
+	VMOVDQU64 zNib<>+0(SB), Z0
+	VMOVDQU64 zIdx0<>+0(SB), Z1
+	VMOVDQU64 zIdx1<>+0(SB), Z2
+	MOVQ      w_base+0(FP), AX
+	MOVQ      q_base+24(FP), CX
+	MOVQ      d_base+48(FP), DX
+	MOVQ      s_base+72(FP), BX
+	MOVQ      n4+96(FP), SI
+	SHLQ      $0x04, SI
+	MOVQ      rows+112(FP), DI
+	MOVQ      rb+120(FP), R8
+	MOVQ      out_base+128(FP), R9
+
+dotZRowsPQ4AG64F32_row:
+	TESTQ  DI, DI
+	JZ     dotZRowsPQ4AG64F32_done
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VXORPS X5, X5, X5
+	MOVQ   AX, R10
+	XORQ   R11, R11
+
+dotZRowsPQ4AG64F32_loop:
+	CMPQ            R11, SI
+	JAE             dotZRowsPQ4AG64F32_end
+	VMOVSS          (R10), X6
+	VINSERTPS       $0x20, 40(R10), X6, X6
+	VMOVSLDUP       X6, X6
+	VMOVSS          4(R10), X7
+	VINSERTPS       $0x20, 44(R10), X7, X7
+	VMOVSLDUP       X7, X7
+	VBROADCASTI64X4 8(R10), Z8
+	VPANDD          Z0, Z8, Z8
+	VBROADCASTI64X4 48(R10), Z9
+	VPANDD          Z0, Z9, Z9
+	VMULPS          (DX)(R11*1), X6, X6
+	VFMADD231PS     (BX)(R11*1), X7, X5
+	VPERMPS         Z6, Z1, Z7
+	VPXORD          Z10, Z10, Z10
+	VPDPBUSD        (CX)(R11*8), Z8, Z10
+	VCVTDQ2PS       Z10, Z10
+	VFMADD231PS     Z7, Z10, Z3
+	VPERMPS         Z6, Z2, Z7
+	VPXORD          Z11, Z11, Z11
+	VPDPBUSD        64(CX)(R11*8), Z9, Z11
+	VCVTDQ2PS       Z11, Z11
+	VFMADD231PS     Z7, Z11, Z4
+	ADDQ            $0x00000050, R10
+	ADDQ            $0x00000010, R11
+	JMP             dotZRowsPQ4AG64F32_loop
+
+dotZRowsPQ4AG64F32_end:
+	VADDPS        Z4, Z3, Z3
+	VMULPS        zFin<>+0(SB), Z3, Z3
+	VEXTRACTF64X4 $0x01, Z3, Y7
+	VADDPS        Y7, Y3, Y7
+	VEXTRACTF128  $0x01, Y7, X6
+	VADDPS        X7, X6, X6
+	VMOVHLPS      X6, X6, X7
+	VADDPS        X7, X6, X6
+	VMOVSHDUP     X6, X7
+	VADDSS        X7, X6, X6
+	VMOVHLPS      X5, X5, X7
+	VADDPS        X7, X5, X5
+	VMOVSHDUP     X5, X7
+	VADDSS        X7, X5, X5
+	VADDSS        X5, X6, X6
+	VMOVSS        X6, (R9)
+	ADDQ          $0x04, R9
+	ADDQ          R8, AX
+	DECQ          DI
+	JMP           dotZRowsPQ4AG64F32_row
+
+dotZRowsPQ4AG64F32_done:
+	VZEROUPPER
+	RET
+
+// func dotZx4Q4AG64F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, out *[4]float32)
+// Requires: AVX, AVX512F, AVX512VNNI, FMA3
+TEXT ·dotZx4Q4AG64F32(SB), NOSPLIT, $0-120
+	VMOVDQU64 zNib<>+0(SB), Z0
+	VMOVDQU64 zIdx0<>+0(SB), Z1
+	VMOVDQU64 zIdx1<>+0(SB), Z2
+	MOVQ      w_base+0(FP), AX
+	MOVQ      q_base+24(FP), CX
+	MOVQ      d_base+48(FP), DX
+	MOVQ      s_base+72(FP), BX
+	MOVQ      n4+96(FP), SI
+	VPXORD    Z3, Z3, Z3
+	VPXORD    Z4, Z4, Z4
+	VXORPS    X5, X5, X5
+	VPXORD    Z6, Z6, Z6
+	VPXORD    Z7, Z7, Z7
+	VXORPS    X8, X8, X8
+	VPXORD    Z9, Z9, Z9
+	VPXORD    Z10, Z10, Z10
+	VXORPS    X11, X11, X11
+	VPXORD    Z12, Z12, Z12
+	VPXORD    Z13, Z13, Z13
+	VXORPS    X14, X14, X14
+
+dotZx4Q4AG64F32_loop:
+	TESTQ           SI, SI
+	JZ              dotZx4Q4AG64F32_end
+	VMOVSS          (AX), X15
+	VINSERTPS       $0x20, 40(AX), X15, X15
+	VMOVSLDUP       X15, X15
+	VMOVSS          4(AX), X16
+	VINSERTPS       $0x20, 44(AX), X16, X16
+	VMOVSLDUP       X16, X16
+	VBROADCASTI64X4 8(AX), Z17
+	VPANDD          Z0, Z17, Z17
+	VBROADCASTI64X4 48(AX), Z18
+	VPANDD          Z0, Z18, Z18
+	VMULPS          (DX), X15, X19
+	VFMADD231PS     (BX), X16, X5
+	VPERMPS         Z19, Z1, Z20
+	VPXORD          Z21, Z21, Z21
+	VPDPBUSD        (CX), Z17, Z21
+	VCVTDQ2PS       Z21, Z21
+	VFMADD231PS     Z20, Z21, Z3
+	VPERMPS         Z19, Z2, Z20
+	VPXORD          Z22, Z22, Z22
+	VPDPBUSD        64(CX), Z18, Z22
+	VCVTDQ2PS       Z22, Z22
+	VFMADD231PS     Z20, Z22, Z4
+	VMULPS          16(DX), X15, X19
+	VFMADD231PS     16(BX), X16, X8
+	VPERMPS         Z19, Z1, Z20
+	VPXORD          Z23, Z23, Z23
+	VPDPBUSD        128(CX), Z17, Z23
+	VCVTDQ2PS       Z23, Z23
+	VFMADD231PS     Z20, Z23, Z6
+	VPERMPS         Z19, Z2, Z20
+	VPXORD          Z24, Z24, Z24
+	VPDPBUSD        192(CX), Z18, Z24
+	VCVTDQ2PS       Z24, Z24
+	VFMADD231PS     Z20, Z24, Z7
+	VMULPS          32(DX), X15, X19
+	VFMADD231PS     32(BX), X16, X11
+	VPERMPS         Z19, Z1, Z20
+	VPXORD          Z25, Z25, Z25
+	VPDPBUSD        256(CX), Z17, Z25
+	VCVTDQ2PS       Z25, Z25
+	VFMADD231PS     Z20, Z25, Z9
+	VPERMPS         Z19, Z2, Z20
+	VPXORD          Z26, Z26, Z26
+	VPDPBUSD        320(CX), Z18, Z26
+	VCVTDQ2PS       Z26, Z26
+	VFMADD231PS     Z20, Z26, Z10
+	VMULPS          48(DX), X15, X15
+	VFMADD231PS     48(BX), X16, X14
+	VPERMPS         Z15, Z1, Z16
+	VPXORD          Z27, Z27, Z27
+	VPDPBUSD        384(CX), Z17, Z27
+	VCVTDQ2PS       Z27, Z27
+	VFMADD231PS     Z16, Z27, Z12
+	VPERMPS         Z15, Z2, Z16
+	VPXORD          Z28, Z28, Z28
+	VPDPBUSD        448(CX), Z18, Z28
+	VCVTDQ2PS       Z28, Z28
+	VFMADD231PS     Z16, Z28, Z13
+	ADDQ            $0x00000050, AX
+	ADDQ            $0x00000200, CX
+	ADDQ            $0x00000040, DX
+	ADDQ            $0x00000040, BX
+	DECQ            SI
+	JMP             dotZx4Q4AG64F32_loop
+
+dotZx4Q4AG64F32_end:
+	MOVQ          out+112(FP), AX
+	VADDPS        Z4, Z3, Z3
+	VMULPS        zFin<>+0(SB), Z3, Z3
+	VEXTRACTF64X4 $0x01, Z3, Y0
+	VADDPS        Y0, Y3, Y0
+	VEXTRACTF128  $0x01, Y0, X1
+	VADDPS        X0, X1, X1
+	VMOVHLPS      X1, X1, X0
+	VADDPS        X0, X1, X1
+	VMOVSHDUP     X1, X0
+	VADDSS        X0, X1, X1
+	VMOVHLPS      X5, X5, X0
+	VADDPS        X0, X5, X5
+	VMOVSHDUP     X5, X0
+	VADDSS        X0, X5, X5
+	VADDSS        X5, X1, X1
+	VMOVSS        X1, (AX)
+	VADDPS        Z7, Z6, Z6
+	VMULPS        zFin<>+0(SB), Z6, Z6
+	VEXTRACTF64X4 $0x01, Z6, Y0
+	VADDPS        Y0, Y6, Y0
+	VEXTRACTF128  $0x01, Y0, X1
+	VADDPS        X0, X1, X1
+	VMOVHLPS      X1, X1, X0
+	VADDPS        X0, X1, X1
+	VMOVSHDUP     X1, X0
+	VADDSS        X0, X1, X1
+	VMOVHLPS      X8, X8, X0
+	VADDPS        X0, X8, X8
+	VMOVSHDUP     X8, X0
+	VADDSS        X0, X8, X8
+	VADDSS        X8, X1, X1
+	VMOVSS        X1, 4(AX)
+	VADDPS        Z10, Z9, Z9
+	VMULPS        zFin<>+0(SB), Z9, Z9
+	VEXTRACTF64X4 $0x01, Z9, Y0
+	VADDPS        Y0, Y9, Y0
+	VEXTRACTF128  $0x01, Y0, X1
+	VADDPS        X0, X1, X1
+	VMOVHLPS      X1, X1, X0
+	VADDPS        X0, X1, X1
+	VMOVSHDUP     X1, X0
+	VADDSS        X0, X1, X1
+	VMOVHLPS      X11, X11, X0
+	VADDPS        X0, X11, X11
+	VMOVSHDUP     X11, X0
+	VADDSS        X0, X11, X11
+	VADDSS        X11, X1, X1
+	VMOVSS        X1, 8(AX)
+	VADDPS        Z13, Z12, Z12
+	VMULPS        zFin<>+0(SB), Z12, Z12
+	VEXTRACTF64X4 $0x01, Z12, Y0
+	VADDPS        Y0, Y12, Y0
+	VEXTRACTF128  $0x01, Y0, X1
+	VADDPS        X0, X1, X1
+	VMOVHLPS      X1, X1, X0
+	VADDPS        X0, X1, X1
+	VMOVSHDUP     X1, X0
+	VADDSS        X0, X1, X1
+	VMOVHLPS      X14, X14, X0
+	VADDPS        X0, X14, X14
+	VMOVSHDUP     X14, X0
+	VADDSS        X0, X14, X14
+	VADDSS        X14, X1, X1
+	VMOVSS        X1, 12(AX)
+	VZEROUPPER
+	RET
+
 // func dotYRowsQ4AG64F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
 // Requires: AVX, AVX2, FMA3
 TEXT ·dotYRowsQ4AG64F32(SB), NOSPLIT, $0-152
@@ -19470,6 +19128,348 @@ dotYx4Q4AG64F32_end:
 	VADDSS       X1, X7, X7
 	VADDSS       X7, X0, X0
 	VMOVSS       X0, 12(AX)
+	VZEROUPPER
+	RET
+
+// func dotZRowsQ4AG128F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
+// Requires: AVX, AVX512F, AVX512VNNI, FMA3
+TEXT ·dotZRowsQ4AG128F32(SB), NOSPLIT, $0-152
+	VMOVDQU64 zNib<>+0(SB), Z0
+	VMOVDQU64 zIdx0<>+0(SB), Z1
+	VMOVDQU64 zIdx1<>+0(SB), Z2
+	VMOVDQU64 zQPerm<>+0(SB), Z3
+	MOVQ      w_base+0(FP), AX
+	MOVQ      q_base+24(FP), CX
+	MOVQ      d_base+48(FP), DX
+	MOVQ      s_base+72(FP), BX
+	MOVQ      n4+96(FP), SI
+	SHLQ      $0x04, SI
+	MOVQ      rows+112(FP), DI
+	MOVQ      rb+120(FP), R8
+	MOVQ      out_base+128(FP), R9
+	MOVQ      bb+104(FP), R10
+
+dotZRowsQ4AG128F32_row:
+	TESTQ  DI, DI
+	JZ     dotZRowsQ4AG128F32_done
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VXORPS X6, X6, X6
+	MOVQ   AX, R11
+	LEAQ   8(R11), R12
+	LEAQ   (R11)(R10*1), R13
+	XORQ   R14, R14
+
+dotZRowsQ4AG128F32_loop:
+	CMPQ            R14, SI
+	JAE             dotZRowsQ4AG128F32_end
+	VBROADCASTSS    (R11), X7
+	VBROADCASTSS    4(R11), X8
+	VBROADCASTI64X4 (R12), Z9
+	VPANDD          Z0, Z9, Z9
+	VBROADCASTI64X4 32(R12), Z10
+	VPANDD          Z0, Z10, Z10
+	VMULPS          (DX)(R14*1), X7, X7
+	VFMADD231PS     (BX)(R14*1), X8, X6
+	VPERMPS         Z7, Z1, Z8
+	VPXORD          Z11, Z11, Z11
+	VPERMQ          (CX)(R14*8), Z3, Z13
+	VPDPBUSD        Z13, Z9, Z11
+	VCVTDQ2PS       Z11, Z11
+	VFMADD231PS     Z8, Z11, Z4
+	VPERMPS         Z7, Z2, Z8
+	VPXORD          Z12, Z12, Z12
+	VPERMQ          64(CX)(R14*8), Z3, Z9
+	VPDPBUSD        Z9, Z10, Z12
+	VCVTDQ2PS       Z12, Z12
+	VFMADD231PS     Z8, Z12, Z5
+	ADDQ            $0x00000040, R12
+	CMPQ            R12, R13
+	JNE             dotZRowsQ4AG128F32_next
+	MOVQ            R13, R11
+	ADDQ            R10, R13
+	LEAQ            8(R11), R12
+
+dotZRowsQ4AG128F32_next:
+	ADDQ $0x00000010, R14
+	JMP  dotZRowsQ4AG128F32_loop
+
+dotZRowsQ4AG128F32_end:
+	VADDPS        Z5, Z4, Z4
+	VMULPS        zFin<>+0(SB), Z4, Z4
+	VEXTRACTF64X4 $0x01, Z4, Y8
+	VADDPS        Y8, Y4, Y8
+	VEXTRACTF128  $0x01, Y8, X7
+	VADDPS        X8, X7, X7
+	VMOVHLPS      X7, X7, X8
+	VADDPS        X8, X7, X7
+	VMOVSHDUP     X7, X8
+	VADDSS        X8, X7, X7
+	VMOVHLPS      X6, X6, X8
+	VADDPS        X8, X6, X6
+	VMOVSHDUP     X6, X8
+	VADDSS        X8, X6, X6
+	VADDSS        X6, X7, X7
+	VMOVSS        X7, (R9)
+	ADDQ          $0x04, R9
+	ADDQ          R8, AX
+	DECQ          DI
+	JMP           dotZRowsQ4AG128F32_row
+
+dotZRowsQ4AG128F32_done:
+	VZEROUPPER
+	RET
+
+// func dotZRowsPQ4AG128F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
+// Requires: AVX, AVX512F, AVX512VNNI, FMA3
+TEXT ·dotZRowsPQ4AG128F32(SB), NOSPLIT, $0-152
+	VMOVDQU64 zNib<>+0(SB), Z0
+	VMOVDQU64 zIdx0<>+0(SB), Z1
+	VMOVDQU64 zIdx1<>+0(SB), Z2
+	MOVQ      w_base+0(FP), AX
+	MOVQ      q_base+24(FP), CX
+	MOVQ      d_base+48(FP), DX
+	MOVQ      s_base+72(FP), BX
+	MOVQ      n4+96(FP), SI
+	SHLQ      $0x04, SI
+	MOVQ      rows+112(FP), DI
+	MOVQ      rb+120(FP), R8
+	MOVQ      out_base+128(FP), R9
+	MOVQ      bb+104(FP), R10
+
+dotZRowsPQ4AG128F32_row:
+	TESTQ  DI, DI
+	JZ     dotZRowsPQ4AG128F32_done
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VXORPS X5, X5, X5
+	MOVQ   AX, R11
+	LEAQ   8(R11), R12
+	LEAQ   (R11)(R10*1), R13
+	XORQ   R14, R14
+
+dotZRowsPQ4AG128F32_loop:
+	CMPQ            R14, SI
+	JAE             dotZRowsPQ4AG128F32_end
+	VBROADCASTSS    (R11), X6
+	VBROADCASTSS    4(R11), X7
+	VBROADCASTI64X4 (R12), Z8
+	VPANDD          Z0, Z8, Z8
+	VBROADCASTI64X4 32(R12), Z9
+	VPANDD          Z0, Z9, Z9
+	VMULPS          (DX)(R14*1), X6, X6
+	VFMADD231PS     (BX)(R14*1), X7, X5
+	VPERMPS         Z6, Z1, Z7
+	VPXORD          Z10, Z10, Z10
+	VPDPBUSD        (CX)(R14*8), Z8, Z10
+	VCVTDQ2PS       Z10, Z10
+	VFMADD231PS     Z7, Z10, Z3
+	VPERMPS         Z6, Z2, Z7
+	VPXORD          Z11, Z11, Z11
+	VPDPBUSD        64(CX)(R14*8), Z9, Z11
+	VCVTDQ2PS       Z11, Z11
+	VFMADD231PS     Z7, Z11, Z4
+	ADDQ            $0x00000040, R12
+	CMPQ            R12, R13
+	JNE             dotZRowsPQ4AG128F32_next
+	MOVQ            R13, R11
+	ADDQ            R10, R13
+	LEAQ            8(R11), R12
+
+dotZRowsPQ4AG128F32_next:
+	ADDQ $0x00000010, R14
+	JMP  dotZRowsPQ4AG128F32_loop
+
+dotZRowsPQ4AG128F32_end:
+	VADDPS        Z4, Z3, Z3
+	VMULPS        zFin<>+0(SB), Z3, Z3
+	VEXTRACTF64X4 $0x01, Z3, Y7
+	VADDPS        Y7, Y3, Y7
+	VEXTRACTF128  $0x01, Y7, X6
+	VADDPS        X7, X6, X6
+	VMOVHLPS      X6, X6, X7
+	VADDPS        X7, X6, X6
+	VMOVSHDUP     X6, X7
+	VADDSS        X7, X6, X6
+	VMOVHLPS      X5, X5, X7
+	VADDPS        X7, X5, X5
+	VMOVSHDUP     X5, X7
+	VADDSS        X7, X5, X5
+	VADDSS        X5, X6, X6
+	VMOVSS        X6, (R9)
+	ADDQ          $0x04, R9
+	ADDQ          R8, AX
+	DECQ          DI
+	JMP           dotZRowsPQ4AG128F32_row
+
+dotZRowsPQ4AG128F32_done:
+	VZEROUPPER
+	RET
+
+// func dotZx4Q4AG128F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, out *[4]float32)
+// Requires: AVX, AVX512F, AVX512VNNI, FMA3
+TEXT ·dotZx4Q4AG128F32(SB), NOSPLIT, $0-120
+	VMOVDQU64 zNib<>+0(SB), Z0
+	VMOVDQU64 zIdx0<>+0(SB), Z1
+	VMOVDQU64 zIdx1<>+0(SB), Z2
+	MOVQ      w_base+0(FP), AX
+	MOVQ      q_base+24(FP), CX
+	MOVQ      d_base+48(FP), DX
+	MOVQ      s_base+72(FP), BX
+	MOVQ      n4+96(FP), SI
+	MOVQ      bb+104(FP), DI
+	LEAQ      8(AX), R8
+	LEAQ      (AX)(DI*1), R9
+	VPXORD    Z3, Z3, Z3
+	VPXORD    Z4, Z4, Z4
+	VXORPS    X5, X5, X5
+	VPXORD    Z6, Z6, Z6
+	VPXORD    Z7, Z7, Z7
+	VXORPS    X8, X8, X8
+	VPXORD    Z9, Z9, Z9
+	VPXORD    Z10, Z10, Z10
+	VXORPS    X11, X11, X11
+	VPXORD    Z12, Z12, Z12
+	VPXORD    Z13, Z13, Z13
+	VXORPS    X14, X14, X14
+
+dotZx4Q4AG128F32_loop:
+	TESTQ           SI, SI
+	JZ              dotZx4Q4AG128F32_end
+	VBROADCASTSS    (AX), X15
+	VBROADCASTSS    4(AX), X16
+	VBROADCASTI64X4 (R8), Z17
+	VPANDD          Z0, Z17, Z17
+	VBROADCASTI64X4 32(R8), Z18
+	VPANDD          Z0, Z18, Z18
+	VMULPS          (DX), X15, X19
+	VFMADD231PS     (BX), X16, X5
+	VPERMPS         Z19, Z1, Z20
+	VPXORD          Z21, Z21, Z21
+	VPDPBUSD        (CX), Z17, Z21
+	VCVTDQ2PS       Z21, Z21
+	VFMADD231PS     Z20, Z21, Z3
+	VPERMPS         Z19, Z2, Z20
+	VPXORD          Z22, Z22, Z22
+	VPDPBUSD        64(CX), Z18, Z22
+	VCVTDQ2PS       Z22, Z22
+	VFMADD231PS     Z20, Z22, Z4
+	VMULPS          16(DX), X15, X19
+	VFMADD231PS     16(BX), X16, X8
+	VPERMPS         Z19, Z1, Z20
+	VPXORD          Z23, Z23, Z23
+	VPDPBUSD        128(CX), Z17, Z23
+	VCVTDQ2PS       Z23, Z23
+	VFMADD231PS     Z20, Z23, Z6
+	VPERMPS         Z19, Z2, Z20
+	VPXORD          Z24, Z24, Z24
+	VPDPBUSD        192(CX), Z18, Z24
+	VCVTDQ2PS       Z24, Z24
+	VFMADD231PS     Z20, Z24, Z7
+	VMULPS          32(DX), X15, X19
+	VFMADD231PS     32(BX), X16, X11
+	VPERMPS         Z19, Z1, Z20
+	VPXORD          Z25, Z25, Z25
+	VPDPBUSD        256(CX), Z17, Z25
+	VCVTDQ2PS       Z25, Z25
+	VFMADD231PS     Z20, Z25, Z9
+	VPERMPS         Z19, Z2, Z20
+	VPXORD          Z26, Z26, Z26
+	VPDPBUSD        320(CX), Z18, Z26
+	VCVTDQ2PS       Z26, Z26
+	VFMADD231PS     Z20, Z26, Z10
+	VMULPS          48(DX), X15, X15
+	VFMADD231PS     48(BX), X16, X14
+	VPERMPS         Z15, Z1, Z16
+	VPXORD          Z27, Z27, Z27
+	VPDPBUSD        384(CX), Z17, Z27
+	VCVTDQ2PS       Z27, Z27
+	VFMADD231PS     Z16, Z27, Z12
+	VPERMPS         Z15, Z2, Z16
+	VPXORD          Z28, Z28, Z28
+	VPDPBUSD        448(CX), Z18, Z28
+	VCVTDQ2PS       Z28, Z28
+	VFMADD231PS     Z16, Z28, Z13
+	ADDQ            $0x00000040, R8
+	CMPQ            R8, R9
+	JNE             dotZx4Q4AG128F32_next
+	MOVQ            R9, AX
+	ADDQ            DI, R9
+	LEAQ            8(AX), R8
+
+dotZx4Q4AG128F32_next:
+	ADDQ $0x00000200, CX
+	ADDQ $0x00000040, DX
+	ADDQ $0x00000040, BX
+	DECQ SI
+	JMP  dotZx4Q4AG128F32_loop
+
+dotZx4Q4AG128F32_end:
+	MOVQ          out+112(FP), AX
+	VADDPS        Z4, Z3, Z3
+	VMULPS        zFin<>+0(SB), Z3, Z3
+	VEXTRACTF64X4 $0x01, Z3, Y0
+	VADDPS        Y0, Y3, Y0
+	VEXTRACTF128  $0x01, Y0, X1
+	VADDPS        X0, X1, X1
+	VMOVHLPS      X1, X1, X0
+	VADDPS        X0, X1, X1
+	VMOVSHDUP     X1, X0
+	VADDSS        X0, X1, X1
+	VMOVHLPS      X5, X5, X0
+	VADDPS        X0, X5, X5
+	VMOVSHDUP     X5, X0
+	VADDSS        X0, X5, X5
+	VADDSS        X5, X1, X1
+	VMOVSS        X1, (AX)
+	VADDPS        Z7, Z6, Z6
+	VMULPS        zFin<>+0(SB), Z6, Z6
+	VEXTRACTF64X4 $0x01, Z6, Y0
+	VADDPS        Y0, Y6, Y0
+	VEXTRACTF128  $0x01, Y0, X1
+	VADDPS        X0, X1, X1
+	VMOVHLPS      X1, X1, X0
+	VADDPS        X0, X1, X1
+	VMOVSHDUP     X1, X0
+	VADDSS        X0, X1, X1
+	VMOVHLPS      X8, X8, X0
+	VADDPS        X0, X8, X8
+	VMOVSHDUP     X8, X0
+	VADDSS        X0, X8, X8
+	VADDSS        X8, X1, X1
+	VMOVSS        X1, 4(AX)
+	VADDPS        Z10, Z9, Z9
+	VMULPS        zFin<>+0(SB), Z9, Z9
+	VEXTRACTF64X4 $0x01, Z9, Y0
+	VADDPS        Y0, Y9, Y0
+	VEXTRACTF128  $0x01, Y0, X1
+	VADDPS        X0, X1, X1
+	VMOVHLPS      X1, X1, X0
+	VADDPS        X0, X1, X1
+	VMOVSHDUP     X1, X0
+	VADDSS        X0, X1, X1
+	VMOVHLPS      X11, X11, X0
+	VADDPS        X0, X11, X11
+	VMOVSHDUP     X11, X0
+	VADDSS        X0, X11, X11
+	VADDSS        X11, X1, X1
+	VMOVSS        X1, 8(AX)
+	VADDPS        Z13, Z12, Z12
+	VMULPS        zFin<>+0(SB), Z12, Z12
+	VEXTRACTF64X4 $0x01, Z12, Y0
+	VADDPS        Y0, Y12, Y0
+	VEXTRACTF128  $0x01, Y0, X1
+	VADDPS        X0, X1, X1
+	VMOVHLPS      X1, X1, X0
+	VADDPS        X0, X1, X1
+	VMOVSHDUP     X1, X0
+	VADDSS        X0, X1, X1
+	VMOVHLPS      X14, X14, X0
+	VADDPS        X0, X14, X14
+	VMOVSHDUP     X14, X0
+	VADDSS        X0, X14, X14
+	VADDSS        X14, X1, X1
+	VMOVSS        X1, 12(AX)
 	VZEROUPPER
 	RET
 

@@ -64,8 +64,7 @@ func main() {
 		}
 	}
 	qf32All()
-	zAll()
-	yAll()
+	q4All()
 	w16All()
 	quantizeActs16()
 	expAll()

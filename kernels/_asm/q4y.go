@@ -287,16 +287,3 @@ func yX4(y *yKernel) {
 	y.advance(name+"_next", blk, codes, next, bb)
 	x4End(name, qp, dp, sp, n4, func(t int) VecVirtual { return y.finish(rs[t], k) })
 }
-
-func yAll() {
-	for _, kind := range []string{"Q4", "Q4A"} {
-		for _, f32 := range []bool{false, true} {
-			for _, l := range zLayouts {
-				y := newY(kind, f32, l)
-				yRows(y, false)
-				yRows(y, true)
-				yX4(y)
-			}
-		}
-	}
-}

@@ -441,7 +441,9 @@ func zX4(z *zKernel) {
 	x4End(name, qp, dp, sp, n4, func(t int) VecVirtual { return z.finish(rs[t], k) })
 }
 
-func zAll() {
+// q4All generates the z kernels (vnni) and the y kernels (avx2, avx512)
+// of every kind, scale type and layout.
+func q4All() {
 	for _, kind := range []string{"Q4", "Q4A"} {
 		for _, f32 := range []bool{false, true} {
 			for _, l := range zLayouts {
@@ -449,6 +451,10 @@ func zAll() {
 				zRows(z, false)
 				zRows(z, true)
 				zX4(z)
+				y := newY(kind, f32, l)
+				yRows(y, false)
+				yRows(y, true)
+				yX4(y)
 			}
 		}
 	}
