@@ -41,8 +41,8 @@ echo
 echo "== 850M q8 and q4, mapped and --preload (weights read into huge-page memory) interleaved"
 go run ./bench/models -rounds "$rounds" -threads 1,2 -load mapped,preload "$work"/850m-{q8,q4}.kvant
 echo
-echo "== quantized models, f32 and f16 KV cache (--kv-cache f16) interleaved, mapped weights"
-go run ./bench/models -rounds "$rounds" -threads 1,2 -kv f32,f16 "$work"/110m-{q8,q4}.kvant "$work"/850m-{q8,q4}.kvant
+echo "== quantized models, f16 (the default) and f32 KV cache (--kv-cache f32) interleaved, mapped weights"
+go run ./bench/models -rounds "$rounds" -threads 1,2 -kv f16,f32 "$work"/110m-{q8,q4}.kvant "$work"/850m-{q8,q4}.kvant
 echo
 echo "== llama-bench's decode test (tg128): 128 tokens from an empty context, quantized models, mapped weights"
 go run ./bench/models -rounds "$rounds" -threads 1,2 -prompt 1 -gen 128 "$work"/110m-{q8,q4}.kvant "$work"/850m-{q8,q4}.kvant

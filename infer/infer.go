@@ -115,6 +115,7 @@ type Result struct {
 	GenTokens    int     `json:"generated_tokens"`
 	GenSecs      float64 `json:"generation_seconds"`
 	GenTokS      float64 `json:"generation_tok_per_s"`
+	KVCache      string  `json:"kv_cache"` // "f32" or "f16"
 }
 
 // Generate runs the prompt as one batch, then samples up to MaxTokens
@@ -135,7 +136,7 @@ func (l *Loaded) Generate(ctx context.Context, prompt string, opts GenerateOptio
 func (l *Loaded) GenerateIDs(ctx context.Context, ids []int, opts GenerateOptions, onText func(string)) (*Result, error) {
 	m := l.Model
 	st := m.NewState(opts.Context)
-	res := &Result{PromptIDs: ids, PromptTokens: len(ids)}
+	res := &Result{PromptIDs: ids, PromptTokens: len(ids), KVCache: l.Model.KVCacheType()}
 	start := time.Now()
 	logits, err := m.Forward(st, ids, false)
 	if err != nil {

@@ -178,6 +178,15 @@ func (m *Model) Close() { m.pool.Close() }
 // Threads returns the number of worker threads.
 func (m *Model) Threads() int { return m.pool.Workers() }
 
+// KVCacheType is the type of the cached keys and values: "f16" with
+// Options.HalfKVCache, else "f32".
+func (m *Model) KVCacheType() string {
+	if m.halfKV {
+		return "f16"
+	}
+	return "f32"
+}
+
 func loadVector(ts Tensors, name string, n int) ([]float32, error) {
 	e, err := ts.Entry(name)
 	if err != nil {

@@ -49,11 +49,14 @@ func newRun() *cobra.Command {
 		Long: `run encodes the prompt (with BOS unless --no-bos), processes it as one batch,
 then samples up to -n tokens, streaming the text to stdout, and stops at an
 end-of-sequence token. Prompt and generation speeds go to stderr.
---temp 0 is greedy decoding.`,
+--temp 0 is greedy decoding. Keys and values are cached as f16 by default, as
+llama.cpp and ollama do: half the memory of a context, and faster decoding
+the longer it grows; --kv-cache f32 gives the exact forward pass that
+perplexity and compare use by default.`,
 		Example: `  kvant-infer run -m stories.kvant -p "Once upon a time" -n 64
   kvant-infer run -m ./Llama-2-7b-hf -p "The capital of France is" --temp 0
   kvant-infer run -m model.kvant -p "Hi" --temp 0.8 --top-p 0.95 --seed 42 --json
-  kvant-infer run -m model.kvant -p "Hi" --ctx 8192 --kv-cache f16`,
+  kvant-infer run -m model.kvant -p "Hi" --ctx 8192 --kv-cache f32`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if modelPath == "" {
@@ -88,8 +91,8 @@ end-of-sequence token. Prompt and generation speeds go to stderr.
 				return cli.PrintJSON(out, res)
 			}
 			fmt.Fprintln(out)
-			fmt.Fprintf(cmd.ErrOrStderr(), "prompt: %d tokens, %.1f tok/s; generation: %d tokens, %.1f tok/s (%s; %d threads, %s kernels)\n",
-				res.PromptTokens, res.PromptTokS, res.GenTokens, res.GenTokS, res.StopReason, l.Model.Threads(), kernels.Active())
+			fmt.Fprintf(cmd.ErrOrStderr(), "prompt: %d tokens, %.1f tok/s; generation: %d tokens, %.1f tok/s (%s; %d threads, %s kernels, %s KV cache)\n",
+				res.PromptTokens, res.PromptTokS, res.GenTokens, res.GenTokS, res.StopReason, l.Model.Threads(), kernels.Active(), res.KVCache)
 			return nil
 		},
 	}
@@ -107,13 +110,18 @@ end-of-sequence token. Prompt and generation speeds go to stderr.
 	f.BoolVar(&noBOS, "no-bos", false, "do not prepend the BOS token")
 	f.BoolVar(&preload, "preload", false, "read the weights into memory (huge pages) instead of mapping the file: faster decoding, RSS = model size")
 	f.BoolVar(&asJSON, "json", false, "print ids, text and timings as JSON")
-	kvCacheFlag(f, &kvCache)
+	kvCacheFlag(f, &kvCache, "f16")
 	return cmd
 }
 
-// kvCacheFlag registers --kv-cache, the type of the cached keys and values.
-func kvCacheFlag(f *pflag.FlagSet, v *string) {
-	f.StringVar(v, "kv-cache", "f32", "type of the cached keys and values: f32 (exact) or f16 (half the memory and attention traffic, as llama.cpp's default)")
+// kvCacheFlag registers --kv-cache, the type of the cached keys and values,
+// with its default: f16 for generation, as llama.cpp and ollama (half the
+// memory a context takes, and decoding at a 1000-token context 1.2–1.3×
+// faster, for a KL divergence of 2.4e-8 on the project model); f32 for the
+// measuring commands, whose numbers are then those of the exact forward
+// pass.
+func kvCacheFlag(f *pflag.FlagSet, v *string, def string) {
+	f.StringVar(v, "kv-cache", def, "type of the cached keys and values: f16 (half the memory and attention traffic, as llama.cpp's default) or f32 (exact)")
 }
 
 // halfKVCache parses --kv-cache.

@@ -78,20 +78,35 @@ func TestTokenize(t *testing.T) {
 	}
 }
 
-// --kv-cache f16 generates the same greedy text on the project model, and a
-// type it does not know is a usage error for every command that takes it.
+// run caches f16 by default and f32 on request, with the same greedy text
+// on the project model, and a type it does not know is a usage error for
+// every command that takes it.
 func TestKVCacheFlag(t *testing.T) {
 	m := testutil.Testdata(t, "tiny-llama", "st-bf16")
-	var outs []string
-	for _, kv := range []string{"f32", "f16"} {
-		code, out, stderr := run("run", "-m", m, "-p", "And the LORD said unto Moses,", "-n", "16", "--temp", "0", "--kv-cache", kv)
-		if code != 0 {
-			t.Fatalf("--kv-cache %s: exit %d: %s", kv, code, stderr)
+	var texts []string
+	for _, c := range []struct{ flag, want string }{{"", "f16"}, {"f32", "f32"}, {"f16", "f16"}} {
+		args := []string{"run", "-m", m, "-p", "And the LORD said unto Moses,", "-n", "16", "--temp", "0", "--json"}
+		if c.flag != "" {
+			args = append(args, "--kv-cache", c.flag)
 		}
-		outs = append(outs, out)
+		code, out, stderr := run(args...)
+		if code != 0 {
+			t.Fatalf("--kv-cache %q: exit %d: %s", c.flag, code, stderr)
+		}
+		var res struct {
+			Text    string `json:"text"`
+			KVCache string `json:"kv_cache"`
+		}
+		if err := json.Unmarshal([]byte(out), &res); err != nil {
+			t.Fatalf("--kv-cache %q: %v in %q", c.flag, err, out)
+		}
+		if res.KVCache != c.want {
+			t.Fatalf("--kv-cache %q: kv_cache %q, want %q", c.flag, res.KVCache, c.want)
+		}
+		texts = append(texts, res.Text)
 	}
-	if outs[0] != outs[1] {
-		t.Fatalf("greedy text differs:\nf32 %q\nf16 %q", outs[0], outs[1])
+	if texts[0] != texts[1] || texts[1] != texts[2] {
+		t.Fatalf("greedy text differs:\ndefault %q\nf32 %q\nf16 %q", texts[0], texts[1], texts[2])
 	}
 	for _, cmd := range [][]string{
 		{"run", "-m", m, "-p", "x"},

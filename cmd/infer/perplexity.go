@@ -111,7 +111,7 @@ stdout. docs/validation.md defines everything exactly.`,
 	f.IntVar(&o.MaxWindows, "max-windows", 0, "evaluate only the first K windows (0: all)")
 	f.IntVar(&threads, "threads", 0, "worker threads (0: one per CPU)")
 	f.BoolVar(&asJSON, "json", false, "print the result as JSON")
-	kvCacheFlag(f, &kvCache)
+	kvCacheFlag(f, &kvCache, "f32")
 	return cmd
 }
 
