@@ -3,7 +3,9 @@
 # shape (llama2.c's stories110M: dim 768, 12 layers, 12 heads, hidden 2048,
 # vocab 32000, tied embeddings) and the 850M shape (dim 2048, 16 layers, 32
 # heads, 8 kv heads, hidden 5632, vocab 32000), in f32, f16, q8 and q4, at 1
-# and 2 threads, with the machine's read bandwidth measured in the same run.
+# and 2 threads, with the machine's read bandwidth measured in the same run;
+# the quantized ones also at a 1000-token context. Keys and values are cached
+# as f16 (kvant-infer run's default, as llama.cpp) unless a section says f32.
 # Usage: bench/models.sh [WORKDIR] [ROUNDS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -46,3 +48,6 @@ go run ./bench/models -rounds "$rounds" -threads 1,2 -kv f16,f32 "$work"/110m-{q
 echo
 echo "== llama-bench's decode test (tg128): 128 tokens from an empty context, quantized models, mapped weights"
 go run ./bench/models -rounds "$rounds" -threads 1,2 -prompt 1 -gen 128 "$work"/110m-{q8,q4}.kvant "$work"/850m-{q8,q4}.kvant
+echo
+echo "== decode at a 1000-token context, f16 (the default) and f32 KV cache interleaved, mapped weights"
+go run ./bench/models -rounds 3 -threads 1,2 -kv f16,f32 -prompt 1000 "$work"/110m-{q8,q4}.kvant "$work"/850m-q4.kvant
