@@ -116,10 +116,10 @@ perplexity and compare use by default.`,
 
 // kvCacheFlag registers --kv-cache, the type of the cached keys and values,
 // with its default: f16 for generation, as llama.cpp and ollama (half the
-// memory a context takes, and decoding at a 1000-token context 1.2–1.3×
-// faster, for a KL divergence of 2.4e-8 on the project model); f32 for the
-// measuring commands, whose numbers are then those of the exact forward
-// pass.
+// memory a context takes, and decoding at a 1000-token context up to 1.4×
+// faster, docs/performance.md, for a KL divergence of 2.4e-8 on the project
+// model); f32 for the measuring commands, whose numbers are then those of
+// the exact forward pass.
 func kvCacheFlag(f *pflag.FlagSet, v *string, def string) {
 	f.StringVar(v, "kv-cache", def, "type of the cached keys and values: f16 (half the memory and attention traffic, as llama.cpp's default) or f32 (exact)")
 }
