@@ -19,7 +19,7 @@ func TestWarmers(t *testing.T) {
 		ly := &m.layers[0]
 		wq, wk := ly.wq.(*f32Matrix), ly.wk.(*f32Matrix)
 		w := rowsWarmer{ms: [3]Matrix{ly.wq, ly.wk, ly.wv}, n: 3}
-		w.units, _, _ = decodeUnits(ly.wq, ly.wk, ly.wv)
+		w.units, _, _ = decodeUnits(true, ly.wq, ly.wk, ly.wv)
 		// Rows 48..80 of q (64 rows), k (32), v (32): q's rows 48..64, then k's 0..16.
 		if b := w.Warm(48, 80, 0); len(b) != 16*64*4 || unsafe.Pointer(&b[0]) != unsafe.Pointer(&wq.w[48*64]) {
 			t.Errorf("run 0: %d bytes at %p, want q's rows 48..64 (%d bytes at %p)", len(b), unsafe.SliceData(b), 16*64*4, &wq.w[48*64])
@@ -61,10 +61,13 @@ func TestDecodeUnits(t *testing.T) {
 	q := &f32Matrix{rows: 96, cols: 64, w: make([]float32, 96*64)} // 256 bytes a row
 	k := &halfMatrix{rows: 32, cols: 64, w: make([]uint16, 32*64)} // 128
 	v := &f32Matrix{rows: 32, cols: 64, w: make([]float32, 32*64)} // 256
-	if units, total, grain := decodeUnits(q, q); units != [3]int{1, 1, 0} || total != 192 || grain != rowGrain {
+	if units, total, grain := decodeUnits(true, q, q); units != [3]int{1, 1, 0} || total != 192 || grain != rowGrain {
 		t.Fatalf("one row size: units %v, total %d, grain %d; want every row one unit", units, total, grain)
 	}
-	units, total, grain := decodeUnits(q, k, v)
+	if units, total, _ := decodeUnits(false, q, k, v); units != [3]int{1, 1, 1} || total != 160 {
+		t.Fatalf("batch: units %v, total %d; want every row one unit", units, total)
+	}
+	units, total, grain := decodeUnits(true, q, k, v)
 	if units != [3]int{8, 4, 8} || total != 96*8+32*4+32*8 || grain != 4*rowGrain {
 		t.Fatalf("units %v, total %d, grain %d", units, total, grain)
 	}
