@@ -52,13 +52,7 @@ func newY(kind string, f32 bool, layout string) *yKernel {
 	return y
 }
 
-func (y *yKernel) suffix() string {
-	sc := "F16"
-	if y.f32 {
-		sc = "F32"
-	}
-	return y.kind + y.layout + sc
-}
+func (y *yKernel) suffix() string { return formatSuffix(y.kind, y.layout, y.f32) }
 
 type yConsts struct {
 	mask, ones, idx0, idx1, m8 Mem

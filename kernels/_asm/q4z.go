@@ -154,12 +154,16 @@ func newZ(kind string, f32 bool, layout string) *zKernel {
 	return z
 }
 
-func (z *zKernel) suffix() string {
+func (z *zKernel) suffix() string { return formatSuffix(z.kind, z.layout, z.f32) }
+
+// formatSuffix names a weight format in generated names: kind, layout and
+// the scales' type, as in Q4G32F16.
+func formatSuffix(kind, layout string, f32 bool) string {
 	sc := "F16"
-	if z.f32 {
+	if f32 {
 		sc = "F32"
 	}
-	return z.kind + z.layout + sc
+	return kind + layout + sc
 }
 
 // scales loads the four sub-blocks' scales (off 0) or minima (off sb) of
