@@ -15,8 +15,7 @@ import (
 // other test binaries running), so up to one allocation in ten tokens is
 // tolerated; the closures made 20 a token in this 2-layer model.)
 func TestDecodeDoesNotAllocate(t *testing.T) {
-	tiny := Config{Architecture: ArchLlama, VocabSize: 256, Dim: 64, Layers: 2, Heads: 4, KVHeads: 2,
-		HeadDim: 16, HiddenDim: 128, NormEps: 1e-5, RopeTheta: 10000, MaxSeqLen: 128, BOS: 1}
+	tiny := tinyConfig(4, 2)
 	weights := RandomWeights(tiny, 1)
 	for _, o := range []Options{{Threads: 1}, {Threads: 2}, {Threads: 2, HalfKVCache: true}} {
 		threads := o.Threads

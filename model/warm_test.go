@@ -9,8 +9,7 @@ import (
 // the stored rows of the piece, matrix by matrix, and each kv head's cached
 // keys then values up to the current position.
 func TestWarmers(t *testing.T) {
-	tiny := Config{Architecture: ArchLlama, VocabSize: 256, Dim: 64, Layers: 2, Heads: 4, KVHeads: 2,
-		HeadDim: 16, HiddenDim: 128, NormEps: 1e-5, RopeTheta: 10000, MaxSeqLen: 128, BOS: 1}
+	tiny := tinyConfig(4, 2)
 	for _, half := range []bool{false, true} {
 		m, err := Load(tiny, RandomWeights(tiny, 1), Options{Threads: 2, HalfKVCache: half})
 		if err != nil {
@@ -38,9 +37,9 @@ func TestWarmers(t *testing.T) {
 		kv := kvWarmer{s: s, l: 1, hd: 16}
 		size, keys, values := 4, unsafe.Pointer(nil), unsafe.Pointer(nil)
 		if half {
-			size, keys, values = 2, unsafe.Pointer(&s.k16[1][100*16]), unsafe.Pointer(&s.v16[1][100*16])
+			size, keys, values = 2, unsafe.Pointer(&s.k16[1][s.kvCap*16]), unsafe.Pointer(&s.v16[1][s.kvCap*16])
 		} else {
-			keys, values = unsafe.Pointer(&s.k[1][100*16]), unsafe.Pointer(&s.v[1][100*16])
+			keys, values = unsafe.Pointer(&s.k[1][s.kvCap*16]), unsafe.Pointer(&s.v[1][s.kvCap*16])
 		}
 		for i, want := range []unsafe.Pointer{keys, values} {
 			if b := kv.Warm(1, 2, i); len(b) != size*3*16 || unsafe.Pointer(&b[0]) != want {
