@@ -2,7 +2,11 @@ package sample
 
 import (
 	"math"
+	"math/rand/v2"
+	"sort"
 	"testing"
+
+	"github.com/kvant-dev/kvant/kernels"
 )
 
 // A fixed distribution over 6 tokens, as logits.
@@ -107,13 +111,127 @@ func TestDistributions(t *testing.T) {
 	}
 }
 
-func BenchmarkSample32000(b *testing.B) {
-	l := make([]float32, 32000)
-	for i := range l {
-		l[i] = float32(i%97) / 10
+// reference is Distribution as the sampler first did it, from the same
+// float32 weights: every token sorted by weight (ties by id), the first k
+// kept, then the first whose cumulative probability over the whole
+// vocabulary reaches p, renormalised.
+func reference(logits []float32, o Options) []Prob {
+	w := make([]float32, len(logits))
+	inv := float32(1 / o.Temperature)
+	for i, v := range logits {
+		w[i] = v * inv
 	}
-	s := New(Options{Temperature: 0.8, TopP: 0.9, Seed: 1})
-	for b.Loop() {
-		s.Sample(l)
+	kernels.ExpShifted(w, w[Argmax(w)])
+	var total float64
+	all := make([]prob, len(w))
+	for i, x := range w {
+		all[i] = prob{i, x}
+		total += float64(x)
+	}
+	sort.Slice(all, func(a, b int) bool { return stronger(all[a], all[b]) })
+	if o.TopK > 0 && o.TopK < len(all) {
+		all = all[:o.TopK]
+	}
+	if o.TopP > 0 && o.TopP < 1 {
+		var cum float64
+		for i, c := range all {
+			if cum += float64(c.w) / total; cum >= o.TopP {
+				all = all[:i+1]
+				break
+			}
+		}
+	}
+	var kept float64
+	for _, c := range all {
+		kept += float64(c.w)
+	}
+	out := make([]Prob, len(all))
+	for i, c := range all {
+		out[i] = Prob{c.id, float64(c.w) / kept}
+	}
+	return out
+}
+
+// The sampler's filters (a heap for top-k, a partition by probability mass
+// for top-p, candidates by binade) keep exactly the tokens a full sort
+// keeps, with the same probabilities: on peaked and flat vocabularies,
+// with many tied logits, for every combination of filters.
+func TestDistributionMatchesSort(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	for trial := range 60 {
+		n := []int{1, 2, 7, 100, 1000, 32000}[trial%6]
+		logits := make([]float32, n)
+		for i := range logits {
+			switch trial % 3 {
+			case 0: // peaked, like a model's
+				logits[i] = float32(r.NormFloat64() * 2.5)
+			case 1: // heavily tied
+				logits[i] = float32(r.IntN(7))
+			default: // flat
+				logits[i] = float32(r.Float64() * 0.5)
+			}
+		}
+		for i := range min(n, 3) {
+			logits[r.IntN(n)] = 12 + float32(i)
+		}
+		for _, o := range []Options{
+			{Temperature: 0.8},
+			{Temperature: 0.8, TopK: 40},
+			{Temperature: 0.8, TopP: 0.9},
+			{Temperature: 0.8, TopK: 40, TopP: 0.9},
+			{Temperature: 1.5, TopK: 3, TopP: 0.5},
+			{Temperature: 0.3, TopP: 0.99},
+			{Temperature: 2, TopK: n + 5, TopP: 0.999},
+		} {
+			got := New(o).Distribution(logits)
+			want := reference(logits, o)
+			if len(got) != len(want) {
+				t.Fatalf("trial %d n=%d %+v: %d tokens kept, want %d", trial, n, o, len(got), len(want))
+			}
+			for i := range got {
+				if got[i].ID != want[i].ID || math.Abs(got[i].P-want[i].P) > 1e-12 {
+					t.Fatalf("trial %d n=%d %+v: token %d is %+v, want %+v", trial, n, o, i, got[i], want[i])
+				}
+			}
+		}
+	}
+}
+
+// BenchmarkSample is one token's draw from a 32000-word vocabulary: flat
+// logits (97 levels, thousands of tokens in the nucleus: the worst case)
+// and peaked ones like a model's, with kvant-infer run's defaults and
+// with top-p alone; and greedy decoding's argmax.
+func BenchmarkSample(b *testing.B) {
+	flat := make([]float32, 32000)
+	for i := range flat {
+		flat[i] = float32(i%97) / 10
+	}
+	r := rand.New(rand.NewPCG(5, 6))
+	peaked := make([]float32, 32000)
+	for i := range peaked {
+		peaked[i] = float32(r.NormFloat64() * 2.5)
+	}
+	for i := range 5 {
+		peaked[r.IntN(len(peaked))] = 10 + float32(i)
+	}
+	defaults := Options{Temperature: 0.8, TopK: 40, TopP: 0.9, Seed: 1}
+	topP := Options{Temperature: 0.8, TopP: 0.9, Seed: 1}
+	for _, c := range []struct {
+		name   string
+		logits []float32
+		o      Options
+	}{
+		{"flat/top-p", flat, topP},
+		{"flat/defaults", flat, defaults},
+		{"peaked/top-p", peaked, topP},
+		{"peaked/defaults", peaked, defaults},
+		{"peaked/greedy", peaked, Options{}},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			s := New(c.o)
+			for b.Loop() {
+				s.Sample(c.logits)
+			}
+		})
 	}
 }
