@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/kvant-dev/kvant/model"
+	"github.com/kvant-dev/kvant/sample"
 	"github.com/kvant-dev/kvant/tokenizer"
 )
 
@@ -85,7 +86,7 @@ func (r *runner) greedy(prompt []int, n int) ([]int, error) {
 	}
 	out := make([]int, 0, n)
 	for len(out) < n {
-		next := argmax(logits)
+		next := sample.Argmax(logits)
 		out = append(out, next)
 		if len(out) == n {
 			break

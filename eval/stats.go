@@ -3,6 +3,8 @@ package eval
 import (
 	"math"
 	"slices"
+
+	"github.com/kvant-dev/kvant/sample"
 )
 
 // moments accumulates a sample's sum and sum of squares in float64.
@@ -60,17 +62,6 @@ func logSumExp(x []float32) float64 {
 // NLL returns −log softmax(logits)[target], computed in float64.
 func NLL(logits []float32, target int) float64 {
 	return logSumExp(logits) - float64(logits[target])
-}
-
-// argmax returns the index of the largest entry, the first on ties.
-func argmax(x []float32) int {
-	best := 0
-	for i, v := range x {
-		if v > x[best] {
-			best = i
-		}
-	}
-	return best
 }
 
 // TokenStats compares a model's prediction at one position with its base
@@ -142,7 +133,7 @@ func compareRow(base []float32, meta rowMeta, model []float32, target int) Token
 	s.KLD = max(kl, 0)
 	s.MaxLogitDiff = maxDiff
 	s.DeltaP = math.Exp(-s.NLLModel) - math.Exp(-s.NLLBase)
-	s.SameTop = argmax(base) == argmax(model)
+	s.SameTop = sample.Argmax(base) == sample.Argmax(model)
 	return s
 }
 
