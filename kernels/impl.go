@@ -42,6 +42,11 @@ type impl struct {
 	// dotQx4, if not nil, stores in out[t] dotQ(f, w, row t of b),
 	// bit-identical to dotQ.
 	dotQx4 func(f QFormat, w []byte, b *qBatch4, out *[4]float32)
+	// dotQx4Rows, if not nil, may store in out[t*stride+r] dotQ(f, row r,
+	// row t of b) for the rows rows of rb bytes at w, bit-identical to
+	// dotQ, and report whether it did (it declines formats or sizes it has
+	// no kernel for).
+	dotQx4Rows func(f QFormat, out []float32, stride int, w []byte, rows, rb int, b *qBatch4) bool
 	// dotQRows, if not nil, may store in out[r] dotQ(f, row r, a) for the
 	// rows rows of rb bytes at w, bit-identical to dotQ, and report whether
 	// it did (it declines formats or sizes it has no kernel for).

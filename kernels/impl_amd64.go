@@ -263,6 +263,7 @@ func newAsmImpl(name string, supported bool, f asmFuncs, q *qFuncs, qx4 *qx4Func
 			}
 			return q.rows(f, out, w, rows, rb, a) // dotQ's kernel for this format
 		}
+		k.dotQx4Rows = z.dotX4Rows
 		k.permuteZ = true
 	}
 	return k

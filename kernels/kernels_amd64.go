@@ -731,12 +731,12 @@ func dotZRowsQ4G32F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb i
 //go:noescape
 func dotZRowsPQ4G32F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
 
-// dotZx4Q4G32F16 stores in out[t] the dot product of the first 4·n4 sub-blocks
-// of the weight row w with the packed activation row t = 0..3; see the z
-// kernels in kernels/_asm.
+// dotZx4Q4G32F16 stores in out[t*stride+r] the dot product of the first 4·n4
+// sub-blocks of weight row r < rows (w[r*rb:]) with the packed activation
+// row t = 0..3; see the z kernels in kernels/_asm.
 //
 //go:noescape
-func dotZx4Q4G32F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, out *[4]float32)
+func dotZx4Q4G32F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, stride int, out []float32)
 
 // dotYRowsQ4G32F16 stores in out[r], r < rows, the dot product of the first 4·n4
 // sub-blocks of weight row r (w[r*rb:], blocks of bb bytes) with the
@@ -752,12 +752,12 @@ func dotYRowsQ4G32F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb i
 //go:noescape
 func dotYRowsPQ4G32F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
 
-// dotYx4Q4G32F16 stores in out[t] the dot product of the first 4·n4 sub-blocks
-// of the weight row w with the packed activation row t = 0..3; see the y
-// kernels in kernels/_asm.
+// dotYx4Q4G32F16 stores in out[t*stride+r] the dot product of the first 4·n4
+// sub-blocks of weight row r < rows (w[r*rb:]) with the packed activation
+// row t = 0..3; see the y kernels in kernels/_asm.
 //
 //go:noescape
-func dotYx4Q4G32F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, out *[4]float32)
+func dotYx4Q4G32F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, stride int, out []float32)
 
 // dotZRowsQ4G64F16 stores in out[r], r < rows, the dot product of the first 4·n4
 // sub-blocks of weight row r (w[r*rb:], blocks of bb bytes) with the
@@ -773,12 +773,12 @@ func dotZRowsQ4G64F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb i
 //go:noescape
 func dotZRowsPQ4G64F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
 
-// dotZx4Q4G64F16 stores in out[t] the dot product of the first 4·n4 sub-blocks
-// of the weight row w with the packed activation row t = 0..3; see the z
-// kernels in kernels/_asm.
+// dotZx4Q4G64F16 stores in out[t*stride+r] the dot product of the first 4·n4
+// sub-blocks of weight row r < rows (w[r*rb:]) with the packed activation
+// row t = 0..3; see the z kernels in kernels/_asm.
 //
 //go:noescape
-func dotZx4Q4G64F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, out *[4]float32)
+func dotZx4Q4G64F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, stride int, out []float32)
 
 // dotYRowsQ4G64F16 stores in out[r], r < rows, the dot product of the first 4·n4
 // sub-blocks of weight row r (w[r*rb:], blocks of bb bytes) with the
@@ -794,12 +794,12 @@ func dotYRowsQ4G64F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb i
 //go:noescape
 func dotYRowsPQ4G64F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
 
-// dotYx4Q4G64F16 stores in out[t] the dot product of the first 4·n4 sub-blocks
-// of the weight row w with the packed activation row t = 0..3; see the y
-// kernels in kernels/_asm.
+// dotYx4Q4G64F16 stores in out[t*stride+r] the dot product of the first 4·n4
+// sub-blocks of weight row r < rows (w[r*rb:]) with the packed activation
+// row t = 0..3; see the y kernels in kernels/_asm.
 //
 //go:noescape
-func dotYx4Q4G64F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, out *[4]float32)
+func dotYx4Q4G64F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, stride int, out []float32)
 
 // dotZRowsQ4G128F16 stores in out[r], r < rows, the dot product of the first 4·n4
 // sub-blocks of weight row r (w[r*rb:], blocks of bb bytes) with the
@@ -815,12 +815,12 @@ func dotZRowsQ4G128F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb 
 //go:noescape
 func dotZRowsPQ4G128F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
 
-// dotZx4Q4G128F16 stores in out[t] the dot product of the first 4·n4 sub-blocks
-// of the weight row w with the packed activation row t = 0..3; see the z
-// kernels in kernels/_asm.
+// dotZx4Q4G128F16 stores in out[t*stride+r] the dot product of the first 4·n4
+// sub-blocks of weight row r < rows (w[r*rb:]) with the packed activation
+// row t = 0..3; see the z kernels in kernels/_asm.
 //
 //go:noescape
-func dotZx4Q4G128F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, out *[4]float32)
+func dotZx4Q4G128F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, stride int, out []float32)
 
 // dotYRowsQ4G128F16 stores in out[r], r < rows, the dot product of the first 4·n4
 // sub-blocks of weight row r (w[r*rb:], blocks of bb bytes) with the
@@ -836,12 +836,12 @@ func dotYRowsQ4G128F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb 
 //go:noescape
 func dotYRowsPQ4G128F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
 
-// dotYx4Q4G128F16 stores in out[t] the dot product of the first 4·n4 sub-blocks
-// of the weight row w with the packed activation row t = 0..3; see the y
-// kernels in kernels/_asm.
+// dotYx4Q4G128F16 stores in out[t*stride+r] the dot product of the first 4·n4
+// sub-blocks of weight row r < rows (w[r*rb:]) with the packed activation
+// row t = 0..3; see the y kernels in kernels/_asm.
 //
 //go:noescape
-func dotYx4Q4G128F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, out *[4]float32)
+func dotYx4Q4G128F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, stride int, out []float32)
 
 // dotZRowsQ4G32F32 stores in out[r], r < rows, the dot product of the first 4·n4
 // sub-blocks of weight row r (w[r*rb:], blocks of bb bytes) with the
@@ -857,12 +857,12 @@ func dotZRowsQ4G32F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb i
 //go:noescape
 func dotZRowsPQ4G32F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
 
-// dotZx4Q4G32F32 stores in out[t] the dot product of the first 4·n4 sub-blocks
-// of the weight row w with the packed activation row t = 0..3; see the z
-// kernels in kernels/_asm.
+// dotZx4Q4G32F32 stores in out[t*stride+r] the dot product of the first 4·n4
+// sub-blocks of weight row r < rows (w[r*rb:]) with the packed activation
+// row t = 0..3; see the z kernels in kernels/_asm.
 //
 //go:noescape
-func dotZx4Q4G32F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, out *[4]float32)
+func dotZx4Q4G32F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, stride int, out []float32)
 
 // dotYRowsQ4G32F32 stores in out[r], r < rows, the dot product of the first 4·n4
 // sub-blocks of weight row r (w[r*rb:], blocks of bb bytes) with the
@@ -878,12 +878,12 @@ func dotYRowsQ4G32F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb i
 //go:noescape
 func dotYRowsPQ4G32F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
 
-// dotYx4Q4G32F32 stores in out[t] the dot product of the first 4·n4 sub-blocks
-// of the weight row w with the packed activation row t = 0..3; see the y
-// kernels in kernels/_asm.
+// dotYx4Q4G32F32 stores in out[t*stride+r] the dot product of the first 4·n4
+// sub-blocks of weight row r < rows (w[r*rb:]) with the packed activation
+// row t = 0..3; see the y kernels in kernels/_asm.
 //
 //go:noescape
-func dotYx4Q4G32F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, out *[4]float32)
+func dotYx4Q4G32F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, stride int, out []float32)
 
 // dotZRowsQ4G64F32 stores in out[r], r < rows, the dot product of the first 4·n4
 // sub-blocks of weight row r (w[r*rb:], blocks of bb bytes) with the
@@ -899,12 +899,12 @@ func dotZRowsQ4G64F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb i
 //go:noescape
 func dotZRowsPQ4G64F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
 
-// dotZx4Q4G64F32 stores in out[t] the dot product of the first 4·n4 sub-blocks
-// of the weight row w with the packed activation row t = 0..3; see the z
-// kernels in kernels/_asm.
+// dotZx4Q4G64F32 stores in out[t*stride+r] the dot product of the first 4·n4
+// sub-blocks of weight row r < rows (w[r*rb:]) with the packed activation
+// row t = 0..3; see the z kernels in kernels/_asm.
 //
 //go:noescape
-func dotZx4Q4G64F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, out *[4]float32)
+func dotZx4Q4G64F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, stride int, out []float32)
 
 // dotYRowsQ4G64F32 stores in out[r], r < rows, the dot product of the first 4·n4
 // sub-blocks of weight row r (w[r*rb:], blocks of bb bytes) with the
@@ -920,12 +920,12 @@ func dotYRowsQ4G64F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb i
 //go:noescape
 func dotYRowsPQ4G64F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
 
-// dotYx4Q4G64F32 stores in out[t] the dot product of the first 4·n4 sub-blocks
-// of the weight row w with the packed activation row t = 0..3; see the y
-// kernels in kernels/_asm.
+// dotYx4Q4G64F32 stores in out[t*stride+r] the dot product of the first 4·n4
+// sub-blocks of weight row r < rows (w[r*rb:]) with the packed activation
+// row t = 0..3; see the y kernels in kernels/_asm.
 //
 //go:noescape
-func dotYx4Q4G64F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, out *[4]float32)
+func dotYx4Q4G64F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, stride int, out []float32)
 
 // dotZRowsQ4G128F32 stores in out[r], r < rows, the dot product of the first 4·n4
 // sub-blocks of weight row r (w[r*rb:], blocks of bb bytes) with the
@@ -941,12 +941,12 @@ func dotZRowsQ4G128F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb 
 //go:noescape
 func dotZRowsPQ4G128F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
 
-// dotZx4Q4G128F32 stores in out[t] the dot product of the first 4·n4 sub-blocks
-// of the weight row w with the packed activation row t = 0..3; see the z
-// kernels in kernels/_asm.
+// dotZx4Q4G128F32 stores in out[t*stride+r] the dot product of the first 4·n4
+// sub-blocks of weight row r < rows (w[r*rb:]) with the packed activation
+// row t = 0..3; see the z kernels in kernels/_asm.
 //
 //go:noescape
-func dotZx4Q4G128F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, out *[4]float32)
+func dotZx4Q4G128F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, stride int, out []float32)
 
 // dotYRowsQ4G128F32 stores in out[r], r < rows, the dot product of the first 4·n4
 // sub-blocks of weight row r (w[r*rb:], blocks of bb bytes) with the
@@ -962,12 +962,12 @@ func dotYRowsQ4G128F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb 
 //go:noescape
 func dotYRowsPQ4G128F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
 
-// dotYx4Q4G128F32 stores in out[t] the dot product of the first 4·n4 sub-blocks
-// of the weight row w with the packed activation row t = 0..3; see the y
-// kernels in kernels/_asm.
+// dotYx4Q4G128F32 stores in out[t*stride+r] the dot product of the first 4·n4
+// sub-blocks of weight row r < rows (w[r*rb:]) with the packed activation
+// row t = 0..3; see the y kernels in kernels/_asm.
 //
 //go:noescape
-func dotYx4Q4G128F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, out *[4]float32)
+func dotYx4Q4G128F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, stride int, out []float32)
 
 // dotZRowsQ4AG32F16 stores in out[r], r < rows, the dot product of the first 4·n4
 // sub-blocks of weight row r (w[r*rb:], blocks of bb bytes) with the
@@ -983,12 +983,12 @@ func dotZRowsQ4AG32F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb 
 //go:noescape
 func dotZRowsPQ4AG32F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
 
-// dotZx4Q4AG32F16 stores in out[t] the dot product of the first 4·n4 sub-blocks
-// of the weight row w with the packed activation row t = 0..3; see the z
-// kernels in kernels/_asm.
+// dotZx4Q4AG32F16 stores in out[t*stride+r] the dot product of the first 4·n4
+// sub-blocks of weight row r < rows (w[r*rb:]) with the packed activation
+// row t = 0..3; see the z kernels in kernels/_asm.
 //
 //go:noescape
-func dotZx4Q4AG32F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, out *[4]float32)
+func dotZx4Q4AG32F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, stride int, out []float32)
 
 // dotYRowsQ4AG32F16 stores in out[r], r < rows, the dot product of the first 4·n4
 // sub-blocks of weight row r (w[r*rb:], blocks of bb bytes) with the
@@ -1004,12 +1004,12 @@ func dotYRowsQ4AG32F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb 
 //go:noescape
 func dotYRowsPQ4AG32F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
 
-// dotYx4Q4AG32F16 stores in out[t] the dot product of the first 4·n4 sub-blocks
-// of the weight row w with the packed activation row t = 0..3; see the y
-// kernels in kernels/_asm.
+// dotYx4Q4AG32F16 stores in out[t*stride+r] the dot product of the first 4·n4
+// sub-blocks of weight row r < rows (w[r*rb:]) with the packed activation
+// row t = 0..3; see the y kernels in kernels/_asm.
 //
 //go:noescape
-func dotYx4Q4AG32F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, out *[4]float32)
+func dotYx4Q4AG32F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, stride int, out []float32)
 
 // dotZRowsQ4AG64F16 stores in out[r], r < rows, the dot product of the first 4·n4
 // sub-blocks of weight row r (w[r*rb:], blocks of bb bytes) with the
@@ -1025,12 +1025,12 @@ func dotZRowsQ4AG64F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb 
 //go:noescape
 func dotZRowsPQ4AG64F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
 
-// dotZx4Q4AG64F16 stores in out[t] the dot product of the first 4·n4 sub-blocks
-// of the weight row w with the packed activation row t = 0..3; see the z
-// kernels in kernels/_asm.
+// dotZx4Q4AG64F16 stores in out[t*stride+r] the dot product of the first 4·n4
+// sub-blocks of weight row r < rows (w[r*rb:]) with the packed activation
+// row t = 0..3; see the z kernels in kernels/_asm.
 //
 //go:noescape
-func dotZx4Q4AG64F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, out *[4]float32)
+func dotZx4Q4AG64F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, stride int, out []float32)
 
 // dotYRowsQ4AG64F16 stores in out[r], r < rows, the dot product of the first 4·n4
 // sub-blocks of weight row r (w[r*rb:], blocks of bb bytes) with the
@@ -1046,12 +1046,12 @@ func dotYRowsQ4AG64F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb 
 //go:noescape
 func dotYRowsPQ4AG64F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
 
-// dotYx4Q4AG64F16 stores in out[t] the dot product of the first 4·n4 sub-blocks
-// of the weight row w with the packed activation row t = 0..3; see the y
-// kernels in kernels/_asm.
+// dotYx4Q4AG64F16 stores in out[t*stride+r] the dot product of the first 4·n4
+// sub-blocks of weight row r < rows (w[r*rb:]) with the packed activation
+// row t = 0..3; see the y kernels in kernels/_asm.
 //
 //go:noescape
-func dotYx4Q4AG64F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, out *[4]float32)
+func dotYx4Q4AG64F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, stride int, out []float32)
 
 // dotZRowsQ4AG128F16 stores in out[r], r < rows, the dot product of the first 4·n4
 // sub-blocks of weight row r (w[r*rb:], blocks of bb bytes) with the
@@ -1067,12 +1067,12 @@ func dotZRowsQ4AG128F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb
 //go:noescape
 func dotZRowsPQ4AG128F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
 
-// dotZx4Q4AG128F16 stores in out[t] the dot product of the first 4·n4 sub-blocks
-// of the weight row w with the packed activation row t = 0..3; see the z
-// kernels in kernels/_asm.
+// dotZx4Q4AG128F16 stores in out[t*stride+r] the dot product of the first 4·n4
+// sub-blocks of weight row r < rows (w[r*rb:]) with the packed activation
+// row t = 0..3; see the z kernels in kernels/_asm.
 //
 //go:noescape
-func dotZx4Q4AG128F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, out *[4]float32)
+func dotZx4Q4AG128F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, stride int, out []float32)
 
 // dotYRowsQ4AG128F16 stores in out[r], r < rows, the dot product of the first 4·n4
 // sub-blocks of weight row r (w[r*rb:], blocks of bb bytes) with the
@@ -1088,12 +1088,12 @@ func dotYRowsQ4AG128F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb
 //go:noescape
 func dotYRowsPQ4AG128F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
 
-// dotYx4Q4AG128F16 stores in out[t] the dot product of the first 4·n4 sub-blocks
-// of the weight row w with the packed activation row t = 0..3; see the y
-// kernels in kernels/_asm.
+// dotYx4Q4AG128F16 stores in out[t*stride+r] the dot product of the first 4·n4
+// sub-blocks of weight row r < rows (w[r*rb:]) with the packed activation
+// row t = 0..3; see the y kernels in kernels/_asm.
 //
 //go:noescape
-func dotYx4Q4AG128F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, out *[4]float32)
+func dotYx4Q4AG128F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, stride int, out []float32)
 
 // dotZRowsQ4AG32F32 stores in out[r], r < rows, the dot product of the first 4·n4
 // sub-blocks of weight row r (w[r*rb:], blocks of bb bytes) with the
@@ -1109,12 +1109,12 @@ func dotZRowsQ4AG32F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb 
 //go:noescape
 func dotZRowsPQ4AG32F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
 
-// dotZx4Q4AG32F32 stores in out[t] the dot product of the first 4·n4 sub-blocks
-// of the weight row w with the packed activation row t = 0..3; see the z
-// kernels in kernels/_asm.
+// dotZx4Q4AG32F32 stores in out[t*stride+r] the dot product of the first 4·n4
+// sub-blocks of weight row r < rows (w[r*rb:]) with the packed activation
+// row t = 0..3; see the z kernels in kernels/_asm.
 //
 //go:noescape
-func dotZx4Q4AG32F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, out *[4]float32)
+func dotZx4Q4AG32F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, stride int, out []float32)
 
 // dotYRowsQ4AG32F32 stores in out[r], r < rows, the dot product of the first 4·n4
 // sub-blocks of weight row r (w[r*rb:], blocks of bb bytes) with the
@@ -1130,12 +1130,12 @@ func dotYRowsQ4AG32F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb 
 //go:noescape
 func dotYRowsPQ4AG32F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
 
-// dotYx4Q4AG32F32 stores in out[t] the dot product of the first 4·n4 sub-blocks
-// of the weight row w with the packed activation row t = 0..3; see the y
-// kernels in kernels/_asm.
+// dotYx4Q4AG32F32 stores in out[t*stride+r] the dot product of the first 4·n4
+// sub-blocks of weight row r < rows (w[r*rb:]) with the packed activation
+// row t = 0..3; see the y kernels in kernels/_asm.
 //
 //go:noescape
-func dotYx4Q4AG32F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, out *[4]float32)
+func dotYx4Q4AG32F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, stride int, out []float32)
 
 // dotZRowsQ4AG64F32 stores in out[r], r < rows, the dot product of the first 4·n4
 // sub-blocks of weight row r (w[r*rb:], blocks of bb bytes) with the
@@ -1151,12 +1151,12 @@ func dotZRowsQ4AG64F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb 
 //go:noescape
 func dotZRowsPQ4AG64F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
 
-// dotZx4Q4AG64F32 stores in out[t] the dot product of the first 4·n4 sub-blocks
-// of the weight row w with the packed activation row t = 0..3; see the z
-// kernels in kernels/_asm.
+// dotZx4Q4AG64F32 stores in out[t*stride+r] the dot product of the first 4·n4
+// sub-blocks of weight row r < rows (w[r*rb:]) with the packed activation
+// row t = 0..3; see the z kernels in kernels/_asm.
 //
 //go:noescape
-func dotZx4Q4AG64F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, out *[4]float32)
+func dotZx4Q4AG64F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, stride int, out []float32)
 
 // dotYRowsQ4AG64F32 stores in out[r], r < rows, the dot product of the first 4·n4
 // sub-blocks of weight row r (w[r*rb:], blocks of bb bytes) with the
@@ -1172,12 +1172,12 @@ func dotYRowsQ4AG64F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb 
 //go:noescape
 func dotYRowsPQ4AG64F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
 
-// dotYx4Q4AG64F32 stores in out[t] the dot product of the first 4·n4 sub-blocks
-// of the weight row w with the packed activation row t = 0..3; see the y
-// kernels in kernels/_asm.
+// dotYx4Q4AG64F32 stores in out[t*stride+r] the dot product of the first 4·n4
+// sub-blocks of weight row r < rows (w[r*rb:]) with the packed activation
+// row t = 0..3; see the y kernels in kernels/_asm.
 //
 //go:noescape
-func dotYx4Q4AG64F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, out *[4]float32)
+func dotYx4Q4AG64F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, stride int, out []float32)
 
 // dotZRowsQ4AG128F32 stores in out[r], r < rows, the dot product of the first 4·n4
 // sub-blocks of weight row r (w[r*rb:], blocks of bb bytes) with the
@@ -1193,12 +1193,12 @@ func dotZRowsQ4AG128F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb
 //go:noescape
 func dotZRowsPQ4AG128F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
 
-// dotZx4Q4AG128F32 stores in out[t] the dot product of the first 4·n4 sub-blocks
-// of the weight row w with the packed activation row t = 0..3; see the z
-// kernels in kernels/_asm.
+// dotZx4Q4AG128F32 stores in out[t*stride+r] the dot product of the first 4·n4
+// sub-blocks of weight row r < rows (w[r*rb:]) with the packed activation
+// row t = 0..3; see the z kernels in kernels/_asm.
 //
 //go:noescape
-func dotZx4Q4AG128F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, out *[4]float32)
+func dotZx4Q4AG128F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, stride int, out []float32)
 
 // dotYRowsQ4AG128F32 stores in out[r], r < rows, the dot product of the first 4·n4
 // sub-blocks of weight row r (w[r*rb:], blocks of bb bytes) with the
@@ -1214,12 +1214,12 @@ func dotYRowsQ4AG128F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb
 //go:noescape
 func dotYRowsPQ4AG128F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
 
-// dotYx4Q4AG128F32 stores in out[t] the dot product of the first 4·n4 sub-blocks
-// of the weight row w with the packed activation row t = 0..3; see the y
-// kernels in kernels/_asm.
+// dotYx4Q4AG128F32 stores in out[t*stride+r] the dot product of the first 4·n4
+// sub-blocks of weight row r < rows (w[r*rb:]) with the packed activation
+// row t = 0..3; see the y kernels in kernels/_asm.
 //
 //go:noescape
-func dotYx4Q4AG128F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, out *[4]float32)
+func dotYx4Q4AG128F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, stride int, out []float32)
 
 // dotW16RowsQ8G32F16AVX2 stores in out[r], r < rows, the dot product of the first nsub
 // sub-blocks of the q8 weight row r (w[r*rb:], blocks of gsub sub-blocks

@@ -354,7 +354,7 @@ dotF32x4AVX2_x1_end:
 	RET
 
 // func dotF32AVX512(a []float32, b []float32) float32
-// Requires: AVX, AVX512DQ, AVX512F, SSE
+// Requires: AVX, AVX512DQ, AVX512F, AVX512VL, SSE
 TEXT ·dotF32AVX512(SB), NOSPLIT, $0-52
 	MOVQ   a_base+0(FP), AX
 	MOVQ   b_base+24(FP), CX
@@ -389,7 +389,7 @@ dotF32AVX512_x1_end:
 	VADDPS        Z1, Z0, Z0
 	VEXTRACTF64X4 $0x01, Z0, Y1
 	VADDPS        Y1, Y0, Y1
-	VEXTRACTF128  $0x01, Y1, X0
+	VEXTRACTF32X4 $0x01, Y1, X0
 	VADDPS        X1, X0, X0
 	VMOVHLPS      X0, X0, X1
 	VADDPS        X1, X0, X0
@@ -400,7 +400,7 @@ dotF32AVX512_x1_end:
 	RET
 
 // func dotF16AVX512(w []uint16, x []float32) float32
-// Requires: AVX, AVX512DQ, AVX512F, SSE
+// Requires: AVX, AVX512DQ, AVX512F, AVX512VL, SSE
 TEXT ·dotF16AVX512(SB), NOSPLIT, $0-52
 	MOVQ   w_base+0(FP), AX
 	MOVQ   x_base+24(FP), CX
@@ -435,7 +435,7 @@ dotF16AVX512_x1_end:
 	VADDPS        Z1, Z0, Z0
 	VEXTRACTF64X4 $0x01, Z0, Y1
 	VADDPS        Y1, Y0, Y1
-	VEXTRACTF128  $0x01, Y1, X0
+	VEXTRACTF32X4 $0x01, Y1, X0
 	VADDPS        X1, X0, X0
 	VMOVHLPS      X0, X0, X1
 	VADDPS        X1, X0, X0
@@ -446,7 +446,7 @@ dotF16AVX512_x1_end:
 	RET
 
 // func dotBF16AVX512(w []uint16, x []float32) float32
-// Requires: AVX, AVX512DQ, AVX512F, SSE
+// Requires: AVX, AVX512DQ, AVX512F, AVX512VL, SSE
 TEXT ·dotBF16AVX512(SB), NOSPLIT, $0-52
 	MOVQ   w_base+0(FP), AX
 	MOVQ   x_base+24(FP), CX
@@ -484,7 +484,7 @@ dotBF16AVX512_x1_end:
 	VADDPS        Z1, Z0, Z0
 	VEXTRACTF64X4 $0x01, Z0, Y1
 	VADDPS        Y1, Y0, Y1
-	VEXTRACTF128  $0x01, Y1, X0
+	VEXTRACTF32X4 $0x01, Y1, X0
 	VADDPS        X1, X0, X0
 	VMOVHLPS      X0, X0, X1
 	VADDPS        X1, X0, X0
@@ -620,7 +620,7 @@ axpyAVX512_x1_end:
 	RET
 
 // func dotF32x4AVX512(w []float32, x []float32, stride int, out *[4]float32)
-// Requires: AVX, AVX512DQ, AVX512F
+// Requires: AVX, AVX512DQ, AVX512F, AVX512VL
 TEXT ·dotF32x4AVX512(SB), NOSPLIT, $0-64
 	MOVQ   w_base+0(FP), AX
 	MOVQ   w_len+8(FP), CX
@@ -676,7 +676,7 @@ dotF32x4AVX512_x1_end:
 	VADDPS        Z4, Z0, Z0
 	VEXTRACTF64X4 $0x01, Z0, Y4
 	VADDPS        Y4, Y0, Y4
-	VEXTRACTF128  $0x01, Y4, X0
+	VEXTRACTF32X4 $0x01, Y4, X0
 	VADDPS        X4, X0, X0
 	VMOVHLPS      X0, X0, X4
 	VADDPS        X4, X0, X0
@@ -686,7 +686,7 @@ dotF32x4AVX512_x1_end:
 	VADDPS        Z5, Z1, Z1
 	VEXTRACTF64X4 $0x01, Z1, Y0
 	VADDPS        Y0, Y1, Y0
-	VEXTRACTF128  $0x01, Y0, X1
+	VEXTRACTF32X4 $0x01, Y0, X1
 	VADDPS        X0, X1, X1
 	VMOVHLPS      X1, X1, X0
 	VADDPS        X0, X1, X1
@@ -696,7 +696,7 @@ dotF32x4AVX512_x1_end:
 	VADDPS        Z6, Z2, Z2
 	VEXTRACTF64X4 $0x01, Z2, Y0
 	VADDPS        Y0, Y2, Y0
-	VEXTRACTF128  $0x01, Y0, X1
+	VEXTRACTF32X4 $0x01, Y0, X1
 	VADDPS        X0, X1, X1
 	VMOVHLPS      X1, X1, X0
 	VADDPS        X0, X1, X1
@@ -706,7 +706,7 @@ dotF32x4AVX512_x1_end:
 	VADDPS        Z7, Z3, Z3
 	VEXTRACTF64X4 $0x01, Z3, Y0
 	VADDPS        Y0, Y3, Y0
-	VEXTRACTF128  $0x01, Y0, X1
+	VEXTRACTF32X4 $0x01, Y0, X1
 	VADDPS        X0, X1, X1
 	VMOVHLPS      X1, X1, X0
 	VADDPS        X0, X1, X1
@@ -1004,7 +1004,7 @@ narrowF16AVX2_x1_end:
 	RET
 
 // func dotF32RowsAVX512(out []float32, w []float32, rows int, cols int, x []float32)
-// Requires: AVX, AVX512DQ, AVX512F
+// Requires: AVX, AVX512DQ, AVX512F, AVX512VL
 TEXT ·dotF32RowsAVX512(SB), NOSPLIT, $0-88
 	MOVQ out_base+0(FP), AX
 	MOVQ w_base+24(FP), CX
@@ -1049,7 +1049,7 @@ dotF32RowsAVX512_x1_end:
 	VADDPS        Z1, Z0, Z0
 	VEXTRACTF64X4 $0x01, Z0, Y1
 	VADDPS        Y1, Y0, Y1
-	VEXTRACTF128  $0x01, Y1, X0
+	VEXTRACTF32X4 $0x01, Y1, X0
 	VADDPS        X1, X0, X0
 	VMOVHLPS      X0, X0, X1
 	VADDPS        X1, X0, X0
@@ -1136,7 +1136,7 @@ weightedSumAVX512_x1_end:
 	RET
 
 // func dotF16RowsAVX512(out []float32, w []uint16, rows int, cols int, x []float32)
-// Requires: AVX, AVX512DQ, AVX512F
+// Requires: AVX, AVX512DQ, AVX512F, AVX512VL
 TEXT ·dotF16RowsAVX512(SB), NOSPLIT, $0-88
 	MOVQ out_base+0(FP), AX
 	MOVQ w_base+24(FP), CX
@@ -1181,7 +1181,7 @@ dotF16RowsAVX512_x1_end:
 	VADDPS        Z1, Z0, Z0
 	VEXTRACTF64X4 $0x01, Z0, Y1
 	VADDPS        Y1, Y0, Y1
-	VEXTRACTF128  $0x01, Y1, X0
+	VEXTRACTF32X4 $0x01, Y1, X0
 	VADDPS        X1, X0, X0
 	VMOVHLPS      X0, X0, X1
 	VADDPS        X1, X0, X0
@@ -9231,7 +9231,7 @@ dequantQ4AG32F32AVX2_done:
 	RET
 
 // func dotQF32Q8F16AVX512(w []byte, x []float32, nsub int, gsub int, bb int, rem int) float32
-// Requires: AVX, AVX2, AVX512DQ, AVX512F, SSE
+// Requires: AVX, AVX2, AVX512DQ, AVX512F, AVX512VL, SSE
 TEXT ·dotQF32Q8F16AVX512(SB), NOSPLIT, $0-84
 	MOVQ   w_base+0(FP), AX
 	MOVQ   x_base+24(FP), CX
@@ -9283,7 +9283,7 @@ dotQF32Q8F16AVX512_done:
 	VADDPS        Z1, Z0, Z0
 	VEXTRACTF64X4 $0x01, Z0, Y1
 	VADDPS        Y1, Y0, Y1
-	VEXTRACTF128  $0x01, Y1, X0
+	VEXTRACTF32X4 $0x01, Y1, X0
 	VADDPS        X1, X0, X0
 	VMOVHLPS      X0, X0, X1
 	VADDPS        X1, X0, X0
@@ -9294,7 +9294,7 @@ dotQF32Q8F16AVX512_done:
 	RET
 
 // func dotQF32Q8G32F16AVX512(w []byte, x []float32, nsub int, gsub int, bb int, rem int) float32
-// Requires: AVX, AVX2, AVX512DQ, AVX512F, SSE
+// Requires: AVX, AVX2, AVX512DQ, AVX512F, AVX512VL, SSE
 TEXT ·dotQF32Q8G32F16AVX512(SB), NOSPLIT, $0-84
 	MOVQ   w_base+0(FP), AX
 	MOVQ   x_base+24(FP), CX
@@ -9368,7 +9368,7 @@ dotQF32Q8G32F16AVX512_done:
 	VADDPS        Z1, Z0, Z0
 	VEXTRACTF64X4 $0x01, Z0, Y1
 	VADDPS        Y1, Y0, Y1
-	VEXTRACTF128  $0x01, Y1, X0
+	VEXTRACTF32X4 $0x01, Y1, X0
 	VADDPS        X1, X0, X0
 	VMOVHLPS      X0, X0, X1
 	VADDPS        X1, X0, X0
@@ -9379,7 +9379,7 @@ dotQF32Q8G32F16AVX512_done:
 	RET
 
 // func dotQF32Q8F32AVX512(w []byte, x []float32, nsub int, gsub int, bb int, rem int) float32
-// Requires: AVX, AVX512DQ, AVX512F, SSE
+// Requires: AVX, AVX512DQ, AVX512F, AVX512VL, SSE
 TEXT ·dotQF32Q8F32AVX512(SB), NOSPLIT, $0-84
 	MOVQ   w_base+0(FP), AX
 	MOVQ   x_base+24(FP), CX
@@ -9429,7 +9429,7 @@ dotQF32Q8F32AVX512_done:
 	VADDPS        Z1, Z0, Z0
 	VEXTRACTF64X4 $0x01, Z0, Y1
 	VADDPS        Y1, Y0, Y1
-	VEXTRACTF128  $0x01, Y1, X0
+	VEXTRACTF32X4 $0x01, Y1, X0
 	VADDPS        X1, X0, X0
 	VMOVHLPS      X0, X0, X1
 	VADDPS        X1, X0, X0
@@ -9440,7 +9440,7 @@ dotQF32Q8F32AVX512_done:
 	RET
 
 // func dotQF32Q8G32F32AVX512(w []byte, x []float32, nsub int, gsub int, bb int, rem int) float32
-// Requires: AVX, AVX512DQ, AVX512F, SSE
+// Requires: AVX, AVX512DQ, AVX512F, AVX512VL, SSE
 TEXT ·dotQF32Q8G32F32AVX512(SB), NOSPLIT, $0-84
 	MOVQ   w_base+0(FP), AX
 	MOVQ   x_base+24(FP), CX
@@ -9510,7 +9510,7 @@ dotQF32Q8G32F32AVX512_done:
 	VADDPS        Z1, Z0, Z0
 	VEXTRACTF64X4 $0x01, Z0, Y1
 	VADDPS        Y1, Y0, Y1
-	VEXTRACTF128  $0x01, Y1, X0
+	VEXTRACTF32X4 $0x01, Y1, X0
 	VADDPS        X1, X0, X0
 	VMOVHLPS      X0, X0, X1
 	VADDPS        X1, X0, X0
@@ -9589,7 +9589,7 @@ dotQF32Q4F16AVX512_done:
 	VADDPS        Z1, Z0, Z0
 	VEXTRACTF64X4 $0x01, Z0, Y1
 	VADDPS        Y1, Y0, Y1
-	VEXTRACTF128  $0x01, Y1, X0
+	VEXTRACTF32X4 $0x01, Y1, X0
 	VADDPS        X1, X0, X0
 	VMOVHLPS      X0, X0, X1
 	VADDPS        X1, X0, X0
@@ -9704,7 +9704,7 @@ dotQF32Q4G32F16AVX512_done:
 	VADDPS        Z1, Z0, Z0
 	VEXTRACTF64X4 $0x01, Z0, Y1
 	VADDPS        Y1, Y0, Y1
-	VEXTRACTF128  $0x01, Y1, X0
+	VEXTRACTF32X4 $0x01, Y1, X0
 	VADDPS        X1, X0, X0
 	VMOVHLPS      X0, X0, X1
 	VADDPS        X1, X0, X0
@@ -9781,7 +9781,7 @@ dotQF32Q4F32AVX512_done:
 	VADDPS        Z1, Z0, Z0
 	VEXTRACTF64X4 $0x01, Z0, Y1
 	VADDPS        Y1, Y0, Y1
-	VEXTRACTF128  $0x01, Y1, X0
+	VEXTRACTF32X4 $0x01, Y1, X0
 	VADDPS        X1, X0, X0
 	VMOVHLPS      X0, X0, X1
 	VADDPS        X1, X0, X0
@@ -9892,7 +9892,7 @@ dotQF32Q4G32F32AVX512_done:
 	VADDPS        Z1, Z0, Z0
 	VEXTRACTF64X4 $0x01, Z0, Y1
 	VADDPS        Y1, Y0, Y1
-	VEXTRACTF128  $0x01, Y1, X0
+	VEXTRACTF32X4 $0x01, Y1, X0
 	VADDPS        X1, X0, X0
 	VMOVHLPS      X0, X0, X1
 	VADDPS        X1, X0, X0
@@ -9972,7 +9972,7 @@ dotQF32Q4AF16AVX512_done:
 	VADDPS        Z1, Z0, Z0
 	VEXTRACTF64X4 $0x01, Z0, Y1
 	VADDPS        Y1, Y0, Y1
-	VEXTRACTF128  $0x01, Y1, X0
+	VEXTRACTF32X4 $0x01, Y1, X0
 	VADDPS        X1, X0, X0
 	VMOVHLPS      X0, X0, X1
 	VADDPS        X1, X0, X0
@@ -10092,7 +10092,7 @@ dotQF32Q4AG32F16AVX512_done:
 	VADDPS        Z1, Z0, Z0
 	VEXTRACTF64X4 $0x01, Z0, Y1
 	VADDPS        Y1, Y0, Y1
-	VEXTRACTF128  $0x01, Y1, X0
+	VEXTRACTF32X4 $0x01, Y1, X0
 	VADDPS        X1, X0, X0
 	VMOVHLPS      X0, X0, X1
 	VADDPS        X1, X0, X0
@@ -10168,7 +10168,7 @@ dotQF32Q4AF32AVX512_done:
 	VADDPS        Z1, Z0, Z0
 	VEXTRACTF64X4 $0x01, Z0, Y1
 	VADDPS        Y1, Y0, Y1
-	VEXTRACTF128  $0x01, Y1, X0
+	VEXTRACTF32X4 $0x01, Y1, X0
 	VADDPS        X1, X0, X0
 	VMOVHLPS      X0, X0, X1
 	VADDPS        X1, X0, X0
@@ -10280,7 +10280,7 @@ dotQF32Q4AG32F32AVX512_done:
 	VADDPS        Z1, Z0, Z0
 	VEXTRACTF64X4 $0x01, Z0, Y1
 	VADDPS        Y1, Y0, Y1
-	VEXTRACTF128  $0x01, Y1, X0
+	VEXTRACTF32X4 $0x01, Y1, X0
 	VADDPS        X1, X0, X0
 	VMOVHLPS      X0, X0, X1
 	VADDPS        X1, X0, X0
@@ -11241,7 +11241,7 @@ DATA zSIdxQ4G32F16<>+62(SB)/2, $0x0000
 GLOBL zSIdxQ4G32F16<>(SB), RODATA|NOPTR, $64
 
 // func dotZRowsQ4G32F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
-// Requires: AVX, AVX512BW, AVX512F, AVX512VNNI, F16C, FMA3
+// Requires: AVX, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, F16C, FMA3
 TEXT ·dotZRowsQ4G32F16(SB), NOSPLIT, $0-152
 	VMOVDQU64 zNib<>+0(SB), Z0
 	VMOVDQU64 zIdx0<>+0(SB), Z1
@@ -11303,7 +11303,7 @@ dotZRowsQ4G32F16_end:
 	VMULPS        zFin<>+0(SB), Z5, Z5
 	VEXTRACTF64X4 $0x01, Z5, Y8
 	VADDPS        Y8, Y5, Y8
-	VEXTRACTF128  $0x01, Y8, X9
+	VEXTRACTF32X4 $0x01, Y8, X9
 	VADDPS        X8, X9, X9
 	VMOVHLPS      X9, X9, X8
 	VADDPS        X8, X9, X9
@@ -11411,7 +11411,7 @@ DATA zM8<>+0(SB)/4, $0xc1000000
 GLOBL zM8<>(SB), RODATA|NOPTR, $4
 
 // func dotZRowsPQ4G32F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
-// Requires: AVX, AVX512BW, AVX512F, AVX512VNNI, F16C, FMA3
+// Requires: AVX, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, F16C, FMA3
 TEXT ·dotZRowsPQ4G32F16(SB), NOSPLIT, $0-152
 	VMOVDQU64 zNib<>+0(SB), Z0
 	VMOVDQU64 zIdx0<>+0(SB), Z1
@@ -11470,7 +11470,7 @@ dotZRowsPQ4G32F16_end:
 	VMULPS        zFin<>+0(SB), Z4, Z4
 	VEXTRACTF64X4 $0x01, Z4, Y7
 	VADDPS        Y7, Y4, Y7
-	VEXTRACTF128  $0x01, Y7, X8
+	VEXTRACTF32X4 $0x01, Y7, X8
 	VADDPS        X7, X8, X8
 	VMOVHLPS      X8, X8, X7
 	VADDPS        X7, X8, X8
@@ -11492,169 +11492,188 @@ dotZRowsPQ4G32F16_done:
 	VZEROUPPER
 	RET
 
-// func dotZx4Q4G32F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, out *[4]float32)
-// Requires: AVX, AVX512BW, AVX512F, AVX512VNNI, F16C, FMA3
-TEXT ·dotZx4Q4G32F16(SB), NOSPLIT, $0-120
+// func dotZx4Q4G32F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, stride int, out []float32)
+// Requires: AVX, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, F16C, FMA3
+TEXT ·dotZx4Q4G32F16(SB), NOSPLIT, $0-160
+	MOVQ      w_base+0(FP), AX
+	MOVQ      rows+112(FP), CX
+	MOVQ      out_base+136(FP), DX
 	VMOVDQU64 zNib<>+0(SB), Z0
 	VMOVDQU64 zIdx0<>+0(SB), Z1
 	VMOVDQU64 zIdx1<>+0(SB), Z2
 	VMOVDQU64 zSIdxQ4G32F16<>+0(SB), Z3
-	MOVL      $0x0000f0f0, AX
-	KMOVW     AX, K1
-	MOVQ      w_base+0(FP), AX
-	MOVQ      q_base+24(FP), CX
-	MOVQ      d_base+48(FP), DX
-	MOVQ      s_base+72(FP), BX
-	MOVQ      n4+96(FP), SI
-	VPXORD    Z4, Z4, Z4
-	VPXORD    Z5, Z5, Z5
-	VXORPS    X6, X6, X6
-	VPXORD    Z7, Z7, Z7
-	VPXORD    Z8, Z8, Z8
-	VXORPS    X9, X9, X9
-	VPXORD    Z10, Z10, Z10
-	VPXORD    Z11, Z11, Z11
-	VXORPS    X12, X12, X12
-	VPXORD    Z13, Z13, Z13
-	VPXORD    Z14, Z14, Z14
-	VXORPS    X15, X15, X15
+	MOVL      $0x0000f0f0, BX
+	KMOVW     BX, K1
+
+dotZx4Q4G32F16_row:
+	TESTQ  CX, CX
+	JZ     dotZx4Q4G32F16_done
+	MOVQ   AX, BX
+	MOVQ   q_base+24(FP), SI
+	MOVQ   d_base+48(FP), DI
+	MOVQ   s_base+72(FP), R8
+	MOVQ   n4+96(FP), R9
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VXORPS X6, X6, X6
+	VPXORD Z7, Z7, Z7
+	VPXORD Z8, Z8, Z8
+	VXORPS X9, X9, X9
+	VPXORD Z10, Z10, Z10
+	VPXORD Z11, Z11, Z11
+	VXORPS X12, X12, X12
+	VPXORD Z13, Z13, Z13
+	VPXORD Z14, Z14, Z14
+	VXORPS X15, X15, X15
 
 dotZx4Q4G32F16_loop:
-	TESTQ           SI, SI
+	TESTQ           R9, R9
 	JZ              dotZx4Q4G32F16_end
-	VPERMW          (AX), Z3, Z16
+	VPERMW          (BX), Z3, Z16
 	VCVTPH2PS       X16, X16
-	VBROADCASTI32X4 2(AX), Z17
-	VBROADCASTI32X4 20(AX), K1, Z17
+	VBROADCASTI32X4 2(BX), Z17
+	VBROADCASTI32X4 20(BX), K1, Z17
 	VPANDD          Z0, Z17, Z17
-	VBROADCASTI32X4 38(AX), Z18
-	VBROADCASTI32X4 56(AX), K1, Z18
+	VBROADCASTI32X4 38(BX), Z18
+	VBROADCASTI32X4 56(BX), K1, Z18
 	VPANDD          Z0, Z18, Z18
-	VMULPS          (DX), X16, X19
-	VFMADD231PS     (BX), X16, X6
+	VMULPS          (DI), X16, X19
+	VFMADD231PS     (R8), X16, X6
 	VPERMPS         Z19, Z1, Z20
 	VPXORD          Z21, Z21, Z21
-	VPDPBUSD        (CX), Z17, Z21
+	VPDPBUSD        (SI), Z17, Z21
 	VCVTDQ2PS       Z21, Z21
 	VFMADD231PS     Z20, Z21, Z4
 	VPERMPS         Z19, Z2, Z20
 	VPXORD          Z22, Z22, Z22
-	VPDPBUSD        64(CX), Z18, Z22
+	VPDPBUSD        64(SI), Z18, Z22
 	VCVTDQ2PS       Z22, Z22
 	VFMADD231PS     Z20, Z22, Z5
-	VMULPS          16(DX), X16, X19
-	VFMADD231PS     16(BX), X16, X9
+	VMULPS          16(DI), X16, X19
+	VFMADD231PS     16(R8), X16, X9
 	VPERMPS         Z19, Z1, Z20
 	VPXORD          Z23, Z23, Z23
-	VPDPBUSD        128(CX), Z17, Z23
+	VPDPBUSD        128(SI), Z17, Z23
 	VCVTDQ2PS       Z23, Z23
 	VFMADD231PS     Z20, Z23, Z7
 	VPERMPS         Z19, Z2, Z20
 	VPXORD          Z24, Z24, Z24
-	VPDPBUSD        192(CX), Z18, Z24
+	VPDPBUSD        192(SI), Z18, Z24
 	VCVTDQ2PS       Z24, Z24
 	VFMADD231PS     Z20, Z24, Z8
-	VMULPS          32(DX), X16, X19
-	VFMADD231PS     32(BX), X16, X12
+	VMULPS          32(DI), X16, X19
+	VFMADD231PS     32(R8), X16, X12
 	VPERMPS         Z19, Z1, Z20
 	VPXORD          Z25, Z25, Z25
-	VPDPBUSD        256(CX), Z17, Z25
+	VPDPBUSD        256(SI), Z17, Z25
 	VCVTDQ2PS       Z25, Z25
 	VFMADD231PS     Z20, Z25, Z10
 	VPERMPS         Z19, Z2, Z20
 	VPXORD          Z26, Z26, Z26
-	VPDPBUSD        320(CX), Z18, Z26
+	VPDPBUSD        320(SI), Z18, Z26
 	VCVTDQ2PS       Z26, Z26
 	VFMADD231PS     Z20, Z26, Z11
-	VMULPS          48(DX), X16, X19
-	VFMADD231PS     48(BX), X16, X15
+	VMULPS          48(DI), X16, X19
+	VFMADD231PS     48(R8), X16, X15
 	VPERMPS         Z19, Z1, Z16
 	VPXORD          Z27, Z27, Z27
-	VPDPBUSD        384(CX), Z17, Z27
+	VPDPBUSD        384(SI), Z17, Z27
 	VCVTDQ2PS       Z27, Z27
 	VFMADD231PS     Z16, Z27, Z13
 	VPERMPS         Z19, Z2, Z16
 	VPXORD          Z28, Z28, Z28
-	VPDPBUSD        448(CX), Z18, Z28
+	VPDPBUSD        448(SI), Z18, Z28
 	VCVTDQ2PS       Z28, Z28
 	VFMADD231PS     Z16, Z28, Z14
-	ADDQ            $0x00000048, AX
-	ADDQ            $0x00000200, CX
-	ADDQ            $0x00000040, DX
-	ADDQ            $0x00000040, BX
-	DECQ            SI
+	ADDQ            $0x00000048, BX
+	ADDQ            $0x00000200, SI
+	ADDQ            $0x00000040, DI
+	ADDQ            $0x00000040, R8
+	DECQ            R9
 	JMP             dotZx4Q4G32F16_loop
 
 dotZx4Q4G32F16_end:
-	MOVQ          out+112(FP), AX
+	MOVQ          stride+128(FP), BX
+	SHLQ          $0x02, BX
+	MOVQ          DX, SI
 	VADDPS        Z5, Z4, Z4
 	VMULPS        zFin<>+0(SB), Z4, Z4
-	VEXTRACTF64X4 $0x01, Z4, Y0
-	VADDPS        Y0, Y4, Y0
-	VEXTRACTF128  $0x01, Y0, X1
-	VADDPS        X0, X1, X1
-	VMOVHLPS      X1, X1, X0
-	VADDPS        X0, X1, X1
-	VMOVSHDUP     X1, X0
-	VADDSS        X0, X1, X1
-	VMOVHLPS      X6, X6, X0
-	VADDPS        X0, X6, X6
-	VMOVSHDUP     X6, X0
-	VADDSS        X0, X6, X6
+	VEXTRACTF64X4 $0x01, Z4, Y16
+	VADDPS        Y16, Y4, Y16
+	VEXTRACTF32X4 $0x01, Y16, X17
+	VADDPS        X16, X17, X17
+	VMOVHLPS      X17, X17, X16
+	VADDPS        X16, X17, X17
+	VMOVSHDUP     X17, X16
+	VADDSS        X16, X17, X17
+	VMOVHLPS      X6, X6, X16
+	VADDPS        X16, X6, X6
+	VMOVSHDUP     X6, X16
+	VADDSS        X16, X6, X6
 	VMULSS        zM8<>+0(SB), X6, X6
-	VADDSS        X6, X1, X1
-	VMOVSS        X1, (AX)
+	VADDSS        X6, X17, X17
+	VMOVSS        X17, (SI)
+	ADDQ          BX, SI
 	VADDPS        Z8, Z7, Z7
 	VMULPS        zFin<>+0(SB), Z7, Z7
-	VEXTRACTF64X4 $0x01, Z7, Y0
-	VADDPS        Y0, Y7, Y0
-	VEXTRACTF128  $0x01, Y0, X1
-	VADDPS        X0, X1, X1
-	VMOVHLPS      X1, X1, X0
-	VADDPS        X0, X1, X1
-	VMOVSHDUP     X1, X0
-	VADDSS        X0, X1, X1
-	VMOVHLPS      X9, X9, X0
-	VADDPS        X0, X9, X9
-	VMOVSHDUP     X9, X0
-	VADDSS        X0, X9, X9
+	VEXTRACTF64X4 $0x01, Z7, Y6
+	VADDPS        Y6, Y7, Y6
+	VEXTRACTF32X4 $0x01, Y6, X16
+	VADDPS        X6, X16, X16
+	VMOVHLPS      X16, X16, X6
+	VADDPS        X6, X16, X16
+	VMOVSHDUP     X16, X6
+	VADDSS        X6, X16, X16
+	VMOVHLPS      X9, X9, X6
+	VADDPS        X6, X9, X9
+	VMOVSHDUP     X9, X6
+	VADDSS        X6, X9, X9
 	VMULSS        zM8<>+0(SB), X9, X9
-	VADDSS        X9, X1, X1
-	VMOVSS        X1, 4(AX)
+	VADDSS        X9, X16, X16
+	VMOVSS        X16, (SI)
+	ADDQ          BX, SI
 	VADDPS        Z11, Z10, Z10
 	VMULPS        zFin<>+0(SB), Z10, Z10
-	VEXTRACTF64X4 $0x01, Z10, Y0
-	VADDPS        Y0, Y10, Y0
-	VEXTRACTF128  $0x01, Y0, X1
-	VADDPS        X0, X1, X1
-	VMOVHLPS      X1, X1, X0
-	VADDPS        X0, X1, X1
-	VMOVSHDUP     X1, X0
-	VADDSS        X0, X1, X1
-	VMOVHLPS      X12, X12, X0
-	VADDPS        X0, X12, X12
-	VMOVSHDUP     X12, X0
-	VADDSS        X0, X12, X12
+	VEXTRACTF64X4 $0x01, Z10, Y6
+	VADDPS        Y6, Y10, Y6
+	VEXTRACTF32X4 $0x01, Y6, X9
+	VADDPS        X6, X9, X9
+	VMOVHLPS      X9, X9, X6
+	VADDPS        X6, X9, X9
+	VMOVSHDUP     X9, X6
+	VADDSS        X6, X9, X9
+	VMOVHLPS      X12, X12, X6
+	VADDPS        X6, X12, X12
+	VMOVSHDUP     X12, X6
+	VADDSS        X6, X12, X12
 	VMULSS        zM8<>+0(SB), X12, X12
-	VADDSS        X12, X1, X1
-	VMOVSS        X1, 8(AX)
+	VADDSS        X12, X9, X9
+	VMOVSS        X9, (SI)
+	ADDQ          BX, SI
 	VADDPS        Z14, Z13, Z13
 	VMULPS        zFin<>+0(SB), Z13, Z13
-	VEXTRACTF64X4 $0x01, Z13, Y0
-	VADDPS        Y0, Y13, Y0
-	VEXTRACTF128  $0x01, Y0, X1
-	VADDPS        X0, X1, X1
-	VMOVHLPS      X1, X1, X0
-	VADDPS        X0, X1, X1
-	VMOVSHDUP     X1, X0
-	VADDSS        X0, X1, X1
-	VMOVHLPS      X15, X15, X0
-	VADDPS        X0, X15, X15
-	VMOVSHDUP     X15, X0
-	VADDSS        X0, X15, X15
+	VEXTRACTF64X4 $0x01, Z13, Y6
+	VADDPS        Y6, Y13, Y6
+	VEXTRACTF32X4 $0x01, Y6, X9
+	VADDPS        X6, X9, X9
+	VMOVHLPS      X9, X9, X6
+	VADDPS        X6, X9, X9
+	VMOVSHDUP     X9, X6
+	VADDSS        X6, X9, X9
+	VMOVHLPS      X15, X15, X6
+	VADDPS        X6, X15, X15
+	VMOVSHDUP     X15, X6
+	VADDSS        X6, X15, X15
 	VMULSS        zM8<>+0(SB), X15, X15
-	VADDSS        X15, X1, X1
-	VMOVSS        X1, 12(AX)
+	VADDSS        X15, X9, X9
+	VMOVSS        X9, (SI)
+	MOVQ          rb+120(FP), BX
+	ADDQ          BX, AX
+	ADDQ          $0x04, DX
+	DECQ          CX
+	JMP           dotZx4Q4G32F16_row
+
+dotZx4Q4G32F16_done:
 	VZEROUPPER
 	RET
 
@@ -11891,14 +11910,21 @@ dotYRowsPQ4G32F16_done:
 	VZEROUPPER
 	RET
 
-// func dotYx4Q4G32F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, out *[4]float32)
+// func dotYx4Q4G32F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, stride int, out []float32)
 // Requires: AVX, AVX2, F16C, FMA3
-TEXT ·dotYx4Q4G32F16(SB), NOSPLIT, $0-120
-	MOVQ   w_base+0(FP), AX
-	MOVQ   q_base+24(FP), CX
-	MOVQ   d_base+48(FP), DX
-	MOVQ   s_base+72(FP), BX
-	MOVQ   n4+96(FP), SI
+TEXT ·dotYx4Q4G32F16(SB), NOSPLIT, $0-160
+	MOVQ w_base+0(FP), AX
+	MOVQ rows+112(FP), CX
+	MOVQ out_base+136(FP), DX
+
+dotYx4Q4G32F16_row:
+	TESTQ  CX, CX
+	JZ     dotYx4Q4G32F16_done
+	MOVQ   AX, BX
+	MOVQ   q_base+24(FP), SI
+	MOVQ   d_base+48(FP), DI
+	MOVQ   s_base+72(FP), R8
+	MOVQ   n4+96(FP), R9
 	VXORPS Y0, Y0, Y0
 	VXORPS X1, X1, X1
 	VXORPS Y2, Y2, Y2
@@ -11909,115 +11935,117 @@ TEXT ·dotYx4Q4G32F16(SB), NOSPLIT, $0-120
 	VXORPS X7, X7, X7
 
 dotYx4Q4G32F16_loop:
-	TESTQ       SI, SI
+	TESTQ       R9, R9
 	JZ          dotYx4Q4G32F16_end
-	MOVWQZX     (AX), DI
-	MOVWQZX     18(AX), R8
-	SHLQ        $0x10, R8
-	ORQ         R8, DI
-	MOVWQZX     36(AX), R8
-	SHLQ        $0x20, R8
-	ORQ         R8, DI
-	MOVWQZX     54(AX), R8
-	SHLQ        $0x30, R8
-	ORQ         R8, DI
-	VMOVQ       DI, X8
+	MOVWQZX     (BX), R10
+	MOVWQZX     18(BX), R11
+	SHLQ        $0x10, R11
+	ORQ         R11, R10
+	MOVWQZX     36(BX), R11
+	SHLQ        $0x20, R11
+	ORQ         R11, R10
+	MOVWQZX     54(BX), R11
+	SHLQ        $0x30, R11
+	ORQ         R11, R10
+	VMOVQ       R10, X8
 	VCVTPH2PS   X8, X8
-	VFMADD231PS (BX), X8, X1
-	VFMADD231PS 16(BX), X8, X3
-	VFMADD231PS 32(BX), X8, X5
-	VFMADD231PS 48(BX), X8, X7
-	VMOVDQU     2(AX), X9
-	VINSERTI128 $0x01, 20(AX), Y9, Y9
+	VFMADD231PS (R8), X8, X1
+	VFMADD231PS 16(R8), X8, X3
+	VFMADD231PS 32(R8), X8, X5
+	VFMADD231PS 48(R8), X8, X7
+	VMOVDQU     2(BX), X9
+	VINSERTI128 $0x01, 20(BX), Y9, Y9
 	VPSRLW      $0x04, Y9, Y10
 	VPAND       yMask<>+0(SB), Y10, Y10
 	VPAND       yMask<>+0(SB), Y9, Y9
-	VMULPS      (DX), X8, X11
+	VMULPS      (DI), X8, X11
 	VMOVDQU     yIdx0<>+0(SB), Y12
 	VPERMPS     Y11, Y12, Y12
-	VPMADDUBSW  (CX), Y9, Y14
-	VPMADDUBSW  32(CX), Y10, Y15
+	VPMADDUBSW  (SI), Y9, Y14
+	VPMADDUBSW  32(SI), Y10, Y15
 	VPADDW      Y15, Y14, Y14
 	VPMADDWD    yOnes<>+0(SB), Y14, Y14
 	VCVTDQ2PS   Y14, Y14
 	VFMADD231PS Y12, Y14, Y0
-	VMULPS      16(DX), X8, X11
+	VMULPS      16(DI), X8, X11
 	VMOVDQU     yIdx0<>+0(SB), Y12
 	VPERMPS     Y11, Y12, Y12
-	VPMADDUBSW  128(CX), Y9, Y14
-	VPMADDUBSW  160(CX), Y10, Y15
+	VPMADDUBSW  128(SI), Y9, Y14
+	VPMADDUBSW  160(SI), Y10, Y15
 	VPADDW      Y15, Y14, Y14
 	VPMADDWD    yOnes<>+0(SB), Y14, Y14
 	VCVTDQ2PS   Y14, Y14
 	VFMADD231PS Y12, Y14, Y2
-	VMULPS      32(DX), X8, X11
+	VMULPS      32(DI), X8, X11
 	VMOVDQU     yIdx0<>+0(SB), Y12
 	VPERMPS     Y11, Y12, Y12
-	VPMADDUBSW  256(CX), Y9, Y14
-	VPMADDUBSW  288(CX), Y10, Y15
+	VPMADDUBSW  256(SI), Y9, Y14
+	VPMADDUBSW  288(SI), Y10, Y15
 	VPADDW      Y15, Y14, Y14
 	VPMADDWD    yOnes<>+0(SB), Y14, Y14
 	VCVTDQ2PS   Y14, Y14
 	VFMADD231PS Y12, Y14, Y4
-	VMULPS      48(DX), X8, X11
+	VMULPS      48(DI), X8, X11
 	VMOVDQU     yIdx0<>+0(SB), Y12
 	VPERMPS     Y11, Y12, Y12
-	VPMADDUBSW  384(CX), Y9, Y14
-	VPMADDUBSW  416(CX), Y10, Y10
+	VPMADDUBSW  384(SI), Y9, Y14
+	VPMADDUBSW  416(SI), Y10, Y10
 	VPADDW      Y10, Y14, Y14
 	VPMADDWD    yOnes<>+0(SB), Y14, Y14
 	VCVTDQ2PS   Y14, Y14
 	VFMADD231PS Y12, Y14, Y6
-	VMOVDQU     38(AX), X13
-	VINSERTI128 $0x01, 56(AX), Y13, Y13
+	VMOVDQU     38(BX), X13
+	VINSERTI128 $0x01, 56(BX), Y13, Y13
 	VPSRLW      $0x04, Y13, Y10
 	VPAND       yMask<>+0(SB), Y10, Y10
 	VPAND       yMask<>+0(SB), Y13, Y13
-	VMULPS      (DX), X8, X11
+	VMULPS      (DI), X8, X11
 	VMOVDQU     yIdx1<>+0(SB), Y12
 	VPERMPS     Y11, Y12, Y12
-	VPMADDUBSW  64(CX), Y13, Y14
-	VPMADDUBSW  96(CX), Y10, Y15
+	VPMADDUBSW  64(SI), Y13, Y14
+	VPMADDUBSW  96(SI), Y10, Y15
 	VPADDW      Y15, Y14, Y14
 	VPMADDWD    yOnes<>+0(SB), Y14, Y14
 	VCVTDQ2PS   Y14, Y14
 	VFMADD231PS Y12, Y14, Y0
-	VMULPS      16(DX), X8, X11
+	VMULPS      16(DI), X8, X11
 	VMOVDQU     yIdx1<>+0(SB), Y12
 	VPERMPS     Y11, Y12, Y12
-	VPMADDUBSW  192(CX), Y13, Y14
-	VPMADDUBSW  224(CX), Y10, Y15
+	VPMADDUBSW  192(SI), Y13, Y14
+	VPMADDUBSW  224(SI), Y10, Y15
 	VPADDW      Y15, Y14, Y14
 	VPMADDWD    yOnes<>+0(SB), Y14, Y14
 	VCVTDQ2PS   Y14, Y14
 	VFMADD231PS Y12, Y14, Y2
-	VMULPS      32(DX), X8, X11
+	VMULPS      32(DI), X8, X11
 	VMOVDQU     yIdx1<>+0(SB), Y12
 	VPERMPS     Y11, Y12, Y12
-	VPMADDUBSW  320(CX), Y13, Y14
-	VPMADDUBSW  352(CX), Y10, Y15
+	VPMADDUBSW  320(SI), Y13, Y14
+	VPMADDUBSW  352(SI), Y10, Y15
 	VPADDW      Y15, Y14, Y14
 	VPMADDWD    yOnes<>+0(SB), Y14, Y14
 	VCVTDQ2PS   Y14, Y14
 	VFMADD231PS Y12, Y14, Y4
-	VMULPS      48(DX), X8, X8
+	VMULPS      48(DI), X8, X8
 	VMOVDQU     yIdx1<>+0(SB), Y12
 	VPERMPS     Y8, Y12, Y12
-	VPMADDUBSW  448(CX), Y13, Y14
-	VPMADDUBSW  480(CX), Y10, Y10
+	VPMADDUBSW  448(SI), Y13, Y14
+	VPMADDUBSW  480(SI), Y10, Y10
 	VPADDW      Y10, Y14, Y14
 	VPMADDWD    yOnes<>+0(SB), Y14, Y14
 	VCVTDQ2PS   Y14, Y14
 	VFMADD231PS Y12, Y14, Y6
-	ADDQ        $0x00000048, AX
-	ADDQ        $0x00000200, CX
-	ADDQ        $0x00000040, DX
-	ADDQ        $0x00000040, BX
-	DECQ        SI
+	ADDQ        $0x00000048, BX
+	ADDQ        $0x00000200, SI
+	ADDQ        $0x00000040, DI
+	ADDQ        $0x00000040, R8
+	DECQ        R9
 	JMP         dotYx4Q4G32F16_loop
 
 dotYx4Q4G32F16_end:
-	MOVQ         out+112(FP), AX
+	MOVQ         stride+128(FP), BX
+	SHLQ         $0x02, BX
+	MOVQ         DX, SI
 	VEXTRACTF128 $0x01, Y0, X8
 	VADDPS       X0, X8, X8
 	VMOVHLPS     X8, X8, X0
@@ -12030,7 +12058,8 @@ dotYx4Q4G32F16_end:
 	VADDSS       X0, X1, X1
 	VMULSS       yM8<>+0(SB), X1, X1
 	VADDSS       X1, X8, X8
-	VMOVSS       X8, (AX)
+	VMOVSS       X8, (SI)
+	ADDQ         BX, SI
 	VEXTRACTF128 $0x01, Y2, X0
 	VADDPS       X2, X0, X0
 	VMOVHLPS     X0, X0, X1
@@ -12043,7 +12072,8 @@ dotYx4Q4G32F16_end:
 	VADDSS       X1, X3, X3
 	VMULSS       yM8<>+0(SB), X3, X3
 	VADDSS       X3, X0, X0
-	VMOVSS       X0, 4(AX)
+	VMOVSS       X0, (SI)
+	ADDQ         BX, SI
 	VEXTRACTF128 $0x01, Y4, X0
 	VADDPS       X4, X0, X0
 	VMOVHLPS     X0, X0, X1
@@ -12056,7 +12086,8 @@ dotYx4Q4G32F16_end:
 	VADDSS       X1, X5, X5
 	VMULSS       yM8<>+0(SB), X5, X5
 	VADDSS       X5, X0, X0
-	VMOVSS       X0, 8(AX)
+	VMOVSS       X0, (SI)
+	ADDQ         BX, SI
 	VEXTRACTF128 $0x01, Y6, X0
 	VADDPS       X6, X0, X0
 	VMOVHLPS     X0, X0, X1
@@ -12069,12 +12100,19 @@ dotYx4Q4G32F16_end:
 	VADDSS       X1, X7, X7
 	VMULSS       yM8<>+0(SB), X7, X7
 	VADDSS       X7, X0, X0
-	VMOVSS       X0, 12(AX)
+	VMOVSS       X0, (SI)
+	MOVQ         rb+120(FP), BX
+	ADDQ         BX, AX
+	ADDQ         $0x04, DX
+	DECQ         CX
+	JMP          dotYx4Q4G32F16_row
+
+dotYx4Q4G32F16_done:
 	VZEROUPPER
 	RET
 
 // func dotZRowsQ4G64F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
-// Requires: AVX, AVX512F, AVX512VNNI, F16C, FMA3
+// Requires: AVX, AVX512F, AVX512VL, AVX512VNNI, F16C, FMA3
 TEXT ·dotZRowsQ4G64F16(SB), NOSPLIT, $0-152
 	VMOVDQU64 zNib<>+0(SB), Z0
 	VMOVDQU64 zIdx0<>+0(SB), Z1
@@ -12136,7 +12174,7 @@ dotZRowsQ4G64F16_end:
 	VMULPS        zFin<>+0(SB), Z4, Z4
 	VEXTRACTF64X4 $0x01, Z4, Y7
 	VADDPS        Y7, Y4, Y7
-	VEXTRACTF128  $0x01, Y7, X8
+	VEXTRACTF32X4 $0x01, Y7, X8
 	VADDPS        X7, X8, X8
 	VMOVHLPS      X8, X8, X7
 	VADDPS        X7, X8, X8
@@ -12159,7 +12197,7 @@ dotZRowsQ4G64F16_done:
 	RET
 
 // func dotZRowsPQ4G64F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
-// Requires: AVX, AVX512F, AVX512VNNI, F16C, FMA3
+// Requires: AVX, AVX512F, AVX512VL, AVX512VNNI, F16C, FMA3
 TEXT ·dotZRowsPQ4G64F16(SB), NOSPLIT, $0-152
 	VMOVDQU64 zNib<>+0(SB), Z0
 	VMOVDQU64 zIdx0<>+0(SB), Z1
@@ -12218,7 +12256,7 @@ dotZRowsPQ4G64F16_end:
 	VMULPS        zFin<>+0(SB), Z3, Z3
 	VEXTRACTF64X4 $0x01, Z3, Y6
 	VADDPS        Y6, Y3, Y6
-	VEXTRACTF128  $0x01, Y6, X7
+	VEXTRACTF32X4 $0x01, Y6, X7
 	VADDPS        X6, X7, X7
 	VMOVHLPS      X7, X7, X6
 	VADDPS        X6, X7, X7
@@ -12240,169 +12278,188 @@ dotZRowsPQ4G64F16_done:
 	VZEROUPPER
 	RET
 
-// func dotZx4Q4G64F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, out *[4]float32)
-// Requires: AVX, AVX512F, AVX512VNNI, F16C, FMA3
-TEXT ·dotZx4Q4G64F16(SB), NOSPLIT, $0-120
+// func dotZx4Q4G64F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, stride int, out []float32)
+// Requires: AVX, AVX512F, AVX512VL, AVX512VNNI, F16C, FMA3
+TEXT ·dotZx4Q4G64F16(SB), NOSPLIT, $0-160
+	MOVQ      w_base+0(FP), AX
+	MOVQ      rows+112(FP), CX
+	MOVQ      out_base+136(FP), DX
 	VMOVDQU64 zNib<>+0(SB), Z0
 	VMOVDQU64 zIdx0<>+0(SB), Z1
 	VMOVDQU64 zIdx1<>+0(SB), Z2
-	MOVQ      w_base+0(FP), AX
-	MOVQ      q_base+24(FP), CX
-	MOVQ      d_base+48(FP), DX
-	MOVQ      s_base+72(FP), BX
-	MOVQ      n4+96(FP), SI
-	VPXORD    Z3, Z3, Z3
-	VPXORD    Z4, Z4, Z4
-	VXORPS    X5, X5, X5
-	VPXORD    Z6, Z6, Z6
-	VPXORD    Z7, Z7, Z7
-	VXORPS    X8, X8, X8
-	VPXORD    Z9, Z9, Z9
-	VPXORD    Z10, Z10, Z10
-	VXORPS    X11, X11, X11
-	VPXORD    Z12, Z12, Z12
-	VPXORD    Z13, Z13, Z13
-	VXORPS    X14, X14, X14
+
+dotZx4Q4G64F16_row:
+	TESTQ  CX, CX
+	JZ     dotZx4Q4G64F16_done
+	MOVQ   AX, BX
+	MOVQ   q_base+24(FP), SI
+	MOVQ   d_base+48(FP), DI
+	MOVQ   s_base+72(FP), R8
+	MOVQ   n4+96(FP), R9
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VXORPS X5, X5, X5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+	VXORPS X8, X8, X8
+	VPXORD Z9, Z9, Z9
+	VPXORD Z10, Z10, Z10
+	VXORPS X11, X11, X11
+	VPXORD Z12, Z12, Z12
+	VPXORD Z13, Z13, Z13
+	VXORPS X14, X14, X14
 
 dotZx4Q4G64F16_loop:
-	TESTQ           SI, SI
+	TESTQ           R9, R9
 	JZ              dotZx4Q4G64F16_end
-	MOVWQZX         (AX), DI
-	MOVWQZX         34(AX), R8
-	SHLQ            $0x20, R8
-	ORQ             R8, DI
-	VMOVQ           DI, X15
+	MOVWQZX         (BX), R10
+	MOVWQZX         34(BX), R11
+	SHLQ            $0x20, R11
+	ORQ             R11, R10
+	VMOVQ           R10, X15
 	VCVTPH2PS       X15, X15
 	VMOVSLDUP       X15, X15
-	VBROADCASTI64X4 2(AX), Z16
+	VBROADCASTI64X4 2(BX), Z16
 	VPANDD          Z0, Z16, Z16
-	VBROADCASTI64X4 36(AX), Z17
+	VBROADCASTI64X4 36(BX), Z17
 	VPANDD          Z0, Z17, Z17
-	VMULPS          (DX), X15, X18
-	VFMADD231PS     (BX), X15, X5
+	VMULPS          (DI), X15, X18
+	VFMADD231PS     (R8), X15, X5
 	VPERMPS         Z18, Z1, Z19
 	VPXORD          Z20, Z20, Z20
-	VPDPBUSD        (CX), Z16, Z20
+	VPDPBUSD        (SI), Z16, Z20
 	VCVTDQ2PS       Z20, Z20
 	VFMADD231PS     Z19, Z20, Z3
 	VPERMPS         Z18, Z2, Z19
 	VPXORD          Z21, Z21, Z21
-	VPDPBUSD        64(CX), Z17, Z21
+	VPDPBUSD        64(SI), Z17, Z21
 	VCVTDQ2PS       Z21, Z21
 	VFMADD231PS     Z19, Z21, Z4
-	VMULPS          16(DX), X15, X18
-	VFMADD231PS     16(BX), X15, X8
+	VMULPS          16(DI), X15, X18
+	VFMADD231PS     16(R8), X15, X8
 	VPERMPS         Z18, Z1, Z19
 	VPXORD          Z22, Z22, Z22
-	VPDPBUSD        128(CX), Z16, Z22
+	VPDPBUSD        128(SI), Z16, Z22
 	VCVTDQ2PS       Z22, Z22
 	VFMADD231PS     Z19, Z22, Z6
 	VPERMPS         Z18, Z2, Z19
 	VPXORD          Z23, Z23, Z23
-	VPDPBUSD        192(CX), Z17, Z23
+	VPDPBUSD        192(SI), Z17, Z23
 	VCVTDQ2PS       Z23, Z23
 	VFMADD231PS     Z19, Z23, Z7
-	VMULPS          32(DX), X15, X18
-	VFMADD231PS     32(BX), X15, X11
+	VMULPS          32(DI), X15, X18
+	VFMADD231PS     32(R8), X15, X11
 	VPERMPS         Z18, Z1, Z19
 	VPXORD          Z24, Z24, Z24
-	VPDPBUSD        256(CX), Z16, Z24
+	VPDPBUSD        256(SI), Z16, Z24
 	VCVTDQ2PS       Z24, Z24
 	VFMADD231PS     Z19, Z24, Z9
 	VPERMPS         Z18, Z2, Z19
 	VPXORD          Z25, Z25, Z25
-	VPDPBUSD        320(CX), Z17, Z25
+	VPDPBUSD        320(SI), Z17, Z25
 	VCVTDQ2PS       Z25, Z25
 	VFMADD231PS     Z19, Z25, Z10
-	VMULPS          48(DX), X15, X18
-	VFMADD231PS     48(BX), X15, X14
+	VMULPS          48(DI), X15, X18
+	VFMADD231PS     48(R8), X15, X14
 	VPERMPS         Z18, Z1, Z15
 	VPXORD          Z26, Z26, Z26
-	VPDPBUSD        384(CX), Z16, Z26
+	VPDPBUSD        384(SI), Z16, Z26
 	VCVTDQ2PS       Z26, Z26
 	VFMADD231PS     Z15, Z26, Z12
 	VPERMPS         Z18, Z2, Z15
 	VPXORD          Z27, Z27, Z27
-	VPDPBUSD        448(CX), Z17, Z27
+	VPDPBUSD        448(SI), Z17, Z27
 	VCVTDQ2PS       Z27, Z27
 	VFMADD231PS     Z15, Z27, Z13
-	ADDQ            $0x00000044, AX
-	ADDQ            $0x00000200, CX
-	ADDQ            $0x00000040, DX
-	ADDQ            $0x00000040, BX
-	DECQ            SI
+	ADDQ            $0x00000044, BX
+	ADDQ            $0x00000200, SI
+	ADDQ            $0x00000040, DI
+	ADDQ            $0x00000040, R8
+	DECQ            R9
 	JMP             dotZx4Q4G64F16_loop
 
 dotZx4Q4G64F16_end:
-	MOVQ          out+112(FP), AX
+	MOVQ          stride+128(FP), BX
+	SHLQ          $0x02, BX
+	MOVQ          DX, SI
 	VADDPS        Z4, Z3, Z3
 	VMULPS        zFin<>+0(SB), Z3, Z3
-	VEXTRACTF64X4 $0x01, Z3, Y0
-	VADDPS        Y0, Y3, Y0
-	VEXTRACTF128  $0x01, Y0, X1
-	VADDPS        X0, X1, X1
-	VMOVHLPS      X1, X1, X0
-	VADDPS        X0, X1, X1
-	VMOVSHDUP     X1, X0
-	VADDSS        X0, X1, X1
-	VMOVHLPS      X5, X5, X0
-	VADDPS        X0, X5, X5
-	VMOVSHDUP     X5, X0
-	VADDSS        X0, X5, X5
+	VEXTRACTF64X4 $0x01, Z3, Y15
+	VADDPS        Y15, Y3, Y15
+	VEXTRACTF32X4 $0x01, Y15, X16
+	VADDPS        X15, X16, X16
+	VMOVHLPS      X16, X16, X15
+	VADDPS        X15, X16, X16
+	VMOVSHDUP     X16, X15
+	VADDSS        X15, X16, X16
+	VMOVHLPS      X5, X5, X15
+	VADDPS        X15, X5, X5
+	VMOVSHDUP     X5, X15
+	VADDSS        X15, X5, X5
 	VMULSS        zM8<>+0(SB), X5, X5
-	VADDSS        X5, X1, X1
-	VMOVSS        X1, (AX)
+	VADDSS        X5, X16, X16
+	VMOVSS        X16, (SI)
+	ADDQ          BX, SI
 	VADDPS        Z7, Z6, Z6
 	VMULPS        zFin<>+0(SB), Z6, Z6
-	VEXTRACTF64X4 $0x01, Z6, Y0
-	VADDPS        Y0, Y6, Y0
-	VEXTRACTF128  $0x01, Y0, X1
-	VADDPS        X0, X1, X1
-	VMOVHLPS      X1, X1, X0
-	VADDPS        X0, X1, X1
-	VMOVSHDUP     X1, X0
-	VADDSS        X0, X1, X1
-	VMOVHLPS      X8, X8, X0
-	VADDPS        X0, X8, X8
-	VMOVSHDUP     X8, X0
-	VADDSS        X0, X8, X8
+	VEXTRACTF64X4 $0x01, Z6, Y5
+	VADDPS        Y5, Y6, Y5
+	VEXTRACTF32X4 $0x01, Y5, X15
+	VADDPS        X5, X15, X15
+	VMOVHLPS      X15, X15, X5
+	VADDPS        X5, X15, X15
+	VMOVSHDUP     X15, X5
+	VADDSS        X5, X15, X15
+	VMOVHLPS      X8, X8, X5
+	VADDPS        X5, X8, X8
+	VMOVSHDUP     X8, X5
+	VADDSS        X5, X8, X8
 	VMULSS        zM8<>+0(SB), X8, X8
-	VADDSS        X8, X1, X1
-	VMOVSS        X1, 4(AX)
+	VADDSS        X8, X15, X15
+	VMOVSS        X15, (SI)
+	ADDQ          BX, SI
 	VADDPS        Z10, Z9, Z9
 	VMULPS        zFin<>+0(SB), Z9, Z9
-	VEXTRACTF64X4 $0x01, Z9, Y0
-	VADDPS        Y0, Y9, Y0
-	VEXTRACTF128  $0x01, Y0, X1
-	VADDPS        X0, X1, X1
-	VMOVHLPS      X1, X1, X0
-	VADDPS        X0, X1, X1
-	VMOVSHDUP     X1, X0
-	VADDSS        X0, X1, X1
-	VMOVHLPS      X11, X11, X0
-	VADDPS        X0, X11, X11
-	VMOVSHDUP     X11, X0
-	VADDSS        X0, X11, X11
+	VEXTRACTF64X4 $0x01, Z9, Y5
+	VADDPS        Y5, Y9, Y5
+	VEXTRACTF32X4 $0x01, Y5, X8
+	VADDPS        X5, X8, X8
+	VMOVHLPS      X8, X8, X5
+	VADDPS        X5, X8, X8
+	VMOVSHDUP     X8, X5
+	VADDSS        X5, X8, X8
+	VMOVHLPS      X11, X11, X5
+	VADDPS        X5, X11, X11
+	VMOVSHDUP     X11, X5
+	VADDSS        X5, X11, X11
 	VMULSS        zM8<>+0(SB), X11, X11
-	VADDSS        X11, X1, X1
-	VMOVSS        X1, 8(AX)
+	VADDSS        X11, X8, X8
+	VMOVSS        X8, (SI)
+	ADDQ          BX, SI
 	VADDPS        Z13, Z12, Z12
 	VMULPS        zFin<>+0(SB), Z12, Z12
-	VEXTRACTF64X4 $0x01, Z12, Y0
-	VADDPS        Y0, Y12, Y0
-	VEXTRACTF128  $0x01, Y0, X1
-	VADDPS        X0, X1, X1
-	VMOVHLPS      X1, X1, X0
-	VADDPS        X0, X1, X1
-	VMOVSHDUP     X1, X0
-	VADDSS        X0, X1, X1
-	VMOVHLPS      X14, X14, X0
-	VADDPS        X0, X14, X14
-	VMOVSHDUP     X14, X0
-	VADDSS        X0, X14, X14
+	VEXTRACTF64X4 $0x01, Z12, Y5
+	VADDPS        Y5, Y12, Y5
+	VEXTRACTF32X4 $0x01, Y5, X8
+	VADDPS        X5, X8, X8
+	VMOVHLPS      X8, X8, X5
+	VADDPS        X5, X8, X8
+	VMOVSHDUP     X8, X5
+	VADDSS        X5, X8, X8
+	VMOVHLPS      X14, X14, X5
+	VADDPS        X5, X14, X14
+	VMOVSHDUP     X14, X5
+	VADDSS        X5, X14, X14
 	VMULSS        zM8<>+0(SB), X14, X14
-	VADDSS        X14, X1, X1
-	VMOVSS        X1, 12(AX)
+	VADDSS        X14, X8, X8
+	VMOVSS        X8, (SI)
+	MOVQ          rb+120(FP), BX
+	ADDQ          BX, AX
+	ADDQ          $0x04, DX
+	DECQ          CX
+	JMP           dotZx4Q4G64F16_row
+
+dotZx4Q4G64F16_done:
 	VZEROUPPER
 	RET
 
@@ -12582,14 +12639,21 @@ dotYRowsPQ4G64F16_done:
 	VZEROUPPER
 	RET
 
-// func dotYx4Q4G64F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, out *[4]float32)
+// func dotYx4Q4G64F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, stride int, out []float32)
 // Requires: AVX, AVX2, F16C, FMA3
-TEXT ·dotYx4Q4G64F16(SB), NOSPLIT, $0-120
-	MOVQ   w_base+0(FP), AX
-	MOVQ   q_base+24(FP), CX
-	MOVQ   d_base+48(FP), DX
-	MOVQ   s_base+72(FP), BX
-	MOVQ   n4+96(FP), SI
+TEXT ·dotYx4Q4G64F16(SB), NOSPLIT, $0-160
+	MOVQ w_base+0(FP), AX
+	MOVQ rows+112(FP), CX
+	MOVQ out_base+136(FP), DX
+
+dotYx4Q4G64F16_row:
+	TESTQ  CX, CX
+	JZ     dotYx4Q4G64F16_done
+	MOVQ   AX, BX
+	MOVQ   q_base+24(FP), SI
+	MOVQ   d_base+48(FP), DI
+	MOVQ   s_base+72(FP), R8
+	MOVQ   n4+96(FP), R9
 	VXORPS Y0, Y0, Y0
 	VXORPS X1, X1, X1
 	VXORPS Y2, Y2, Y2
@@ -12600,108 +12664,110 @@ TEXT ·dotYx4Q4G64F16(SB), NOSPLIT, $0-120
 	VXORPS X7, X7, X7
 
 dotYx4Q4G64F16_loop:
-	TESTQ       SI, SI
+	TESTQ       R9, R9
 	JZ          dotYx4Q4G64F16_end
-	MOVWQZX     (AX), DI
-	MOVWQZX     34(AX), R8
-	SHLQ        $0x20, R8
-	ORQ         R8, DI
-	VMOVQ       DI, X8
+	MOVWQZX     (BX), R10
+	MOVWQZX     34(BX), R11
+	SHLQ        $0x20, R11
+	ORQ         R11, R10
+	VMOVQ       R10, X8
 	VCVTPH2PS   X8, X8
 	VMOVSLDUP   X8, X8
-	VFMADD231PS (BX), X8, X1
-	VFMADD231PS 16(BX), X8, X3
-	VFMADD231PS 32(BX), X8, X5
-	VFMADD231PS 48(BX), X8, X7
-	VMOVDQU     2(AX), Y9
+	VFMADD231PS (R8), X8, X1
+	VFMADD231PS 16(R8), X8, X3
+	VFMADD231PS 32(R8), X8, X5
+	VFMADD231PS 48(R8), X8, X7
+	VMOVDQU     2(BX), Y9
 	VPSRLW      $0x04, Y9, Y10
 	VPAND       yMask<>+0(SB), Y10, Y10
 	VPAND       yMask<>+0(SB), Y9, Y9
-	VMULPS      (DX), X8, X11
+	VMULPS      (DI), X8, X11
 	VMOVDQU     yIdx0<>+0(SB), Y12
 	VPERMPS     Y11, Y12, Y12
-	VPMADDUBSW  (CX), Y9, Y13
-	VPMADDUBSW  32(CX), Y10, Y14
+	VPMADDUBSW  (SI), Y9, Y13
+	VPMADDUBSW  32(SI), Y10, Y14
 	VPADDW      Y14, Y13, Y13
 	VPMADDWD    yOnes<>+0(SB), Y13, Y13
 	VCVTDQ2PS   Y13, Y13
 	VFMADD231PS Y12, Y13, Y0
-	VMULPS      16(DX), X8, X11
+	VMULPS      16(DI), X8, X11
 	VMOVDQU     yIdx0<>+0(SB), Y12
 	VPERMPS     Y11, Y12, Y12
-	VPMADDUBSW  128(CX), Y9, Y13
-	VPMADDUBSW  160(CX), Y10, Y14
+	VPMADDUBSW  128(SI), Y9, Y13
+	VPMADDUBSW  160(SI), Y10, Y14
 	VPADDW      Y14, Y13, Y13
 	VPMADDWD    yOnes<>+0(SB), Y13, Y13
 	VCVTDQ2PS   Y13, Y13
 	VFMADD231PS Y12, Y13, Y2
-	VMULPS      32(DX), X8, X11
+	VMULPS      32(DI), X8, X11
 	VMOVDQU     yIdx0<>+0(SB), Y12
 	VPERMPS     Y11, Y12, Y12
-	VPMADDUBSW  256(CX), Y9, Y13
-	VPMADDUBSW  288(CX), Y10, Y14
+	VPMADDUBSW  256(SI), Y9, Y13
+	VPMADDUBSW  288(SI), Y10, Y14
 	VPADDW      Y14, Y13, Y13
 	VPMADDWD    yOnes<>+0(SB), Y13, Y13
 	VCVTDQ2PS   Y13, Y13
 	VFMADD231PS Y12, Y13, Y4
-	VMULPS      48(DX), X8, X11
+	VMULPS      48(DI), X8, X11
 	VMOVDQU     yIdx0<>+0(SB), Y12
 	VPERMPS     Y11, Y12, Y12
-	VPMADDUBSW  384(CX), Y9, Y9
-	VPMADDUBSW  416(CX), Y10, Y10
+	VPMADDUBSW  384(SI), Y9, Y9
+	VPMADDUBSW  416(SI), Y10, Y10
 	VPADDW      Y10, Y9, Y9
 	VPMADDWD    yOnes<>+0(SB), Y9, Y9
 	VCVTDQ2PS   Y9, Y9
 	VFMADD231PS Y12, Y9, Y6
-	VMOVDQU     36(AX), Y9
+	VMOVDQU     36(BX), Y9
 	VPSRLW      $0x04, Y9, Y10
 	VPAND       yMask<>+0(SB), Y10, Y10
 	VPAND       yMask<>+0(SB), Y9, Y9
-	VMULPS      (DX), X8, X11
+	VMULPS      (DI), X8, X11
 	VMOVDQU     yIdx1<>+0(SB), Y12
 	VPERMPS     Y11, Y12, Y12
-	VPMADDUBSW  64(CX), Y9, Y13
-	VPMADDUBSW  96(CX), Y10, Y14
+	VPMADDUBSW  64(SI), Y9, Y13
+	VPMADDUBSW  96(SI), Y10, Y14
 	VPADDW      Y14, Y13, Y13
 	VPMADDWD    yOnes<>+0(SB), Y13, Y13
 	VCVTDQ2PS   Y13, Y13
 	VFMADD231PS Y12, Y13, Y0
-	VMULPS      16(DX), X8, X11
+	VMULPS      16(DI), X8, X11
 	VMOVDQU     yIdx1<>+0(SB), Y12
 	VPERMPS     Y11, Y12, Y12
-	VPMADDUBSW  192(CX), Y9, Y13
-	VPMADDUBSW  224(CX), Y10, Y14
+	VPMADDUBSW  192(SI), Y9, Y13
+	VPMADDUBSW  224(SI), Y10, Y14
 	VPADDW      Y14, Y13, Y13
 	VPMADDWD    yOnes<>+0(SB), Y13, Y13
 	VCVTDQ2PS   Y13, Y13
 	VFMADD231PS Y12, Y13, Y2
-	VMULPS      32(DX), X8, X11
+	VMULPS      32(DI), X8, X11
 	VMOVDQU     yIdx1<>+0(SB), Y12
 	VPERMPS     Y11, Y12, Y12
-	VPMADDUBSW  320(CX), Y9, Y13
-	VPMADDUBSW  352(CX), Y10, Y14
+	VPMADDUBSW  320(SI), Y9, Y13
+	VPMADDUBSW  352(SI), Y10, Y14
 	VPADDW      Y14, Y13, Y13
 	VPMADDWD    yOnes<>+0(SB), Y13, Y13
 	VCVTDQ2PS   Y13, Y13
 	VFMADD231PS Y12, Y13, Y4
-	VMULPS      48(DX), X8, X8
+	VMULPS      48(DI), X8, X8
 	VMOVDQU     yIdx1<>+0(SB), Y12
 	VPERMPS     Y8, Y12, Y12
-	VPMADDUBSW  448(CX), Y9, Y9
-	VPMADDUBSW  480(CX), Y10, Y10
+	VPMADDUBSW  448(SI), Y9, Y9
+	VPMADDUBSW  480(SI), Y10, Y10
 	VPADDW      Y10, Y9, Y9
 	VPMADDWD    yOnes<>+0(SB), Y9, Y9
 	VCVTDQ2PS   Y9, Y9
 	VFMADD231PS Y12, Y9, Y6
-	ADDQ        $0x00000044, AX
-	ADDQ        $0x00000200, CX
-	ADDQ        $0x00000040, DX
-	ADDQ        $0x00000040, BX
-	DECQ        SI
+	ADDQ        $0x00000044, BX
+	ADDQ        $0x00000200, SI
+	ADDQ        $0x00000040, DI
+	ADDQ        $0x00000040, R8
+	DECQ        R9
 	JMP         dotYx4Q4G64F16_loop
 
 dotYx4Q4G64F16_end:
-	MOVQ         out+112(FP), AX
+	MOVQ         stride+128(FP), BX
+	SHLQ         $0x02, BX
+	MOVQ         DX, SI
 	VEXTRACTF128 $0x01, Y0, X8
 	VADDPS       X0, X8, X8
 	VMOVHLPS     X8, X8, X0
@@ -12714,7 +12780,8 @@ dotYx4Q4G64F16_end:
 	VADDSS       X0, X1, X1
 	VMULSS       yM8<>+0(SB), X1, X1
 	VADDSS       X1, X8, X8
-	VMOVSS       X8, (AX)
+	VMOVSS       X8, (SI)
+	ADDQ         BX, SI
 	VEXTRACTF128 $0x01, Y2, X0
 	VADDPS       X2, X0, X0
 	VMOVHLPS     X0, X0, X1
@@ -12727,7 +12794,8 @@ dotYx4Q4G64F16_end:
 	VADDSS       X1, X3, X3
 	VMULSS       yM8<>+0(SB), X3, X3
 	VADDSS       X3, X0, X0
-	VMOVSS       X0, 4(AX)
+	VMOVSS       X0, (SI)
+	ADDQ         BX, SI
 	VEXTRACTF128 $0x01, Y4, X0
 	VADDPS       X4, X0, X0
 	VMOVHLPS     X0, X0, X1
@@ -12740,7 +12808,8 @@ dotYx4Q4G64F16_end:
 	VADDSS       X1, X5, X5
 	VMULSS       yM8<>+0(SB), X5, X5
 	VADDSS       X5, X0, X0
-	VMOVSS       X0, 8(AX)
+	VMOVSS       X0, (SI)
+	ADDQ         BX, SI
 	VEXTRACTF128 $0x01, Y6, X0
 	VADDPS       X6, X0, X0
 	VMOVHLPS     X0, X0, X1
@@ -12753,12 +12822,19 @@ dotYx4Q4G64F16_end:
 	VADDSS       X1, X7, X7
 	VMULSS       yM8<>+0(SB), X7, X7
 	VADDSS       X7, X0, X0
-	VMOVSS       X0, 12(AX)
+	VMOVSS       X0, (SI)
+	MOVQ         rb+120(FP), BX
+	ADDQ         BX, AX
+	ADDQ         $0x04, DX
+	DECQ         CX
+	JMP          dotYx4Q4G64F16_row
+
+dotYx4Q4G64F16_done:
 	VZEROUPPER
 	RET
 
 // func dotZRowsQ4G128F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
-// Requires: AVX, AVX2, AVX512F, AVX512VNNI, F16C, FMA3
+// Requires: AVX, AVX2, AVX512F, AVX512VL, AVX512VNNI, F16C, FMA3
 TEXT ·dotZRowsQ4G128F16(SB), NOSPLIT, $0-152
 	VMOVDQU64 zNib<>+0(SB), Z0
 	VMOVDQU64 zIdx0<>+0(SB), Z1
@@ -12825,7 +12901,7 @@ dotZRowsQ4G128F16_end:
 	VMULPS        zFin<>+0(SB), Z4, Z4
 	VEXTRACTF64X4 $0x01, Z4, Y7
 	VADDPS        Y7, Y4, Y7
-	VEXTRACTF128  $0x01, Y7, X8
+	VEXTRACTF32X4 $0x01, Y7, X8
 	VADDPS        X7, X8, X8
 	VMOVHLPS      X8, X8, X7
 	VADDPS        X7, X8, X8
@@ -12848,7 +12924,7 @@ dotZRowsQ4G128F16_done:
 	RET
 
 // func dotZRowsPQ4G128F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
-// Requires: AVX, AVX2, AVX512F, AVX512VNNI, F16C, FMA3
+// Requires: AVX, AVX2, AVX512F, AVX512VL, AVX512VNNI, F16C, FMA3
 TEXT ·dotZRowsPQ4G128F16(SB), NOSPLIT, $0-152
 	VMOVDQU64 zNib<>+0(SB), Z0
 	VMOVDQU64 zIdx0<>+0(SB), Z1
@@ -12912,7 +12988,7 @@ dotZRowsPQ4G128F16_end:
 	VMULPS        zFin<>+0(SB), Z3, Z3
 	VEXTRACTF64X4 $0x01, Z3, Y6
 	VADDPS        Y6, Y3, Y6
-	VEXTRACTF128  $0x01, Y6, X7
+	VEXTRACTF32X4 $0x01, Y6, X7
 	VADDPS        X6, X7, X7
 	VMOVHLPS      X7, X7, X6
 	VADDPS        X6, X7, X7
@@ -12934,174 +13010,193 @@ dotZRowsPQ4G128F16_done:
 	VZEROUPPER
 	RET
 
-// func dotZx4Q4G128F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, out *[4]float32)
-// Requires: AVX, AVX2, AVX512F, AVX512VNNI, F16C, FMA3
-TEXT ·dotZx4Q4G128F16(SB), NOSPLIT, $0-120
+// func dotZx4Q4G128F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, stride int, out []float32)
+// Requires: AVX, AVX2, AVX512F, AVX512VL, AVX512VNNI, F16C, FMA3
+TEXT ·dotZx4Q4G128F16(SB), NOSPLIT, $0-160
+	MOVQ      w_base+0(FP), AX
+	MOVQ      rows+112(FP), CX
+	MOVQ      out_base+136(FP), DX
 	VMOVDQU64 zNib<>+0(SB), Z0
 	VMOVDQU64 zIdx0<>+0(SB), Z1
 	VMOVDQU64 zIdx1<>+0(SB), Z2
-	MOVQ      w_base+0(FP), AX
-	MOVQ      q_base+24(FP), CX
-	MOVQ      d_base+48(FP), DX
-	MOVQ      s_base+72(FP), BX
-	MOVQ      n4+96(FP), SI
-	MOVQ      bb+104(FP), DI
-	LEAQ      2(AX), R8
-	LEAQ      (AX)(DI*1), R9
-	VPXORD    Z3, Z3, Z3
-	VPXORD    Z4, Z4, Z4
-	VXORPS    X5, X5, X5
-	VPXORD    Z6, Z6, Z6
-	VPXORD    Z7, Z7, Z7
-	VXORPS    X8, X8, X8
-	VPXORD    Z9, Z9, Z9
-	VPXORD    Z10, Z10, Z10
-	VXORPS    X11, X11, X11
-	VPXORD    Z12, Z12, Z12
-	VPXORD    Z13, Z13, Z13
-	VXORPS    X14, X14, X14
+	MOVQ      bb+104(FP), BX
+
+dotZx4Q4G128F16_row:
+	TESTQ  CX, CX
+	JZ     dotZx4Q4G128F16_done
+	MOVQ   AX, SI
+	MOVQ   q_base+24(FP), DI
+	MOVQ   d_base+48(FP), R8
+	MOVQ   s_base+72(FP), R9
+	MOVQ   n4+96(FP), R10
+	LEAQ   2(SI), R11
+	LEAQ   (SI)(BX*1), R12
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VXORPS X5, X5, X5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+	VXORPS X8, X8, X8
+	VPXORD Z9, Z9, Z9
+	VPXORD Z10, Z10, Z10
+	VXORPS X11, X11, X11
+	VPXORD Z12, Z12, Z12
+	VPXORD Z13, Z13, Z13
+	VXORPS X14, X14, X14
 
 dotZx4Q4G128F16_loop:
-	TESTQ           SI, SI
+	TESTQ           R10, R10
 	JZ              dotZx4Q4G128F16_end
-	VPBROADCASTW    (AX), X15
+	VPBROADCASTW    (SI), X15
 	VCVTPH2PS       X15, X15
-	VBROADCASTI64X4 (R8), Z16
+	VBROADCASTI64X4 (R11), Z16
 	VPANDD          Z0, Z16, Z16
-	VBROADCASTI64X4 32(R8), Z17
+	VBROADCASTI64X4 32(R11), Z17
 	VPANDD          Z0, Z17, Z17
-	VMULPS          (DX), X15, X18
-	VFMADD231PS     (BX), X15, X5
+	VMULPS          (R8), X15, X18
+	VFMADD231PS     (R9), X15, X5
 	VPERMPS         Z18, Z1, Z19
 	VPXORD          Z20, Z20, Z20
-	VPDPBUSD        (CX), Z16, Z20
+	VPDPBUSD        (DI), Z16, Z20
 	VCVTDQ2PS       Z20, Z20
 	VFMADD231PS     Z19, Z20, Z3
 	VPERMPS         Z18, Z2, Z19
 	VPXORD          Z21, Z21, Z21
-	VPDPBUSD        64(CX), Z17, Z21
+	VPDPBUSD        64(DI), Z17, Z21
 	VCVTDQ2PS       Z21, Z21
 	VFMADD231PS     Z19, Z21, Z4
-	VMULPS          16(DX), X15, X18
-	VFMADD231PS     16(BX), X15, X8
+	VMULPS          16(R8), X15, X18
+	VFMADD231PS     16(R9), X15, X8
 	VPERMPS         Z18, Z1, Z19
 	VPXORD          Z22, Z22, Z22
-	VPDPBUSD        128(CX), Z16, Z22
+	VPDPBUSD        128(DI), Z16, Z22
 	VCVTDQ2PS       Z22, Z22
 	VFMADD231PS     Z19, Z22, Z6
 	VPERMPS         Z18, Z2, Z19
 	VPXORD          Z23, Z23, Z23
-	VPDPBUSD        192(CX), Z17, Z23
+	VPDPBUSD        192(DI), Z17, Z23
 	VCVTDQ2PS       Z23, Z23
 	VFMADD231PS     Z19, Z23, Z7
-	VMULPS          32(DX), X15, X18
-	VFMADD231PS     32(BX), X15, X11
+	VMULPS          32(R8), X15, X18
+	VFMADD231PS     32(R9), X15, X11
 	VPERMPS         Z18, Z1, Z19
 	VPXORD          Z24, Z24, Z24
-	VPDPBUSD        256(CX), Z16, Z24
+	VPDPBUSD        256(DI), Z16, Z24
 	VCVTDQ2PS       Z24, Z24
 	VFMADD231PS     Z19, Z24, Z9
 	VPERMPS         Z18, Z2, Z19
 	VPXORD          Z25, Z25, Z25
-	VPDPBUSD        320(CX), Z17, Z25
+	VPDPBUSD        320(DI), Z17, Z25
 	VCVTDQ2PS       Z25, Z25
 	VFMADD231PS     Z19, Z25, Z10
-	VMULPS          48(DX), X15, X18
-	VFMADD231PS     48(BX), X15, X14
+	VMULPS          48(R8), X15, X18
+	VFMADD231PS     48(R9), X15, X14
 	VPERMPS         Z18, Z1, Z15
 	VPXORD          Z26, Z26, Z26
-	VPDPBUSD        384(CX), Z16, Z26
+	VPDPBUSD        384(DI), Z16, Z26
 	VCVTDQ2PS       Z26, Z26
 	VFMADD231PS     Z15, Z26, Z12
 	VPERMPS         Z18, Z2, Z15
 	VPXORD          Z27, Z27, Z27
-	VPDPBUSD        448(CX), Z17, Z27
+	VPDPBUSD        448(DI), Z17, Z27
 	VCVTDQ2PS       Z27, Z27
 	VFMADD231PS     Z15, Z27, Z13
-	ADDQ            $0x00000040, R8
-	CMPQ            R8, R9
+	ADDQ            $0x00000040, R11
+	CMPQ            R11, R12
 	JNE             dotZx4Q4G128F16_next
-	MOVQ            R9, AX
-	ADDQ            DI, R9
-	LEAQ            2(AX), R8
+	MOVQ            R12, SI
+	ADDQ            BX, R12
+	LEAQ            2(SI), R11
 
 dotZx4Q4G128F16_next:
-	ADDQ $0x00000200, CX
-	ADDQ $0x00000040, DX
-	ADDQ $0x00000040, BX
-	DECQ SI
+	ADDQ $0x00000200, DI
+	ADDQ $0x00000040, R8
+	ADDQ $0x00000040, R9
+	DECQ R10
 	JMP  dotZx4Q4G128F16_loop
 
 dotZx4Q4G128F16_end:
-	MOVQ          out+112(FP), AX
+	MOVQ          stride+128(FP), SI
+	SHLQ          $0x02, SI
+	MOVQ          DX, DI
 	VADDPS        Z4, Z3, Z3
 	VMULPS        zFin<>+0(SB), Z3, Z3
-	VEXTRACTF64X4 $0x01, Z3, Y0
-	VADDPS        Y0, Y3, Y0
-	VEXTRACTF128  $0x01, Y0, X1
-	VADDPS        X0, X1, X1
-	VMOVHLPS      X1, X1, X0
-	VADDPS        X0, X1, X1
-	VMOVSHDUP     X1, X0
-	VADDSS        X0, X1, X1
-	VMOVHLPS      X5, X5, X0
-	VADDPS        X0, X5, X5
-	VMOVSHDUP     X5, X0
-	VADDSS        X0, X5, X5
+	VEXTRACTF64X4 $0x01, Z3, Y15
+	VADDPS        Y15, Y3, Y15
+	VEXTRACTF32X4 $0x01, Y15, X16
+	VADDPS        X15, X16, X16
+	VMOVHLPS      X16, X16, X15
+	VADDPS        X15, X16, X16
+	VMOVSHDUP     X16, X15
+	VADDSS        X15, X16, X16
+	VMOVHLPS      X5, X5, X15
+	VADDPS        X15, X5, X5
+	VMOVSHDUP     X5, X15
+	VADDSS        X15, X5, X5
 	VMULSS        zM8<>+0(SB), X5, X5
-	VADDSS        X5, X1, X1
-	VMOVSS        X1, (AX)
+	VADDSS        X5, X16, X16
+	VMOVSS        X16, (DI)
+	ADDQ          SI, DI
 	VADDPS        Z7, Z6, Z6
 	VMULPS        zFin<>+0(SB), Z6, Z6
-	VEXTRACTF64X4 $0x01, Z6, Y0
-	VADDPS        Y0, Y6, Y0
-	VEXTRACTF128  $0x01, Y0, X1
-	VADDPS        X0, X1, X1
-	VMOVHLPS      X1, X1, X0
-	VADDPS        X0, X1, X1
-	VMOVSHDUP     X1, X0
-	VADDSS        X0, X1, X1
-	VMOVHLPS      X8, X8, X0
-	VADDPS        X0, X8, X8
-	VMOVSHDUP     X8, X0
-	VADDSS        X0, X8, X8
+	VEXTRACTF64X4 $0x01, Z6, Y5
+	VADDPS        Y5, Y6, Y5
+	VEXTRACTF32X4 $0x01, Y5, X15
+	VADDPS        X5, X15, X15
+	VMOVHLPS      X15, X15, X5
+	VADDPS        X5, X15, X15
+	VMOVSHDUP     X15, X5
+	VADDSS        X5, X15, X15
+	VMOVHLPS      X8, X8, X5
+	VADDPS        X5, X8, X8
+	VMOVSHDUP     X8, X5
+	VADDSS        X5, X8, X8
 	VMULSS        zM8<>+0(SB), X8, X8
-	VADDSS        X8, X1, X1
-	VMOVSS        X1, 4(AX)
+	VADDSS        X8, X15, X15
+	VMOVSS        X15, (DI)
+	ADDQ          SI, DI
 	VADDPS        Z10, Z9, Z9
 	VMULPS        zFin<>+0(SB), Z9, Z9
-	VEXTRACTF64X4 $0x01, Z9, Y0
-	VADDPS        Y0, Y9, Y0
-	VEXTRACTF128  $0x01, Y0, X1
-	VADDPS        X0, X1, X1
-	VMOVHLPS      X1, X1, X0
-	VADDPS        X0, X1, X1
-	VMOVSHDUP     X1, X0
-	VADDSS        X0, X1, X1
-	VMOVHLPS      X11, X11, X0
-	VADDPS        X0, X11, X11
-	VMOVSHDUP     X11, X0
-	VADDSS        X0, X11, X11
+	VEXTRACTF64X4 $0x01, Z9, Y5
+	VADDPS        Y5, Y9, Y5
+	VEXTRACTF32X4 $0x01, Y5, X8
+	VADDPS        X5, X8, X8
+	VMOVHLPS      X8, X8, X5
+	VADDPS        X5, X8, X8
+	VMOVSHDUP     X8, X5
+	VADDSS        X5, X8, X8
+	VMOVHLPS      X11, X11, X5
+	VADDPS        X5, X11, X11
+	VMOVSHDUP     X11, X5
+	VADDSS        X5, X11, X11
 	VMULSS        zM8<>+0(SB), X11, X11
-	VADDSS        X11, X1, X1
-	VMOVSS        X1, 8(AX)
+	VADDSS        X11, X8, X8
+	VMOVSS        X8, (DI)
+	ADDQ          SI, DI
 	VADDPS        Z13, Z12, Z12
 	VMULPS        zFin<>+0(SB), Z12, Z12
-	VEXTRACTF64X4 $0x01, Z12, Y0
-	VADDPS        Y0, Y12, Y0
-	VEXTRACTF128  $0x01, Y0, X1
-	VADDPS        X0, X1, X1
-	VMOVHLPS      X1, X1, X0
-	VADDPS        X0, X1, X1
-	VMOVSHDUP     X1, X0
-	VADDSS        X0, X1, X1
-	VMOVHLPS      X14, X14, X0
-	VADDPS        X0, X14, X14
-	VMOVSHDUP     X14, X0
-	VADDSS        X0, X14, X14
+	VEXTRACTF64X4 $0x01, Z12, Y5
+	VADDPS        Y5, Y12, Y5
+	VEXTRACTF32X4 $0x01, Y5, X8
+	VADDPS        X5, X8, X8
+	VMOVHLPS      X8, X8, X5
+	VADDPS        X5, X8, X8
+	VMOVSHDUP     X8, X5
+	VADDSS        X5, X8, X8
+	VMOVHLPS      X14, X14, X5
+	VADDPS        X5, X14, X14
+	VMOVSHDUP     X14, X5
+	VADDSS        X5, X14, X14
 	VMULSS        zM8<>+0(SB), X14, X14
-	VADDSS        X14, X1, X1
-	VMOVSS        X1, 12(AX)
+	VADDSS        X14, X8, X8
+	VMOVSS        X8, (DI)
+	MOVQ          rb+120(FP), SI
+	ADDQ          SI, AX
+	ADDQ          $0x04, DX
+	DECQ          CX
+	JMP           dotZx4Q4G128F16_row
+
+dotZx4Q4G128F16_done:
 	VZEROUPPER
 	RET
 
@@ -13291,17 +13386,24 @@ dotYRowsPQ4G128F16_done:
 	VZEROUPPER
 	RET
 
-// func dotYx4Q4G128F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, out *[4]float32)
+// func dotYx4Q4G128F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, stride int, out []float32)
 // Requires: AVX, AVX2, F16C, FMA3
-TEXT ·dotYx4Q4G128F16(SB), NOSPLIT, $0-120
-	MOVQ   w_base+0(FP), AX
-	MOVQ   q_base+24(FP), CX
-	MOVQ   d_base+48(FP), DX
-	MOVQ   s_base+72(FP), BX
-	MOVQ   n4+96(FP), SI
-	MOVQ   bb+104(FP), DI
-	LEAQ   2(AX), R8
-	LEAQ   (AX)(DI*1), R9
+TEXT ·dotYx4Q4G128F16(SB), NOSPLIT, $0-160
+	MOVQ w_base+0(FP), AX
+	MOVQ rows+112(FP), CX
+	MOVQ out_base+136(FP), DX
+	MOVQ bb+104(FP), BX
+
+dotYx4Q4G128F16_row:
+	TESTQ  CX, CX
+	JZ     dotYx4Q4G128F16_done
+	MOVQ   AX, SI
+	MOVQ   q_base+24(FP), DI
+	MOVQ   d_base+48(FP), R8
+	MOVQ   s_base+72(FP), R9
+	MOVQ   n4+96(FP), R10
+	LEAQ   2(SI), R11
+	LEAQ   (SI)(BX*1), R12
 	VXORPS Y0, Y0, Y0
 	VXORPS X1, X1, X1
 	VXORPS Y2, Y2, Y2
@@ -13312,110 +13414,112 @@ TEXT ·dotYx4Q4G128F16(SB), NOSPLIT, $0-120
 	VXORPS X7, X7, X7
 
 dotYx4Q4G128F16_loop:
-	TESTQ        SI, SI
+	TESTQ        R10, R10
 	JZ           dotYx4Q4G128F16_end
-	VPBROADCASTW (AX), X8
+	VPBROADCASTW (SI), X8
 	VCVTPH2PS    X8, X8
-	VFMADD231PS  (BX), X8, X1
-	VFMADD231PS  16(BX), X8, X3
-	VFMADD231PS  32(BX), X8, X5
-	VFMADD231PS  48(BX), X8, X7
-	VMOVDQU      (R8), Y9
+	VFMADD231PS  (R9), X8, X1
+	VFMADD231PS  16(R9), X8, X3
+	VFMADD231PS  32(R9), X8, X5
+	VFMADD231PS  48(R9), X8, X7
+	VMOVDQU      (R11), Y9
 	VPSRLW       $0x04, Y9, Y10
 	VPAND        yMask<>+0(SB), Y10, Y10
 	VPAND        yMask<>+0(SB), Y9, Y9
-	VMULPS       (DX), X8, X11
+	VMULPS       (R8), X8, X11
 	VMOVDQU      yIdx0<>+0(SB), Y12
 	VPERMPS      Y11, Y12, Y12
-	VPMADDUBSW   (CX), Y9, Y13
-	VPMADDUBSW   32(CX), Y10, Y14
+	VPMADDUBSW   (DI), Y9, Y13
+	VPMADDUBSW   32(DI), Y10, Y14
 	VPADDW       Y14, Y13, Y13
 	VPMADDWD     yOnes<>+0(SB), Y13, Y13
 	VCVTDQ2PS    Y13, Y13
 	VFMADD231PS  Y12, Y13, Y0
-	VMULPS       16(DX), X8, X11
+	VMULPS       16(R8), X8, X11
 	VMOVDQU      yIdx0<>+0(SB), Y12
 	VPERMPS      Y11, Y12, Y12
-	VPMADDUBSW   128(CX), Y9, Y13
-	VPMADDUBSW   160(CX), Y10, Y14
+	VPMADDUBSW   128(DI), Y9, Y13
+	VPMADDUBSW   160(DI), Y10, Y14
 	VPADDW       Y14, Y13, Y13
 	VPMADDWD     yOnes<>+0(SB), Y13, Y13
 	VCVTDQ2PS    Y13, Y13
 	VFMADD231PS  Y12, Y13, Y2
-	VMULPS       32(DX), X8, X11
+	VMULPS       32(R8), X8, X11
 	VMOVDQU      yIdx0<>+0(SB), Y12
 	VPERMPS      Y11, Y12, Y12
-	VPMADDUBSW   256(CX), Y9, Y13
-	VPMADDUBSW   288(CX), Y10, Y14
+	VPMADDUBSW   256(DI), Y9, Y13
+	VPMADDUBSW   288(DI), Y10, Y14
 	VPADDW       Y14, Y13, Y13
 	VPMADDWD     yOnes<>+0(SB), Y13, Y13
 	VCVTDQ2PS    Y13, Y13
 	VFMADD231PS  Y12, Y13, Y4
-	VMULPS       48(DX), X8, X11
+	VMULPS       48(R8), X8, X11
 	VMOVDQU      yIdx0<>+0(SB), Y12
 	VPERMPS      Y11, Y12, Y12
-	VPMADDUBSW   384(CX), Y9, Y9
-	VPMADDUBSW   416(CX), Y10, Y10
+	VPMADDUBSW   384(DI), Y9, Y9
+	VPMADDUBSW   416(DI), Y10, Y10
 	VPADDW       Y10, Y9, Y9
 	VPMADDWD     yOnes<>+0(SB), Y9, Y9
 	VCVTDQ2PS    Y9, Y9
 	VFMADD231PS  Y12, Y9, Y6
-	VMOVDQU      32(R8), Y9
+	VMOVDQU      32(R11), Y9
 	VPSRLW       $0x04, Y9, Y10
 	VPAND        yMask<>+0(SB), Y10, Y10
 	VPAND        yMask<>+0(SB), Y9, Y9
-	VMULPS       (DX), X8, X11
+	VMULPS       (R8), X8, X11
 	VMOVDQU      yIdx1<>+0(SB), Y12
 	VPERMPS      Y11, Y12, Y12
-	VPMADDUBSW   64(CX), Y9, Y13
-	VPMADDUBSW   96(CX), Y10, Y14
+	VPMADDUBSW   64(DI), Y9, Y13
+	VPMADDUBSW   96(DI), Y10, Y14
 	VPADDW       Y14, Y13, Y13
 	VPMADDWD     yOnes<>+0(SB), Y13, Y13
 	VCVTDQ2PS    Y13, Y13
 	VFMADD231PS  Y12, Y13, Y0
-	VMULPS       16(DX), X8, X11
+	VMULPS       16(R8), X8, X11
 	VMOVDQU      yIdx1<>+0(SB), Y12
 	VPERMPS      Y11, Y12, Y12
-	VPMADDUBSW   192(CX), Y9, Y13
-	VPMADDUBSW   224(CX), Y10, Y14
+	VPMADDUBSW   192(DI), Y9, Y13
+	VPMADDUBSW   224(DI), Y10, Y14
 	VPADDW       Y14, Y13, Y13
 	VPMADDWD     yOnes<>+0(SB), Y13, Y13
 	VCVTDQ2PS    Y13, Y13
 	VFMADD231PS  Y12, Y13, Y2
-	VMULPS       32(DX), X8, X11
+	VMULPS       32(R8), X8, X11
 	VMOVDQU      yIdx1<>+0(SB), Y12
 	VPERMPS      Y11, Y12, Y12
-	VPMADDUBSW   320(CX), Y9, Y13
-	VPMADDUBSW   352(CX), Y10, Y14
+	VPMADDUBSW   320(DI), Y9, Y13
+	VPMADDUBSW   352(DI), Y10, Y14
 	VPADDW       Y14, Y13, Y13
 	VPMADDWD     yOnes<>+0(SB), Y13, Y13
 	VCVTDQ2PS    Y13, Y13
 	VFMADD231PS  Y12, Y13, Y4
-	VMULPS       48(DX), X8, X8
+	VMULPS       48(R8), X8, X8
 	VMOVDQU      yIdx1<>+0(SB), Y12
 	VPERMPS      Y8, Y12, Y12
-	VPMADDUBSW   448(CX), Y9, Y9
-	VPMADDUBSW   480(CX), Y10, Y10
+	VPMADDUBSW   448(DI), Y9, Y9
+	VPMADDUBSW   480(DI), Y10, Y10
 	VPADDW       Y10, Y9, Y9
 	VPMADDWD     yOnes<>+0(SB), Y9, Y9
 	VCVTDQ2PS    Y9, Y9
 	VFMADD231PS  Y12, Y9, Y6
-	ADDQ         $0x00000040, R8
-	CMPQ         R8, R9
+	ADDQ         $0x00000040, R11
+	CMPQ         R11, R12
 	JNE          dotYx4Q4G128F16_next
-	MOVQ         R9, AX
-	ADDQ         DI, R9
-	LEAQ         2(AX), R8
+	MOVQ         R12, SI
+	ADDQ         BX, R12
+	LEAQ         2(SI), R11
 
 dotYx4Q4G128F16_next:
-	ADDQ $0x00000200, CX
-	ADDQ $0x00000040, DX
-	ADDQ $0x00000040, BX
-	DECQ SI
+	ADDQ $0x00000200, DI
+	ADDQ $0x00000040, R8
+	ADDQ $0x00000040, R9
+	DECQ R10
 	JMP  dotYx4Q4G128F16_loop
 
 dotYx4Q4G128F16_end:
-	MOVQ         out+112(FP), AX
+	MOVQ         stride+128(FP), SI
+	SHLQ         $0x02, SI
+	MOVQ         DX, DI
 	VEXTRACTF128 $0x01, Y0, X8
 	VADDPS       X0, X8, X8
 	VMOVHLPS     X8, X8, X0
@@ -13428,7 +13532,8 @@ dotYx4Q4G128F16_end:
 	VADDSS       X0, X1, X1
 	VMULSS       yM8<>+0(SB), X1, X1
 	VADDSS       X1, X8, X8
-	VMOVSS       X8, (AX)
+	VMOVSS       X8, (DI)
+	ADDQ         SI, DI
 	VEXTRACTF128 $0x01, Y2, X0
 	VADDPS       X2, X0, X0
 	VMOVHLPS     X0, X0, X1
@@ -13441,7 +13546,8 @@ dotYx4Q4G128F16_end:
 	VADDSS       X1, X3, X3
 	VMULSS       yM8<>+0(SB), X3, X3
 	VADDSS       X3, X0, X0
-	VMOVSS       X0, 4(AX)
+	VMOVSS       X0, (DI)
+	ADDQ         SI, DI
 	VEXTRACTF128 $0x01, Y4, X0
 	VADDPS       X4, X0, X0
 	VMOVHLPS     X0, X0, X1
@@ -13454,7 +13560,8 @@ dotYx4Q4G128F16_end:
 	VADDSS       X1, X5, X5
 	VMULSS       yM8<>+0(SB), X5, X5
 	VADDSS       X5, X0, X0
-	VMOVSS       X0, 8(AX)
+	VMOVSS       X0, (DI)
+	ADDQ         SI, DI
 	VEXTRACTF128 $0x01, Y6, X0
 	VADDPS       X6, X0, X0
 	VMOVHLPS     X0, X0, X1
@@ -13467,7 +13574,14 @@ dotYx4Q4G128F16_end:
 	VADDSS       X1, X7, X7
 	VMULSS       yM8<>+0(SB), X7, X7
 	VADDSS       X7, X0, X0
-	VMOVSS       X0, 12(AX)
+	VMOVSS       X0, (DI)
+	MOVQ         rb+120(FP), SI
+	ADDQ         SI, AX
+	ADDQ         $0x04, DX
+	DECQ         CX
+	JMP          dotYx4Q4G128F16_row
+
+dotYx4Q4G128F16_done:
 	VZEROUPPER
 	RET
 
@@ -13490,7 +13604,7 @@ DATA zSIdxQ4G32F32<>+60(SB)/4, $0x00000000
 GLOBL zSIdxQ4G32F32<>(SB), RODATA|NOPTR, $64
 
 // func dotZRowsQ4G32F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
-// Requires: AVX, AVX512F, AVX512VNNI, FMA3
+// Requires: AVX, AVX512F, AVX512VL, AVX512VNNI, FMA3
 TEXT ·dotZRowsQ4G32F32(SB), NOSPLIT, $0-152
 	VMOVDQU64 zNib<>+0(SB), Z0
 	VMOVDQU64 zIdx0<>+0(SB), Z1
@@ -13551,7 +13665,7 @@ dotZRowsQ4G32F32_end:
 	VMULPS        zFin<>+0(SB), Z5, Z5
 	VEXTRACTF64X4 $0x01, Z5, Y8
 	VADDPS        Y8, Y5, Y8
-	VEXTRACTF128  $0x01, Y8, X9
+	VEXTRACTF32X4 $0x01, Y8, X9
 	VADDPS        X8, X9, X9
 	VMOVHLPS      X9, X9, X8
 	VADDPS        X8, X9, X9
@@ -13574,7 +13688,7 @@ dotZRowsQ4G32F32_done:
 	RET
 
 // func dotZRowsPQ4G32F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
-// Requires: AVX, AVX512F, AVX512VNNI, FMA3
+// Requires: AVX, AVX512F, AVX512VL, AVX512VNNI, FMA3
 TEXT ·dotZRowsPQ4G32F32(SB), NOSPLIT, $0-152
 	VMOVDQU64 zNib<>+0(SB), Z0
 	VMOVDQU64 zIdx0<>+0(SB), Z1
@@ -13632,7 +13746,7 @@ dotZRowsPQ4G32F32_end:
 	VMULPS        zFin<>+0(SB), Z4, Z4
 	VEXTRACTF64X4 $0x01, Z4, Y7
 	VADDPS        Y7, Y4, Y7
-	VEXTRACTF128  $0x01, Y7, X8
+	VEXTRACTF32X4 $0x01, Y7, X8
 	VADDPS        X7, X8, X8
 	VMOVHLPS      X8, X8, X7
 	VADDPS        X7, X8, X8
@@ -13654,168 +13768,187 @@ dotZRowsPQ4G32F32_done:
 	VZEROUPPER
 	RET
 
-// func dotZx4Q4G32F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, out *[4]float32)
-// Requires: AVX, AVX512F, AVX512VNNI, FMA3
-TEXT ·dotZx4Q4G32F32(SB), NOSPLIT, $0-120
+// func dotZx4Q4G32F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, stride int, out []float32)
+// Requires: AVX, AVX512F, AVX512VL, AVX512VNNI, FMA3
+TEXT ·dotZx4Q4G32F32(SB), NOSPLIT, $0-160
+	MOVQ      w_base+0(FP), AX
+	MOVQ      rows+112(FP), CX
+	MOVQ      out_base+136(FP), DX
 	VMOVDQU64 zNib<>+0(SB), Z0
 	VMOVDQU64 zIdx0<>+0(SB), Z1
 	VMOVDQU64 zIdx1<>+0(SB), Z2
 	VMOVDQU64 zSIdxQ4G32F32<>+0(SB), Z3
-	MOVL      $0x0000f0f0, AX
-	KMOVW     AX, K1
-	MOVQ      w_base+0(FP), AX
-	MOVQ      q_base+24(FP), CX
-	MOVQ      d_base+48(FP), DX
-	MOVQ      s_base+72(FP), BX
-	MOVQ      n4+96(FP), SI
-	VPXORD    Z4, Z4, Z4
-	VPXORD    Z5, Z5, Z5
-	VXORPS    X6, X6, X6
-	VPXORD    Z7, Z7, Z7
-	VPXORD    Z8, Z8, Z8
-	VXORPS    X9, X9, X9
-	VPXORD    Z10, Z10, Z10
-	VPXORD    Z11, Z11, Z11
-	VXORPS    X12, X12, X12
-	VPXORD    Z13, Z13, Z13
-	VPXORD    Z14, Z14, Z14
-	VXORPS    X15, X15, X15
+	MOVL      $0x0000f0f0, BX
+	KMOVW     BX, K1
+
+dotZx4Q4G32F32_row:
+	TESTQ  CX, CX
+	JZ     dotZx4Q4G32F32_done
+	MOVQ   AX, BX
+	MOVQ   q_base+24(FP), SI
+	MOVQ   d_base+48(FP), DI
+	MOVQ   s_base+72(FP), R8
+	MOVQ   n4+96(FP), R9
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VXORPS X6, X6, X6
+	VPXORD Z7, Z7, Z7
+	VPXORD Z8, Z8, Z8
+	VXORPS X9, X9, X9
+	VPXORD Z10, Z10, Z10
+	VPXORD Z11, Z11, Z11
+	VXORPS X12, X12, X12
+	VPXORD Z13, Z13, Z13
+	VPXORD Z14, Z14, Z14
+	VXORPS X15, X15, X15
 
 dotZx4Q4G32F32_loop:
-	TESTQ           SI, SI
+	TESTQ           R9, R9
 	JZ              dotZx4Q4G32F32_end
-	VPERMD          (AX), Z3, Z16
-	VBROADCASTI32X4 4(AX), Z17
-	VBROADCASTI32X4 24(AX), K1, Z17
+	VPERMD          (BX), Z3, Z16
+	VBROADCASTI32X4 4(BX), Z17
+	VBROADCASTI32X4 24(BX), K1, Z17
 	VPANDD          Z0, Z17, Z17
-	VBROADCASTI32X4 44(AX), Z18
-	VBROADCASTI32X4 64(AX), K1, Z18
+	VBROADCASTI32X4 44(BX), Z18
+	VBROADCASTI32X4 64(BX), K1, Z18
 	VPANDD          Z0, Z18, Z18
-	VMULPS          (DX), X16, X19
-	VFMADD231PS     (BX), X16, X6
+	VMULPS          (DI), X16, X19
+	VFMADD231PS     (R8), X16, X6
 	VPERMPS         Z19, Z1, Z20
 	VPXORD          Z21, Z21, Z21
-	VPDPBUSD        (CX), Z17, Z21
+	VPDPBUSD        (SI), Z17, Z21
 	VCVTDQ2PS       Z21, Z21
 	VFMADD231PS     Z20, Z21, Z4
 	VPERMPS         Z19, Z2, Z20
 	VPXORD          Z22, Z22, Z22
-	VPDPBUSD        64(CX), Z18, Z22
+	VPDPBUSD        64(SI), Z18, Z22
 	VCVTDQ2PS       Z22, Z22
 	VFMADD231PS     Z20, Z22, Z5
-	VMULPS          16(DX), X16, X19
-	VFMADD231PS     16(BX), X16, X9
+	VMULPS          16(DI), X16, X19
+	VFMADD231PS     16(R8), X16, X9
 	VPERMPS         Z19, Z1, Z20
 	VPXORD          Z23, Z23, Z23
-	VPDPBUSD        128(CX), Z17, Z23
+	VPDPBUSD        128(SI), Z17, Z23
 	VCVTDQ2PS       Z23, Z23
 	VFMADD231PS     Z20, Z23, Z7
 	VPERMPS         Z19, Z2, Z20
 	VPXORD          Z24, Z24, Z24
-	VPDPBUSD        192(CX), Z18, Z24
+	VPDPBUSD        192(SI), Z18, Z24
 	VCVTDQ2PS       Z24, Z24
 	VFMADD231PS     Z20, Z24, Z8
-	VMULPS          32(DX), X16, X19
-	VFMADD231PS     32(BX), X16, X12
+	VMULPS          32(DI), X16, X19
+	VFMADD231PS     32(R8), X16, X12
 	VPERMPS         Z19, Z1, Z20
 	VPXORD          Z25, Z25, Z25
-	VPDPBUSD        256(CX), Z17, Z25
+	VPDPBUSD        256(SI), Z17, Z25
 	VCVTDQ2PS       Z25, Z25
 	VFMADD231PS     Z20, Z25, Z10
 	VPERMPS         Z19, Z2, Z20
 	VPXORD          Z26, Z26, Z26
-	VPDPBUSD        320(CX), Z18, Z26
+	VPDPBUSD        320(SI), Z18, Z26
 	VCVTDQ2PS       Z26, Z26
 	VFMADD231PS     Z20, Z26, Z11
-	VMULPS          48(DX), X16, X19
-	VFMADD231PS     48(BX), X16, X15
+	VMULPS          48(DI), X16, X19
+	VFMADD231PS     48(R8), X16, X15
 	VPERMPS         Z19, Z1, Z16
 	VPXORD          Z27, Z27, Z27
-	VPDPBUSD        384(CX), Z17, Z27
+	VPDPBUSD        384(SI), Z17, Z27
 	VCVTDQ2PS       Z27, Z27
 	VFMADD231PS     Z16, Z27, Z13
 	VPERMPS         Z19, Z2, Z16
 	VPXORD          Z28, Z28, Z28
-	VPDPBUSD        448(CX), Z18, Z28
+	VPDPBUSD        448(SI), Z18, Z28
 	VCVTDQ2PS       Z28, Z28
 	VFMADD231PS     Z16, Z28, Z14
-	ADDQ            $0x00000050, AX
-	ADDQ            $0x00000200, CX
-	ADDQ            $0x00000040, DX
-	ADDQ            $0x00000040, BX
-	DECQ            SI
+	ADDQ            $0x00000050, BX
+	ADDQ            $0x00000200, SI
+	ADDQ            $0x00000040, DI
+	ADDQ            $0x00000040, R8
+	DECQ            R9
 	JMP             dotZx4Q4G32F32_loop
 
 dotZx4Q4G32F32_end:
-	MOVQ          out+112(FP), AX
+	MOVQ          stride+128(FP), BX
+	SHLQ          $0x02, BX
+	MOVQ          DX, SI
 	VADDPS        Z5, Z4, Z4
 	VMULPS        zFin<>+0(SB), Z4, Z4
-	VEXTRACTF64X4 $0x01, Z4, Y0
-	VADDPS        Y0, Y4, Y0
-	VEXTRACTF128  $0x01, Y0, X1
-	VADDPS        X0, X1, X1
-	VMOVHLPS      X1, X1, X0
-	VADDPS        X0, X1, X1
-	VMOVSHDUP     X1, X0
-	VADDSS        X0, X1, X1
-	VMOVHLPS      X6, X6, X0
-	VADDPS        X0, X6, X6
-	VMOVSHDUP     X6, X0
-	VADDSS        X0, X6, X6
+	VEXTRACTF64X4 $0x01, Z4, Y16
+	VADDPS        Y16, Y4, Y16
+	VEXTRACTF32X4 $0x01, Y16, X17
+	VADDPS        X16, X17, X17
+	VMOVHLPS      X17, X17, X16
+	VADDPS        X16, X17, X17
+	VMOVSHDUP     X17, X16
+	VADDSS        X16, X17, X17
+	VMOVHLPS      X6, X6, X16
+	VADDPS        X16, X6, X6
+	VMOVSHDUP     X6, X16
+	VADDSS        X16, X6, X6
 	VMULSS        zM8<>+0(SB), X6, X6
-	VADDSS        X6, X1, X1
-	VMOVSS        X1, (AX)
+	VADDSS        X6, X17, X17
+	VMOVSS        X17, (SI)
+	ADDQ          BX, SI
 	VADDPS        Z8, Z7, Z7
 	VMULPS        zFin<>+0(SB), Z7, Z7
-	VEXTRACTF64X4 $0x01, Z7, Y0
-	VADDPS        Y0, Y7, Y0
-	VEXTRACTF128  $0x01, Y0, X1
-	VADDPS        X0, X1, X1
-	VMOVHLPS      X1, X1, X0
-	VADDPS        X0, X1, X1
-	VMOVSHDUP     X1, X0
-	VADDSS        X0, X1, X1
-	VMOVHLPS      X9, X9, X0
-	VADDPS        X0, X9, X9
-	VMOVSHDUP     X9, X0
-	VADDSS        X0, X9, X9
+	VEXTRACTF64X4 $0x01, Z7, Y6
+	VADDPS        Y6, Y7, Y6
+	VEXTRACTF32X4 $0x01, Y6, X16
+	VADDPS        X6, X16, X16
+	VMOVHLPS      X16, X16, X6
+	VADDPS        X6, X16, X16
+	VMOVSHDUP     X16, X6
+	VADDSS        X6, X16, X16
+	VMOVHLPS      X9, X9, X6
+	VADDPS        X6, X9, X9
+	VMOVSHDUP     X9, X6
+	VADDSS        X6, X9, X9
 	VMULSS        zM8<>+0(SB), X9, X9
-	VADDSS        X9, X1, X1
-	VMOVSS        X1, 4(AX)
+	VADDSS        X9, X16, X16
+	VMOVSS        X16, (SI)
+	ADDQ          BX, SI
 	VADDPS        Z11, Z10, Z10
 	VMULPS        zFin<>+0(SB), Z10, Z10
-	VEXTRACTF64X4 $0x01, Z10, Y0
-	VADDPS        Y0, Y10, Y0
-	VEXTRACTF128  $0x01, Y0, X1
-	VADDPS        X0, X1, X1
-	VMOVHLPS      X1, X1, X0
-	VADDPS        X0, X1, X1
-	VMOVSHDUP     X1, X0
-	VADDSS        X0, X1, X1
-	VMOVHLPS      X12, X12, X0
-	VADDPS        X0, X12, X12
-	VMOVSHDUP     X12, X0
-	VADDSS        X0, X12, X12
+	VEXTRACTF64X4 $0x01, Z10, Y6
+	VADDPS        Y6, Y10, Y6
+	VEXTRACTF32X4 $0x01, Y6, X9
+	VADDPS        X6, X9, X9
+	VMOVHLPS      X9, X9, X6
+	VADDPS        X6, X9, X9
+	VMOVSHDUP     X9, X6
+	VADDSS        X6, X9, X9
+	VMOVHLPS      X12, X12, X6
+	VADDPS        X6, X12, X12
+	VMOVSHDUP     X12, X6
+	VADDSS        X6, X12, X12
 	VMULSS        zM8<>+0(SB), X12, X12
-	VADDSS        X12, X1, X1
-	VMOVSS        X1, 8(AX)
+	VADDSS        X12, X9, X9
+	VMOVSS        X9, (SI)
+	ADDQ          BX, SI
 	VADDPS        Z14, Z13, Z13
 	VMULPS        zFin<>+0(SB), Z13, Z13
-	VEXTRACTF64X4 $0x01, Z13, Y0
-	VADDPS        Y0, Y13, Y0
-	VEXTRACTF128  $0x01, Y0, X1
-	VADDPS        X0, X1, X1
-	VMOVHLPS      X1, X1, X0
-	VADDPS        X0, X1, X1
-	VMOVSHDUP     X1, X0
-	VADDSS        X0, X1, X1
-	VMOVHLPS      X15, X15, X0
-	VADDPS        X0, X15, X15
-	VMOVSHDUP     X15, X0
-	VADDSS        X0, X15, X15
+	VEXTRACTF64X4 $0x01, Z13, Y6
+	VADDPS        Y6, Y13, Y6
+	VEXTRACTF32X4 $0x01, Y6, X9
+	VADDPS        X6, X9, X9
+	VMOVHLPS      X9, X9, X6
+	VADDPS        X6, X9, X9
+	VMOVSHDUP     X9, X6
+	VADDSS        X6, X9, X9
+	VMOVHLPS      X15, X15, X6
+	VADDPS        X6, X15, X15
+	VMOVSHDUP     X15, X6
+	VADDSS        X6, X15, X15
 	VMULSS        zM8<>+0(SB), X15, X15
-	VADDSS        X15, X1, X1
-	VMOVSS        X1, 12(AX)
+	VADDSS        X15, X9, X9
+	VMOVSS        X9, (SI)
+	MOVQ          rb+120(FP), BX
+	ADDQ          BX, AX
+	ADDQ          $0x04, DX
+	DECQ          CX
+	JMP           dotZx4Q4G32F32_row
+
+dotZx4Q4G32F32_done:
 	VZEROUPPER
 	RET
 
@@ -13993,14 +14126,21 @@ dotYRowsPQ4G32F32_done:
 	VZEROUPPER
 	RET
 
-// func dotYx4Q4G32F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, out *[4]float32)
+// func dotYx4Q4G32F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, stride int, out []float32)
 // Requires: AVX, AVX2, FMA3
-TEXT ·dotYx4Q4G32F32(SB), NOSPLIT, $0-120
-	MOVQ   w_base+0(FP), AX
-	MOVQ   q_base+24(FP), CX
-	MOVQ   d_base+48(FP), DX
-	MOVQ   s_base+72(FP), BX
-	MOVQ   n4+96(FP), SI
+TEXT ·dotYx4Q4G32F32(SB), NOSPLIT, $0-160
+	MOVQ w_base+0(FP), AX
+	MOVQ rows+112(FP), CX
+	MOVQ out_base+136(FP), DX
+
+dotYx4Q4G32F32_row:
+	TESTQ  CX, CX
+	JZ     dotYx4Q4G32F32_done
+	MOVQ   AX, BX
+	MOVQ   q_base+24(FP), SI
+	MOVQ   d_base+48(FP), DI
+	MOVQ   s_base+72(FP), R8
+	MOVQ   n4+96(FP), R9
 	VXORPS Y0, Y0, Y0
 	VXORPS X1, X1, X1
 	VXORPS Y2, Y2, Y2
@@ -14011,107 +14151,109 @@ TEXT ·dotYx4Q4G32F32(SB), NOSPLIT, $0-120
 	VXORPS X7, X7, X7
 
 dotYx4Q4G32F32_loop:
-	TESTQ       SI, SI
+	TESTQ       R9, R9
 	JZ          dotYx4Q4G32F32_end
-	VMOVSS      (AX), X8
-	VINSERTPS   $0x10, 20(AX), X8, X8
-	VINSERTPS   $0x20, 40(AX), X8, X8
-	VINSERTPS   $0x30, 60(AX), X8, X8
-	VFMADD231PS (BX), X8, X1
-	VFMADD231PS 16(BX), X8, X3
-	VFMADD231PS 32(BX), X8, X5
-	VFMADD231PS 48(BX), X8, X7
-	VMOVDQU     4(AX), X9
-	VINSERTI128 $0x01, 24(AX), Y9, Y9
+	VMOVSS      (BX), X8
+	VINSERTPS   $0x10, 20(BX), X8, X8
+	VINSERTPS   $0x20, 40(BX), X8, X8
+	VINSERTPS   $0x30, 60(BX), X8, X8
+	VFMADD231PS (R8), X8, X1
+	VFMADD231PS 16(R8), X8, X3
+	VFMADD231PS 32(R8), X8, X5
+	VFMADD231PS 48(R8), X8, X7
+	VMOVDQU     4(BX), X9
+	VINSERTI128 $0x01, 24(BX), Y9, Y9
 	VPSRLW      $0x04, Y9, Y10
 	VPAND       yMask<>+0(SB), Y10, Y10
 	VPAND       yMask<>+0(SB), Y9, Y9
-	VMULPS      (DX), X8, X11
+	VMULPS      (DI), X8, X11
 	VMOVDQU     yIdx0<>+0(SB), Y12
 	VPERMPS     Y11, Y12, Y12
-	VPMADDUBSW  (CX), Y9, Y14
-	VPMADDUBSW  32(CX), Y10, Y15
+	VPMADDUBSW  (SI), Y9, Y14
+	VPMADDUBSW  32(SI), Y10, Y15
 	VPADDW      Y15, Y14, Y14
 	VPMADDWD    yOnes<>+0(SB), Y14, Y14
 	VCVTDQ2PS   Y14, Y14
 	VFMADD231PS Y12, Y14, Y0
-	VMULPS      16(DX), X8, X11
+	VMULPS      16(DI), X8, X11
 	VMOVDQU     yIdx0<>+0(SB), Y12
 	VPERMPS     Y11, Y12, Y12
-	VPMADDUBSW  128(CX), Y9, Y14
-	VPMADDUBSW  160(CX), Y10, Y15
+	VPMADDUBSW  128(SI), Y9, Y14
+	VPMADDUBSW  160(SI), Y10, Y15
 	VPADDW      Y15, Y14, Y14
 	VPMADDWD    yOnes<>+0(SB), Y14, Y14
 	VCVTDQ2PS   Y14, Y14
 	VFMADD231PS Y12, Y14, Y2
-	VMULPS      32(DX), X8, X11
+	VMULPS      32(DI), X8, X11
 	VMOVDQU     yIdx0<>+0(SB), Y12
 	VPERMPS     Y11, Y12, Y12
-	VPMADDUBSW  256(CX), Y9, Y14
-	VPMADDUBSW  288(CX), Y10, Y15
+	VPMADDUBSW  256(SI), Y9, Y14
+	VPMADDUBSW  288(SI), Y10, Y15
 	VPADDW      Y15, Y14, Y14
 	VPMADDWD    yOnes<>+0(SB), Y14, Y14
 	VCVTDQ2PS   Y14, Y14
 	VFMADD231PS Y12, Y14, Y4
-	VMULPS      48(DX), X8, X11
+	VMULPS      48(DI), X8, X11
 	VMOVDQU     yIdx0<>+0(SB), Y12
 	VPERMPS     Y11, Y12, Y12
-	VPMADDUBSW  384(CX), Y9, Y14
-	VPMADDUBSW  416(CX), Y10, Y10
+	VPMADDUBSW  384(SI), Y9, Y14
+	VPMADDUBSW  416(SI), Y10, Y10
 	VPADDW      Y10, Y14, Y14
 	VPMADDWD    yOnes<>+0(SB), Y14, Y14
 	VCVTDQ2PS   Y14, Y14
 	VFMADD231PS Y12, Y14, Y6
-	VMOVDQU     44(AX), X13
-	VINSERTI128 $0x01, 64(AX), Y13, Y13
+	VMOVDQU     44(BX), X13
+	VINSERTI128 $0x01, 64(BX), Y13, Y13
 	VPSRLW      $0x04, Y13, Y10
 	VPAND       yMask<>+0(SB), Y10, Y10
 	VPAND       yMask<>+0(SB), Y13, Y13
-	VMULPS      (DX), X8, X11
+	VMULPS      (DI), X8, X11
 	VMOVDQU     yIdx1<>+0(SB), Y12
 	VPERMPS     Y11, Y12, Y12
-	VPMADDUBSW  64(CX), Y13, Y14
-	VPMADDUBSW  96(CX), Y10, Y15
+	VPMADDUBSW  64(SI), Y13, Y14
+	VPMADDUBSW  96(SI), Y10, Y15
 	VPADDW      Y15, Y14, Y14
 	VPMADDWD    yOnes<>+0(SB), Y14, Y14
 	VCVTDQ2PS   Y14, Y14
 	VFMADD231PS Y12, Y14, Y0
-	VMULPS      16(DX), X8, X11
+	VMULPS      16(DI), X8, X11
 	VMOVDQU     yIdx1<>+0(SB), Y12
 	VPERMPS     Y11, Y12, Y12
-	VPMADDUBSW  192(CX), Y13, Y14
-	VPMADDUBSW  224(CX), Y10, Y15
+	VPMADDUBSW  192(SI), Y13, Y14
+	VPMADDUBSW  224(SI), Y10, Y15
 	VPADDW      Y15, Y14, Y14
 	VPMADDWD    yOnes<>+0(SB), Y14, Y14
 	VCVTDQ2PS   Y14, Y14
 	VFMADD231PS Y12, Y14, Y2
-	VMULPS      32(DX), X8, X11
+	VMULPS      32(DI), X8, X11
 	VMOVDQU     yIdx1<>+0(SB), Y12
 	VPERMPS     Y11, Y12, Y12
-	VPMADDUBSW  320(CX), Y13, Y14
-	VPMADDUBSW  352(CX), Y10, Y15
+	VPMADDUBSW  320(SI), Y13, Y14
+	VPMADDUBSW  352(SI), Y10, Y15
 	VPADDW      Y15, Y14, Y14
 	VPMADDWD    yOnes<>+0(SB), Y14, Y14
 	VCVTDQ2PS   Y14, Y14
 	VFMADD231PS Y12, Y14, Y4
-	VMULPS      48(DX), X8, X8
+	VMULPS      48(DI), X8, X8
 	VMOVDQU     yIdx1<>+0(SB), Y12
 	VPERMPS     Y8, Y12, Y12
-	VPMADDUBSW  448(CX), Y13, Y14
-	VPMADDUBSW  480(CX), Y10, Y10
+	VPMADDUBSW  448(SI), Y13, Y14
+	VPMADDUBSW  480(SI), Y10, Y10
 	VPADDW      Y10, Y14, Y14
 	VPMADDWD    yOnes<>+0(SB), Y14, Y14
 	VCVTDQ2PS   Y14, Y14
 	VFMADD231PS Y12, Y14, Y6
-	ADDQ        $0x00000050, AX
-	ADDQ        $0x00000200, CX
-	ADDQ        $0x00000040, DX
-	ADDQ        $0x00000040, BX
-	DECQ        SI
+	ADDQ        $0x00000050, BX
+	ADDQ        $0x00000200, SI
+	ADDQ        $0x00000040, DI
+	ADDQ        $0x00000040, R8
+	DECQ        R9
 	JMP         dotYx4Q4G32F32_loop
 
 dotYx4Q4G32F32_end:
-	MOVQ         out+112(FP), AX
+	MOVQ         stride+128(FP), BX
+	SHLQ         $0x02, BX
+	MOVQ         DX, SI
 	VEXTRACTF128 $0x01, Y0, X8
 	VADDPS       X0, X8, X8
 	VMOVHLPS     X8, X8, X0
@@ -14124,7 +14266,8 @@ dotYx4Q4G32F32_end:
 	VADDSS       X0, X1, X1
 	VMULSS       yM8<>+0(SB), X1, X1
 	VADDSS       X1, X8, X8
-	VMOVSS       X8, (AX)
+	VMOVSS       X8, (SI)
+	ADDQ         BX, SI
 	VEXTRACTF128 $0x01, Y2, X0
 	VADDPS       X2, X0, X0
 	VMOVHLPS     X0, X0, X1
@@ -14137,7 +14280,8 @@ dotYx4Q4G32F32_end:
 	VADDSS       X1, X3, X3
 	VMULSS       yM8<>+0(SB), X3, X3
 	VADDSS       X3, X0, X0
-	VMOVSS       X0, 4(AX)
+	VMOVSS       X0, (SI)
+	ADDQ         BX, SI
 	VEXTRACTF128 $0x01, Y4, X0
 	VADDPS       X4, X0, X0
 	VMOVHLPS     X0, X0, X1
@@ -14150,7 +14294,8 @@ dotYx4Q4G32F32_end:
 	VADDSS       X1, X5, X5
 	VMULSS       yM8<>+0(SB), X5, X5
 	VADDSS       X5, X0, X0
-	VMOVSS       X0, 8(AX)
+	VMOVSS       X0, (SI)
+	ADDQ         BX, SI
 	VEXTRACTF128 $0x01, Y6, X0
 	VADDPS       X6, X0, X0
 	VMOVHLPS     X0, X0, X1
@@ -14163,12 +14308,19 @@ dotYx4Q4G32F32_end:
 	VADDSS       X1, X7, X7
 	VMULSS       yM8<>+0(SB), X7, X7
 	VADDSS       X7, X0, X0
-	VMOVSS       X0, 12(AX)
+	VMOVSS       X0, (SI)
+	MOVQ         rb+120(FP), BX
+	ADDQ         BX, AX
+	ADDQ         $0x04, DX
+	DECQ         CX
+	JMP          dotYx4Q4G32F32_row
+
+dotYx4Q4G32F32_done:
 	VZEROUPPER
 	RET
 
 // func dotZRowsQ4G64F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
-// Requires: AVX, AVX512F, AVX512VNNI, FMA3
+// Requires: AVX, AVX512F, AVX512VL, AVX512VNNI, FMA3
 TEXT ·dotZRowsQ4G64F32(SB), NOSPLIT, $0-152
 	VMOVDQU64 zNib<>+0(SB), Z0
 	VMOVDQU64 zIdx0<>+0(SB), Z1
@@ -14226,7 +14378,7 @@ dotZRowsQ4G64F32_end:
 	VMULPS        zFin<>+0(SB), Z4, Z4
 	VEXTRACTF64X4 $0x01, Z4, Y7
 	VADDPS        Y7, Y4, Y7
-	VEXTRACTF128  $0x01, Y7, X8
+	VEXTRACTF32X4 $0x01, Y7, X8
 	VADDPS        X7, X8, X8
 	VMOVHLPS      X8, X8, X7
 	VADDPS        X7, X8, X8
@@ -14249,7 +14401,7 @@ dotZRowsQ4G64F32_done:
 	RET
 
 // func dotZRowsPQ4G64F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
-// Requires: AVX, AVX512F, AVX512VNNI, FMA3
+// Requires: AVX, AVX512F, AVX512VL, AVX512VNNI, FMA3
 TEXT ·dotZRowsPQ4G64F32(SB), NOSPLIT, $0-152
 	VMOVDQU64 zNib<>+0(SB), Z0
 	VMOVDQU64 zIdx0<>+0(SB), Z1
@@ -14304,7 +14456,7 @@ dotZRowsPQ4G64F32_end:
 	VMULPS        zFin<>+0(SB), Z3, Z3
 	VEXTRACTF64X4 $0x01, Z3, Y6
 	VADDPS        Y6, Y3, Y6
-	VEXTRACTF128  $0x01, Y6, X7
+	VEXTRACTF32X4 $0x01, Y6, X7
 	VADDPS        X6, X7, X7
 	VMOVHLPS      X7, X7, X6
 	VADDPS        X6, X7, X7
@@ -14326,165 +14478,184 @@ dotZRowsPQ4G64F32_done:
 	VZEROUPPER
 	RET
 
-// func dotZx4Q4G64F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, out *[4]float32)
-// Requires: AVX, AVX512F, AVX512VNNI, FMA3
-TEXT ·dotZx4Q4G64F32(SB), NOSPLIT, $0-120
+// func dotZx4Q4G64F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, stride int, out []float32)
+// Requires: AVX, AVX512F, AVX512VL, AVX512VNNI, FMA3
+TEXT ·dotZx4Q4G64F32(SB), NOSPLIT, $0-160
+	MOVQ      w_base+0(FP), AX
+	MOVQ      rows+112(FP), CX
+	MOVQ      out_base+136(FP), DX
 	VMOVDQU64 zNib<>+0(SB), Z0
 	VMOVDQU64 zIdx0<>+0(SB), Z1
 	VMOVDQU64 zIdx1<>+0(SB), Z2
-	MOVQ      w_base+0(FP), AX
-	MOVQ      q_base+24(FP), CX
-	MOVQ      d_base+48(FP), DX
-	MOVQ      s_base+72(FP), BX
-	MOVQ      n4+96(FP), SI
-	VPXORD    Z3, Z3, Z3
-	VPXORD    Z4, Z4, Z4
-	VXORPS    X5, X5, X5
-	VPXORD    Z6, Z6, Z6
-	VPXORD    Z7, Z7, Z7
-	VXORPS    X8, X8, X8
-	VPXORD    Z9, Z9, Z9
-	VPXORD    Z10, Z10, Z10
-	VXORPS    X11, X11, X11
-	VPXORD    Z12, Z12, Z12
-	VPXORD    Z13, Z13, Z13
-	VXORPS    X14, X14, X14
+
+dotZx4Q4G64F32_row:
+	TESTQ  CX, CX
+	JZ     dotZx4Q4G64F32_done
+	MOVQ   AX, BX
+	MOVQ   q_base+24(FP), SI
+	MOVQ   d_base+48(FP), DI
+	MOVQ   s_base+72(FP), R8
+	MOVQ   n4+96(FP), R9
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VXORPS X5, X5, X5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+	VXORPS X8, X8, X8
+	VPXORD Z9, Z9, Z9
+	VPXORD Z10, Z10, Z10
+	VXORPS X11, X11, X11
+	VPXORD Z12, Z12, Z12
+	VPXORD Z13, Z13, Z13
+	VXORPS X14, X14, X14
 
 dotZx4Q4G64F32_loop:
-	TESTQ           SI, SI
+	TESTQ           R9, R9
 	JZ              dotZx4Q4G64F32_end
-	VMOVSS          (AX), X15
-	VINSERTPS       $0x20, 36(AX), X15, X15
+	VMOVSS          (BX), X15
+	VINSERTPS       $0x20, 36(BX), X15, X15
 	VMOVSLDUP       X15, X15
-	VBROADCASTI64X4 4(AX), Z16
+	VBROADCASTI64X4 4(BX), Z16
 	VPANDD          Z0, Z16, Z16
-	VBROADCASTI64X4 40(AX), Z17
+	VBROADCASTI64X4 40(BX), Z17
 	VPANDD          Z0, Z17, Z17
-	VMULPS          (DX), X15, X18
-	VFMADD231PS     (BX), X15, X5
+	VMULPS          (DI), X15, X18
+	VFMADD231PS     (R8), X15, X5
 	VPERMPS         Z18, Z1, Z19
 	VPXORD          Z20, Z20, Z20
-	VPDPBUSD        (CX), Z16, Z20
+	VPDPBUSD        (SI), Z16, Z20
 	VCVTDQ2PS       Z20, Z20
 	VFMADD231PS     Z19, Z20, Z3
 	VPERMPS         Z18, Z2, Z19
 	VPXORD          Z21, Z21, Z21
-	VPDPBUSD        64(CX), Z17, Z21
+	VPDPBUSD        64(SI), Z17, Z21
 	VCVTDQ2PS       Z21, Z21
 	VFMADD231PS     Z19, Z21, Z4
-	VMULPS          16(DX), X15, X18
-	VFMADD231PS     16(BX), X15, X8
+	VMULPS          16(DI), X15, X18
+	VFMADD231PS     16(R8), X15, X8
 	VPERMPS         Z18, Z1, Z19
 	VPXORD          Z22, Z22, Z22
-	VPDPBUSD        128(CX), Z16, Z22
+	VPDPBUSD        128(SI), Z16, Z22
 	VCVTDQ2PS       Z22, Z22
 	VFMADD231PS     Z19, Z22, Z6
 	VPERMPS         Z18, Z2, Z19
 	VPXORD          Z23, Z23, Z23
-	VPDPBUSD        192(CX), Z17, Z23
+	VPDPBUSD        192(SI), Z17, Z23
 	VCVTDQ2PS       Z23, Z23
 	VFMADD231PS     Z19, Z23, Z7
-	VMULPS          32(DX), X15, X18
-	VFMADD231PS     32(BX), X15, X11
+	VMULPS          32(DI), X15, X18
+	VFMADD231PS     32(R8), X15, X11
 	VPERMPS         Z18, Z1, Z19
 	VPXORD          Z24, Z24, Z24
-	VPDPBUSD        256(CX), Z16, Z24
+	VPDPBUSD        256(SI), Z16, Z24
 	VCVTDQ2PS       Z24, Z24
 	VFMADD231PS     Z19, Z24, Z9
 	VPERMPS         Z18, Z2, Z19
 	VPXORD          Z25, Z25, Z25
-	VPDPBUSD        320(CX), Z17, Z25
+	VPDPBUSD        320(SI), Z17, Z25
 	VCVTDQ2PS       Z25, Z25
 	VFMADD231PS     Z19, Z25, Z10
-	VMULPS          48(DX), X15, X18
-	VFMADD231PS     48(BX), X15, X14
+	VMULPS          48(DI), X15, X18
+	VFMADD231PS     48(R8), X15, X14
 	VPERMPS         Z18, Z1, Z15
 	VPXORD          Z26, Z26, Z26
-	VPDPBUSD        384(CX), Z16, Z26
+	VPDPBUSD        384(SI), Z16, Z26
 	VCVTDQ2PS       Z26, Z26
 	VFMADD231PS     Z15, Z26, Z12
 	VPERMPS         Z18, Z2, Z15
 	VPXORD          Z27, Z27, Z27
-	VPDPBUSD        448(CX), Z17, Z27
+	VPDPBUSD        448(SI), Z17, Z27
 	VCVTDQ2PS       Z27, Z27
 	VFMADD231PS     Z15, Z27, Z13
-	ADDQ            $0x00000048, AX
-	ADDQ            $0x00000200, CX
-	ADDQ            $0x00000040, DX
-	ADDQ            $0x00000040, BX
-	DECQ            SI
+	ADDQ            $0x00000048, BX
+	ADDQ            $0x00000200, SI
+	ADDQ            $0x00000040, DI
+	ADDQ            $0x00000040, R8
+	DECQ            R9
 	JMP             dotZx4Q4G64F32_loop
 
 dotZx4Q4G64F32_end:
-	MOVQ          out+112(FP), AX
+	MOVQ          stride+128(FP), BX
+	SHLQ          $0x02, BX
+	MOVQ          DX, SI
 	VADDPS        Z4, Z3, Z3
 	VMULPS        zFin<>+0(SB), Z3, Z3
-	VEXTRACTF64X4 $0x01, Z3, Y0
-	VADDPS        Y0, Y3, Y0
-	VEXTRACTF128  $0x01, Y0, X1
-	VADDPS        X0, X1, X1
-	VMOVHLPS      X1, X1, X0
-	VADDPS        X0, X1, X1
-	VMOVSHDUP     X1, X0
-	VADDSS        X0, X1, X1
-	VMOVHLPS      X5, X5, X0
-	VADDPS        X0, X5, X5
-	VMOVSHDUP     X5, X0
-	VADDSS        X0, X5, X5
+	VEXTRACTF64X4 $0x01, Z3, Y15
+	VADDPS        Y15, Y3, Y15
+	VEXTRACTF32X4 $0x01, Y15, X16
+	VADDPS        X15, X16, X16
+	VMOVHLPS      X16, X16, X15
+	VADDPS        X15, X16, X16
+	VMOVSHDUP     X16, X15
+	VADDSS        X15, X16, X16
+	VMOVHLPS      X5, X5, X15
+	VADDPS        X15, X5, X5
+	VMOVSHDUP     X5, X15
+	VADDSS        X15, X5, X5
 	VMULSS        zM8<>+0(SB), X5, X5
-	VADDSS        X5, X1, X1
-	VMOVSS        X1, (AX)
+	VADDSS        X5, X16, X16
+	VMOVSS        X16, (SI)
+	ADDQ          BX, SI
 	VADDPS        Z7, Z6, Z6
 	VMULPS        zFin<>+0(SB), Z6, Z6
-	VEXTRACTF64X4 $0x01, Z6, Y0
-	VADDPS        Y0, Y6, Y0
-	VEXTRACTF128  $0x01, Y0, X1
-	VADDPS        X0, X1, X1
-	VMOVHLPS      X1, X1, X0
-	VADDPS        X0, X1, X1
-	VMOVSHDUP     X1, X0
-	VADDSS        X0, X1, X1
-	VMOVHLPS      X8, X8, X0
-	VADDPS        X0, X8, X8
-	VMOVSHDUP     X8, X0
-	VADDSS        X0, X8, X8
+	VEXTRACTF64X4 $0x01, Z6, Y5
+	VADDPS        Y5, Y6, Y5
+	VEXTRACTF32X4 $0x01, Y5, X15
+	VADDPS        X5, X15, X15
+	VMOVHLPS      X15, X15, X5
+	VADDPS        X5, X15, X15
+	VMOVSHDUP     X15, X5
+	VADDSS        X5, X15, X15
+	VMOVHLPS      X8, X8, X5
+	VADDPS        X5, X8, X8
+	VMOVSHDUP     X8, X5
+	VADDSS        X5, X8, X8
 	VMULSS        zM8<>+0(SB), X8, X8
-	VADDSS        X8, X1, X1
-	VMOVSS        X1, 4(AX)
+	VADDSS        X8, X15, X15
+	VMOVSS        X15, (SI)
+	ADDQ          BX, SI
 	VADDPS        Z10, Z9, Z9
 	VMULPS        zFin<>+0(SB), Z9, Z9
-	VEXTRACTF64X4 $0x01, Z9, Y0
-	VADDPS        Y0, Y9, Y0
-	VEXTRACTF128  $0x01, Y0, X1
-	VADDPS        X0, X1, X1
-	VMOVHLPS      X1, X1, X0
-	VADDPS        X0, X1, X1
-	VMOVSHDUP     X1, X0
-	VADDSS        X0, X1, X1
-	VMOVHLPS      X11, X11, X0
-	VADDPS        X0, X11, X11
-	VMOVSHDUP     X11, X0
-	VADDSS        X0, X11, X11
+	VEXTRACTF64X4 $0x01, Z9, Y5
+	VADDPS        Y5, Y9, Y5
+	VEXTRACTF32X4 $0x01, Y5, X8
+	VADDPS        X5, X8, X8
+	VMOVHLPS      X8, X8, X5
+	VADDPS        X5, X8, X8
+	VMOVSHDUP     X8, X5
+	VADDSS        X5, X8, X8
+	VMOVHLPS      X11, X11, X5
+	VADDPS        X5, X11, X11
+	VMOVSHDUP     X11, X5
+	VADDSS        X5, X11, X11
 	VMULSS        zM8<>+0(SB), X11, X11
-	VADDSS        X11, X1, X1
-	VMOVSS        X1, 8(AX)
+	VADDSS        X11, X8, X8
+	VMOVSS        X8, (SI)
+	ADDQ          BX, SI
 	VADDPS        Z13, Z12, Z12
 	VMULPS        zFin<>+0(SB), Z12, Z12
-	VEXTRACTF64X4 $0x01, Z12, Y0
-	VADDPS        Y0, Y12, Y0
-	VEXTRACTF128  $0x01, Y0, X1
-	VADDPS        X0, X1, X1
-	VMOVHLPS      X1, X1, X0
-	VADDPS        X0, X1, X1
-	VMOVSHDUP     X1, X0
-	VADDSS        X0, X1, X1
-	VMOVHLPS      X14, X14, X0
-	VADDPS        X0, X14, X14
-	VMOVSHDUP     X14, X0
-	VADDSS        X0, X14, X14
+	VEXTRACTF64X4 $0x01, Z12, Y5
+	VADDPS        Y5, Y12, Y5
+	VEXTRACTF32X4 $0x01, Y5, X8
+	VADDPS        X5, X8, X8
+	VMOVHLPS      X8, X8, X5
+	VADDPS        X5, X8, X8
+	VMOVSHDUP     X8, X5
+	VADDSS        X5, X8, X8
+	VMOVHLPS      X14, X14, X5
+	VADDPS        X5, X14, X14
+	VMOVSHDUP     X14, X5
+	VADDSS        X5, X14, X14
 	VMULSS        zM8<>+0(SB), X14, X14
-	VADDSS        X14, X1, X1
-	VMOVSS        X1, 12(AX)
+	VADDSS        X14, X8, X8
+	VMOVSS        X8, (SI)
+	MOVQ          rb+120(FP), BX
+	ADDQ          BX, AX
+	ADDQ          $0x04, DX
+	DECQ          CX
+	JMP           dotZx4Q4G64F32_row
+
+dotZx4Q4G64F32_done:
 	VZEROUPPER
 	RET
 
@@ -14656,14 +14827,21 @@ dotYRowsPQ4G64F32_done:
 	VZEROUPPER
 	RET
 
-// func dotYx4Q4G64F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, out *[4]float32)
+// func dotYx4Q4G64F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, stride int, out []float32)
 // Requires: AVX, AVX2, FMA3
-TEXT ·dotYx4Q4G64F32(SB), NOSPLIT, $0-120
-	MOVQ   w_base+0(FP), AX
-	MOVQ   q_base+24(FP), CX
-	MOVQ   d_base+48(FP), DX
-	MOVQ   s_base+72(FP), BX
-	MOVQ   n4+96(FP), SI
+TEXT ·dotYx4Q4G64F32(SB), NOSPLIT, $0-160
+	MOVQ w_base+0(FP), AX
+	MOVQ rows+112(FP), CX
+	MOVQ out_base+136(FP), DX
+
+dotYx4Q4G64F32_row:
+	TESTQ  CX, CX
+	JZ     dotYx4Q4G64F32_done
+	MOVQ   AX, BX
+	MOVQ   q_base+24(FP), SI
+	MOVQ   d_base+48(FP), DI
+	MOVQ   s_base+72(FP), R8
+	MOVQ   n4+96(FP), R9
 	VXORPS Y0, Y0, Y0
 	VXORPS X1, X1, X1
 	VXORPS Y2, Y2, Y2
@@ -14674,104 +14852,106 @@ TEXT ·dotYx4Q4G64F32(SB), NOSPLIT, $0-120
 	VXORPS X7, X7, X7
 
 dotYx4Q4G64F32_loop:
-	TESTQ       SI, SI
+	TESTQ       R9, R9
 	JZ          dotYx4Q4G64F32_end
-	VMOVSS      (AX), X8
-	VINSERTPS   $0x20, 36(AX), X8, X8
+	VMOVSS      (BX), X8
+	VINSERTPS   $0x20, 36(BX), X8, X8
 	VMOVSLDUP   X8, X8
-	VFMADD231PS (BX), X8, X1
-	VFMADD231PS 16(BX), X8, X3
-	VFMADD231PS 32(BX), X8, X5
-	VFMADD231PS 48(BX), X8, X7
-	VMOVDQU     4(AX), Y9
+	VFMADD231PS (R8), X8, X1
+	VFMADD231PS 16(R8), X8, X3
+	VFMADD231PS 32(R8), X8, X5
+	VFMADD231PS 48(R8), X8, X7
+	VMOVDQU     4(BX), Y9
 	VPSRLW      $0x04, Y9, Y10
 	VPAND       yMask<>+0(SB), Y10, Y10
 	VPAND       yMask<>+0(SB), Y9, Y9
-	VMULPS      (DX), X8, X11
+	VMULPS      (DI), X8, X11
 	VMOVDQU     yIdx0<>+0(SB), Y12
 	VPERMPS     Y11, Y12, Y12
-	VPMADDUBSW  (CX), Y9, Y13
-	VPMADDUBSW  32(CX), Y10, Y14
+	VPMADDUBSW  (SI), Y9, Y13
+	VPMADDUBSW  32(SI), Y10, Y14
 	VPADDW      Y14, Y13, Y13
 	VPMADDWD    yOnes<>+0(SB), Y13, Y13
 	VCVTDQ2PS   Y13, Y13
 	VFMADD231PS Y12, Y13, Y0
-	VMULPS      16(DX), X8, X11
+	VMULPS      16(DI), X8, X11
 	VMOVDQU     yIdx0<>+0(SB), Y12
 	VPERMPS     Y11, Y12, Y12
-	VPMADDUBSW  128(CX), Y9, Y13
-	VPMADDUBSW  160(CX), Y10, Y14
+	VPMADDUBSW  128(SI), Y9, Y13
+	VPMADDUBSW  160(SI), Y10, Y14
 	VPADDW      Y14, Y13, Y13
 	VPMADDWD    yOnes<>+0(SB), Y13, Y13
 	VCVTDQ2PS   Y13, Y13
 	VFMADD231PS Y12, Y13, Y2
-	VMULPS      32(DX), X8, X11
+	VMULPS      32(DI), X8, X11
 	VMOVDQU     yIdx0<>+0(SB), Y12
 	VPERMPS     Y11, Y12, Y12
-	VPMADDUBSW  256(CX), Y9, Y13
-	VPMADDUBSW  288(CX), Y10, Y14
+	VPMADDUBSW  256(SI), Y9, Y13
+	VPMADDUBSW  288(SI), Y10, Y14
 	VPADDW      Y14, Y13, Y13
 	VPMADDWD    yOnes<>+0(SB), Y13, Y13
 	VCVTDQ2PS   Y13, Y13
 	VFMADD231PS Y12, Y13, Y4
-	VMULPS      48(DX), X8, X11
+	VMULPS      48(DI), X8, X11
 	VMOVDQU     yIdx0<>+0(SB), Y12
 	VPERMPS     Y11, Y12, Y12
-	VPMADDUBSW  384(CX), Y9, Y9
-	VPMADDUBSW  416(CX), Y10, Y10
+	VPMADDUBSW  384(SI), Y9, Y9
+	VPMADDUBSW  416(SI), Y10, Y10
 	VPADDW      Y10, Y9, Y9
 	VPMADDWD    yOnes<>+0(SB), Y9, Y9
 	VCVTDQ2PS   Y9, Y9
 	VFMADD231PS Y12, Y9, Y6
-	VMOVDQU     40(AX), Y9
+	VMOVDQU     40(BX), Y9
 	VPSRLW      $0x04, Y9, Y10
 	VPAND       yMask<>+0(SB), Y10, Y10
 	VPAND       yMask<>+0(SB), Y9, Y9
-	VMULPS      (DX), X8, X11
+	VMULPS      (DI), X8, X11
 	VMOVDQU     yIdx1<>+0(SB), Y12
 	VPERMPS     Y11, Y12, Y12
-	VPMADDUBSW  64(CX), Y9, Y13
-	VPMADDUBSW  96(CX), Y10, Y14
+	VPMADDUBSW  64(SI), Y9, Y13
+	VPMADDUBSW  96(SI), Y10, Y14
 	VPADDW      Y14, Y13, Y13
 	VPMADDWD    yOnes<>+0(SB), Y13, Y13
 	VCVTDQ2PS   Y13, Y13
 	VFMADD231PS Y12, Y13, Y0
-	VMULPS      16(DX), X8, X11
+	VMULPS      16(DI), X8, X11
 	VMOVDQU     yIdx1<>+0(SB), Y12
 	VPERMPS     Y11, Y12, Y12
-	VPMADDUBSW  192(CX), Y9, Y13
-	VPMADDUBSW  224(CX), Y10, Y14
+	VPMADDUBSW  192(SI), Y9, Y13
+	VPMADDUBSW  224(SI), Y10, Y14
 	VPADDW      Y14, Y13, Y13
 	VPMADDWD    yOnes<>+0(SB), Y13, Y13
 	VCVTDQ2PS   Y13, Y13
 	VFMADD231PS Y12, Y13, Y2
-	VMULPS      32(DX), X8, X11
+	VMULPS      32(DI), X8, X11
 	VMOVDQU     yIdx1<>+0(SB), Y12
 	VPERMPS     Y11, Y12, Y12
-	VPMADDUBSW  320(CX), Y9, Y13
-	VPMADDUBSW  352(CX), Y10, Y14
+	VPMADDUBSW  320(SI), Y9, Y13
+	VPMADDUBSW  352(SI), Y10, Y14
 	VPADDW      Y14, Y13, Y13
 	VPMADDWD    yOnes<>+0(SB), Y13, Y13
 	VCVTDQ2PS   Y13, Y13
 	VFMADD231PS Y12, Y13, Y4
-	VMULPS      48(DX), X8, X8
+	VMULPS      48(DI), X8, X8
 	VMOVDQU     yIdx1<>+0(SB), Y12
 	VPERMPS     Y8, Y12, Y12
-	VPMADDUBSW  448(CX), Y9, Y9
-	VPMADDUBSW  480(CX), Y10, Y10
+	VPMADDUBSW  448(SI), Y9, Y9
+	VPMADDUBSW  480(SI), Y10, Y10
 	VPADDW      Y10, Y9, Y9
 	VPMADDWD    yOnes<>+0(SB), Y9, Y9
 	VCVTDQ2PS   Y9, Y9
 	VFMADD231PS Y12, Y9, Y6
-	ADDQ        $0x00000048, AX
-	ADDQ        $0x00000200, CX
-	ADDQ        $0x00000040, DX
-	ADDQ        $0x00000040, BX
-	DECQ        SI
+	ADDQ        $0x00000048, BX
+	ADDQ        $0x00000200, SI
+	ADDQ        $0x00000040, DI
+	ADDQ        $0x00000040, R8
+	DECQ        R9
 	JMP         dotYx4Q4G64F32_loop
 
 dotYx4Q4G64F32_end:
-	MOVQ         out+112(FP), AX
+	MOVQ         stride+128(FP), BX
+	SHLQ         $0x02, BX
+	MOVQ         DX, SI
 	VEXTRACTF128 $0x01, Y0, X8
 	VADDPS       X0, X8, X8
 	VMOVHLPS     X8, X8, X0
@@ -14784,7 +14964,8 @@ dotYx4Q4G64F32_end:
 	VADDSS       X0, X1, X1
 	VMULSS       yM8<>+0(SB), X1, X1
 	VADDSS       X1, X8, X8
-	VMOVSS       X8, (AX)
+	VMOVSS       X8, (SI)
+	ADDQ         BX, SI
 	VEXTRACTF128 $0x01, Y2, X0
 	VADDPS       X2, X0, X0
 	VMOVHLPS     X0, X0, X1
@@ -14797,7 +14978,8 @@ dotYx4Q4G64F32_end:
 	VADDSS       X1, X3, X3
 	VMULSS       yM8<>+0(SB), X3, X3
 	VADDSS       X3, X0, X0
-	VMOVSS       X0, 4(AX)
+	VMOVSS       X0, (SI)
+	ADDQ         BX, SI
 	VEXTRACTF128 $0x01, Y4, X0
 	VADDPS       X4, X0, X0
 	VMOVHLPS     X0, X0, X1
@@ -14810,7 +14992,8 @@ dotYx4Q4G64F32_end:
 	VADDSS       X1, X5, X5
 	VMULSS       yM8<>+0(SB), X5, X5
 	VADDSS       X5, X0, X0
-	VMOVSS       X0, 8(AX)
+	VMOVSS       X0, (SI)
+	ADDQ         BX, SI
 	VEXTRACTF128 $0x01, Y6, X0
 	VADDPS       X6, X0, X0
 	VMOVHLPS     X0, X0, X1
@@ -14823,12 +15006,19 @@ dotYx4Q4G64F32_end:
 	VADDSS       X1, X7, X7
 	VMULSS       yM8<>+0(SB), X7, X7
 	VADDSS       X7, X0, X0
-	VMOVSS       X0, 12(AX)
+	VMOVSS       X0, (SI)
+	MOVQ         rb+120(FP), BX
+	ADDQ         BX, AX
+	ADDQ         $0x04, DX
+	DECQ         CX
+	JMP          dotYx4Q4G64F32_row
+
+dotYx4Q4G64F32_done:
 	VZEROUPPER
 	RET
 
 // func dotZRowsQ4G128F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
-// Requires: AVX, AVX512F, AVX512VNNI, FMA3
+// Requires: AVX, AVX512F, AVX512VL, AVX512VNNI, FMA3
 TEXT ·dotZRowsQ4G128F32(SB), NOSPLIT, $0-152
 	VMOVDQU64 zNib<>+0(SB), Z0
 	VMOVDQU64 zIdx0<>+0(SB), Z1
@@ -14894,7 +15084,7 @@ dotZRowsQ4G128F32_end:
 	VMULPS        zFin<>+0(SB), Z4, Z4
 	VEXTRACTF64X4 $0x01, Z4, Y7
 	VADDPS        Y7, Y4, Y7
-	VEXTRACTF128  $0x01, Y7, X8
+	VEXTRACTF32X4 $0x01, Y7, X8
 	VADDPS        X7, X8, X8
 	VMOVHLPS      X8, X8, X7
 	VADDPS        X7, X8, X8
@@ -14917,7 +15107,7 @@ dotZRowsQ4G128F32_done:
 	RET
 
 // func dotZRowsPQ4G128F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
-// Requires: AVX, AVX512F, AVX512VNNI, FMA3
+// Requires: AVX, AVX512F, AVX512VL, AVX512VNNI, FMA3
 TEXT ·dotZRowsPQ4G128F32(SB), NOSPLIT, $0-152
 	VMOVDQU64 zNib<>+0(SB), Z0
 	VMOVDQU64 zIdx0<>+0(SB), Z1
@@ -14980,7 +15170,7 @@ dotZRowsPQ4G128F32_end:
 	VMULPS        zFin<>+0(SB), Z3, Z3
 	VEXTRACTF64X4 $0x01, Z3, Y6
 	VADDPS        Y6, Y3, Y6
-	VEXTRACTF128  $0x01, Y6, X7
+	VEXTRACTF32X4 $0x01, Y6, X7
 	VADDPS        X6, X7, X7
 	VMOVHLPS      X7, X7, X6
 	VADDPS        X6, X7, X7
@@ -15002,173 +15192,192 @@ dotZRowsPQ4G128F32_done:
 	VZEROUPPER
 	RET
 
-// func dotZx4Q4G128F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, out *[4]float32)
-// Requires: AVX, AVX512F, AVX512VNNI, FMA3
-TEXT ·dotZx4Q4G128F32(SB), NOSPLIT, $0-120
+// func dotZx4Q4G128F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, stride int, out []float32)
+// Requires: AVX, AVX512F, AVX512VL, AVX512VNNI, FMA3
+TEXT ·dotZx4Q4G128F32(SB), NOSPLIT, $0-160
+	MOVQ      w_base+0(FP), AX
+	MOVQ      rows+112(FP), CX
+	MOVQ      out_base+136(FP), DX
 	VMOVDQU64 zNib<>+0(SB), Z0
 	VMOVDQU64 zIdx0<>+0(SB), Z1
 	VMOVDQU64 zIdx1<>+0(SB), Z2
-	MOVQ      w_base+0(FP), AX
-	MOVQ      q_base+24(FP), CX
-	MOVQ      d_base+48(FP), DX
-	MOVQ      s_base+72(FP), BX
-	MOVQ      n4+96(FP), SI
-	MOVQ      bb+104(FP), DI
-	LEAQ      4(AX), R8
-	LEAQ      (AX)(DI*1), R9
-	VPXORD    Z3, Z3, Z3
-	VPXORD    Z4, Z4, Z4
-	VXORPS    X5, X5, X5
-	VPXORD    Z6, Z6, Z6
-	VPXORD    Z7, Z7, Z7
-	VXORPS    X8, X8, X8
-	VPXORD    Z9, Z9, Z9
-	VPXORD    Z10, Z10, Z10
-	VXORPS    X11, X11, X11
-	VPXORD    Z12, Z12, Z12
-	VPXORD    Z13, Z13, Z13
-	VXORPS    X14, X14, X14
+	MOVQ      bb+104(FP), BX
+
+dotZx4Q4G128F32_row:
+	TESTQ  CX, CX
+	JZ     dotZx4Q4G128F32_done
+	MOVQ   AX, SI
+	MOVQ   q_base+24(FP), DI
+	MOVQ   d_base+48(FP), R8
+	MOVQ   s_base+72(FP), R9
+	MOVQ   n4+96(FP), R10
+	LEAQ   4(SI), R11
+	LEAQ   (SI)(BX*1), R12
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VXORPS X5, X5, X5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+	VXORPS X8, X8, X8
+	VPXORD Z9, Z9, Z9
+	VPXORD Z10, Z10, Z10
+	VXORPS X11, X11, X11
+	VPXORD Z12, Z12, Z12
+	VPXORD Z13, Z13, Z13
+	VXORPS X14, X14, X14
 
 dotZx4Q4G128F32_loop:
-	TESTQ           SI, SI
+	TESTQ           R10, R10
 	JZ              dotZx4Q4G128F32_end
-	VBROADCASTSS    (AX), X15
-	VBROADCASTI64X4 (R8), Z16
+	VBROADCASTSS    (SI), X15
+	VBROADCASTI64X4 (R11), Z16
 	VPANDD          Z0, Z16, Z16
-	VBROADCASTI64X4 32(R8), Z17
+	VBROADCASTI64X4 32(R11), Z17
 	VPANDD          Z0, Z17, Z17
-	VMULPS          (DX), X15, X18
-	VFMADD231PS     (BX), X15, X5
+	VMULPS          (R8), X15, X18
+	VFMADD231PS     (R9), X15, X5
 	VPERMPS         Z18, Z1, Z19
 	VPXORD          Z20, Z20, Z20
-	VPDPBUSD        (CX), Z16, Z20
+	VPDPBUSD        (DI), Z16, Z20
 	VCVTDQ2PS       Z20, Z20
 	VFMADD231PS     Z19, Z20, Z3
 	VPERMPS         Z18, Z2, Z19
 	VPXORD          Z21, Z21, Z21
-	VPDPBUSD        64(CX), Z17, Z21
+	VPDPBUSD        64(DI), Z17, Z21
 	VCVTDQ2PS       Z21, Z21
 	VFMADD231PS     Z19, Z21, Z4
-	VMULPS          16(DX), X15, X18
-	VFMADD231PS     16(BX), X15, X8
+	VMULPS          16(R8), X15, X18
+	VFMADD231PS     16(R9), X15, X8
 	VPERMPS         Z18, Z1, Z19
 	VPXORD          Z22, Z22, Z22
-	VPDPBUSD        128(CX), Z16, Z22
+	VPDPBUSD        128(DI), Z16, Z22
 	VCVTDQ2PS       Z22, Z22
 	VFMADD231PS     Z19, Z22, Z6
 	VPERMPS         Z18, Z2, Z19
 	VPXORD          Z23, Z23, Z23
-	VPDPBUSD        192(CX), Z17, Z23
+	VPDPBUSD        192(DI), Z17, Z23
 	VCVTDQ2PS       Z23, Z23
 	VFMADD231PS     Z19, Z23, Z7
-	VMULPS          32(DX), X15, X18
-	VFMADD231PS     32(BX), X15, X11
+	VMULPS          32(R8), X15, X18
+	VFMADD231PS     32(R9), X15, X11
 	VPERMPS         Z18, Z1, Z19
 	VPXORD          Z24, Z24, Z24
-	VPDPBUSD        256(CX), Z16, Z24
+	VPDPBUSD        256(DI), Z16, Z24
 	VCVTDQ2PS       Z24, Z24
 	VFMADD231PS     Z19, Z24, Z9
 	VPERMPS         Z18, Z2, Z19
 	VPXORD          Z25, Z25, Z25
-	VPDPBUSD        320(CX), Z17, Z25
+	VPDPBUSD        320(DI), Z17, Z25
 	VCVTDQ2PS       Z25, Z25
 	VFMADD231PS     Z19, Z25, Z10
-	VMULPS          48(DX), X15, X18
-	VFMADD231PS     48(BX), X15, X14
+	VMULPS          48(R8), X15, X18
+	VFMADD231PS     48(R9), X15, X14
 	VPERMPS         Z18, Z1, Z15
 	VPXORD          Z26, Z26, Z26
-	VPDPBUSD        384(CX), Z16, Z26
+	VPDPBUSD        384(DI), Z16, Z26
 	VCVTDQ2PS       Z26, Z26
 	VFMADD231PS     Z15, Z26, Z12
 	VPERMPS         Z18, Z2, Z15
 	VPXORD          Z27, Z27, Z27
-	VPDPBUSD        448(CX), Z17, Z27
+	VPDPBUSD        448(DI), Z17, Z27
 	VCVTDQ2PS       Z27, Z27
 	VFMADD231PS     Z15, Z27, Z13
-	ADDQ            $0x00000040, R8
-	CMPQ            R8, R9
+	ADDQ            $0x00000040, R11
+	CMPQ            R11, R12
 	JNE             dotZx4Q4G128F32_next
-	MOVQ            R9, AX
-	ADDQ            DI, R9
-	LEAQ            4(AX), R8
+	MOVQ            R12, SI
+	ADDQ            BX, R12
+	LEAQ            4(SI), R11
 
 dotZx4Q4G128F32_next:
-	ADDQ $0x00000200, CX
-	ADDQ $0x00000040, DX
-	ADDQ $0x00000040, BX
-	DECQ SI
+	ADDQ $0x00000200, DI
+	ADDQ $0x00000040, R8
+	ADDQ $0x00000040, R9
+	DECQ R10
 	JMP  dotZx4Q4G128F32_loop
 
 dotZx4Q4G128F32_end:
-	MOVQ          out+112(FP), AX
+	MOVQ          stride+128(FP), SI
+	SHLQ          $0x02, SI
+	MOVQ          DX, DI
 	VADDPS        Z4, Z3, Z3
 	VMULPS        zFin<>+0(SB), Z3, Z3
-	VEXTRACTF64X4 $0x01, Z3, Y0
-	VADDPS        Y0, Y3, Y0
-	VEXTRACTF128  $0x01, Y0, X1
-	VADDPS        X0, X1, X1
-	VMOVHLPS      X1, X1, X0
-	VADDPS        X0, X1, X1
-	VMOVSHDUP     X1, X0
-	VADDSS        X0, X1, X1
-	VMOVHLPS      X5, X5, X0
-	VADDPS        X0, X5, X5
-	VMOVSHDUP     X5, X0
-	VADDSS        X0, X5, X5
+	VEXTRACTF64X4 $0x01, Z3, Y15
+	VADDPS        Y15, Y3, Y15
+	VEXTRACTF32X4 $0x01, Y15, X16
+	VADDPS        X15, X16, X16
+	VMOVHLPS      X16, X16, X15
+	VADDPS        X15, X16, X16
+	VMOVSHDUP     X16, X15
+	VADDSS        X15, X16, X16
+	VMOVHLPS      X5, X5, X15
+	VADDPS        X15, X5, X5
+	VMOVSHDUP     X5, X15
+	VADDSS        X15, X5, X5
 	VMULSS        zM8<>+0(SB), X5, X5
-	VADDSS        X5, X1, X1
-	VMOVSS        X1, (AX)
+	VADDSS        X5, X16, X16
+	VMOVSS        X16, (DI)
+	ADDQ          SI, DI
 	VADDPS        Z7, Z6, Z6
 	VMULPS        zFin<>+0(SB), Z6, Z6
-	VEXTRACTF64X4 $0x01, Z6, Y0
-	VADDPS        Y0, Y6, Y0
-	VEXTRACTF128  $0x01, Y0, X1
-	VADDPS        X0, X1, X1
-	VMOVHLPS      X1, X1, X0
-	VADDPS        X0, X1, X1
-	VMOVSHDUP     X1, X0
-	VADDSS        X0, X1, X1
-	VMOVHLPS      X8, X8, X0
-	VADDPS        X0, X8, X8
-	VMOVSHDUP     X8, X0
-	VADDSS        X0, X8, X8
+	VEXTRACTF64X4 $0x01, Z6, Y5
+	VADDPS        Y5, Y6, Y5
+	VEXTRACTF32X4 $0x01, Y5, X15
+	VADDPS        X5, X15, X15
+	VMOVHLPS      X15, X15, X5
+	VADDPS        X5, X15, X15
+	VMOVSHDUP     X15, X5
+	VADDSS        X5, X15, X15
+	VMOVHLPS      X8, X8, X5
+	VADDPS        X5, X8, X8
+	VMOVSHDUP     X8, X5
+	VADDSS        X5, X8, X8
 	VMULSS        zM8<>+0(SB), X8, X8
-	VADDSS        X8, X1, X1
-	VMOVSS        X1, 4(AX)
+	VADDSS        X8, X15, X15
+	VMOVSS        X15, (DI)
+	ADDQ          SI, DI
 	VADDPS        Z10, Z9, Z9
 	VMULPS        zFin<>+0(SB), Z9, Z9
-	VEXTRACTF64X4 $0x01, Z9, Y0
-	VADDPS        Y0, Y9, Y0
-	VEXTRACTF128  $0x01, Y0, X1
-	VADDPS        X0, X1, X1
-	VMOVHLPS      X1, X1, X0
-	VADDPS        X0, X1, X1
-	VMOVSHDUP     X1, X0
-	VADDSS        X0, X1, X1
-	VMOVHLPS      X11, X11, X0
-	VADDPS        X0, X11, X11
-	VMOVSHDUP     X11, X0
-	VADDSS        X0, X11, X11
+	VEXTRACTF64X4 $0x01, Z9, Y5
+	VADDPS        Y5, Y9, Y5
+	VEXTRACTF32X4 $0x01, Y5, X8
+	VADDPS        X5, X8, X8
+	VMOVHLPS      X8, X8, X5
+	VADDPS        X5, X8, X8
+	VMOVSHDUP     X8, X5
+	VADDSS        X5, X8, X8
+	VMOVHLPS      X11, X11, X5
+	VADDPS        X5, X11, X11
+	VMOVSHDUP     X11, X5
+	VADDSS        X5, X11, X11
 	VMULSS        zM8<>+0(SB), X11, X11
-	VADDSS        X11, X1, X1
-	VMOVSS        X1, 8(AX)
+	VADDSS        X11, X8, X8
+	VMOVSS        X8, (DI)
+	ADDQ          SI, DI
 	VADDPS        Z13, Z12, Z12
 	VMULPS        zFin<>+0(SB), Z12, Z12
-	VEXTRACTF64X4 $0x01, Z12, Y0
-	VADDPS        Y0, Y12, Y0
-	VEXTRACTF128  $0x01, Y0, X1
-	VADDPS        X0, X1, X1
-	VMOVHLPS      X1, X1, X0
-	VADDPS        X0, X1, X1
-	VMOVSHDUP     X1, X0
-	VADDSS        X0, X1, X1
-	VMOVHLPS      X14, X14, X0
-	VADDPS        X0, X14, X14
-	VMOVSHDUP     X14, X0
-	VADDSS        X0, X14, X14
+	VEXTRACTF64X4 $0x01, Z12, Y5
+	VADDPS        Y5, Y12, Y5
+	VEXTRACTF32X4 $0x01, Y5, X8
+	VADDPS        X5, X8, X8
+	VMOVHLPS      X8, X8, X5
+	VADDPS        X5, X8, X8
+	VMOVSHDUP     X8, X5
+	VADDSS        X5, X8, X8
+	VMOVHLPS      X14, X14, X5
+	VADDPS        X5, X14, X14
+	VMOVSHDUP     X14, X5
+	VADDSS        X5, X14, X14
 	VMULSS        zM8<>+0(SB), X14, X14
-	VADDSS        X14, X1, X1
-	VMOVSS        X1, 12(AX)
+	VADDSS        X14, X8, X8
+	VMOVSS        X8, (DI)
+	MOVQ          rb+120(FP), SI
+	ADDQ          SI, AX
+	ADDQ          $0x04, DX
+	DECQ          CX
+	JMP           dotZx4Q4G128F32_row
+
+dotZx4Q4G128F32_done:
 	VZEROUPPER
 	RET
 
@@ -15356,17 +15565,24 @@ dotYRowsPQ4G128F32_done:
 	VZEROUPPER
 	RET
 
-// func dotYx4Q4G128F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, out *[4]float32)
+// func dotYx4Q4G128F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, stride int, out []float32)
 // Requires: AVX, AVX2, FMA3
-TEXT ·dotYx4Q4G128F32(SB), NOSPLIT, $0-120
-	MOVQ   w_base+0(FP), AX
-	MOVQ   q_base+24(FP), CX
-	MOVQ   d_base+48(FP), DX
-	MOVQ   s_base+72(FP), BX
-	MOVQ   n4+96(FP), SI
-	MOVQ   bb+104(FP), DI
-	LEAQ   4(AX), R8
-	LEAQ   (AX)(DI*1), R9
+TEXT ·dotYx4Q4G128F32(SB), NOSPLIT, $0-160
+	MOVQ w_base+0(FP), AX
+	MOVQ rows+112(FP), CX
+	MOVQ out_base+136(FP), DX
+	MOVQ bb+104(FP), BX
+
+dotYx4Q4G128F32_row:
+	TESTQ  CX, CX
+	JZ     dotYx4Q4G128F32_done
+	MOVQ   AX, SI
+	MOVQ   q_base+24(FP), DI
+	MOVQ   d_base+48(FP), R8
+	MOVQ   s_base+72(FP), R9
+	MOVQ   n4+96(FP), R10
+	LEAQ   4(SI), R11
+	LEAQ   (SI)(BX*1), R12
 	VXORPS Y0, Y0, Y0
 	VXORPS X1, X1, X1
 	VXORPS Y2, Y2, Y2
@@ -15377,109 +15593,111 @@ TEXT ·dotYx4Q4G128F32(SB), NOSPLIT, $0-120
 	VXORPS X7, X7, X7
 
 dotYx4Q4G128F32_loop:
-	TESTQ        SI, SI
+	TESTQ        R10, R10
 	JZ           dotYx4Q4G128F32_end
-	VBROADCASTSS (AX), X8
-	VFMADD231PS  (BX), X8, X1
-	VFMADD231PS  16(BX), X8, X3
-	VFMADD231PS  32(BX), X8, X5
-	VFMADD231PS  48(BX), X8, X7
-	VMOVDQU      (R8), Y9
+	VBROADCASTSS (SI), X8
+	VFMADD231PS  (R9), X8, X1
+	VFMADD231PS  16(R9), X8, X3
+	VFMADD231PS  32(R9), X8, X5
+	VFMADD231PS  48(R9), X8, X7
+	VMOVDQU      (R11), Y9
 	VPSRLW       $0x04, Y9, Y10
 	VPAND        yMask<>+0(SB), Y10, Y10
 	VPAND        yMask<>+0(SB), Y9, Y9
-	VMULPS       (DX), X8, X11
+	VMULPS       (R8), X8, X11
 	VMOVDQU      yIdx0<>+0(SB), Y12
 	VPERMPS      Y11, Y12, Y12
-	VPMADDUBSW   (CX), Y9, Y13
-	VPMADDUBSW   32(CX), Y10, Y14
+	VPMADDUBSW   (DI), Y9, Y13
+	VPMADDUBSW   32(DI), Y10, Y14
 	VPADDW       Y14, Y13, Y13
 	VPMADDWD     yOnes<>+0(SB), Y13, Y13
 	VCVTDQ2PS    Y13, Y13
 	VFMADD231PS  Y12, Y13, Y0
-	VMULPS       16(DX), X8, X11
+	VMULPS       16(R8), X8, X11
 	VMOVDQU      yIdx0<>+0(SB), Y12
 	VPERMPS      Y11, Y12, Y12
-	VPMADDUBSW   128(CX), Y9, Y13
-	VPMADDUBSW   160(CX), Y10, Y14
+	VPMADDUBSW   128(DI), Y9, Y13
+	VPMADDUBSW   160(DI), Y10, Y14
 	VPADDW       Y14, Y13, Y13
 	VPMADDWD     yOnes<>+0(SB), Y13, Y13
 	VCVTDQ2PS    Y13, Y13
 	VFMADD231PS  Y12, Y13, Y2
-	VMULPS       32(DX), X8, X11
+	VMULPS       32(R8), X8, X11
 	VMOVDQU      yIdx0<>+0(SB), Y12
 	VPERMPS      Y11, Y12, Y12
-	VPMADDUBSW   256(CX), Y9, Y13
-	VPMADDUBSW   288(CX), Y10, Y14
+	VPMADDUBSW   256(DI), Y9, Y13
+	VPMADDUBSW   288(DI), Y10, Y14
 	VPADDW       Y14, Y13, Y13
 	VPMADDWD     yOnes<>+0(SB), Y13, Y13
 	VCVTDQ2PS    Y13, Y13
 	VFMADD231PS  Y12, Y13, Y4
-	VMULPS       48(DX), X8, X11
+	VMULPS       48(R8), X8, X11
 	VMOVDQU      yIdx0<>+0(SB), Y12
 	VPERMPS      Y11, Y12, Y12
-	VPMADDUBSW   384(CX), Y9, Y9
-	VPMADDUBSW   416(CX), Y10, Y10
+	VPMADDUBSW   384(DI), Y9, Y9
+	VPMADDUBSW   416(DI), Y10, Y10
 	VPADDW       Y10, Y9, Y9
 	VPMADDWD     yOnes<>+0(SB), Y9, Y9
 	VCVTDQ2PS    Y9, Y9
 	VFMADD231PS  Y12, Y9, Y6
-	VMOVDQU      32(R8), Y9
+	VMOVDQU      32(R11), Y9
 	VPSRLW       $0x04, Y9, Y10
 	VPAND        yMask<>+0(SB), Y10, Y10
 	VPAND        yMask<>+0(SB), Y9, Y9
-	VMULPS       (DX), X8, X11
+	VMULPS       (R8), X8, X11
 	VMOVDQU      yIdx1<>+0(SB), Y12
 	VPERMPS      Y11, Y12, Y12
-	VPMADDUBSW   64(CX), Y9, Y13
-	VPMADDUBSW   96(CX), Y10, Y14
+	VPMADDUBSW   64(DI), Y9, Y13
+	VPMADDUBSW   96(DI), Y10, Y14
 	VPADDW       Y14, Y13, Y13
 	VPMADDWD     yOnes<>+0(SB), Y13, Y13
 	VCVTDQ2PS    Y13, Y13
 	VFMADD231PS  Y12, Y13, Y0
-	VMULPS       16(DX), X8, X11
+	VMULPS       16(R8), X8, X11
 	VMOVDQU      yIdx1<>+0(SB), Y12
 	VPERMPS      Y11, Y12, Y12
-	VPMADDUBSW   192(CX), Y9, Y13
-	VPMADDUBSW   224(CX), Y10, Y14
+	VPMADDUBSW   192(DI), Y9, Y13
+	VPMADDUBSW   224(DI), Y10, Y14
 	VPADDW       Y14, Y13, Y13
 	VPMADDWD     yOnes<>+0(SB), Y13, Y13
 	VCVTDQ2PS    Y13, Y13
 	VFMADD231PS  Y12, Y13, Y2
-	VMULPS       32(DX), X8, X11
+	VMULPS       32(R8), X8, X11
 	VMOVDQU      yIdx1<>+0(SB), Y12
 	VPERMPS      Y11, Y12, Y12
-	VPMADDUBSW   320(CX), Y9, Y13
-	VPMADDUBSW   352(CX), Y10, Y14
+	VPMADDUBSW   320(DI), Y9, Y13
+	VPMADDUBSW   352(DI), Y10, Y14
 	VPADDW       Y14, Y13, Y13
 	VPMADDWD     yOnes<>+0(SB), Y13, Y13
 	VCVTDQ2PS    Y13, Y13
 	VFMADD231PS  Y12, Y13, Y4
-	VMULPS       48(DX), X8, X8
+	VMULPS       48(R8), X8, X8
 	VMOVDQU      yIdx1<>+0(SB), Y12
 	VPERMPS      Y8, Y12, Y12
-	VPMADDUBSW   448(CX), Y9, Y9
-	VPMADDUBSW   480(CX), Y10, Y10
+	VPMADDUBSW   448(DI), Y9, Y9
+	VPMADDUBSW   480(DI), Y10, Y10
 	VPADDW       Y10, Y9, Y9
 	VPMADDWD     yOnes<>+0(SB), Y9, Y9
 	VCVTDQ2PS    Y9, Y9
 	VFMADD231PS  Y12, Y9, Y6
-	ADDQ         $0x00000040, R8
-	CMPQ         R8, R9
+	ADDQ         $0x00000040, R11
+	CMPQ         R11, R12
 	JNE          dotYx4Q4G128F32_next
-	MOVQ         R9, AX
-	ADDQ         DI, R9
-	LEAQ         4(AX), R8
+	MOVQ         R12, SI
+	ADDQ         BX, R12
+	LEAQ         4(SI), R11
 
 dotYx4Q4G128F32_next:
-	ADDQ $0x00000200, CX
-	ADDQ $0x00000040, DX
-	ADDQ $0x00000040, BX
-	DECQ SI
+	ADDQ $0x00000200, DI
+	ADDQ $0x00000040, R8
+	ADDQ $0x00000040, R9
+	DECQ R10
 	JMP  dotYx4Q4G128F32_loop
 
 dotYx4Q4G128F32_end:
-	MOVQ         out+112(FP), AX
+	MOVQ         stride+128(FP), SI
+	SHLQ         $0x02, SI
+	MOVQ         DX, DI
 	VEXTRACTF128 $0x01, Y0, X8
 	VADDPS       X0, X8, X8
 	VMOVHLPS     X8, X8, X0
@@ -15492,7 +15710,8 @@ dotYx4Q4G128F32_end:
 	VADDSS       X0, X1, X1
 	VMULSS       yM8<>+0(SB), X1, X1
 	VADDSS       X1, X8, X8
-	VMOVSS       X8, (AX)
+	VMOVSS       X8, (DI)
+	ADDQ         SI, DI
 	VEXTRACTF128 $0x01, Y2, X0
 	VADDPS       X2, X0, X0
 	VMOVHLPS     X0, X0, X1
@@ -15505,7 +15724,8 @@ dotYx4Q4G128F32_end:
 	VADDSS       X1, X3, X3
 	VMULSS       yM8<>+0(SB), X3, X3
 	VADDSS       X3, X0, X0
-	VMOVSS       X0, 4(AX)
+	VMOVSS       X0, (DI)
+	ADDQ         SI, DI
 	VEXTRACTF128 $0x01, Y4, X0
 	VADDPS       X4, X0, X0
 	VMOVHLPS     X0, X0, X1
@@ -15518,7 +15738,8 @@ dotYx4Q4G128F32_end:
 	VADDSS       X1, X5, X5
 	VMULSS       yM8<>+0(SB), X5, X5
 	VADDSS       X5, X0, X0
-	VMOVSS       X0, 8(AX)
+	VMOVSS       X0, (DI)
+	ADDQ         SI, DI
 	VEXTRACTF128 $0x01, Y6, X0
 	VADDPS       X6, X0, X0
 	VMOVHLPS     X0, X0, X1
@@ -15531,7 +15752,14 @@ dotYx4Q4G128F32_end:
 	VADDSS       X1, X7, X7
 	VMULSS       yM8<>+0(SB), X7, X7
 	VADDSS       X7, X0, X0
-	VMOVSS       X0, 12(AX)
+	VMOVSS       X0, (DI)
+	MOVQ         rb+120(FP), SI
+	ADDQ         SI, AX
+	ADDQ         $0x04, DX
+	DECQ         CX
+	JMP          dotYx4Q4G128F32_row
+
+dotYx4Q4G128F32_done:
 	VZEROUPPER
 	RET
 
@@ -15604,7 +15832,7 @@ DATA zMIdxQ4AG32F16<>+62(SB)/2, $0x0000
 GLOBL zMIdxQ4AG32F16<>(SB), RODATA|NOPTR, $64
 
 // func dotZRowsQ4AG32F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
-// Requires: AVX, AVX512BW, AVX512F, AVX512VNNI, F16C, FMA3
+// Requires: AVX, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, F16C, FMA3
 TEXT ·dotZRowsQ4AG32F16(SB), NOSPLIT, $0-152
 	VMOVDQU64 zNib<>+0(SB), Z0
 	VMOVDQU64 zIdx0<>+0(SB), Z1
@@ -15669,7 +15897,7 @@ dotZRowsQ4AG32F16_end:
 	VMULPS        zFin<>+0(SB), Z6, Z6
 	VEXTRACTF64X4 $0x01, Z6, Y10
 	VADDPS        Y10, Y6, Y10
-	VEXTRACTF128  $0x01, Y10, X9
+	VEXTRACTF32X4 $0x01, Y10, X9
 	VADDPS        X10, X9, X9
 	VMOVHLPS      X9, X9, X10
 	VADDPS        X10, X9, X9
@@ -15691,7 +15919,7 @@ dotZRowsQ4AG32F16_done:
 	RET
 
 // func dotZRowsPQ4AG32F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
-// Requires: AVX, AVX512BW, AVX512F, AVX512VNNI, F16C, FMA3
+// Requires: AVX, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, F16C, FMA3
 TEXT ·dotZRowsPQ4AG32F16(SB), NOSPLIT, $0-152
 	VMOVDQU64 zNib<>+0(SB), Z0
 	VMOVDQU64 zIdx0<>+0(SB), Z1
@@ -15753,7 +15981,7 @@ dotZRowsPQ4AG32F16_end:
 	VMULPS        zFin<>+0(SB), Z5, Z5
 	VEXTRACTF64X4 $0x01, Z5, Y9
 	VADDPS        Y9, Y5, Y9
-	VEXTRACTF128  $0x01, Y9, X8
+	VEXTRACTF32X4 $0x01, Y9, X8
 	VADDPS        X9, X8, X8
 	VMOVHLPS      X8, X8, X9
 	VADDPS        X9, X8, X8
@@ -15774,168 +16002,187 @@ dotZRowsPQ4AG32F16_done:
 	VZEROUPPER
 	RET
 
-// func dotZx4Q4AG32F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, out *[4]float32)
-// Requires: AVX, AVX512BW, AVX512F, AVX512VNNI, F16C, FMA3
-TEXT ·dotZx4Q4AG32F16(SB), NOSPLIT, $0-120
+// func dotZx4Q4AG32F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, stride int, out []float32)
+// Requires: AVX, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, F16C, FMA3
+TEXT ·dotZx4Q4AG32F16(SB), NOSPLIT, $0-160
+	MOVQ      w_base+0(FP), AX
+	MOVQ      rows+112(FP), CX
+	MOVQ      out_base+136(FP), DX
 	VMOVDQU64 zNib<>+0(SB), Z0
 	VMOVDQU64 zIdx0<>+0(SB), Z1
 	VMOVDQU64 zIdx1<>+0(SB), Z2
 	VMOVDQU64 zSIdxQ4AG32F16<>+0(SB), Z3
 	VMOVDQU64 zMIdxQ4AG32F16<>+0(SB), Z4
-	MOVL      $0x0000f0f0, AX
-	KMOVW     AX, K1
-	MOVQ      w_base+0(FP), AX
-	MOVQ      q_base+24(FP), CX
-	MOVQ      d_base+48(FP), DX
-	MOVQ      s_base+72(FP), BX
-	MOVQ      n4+96(FP), SI
-	VPXORD    Z5, Z5, Z5
-	VPXORD    Z6, Z6, Z6
-	VXORPS    X7, X7, X7
-	VPXORD    Z8, Z8, Z8
-	VPXORD    Z9, Z9, Z9
-	VXORPS    X10, X10, X10
-	VPXORD    Z11, Z11, Z11
-	VPXORD    Z12, Z12, Z12
-	VXORPS    X13, X13, X13
-	VPXORD    Z14, Z14, Z14
-	VPXORD    Z15, Z15, Z15
-	VXORPS    X16, X16, X16
+	MOVL      $0x0000f0f0, BX
+	KMOVW     BX, K1
+
+dotZx4Q4AG32F16_row:
+	TESTQ  CX, CX
+	JZ     dotZx4Q4AG32F16_done
+	MOVQ   AX, BX
+	MOVQ   q_base+24(FP), SI
+	MOVQ   d_base+48(FP), DI
+	MOVQ   s_base+72(FP), R8
+	MOVQ   n4+96(FP), R9
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VXORPS X7, X7, X7
+	VPXORD Z8, Z8, Z8
+	VPXORD Z9, Z9, Z9
+	VXORPS X10, X10, X10
+	VPXORD Z11, Z11, Z11
+	VPXORD Z12, Z12, Z12
+	VXORPS X13, X13, X13
+	VPXORD Z14, Z14, Z14
+	VPXORD Z15, Z15, Z15
+	VXORPS X16, X16, X16
 
 dotZx4Q4AG32F16_loop:
-	TESTQ           SI, SI
+	TESTQ           R9, R9
 	JZ              dotZx4Q4AG32F16_end
-	VPERMW          (AX), Z3, Z18
+	VPERMW          (BX), Z3, Z18
 	VCVTPH2PS       X18, X17
-	VPERMW          (AX), Z4, Z18
+	VPERMW          (BX), Z4, Z18
 	VCVTPH2PS       X18, X18
-	VBROADCASTI32X4 4(AX), Z19
-	VBROADCASTI32X4 24(AX), K1, Z19
+	VBROADCASTI32X4 4(BX), Z19
+	VBROADCASTI32X4 24(BX), K1, Z19
 	VPANDD          Z0, Z19, Z19
-	VBROADCASTI32X4 44(AX), Z20
-	VBROADCASTI32X4 64(AX), K1, Z20
+	VBROADCASTI32X4 44(BX), Z20
+	VBROADCASTI32X4 64(BX), K1, Z20
 	VPANDD          Z0, Z20, Z20
-	VMULPS          (DX), X17, X21
-	VFMADD231PS     (BX), X18, X7
+	VMULPS          (DI), X17, X21
+	VFMADD231PS     (R8), X18, X7
 	VPERMPS         Z21, Z1, Z22
 	VPXORD          Z23, Z23, Z23
-	VPDPBUSD        (CX), Z19, Z23
+	VPDPBUSD        (SI), Z19, Z23
 	VCVTDQ2PS       Z23, Z23
 	VFMADD231PS     Z22, Z23, Z5
 	VPERMPS         Z21, Z2, Z22
 	VPXORD          Z24, Z24, Z24
-	VPDPBUSD        64(CX), Z20, Z24
+	VPDPBUSD        64(SI), Z20, Z24
 	VCVTDQ2PS       Z24, Z24
 	VFMADD231PS     Z22, Z24, Z6
-	VMULPS          16(DX), X17, X21
-	VFMADD231PS     16(BX), X18, X10
+	VMULPS          16(DI), X17, X21
+	VFMADD231PS     16(R8), X18, X10
 	VPERMPS         Z21, Z1, Z22
 	VPXORD          Z25, Z25, Z25
-	VPDPBUSD        128(CX), Z19, Z25
+	VPDPBUSD        128(SI), Z19, Z25
 	VCVTDQ2PS       Z25, Z25
 	VFMADD231PS     Z22, Z25, Z8
 	VPERMPS         Z21, Z2, Z22
 	VPXORD          Z26, Z26, Z26
-	VPDPBUSD        192(CX), Z20, Z26
+	VPDPBUSD        192(SI), Z20, Z26
 	VCVTDQ2PS       Z26, Z26
 	VFMADD231PS     Z22, Z26, Z9
-	VMULPS          32(DX), X17, X21
-	VFMADD231PS     32(BX), X18, X13
+	VMULPS          32(DI), X17, X21
+	VFMADD231PS     32(R8), X18, X13
 	VPERMPS         Z21, Z1, Z22
 	VPXORD          Z27, Z27, Z27
-	VPDPBUSD        256(CX), Z19, Z27
+	VPDPBUSD        256(SI), Z19, Z27
 	VCVTDQ2PS       Z27, Z27
 	VFMADD231PS     Z22, Z27, Z11
 	VPERMPS         Z21, Z2, Z22
 	VPXORD          Z28, Z28, Z28
-	VPDPBUSD        320(CX), Z20, Z28
+	VPDPBUSD        320(SI), Z20, Z28
 	VCVTDQ2PS       Z28, Z28
 	VFMADD231PS     Z22, Z28, Z12
-	VMULPS          48(DX), X17, X17
-	VFMADD231PS     48(BX), X18, X16
+	VMULPS          48(DI), X17, X17
+	VFMADD231PS     48(R8), X18, X16
 	VPERMPS         Z17, Z1, Z18
 	VPXORD          Z29, Z29, Z29
-	VPDPBUSD        384(CX), Z19, Z29
+	VPDPBUSD        384(SI), Z19, Z29
 	VCVTDQ2PS       Z29, Z29
 	VFMADD231PS     Z18, Z29, Z14
 	VPERMPS         Z17, Z2, Z18
 	VPXORD          Z30, Z30, Z30
-	VPDPBUSD        448(CX), Z20, Z30
+	VPDPBUSD        448(SI), Z20, Z30
 	VCVTDQ2PS       Z30, Z30
 	VFMADD231PS     Z18, Z30, Z15
-	ADDQ            $0x00000050, AX
-	ADDQ            $0x00000200, CX
-	ADDQ            $0x00000040, DX
-	ADDQ            $0x00000040, BX
-	DECQ            SI
+	ADDQ            $0x00000050, BX
+	ADDQ            $0x00000200, SI
+	ADDQ            $0x00000040, DI
+	ADDQ            $0x00000040, R8
+	DECQ            R9
 	JMP             dotZx4Q4AG32F16_loop
 
 dotZx4Q4AG32F16_end:
-	MOVQ          out+112(FP), AX
+	MOVQ          stride+128(FP), BX
+	SHLQ          $0x02, BX
+	MOVQ          DX, SI
 	VADDPS        Z6, Z5, Z5
 	VMULPS        zFin<>+0(SB), Z5, Z5
-	VEXTRACTF64X4 $0x01, Z5, Y0
-	VADDPS        Y0, Y5, Y0
-	VEXTRACTF128  $0x01, Y0, X1
-	VADDPS        X0, X1, X1
-	VMOVHLPS      X1, X1, X0
-	VADDPS        X0, X1, X1
-	VMOVSHDUP     X1, X0
-	VADDSS        X0, X1, X1
-	VMOVHLPS      X7, X7, X0
-	VADDPS        X0, X7, X7
-	VMOVSHDUP     X7, X0
-	VADDSS        X0, X7, X7
-	VADDSS        X7, X1, X1
-	VMOVSS        X1, (AX)
+	VEXTRACTF64X4 $0x01, Z5, Y18
+	VADDPS        Y18, Y5, Y18
+	VEXTRACTF32X4 $0x01, Y18, X17
+	VADDPS        X18, X17, X17
+	VMOVHLPS      X17, X17, X18
+	VADDPS        X18, X17, X17
+	VMOVSHDUP     X17, X18
+	VADDSS        X18, X17, X17
+	VMOVHLPS      X7, X7, X18
+	VADDPS        X18, X7, X7
+	VMOVSHDUP     X7, X18
+	VADDSS        X18, X7, X7
+	VADDSS        X7, X17, X17
+	VMOVSS        X17, (SI)
+	ADDQ          BX, SI
 	VADDPS        Z9, Z8, Z8
 	VMULPS        zFin<>+0(SB), Z8, Z8
-	VEXTRACTF64X4 $0x01, Z8, Y0
-	VADDPS        Y0, Y8, Y0
-	VEXTRACTF128  $0x01, Y0, X1
-	VADDPS        X0, X1, X1
-	VMOVHLPS      X1, X1, X0
-	VADDPS        X0, X1, X1
-	VMOVSHDUP     X1, X0
-	VADDSS        X0, X1, X1
-	VMOVHLPS      X10, X10, X0
-	VADDPS        X0, X10, X10
-	VMOVSHDUP     X10, X0
-	VADDSS        X0, X10, X10
-	VADDSS        X10, X1, X1
-	VMOVSS        X1, 4(AX)
+	VEXTRACTF64X4 $0x01, Z8, Y7
+	VADDPS        Y7, Y8, Y7
+	VEXTRACTF32X4 $0x01, Y7, X17
+	VADDPS        X7, X17, X17
+	VMOVHLPS      X17, X17, X7
+	VADDPS        X7, X17, X17
+	VMOVSHDUP     X17, X7
+	VADDSS        X7, X17, X17
+	VMOVHLPS      X10, X10, X7
+	VADDPS        X7, X10, X10
+	VMOVSHDUP     X10, X7
+	VADDSS        X7, X10, X10
+	VADDSS        X10, X17, X17
+	VMOVSS        X17, (SI)
+	ADDQ          BX, SI
 	VADDPS        Z12, Z11, Z11
 	VMULPS        zFin<>+0(SB), Z11, Z11
-	VEXTRACTF64X4 $0x01, Z11, Y0
-	VADDPS        Y0, Y11, Y0
-	VEXTRACTF128  $0x01, Y0, X1
-	VADDPS        X0, X1, X1
-	VMOVHLPS      X1, X1, X0
-	VADDPS        X0, X1, X1
-	VMOVSHDUP     X1, X0
-	VADDSS        X0, X1, X1
-	VMOVHLPS      X13, X13, X0
-	VADDPS        X0, X13, X13
-	VMOVSHDUP     X13, X0
-	VADDSS        X0, X13, X13
-	VADDSS        X13, X1, X1
-	VMOVSS        X1, 8(AX)
+	VEXTRACTF64X4 $0x01, Z11, Y7
+	VADDPS        Y7, Y11, Y7
+	VEXTRACTF32X4 $0x01, Y7, X10
+	VADDPS        X7, X10, X10
+	VMOVHLPS      X10, X10, X7
+	VADDPS        X7, X10, X10
+	VMOVSHDUP     X10, X7
+	VADDSS        X7, X10, X10
+	VMOVHLPS      X13, X13, X7
+	VADDPS        X7, X13, X13
+	VMOVSHDUP     X13, X7
+	VADDSS        X7, X13, X13
+	VADDSS        X13, X10, X10
+	VMOVSS        X10, (SI)
+	ADDQ          BX, SI
 	VADDPS        Z15, Z14, Z14
 	VMULPS        zFin<>+0(SB), Z14, Z14
-	VEXTRACTF64X4 $0x01, Z14, Y0
-	VADDPS        Y0, Y14, Y0
-	VEXTRACTF128  $0x01, Y0, X1
-	VADDPS        X0, X1, X1
-	VMOVHLPS      X1, X1, X0
-	VADDPS        X0, X1, X1
-	VMOVSHDUP     X1, X0
-	VADDSS        X0, X1, X1
-	VMOVHLPS      X16, X16, X0
-	VADDPS        X0, X16, X16
-	VMOVSHDUP     X16, X0
-	VADDSS        X0, X16, X16
-	VADDSS        X16, X1, X1
-	VMOVSS        X1, 12(AX)
+	VEXTRACTF64X4 $0x01, Z14, Y7
+	VADDPS        Y7, Y14, Y7
+	VEXTRACTF32X4 $0x01, Y7, X10
+	VADDPS        X7, X10, X10
+	VMOVHLPS      X10, X10, X7
+	VADDPS        X7, X10, X10
+	VMOVSHDUP     X10, X7
+	VADDSS        X7, X10, X10
+	VMOVHLPS      X16, X16, X7
+	VADDPS        X7, X16, X16
+	VMOVSHDUP     X16, X7
+	VADDSS        X7, X16, X16
+	VADDSS        X16, X10, X10
+	VMOVSS        X10, (SI)
+	MOVQ          rb+120(FP), BX
+	ADDQ          BX, AX
+	ADDQ          $0x04, DX
+	DECQ          CX
+	JMP           dotZx4Q4AG32F16_row
+
+dotZx4Q4AG32F16_done:
 	VZEROUPPER
 	RET
 
@@ -16151,14 +16398,21 @@ dotYRowsPQ4AG32F16_done:
 	VZEROUPPER
 	RET
 
-// func dotYx4Q4AG32F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, out *[4]float32)
+// func dotYx4Q4AG32F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, stride int, out []float32)
 // Requires: AVX, AVX2, F16C, FMA3
-TEXT ·dotYx4Q4AG32F16(SB), NOSPLIT, $0-120
-	MOVQ   w_base+0(FP), AX
-	MOVQ   q_base+24(FP), CX
-	MOVQ   d_base+48(FP), DX
-	MOVQ   s_base+72(FP), BX
-	MOVQ   n4+96(FP), SI
+TEXT ·dotYx4Q4AG32F16(SB), NOSPLIT, $0-160
+	MOVQ w_base+0(FP), AX
+	MOVQ rows+112(FP), CX
+	MOVQ out_base+136(FP), DX
+
+dotYx4Q4AG32F16_row:
+	TESTQ  CX, CX
+	JZ     dotYx4Q4AG32F16_done
+	MOVQ   AX, BX
+	MOVQ   q_base+24(FP), SI
+	MOVQ   d_base+48(FP), DI
+	MOVQ   s_base+72(FP), R8
+	MOVQ   n4+96(FP), R9
 	VXORPS Y0, Y0, Y0
 	VXORPS X1, X1, X1
 	VXORPS Y2, Y2, Y2
@@ -16169,127 +16423,129 @@ TEXT ·dotYx4Q4AG32F16(SB), NOSPLIT, $0-120
 	VXORPS X7, X7, X7
 
 dotYx4Q4AG32F16_loop:
-	TESTQ       SI, SI
+	TESTQ       R9, R9
 	JZ          dotYx4Q4AG32F16_end
-	MOVWQZX     (AX), DI
-	MOVWQZX     20(AX), R8
-	SHLQ        $0x10, R8
-	ORQ         R8, DI
-	MOVWQZX     40(AX), R8
-	SHLQ        $0x20, R8
-	ORQ         R8, DI
-	MOVWQZX     60(AX), R8
-	SHLQ        $0x30, R8
-	ORQ         R8, DI
-	VMOVQ       DI, X8
+	MOVWQZX     (BX), R10
+	MOVWQZX     20(BX), R11
+	SHLQ        $0x10, R11
+	ORQ         R11, R10
+	MOVWQZX     40(BX), R11
+	SHLQ        $0x20, R11
+	ORQ         R11, R10
+	MOVWQZX     60(BX), R11
+	SHLQ        $0x30, R11
+	ORQ         R11, R10
+	VMOVQ       R10, X8
 	VCVTPH2PS   X8, X8
-	MOVWQZX     2(AX), DI
-	MOVWQZX     22(AX), R8
-	SHLQ        $0x10, R8
-	ORQ         R8, DI
-	MOVWQZX     42(AX), R8
-	SHLQ        $0x20, R8
-	ORQ         R8, DI
-	MOVWQZX     62(AX), R8
-	SHLQ        $0x30, R8
-	ORQ         R8, DI
-	VMOVQ       DI, X9
+	MOVWQZX     2(BX), R10
+	MOVWQZX     22(BX), R11
+	SHLQ        $0x10, R11
+	ORQ         R11, R10
+	MOVWQZX     42(BX), R11
+	SHLQ        $0x20, R11
+	ORQ         R11, R10
+	MOVWQZX     62(BX), R11
+	SHLQ        $0x30, R11
+	ORQ         R11, R10
+	VMOVQ       R10, X9
 	VCVTPH2PS   X9, X9
-	VFMADD231PS (BX), X9, X1
-	VFMADD231PS 16(BX), X9, X3
-	VFMADD231PS 32(BX), X9, X5
-	VFMADD231PS 48(BX), X9, X7
-	VMOVDQU     4(AX), X9
-	VINSERTI128 $0x01, 24(AX), Y9, Y9
+	VFMADD231PS (R8), X9, X1
+	VFMADD231PS 16(R8), X9, X3
+	VFMADD231PS 32(R8), X9, X5
+	VFMADD231PS 48(R8), X9, X7
+	VMOVDQU     4(BX), X9
+	VINSERTI128 $0x01, 24(BX), Y9, Y9
 	VPSRLW      $0x04, Y9, Y10
 	VPAND       yMask<>+0(SB), Y10, Y10
 	VPAND       yMask<>+0(SB), Y9, Y9
-	VMULPS      (DX), X8, X11
+	VMULPS      (DI), X8, X11
 	VMOVDQU     yIdx0<>+0(SB), Y12
 	VPERMPS     Y11, Y12, Y12
-	VPMADDUBSW  (CX), Y9, Y14
-	VPMADDUBSW  32(CX), Y10, Y15
+	VPMADDUBSW  (SI), Y9, Y14
+	VPMADDUBSW  32(SI), Y10, Y15
 	VPADDW      Y15, Y14, Y14
 	VPMADDWD    yOnes<>+0(SB), Y14, Y14
 	VCVTDQ2PS   Y14, Y14
 	VFMADD231PS Y12, Y14, Y0
-	VMULPS      16(DX), X8, X11
+	VMULPS      16(DI), X8, X11
 	VMOVDQU     yIdx0<>+0(SB), Y12
 	VPERMPS     Y11, Y12, Y12
-	VPMADDUBSW  128(CX), Y9, Y14
-	VPMADDUBSW  160(CX), Y10, Y15
+	VPMADDUBSW  128(SI), Y9, Y14
+	VPMADDUBSW  160(SI), Y10, Y15
 	VPADDW      Y15, Y14, Y14
 	VPMADDWD    yOnes<>+0(SB), Y14, Y14
 	VCVTDQ2PS   Y14, Y14
 	VFMADD231PS Y12, Y14, Y2
-	VMULPS      32(DX), X8, X11
+	VMULPS      32(DI), X8, X11
 	VMOVDQU     yIdx0<>+0(SB), Y12
 	VPERMPS     Y11, Y12, Y12
-	VPMADDUBSW  256(CX), Y9, Y14
-	VPMADDUBSW  288(CX), Y10, Y15
+	VPMADDUBSW  256(SI), Y9, Y14
+	VPMADDUBSW  288(SI), Y10, Y15
 	VPADDW      Y15, Y14, Y14
 	VPMADDWD    yOnes<>+0(SB), Y14, Y14
 	VCVTDQ2PS   Y14, Y14
 	VFMADD231PS Y12, Y14, Y4
-	VMULPS      48(DX), X8, X11
+	VMULPS      48(DI), X8, X11
 	VMOVDQU     yIdx0<>+0(SB), Y12
 	VPERMPS     Y11, Y12, Y12
-	VPMADDUBSW  384(CX), Y9, Y14
-	VPMADDUBSW  416(CX), Y10, Y10
+	VPMADDUBSW  384(SI), Y9, Y14
+	VPMADDUBSW  416(SI), Y10, Y10
 	VPADDW      Y10, Y14, Y14
 	VPMADDWD    yOnes<>+0(SB), Y14, Y14
 	VCVTDQ2PS   Y14, Y14
 	VFMADD231PS Y12, Y14, Y6
-	VMOVDQU     44(AX), X13
-	VINSERTI128 $0x01, 64(AX), Y13, Y13
+	VMOVDQU     44(BX), X13
+	VINSERTI128 $0x01, 64(BX), Y13, Y13
 	VPSRLW      $0x04, Y13, Y10
 	VPAND       yMask<>+0(SB), Y10, Y10
 	VPAND       yMask<>+0(SB), Y13, Y13
-	VMULPS      (DX), X8, X11
+	VMULPS      (DI), X8, X11
 	VMOVDQU     yIdx1<>+0(SB), Y12
 	VPERMPS     Y11, Y12, Y12
-	VPMADDUBSW  64(CX), Y13, Y14
-	VPMADDUBSW  96(CX), Y10, Y15
+	VPMADDUBSW  64(SI), Y13, Y14
+	VPMADDUBSW  96(SI), Y10, Y15
 	VPADDW      Y15, Y14, Y14
 	VPMADDWD    yOnes<>+0(SB), Y14, Y14
 	VCVTDQ2PS   Y14, Y14
 	VFMADD231PS Y12, Y14, Y0
-	VMULPS      16(DX), X8, X11
+	VMULPS      16(DI), X8, X11
 	VMOVDQU     yIdx1<>+0(SB), Y12
 	VPERMPS     Y11, Y12, Y12
-	VPMADDUBSW  192(CX), Y13, Y14
-	VPMADDUBSW  224(CX), Y10, Y15
+	VPMADDUBSW  192(SI), Y13, Y14
+	VPMADDUBSW  224(SI), Y10, Y15
 	VPADDW      Y15, Y14, Y14
 	VPMADDWD    yOnes<>+0(SB), Y14, Y14
 	VCVTDQ2PS   Y14, Y14
 	VFMADD231PS Y12, Y14, Y2
-	VMULPS      32(DX), X8, X11
+	VMULPS      32(DI), X8, X11
 	VMOVDQU     yIdx1<>+0(SB), Y12
 	VPERMPS     Y11, Y12, Y12
-	VPMADDUBSW  320(CX), Y13, Y14
-	VPMADDUBSW  352(CX), Y10, Y15
+	VPMADDUBSW  320(SI), Y13, Y14
+	VPMADDUBSW  352(SI), Y10, Y15
 	VPADDW      Y15, Y14, Y14
 	VPMADDWD    yOnes<>+0(SB), Y14, Y14
 	VCVTDQ2PS   Y14, Y14
 	VFMADD231PS Y12, Y14, Y4
-	VMULPS      48(DX), X8, X8
+	VMULPS      48(DI), X8, X8
 	VMOVDQU     yIdx1<>+0(SB), Y12
 	VPERMPS     Y8, Y12, Y12
-	VPMADDUBSW  448(CX), Y13, Y14
-	VPMADDUBSW  480(CX), Y10, Y10
+	VPMADDUBSW  448(SI), Y13, Y14
+	VPMADDUBSW  480(SI), Y10, Y10
 	VPADDW      Y10, Y14, Y14
 	VPMADDWD    yOnes<>+0(SB), Y14, Y14
 	VCVTDQ2PS   Y14, Y14
 	VFMADD231PS Y12, Y14, Y6
-	ADDQ        $0x00000050, AX
-	ADDQ        $0x00000200, CX
-	ADDQ        $0x00000040, DX
-	ADDQ        $0x00000040, BX
-	DECQ        SI
+	ADDQ        $0x00000050, BX
+	ADDQ        $0x00000200, SI
+	ADDQ        $0x00000040, DI
+	ADDQ        $0x00000040, R8
+	DECQ        R9
 	JMP         dotYx4Q4AG32F16_loop
 
 dotYx4Q4AG32F16_end:
-	MOVQ         out+112(FP), AX
+	MOVQ         stride+128(FP), BX
+	SHLQ         $0x02, BX
+	MOVQ         DX, SI
 	VEXTRACTF128 $0x01, Y0, X8
 	VADDPS       X0, X8, X8
 	VMOVHLPS     X8, X8, X0
@@ -16301,7 +16557,8 @@ dotYx4Q4AG32F16_end:
 	VMOVSHDUP    X1, X0
 	VADDSS       X0, X1, X1
 	VADDSS       X1, X8, X8
-	VMOVSS       X8, (AX)
+	VMOVSS       X8, (SI)
+	ADDQ         BX, SI
 	VEXTRACTF128 $0x01, Y2, X0
 	VADDPS       X2, X0, X0
 	VMOVHLPS     X0, X0, X1
@@ -16313,7 +16570,8 @@ dotYx4Q4AG32F16_end:
 	VMOVSHDUP    X3, X1
 	VADDSS       X1, X3, X3
 	VADDSS       X3, X0, X0
-	VMOVSS       X0, 4(AX)
+	VMOVSS       X0, (SI)
+	ADDQ         BX, SI
 	VEXTRACTF128 $0x01, Y4, X0
 	VADDPS       X4, X0, X0
 	VMOVHLPS     X0, X0, X1
@@ -16325,7 +16583,8 @@ dotYx4Q4AG32F16_end:
 	VMOVSHDUP    X5, X1
 	VADDSS       X1, X5, X5
 	VADDSS       X5, X0, X0
-	VMOVSS       X0, 8(AX)
+	VMOVSS       X0, (SI)
+	ADDQ         BX, SI
 	VEXTRACTF128 $0x01, Y6, X0
 	VADDPS       X6, X0, X0
 	VMOVHLPS     X0, X0, X1
@@ -16337,12 +16596,19 @@ dotYx4Q4AG32F16_end:
 	VMOVSHDUP    X7, X1
 	VADDSS       X1, X7, X7
 	VADDSS       X7, X0, X0
-	VMOVSS       X0, 12(AX)
+	VMOVSS       X0, (SI)
+	MOVQ         rb+120(FP), BX
+	ADDQ         BX, AX
+	ADDQ         $0x04, DX
+	DECQ         CX
+	JMP          dotYx4Q4AG32F16_row
+
+dotYx4Q4AG32F16_done:
 	VZEROUPPER
 	RET
 
 // func dotZRowsQ4AG64F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
-// Requires: AVX, AVX512F, AVX512VNNI, F16C, FMA3
+// Requires: AVX, AVX512F, AVX512VL, AVX512VNNI, F16C, FMA3
 TEXT ·dotZRowsQ4AG64F16(SB), NOSPLIT, $0-152
 	VMOVDQU64 zNib<>+0(SB), Z0
 	VMOVDQU64 zIdx0<>+0(SB), Z1
@@ -16411,7 +16677,7 @@ dotZRowsQ4AG64F16_end:
 	VMULPS        zFin<>+0(SB), Z4, Z4
 	VEXTRACTF64X4 $0x01, Z4, Y8
 	VADDPS        Y8, Y4, Y8
-	VEXTRACTF128  $0x01, Y8, X7
+	VEXTRACTF32X4 $0x01, Y8, X7
 	VADDPS        X8, X7, X7
 	VMOVHLPS      X7, X7, X8
 	VADDPS        X8, X7, X7
@@ -16433,7 +16699,7 @@ dotZRowsQ4AG64F16_done:
 	RET
 
 // func dotZRowsPQ4AG64F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
-// Requires: AVX, AVX512F, AVX512VNNI, F16C, FMA3
+// Requires: AVX, AVX512F, AVX512VL, AVX512VNNI, F16C, FMA3
 TEXT ·dotZRowsPQ4AG64F16(SB), NOSPLIT, $0-152
 	VMOVDQU64 zNib<>+0(SB), Z0
 	VMOVDQU64 zIdx0<>+0(SB), Z1
@@ -16499,7 +16765,7 @@ dotZRowsPQ4AG64F16_end:
 	VMULPS        zFin<>+0(SB), Z3, Z3
 	VEXTRACTF64X4 $0x01, Z3, Y7
 	VADDPS        Y7, Y3, Y7
-	VEXTRACTF128  $0x01, Y7, X6
+	VEXTRACTF32X4 $0x01, Y7, X6
 	VADDPS        X7, X6, X6
 	VMOVHLPS      X6, X6, X7
 	VADDPS        X7, X6, X6
@@ -16520,172 +16786,191 @@ dotZRowsPQ4AG64F16_done:
 	VZEROUPPER
 	RET
 
-// func dotZx4Q4AG64F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, out *[4]float32)
-// Requires: AVX, AVX512F, AVX512VNNI, F16C, FMA3
-TEXT ·dotZx4Q4AG64F16(SB), NOSPLIT, $0-120
+// func dotZx4Q4AG64F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, stride int, out []float32)
+// Requires: AVX, AVX512F, AVX512VL, AVX512VNNI, F16C, FMA3
+TEXT ·dotZx4Q4AG64F16(SB), NOSPLIT, $0-160
+	MOVQ      w_base+0(FP), AX
+	MOVQ      rows+112(FP), CX
+	MOVQ      out_base+136(FP), DX
 	VMOVDQU64 zNib<>+0(SB), Z0
 	VMOVDQU64 zIdx0<>+0(SB), Z1
 	VMOVDQU64 zIdx1<>+0(SB), Z2
-	MOVQ      w_base+0(FP), AX
-	MOVQ      q_base+24(FP), CX
-	MOVQ      d_base+48(FP), DX
-	MOVQ      s_base+72(FP), BX
-	MOVQ      n4+96(FP), SI
-	VPXORD    Z3, Z3, Z3
-	VPXORD    Z4, Z4, Z4
-	VXORPS    X5, X5, X5
-	VPXORD    Z6, Z6, Z6
-	VPXORD    Z7, Z7, Z7
-	VXORPS    X8, X8, X8
-	VPXORD    Z9, Z9, Z9
-	VPXORD    Z10, Z10, Z10
-	VXORPS    X11, X11, X11
-	VPXORD    Z12, Z12, Z12
-	VPXORD    Z13, Z13, Z13
-	VXORPS    X14, X14, X14
+
+dotZx4Q4AG64F16_row:
+	TESTQ  CX, CX
+	JZ     dotZx4Q4AG64F16_done
+	MOVQ   AX, BX
+	MOVQ   q_base+24(FP), SI
+	MOVQ   d_base+48(FP), DI
+	MOVQ   s_base+72(FP), R8
+	MOVQ   n4+96(FP), R9
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VXORPS X5, X5, X5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+	VXORPS X8, X8, X8
+	VPXORD Z9, Z9, Z9
+	VPXORD Z10, Z10, Z10
+	VXORPS X11, X11, X11
+	VPXORD Z12, Z12, Z12
+	VPXORD Z13, Z13, Z13
+	VXORPS X14, X14, X14
 
 dotZx4Q4AG64F16_loop:
-	TESTQ           SI, SI
+	TESTQ           R9, R9
 	JZ              dotZx4Q4AG64F16_end
-	MOVWQZX         (AX), DI
-	MOVWQZX         36(AX), R8
-	SHLQ            $0x20, R8
-	ORQ             R8, DI
-	VMOVQ           DI, X15
+	MOVWQZX         (BX), R10
+	MOVWQZX         36(BX), R11
+	SHLQ            $0x20, R11
+	ORQ             R11, R10
+	VMOVQ           R10, X15
 	VCVTPH2PS       X15, X15
 	VMOVSLDUP       X15, X15
-	MOVWQZX         2(AX), DI
-	MOVWQZX         38(AX), R8
-	SHLQ            $0x20, R8
-	ORQ             R8, DI
-	VMOVQ           DI, X16
+	MOVWQZX         2(BX), R10
+	MOVWQZX         38(BX), R11
+	SHLQ            $0x20, R11
+	ORQ             R11, R10
+	VMOVQ           R10, X16
 	VCVTPH2PS       X16, X16
 	VMOVSLDUP       X16, X16
-	VBROADCASTI64X4 4(AX), Z17
+	VBROADCASTI64X4 4(BX), Z17
 	VPANDD          Z0, Z17, Z17
-	VBROADCASTI64X4 40(AX), Z18
+	VBROADCASTI64X4 40(BX), Z18
 	VPANDD          Z0, Z18, Z18
-	VMULPS          (DX), X15, X19
-	VFMADD231PS     (BX), X16, X5
+	VMULPS          (DI), X15, X19
+	VFMADD231PS     (R8), X16, X5
 	VPERMPS         Z19, Z1, Z20
 	VPXORD          Z21, Z21, Z21
-	VPDPBUSD        (CX), Z17, Z21
+	VPDPBUSD        (SI), Z17, Z21
 	VCVTDQ2PS       Z21, Z21
 	VFMADD231PS     Z20, Z21, Z3
 	VPERMPS         Z19, Z2, Z20
 	VPXORD          Z22, Z22, Z22
-	VPDPBUSD        64(CX), Z18, Z22
+	VPDPBUSD        64(SI), Z18, Z22
 	VCVTDQ2PS       Z22, Z22
 	VFMADD231PS     Z20, Z22, Z4
-	VMULPS          16(DX), X15, X19
-	VFMADD231PS     16(BX), X16, X8
+	VMULPS          16(DI), X15, X19
+	VFMADD231PS     16(R8), X16, X8
 	VPERMPS         Z19, Z1, Z20
 	VPXORD          Z23, Z23, Z23
-	VPDPBUSD        128(CX), Z17, Z23
+	VPDPBUSD        128(SI), Z17, Z23
 	VCVTDQ2PS       Z23, Z23
 	VFMADD231PS     Z20, Z23, Z6
 	VPERMPS         Z19, Z2, Z20
 	VPXORD          Z24, Z24, Z24
-	VPDPBUSD        192(CX), Z18, Z24
+	VPDPBUSD        192(SI), Z18, Z24
 	VCVTDQ2PS       Z24, Z24
 	VFMADD231PS     Z20, Z24, Z7
-	VMULPS          32(DX), X15, X19
-	VFMADD231PS     32(BX), X16, X11
+	VMULPS          32(DI), X15, X19
+	VFMADD231PS     32(R8), X16, X11
 	VPERMPS         Z19, Z1, Z20
 	VPXORD          Z25, Z25, Z25
-	VPDPBUSD        256(CX), Z17, Z25
+	VPDPBUSD        256(SI), Z17, Z25
 	VCVTDQ2PS       Z25, Z25
 	VFMADD231PS     Z20, Z25, Z9
 	VPERMPS         Z19, Z2, Z20
 	VPXORD          Z26, Z26, Z26
-	VPDPBUSD        320(CX), Z18, Z26
+	VPDPBUSD        320(SI), Z18, Z26
 	VCVTDQ2PS       Z26, Z26
 	VFMADD231PS     Z20, Z26, Z10
-	VMULPS          48(DX), X15, X15
-	VFMADD231PS     48(BX), X16, X14
+	VMULPS          48(DI), X15, X15
+	VFMADD231PS     48(R8), X16, X14
 	VPERMPS         Z15, Z1, Z16
 	VPXORD          Z27, Z27, Z27
-	VPDPBUSD        384(CX), Z17, Z27
+	VPDPBUSD        384(SI), Z17, Z27
 	VCVTDQ2PS       Z27, Z27
 	VFMADD231PS     Z16, Z27, Z12
 	VPERMPS         Z15, Z2, Z16
 	VPXORD          Z28, Z28, Z28
-	VPDPBUSD        448(CX), Z18, Z28
+	VPDPBUSD        448(SI), Z18, Z28
 	VCVTDQ2PS       Z28, Z28
 	VFMADD231PS     Z16, Z28, Z13
-	ADDQ            $0x00000048, AX
-	ADDQ            $0x00000200, CX
-	ADDQ            $0x00000040, DX
-	ADDQ            $0x00000040, BX
-	DECQ            SI
+	ADDQ            $0x00000048, BX
+	ADDQ            $0x00000200, SI
+	ADDQ            $0x00000040, DI
+	ADDQ            $0x00000040, R8
+	DECQ            R9
 	JMP             dotZx4Q4AG64F16_loop
 
 dotZx4Q4AG64F16_end:
-	MOVQ          out+112(FP), AX
+	MOVQ          stride+128(FP), BX
+	SHLQ          $0x02, BX
+	MOVQ          DX, SI
 	VADDPS        Z4, Z3, Z3
 	VMULPS        zFin<>+0(SB), Z3, Z3
-	VEXTRACTF64X4 $0x01, Z3, Y0
-	VADDPS        Y0, Y3, Y0
-	VEXTRACTF128  $0x01, Y0, X1
-	VADDPS        X0, X1, X1
-	VMOVHLPS      X1, X1, X0
-	VADDPS        X0, X1, X1
-	VMOVSHDUP     X1, X0
-	VADDSS        X0, X1, X1
-	VMOVHLPS      X5, X5, X0
-	VADDPS        X0, X5, X5
-	VMOVSHDUP     X5, X0
-	VADDSS        X0, X5, X5
-	VADDSS        X5, X1, X1
-	VMOVSS        X1, (AX)
+	VEXTRACTF64X4 $0x01, Z3, Y16
+	VADDPS        Y16, Y3, Y16
+	VEXTRACTF32X4 $0x01, Y16, X15
+	VADDPS        X16, X15, X15
+	VMOVHLPS      X15, X15, X16
+	VADDPS        X16, X15, X15
+	VMOVSHDUP     X15, X16
+	VADDSS        X16, X15, X15
+	VMOVHLPS      X5, X5, X16
+	VADDPS        X16, X5, X5
+	VMOVSHDUP     X5, X16
+	VADDSS        X16, X5, X5
+	VADDSS        X5, X15, X15
+	VMOVSS        X15, (SI)
+	ADDQ          BX, SI
 	VADDPS        Z7, Z6, Z6
 	VMULPS        zFin<>+0(SB), Z6, Z6
-	VEXTRACTF64X4 $0x01, Z6, Y0
-	VADDPS        Y0, Y6, Y0
-	VEXTRACTF128  $0x01, Y0, X1
-	VADDPS        X0, X1, X1
-	VMOVHLPS      X1, X1, X0
-	VADDPS        X0, X1, X1
-	VMOVSHDUP     X1, X0
-	VADDSS        X0, X1, X1
-	VMOVHLPS      X8, X8, X0
-	VADDPS        X0, X8, X8
-	VMOVSHDUP     X8, X0
-	VADDSS        X0, X8, X8
-	VADDSS        X8, X1, X1
-	VMOVSS        X1, 4(AX)
+	VEXTRACTF64X4 $0x01, Z6, Y5
+	VADDPS        Y5, Y6, Y5
+	VEXTRACTF32X4 $0x01, Y5, X15
+	VADDPS        X5, X15, X15
+	VMOVHLPS      X15, X15, X5
+	VADDPS        X5, X15, X15
+	VMOVSHDUP     X15, X5
+	VADDSS        X5, X15, X15
+	VMOVHLPS      X8, X8, X5
+	VADDPS        X5, X8, X8
+	VMOVSHDUP     X8, X5
+	VADDSS        X5, X8, X8
+	VADDSS        X8, X15, X15
+	VMOVSS        X15, (SI)
+	ADDQ          BX, SI
 	VADDPS        Z10, Z9, Z9
 	VMULPS        zFin<>+0(SB), Z9, Z9
-	VEXTRACTF64X4 $0x01, Z9, Y0
-	VADDPS        Y0, Y9, Y0
-	VEXTRACTF128  $0x01, Y0, X1
-	VADDPS        X0, X1, X1
-	VMOVHLPS      X1, X1, X0
-	VADDPS        X0, X1, X1
-	VMOVSHDUP     X1, X0
-	VADDSS        X0, X1, X1
-	VMOVHLPS      X11, X11, X0
-	VADDPS        X0, X11, X11
-	VMOVSHDUP     X11, X0
-	VADDSS        X0, X11, X11
-	VADDSS        X11, X1, X1
-	VMOVSS        X1, 8(AX)
+	VEXTRACTF64X4 $0x01, Z9, Y5
+	VADDPS        Y5, Y9, Y5
+	VEXTRACTF32X4 $0x01, Y5, X8
+	VADDPS        X5, X8, X8
+	VMOVHLPS      X8, X8, X5
+	VADDPS        X5, X8, X8
+	VMOVSHDUP     X8, X5
+	VADDSS        X5, X8, X8
+	VMOVHLPS      X11, X11, X5
+	VADDPS        X5, X11, X11
+	VMOVSHDUP     X11, X5
+	VADDSS        X5, X11, X11
+	VADDSS        X11, X8, X8
+	VMOVSS        X8, (SI)
+	ADDQ          BX, SI
 	VADDPS        Z13, Z12, Z12
 	VMULPS        zFin<>+0(SB), Z12, Z12
-	VEXTRACTF64X4 $0x01, Z12, Y0
-	VADDPS        Y0, Y12, Y0
-	VEXTRACTF128  $0x01, Y0, X1
-	VADDPS        X0, X1, X1
-	VMOVHLPS      X1, X1, X0
-	VADDPS        X0, X1, X1
-	VMOVSHDUP     X1, X0
-	VADDSS        X0, X1, X1
-	VMOVHLPS      X14, X14, X0
-	VADDPS        X0, X14, X14
-	VMOVSHDUP     X14, X0
-	VADDSS        X0, X14, X14
-	VADDSS        X14, X1, X1
-	VMOVSS        X1, 12(AX)
+	VEXTRACTF64X4 $0x01, Z12, Y5
+	VADDPS        Y5, Y12, Y5
+	VEXTRACTF32X4 $0x01, Y5, X8
+	VADDPS        X5, X8, X8
+	VMOVHLPS      X8, X8, X5
+	VADDPS        X5, X8, X8
+	VMOVSHDUP     X8, X5
+	VADDSS        X5, X8, X8
+	VMOVHLPS      X14, X14, X5
+	VADDPS        X5, X14, X14
+	VMOVSHDUP     X14, X5
+	VADDSS        X5, X14, X14
+	VADDSS        X14, X8, X8
+	VMOVSS        X8, (SI)
+	MOVQ          rb+120(FP), BX
+	ADDQ          BX, AX
+	ADDQ          $0x04, DX
+	DECQ          CX
+	JMP           dotZx4Q4AG64F16_row
+
+dotZx4Q4AG64F16_done:
 	VZEROUPPER
 	RET
 
@@ -16877,14 +17162,21 @@ dotYRowsPQ4AG64F16_done:
 	VZEROUPPER
 	RET
 
-// func dotYx4Q4AG64F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, out *[4]float32)
+// func dotYx4Q4AG64F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, stride int, out []float32)
 // Requires: AVX, AVX2, F16C, FMA3
-TEXT ·dotYx4Q4AG64F16(SB), NOSPLIT, $0-120
-	MOVQ   w_base+0(FP), AX
-	MOVQ   q_base+24(FP), CX
-	MOVQ   d_base+48(FP), DX
-	MOVQ   s_base+72(FP), BX
-	MOVQ   n4+96(FP), SI
+TEXT ·dotYx4Q4AG64F16(SB), NOSPLIT, $0-160
+	MOVQ w_base+0(FP), AX
+	MOVQ rows+112(FP), CX
+	MOVQ out_base+136(FP), DX
+
+dotYx4Q4AG64F16_row:
+	TESTQ  CX, CX
+	JZ     dotYx4Q4AG64F16_done
+	MOVQ   AX, BX
+	MOVQ   q_base+24(FP), SI
+	MOVQ   d_base+48(FP), DI
+	MOVQ   s_base+72(FP), R8
+	MOVQ   n4+96(FP), R9
 	VXORPS Y0, Y0, Y0
 	VXORPS X1, X1, X1
 	VXORPS Y2, Y2, Y2
@@ -16895,115 +17187,117 @@ TEXT ·dotYx4Q4AG64F16(SB), NOSPLIT, $0-120
 	VXORPS X7, X7, X7
 
 dotYx4Q4AG64F16_loop:
-	TESTQ       SI, SI
+	TESTQ       R9, R9
 	JZ          dotYx4Q4AG64F16_end
-	MOVWQZX     (AX), DI
-	MOVWQZX     36(AX), R8
-	SHLQ        $0x20, R8
-	ORQ         R8, DI
-	VMOVQ       DI, X8
+	MOVWQZX     (BX), R10
+	MOVWQZX     36(BX), R11
+	SHLQ        $0x20, R11
+	ORQ         R11, R10
+	VMOVQ       R10, X8
 	VCVTPH2PS   X8, X8
 	VMOVSLDUP   X8, X8
-	MOVWQZX     2(AX), DI
-	MOVWQZX     38(AX), R8
-	SHLQ        $0x20, R8
-	ORQ         R8, DI
-	VMOVQ       DI, X9
+	MOVWQZX     2(BX), R10
+	MOVWQZX     38(BX), R11
+	SHLQ        $0x20, R11
+	ORQ         R11, R10
+	VMOVQ       R10, X9
 	VCVTPH2PS   X9, X9
 	VMOVSLDUP   X9, X9
-	VFMADD231PS (BX), X9, X1
-	VFMADD231PS 16(BX), X9, X3
-	VFMADD231PS 32(BX), X9, X5
-	VFMADD231PS 48(BX), X9, X7
-	VMOVDQU     4(AX), Y9
+	VFMADD231PS (R8), X9, X1
+	VFMADD231PS 16(R8), X9, X3
+	VFMADD231PS 32(R8), X9, X5
+	VFMADD231PS 48(R8), X9, X7
+	VMOVDQU     4(BX), Y9
 	VPSRLW      $0x04, Y9, Y10
 	VPAND       yMask<>+0(SB), Y10, Y10
 	VPAND       yMask<>+0(SB), Y9, Y9
-	VMULPS      (DX), X8, X11
+	VMULPS      (DI), X8, X11
 	VMOVDQU     yIdx0<>+0(SB), Y12
 	VPERMPS     Y11, Y12, Y12
-	VPMADDUBSW  (CX), Y9, Y13
-	VPMADDUBSW  32(CX), Y10, Y14
+	VPMADDUBSW  (SI), Y9, Y13
+	VPMADDUBSW  32(SI), Y10, Y14
 	VPADDW      Y14, Y13, Y13
 	VPMADDWD    yOnes<>+0(SB), Y13, Y13
 	VCVTDQ2PS   Y13, Y13
 	VFMADD231PS Y12, Y13, Y0
-	VMULPS      16(DX), X8, X11
+	VMULPS      16(DI), X8, X11
 	VMOVDQU     yIdx0<>+0(SB), Y12
 	VPERMPS     Y11, Y12, Y12
-	VPMADDUBSW  128(CX), Y9, Y13
-	VPMADDUBSW  160(CX), Y10, Y14
+	VPMADDUBSW  128(SI), Y9, Y13
+	VPMADDUBSW  160(SI), Y10, Y14
 	VPADDW      Y14, Y13, Y13
 	VPMADDWD    yOnes<>+0(SB), Y13, Y13
 	VCVTDQ2PS   Y13, Y13
 	VFMADD231PS Y12, Y13, Y2
-	VMULPS      32(DX), X8, X11
+	VMULPS      32(DI), X8, X11
 	VMOVDQU     yIdx0<>+0(SB), Y12
 	VPERMPS     Y11, Y12, Y12
-	VPMADDUBSW  256(CX), Y9, Y13
-	VPMADDUBSW  288(CX), Y10, Y14
+	VPMADDUBSW  256(SI), Y9, Y13
+	VPMADDUBSW  288(SI), Y10, Y14
 	VPADDW      Y14, Y13, Y13
 	VPMADDWD    yOnes<>+0(SB), Y13, Y13
 	VCVTDQ2PS   Y13, Y13
 	VFMADD231PS Y12, Y13, Y4
-	VMULPS      48(DX), X8, X11
+	VMULPS      48(DI), X8, X11
 	VMOVDQU     yIdx0<>+0(SB), Y12
 	VPERMPS     Y11, Y12, Y12
-	VPMADDUBSW  384(CX), Y9, Y9
-	VPMADDUBSW  416(CX), Y10, Y10
+	VPMADDUBSW  384(SI), Y9, Y9
+	VPMADDUBSW  416(SI), Y10, Y10
 	VPADDW      Y10, Y9, Y9
 	VPMADDWD    yOnes<>+0(SB), Y9, Y9
 	VCVTDQ2PS   Y9, Y9
 	VFMADD231PS Y12, Y9, Y6
-	VMOVDQU     40(AX), Y9
+	VMOVDQU     40(BX), Y9
 	VPSRLW      $0x04, Y9, Y10
 	VPAND       yMask<>+0(SB), Y10, Y10
 	VPAND       yMask<>+0(SB), Y9, Y9
-	VMULPS      (DX), X8, X11
+	VMULPS      (DI), X8, X11
 	VMOVDQU     yIdx1<>+0(SB), Y12
 	VPERMPS     Y11, Y12, Y12
-	VPMADDUBSW  64(CX), Y9, Y13
-	VPMADDUBSW  96(CX), Y10, Y14
+	VPMADDUBSW  64(SI), Y9, Y13
+	VPMADDUBSW  96(SI), Y10, Y14
 	VPADDW      Y14, Y13, Y13
 	VPMADDWD    yOnes<>+0(SB), Y13, Y13
 	VCVTDQ2PS   Y13, Y13
 	VFMADD231PS Y12, Y13, Y0
-	VMULPS      16(DX), X8, X11
+	VMULPS      16(DI), X8, X11
 	VMOVDQU     yIdx1<>+0(SB), Y12
 	VPERMPS     Y11, Y12, Y12
-	VPMADDUBSW  192(CX), Y9, Y13
-	VPMADDUBSW  224(CX), Y10, Y14
+	VPMADDUBSW  192(SI), Y9, Y13
+	VPMADDUBSW  224(SI), Y10, Y14
 	VPADDW      Y14, Y13, Y13
 	VPMADDWD    yOnes<>+0(SB), Y13, Y13
 	VCVTDQ2PS   Y13, Y13
 	VFMADD231PS Y12, Y13, Y2
-	VMULPS      32(DX), X8, X11
+	VMULPS      32(DI), X8, X11
 	VMOVDQU     yIdx1<>+0(SB), Y12
 	VPERMPS     Y11, Y12, Y12
-	VPMADDUBSW  320(CX), Y9, Y13
-	VPMADDUBSW  352(CX), Y10, Y14
+	VPMADDUBSW  320(SI), Y9, Y13
+	VPMADDUBSW  352(SI), Y10, Y14
 	VPADDW      Y14, Y13, Y13
 	VPMADDWD    yOnes<>+0(SB), Y13, Y13
 	VCVTDQ2PS   Y13, Y13
 	VFMADD231PS Y12, Y13, Y4
-	VMULPS      48(DX), X8, X8
+	VMULPS      48(DI), X8, X8
 	VMOVDQU     yIdx1<>+0(SB), Y12
 	VPERMPS     Y8, Y12, Y12
-	VPMADDUBSW  448(CX), Y9, Y9
-	VPMADDUBSW  480(CX), Y10, Y10
+	VPMADDUBSW  448(SI), Y9, Y9
+	VPMADDUBSW  480(SI), Y10, Y10
 	VPADDW      Y10, Y9, Y9
 	VPMADDWD    yOnes<>+0(SB), Y9, Y9
 	VCVTDQ2PS   Y9, Y9
 	VFMADD231PS Y12, Y9, Y6
-	ADDQ        $0x00000048, AX
-	ADDQ        $0x00000200, CX
-	ADDQ        $0x00000040, DX
-	ADDQ        $0x00000040, BX
-	DECQ        SI
+	ADDQ        $0x00000048, BX
+	ADDQ        $0x00000200, SI
+	ADDQ        $0x00000040, DI
+	ADDQ        $0x00000040, R8
+	DECQ        R9
 	JMP         dotYx4Q4AG64F16_loop
 
 dotYx4Q4AG64F16_end:
-	MOVQ         out+112(FP), AX
+	MOVQ         stride+128(FP), BX
+	SHLQ         $0x02, BX
+	MOVQ         DX, SI
 	VEXTRACTF128 $0x01, Y0, X8
 	VADDPS       X0, X8, X8
 	VMOVHLPS     X8, X8, X0
@@ -17015,7 +17309,8 @@ dotYx4Q4AG64F16_end:
 	VMOVSHDUP    X1, X0
 	VADDSS       X0, X1, X1
 	VADDSS       X1, X8, X8
-	VMOVSS       X8, (AX)
+	VMOVSS       X8, (SI)
+	ADDQ         BX, SI
 	VEXTRACTF128 $0x01, Y2, X0
 	VADDPS       X2, X0, X0
 	VMOVHLPS     X0, X0, X1
@@ -17027,7 +17322,8 @@ dotYx4Q4AG64F16_end:
 	VMOVSHDUP    X3, X1
 	VADDSS       X1, X3, X3
 	VADDSS       X3, X0, X0
-	VMOVSS       X0, 4(AX)
+	VMOVSS       X0, (SI)
+	ADDQ         BX, SI
 	VEXTRACTF128 $0x01, Y4, X0
 	VADDPS       X4, X0, X0
 	VMOVHLPS     X0, X0, X1
@@ -17039,7 +17335,8 @@ dotYx4Q4AG64F16_end:
 	VMOVSHDUP    X5, X1
 	VADDSS       X1, X5, X5
 	VADDSS       X5, X0, X0
-	VMOVSS       X0, 8(AX)
+	VMOVSS       X0, (SI)
+	ADDQ         BX, SI
 	VEXTRACTF128 $0x01, Y6, X0
 	VADDPS       X6, X0, X0
 	VMOVHLPS     X0, X0, X1
@@ -17051,12 +17348,19 @@ dotYx4Q4AG64F16_end:
 	VMOVSHDUP    X7, X1
 	VADDSS       X1, X7, X7
 	VADDSS       X7, X0, X0
-	VMOVSS       X0, 12(AX)
+	VMOVSS       X0, (SI)
+	MOVQ         rb+120(FP), BX
+	ADDQ         BX, AX
+	ADDQ         $0x04, DX
+	DECQ         CX
+	JMP          dotYx4Q4AG64F16_row
+
+dotYx4Q4AG64F16_done:
 	VZEROUPPER
 	RET
 
 // func dotZRowsQ4AG128F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
-// Requires: AVX, AVX2, AVX512F, AVX512VNNI, F16C, FMA3
+// Requires: AVX, AVX2, AVX512F, AVX512VL, AVX512VNNI, F16C, FMA3
 TEXT ·dotZRowsQ4AG128F16(SB), NOSPLIT, $0-152
 	VMOVDQU64 zNib<>+0(SB), Z0
 	VMOVDQU64 zIdx0<>+0(SB), Z1
@@ -17125,7 +17429,7 @@ dotZRowsQ4AG128F16_end:
 	VMULPS        zFin<>+0(SB), Z4, Z4
 	VEXTRACTF64X4 $0x01, Z4, Y8
 	VADDPS        Y8, Y4, Y8
-	VEXTRACTF128  $0x01, Y8, X7
+	VEXTRACTF32X4 $0x01, Y8, X7
 	VADDPS        X8, X7, X7
 	VMOVHLPS      X7, X7, X8
 	VADDPS        X8, X7, X7
@@ -17147,7 +17451,7 @@ dotZRowsQ4AG128F16_done:
 	RET
 
 // func dotZRowsPQ4AG128F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
-// Requires: AVX, AVX2, AVX512F, AVX512VNNI, F16C, FMA3
+// Requires: AVX, AVX2, AVX512F, AVX512VL, AVX512VNNI, F16C, FMA3
 TEXT ·dotZRowsPQ4AG128F16(SB), NOSPLIT, $0-152
 	VMOVDQU64 zNib<>+0(SB), Z0
 	VMOVDQU64 zIdx0<>+0(SB), Z1
@@ -17213,7 +17517,7 @@ dotZRowsPQ4AG128F16_end:
 	VMULPS        zFin<>+0(SB), Z3, Z3
 	VEXTRACTF64X4 $0x01, Z3, Y7
 	VADDPS        Y7, Y3, Y7
-	VEXTRACTF128  $0x01, Y7, X6
+	VEXTRACTF32X4 $0x01, Y7, X6
 	VADDPS        X7, X6, X6
 	VMOVHLPS      X6, X6, X7
 	VADDPS        X7, X6, X6
@@ -17234,172 +17538,191 @@ dotZRowsPQ4AG128F16_done:
 	VZEROUPPER
 	RET
 
-// func dotZx4Q4AG128F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, out *[4]float32)
-// Requires: AVX, AVX2, AVX512F, AVX512VNNI, F16C, FMA3
-TEXT ·dotZx4Q4AG128F16(SB), NOSPLIT, $0-120
+// func dotZx4Q4AG128F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, stride int, out []float32)
+// Requires: AVX, AVX2, AVX512F, AVX512VL, AVX512VNNI, F16C, FMA3
+TEXT ·dotZx4Q4AG128F16(SB), NOSPLIT, $0-160
+	MOVQ      w_base+0(FP), AX
+	MOVQ      rows+112(FP), CX
+	MOVQ      out_base+136(FP), DX
 	VMOVDQU64 zNib<>+0(SB), Z0
 	VMOVDQU64 zIdx0<>+0(SB), Z1
 	VMOVDQU64 zIdx1<>+0(SB), Z2
-	MOVQ      w_base+0(FP), AX
-	MOVQ      q_base+24(FP), CX
-	MOVQ      d_base+48(FP), DX
-	MOVQ      s_base+72(FP), BX
-	MOVQ      n4+96(FP), SI
-	MOVQ      bb+104(FP), DI
-	LEAQ      4(AX), R8
-	LEAQ      (AX)(DI*1), R9
-	VPXORD    Z3, Z3, Z3
-	VPXORD    Z4, Z4, Z4
-	VXORPS    X5, X5, X5
-	VPXORD    Z6, Z6, Z6
-	VPXORD    Z7, Z7, Z7
-	VXORPS    X8, X8, X8
-	VPXORD    Z9, Z9, Z9
-	VPXORD    Z10, Z10, Z10
-	VXORPS    X11, X11, X11
-	VPXORD    Z12, Z12, Z12
-	VPXORD    Z13, Z13, Z13
-	VXORPS    X14, X14, X14
+	MOVQ      bb+104(FP), BX
+
+dotZx4Q4AG128F16_row:
+	TESTQ  CX, CX
+	JZ     dotZx4Q4AG128F16_done
+	MOVQ   AX, SI
+	MOVQ   q_base+24(FP), DI
+	MOVQ   d_base+48(FP), R8
+	MOVQ   s_base+72(FP), R9
+	MOVQ   n4+96(FP), R10
+	LEAQ   4(SI), R11
+	LEAQ   (SI)(BX*1), R12
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VXORPS X5, X5, X5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+	VXORPS X8, X8, X8
+	VPXORD Z9, Z9, Z9
+	VPXORD Z10, Z10, Z10
+	VXORPS X11, X11, X11
+	VPXORD Z12, Z12, Z12
+	VPXORD Z13, Z13, Z13
+	VXORPS X14, X14, X14
 
 dotZx4Q4AG128F16_loop:
-	TESTQ           SI, SI
+	TESTQ           R10, R10
 	JZ              dotZx4Q4AG128F16_end
-	VPBROADCASTW    (AX), X15
+	VPBROADCASTW    (SI), X15
 	VCVTPH2PS       X15, X15
-	VPBROADCASTW    2(AX), X16
+	VPBROADCASTW    2(SI), X16
 	VCVTPH2PS       X16, X16
-	VBROADCASTI64X4 (R8), Z17
+	VBROADCASTI64X4 (R11), Z17
 	VPANDD          Z0, Z17, Z17
-	VBROADCASTI64X4 32(R8), Z18
+	VBROADCASTI64X4 32(R11), Z18
 	VPANDD          Z0, Z18, Z18
-	VMULPS          (DX), X15, X19
-	VFMADD231PS     (BX), X16, X5
+	VMULPS          (R8), X15, X19
+	VFMADD231PS     (R9), X16, X5
 	VPERMPS         Z19, Z1, Z20
 	VPXORD          Z21, Z21, Z21
-	VPDPBUSD        (CX), Z17, Z21
+	VPDPBUSD        (DI), Z17, Z21
 	VCVTDQ2PS       Z21, Z21
 	VFMADD231PS     Z20, Z21, Z3
 	VPERMPS         Z19, Z2, Z20
 	VPXORD          Z22, Z22, Z22
-	VPDPBUSD        64(CX), Z18, Z22
+	VPDPBUSD        64(DI), Z18, Z22
 	VCVTDQ2PS       Z22, Z22
 	VFMADD231PS     Z20, Z22, Z4
-	VMULPS          16(DX), X15, X19
-	VFMADD231PS     16(BX), X16, X8
+	VMULPS          16(R8), X15, X19
+	VFMADD231PS     16(R9), X16, X8
 	VPERMPS         Z19, Z1, Z20
 	VPXORD          Z23, Z23, Z23
-	VPDPBUSD        128(CX), Z17, Z23
+	VPDPBUSD        128(DI), Z17, Z23
 	VCVTDQ2PS       Z23, Z23
 	VFMADD231PS     Z20, Z23, Z6
 	VPERMPS         Z19, Z2, Z20
 	VPXORD          Z24, Z24, Z24
-	VPDPBUSD        192(CX), Z18, Z24
+	VPDPBUSD        192(DI), Z18, Z24
 	VCVTDQ2PS       Z24, Z24
 	VFMADD231PS     Z20, Z24, Z7
-	VMULPS          32(DX), X15, X19
-	VFMADD231PS     32(BX), X16, X11
+	VMULPS          32(R8), X15, X19
+	VFMADD231PS     32(R9), X16, X11
 	VPERMPS         Z19, Z1, Z20
 	VPXORD          Z25, Z25, Z25
-	VPDPBUSD        256(CX), Z17, Z25
+	VPDPBUSD        256(DI), Z17, Z25
 	VCVTDQ2PS       Z25, Z25
 	VFMADD231PS     Z20, Z25, Z9
 	VPERMPS         Z19, Z2, Z20
 	VPXORD          Z26, Z26, Z26
-	VPDPBUSD        320(CX), Z18, Z26
+	VPDPBUSD        320(DI), Z18, Z26
 	VCVTDQ2PS       Z26, Z26
 	VFMADD231PS     Z20, Z26, Z10
-	VMULPS          48(DX), X15, X15
-	VFMADD231PS     48(BX), X16, X14
+	VMULPS          48(R8), X15, X15
+	VFMADD231PS     48(R9), X16, X14
 	VPERMPS         Z15, Z1, Z16
 	VPXORD          Z27, Z27, Z27
-	VPDPBUSD        384(CX), Z17, Z27
+	VPDPBUSD        384(DI), Z17, Z27
 	VCVTDQ2PS       Z27, Z27
 	VFMADD231PS     Z16, Z27, Z12
 	VPERMPS         Z15, Z2, Z16
 	VPXORD          Z28, Z28, Z28
-	VPDPBUSD        448(CX), Z18, Z28
+	VPDPBUSD        448(DI), Z18, Z28
 	VCVTDQ2PS       Z28, Z28
 	VFMADD231PS     Z16, Z28, Z13
-	ADDQ            $0x00000040, R8
-	CMPQ            R8, R9
+	ADDQ            $0x00000040, R11
+	CMPQ            R11, R12
 	JNE             dotZx4Q4AG128F16_next
-	MOVQ            R9, AX
-	ADDQ            DI, R9
-	LEAQ            4(AX), R8
+	MOVQ            R12, SI
+	ADDQ            BX, R12
+	LEAQ            4(SI), R11
 
 dotZx4Q4AG128F16_next:
-	ADDQ $0x00000200, CX
-	ADDQ $0x00000040, DX
-	ADDQ $0x00000040, BX
-	DECQ SI
+	ADDQ $0x00000200, DI
+	ADDQ $0x00000040, R8
+	ADDQ $0x00000040, R9
+	DECQ R10
 	JMP  dotZx4Q4AG128F16_loop
 
 dotZx4Q4AG128F16_end:
-	MOVQ          out+112(FP), AX
+	MOVQ          stride+128(FP), SI
+	SHLQ          $0x02, SI
+	MOVQ          DX, DI
 	VADDPS        Z4, Z3, Z3
 	VMULPS        zFin<>+0(SB), Z3, Z3
-	VEXTRACTF64X4 $0x01, Z3, Y0
-	VADDPS        Y0, Y3, Y0
-	VEXTRACTF128  $0x01, Y0, X1
-	VADDPS        X0, X1, X1
-	VMOVHLPS      X1, X1, X0
-	VADDPS        X0, X1, X1
-	VMOVSHDUP     X1, X0
-	VADDSS        X0, X1, X1
-	VMOVHLPS      X5, X5, X0
-	VADDPS        X0, X5, X5
-	VMOVSHDUP     X5, X0
-	VADDSS        X0, X5, X5
-	VADDSS        X5, X1, X1
-	VMOVSS        X1, (AX)
+	VEXTRACTF64X4 $0x01, Z3, Y16
+	VADDPS        Y16, Y3, Y16
+	VEXTRACTF32X4 $0x01, Y16, X15
+	VADDPS        X16, X15, X15
+	VMOVHLPS      X15, X15, X16
+	VADDPS        X16, X15, X15
+	VMOVSHDUP     X15, X16
+	VADDSS        X16, X15, X15
+	VMOVHLPS      X5, X5, X16
+	VADDPS        X16, X5, X5
+	VMOVSHDUP     X5, X16
+	VADDSS        X16, X5, X5
+	VADDSS        X5, X15, X15
+	VMOVSS        X15, (DI)
+	ADDQ          SI, DI
 	VADDPS        Z7, Z6, Z6
 	VMULPS        zFin<>+0(SB), Z6, Z6
-	VEXTRACTF64X4 $0x01, Z6, Y0
-	VADDPS        Y0, Y6, Y0
-	VEXTRACTF128  $0x01, Y0, X1
-	VADDPS        X0, X1, X1
-	VMOVHLPS      X1, X1, X0
-	VADDPS        X0, X1, X1
-	VMOVSHDUP     X1, X0
-	VADDSS        X0, X1, X1
-	VMOVHLPS      X8, X8, X0
-	VADDPS        X0, X8, X8
-	VMOVSHDUP     X8, X0
-	VADDSS        X0, X8, X8
-	VADDSS        X8, X1, X1
-	VMOVSS        X1, 4(AX)
+	VEXTRACTF64X4 $0x01, Z6, Y5
+	VADDPS        Y5, Y6, Y5
+	VEXTRACTF32X4 $0x01, Y5, X15
+	VADDPS        X5, X15, X15
+	VMOVHLPS      X15, X15, X5
+	VADDPS        X5, X15, X15
+	VMOVSHDUP     X15, X5
+	VADDSS        X5, X15, X15
+	VMOVHLPS      X8, X8, X5
+	VADDPS        X5, X8, X8
+	VMOVSHDUP     X8, X5
+	VADDSS        X5, X8, X8
+	VADDSS        X8, X15, X15
+	VMOVSS        X15, (DI)
+	ADDQ          SI, DI
 	VADDPS        Z10, Z9, Z9
 	VMULPS        zFin<>+0(SB), Z9, Z9
-	VEXTRACTF64X4 $0x01, Z9, Y0
-	VADDPS        Y0, Y9, Y0
-	VEXTRACTF128  $0x01, Y0, X1
-	VADDPS        X0, X1, X1
-	VMOVHLPS      X1, X1, X0
-	VADDPS        X0, X1, X1
-	VMOVSHDUP     X1, X0
-	VADDSS        X0, X1, X1
-	VMOVHLPS      X11, X11, X0
-	VADDPS        X0, X11, X11
-	VMOVSHDUP     X11, X0
-	VADDSS        X0, X11, X11
-	VADDSS        X11, X1, X1
-	VMOVSS        X1, 8(AX)
+	VEXTRACTF64X4 $0x01, Z9, Y5
+	VADDPS        Y5, Y9, Y5
+	VEXTRACTF32X4 $0x01, Y5, X8
+	VADDPS        X5, X8, X8
+	VMOVHLPS      X8, X8, X5
+	VADDPS        X5, X8, X8
+	VMOVSHDUP     X8, X5
+	VADDSS        X5, X8, X8
+	VMOVHLPS      X11, X11, X5
+	VADDPS        X5, X11, X11
+	VMOVSHDUP     X11, X5
+	VADDSS        X5, X11, X11
+	VADDSS        X11, X8, X8
+	VMOVSS        X8, (DI)
+	ADDQ          SI, DI
 	VADDPS        Z13, Z12, Z12
 	VMULPS        zFin<>+0(SB), Z12, Z12
-	VEXTRACTF64X4 $0x01, Z12, Y0
-	VADDPS        Y0, Y12, Y0
-	VEXTRACTF128  $0x01, Y0, X1
-	VADDPS        X0, X1, X1
-	VMOVHLPS      X1, X1, X0
-	VADDPS        X0, X1, X1
-	VMOVSHDUP     X1, X0
-	VADDSS        X0, X1, X1
-	VMOVHLPS      X14, X14, X0
-	VADDPS        X0, X14, X14
-	VMOVSHDUP     X14, X0
-	VADDSS        X0, X14, X14
-	VADDSS        X14, X1, X1
-	VMOVSS        X1, 12(AX)
+	VEXTRACTF64X4 $0x01, Z12, Y5
+	VADDPS        Y5, Y12, Y5
+	VEXTRACTF32X4 $0x01, Y5, X8
+	VADDPS        X5, X8, X8
+	VMOVHLPS      X8, X8, X5
+	VADDPS        X5, X8, X8
+	VMOVSHDUP     X8, X5
+	VADDSS        X5, X8, X8
+	VMOVHLPS      X14, X14, X5
+	VADDPS        X5, X14, X14
+	VMOVSHDUP     X14, X5
+	VADDSS        X5, X14, X14
+	VADDSS        X14, X8, X8
+	VMOVSS        X8, (DI)
+	MOVQ          rb+120(FP), SI
+	ADDQ          SI, AX
+	ADDQ          $0x04, DX
+	DECQ          CX
+	JMP           dotZx4Q4AG128F16_row
+
+dotZx4Q4AG128F16_done:
 	VZEROUPPER
 	RET
 
@@ -17591,17 +17914,24 @@ dotYRowsPQ4AG128F16_done:
 	VZEROUPPER
 	RET
 
-// func dotYx4Q4AG128F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, out *[4]float32)
+// func dotYx4Q4AG128F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, stride int, out []float32)
 // Requires: AVX, AVX2, F16C, FMA3
-TEXT ·dotYx4Q4AG128F16(SB), NOSPLIT, $0-120
-	MOVQ   w_base+0(FP), AX
-	MOVQ   q_base+24(FP), CX
-	MOVQ   d_base+48(FP), DX
-	MOVQ   s_base+72(FP), BX
-	MOVQ   n4+96(FP), SI
-	MOVQ   bb+104(FP), DI
-	LEAQ   4(AX), R8
-	LEAQ   (AX)(DI*1), R9
+TEXT ·dotYx4Q4AG128F16(SB), NOSPLIT, $0-160
+	MOVQ w_base+0(FP), AX
+	MOVQ rows+112(FP), CX
+	MOVQ out_base+136(FP), DX
+	MOVQ bb+104(FP), BX
+
+dotYx4Q4AG128F16_row:
+	TESTQ  CX, CX
+	JZ     dotYx4Q4AG128F16_done
+	MOVQ   AX, SI
+	MOVQ   q_base+24(FP), DI
+	MOVQ   d_base+48(FP), R8
+	MOVQ   s_base+72(FP), R9
+	MOVQ   n4+96(FP), R10
+	LEAQ   4(SI), R11
+	LEAQ   (SI)(BX*1), R12
 	VXORPS Y0, Y0, Y0
 	VXORPS X1, X1, X1
 	VXORPS Y2, Y2, Y2
@@ -17612,112 +17942,114 @@ TEXT ·dotYx4Q4AG128F16(SB), NOSPLIT, $0-120
 	VXORPS X7, X7, X7
 
 dotYx4Q4AG128F16_loop:
-	TESTQ        SI, SI
+	TESTQ        R10, R10
 	JZ           dotYx4Q4AG128F16_end
-	VPBROADCASTW (AX), X8
+	VPBROADCASTW (SI), X8
 	VCVTPH2PS    X8, X8
-	VPBROADCASTW 2(AX), X9
+	VPBROADCASTW 2(SI), X9
 	VCVTPH2PS    X9, X9
-	VFMADD231PS  (BX), X9, X1
-	VFMADD231PS  16(BX), X9, X3
-	VFMADD231PS  32(BX), X9, X5
-	VFMADD231PS  48(BX), X9, X7
-	VMOVDQU      (R8), Y9
+	VFMADD231PS  (R9), X9, X1
+	VFMADD231PS  16(R9), X9, X3
+	VFMADD231PS  32(R9), X9, X5
+	VFMADD231PS  48(R9), X9, X7
+	VMOVDQU      (R11), Y9
 	VPSRLW       $0x04, Y9, Y10
 	VPAND        yMask<>+0(SB), Y10, Y10
 	VPAND        yMask<>+0(SB), Y9, Y9
-	VMULPS       (DX), X8, X11
+	VMULPS       (R8), X8, X11
 	VMOVDQU      yIdx0<>+0(SB), Y12
 	VPERMPS      Y11, Y12, Y12
-	VPMADDUBSW   (CX), Y9, Y13
-	VPMADDUBSW   32(CX), Y10, Y14
+	VPMADDUBSW   (DI), Y9, Y13
+	VPMADDUBSW   32(DI), Y10, Y14
 	VPADDW       Y14, Y13, Y13
 	VPMADDWD     yOnes<>+0(SB), Y13, Y13
 	VCVTDQ2PS    Y13, Y13
 	VFMADD231PS  Y12, Y13, Y0
-	VMULPS       16(DX), X8, X11
+	VMULPS       16(R8), X8, X11
 	VMOVDQU      yIdx0<>+0(SB), Y12
 	VPERMPS      Y11, Y12, Y12
-	VPMADDUBSW   128(CX), Y9, Y13
-	VPMADDUBSW   160(CX), Y10, Y14
+	VPMADDUBSW   128(DI), Y9, Y13
+	VPMADDUBSW   160(DI), Y10, Y14
 	VPADDW       Y14, Y13, Y13
 	VPMADDWD     yOnes<>+0(SB), Y13, Y13
 	VCVTDQ2PS    Y13, Y13
 	VFMADD231PS  Y12, Y13, Y2
-	VMULPS       32(DX), X8, X11
+	VMULPS       32(R8), X8, X11
 	VMOVDQU      yIdx0<>+0(SB), Y12
 	VPERMPS      Y11, Y12, Y12
-	VPMADDUBSW   256(CX), Y9, Y13
-	VPMADDUBSW   288(CX), Y10, Y14
+	VPMADDUBSW   256(DI), Y9, Y13
+	VPMADDUBSW   288(DI), Y10, Y14
 	VPADDW       Y14, Y13, Y13
 	VPMADDWD     yOnes<>+0(SB), Y13, Y13
 	VCVTDQ2PS    Y13, Y13
 	VFMADD231PS  Y12, Y13, Y4
-	VMULPS       48(DX), X8, X11
+	VMULPS       48(R8), X8, X11
 	VMOVDQU      yIdx0<>+0(SB), Y12
 	VPERMPS      Y11, Y12, Y12
-	VPMADDUBSW   384(CX), Y9, Y9
-	VPMADDUBSW   416(CX), Y10, Y10
+	VPMADDUBSW   384(DI), Y9, Y9
+	VPMADDUBSW   416(DI), Y10, Y10
 	VPADDW       Y10, Y9, Y9
 	VPMADDWD     yOnes<>+0(SB), Y9, Y9
 	VCVTDQ2PS    Y9, Y9
 	VFMADD231PS  Y12, Y9, Y6
-	VMOVDQU      32(R8), Y9
+	VMOVDQU      32(R11), Y9
 	VPSRLW       $0x04, Y9, Y10
 	VPAND        yMask<>+0(SB), Y10, Y10
 	VPAND        yMask<>+0(SB), Y9, Y9
-	VMULPS       (DX), X8, X11
+	VMULPS       (R8), X8, X11
 	VMOVDQU      yIdx1<>+0(SB), Y12
 	VPERMPS      Y11, Y12, Y12
-	VPMADDUBSW   64(CX), Y9, Y13
-	VPMADDUBSW   96(CX), Y10, Y14
+	VPMADDUBSW   64(DI), Y9, Y13
+	VPMADDUBSW   96(DI), Y10, Y14
 	VPADDW       Y14, Y13, Y13
 	VPMADDWD     yOnes<>+0(SB), Y13, Y13
 	VCVTDQ2PS    Y13, Y13
 	VFMADD231PS  Y12, Y13, Y0
-	VMULPS       16(DX), X8, X11
+	VMULPS       16(R8), X8, X11
 	VMOVDQU      yIdx1<>+0(SB), Y12
 	VPERMPS      Y11, Y12, Y12
-	VPMADDUBSW   192(CX), Y9, Y13
-	VPMADDUBSW   224(CX), Y10, Y14
+	VPMADDUBSW   192(DI), Y9, Y13
+	VPMADDUBSW   224(DI), Y10, Y14
 	VPADDW       Y14, Y13, Y13
 	VPMADDWD     yOnes<>+0(SB), Y13, Y13
 	VCVTDQ2PS    Y13, Y13
 	VFMADD231PS  Y12, Y13, Y2
-	VMULPS       32(DX), X8, X11
+	VMULPS       32(R8), X8, X11
 	VMOVDQU      yIdx1<>+0(SB), Y12
 	VPERMPS      Y11, Y12, Y12
-	VPMADDUBSW   320(CX), Y9, Y13
-	VPMADDUBSW   352(CX), Y10, Y14
+	VPMADDUBSW   320(DI), Y9, Y13
+	VPMADDUBSW   352(DI), Y10, Y14
 	VPADDW       Y14, Y13, Y13
 	VPMADDWD     yOnes<>+0(SB), Y13, Y13
 	VCVTDQ2PS    Y13, Y13
 	VFMADD231PS  Y12, Y13, Y4
-	VMULPS       48(DX), X8, X8
+	VMULPS       48(R8), X8, X8
 	VMOVDQU      yIdx1<>+0(SB), Y12
 	VPERMPS      Y8, Y12, Y12
-	VPMADDUBSW   448(CX), Y9, Y9
-	VPMADDUBSW   480(CX), Y10, Y10
+	VPMADDUBSW   448(DI), Y9, Y9
+	VPMADDUBSW   480(DI), Y10, Y10
 	VPADDW       Y10, Y9, Y9
 	VPMADDWD     yOnes<>+0(SB), Y9, Y9
 	VCVTDQ2PS    Y9, Y9
 	VFMADD231PS  Y12, Y9, Y6
-	ADDQ         $0x00000040, R8
-	CMPQ         R8, R9
+	ADDQ         $0x00000040, R11
+	CMPQ         R11, R12
 	JNE          dotYx4Q4AG128F16_next
-	MOVQ         R9, AX
-	ADDQ         DI, R9
-	LEAQ         4(AX), R8
+	MOVQ         R12, SI
+	ADDQ         BX, R12
+	LEAQ         4(SI), R11
 
 dotYx4Q4AG128F16_next:
-	ADDQ $0x00000200, CX
-	ADDQ $0x00000040, DX
-	ADDQ $0x00000040, BX
-	DECQ SI
+	ADDQ $0x00000200, DI
+	ADDQ $0x00000040, R8
+	ADDQ $0x00000040, R9
+	DECQ R10
 	JMP  dotYx4Q4AG128F16_loop
 
 dotYx4Q4AG128F16_end:
-	MOVQ         out+112(FP), AX
+	MOVQ         stride+128(FP), SI
+	SHLQ         $0x02, SI
+	MOVQ         DX, DI
 	VEXTRACTF128 $0x01, Y0, X8
 	VADDPS       X0, X8, X8
 	VMOVHLPS     X8, X8, X0
@@ -17729,7 +18061,8 @@ dotYx4Q4AG128F16_end:
 	VMOVSHDUP    X1, X0
 	VADDSS       X0, X1, X1
 	VADDSS       X1, X8, X8
-	VMOVSS       X8, (AX)
+	VMOVSS       X8, (DI)
+	ADDQ         SI, DI
 	VEXTRACTF128 $0x01, Y2, X0
 	VADDPS       X2, X0, X0
 	VMOVHLPS     X0, X0, X1
@@ -17741,7 +18074,8 @@ dotYx4Q4AG128F16_end:
 	VMOVSHDUP    X3, X1
 	VADDSS       X1, X3, X3
 	VADDSS       X3, X0, X0
-	VMOVSS       X0, 4(AX)
+	VMOVSS       X0, (DI)
+	ADDQ         SI, DI
 	VEXTRACTF128 $0x01, Y4, X0
 	VADDPS       X4, X0, X0
 	VMOVHLPS     X0, X0, X1
@@ -17753,7 +18087,8 @@ dotYx4Q4AG128F16_end:
 	VMOVSHDUP    X5, X1
 	VADDSS       X1, X5, X5
 	VADDSS       X5, X0, X0
-	VMOVSS       X0, 8(AX)
+	VMOVSS       X0, (DI)
+	ADDQ         SI, DI
 	VEXTRACTF128 $0x01, Y6, X0
 	VADDPS       X6, X0, X0
 	VMOVHLPS     X0, X0, X1
@@ -17765,12 +18100,19 @@ dotYx4Q4AG128F16_end:
 	VMOVSHDUP    X7, X1
 	VADDSS       X1, X7, X7
 	VADDSS       X7, X0, X0
-	VMOVSS       X0, 12(AX)
+	VMOVSS       X0, (DI)
+	MOVQ         rb+120(FP), SI
+	ADDQ         SI, AX
+	ADDQ         $0x04, DX
+	DECQ         CX
+	JMP          dotYx4Q4AG128F16_row
+
+dotYx4Q4AG128F16_done:
 	VZEROUPPER
 	RET
 
 // func dotZRowsQ4AG32F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
-// Requires: AVX, AVX512F, AVX512VNNI, FMA3
+// Requires: AVX, AVX512F, AVX512VL, AVX512VNNI, FMA3
 TEXT ·dotZRowsQ4AG32F32(SB), NOSPLIT, $0-152
 	VMOVDQU64 zNib<>+0(SB), Z0
 	VMOVDQU64 zIdx0<>+0(SB), Z1
@@ -17837,7 +18179,7 @@ dotZRowsQ4AG32F32_end:
 	VMULPS        zFin<>+0(SB), Z4, Z4
 	VEXTRACTF64X4 $0x01, Z4, Y8
 	VADDPS        Y8, Y4, Y8
-	VEXTRACTF128  $0x01, Y8, X7
+	VEXTRACTF32X4 $0x01, Y8, X7
 	VADDPS        X8, X7, X7
 	VMOVHLPS      X7, X7, X8
 	VADDPS        X8, X7, X7
@@ -17859,7 +18201,7 @@ dotZRowsQ4AG32F32_done:
 	RET
 
 // func dotZRowsPQ4AG32F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
-// Requires: AVX, AVX512F, AVX512VNNI, FMA3
+// Requires: AVX, AVX512F, AVX512VL, AVX512VNNI, FMA3
 TEXT ·dotZRowsPQ4AG32F32(SB), NOSPLIT, $0-152
 	VMOVDQU64 zNib<>+0(SB), Z0
 	VMOVDQU64 zIdx0<>+0(SB), Z1
@@ -17923,7 +18265,7 @@ dotZRowsPQ4AG32F32_end:
 	VMULPS        zFin<>+0(SB), Z3, Z3
 	VEXTRACTF64X4 $0x01, Z3, Y7
 	VADDPS        Y7, Y3, Y7
-	VEXTRACTF128  $0x01, Y7, X6
+	VEXTRACTF32X4 $0x01, Y7, X6
 	VADDPS        X7, X6, X6
 	VMOVHLPS      X6, X6, X7
 	VADDPS        X7, X6, X6
@@ -17944,170 +18286,189 @@ dotZRowsPQ4AG32F32_done:
 	VZEROUPPER
 	RET
 
-// func dotZx4Q4AG32F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, out *[4]float32)
-// Requires: AVX, AVX512F, AVX512VNNI, FMA3
-TEXT ·dotZx4Q4AG32F32(SB), NOSPLIT, $0-120
+// func dotZx4Q4AG32F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, stride int, out []float32)
+// Requires: AVX, AVX512F, AVX512VL, AVX512VNNI, FMA3
+TEXT ·dotZx4Q4AG32F32(SB), NOSPLIT, $0-160
+	MOVQ      w_base+0(FP), AX
+	MOVQ      rows+112(FP), CX
+	MOVQ      out_base+136(FP), DX
 	VMOVDQU64 zNib<>+0(SB), Z0
 	VMOVDQU64 zIdx0<>+0(SB), Z1
 	VMOVDQU64 zIdx1<>+0(SB), Z2
-	MOVL      $0x0000f0f0, AX
-	KMOVW     AX, K1
-	MOVQ      w_base+0(FP), AX
-	MOVQ      q_base+24(FP), CX
-	MOVQ      d_base+48(FP), DX
-	MOVQ      s_base+72(FP), BX
-	MOVQ      n4+96(FP), SI
-	VPXORD    Z3, Z3, Z3
-	VPXORD    Z4, Z4, Z4
-	VXORPS    X5, X5, X5
-	VPXORD    Z6, Z6, Z6
-	VPXORD    Z7, Z7, Z7
-	VXORPS    X8, X8, X8
-	VPXORD    Z9, Z9, Z9
-	VPXORD    Z10, Z10, Z10
-	VXORPS    X11, X11, X11
-	VPXORD    Z12, Z12, Z12
-	VPXORD    Z13, Z13, Z13
-	VXORPS    X14, X14, X14
+	MOVL      $0x0000f0f0, BX
+	KMOVW     BX, K1
+
+dotZx4Q4AG32F32_row:
+	TESTQ  CX, CX
+	JZ     dotZx4Q4AG32F32_done
+	MOVQ   AX, BX
+	MOVQ   q_base+24(FP), SI
+	MOVQ   d_base+48(FP), DI
+	MOVQ   s_base+72(FP), R8
+	MOVQ   n4+96(FP), R9
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VXORPS X5, X5, X5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+	VXORPS X8, X8, X8
+	VPXORD Z9, Z9, Z9
+	VPXORD Z10, Z10, Z10
+	VXORPS X11, X11, X11
+	VPXORD Z12, Z12, Z12
+	VPXORD Z13, Z13, Z13
+	VXORPS X14, X14, X14
 
 dotZx4Q4AG32F32_loop:
-	TESTQ           SI, SI
+	TESTQ           R9, R9
 	JZ              dotZx4Q4AG32F32_end
-	VMOVSS          (AX), X15
-	VINSERTPS       $0x10, 24(AX), X15, X15
-	VINSERTPS       $0x20, 48(AX), X15, X15
-	VINSERTPS       $0x30, 72(AX), X15, X15
-	VMOVSS          4(AX), X16
-	VINSERTPS       $0x10, 28(AX), X16, X16
-	VINSERTPS       $0x20, 52(AX), X16, X16
-	VINSERTPS       $0x30, 76(AX), X16, X16
-	VBROADCASTI32X4 8(AX), Z17
-	VBROADCASTI32X4 32(AX), K1, Z17
+	VMOVSS          (BX), X15
+	VINSERTPS       $0x10, 24(BX), X15, X15
+	VINSERTPS       $0x20, 48(BX), X15, X15
+	VINSERTPS       $0x30, 72(BX), X15, X15
+	VMOVSS          4(BX), X16
+	VINSERTPS       $0x10, 28(BX), X16, X16
+	VINSERTPS       $0x20, 52(BX), X16, X16
+	VINSERTPS       $0x30, 76(BX), X16, X16
+	VBROADCASTI32X4 8(BX), Z17
+	VBROADCASTI32X4 32(BX), K1, Z17
 	VPANDD          Z0, Z17, Z17
-	VBROADCASTI32X4 56(AX), Z18
-	VBROADCASTI32X4 80(AX), K1, Z18
+	VBROADCASTI32X4 56(BX), Z18
+	VBROADCASTI32X4 80(BX), K1, Z18
 	VPANDD          Z0, Z18, Z18
-	VMULPS          (DX), X15, X19
-	VFMADD231PS     (BX), X16, X5
+	VMULPS          (DI), X15, X19
+	VFMADD231PS     (R8), X16, X5
 	VPERMPS         Z19, Z1, Z20
 	VPXORD          Z21, Z21, Z21
-	VPDPBUSD        (CX), Z17, Z21
+	VPDPBUSD        (SI), Z17, Z21
 	VCVTDQ2PS       Z21, Z21
 	VFMADD231PS     Z20, Z21, Z3
 	VPERMPS         Z19, Z2, Z20
 	VPXORD          Z22, Z22, Z22
-	VPDPBUSD        64(CX), Z18, Z22
+	VPDPBUSD        64(SI), Z18, Z22
 	VCVTDQ2PS       Z22, Z22
 	VFMADD231PS     Z20, Z22, Z4
-	VMULPS          16(DX), X15, X19
-	VFMADD231PS     16(BX), X16, X8
+	VMULPS          16(DI), X15, X19
+	VFMADD231PS     16(R8), X16, X8
 	VPERMPS         Z19, Z1, Z20
 	VPXORD          Z23, Z23, Z23
-	VPDPBUSD        128(CX), Z17, Z23
+	VPDPBUSD        128(SI), Z17, Z23
 	VCVTDQ2PS       Z23, Z23
 	VFMADD231PS     Z20, Z23, Z6
 	VPERMPS         Z19, Z2, Z20
 	VPXORD          Z24, Z24, Z24
-	VPDPBUSD        192(CX), Z18, Z24
+	VPDPBUSD        192(SI), Z18, Z24
 	VCVTDQ2PS       Z24, Z24
 	VFMADD231PS     Z20, Z24, Z7
-	VMULPS          32(DX), X15, X19
-	VFMADD231PS     32(BX), X16, X11
+	VMULPS          32(DI), X15, X19
+	VFMADD231PS     32(R8), X16, X11
 	VPERMPS         Z19, Z1, Z20
 	VPXORD          Z25, Z25, Z25
-	VPDPBUSD        256(CX), Z17, Z25
+	VPDPBUSD        256(SI), Z17, Z25
 	VCVTDQ2PS       Z25, Z25
 	VFMADD231PS     Z20, Z25, Z9
 	VPERMPS         Z19, Z2, Z20
 	VPXORD          Z26, Z26, Z26
-	VPDPBUSD        320(CX), Z18, Z26
+	VPDPBUSD        320(SI), Z18, Z26
 	VCVTDQ2PS       Z26, Z26
 	VFMADD231PS     Z20, Z26, Z10
-	VMULPS          48(DX), X15, X15
-	VFMADD231PS     48(BX), X16, X14
+	VMULPS          48(DI), X15, X15
+	VFMADD231PS     48(R8), X16, X14
 	VPERMPS         Z15, Z1, Z16
 	VPXORD          Z27, Z27, Z27
-	VPDPBUSD        384(CX), Z17, Z27
+	VPDPBUSD        384(SI), Z17, Z27
 	VCVTDQ2PS       Z27, Z27
 	VFMADD231PS     Z16, Z27, Z12
 	VPERMPS         Z15, Z2, Z16
 	VPXORD          Z28, Z28, Z28
-	VPDPBUSD        448(CX), Z18, Z28
+	VPDPBUSD        448(SI), Z18, Z28
 	VCVTDQ2PS       Z28, Z28
 	VFMADD231PS     Z16, Z28, Z13
-	ADDQ            $0x00000060, AX
-	ADDQ            $0x00000200, CX
-	ADDQ            $0x00000040, DX
-	ADDQ            $0x00000040, BX
-	DECQ            SI
+	ADDQ            $0x00000060, BX
+	ADDQ            $0x00000200, SI
+	ADDQ            $0x00000040, DI
+	ADDQ            $0x00000040, R8
+	DECQ            R9
 	JMP             dotZx4Q4AG32F32_loop
 
 dotZx4Q4AG32F32_end:
-	MOVQ          out+112(FP), AX
+	MOVQ          stride+128(FP), BX
+	SHLQ          $0x02, BX
+	MOVQ          DX, SI
 	VADDPS        Z4, Z3, Z3
 	VMULPS        zFin<>+0(SB), Z3, Z3
-	VEXTRACTF64X4 $0x01, Z3, Y0
-	VADDPS        Y0, Y3, Y0
-	VEXTRACTF128  $0x01, Y0, X1
-	VADDPS        X0, X1, X1
-	VMOVHLPS      X1, X1, X0
-	VADDPS        X0, X1, X1
-	VMOVSHDUP     X1, X0
-	VADDSS        X0, X1, X1
-	VMOVHLPS      X5, X5, X0
-	VADDPS        X0, X5, X5
-	VMOVSHDUP     X5, X0
-	VADDSS        X0, X5, X5
-	VADDSS        X5, X1, X1
-	VMOVSS        X1, (AX)
+	VEXTRACTF64X4 $0x01, Z3, Y16
+	VADDPS        Y16, Y3, Y16
+	VEXTRACTF32X4 $0x01, Y16, X15
+	VADDPS        X16, X15, X15
+	VMOVHLPS      X15, X15, X16
+	VADDPS        X16, X15, X15
+	VMOVSHDUP     X15, X16
+	VADDSS        X16, X15, X15
+	VMOVHLPS      X5, X5, X16
+	VADDPS        X16, X5, X5
+	VMOVSHDUP     X5, X16
+	VADDSS        X16, X5, X5
+	VADDSS        X5, X15, X15
+	VMOVSS        X15, (SI)
+	ADDQ          BX, SI
 	VADDPS        Z7, Z6, Z6
 	VMULPS        zFin<>+0(SB), Z6, Z6
-	VEXTRACTF64X4 $0x01, Z6, Y0
-	VADDPS        Y0, Y6, Y0
-	VEXTRACTF128  $0x01, Y0, X1
-	VADDPS        X0, X1, X1
-	VMOVHLPS      X1, X1, X0
-	VADDPS        X0, X1, X1
-	VMOVSHDUP     X1, X0
-	VADDSS        X0, X1, X1
-	VMOVHLPS      X8, X8, X0
-	VADDPS        X0, X8, X8
-	VMOVSHDUP     X8, X0
-	VADDSS        X0, X8, X8
-	VADDSS        X8, X1, X1
-	VMOVSS        X1, 4(AX)
+	VEXTRACTF64X4 $0x01, Z6, Y5
+	VADDPS        Y5, Y6, Y5
+	VEXTRACTF32X4 $0x01, Y5, X15
+	VADDPS        X5, X15, X15
+	VMOVHLPS      X15, X15, X5
+	VADDPS        X5, X15, X15
+	VMOVSHDUP     X15, X5
+	VADDSS        X5, X15, X15
+	VMOVHLPS      X8, X8, X5
+	VADDPS        X5, X8, X8
+	VMOVSHDUP     X8, X5
+	VADDSS        X5, X8, X8
+	VADDSS        X8, X15, X15
+	VMOVSS        X15, (SI)
+	ADDQ          BX, SI
 	VADDPS        Z10, Z9, Z9
 	VMULPS        zFin<>+0(SB), Z9, Z9
-	VEXTRACTF64X4 $0x01, Z9, Y0
-	VADDPS        Y0, Y9, Y0
-	VEXTRACTF128  $0x01, Y0, X1
-	VADDPS        X0, X1, X1
-	VMOVHLPS      X1, X1, X0
-	VADDPS        X0, X1, X1
-	VMOVSHDUP     X1, X0
-	VADDSS        X0, X1, X1
-	VMOVHLPS      X11, X11, X0
-	VADDPS        X0, X11, X11
-	VMOVSHDUP     X11, X0
-	VADDSS        X0, X11, X11
-	VADDSS        X11, X1, X1
-	VMOVSS        X1, 8(AX)
+	VEXTRACTF64X4 $0x01, Z9, Y5
+	VADDPS        Y5, Y9, Y5
+	VEXTRACTF32X4 $0x01, Y5, X8
+	VADDPS        X5, X8, X8
+	VMOVHLPS      X8, X8, X5
+	VADDPS        X5, X8, X8
+	VMOVSHDUP     X8, X5
+	VADDSS        X5, X8, X8
+	VMOVHLPS      X11, X11, X5
+	VADDPS        X5, X11, X11
+	VMOVSHDUP     X11, X5
+	VADDSS        X5, X11, X11
+	VADDSS        X11, X8, X8
+	VMOVSS        X8, (SI)
+	ADDQ          BX, SI
 	VADDPS        Z13, Z12, Z12
 	VMULPS        zFin<>+0(SB), Z12, Z12
-	VEXTRACTF64X4 $0x01, Z12, Y0
-	VADDPS        Y0, Y12, Y0
-	VEXTRACTF128  $0x01, Y0, X1
-	VADDPS        X0, X1, X1
-	VMOVHLPS      X1, X1, X0
-	VADDPS        X0, X1, X1
-	VMOVSHDUP     X1, X0
-	VADDSS        X0, X1, X1
-	VMOVHLPS      X14, X14, X0
-	VADDPS        X0, X14, X14
-	VMOVSHDUP     X14, X0
-	VADDSS        X0, X14, X14
-	VADDSS        X14, X1, X1
-	VMOVSS        X1, 12(AX)
+	VEXTRACTF64X4 $0x01, Z12, Y5
+	VADDPS        Y5, Y12, Y5
+	VEXTRACTF32X4 $0x01, Y5, X8
+	VADDPS        X5, X8, X8
+	VMOVHLPS      X8, X8, X5
+	VADDPS        X5, X8, X8
+	VMOVSHDUP     X8, X5
+	VADDSS        X5, X8, X8
+	VMOVHLPS      X14, X14, X5
+	VADDPS        X5, X14, X14
+	VMOVSHDUP     X14, X5
+	VADDSS        X5, X14, X14
+	VADDSS        X14, X8, X8
+	VMOVSS        X8, (SI)
+	MOVQ          rb+120(FP), BX
+	ADDQ          BX, AX
+	ADDQ          $0x04, DX
+	DECQ          CX
+	JMP           dotZx4Q4AG32F32_row
+
+dotZx4Q4AG32F32_done:
 	VZEROUPPER
 	RET
 
@@ -18291,14 +18652,21 @@ dotYRowsPQ4AG32F32_done:
 	VZEROUPPER
 	RET
 
-// func dotYx4Q4AG32F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, out *[4]float32)
+// func dotYx4Q4AG32F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, stride int, out []float32)
 // Requires: AVX, AVX2, FMA3
-TEXT ·dotYx4Q4AG32F32(SB), NOSPLIT, $0-120
-	MOVQ   w_base+0(FP), AX
-	MOVQ   q_base+24(FP), CX
-	MOVQ   d_base+48(FP), DX
-	MOVQ   s_base+72(FP), BX
-	MOVQ   n4+96(FP), SI
+TEXT ·dotYx4Q4AG32F32(SB), NOSPLIT, $0-160
+	MOVQ w_base+0(FP), AX
+	MOVQ rows+112(FP), CX
+	MOVQ out_base+136(FP), DX
+
+dotYx4Q4AG32F32_row:
+	TESTQ  CX, CX
+	JZ     dotYx4Q4AG32F32_done
+	MOVQ   AX, BX
+	MOVQ   q_base+24(FP), SI
+	MOVQ   d_base+48(FP), DI
+	MOVQ   s_base+72(FP), R8
+	MOVQ   n4+96(FP), R9
 	VXORPS Y0, Y0, Y0
 	VXORPS X1, X1, X1
 	VXORPS Y2, Y2, Y2
@@ -18309,111 +18677,113 @@ TEXT ·dotYx4Q4AG32F32(SB), NOSPLIT, $0-120
 	VXORPS X7, X7, X7
 
 dotYx4Q4AG32F32_loop:
-	TESTQ       SI, SI
+	TESTQ       R9, R9
 	JZ          dotYx4Q4AG32F32_end
-	VMOVSS      (AX), X8
-	VINSERTPS   $0x10, 24(AX), X8, X8
-	VINSERTPS   $0x20, 48(AX), X8, X8
-	VINSERTPS   $0x30, 72(AX), X8, X8
-	VMOVSS      4(AX), X9
-	VINSERTPS   $0x10, 28(AX), X9, X9
-	VINSERTPS   $0x20, 52(AX), X9, X9
-	VINSERTPS   $0x30, 76(AX), X9, X9
-	VFMADD231PS (BX), X9, X1
-	VFMADD231PS 16(BX), X9, X3
-	VFMADD231PS 32(BX), X9, X5
-	VFMADD231PS 48(BX), X9, X7
-	VMOVDQU     8(AX), X9
-	VINSERTI128 $0x01, 32(AX), Y9, Y9
+	VMOVSS      (BX), X8
+	VINSERTPS   $0x10, 24(BX), X8, X8
+	VINSERTPS   $0x20, 48(BX), X8, X8
+	VINSERTPS   $0x30, 72(BX), X8, X8
+	VMOVSS      4(BX), X9
+	VINSERTPS   $0x10, 28(BX), X9, X9
+	VINSERTPS   $0x20, 52(BX), X9, X9
+	VINSERTPS   $0x30, 76(BX), X9, X9
+	VFMADD231PS (R8), X9, X1
+	VFMADD231PS 16(R8), X9, X3
+	VFMADD231PS 32(R8), X9, X5
+	VFMADD231PS 48(R8), X9, X7
+	VMOVDQU     8(BX), X9
+	VINSERTI128 $0x01, 32(BX), Y9, Y9
 	VPSRLW      $0x04, Y9, Y10
 	VPAND       yMask<>+0(SB), Y10, Y10
 	VPAND       yMask<>+0(SB), Y9, Y9
-	VMULPS      (DX), X8, X11
+	VMULPS      (DI), X8, X11
 	VMOVDQU     yIdx0<>+0(SB), Y12
 	VPERMPS     Y11, Y12, Y12
-	VPMADDUBSW  (CX), Y9, Y14
-	VPMADDUBSW  32(CX), Y10, Y15
+	VPMADDUBSW  (SI), Y9, Y14
+	VPMADDUBSW  32(SI), Y10, Y15
 	VPADDW      Y15, Y14, Y14
 	VPMADDWD    yOnes<>+0(SB), Y14, Y14
 	VCVTDQ2PS   Y14, Y14
 	VFMADD231PS Y12, Y14, Y0
-	VMULPS      16(DX), X8, X11
+	VMULPS      16(DI), X8, X11
 	VMOVDQU     yIdx0<>+0(SB), Y12
 	VPERMPS     Y11, Y12, Y12
-	VPMADDUBSW  128(CX), Y9, Y14
-	VPMADDUBSW  160(CX), Y10, Y15
+	VPMADDUBSW  128(SI), Y9, Y14
+	VPMADDUBSW  160(SI), Y10, Y15
 	VPADDW      Y15, Y14, Y14
 	VPMADDWD    yOnes<>+0(SB), Y14, Y14
 	VCVTDQ2PS   Y14, Y14
 	VFMADD231PS Y12, Y14, Y2
-	VMULPS      32(DX), X8, X11
+	VMULPS      32(DI), X8, X11
 	VMOVDQU     yIdx0<>+0(SB), Y12
 	VPERMPS     Y11, Y12, Y12
-	VPMADDUBSW  256(CX), Y9, Y14
-	VPMADDUBSW  288(CX), Y10, Y15
+	VPMADDUBSW  256(SI), Y9, Y14
+	VPMADDUBSW  288(SI), Y10, Y15
 	VPADDW      Y15, Y14, Y14
 	VPMADDWD    yOnes<>+0(SB), Y14, Y14
 	VCVTDQ2PS   Y14, Y14
 	VFMADD231PS Y12, Y14, Y4
-	VMULPS      48(DX), X8, X11
+	VMULPS      48(DI), X8, X11
 	VMOVDQU     yIdx0<>+0(SB), Y12
 	VPERMPS     Y11, Y12, Y12
-	VPMADDUBSW  384(CX), Y9, Y14
-	VPMADDUBSW  416(CX), Y10, Y10
+	VPMADDUBSW  384(SI), Y9, Y14
+	VPMADDUBSW  416(SI), Y10, Y10
 	VPADDW      Y10, Y14, Y14
 	VPMADDWD    yOnes<>+0(SB), Y14, Y14
 	VCVTDQ2PS   Y14, Y14
 	VFMADD231PS Y12, Y14, Y6
-	VMOVDQU     56(AX), X13
-	VINSERTI128 $0x01, 80(AX), Y13, Y13
+	VMOVDQU     56(BX), X13
+	VINSERTI128 $0x01, 80(BX), Y13, Y13
 	VPSRLW      $0x04, Y13, Y10
 	VPAND       yMask<>+0(SB), Y10, Y10
 	VPAND       yMask<>+0(SB), Y13, Y13
-	VMULPS      (DX), X8, X11
+	VMULPS      (DI), X8, X11
 	VMOVDQU     yIdx1<>+0(SB), Y12
 	VPERMPS     Y11, Y12, Y12
-	VPMADDUBSW  64(CX), Y13, Y14
-	VPMADDUBSW  96(CX), Y10, Y15
+	VPMADDUBSW  64(SI), Y13, Y14
+	VPMADDUBSW  96(SI), Y10, Y15
 	VPADDW      Y15, Y14, Y14
 	VPMADDWD    yOnes<>+0(SB), Y14, Y14
 	VCVTDQ2PS   Y14, Y14
 	VFMADD231PS Y12, Y14, Y0
-	VMULPS      16(DX), X8, X11
+	VMULPS      16(DI), X8, X11
 	VMOVDQU     yIdx1<>+0(SB), Y12
 	VPERMPS     Y11, Y12, Y12
-	VPMADDUBSW  192(CX), Y13, Y14
-	VPMADDUBSW  224(CX), Y10, Y15
+	VPMADDUBSW  192(SI), Y13, Y14
+	VPMADDUBSW  224(SI), Y10, Y15
 	VPADDW      Y15, Y14, Y14
 	VPMADDWD    yOnes<>+0(SB), Y14, Y14
 	VCVTDQ2PS   Y14, Y14
 	VFMADD231PS Y12, Y14, Y2
-	VMULPS      32(DX), X8, X11
+	VMULPS      32(DI), X8, X11
 	VMOVDQU     yIdx1<>+0(SB), Y12
 	VPERMPS     Y11, Y12, Y12
-	VPMADDUBSW  320(CX), Y13, Y14
-	VPMADDUBSW  352(CX), Y10, Y15
+	VPMADDUBSW  320(SI), Y13, Y14
+	VPMADDUBSW  352(SI), Y10, Y15
 	VPADDW      Y15, Y14, Y14
 	VPMADDWD    yOnes<>+0(SB), Y14, Y14
 	VCVTDQ2PS   Y14, Y14
 	VFMADD231PS Y12, Y14, Y4
-	VMULPS      48(DX), X8, X8
+	VMULPS      48(DI), X8, X8
 	VMOVDQU     yIdx1<>+0(SB), Y12
 	VPERMPS     Y8, Y12, Y12
-	VPMADDUBSW  448(CX), Y13, Y14
-	VPMADDUBSW  480(CX), Y10, Y10
+	VPMADDUBSW  448(SI), Y13, Y14
+	VPMADDUBSW  480(SI), Y10, Y10
 	VPADDW      Y10, Y14, Y14
 	VPMADDWD    yOnes<>+0(SB), Y14, Y14
 	VCVTDQ2PS   Y14, Y14
 	VFMADD231PS Y12, Y14, Y6
-	ADDQ        $0x00000060, AX
-	ADDQ        $0x00000200, CX
-	ADDQ        $0x00000040, DX
-	ADDQ        $0x00000040, BX
-	DECQ        SI
+	ADDQ        $0x00000060, BX
+	ADDQ        $0x00000200, SI
+	ADDQ        $0x00000040, DI
+	ADDQ        $0x00000040, R8
+	DECQ        R9
 	JMP         dotYx4Q4AG32F32_loop
 
 dotYx4Q4AG32F32_end:
-	MOVQ         out+112(FP), AX
+	MOVQ         stride+128(FP), BX
+	SHLQ         $0x02, BX
+	MOVQ         DX, SI
 	VEXTRACTF128 $0x01, Y0, X8
 	VADDPS       X0, X8, X8
 	VMOVHLPS     X8, X8, X0
@@ -18425,7 +18795,8 @@ dotYx4Q4AG32F32_end:
 	VMOVSHDUP    X1, X0
 	VADDSS       X0, X1, X1
 	VADDSS       X1, X8, X8
-	VMOVSS       X8, (AX)
+	VMOVSS       X8, (SI)
+	ADDQ         BX, SI
 	VEXTRACTF128 $0x01, Y2, X0
 	VADDPS       X2, X0, X0
 	VMOVHLPS     X0, X0, X1
@@ -18437,7 +18808,8 @@ dotYx4Q4AG32F32_end:
 	VMOVSHDUP    X3, X1
 	VADDSS       X1, X3, X3
 	VADDSS       X3, X0, X0
-	VMOVSS       X0, 4(AX)
+	VMOVSS       X0, (SI)
+	ADDQ         BX, SI
 	VEXTRACTF128 $0x01, Y4, X0
 	VADDPS       X4, X0, X0
 	VMOVHLPS     X0, X0, X1
@@ -18449,7 +18821,8 @@ dotYx4Q4AG32F32_end:
 	VMOVSHDUP    X5, X1
 	VADDSS       X1, X5, X5
 	VADDSS       X5, X0, X0
-	VMOVSS       X0, 8(AX)
+	VMOVSS       X0, (SI)
+	ADDQ         BX, SI
 	VEXTRACTF128 $0x01, Y6, X0
 	VADDPS       X6, X0, X0
 	VMOVHLPS     X0, X0, X1
@@ -18461,12 +18834,19 @@ dotYx4Q4AG32F32_end:
 	VMOVSHDUP    X7, X1
 	VADDSS       X1, X7, X7
 	VADDSS       X7, X0, X0
-	VMOVSS       X0, 12(AX)
+	VMOVSS       X0, (SI)
+	MOVQ         rb+120(FP), BX
+	ADDQ         BX, AX
+	ADDQ         $0x04, DX
+	DECQ         CX
+	JMP          dotYx4Q4AG32F32_row
+
+dotYx4Q4AG32F32_done:
 	VZEROUPPER
 	RET
 
 // func dotZRowsQ4AG64F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
-// Requires: AVX, AVX512F, AVX512VNNI, FMA3
+// Requires: AVX, AVX512F, AVX512VL, AVX512VNNI, FMA3
 TEXT ·dotZRowsQ4AG64F32(SB), NOSPLIT, $0-152
 	VMOVDQU64 zNib<>+0(SB), Z0
 	VMOVDQU64 zIdx0<>+0(SB), Z1
@@ -18527,7 +18907,7 @@ dotZRowsQ4AG64F32_end:
 	VMULPS        zFin<>+0(SB), Z4, Z4
 	VEXTRACTF64X4 $0x01, Z4, Y8
 	VADDPS        Y8, Y4, Y8
-	VEXTRACTF128  $0x01, Y8, X7
+	VEXTRACTF32X4 $0x01, Y8, X7
 	VADDPS        X8, X7, X7
 	VMOVHLPS      X7, X7, X8
 	VADDPS        X8, X7, X7
@@ -18549,7 +18929,7 @@ dotZRowsQ4AG64F32_done:
 	RET
 
 // func dotZRowsPQ4AG64F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
-// Requires: AVX, AVX512F, AVX512VNNI, FMA3
+// Requires: AVX, AVX512F, AVX512VL, AVX512VNNI, FMA3
 TEXT ·dotZRowsPQ4AG64F32(SB), NOSPLIT, $0-152
 	VMOVDQU64 zNib<>+0(SB), Z0
 	VMOVDQU64 zIdx0<>+0(SB), Z1
@@ -18607,7 +18987,7 @@ dotZRowsPQ4AG64F32_end:
 	VMULPS        zFin<>+0(SB), Z3, Z3
 	VEXTRACTF64X4 $0x01, Z3, Y7
 	VADDPS        Y7, Y3, Y7
-	VEXTRACTF128  $0x01, Y7, X6
+	VEXTRACTF32X4 $0x01, Y7, X6
 	VADDPS        X7, X6, X6
 	VMOVHLPS      X6, X6, X7
 	VADDPS        X7, X6, X6
@@ -18628,164 +19008,183 @@ dotZRowsPQ4AG64F32_done:
 	VZEROUPPER
 	RET
 
-// func dotZx4Q4AG64F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, out *[4]float32)
-// Requires: AVX, AVX512F, AVX512VNNI, FMA3
-TEXT ·dotZx4Q4AG64F32(SB), NOSPLIT, $0-120
+// func dotZx4Q4AG64F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, stride int, out []float32)
+// Requires: AVX, AVX512F, AVX512VL, AVX512VNNI, FMA3
+TEXT ·dotZx4Q4AG64F32(SB), NOSPLIT, $0-160
+	MOVQ      w_base+0(FP), AX
+	MOVQ      rows+112(FP), CX
+	MOVQ      out_base+136(FP), DX
 	VMOVDQU64 zNib<>+0(SB), Z0
 	VMOVDQU64 zIdx0<>+0(SB), Z1
 	VMOVDQU64 zIdx1<>+0(SB), Z2
-	MOVQ      w_base+0(FP), AX
-	MOVQ      q_base+24(FP), CX
-	MOVQ      d_base+48(FP), DX
-	MOVQ      s_base+72(FP), BX
-	MOVQ      n4+96(FP), SI
-	VPXORD    Z3, Z3, Z3
-	VPXORD    Z4, Z4, Z4
-	VXORPS    X5, X5, X5
-	VPXORD    Z6, Z6, Z6
-	VPXORD    Z7, Z7, Z7
-	VXORPS    X8, X8, X8
-	VPXORD    Z9, Z9, Z9
-	VPXORD    Z10, Z10, Z10
-	VXORPS    X11, X11, X11
-	VPXORD    Z12, Z12, Z12
-	VPXORD    Z13, Z13, Z13
-	VXORPS    X14, X14, X14
+
+dotZx4Q4AG64F32_row:
+	TESTQ  CX, CX
+	JZ     dotZx4Q4AG64F32_done
+	MOVQ   AX, BX
+	MOVQ   q_base+24(FP), SI
+	MOVQ   d_base+48(FP), DI
+	MOVQ   s_base+72(FP), R8
+	MOVQ   n4+96(FP), R9
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VXORPS X5, X5, X5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+	VXORPS X8, X8, X8
+	VPXORD Z9, Z9, Z9
+	VPXORD Z10, Z10, Z10
+	VXORPS X11, X11, X11
+	VPXORD Z12, Z12, Z12
+	VPXORD Z13, Z13, Z13
+	VXORPS X14, X14, X14
 
 dotZx4Q4AG64F32_loop:
-	TESTQ           SI, SI
+	TESTQ           R9, R9
 	JZ              dotZx4Q4AG64F32_end
-	VMOVSS          (AX), X15
-	VINSERTPS       $0x20, 40(AX), X15, X15
+	VMOVSS          (BX), X15
+	VINSERTPS       $0x20, 40(BX), X15, X15
 	VMOVSLDUP       X15, X15
-	VMOVSS          4(AX), X16
-	VINSERTPS       $0x20, 44(AX), X16, X16
+	VMOVSS          4(BX), X16
+	VINSERTPS       $0x20, 44(BX), X16, X16
 	VMOVSLDUP       X16, X16
-	VBROADCASTI64X4 8(AX), Z17
+	VBROADCASTI64X4 8(BX), Z17
 	VPANDD          Z0, Z17, Z17
-	VBROADCASTI64X4 48(AX), Z18
+	VBROADCASTI64X4 48(BX), Z18
 	VPANDD          Z0, Z18, Z18
-	VMULPS          (DX), X15, X19
-	VFMADD231PS     (BX), X16, X5
+	VMULPS          (DI), X15, X19
+	VFMADD231PS     (R8), X16, X5
 	VPERMPS         Z19, Z1, Z20
 	VPXORD          Z21, Z21, Z21
-	VPDPBUSD        (CX), Z17, Z21
+	VPDPBUSD        (SI), Z17, Z21
 	VCVTDQ2PS       Z21, Z21
 	VFMADD231PS     Z20, Z21, Z3
 	VPERMPS         Z19, Z2, Z20
 	VPXORD          Z22, Z22, Z22
-	VPDPBUSD        64(CX), Z18, Z22
+	VPDPBUSD        64(SI), Z18, Z22
 	VCVTDQ2PS       Z22, Z22
 	VFMADD231PS     Z20, Z22, Z4
-	VMULPS          16(DX), X15, X19
-	VFMADD231PS     16(BX), X16, X8
+	VMULPS          16(DI), X15, X19
+	VFMADD231PS     16(R8), X16, X8
 	VPERMPS         Z19, Z1, Z20
 	VPXORD          Z23, Z23, Z23
-	VPDPBUSD        128(CX), Z17, Z23
+	VPDPBUSD        128(SI), Z17, Z23
 	VCVTDQ2PS       Z23, Z23
 	VFMADD231PS     Z20, Z23, Z6
 	VPERMPS         Z19, Z2, Z20
 	VPXORD          Z24, Z24, Z24
-	VPDPBUSD        192(CX), Z18, Z24
+	VPDPBUSD        192(SI), Z18, Z24
 	VCVTDQ2PS       Z24, Z24
 	VFMADD231PS     Z20, Z24, Z7
-	VMULPS          32(DX), X15, X19
-	VFMADD231PS     32(BX), X16, X11
+	VMULPS          32(DI), X15, X19
+	VFMADD231PS     32(R8), X16, X11
 	VPERMPS         Z19, Z1, Z20
 	VPXORD          Z25, Z25, Z25
-	VPDPBUSD        256(CX), Z17, Z25
+	VPDPBUSD        256(SI), Z17, Z25
 	VCVTDQ2PS       Z25, Z25
 	VFMADD231PS     Z20, Z25, Z9
 	VPERMPS         Z19, Z2, Z20
 	VPXORD          Z26, Z26, Z26
-	VPDPBUSD        320(CX), Z18, Z26
+	VPDPBUSD        320(SI), Z18, Z26
 	VCVTDQ2PS       Z26, Z26
 	VFMADD231PS     Z20, Z26, Z10
-	VMULPS          48(DX), X15, X15
-	VFMADD231PS     48(BX), X16, X14
+	VMULPS          48(DI), X15, X15
+	VFMADD231PS     48(R8), X16, X14
 	VPERMPS         Z15, Z1, Z16
 	VPXORD          Z27, Z27, Z27
-	VPDPBUSD        384(CX), Z17, Z27
+	VPDPBUSD        384(SI), Z17, Z27
 	VCVTDQ2PS       Z27, Z27
 	VFMADD231PS     Z16, Z27, Z12
 	VPERMPS         Z15, Z2, Z16
 	VPXORD          Z28, Z28, Z28
-	VPDPBUSD        448(CX), Z18, Z28
+	VPDPBUSD        448(SI), Z18, Z28
 	VCVTDQ2PS       Z28, Z28
 	VFMADD231PS     Z16, Z28, Z13
-	ADDQ            $0x00000050, AX
-	ADDQ            $0x00000200, CX
-	ADDQ            $0x00000040, DX
-	ADDQ            $0x00000040, BX
-	DECQ            SI
+	ADDQ            $0x00000050, BX
+	ADDQ            $0x00000200, SI
+	ADDQ            $0x00000040, DI
+	ADDQ            $0x00000040, R8
+	DECQ            R9
 	JMP             dotZx4Q4AG64F32_loop
 
 dotZx4Q4AG64F32_end:
-	MOVQ          out+112(FP), AX
+	MOVQ          stride+128(FP), BX
+	SHLQ          $0x02, BX
+	MOVQ          DX, SI
 	VADDPS        Z4, Z3, Z3
 	VMULPS        zFin<>+0(SB), Z3, Z3
-	VEXTRACTF64X4 $0x01, Z3, Y0
-	VADDPS        Y0, Y3, Y0
-	VEXTRACTF128  $0x01, Y0, X1
-	VADDPS        X0, X1, X1
-	VMOVHLPS      X1, X1, X0
-	VADDPS        X0, X1, X1
-	VMOVSHDUP     X1, X0
-	VADDSS        X0, X1, X1
-	VMOVHLPS      X5, X5, X0
-	VADDPS        X0, X5, X5
-	VMOVSHDUP     X5, X0
-	VADDSS        X0, X5, X5
-	VADDSS        X5, X1, X1
-	VMOVSS        X1, (AX)
+	VEXTRACTF64X4 $0x01, Z3, Y16
+	VADDPS        Y16, Y3, Y16
+	VEXTRACTF32X4 $0x01, Y16, X15
+	VADDPS        X16, X15, X15
+	VMOVHLPS      X15, X15, X16
+	VADDPS        X16, X15, X15
+	VMOVSHDUP     X15, X16
+	VADDSS        X16, X15, X15
+	VMOVHLPS      X5, X5, X16
+	VADDPS        X16, X5, X5
+	VMOVSHDUP     X5, X16
+	VADDSS        X16, X5, X5
+	VADDSS        X5, X15, X15
+	VMOVSS        X15, (SI)
+	ADDQ          BX, SI
 	VADDPS        Z7, Z6, Z6
 	VMULPS        zFin<>+0(SB), Z6, Z6
-	VEXTRACTF64X4 $0x01, Z6, Y0
-	VADDPS        Y0, Y6, Y0
-	VEXTRACTF128  $0x01, Y0, X1
-	VADDPS        X0, X1, X1
-	VMOVHLPS      X1, X1, X0
-	VADDPS        X0, X1, X1
-	VMOVSHDUP     X1, X0
-	VADDSS        X0, X1, X1
-	VMOVHLPS      X8, X8, X0
-	VADDPS        X0, X8, X8
-	VMOVSHDUP     X8, X0
-	VADDSS        X0, X8, X8
-	VADDSS        X8, X1, X1
-	VMOVSS        X1, 4(AX)
+	VEXTRACTF64X4 $0x01, Z6, Y5
+	VADDPS        Y5, Y6, Y5
+	VEXTRACTF32X4 $0x01, Y5, X15
+	VADDPS        X5, X15, X15
+	VMOVHLPS      X15, X15, X5
+	VADDPS        X5, X15, X15
+	VMOVSHDUP     X15, X5
+	VADDSS        X5, X15, X15
+	VMOVHLPS      X8, X8, X5
+	VADDPS        X5, X8, X8
+	VMOVSHDUP     X8, X5
+	VADDSS        X5, X8, X8
+	VADDSS        X8, X15, X15
+	VMOVSS        X15, (SI)
+	ADDQ          BX, SI
 	VADDPS        Z10, Z9, Z9
 	VMULPS        zFin<>+0(SB), Z9, Z9
-	VEXTRACTF64X4 $0x01, Z9, Y0
-	VADDPS        Y0, Y9, Y0
-	VEXTRACTF128  $0x01, Y0, X1
-	VADDPS        X0, X1, X1
-	VMOVHLPS      X1, X1, X0
-	VADDPS        X0, X1, X1
-	VMOVSHDUP     X1, X0
-	VADDSS        X0, X1, X1
-	VMOVHLPS      X11, X11, X0
-	VADDPS        X0, X11, X11
-	VMOVSHDUP     X11, X0
-	VADDSS        X0, X11, X11
-	VADDSS        X11, X1, X1
-	VMOVSS        X1, 8(AX)
+	VEXTRACTF64X4 $0x01, Z9, Y5
+	VADDPS        Y5, Y9, Y5
+	VEXTRACTF32X4 $0x01, Y5, X8
+	VADDPS        X5, X8, X8
+	VMOVHLPS      X8, X8, X5
+	VADDPS        X5, X8, X8
+	VMOVSHDUP     X8, X5
+	VADDSS        X5, X8, X8
+	VMOVHLPS      X11, X11, X5
+	VADDPS        X5, X11, X11
+	VMOVSHDUP     X11, X5
+	VADDSS        X5, X11, X11
+	VADDSS        X11, X8, X8
+	VMOVSS        X8, (SI)
+	ADDQ          BX, SI
 	VADDPS        Z13, Z12, Z12
 	VMULPS        zFin<>+0(SB), Z12, Z12
-	VEXTRACTF64X4 $0x01, Z12, Y0
-	VADDPS        Y0, Y12, Y0
-	VEXTRACTF128  $0x01, Y0, X1
-	VADDPS        X0, X1, X1
-	VMOVHLPS      X1, X1, X0
-	VADDPS        X0, X1, X1
-	VMOVSHDUP     X1, X0
-	VADDSS        X0, X1, X1
-	VMOVHLPS      X14, X14, X0
-	VADDPS        X0, X14, X14
-	VMOVSHDUP     X14, X0
-	VADDSS        X0, X14, X14
-	VADDSS        X14, X1, X1
-	VMOVSS        X1, 12(AX)
+	VEXTRACTF64X4 $0x01, Z12, Y5
+	VADDPS        Y5, Y12, Y5
+	VEXTRACTF32X4 $0x01, Y5, X8
+	VADDPS        X5, X8, X8
+	VMOVHLPS      X8, X8, X5
+	VADDPS        X5, X8, X8
+	VMOVSHDUP     X8, X5
+	VADDSS        X5, X8, X8
+	VMOVHLPS      X14, X14, X5
+	VADDPS        X5, X14, X14
+	VMOVSHDUP     X14, X5
+	VADDSS        X5, X14, X14
+	VADDSS        X14, X8, X8
+	VMOVSS        X8, (SI)
+	MOVQ          rb+120(FP), BX
+	ADDQ          BX, AX
+	ADDQ          $0x04, DX
+	DECQ          CX
+	JMP           dotZx4Q4AG64F32_row
+
+dotZx4Q4AG64F32_done:
 	VZEROUPPER
 	RET
 
@@ -18961,14 +19360,21 @@ dotYRowsPQ4AG64F32_done:
 	VZEROUPPER
 	RET
 
-// func dotYx4Q4AG64F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, out *[4]float32)
+// func dotYx4Q4AG64F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, stride int, out []float32)
 // Requires: AVX, AVX2, FMA3
-TEXT ·dotYx4Q4AG64F32(SB), NOSPLIT, $0-120
-	MOVQ   w_base+0(FP), AX
-	MOVQ   q_base+24(FP), CX
-	MOVQ   d_base+48(FP), DX
-	MOVQ   s_base+72(FP), BX
-	MOVQ   n4+96(FP), SI
+TEXT ·dotYx4Q4AG64F32(SB), NOSPLIT, $0-160
+	MOVQ w_base+0(FP), AX
+	MOVQ rows+112(FP), CX
+	MOVQ out_base+136(FP), DX
+
+dotYx4Q4AG64F32_row:
+	TESTQ  CX, CX
+	JZ     dotYx4Q4AG64F32_done
+	MOVQ   AX, BX
+	MOVQ   q_base+24(FP), SI
+	MOVQ   d_base+48(FP), DI
+	MOVQ   s_base+72(FP), R8
+	MOVQ   n4+96(FP), R9
 	VXORPS Y0, Y0, Y0
 	VXORPS X1, X1, X1
 	VXORPS Y2, Y2, Y2
@@ -18979,107 +19385,109 @@ TEXT ·dotYx4Q4AG64F32(SB), NOSPLIT, $0-120
 	VXORPS X7, X7, X7
 
 dotYx4Q4AG64F32_loop:
-	TESTQ       SI, SI
+	TESTQ       R9, R9
 	JZ          dotYx4Q4AG64F32_end
-	VMOVSS      (AX), X8
-	VINSERTPS   $0x20, 40(AX), X8, X8
+	VMOVSS      (BX), X8
+	VINSERTPS   $0x20, 40(BX), X8, X8
 	VMOVSLDUP   X8, X8
-	VMOVSS      4(AX), X9
-	VINSERTPS   $0x20, 44(AX), X9, X9
+	VMOVSS      4(BX), X9
+	VINSERTPS   $0x20, 44(BX), X9, X9
 	VMOVSLDUP   X9, X9
-	VFMADD231PS (BX), X9, X1
-	VFMADD231PS 16(BX), X9, X3
-	VFMADD231PS 32(BX), X9, X5
-	VFMADD231PS 48(BX), X9, X7
-	VMOVDQU     8(AX), Y9
+	VFMADD231PS (R8), X9, X1
+	VFMADD231PS 16(R8), X9, X3
+	VFMADD231PS 32(R8), X9, X5
+	VFMADD231PS 48(R8), X9, X7
+	VMOVDQU     8(BX), Y9
 	VPSRLW      $0x04, Y9, Y10
 	VPAND       yMask<>+0(SB), Y10, Y10
 	VPAND       yMask<>+0(SB), Y9, Y9
-	VMULPS      (DX), X8, X11
+	VMULPS      (DI), X8, X11
 	VMOVDQU     yIdx0<>+0(SB), Y12
 	VPERMPS     Y11, Y12, Y12
-	VPMADDUBSW  (CX), Y9, Y13
-	VPMADDUBSW  32(CX), Y10, Y14
+	VPMADDUBSW  (SI), Y9, Y13
+	VPMADDUBSW  32(SI), Y10, Y14
 	VPADDW      Y14, Y13, Y13
 	VPMADDWD    yOnes<>+0(SB), Y13, Y13
 	VCVTDQ2PS   Y13, Y13
 	VFMADD231PS Y12, Y13, Y0
-	VMULPS      16(DX), X8, X11
+	VMULPS      16(DI), X8, X11
 	VMOVDQU     yIdx0<>+0(SB), Y12
 	VPERMPS     Y11, Y12, Y12
-	VPMADDUBSW  128(CX), Y9, Y13
-	VPMADDUBSW  160(CX), Y10, Y14
+	VPMADDUBSW  128(SI), Y9, Y13
+	VPMADDUBSW  160(SI), Y10, Y14
 	VPADDW      Y14, Y13, Y13
 	VPMADDWD    yOnes<>+0(SB), Y13, Y13
 	VCVTDQ2PS   Y13, Y13
 	VFMADD231PS Y12, Y13, Y2
-	VMULPS      32(DX), X8, X11
+	VMULPS      32(DI), X8, X11
 	VMOVDQU     yIdx0<>+0(SB), Y12
 	VPERMPS     Y11, Y12, Y12
-	VPMADDUBSW  256(CX), Y9, Y13
-	VPMADDUBSW  288(CX), Y10, Y14
+	VPMADDUBSW  256(SI), Y9, Y13
+	VPMADDUBSW  288(SI), Y10, Y14
 	VPADDW      Y14, Y13, Y13
 	VPMADDWD    yOnes<>+0(SB), Y13, Y13
 	VCVTDQ2PS   Y13, Y13
 	VFMADD231PS Y12, Y13, Y4
-	VMULPS      48(DX), X8, X11
+	VMULPS      48(DI), X8, X11
 	VMOVDQU     yIdx0<>+0(SB), Y12
 	VPERMPS     Y11, Y12, Y12
-	VPMADDUBSW  384(CX), Y9, Y9
-	VPMADDUBSW  416(CX), Y10, Y10
+	VPMADDUBSW  384(SI), Y9, Y9
+	VPMADDUBSW  416(SI), Y10, Y10
 	VPADDW      Y10, Y9, Y9
 	VPMADDWD    yOnes<>+0(SB), Y9, Y9
 	VCVTDQ2PS   Y9, Y9
 	VFMADD231PS Y12, Y9, Y6
-	VMOVDQU     48(AX), Y9
+	VMOVDQU     48(BX), Y9
 	VPSRLW      $0x04, Y9, Y10
 	VPAND       yMask<>+0(SB), Y10, Y10
 	VPAND       yMask<>+0(SB), Y9, Y9
-	VMULPS      (DX), X8, X11
+	VMULPS      (DI), X8, X11
 	VMOVDQU     yIdx1<>+0(SB), Y12
 	VPERMPS     Y11, Y12, Y12
-	VPMADDUBSW  64(CX), Y9, Y13
-	VPMADDUBSW  96(CX), Y10, Y14
+	VPMADDUBSW  64(SI), Y9, Y13
+	VPMADDUBSW  96(SI), Y10, Y14
 	VPADDW      Y14, Y13, Y13
 	VPMADDWD    yOnes<>+0(SB), Y13, Y13
 	VCVTDQ2PS   Y13, Y13
 	VFMADD231PS Y12, Y13, Y0
-	VMULPS      16(DX), X8, X11
+	VMULPS      16(DI), X8, X11
 	VMOVDQU     yIdx1<>+0(SB), Y12
 	VPERMPS     Y11, Y12, Y12
-	VPMADDUBSW  192(CX), Y9, Y13
-	VPMADDUBSW  224(CX), Y10, Y14
+	VPMADDUBSW  192(SI), Y9, Y13
+	VPMADDUBSW  224(SI), Y10, Y14
 	VPADDW      Y14, Y13, Y13
 	VPMADDWD    yOnes<>+0(SB), Y13, Y13
 	VCVTDQ2PS   Y13, Y13
 	VFMADD231PS Y12, Y13, Y2
-	VMULPS      32(DX), X8, X11
+	VMULPS      32(DI), X8, X11
 	VMOVDQU     yIdx1<>+0(SB), Y12
 	VPERMPS     Y11, Y12, Y12
-	VPMADDUBSW  320(CX), Y9, Y13
-	VPMADDUBSW  352(CX), Y10, Y14
+	VPMADDUBSW  320(SI), Y9, Y13
+	VPMADDUBSW  352(SI), Y10, Y14
 	VPADDW      Y14, Y13, Y13
 	VPMADDWD    yOnes<>+0(SB), Y13, Y13
 	VCVTDQ2PS   Y13, Y13
 	VFMADD231PS Y12, Y13, Y4
-	VMULPS      48(DX), X8, X8
+	VMULPS      48(DI), X8, X8
 	VMOVDQU     yIdx1<>+0(SB), Y12
 	VPERMPS     Y8, Y12, Y12
-	VPMADDUBSW  448(CX), Y9, Y9
-	VPMADDUBSW  480(CX), Y10, Y10
+	VPMADDUBSW  448(SI), Y9, Y9
+	VPMADDUBSW  480(SI), Y10, Y10
 	VPADDW      Y10, Y9, Y9
 	VPMADDWD    yOnes<>+0(SB), Y9, Y9
 	VCVTDQ2PS   Y9, Y9
 	VFMADD231PS Y12, Y9, Y6
-	ADDQ        $0x00000050, AX
-	ADDQ        $0x00000200, CX
-	ADDQ        $0x00000040, DX
-	ADDQ        $0x00000040, BX
-	DECQ        SI
+	ADDQ        $0x00000050, BX
+	ADDQ        $0x00000200, SI
+	ADDQ        $0x00000040, DI
+	ADDQ        $0x00000040, R8
+	DECQ        R9
 	JMP         dotYx4Q4AG64F32_loop
 
 dotYx4Q4AG64F32_end:
-	MOVQ         out+112(FP), AX
+	MOVQ         stride+128(FP), BX
+	SHLQ         $0x02, BX
+	MOVQ         DX, SI
 	VEXTRACTF128 $0x01, Y0, X8
 	VADDPS       X0, X8, X8
 	VMOVHLPS     X8, X8, X0
@@ -19091,7 +19499,8 @@ dotYx4Q4AG64F32_end:
 	VMOVSHDUP    X1, X0
 	VADDSS       X0, X1, X1
 	VADDSS       X1, X8, X8
-	VMOVSS       X8, (AX)
+	VMOVSS       X8, (SI)
+	ADDQ         BX, SI
 	VEXTRACTF128 $0x01, Y2, X0
 	VADDPS       X2, X0, X0
 	VMOVHLPS     X0, X0, X1
@@ -19103,7 +19512,8 @@ dotYx4Q4AG64F32_end:
 	VMOVSHDUP    X3, X1
 	VADDSS       X1, X3, X3
 	VADDSS       X3, X0, X0
-	VMOVSS       X0, 4(AX)
+	VMOVSS       X0, (SI)
+	ADDQ         BX, SI
 	VEXTRACTF128 $0x01, Y4, X0
 	VADDPS       X4, X0, X0
 	VMOVHLPS     X0, X0, X1
@@ -19115,7 +19525,8 @@ dotYx4Q4AG64F32_end:
 	VMOVSHDUP    X5, X1
 	VADDSS       X1, X5, X5
 	VADDSS       X5, X0, X0
-	VMOVSS       X0, 8(AX)
+	VMOVSS       X0, (SI)
+	ADDQ         BX, SI
 	VEXTRACTF128 $0x01, Y6, X0
 	VADDPS       X6, X0, X0
 	VMOVHLPS     X0, X0, X1
@@ -19127,12 +19538,19 @@ dotYx4Q4AG64F32_end:
 	VMOVSHDUP    X7, X1
 	VADDSS       X1, X7, X7
 	VADDSS       X7, X0, X0
-	VMOVSS       X0, 12(AX)
+	VMOVSS       X0, (SI)
+	MOVQ         rb+120(FP), BX
+	ADDQ         BX, AX
+	ADDQ         $0x04, DX
+	DECQ         CX
+	JMP          dotYx4Q4AG64F32_row
+
+dotYx4Q4AG64F32_done:
 	VZEROUPPER
 	RET
 
 // func dotZRowsQ4AG128F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
-// Requires: AVX, AVX512F, AVX512VNNI, FMA3
+// Requires: AVX, AVX512F, AVX512VL, AVX512VNNI, FMA3
 TEXT ·dotZRowsQ4AG128F32(SB), NOSPLIT, $0-152
 	VMOVDQU64 zNib<>+0(SB), Z0
 	VMOVDQU64 zIdx0<>+0(SB), Z1
@@ -19199,7 +19617,7 @@ dotZRowsQ4AG128F32_end:
 	VMULPS        zFin<>+0(SB), Z4, Z4
 	VEXTRACTF64X4 $0x01, Z4, Y8
 	VADDPS        Y8, Y4, Y8
-	VEXTRACTF128  $0x01, Y8, X7
+	VEXTRACTF32X4 $0x01, Y8, X7
 	VADDPS        X8, X7, X7
 	VMOVHLPS      X7, X7, X8
 	VADDPS        X8, X7, X7
@@ -19221,7 +19639,7 @@ dotZRowsQ4AG128F32_done:
 	RET
 
 // func dotZRowsPQ4AG128F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
-// Requires: AVX, AVX512F, AVX512VNNI, FMA3
+// Requires: AVX, AVX512F, AVX512VL, AVX512VNNI, FMA3
 TEXT ·dotZRowsPQ4AG128F32(SB), NOSPLIT, $0-152
 	VMOVDQU64 zNib<>+0(SB), Z0
 	VMOVDQU64 zIdx0<>+0(SB), Z1
@@ -19285,7 +19703,7 @@ dotZRowsPQ4AG128F32_end:
 	VMULPS        zFin<>+0(SB), Z3, Z3
 	VEXTRACTF64X4 $0x01, Z3, Y7
 	VADDPS        Y7, Y3, Y7
-	VEXTRACTF128  $0x01, Y7, X6
+	VEXTRACTF32X4 $0x01, Y7, X6
 	VADDPS        X7, X6, X6
 	VMOVHLPS      X6, X6, X7
 	VADDPS        X7, X6, X6
@@ -19306,170 +19724,189 @@ dotZRowsPQ4AG128F32_done:
 	VZEROUPPER
 	RET
 
-// func dotZx4Q4AG128F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, out *[4]float32)
-// Requires: AVX, AVX512F, AVX512VNNI, FMA3
-TEXT ·dotZx4Q4AG128F32(SB), NOSPLIT, $0-120
+// func dotZx4Q4AG128F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, stride int, out []float32)
+// Requires: AVX, AVX512F, AVX512VL, AVX512VNNI, FMA3
+TEXT ·dotZx4Q4AG128F32(SB), NOSPLIT, $0-160
+	MOVQ      w_base+0(FP), AX
+	MOVQ      rows+112(FP), CX
+	MOVQ      out_base+136(FP), DX
 	VMOVDQU64 zNib<>+0(SB), Z0
 	VMOVDQU64 zIdx0<>+0(SB), Z1
 	VMOVDQU64 zIdx1<>+0(SB), Z2
-	MOVQ      w_base+0(FP), AX
-	MOVQ      q_base+24(FP), CX
-	MOVQ      d_base+48(FP), DX
-	MOVQ      s_base+72(FP), BX
-	MOVQ      n4+96(FP), SI
-	MOVQ      bb+104(FP), DI
-	LEAQ      8(AX), R8
-	LEAQ      (AX)(DI*1), R9
-	VPXORD    Z3, Z3, Z3
-	VPXORD    Z4, Z4, Z4
-	VXORPS    X5, X5, X5
-	VPXORD    Z6, Z6, Z6
-	VPXORD    Z7, Z7, Z7
-	VXORPS    X8, X8, X8
-	VPXORD    Z9, Z9, Z9
-	VPXORD    Z10, Z10, Z10
-	VXORPS    X11, X11, X11
-	VPXORD    Z12, Z12, Z12
-	VPXORD    Z13, Z13, Z13
-	VXORPS    X14, X14, X14
+	MOVQ      bb+104(FP), BX
+
+dotZx4Q4AG128F32_row:
+	TESTQ  CX, CX
+	JZ     dotZx4Q4AG128F32_done
+	MOVQ   AX, SI
+	MOVQ   q_base+24(FP), DI
+	MOVQ   d_base+48(FP), R8
+	MOVQ   s_base+72(FP), R9
+	MOVQ   n4+96(FP), R10
+	LEAQ   8(SI), R11
+	LEAQ   (SI)(BX*1), R12
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VXORPS X5, X5, X5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+	VXORPS X8, X8, X8
+	VPXORD Z9, Z9, Z9
+	VPXORD Z10, Z10, Z10
+	VXORPS X11, X11, X11
+	VPXORD Z12, Z12, Z12
+	VPXORD Z13, Z13, Z13
+	VXORPS X14, X14, X14
 
 dotZx4Q4AG128F32_loop:
-	TESTQ           SI, SI
+	TESTQ           R10, R10
 	JZ              dotZx4Q4AG128F32_end
-	VBROADCASTSS    (AX), X15
-	VBROADCASTSS    4(AX), X16
-	VBROADCASTI64X4 (R8), Z17
+	VBROADCASTSS    (SI), X15
+	VBROADCASTSS    4(SI), X16
+	VBROADCASTI64X4 (R11), Z17
 	VPANDD          Z0, Z17, Z17
-	VBROADCASTI64X4 32(R8), Z18
+	VBROADCASTI64X4 32(R11), Z18
 	VPANDD          Z0, Z18, Z18
-	VMULPS          (DX), X15, X19
-	VFMADD231PS     (BX), X16, X5
+	VMULPS          (R8), X15, X19
+	VFMADD231PS     (R9), X16, X5
 	VPERMPS         Z19, Z1, Z20
 	VPXORD          Z21, Z21, Z21
-	VPDPBUSD        (CX), Z17, Z21
+	VPDPBUSD        (DI), Z17, Z21
 	VCVTDQ2PS       Z21, Z21
 	VFMADD231PS     Z20, Z21, Z3
 	VPERMPS         Z19, Z2, Z20
 	VPXORD          Z22, Z22, Z22
-	VPDPBUSD        64(CX), Z18, Z22
+	VPDPBUSD        64(DI), Z18, Z22
 	VCVTDQ2PS       Z22, Z22
 	VFMADD231PS     Z20, Z22, Z4
-	VMULPS          16(DX), X15, X19
-	VFMADD231PS     16(BX), X16, X8
+	VMULPS          16(R8), X15, X19
+	VFMADD231PS     16(R9), X16, X8
 	VPERMPS         Z19, Z1, Z20
 	VPXORD          Z23, Z23, Z23
-	VPDPBUSD        128(CX), Z17, Z23
+	VPDPBUSD        128(DI), Z17, Z23
 	VCVTDQ2PS       Z23, Z23
 	VFMADD231PS     Z20, Z23, Z6
 	VPERMPS         Z19, Z2, Z20
 	VPXORD          Z24, Z24, Z24
-	VPDPBUSD        192(CX), Z18, Z24
+	VPDPBUSD        192(DI), Z18, Z24
 	VCVTDQ2PS       Z24, Z24
 	VFMADD231PS     Z20, Z24, Z7
-	VMULPS          32(DX), X15, X19
-	VFMADD231PS     32(BX), X16, X11
+	VMULPS          32(R8), X15, X19
+	VFMADD231PS     32(R9), X16, X11
 	VPERMPS         Z19, Z1, Z20
 	VPXORD          Z25, Z25, Z25
-	VPDPBUSD        256(CX), Z17, Z25
+	VPDPBUSD        256(DI), Z17, Z25
 	VCVTDQ2PS       Z25, Z25
 	VFMADD231PS     Z20, Z25, Z9
 	VPERMPS         Z19, Z2, Z20
 	VPXORD          Z26, Z26, Z26
-	VPDPBUSD        320(CX), Z18, Z26
+	VPDPBUSD        320(DI), Z18, Z26
 	VCVTDQ2PS       Z26, Z26
 	VFMADD231PS     Z20, Z26, Z10
-	VMULPS          48(DX), X15, X15
-	VFMADD231PS     48(BX), X16, X14
+	VMULPS          48(R8), X15, X15
+	VFMADD231PS     48(R9), X16, X14
 	VPERMPS         Z15, Z1, Z16
 	VPXORD          Z27, Z27, Z27
-	VPDPBUSD        384(CX), Z17, Z27
+	VPDPBUSD        384(DI), Z17, Z27
 	VCVTDQ2PS       Z27, Z27
 	VFMADD231PS     Z16, Z27, Z12
 	VPERMPS         Z15, Z2, Z16
 	VPXORD          Z28, Z28, Z28
-	VPDPBUSD        448(CX), Z18, Z28
+	VPDPBUSD        448(DI), Z18, Z28
 	VCVTDQ2PS       Z28, Z28
 	VFMADD231PS     Z16, Z28, Z13
-	ADDQ            $0x00000040, R8
-	CMPQ            R8, R9
+	ADDQ            $0x00000040, R11
+	CMPQ            R11, R12
 	JNE             dotZx4Q4AG128F32_next
-	MOVQ            R9, AX
-	ADDQ            DI, R9
-	LEAQ            8(AX), R8
+	MOVQ            R12, SI
+	ADDQ            BX, R12
+	LEAQ            8(SI), R11
 
 dotZx4Q4AG128F32_next:
-	ADDQ $0x00000200, CX
-	ADDQ $0x00000040, DX
-	ADDQ $0x00000040, BX
-	DECQ SI
+	ADDQ $0x00000200, DI
+	ADDQ $0x00000040, R8
+	ADDQ $0x00000040, R9
+	DECQ R10
 	JMP  dotZx4Q4AG128F32_loop
 
 dotZx4Q4AG128F32_end:
-	MOVQ          out+112(FP), AX
+	MOVQ          stride+128(FP), SI
+	SHLQ          $0x02, SI
+	MOVQ          DX, DI
 	VADDPS        Z4, Z3, Z3
 	VMULPS        zFin<>+0(SB), Z3, Z3
-	VEXTRACTF64X4 $0x01, Z3, Y0
-	VADDPS        Y0, Y3, Y0
-	VEXTRACTF128  $0x01, Y0, X1
-	VADDPS        X0, X1, X1
-	VMOVHLPS      X1, X1, X0
-	VADDPS        X0, X1, X1
-	VMOVSHDUP     X1, X0
-	VADDSS        X0, X1, X1
-	VMOVHLPS      X5, X5, X0
-	VADDPS        X0, X5, X5
-	VMOVSHDUP     X5, X0
-	VADDSS        X0, X5, X5
-	VADDSS        X5, X1, X1
-	VMOVSS        X1, (AX)
+	VEXTRACTF64X4 $0x01, Z3, Y16
+	VADDPS        Y16, Y3, Y16
+	VEXTRACTF32X4 $0x01, Y16, X15
+	VADDPS        X16, X15, X15
+	VMOVHLPS      X15, X15, X16
+	VADDPS        X16, X15, X15
+	VMOVSHDUP     X15, X16
+	VADDSS        X16, X15, X15
+	VMOVHLPS      X5, X5, X16
+	VADDPS        X16, X5, X5
+	VMOVSHDUP     X5, X16
+	VADDSS        X16, X5, X5
+	VADDSS        X5, X15, X15
+	VMOVSS        X15, (DI)
+	ADDQ          SI, DI
 	VADDPS        Z7, Z6, Z6
 	VMULPS        zFin<>+0(SB), Z6, Z6
-	VEXTRACTF64X4 $0x01, Z6, Y0
-	VADDPS        Y0, Y6, Y0
-	VEXTRACTF128  $0x01, Y0, X1
-	VADDPS        X0, X1, X1
-	VMOVHLPS      X1, X1, X0
-	VADDPS        X0, X1, X1
-	VMOVSHDUP     X1, X0
-	VADDSS        X0, X1, X1
-	VMOVHLPS      X8, X8, X0
-	VADDPS        X0, X8, X8
-	VMOVSHDUP     X8, X0
-	VADDSS        X0, X8, X8
-	VADDSS        X8, X1, X1
-	VMOVSS        X1, 4(AX)
+	VEXTRACTF64X4 $0x01, Z6, Y5
+	VADDPS        Y5, Y6, Y5
+	VEXTRACTF32X4 $0x01, Y5, X15
+	VADDPS        X5, X15, X15
+	VMOVHLPS      X15, X15, X5
+	VADDPS        X5, X15, X15
+	VMOVSHDUP     X15, X5
+	VADDSS        X5, X15, X15
+	VMOVHLPS      X8, X8, X5
+	VADDPS        X5, X8, X8
+	VMOVSHDUP     X8, X5
+	VADDSS        X5, X8, X8
+	VADDSS        X8, X15, X15
+	VMOVSS        X15, (DI)
+	ADDQ          SI, DI
 	VADDPS        Z10, Z9, Z9
 	VMULPS        zFin<>+0(SB), Z9, Z9
-	VEXTRACTF64X4 $0x01, Z9, Y0
-	VADDPS        Y0, Y9, Y0
-	VEXTRACTF128  $0x01, Y0, X1
-	VADDPS        X0, X1, X1
-	VMOVHLPS      X1, X1, X0
-	VADDPS        X0, X1, X1
-	VMOVSHDUP     X1, X0
-	VADDSS        X0, X1, X1
-	VMOVHLPS      X11, X11, X0
-	VADDPS        X0, X11, X11
-	VMOVSHDUP     X11, X0
-	VADDSS        X0, X11, X11
-	VADDSS        X11, X1, X1
-	VMOVSS        X1, 8(AX)
+	VEXTRACTF64X4 $0x01, Z9, Y5
+	VADDPS        Y5, Y9, Y5
+	VEXTRACTF32X4 $0x01, Y5, X8
+	VADDPS        X5, X8, X8
+	VMOVHLPS      X8, X8, X5
+	VADDPS        X5, X8, X8
+	VMOVSHDUP     X8, X5
+	VADDSS        X5, X8, X8
+	VMOVHLPS      X11, X11, X5
+	VADDPS        X5, X11, X11
+	VMOVSHDUP     X11, X5
+	VADDSS        X5, X11, X11
+	VADDSS        X11, X8, X8
+	VMOVSS        X8, (DI)
+	ADDQ          SI, DI
 	VADDPS        Z13, Z12, Z12
 	VMULPS        zFin<>+0(SB), Z12, Z12
-	VEXTRACTF64X4 $0x01, Z12, Y0
-	VADDPS        Y0, Y12, Y0
-	VEXTRACTF128  $0x01, Y0, X1
-	VADDPS        X0, X1, X1
-	VMOVHLPS      X1, X1, X0
-	VADDPS        X0, X1, X1
-	VMOVSHDUP     X1, X0
-	VADDSS        X0, X1, X1
-	VMOVHLPS      X14, X14, X0
-	VADDPS        X0, X14, X14
-	VMOVSHDUP     X14, X0
-	VADDSS        X0, X14, X14
-	VADDSS        X14, X1, X1
-	VMOVSS        X1, 12(AX)
+	VEXTRACTF64X4 $0x01, Z12, Y5
+	VADDPS        Y5, Y12, Y5
+	VEXTRACTF32X4 $0x01, Y5, X8
+	VADDPS        X5, X8, X8
+	VMOVHLPS      X8, X8, X5
+	VADDPS        X5, X8, X8
+	VMOVSHDUP     X8, X5
+	VADDSS        X5, X8, X8
+	VMOVHLPS      X14, X14, X5
+	VADDPS        X5, X14, X14
+	VMOVSHDUP     X14, X5
+	VADDSS        X5, X14, X14
+	VADDSS        X14, X8, X8
+	VMOVSS        X8, (DI)
+	MOVQ          rb+120(FP), SI
+	ADDQ          SI, AX
+	ADDQ          $0x04, DX
+	DECQ          CX
+	JMP           dotZx4Q4AG128F32_row
+
+dotZx4Q4AG128F32_done:
 	VZEROUPPER
 	RET
 
@@ -19657,17 +20094,24 @@ dotYRowsPQ4AG128F32_done:
 	VZEROUPPER
 	RET
 
-// func dotYx4Q4AG128F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, out *[4]float32)
+// func dotYx4Q4AG128F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, stride int, out []float32)
 // Requires: AVX, AVX2, FMA3
-TEXT ·dotYx4Q4AG128F32(SB), NOSPLIT, $0-120
-	MOVQ   w_base+0(FP), AX
-	MOVQ   q_base+24(FP), CX
-	MOVQ   d_base+48(FP), DX
-	MOVQ   s_base+72(FP), BX
-	MOVQ   n4+96(FP), SI
-	MOVQ   bb+104(FP), DI
-	LEAQ   8(AX), R8
-	LEAQ   (AX)(DI*1), R9
+TEXT ·dotYx4Q4AG128F32(SB), NOSPLIT, $0-160
+	MOVQ w_base+0(FP), AX
+	MOVQ rows+112(FP), CX
+	MOVQ out_base+136(FP), DX
+	MOVQ bb+104(FP), BX
+
+dotYx4Q4AG128F32_row:
+	TESTQ  CX, CX
+	JZ     dotYx4Q4AG128F32_done
+	MOVQ   AX, SI
+	MOVQ   q_base+24(FP), DI
+	MOVQ   d_base+48(FP), R8
+	MOVQ   s_base+72(FP), R9
+	MOVQ   n4+96(FP), R10
+	LEAQ   8(SI), R11
+	LEAQ   (SI)(BX*1), R12
 	VXORPS Y0, Y0, Y0
 	VXORPS X1, X1, X1
 	VXORPS Y2, Y2, Y2
@@ -19678,110 +20122,112 @@ TEXT ·dotYx4Q4AG128F32(SB), NOSPLIT, $0-120
 	VXORPS X7, X7, X7
 
 dotYx4Q4AG128F32_loop:
-	TESTQ        SI, SI
+	TESTQ        R10, R10
 	JZ           dotYx4Q4AG128F32_end
-	VBROADCASTSS (AX), X8
-	VBROADCASTSS 4(AX), X9
-	VFMADD231PS  (BX), X9, X1
-	VFMADD231PS  16(BX), X9, X3
-	VFMADD231PS  32(BX), X9, X5
-	VFMADD231PS  48(BX), X9, X7
-	VMOVDQU      (R8), Y9
+	VBROADCASTSS (SI), X8
+	VBROADCASTSS 4(SI), X9
+	VFMADD231PS  (R9), X9, X1
+	VFMADD231PS  16(R9), X9, X3
+	VFMADD231PS  32(R9), X9, X5
+	VFMADD231PS  48(R9), X9, X7
+	VMOVDQU      (R11), Y9
 	VPSRLW       $0x04, Y9, Y10
 	VPAND        yMask<>+0(SB), Y10, Y10
 	VPAND        yMask<>+0(SB), Y9, Y9
-	VMULPS       (DX), X8, X11
+	VMULPS       (R8), X8, X11
 	VMOVDQU      yIdx0<>+0(SB), Y12
 	VPERMPS      Y11, Y12, Y12
-	VPMADDUBSW   (CX), Y9, Y13
-	VPMADDUBSW   32(CX), Y10, Y14
+	VPMADDUBSW   (DI), Y9, Y13
+	VPMADDUBSW   32(DI), Y10, Y14
 	VPADDW       Y14, Y13, Y13
 	VPMADDWD     yOnes<>+0(SB), Y13, Y13
 	VCVTDQ2PS    Y13, Y13
 	VFMADD231PS  Y12, Y13, Y0
-	VMULPS       16(DX), X8, X11
+	VMULPS       16(R8), X8, X11
 	VMOVDQU      yIdx0<>+0(SB), Y12
 	VPERMPS      Y11, Y12, Y12
-	VPMADDUBSW   128(CX), Y9, Y13
-	VPMADDUBSW   160(CX), Y10, Y14
+	VPMADDUBSW   128(DI), Y9, Y13
+	VPMADDUBSW   160(DI), Y10, Y14
 	VPADDW       Y14, Y13, Y13
 	VPMADDWD     yOnes<>+0(SB), Y13, Y13
 	VCVTDQ2PS    Y13, Y13
 	VFMADD231PS  Y12, Y13, Y2
-	VMULPS       32(DX), X8, X11
+	VMULPS       32(R8), X8, X11
 	VMOVDQU      yIdx0<>+0(SB), Y12
 	VPERMPS      Y11, Y12, Y12
-	VPMADDUBSW   256(CX), Y9, Y13
-	VPMADDUBSW   288(CX), Y10, Y14
+	VPMADDUBSW   256(DI), Y9, Y13
+	VPMADDUBSW   288(DI), Y10, Y14
 	VPADDW       Y14, Y13, Y13
 	VPMADDWD     yOnes<>+0(SB), Y13, Y13
 	VCVTDQ2PS    Y13, Y13
 	VFMADD231PS  Y12, Y13, Y4
-	VMULPS       48(DX), X8, X11
+	VMULPS       48(R8), X8, X11
 	VMOVDQU      yIdx0<>+0(SB), Y12
 	VPERMPS      Y11, Y12, Y12
-	VPMADDUBSW   384(CX), Y9, Y9
-	VPMADDUBSW   416(CX), Y10, Y10
+	VPMADDUBSW   384(DI), Y9, Y9
+	VPMADDUBSW   416(DI), Y10, Y10
 	VPADDW       Y10, Y9, Y9
 	VPMADDWD     yOnes<>+0(SB), Y9, Y9
 	VCVTDQ2PS    Y9, Y9
 	VFMADD231PS  Y12, Y9, Y6
-	VMOVDQU      32(R8), Y9
+	VMOVDQU      32(R11), Y9
 	VPSRLW       $0x04, Y9, Y10
 	VPAND        yMask<>+0(SB), Y10, Y10
 	VPAND        yMask<>+0(SB), Y9, Y9
-	VMULPS       (DX), X8, X11
+	VMULPS       (R8), X8, X11
 	VMOVDQU      yIdx1<>+0(SB), Y12
 	VPERMPS      Y11, Y12, Y12
-	VPMADDUBSW   64(CX), Y9, Y13
-	VPMADDUBSW   96(CX), Y10, Y14
+	VPMADDUBSW   64(DI), Y9, Y13
+	VPMADDUBSW   96(DI), Y10, Y14
 	VPADDW       Y14, Y13, Y13
 	VPMADDWD     yOnes<>+0(SB), Y13, Y13
 	VCVTDQ2PS    Y13, Y13
 	VFMADD231PS  Y12, Y13, Y0
-	VMULPS       16(DX), X8, X11
+	VMULPS       16(R8), X8, X11
 	VMOVDQU      yIdx1<>+0(SB), Y12
 	VPERMPS      Y11, Y12, Y12
-	VPMADDUBSW   192(CX), Y9, Y13
-	VPMADDUBSW   224(CX), Y10, Y14
+	VPMADDUBSW   192(DI), Y9, Y13
+	VPMADDUBSW   224(DI), Y10, Y14
 	VPADDW       Y14, Y13, Y13
 	VPMADDWD     yOnes<>+0(SB), Y13, Y13
 	VCVTDQ2PS    Y13, Y13
 	VFMADD231PS  Y12, Y13, Y2
-	VMULPS       32(DX), X8, X11
+	VMULPS       32(R8), X8, X11
 	VMOVDQU      yIdx1<>+0(SB), Y12
 	VPERMPS      Y11, Y12, Y12
-	VPMADDUBSW   320(CX), Y9, Y13
-	VPMADDUBSW   352(CX), Y10, Y14
+	VPMADDUBSW   320(DI), Y9, Y13
+	VPMADDUBSW   352(DI), Y10, Y14
 	VPADDW       Y14, Y13, Y13
 	VPMADDWD     yOnes<>+0(SB), Y13, Y13
 	VCVTDQ2PS    Y13, Y13
 	VFMADD231PS  Y12, Y13, Y4
-	VMULPS       48(DX), X8, X8
+	VMULPS       48(R8), X8, X8
 	VMOVDQU      yIdx1<>+0(SB), Y12
 	VPERMPS      Y8, Y12, Y12
-	VPMADDUBSW   448(CX), Y9, Y9
-	VPMADDUBSW   480(CX), Y10, Y10
+	VPMADDUBSW   448(DI), Y9, Y9
+	VPMADDUBSW   480(DI), Y10, Y10
 	VPADDW       Y10, Y9, Y9
 	VPMADDWD     yOnes<>+0(SB), Y9, Y9
 	VCVTDQ2PS    Y9, Y9
 	VFMADD231PS  Y12, Y9, Y6
-	ADDQ         $0x00000040, R8
-	CMPQ         R8, R9
+	ADDQ         $0x00000040, R11
+	CMPQ         R11, R12
 	JNE          dotYx4Q4AG128F32_next
-	MOVQ         R9, AX
-	ADDQ         DI, R9
-	LEAQ         8(AX), R8
+	MOVQ         R12, SI
+	ADDQ         BX, R12
+	LEAQ         8(SI), R11
 
 dotYx4Q4AG128F32_next:
-	ADDQ $0x00000200, CX
-	ADDQ $0x00000040, DX
-	ADDQ $0x00000040, BX
-	DECQ SI
+	ADDQ $0x00000200, DI
+	ADDQ $0x00000040, R8
+	ADDQ $0x00000040, R9
+	DECQ R10
 	JMP  dotYx4Q4AG128F32_loop
 
 dotYx4Q4AG128F32_end:
-	MOVQ         out+112(FP), AX
+	MOVQ         stride+128(FP), SI
+	SHLQ         $0x02, SI
+	MOVQ         DX, DI
 	VEXTRACTF128 $0x01, Y0, X8
 	VADDPS       X0, X8, X8
 	VMOVHLPS     X8, X8, X0
@@ -19793,7 +20239,8 @@ dotYx4Q4AG128F32_end:
 	VMOVSHDUP    X1, X0
 	VADDSS       X0, X1, X1
 	VADDSS       X1, X8, X8
-	VMOVSS       X8, (AX)
+	VMOVSS       X8, (DI)
+	ADDQ         SI, DI
 	VEXTRACTF128 $0x01, Y2, X0
 	VADDPS       X2, X0, X0
 	VMOVHLPS     X0, X0, X1
@@ -19805,7 +20252,8 @@ dotYx4Q4AG128F32_end:
 	VMOVSHDUP    X3, X1
 	VADDSS       X1, X3, X3
 	VADDSS       X3, X0, X0
-	VMOVSS       X0, 4(AX)
+	VMOVSS       X0, (DI)
+	ADDQ         SI, DI
 	VEXTRACTF128 $0x01, Y4, X0
 	VADDPS       X4, X0, X0
 	VMOVHLPS     X0, X0, X1
@@ -19817,7 +20265,8 @@ dotYx4Q4AG128F32_end:
 	VMOVSHDUP    X5, X1
 	VADDSS       X1, X5, X5
 	VADDSS       X5, X0, X0
-	VMOVSS       X0, 8(AX)
+	VMOVSS       X0, (DI)
+	ADDQ         SI, DI
 	VEXTRACTF128 $0x01, Y6, X0
 	VADDPS       X6, X0, X0
 	VMOVHLPS     X0, X0, X1
@@ -19829,7 +20278,14 @@ dotYx4Q4AG128F32_end:
 	VMOVSHDUP    X7, X1
 	VADDSS       X1, X7, X7
 	VADDSS       X7, X0, X0
-	VMOVSS       X0, 12(AX)
+	VMOVSS       X0, (DI)
+	MOVQ         rb+120(FP), SI
+	ADDQ         SI, AX
+	ADDQ         $0x04, DX
+	DECQ         CX
+	JMP          dotYx4Q4AG128F32_row
+
+dotYx4Q4AG128F32_done:
 	VZEROUPPER
 	RET
 
@@ -20376,7 +20832,7 @@ dotW16RowsQ8F32AVX2_done:
 	RET
 
 // func dotW16RowsQ8G32F16AVX512(w []byte, q []int16, d []float32, nsub int, gsub int, rows int, rb int, out []float32)
-// Requires: AVX, AVX2, AVX512BW, AVX512DQ, AVX512F
+// Requires: AVX, AVX2, AVX512BW, AVX512DQ, AVX512F, AVX512VL
 TEXT ·dotW16RowsQ8G32F16AVX512(SB), NOSPLIT, $0-128
 	MOVQ w_base+0(FP), AX
 	MOVQ rows+88(FP), CX
@@ -20458,7 +20914,7 @@ dotW16RowsQ8G32F16AVX512_end:
 	VADDPS        Z2, Z0, Z0
 	VEXTRACTF64X4 $0x01, Z0, Y1
 	VADDPS        Y1, Y0, Y1
-	VEXTRACTF128  $0x01, Y1, X0
+	VEXTRACTF32X4 $0x01, Y1, X0
 	VADDPS        X1, X0, X0
 	VMOVHLPS      X0, X0, X1
 	VADDPS        X1, X0, X0
@@ -20476,7 +20932,7 @@ dotW16RowsQ8G32F16AVX512_done:
 	RET
 
 // func dotW16RowsQ8F16AVX512(w []byte, q []int16, d []float32, nsub int, gsub int, rows int, rb int, out []float32)
-// Requires: AVX, AVX2, AVX512BW, AVX512DQ, AVX512F
+// Requires: AVX, AVX2, AVX512BW, AVX512DQ, AVX512F, AVX512VL
 TEXT ·dotW16RowsQ8F16AVX512(SB), NOSPLIT, $0-128
 	MOVQ w_base+0(FP), AX
 	MOVQ rows+88(FP), CX
@@ -20598,7 +21054,7 @@ dotW16RowsQ8F16AVX512_end:
 	VADDPS        Z2, Z0, Z0
 	VEXTRACTF64X4 $0x01, Z0, Y1
 	VADDPS        Y1, Y0, Y1
-	VEXTRACTF128  $0x01, Y1, X0
+	VEXTRACTF32X4 $0x01, Y1, X0
 	VADDPS        X1, X0, X0
 	VMOVHLPS      X0, X0, X1
 	VADDPS        X1, X0, X0
@@ -20616,7 +21072,7 @@ dotW16RowsQ8F16AVX512_done:
 	RET
 
 // func dotW16RowsQ8G32F32AVX512(w []byte, q []int16, d []float32, nsub int, gsub int, rows int, rb int, out []float32)
-// Requires: AVX, AVX512BW, AVX512DQ, AVX512F
+// Requires: AVX, AVX512BW, AVX512DQ, AVX512F, AVX512VL
 TEXT ·dotW16RowsQ8G32F32AVX512(SB), NOSPLIT, $0-128
 	MOVQ w_base+0(FP), AX
 	MOVQ rows+88(FP), CX
@@ -20693,7 +21149,7 @@ dotW16RowsQ8G32F32AVX512_end:
 	VADDPS        Z2, Z0, Z0
 	VEXTRACTF64X4 $0x01, Z0, Y1
 	VADDPS        Y1, Y0, Y1
-	VEXTRACTF128  $0x01, Y1, X0
+	VEXTRACTF32X4 $0x01, Y1, X0
 	VADDPS        X1, X0, X0
 	VMOVHLPS      X0, X0, X1
 	VADDPS        X1, X0, X0
@@ -20711,7 +21167,7 @@ dotW16RowsQ8G32F32AVX512_done:
 	RET
 
 // func dotW16RowsQ8F32AVX512(w []byte, q []int16, d []float32, nsub int, gsub int, rows int, rb int, out []float32)
-// Requires: AVX, AVX512BW, AVX512DQ, AVX512F
+// Requires: AVX, AVX512BW, AVX512DQ, AVX512F, AVX512VL
 TEXT ·dotW16RowsQ8F32AVX512(SB), NOSPLIT, $0-128
 	MOVQ w_base+0(FP), AX
 	MOVQ rows+88(FP), CX
@@ -20828,7 +21284,7 @@ dotW16RowsQ8F32AVX512_end:
 	VADDPS        Z2, Z0, Z0
 	VEXTRACTF64X4 $0x01, Z0, Y1
 	VADDPS        Y1, Y0, Y1
-	VEXTRACTF128  $0x01, Y1, X0
+	VEXTRACTF32X4 $0x01, Y1, X0
 	VADDPS        X1, X0, X0
 	VMOVHLPS      X0, X0, X1
 	VADDPS        X1, X0, X0
@@ -20846,7 +21302,7 @@ dotW16RowsQ8F32AVX512_done:
 	RET
 
 // func dotW16x4Q8G32F16AVX512(w []byte, q []int16, d []float32, nsub int, rows int, rb int, stride int, out []float32)
-// Requires: AVX, AVX2, AVX512BW, AVX512DQ, AVX512F
+// Requires: AVX, AVX2, AVX512BW, AVX512DQ, AVX512F, AVX512VL
 TEXT ·dotW16x4Q8G32F16AVX512(SB), NOSPLIT, $0-128
 	MOVQ w_base+0(FP), AX
 	MOVQ rows+80(FP), CX
@@ -21003,7 +21459,7 @@ dotW16x4Q8G32F16AVX512_end:
 	VADDPS        Z2, Z0, Z0
 	VEXTRACTF64X4 $0x01, Z0, Y1
 	VADDPS        Y1, Y0, Y1
-	VEXTRACTF128  $0x01, Y1, X0
+	VEXTRACTF32X4 $0x01, Y1, X0
 	VADDPS        X1, X0, X0
 	VMOVHLPS      X0, X0, X1
 	VADDPS        X1, X0, X0
@@ -21016,7 +21472,7 @@ dotW16x4Q8G32F16AVX512_end:
 	VADDPS        Z6, Z4, Z4
 	VEXTRACTF64X4 $0x01, Z4, Y0
 	VADDPS        Y0, Y4, Y0
-	VEXTRACTF128  $0x01, Y0, X1
+	VEXTRACTF32X4 $0x01, Y0, X1
 	VADDPS        X0, X1, X1
 	VMOVHLPS      X1, X1, X0
 	VADDPS        X0, X1, X1
@@ -21029,7 +21485,7 @@ dotW16x4Q8G32F16AVX512_end:
 	VADDPS        Z10, Z8, Z8
 	VEXTRACTF64X4 $0x01, Z8, Y0
 	VADDPS        Y0, Y8, Y0
-	VEXTRACTF128  $0x01, Y0, X1
+	VEXTRACTF32X4 $0x01, Y0, X1
 	VADDPS        X0, X1, X1
 	VMOVHLPS      X1, X1, X0
 	VADDPS        X0, X1, X1
@@ -21042,7 +21498,7 @@ dotW16x4Q8G32F16AVX512_end:
 	VADDPS        Z14, Z12, Z12
 	VEXTRACTF64X4 $0x01, Z12, Y0
 	VADDPS        Y0, Y12, Y0
-	VEXTRACTF128  $0x01, Y0, X1
+	VEXTRACTF32X4 $0x01, Y0, X1
 	VADDPS        X0, X1, X1
 	VMOVHLPS      X1, X1, X0
 	VADDPS        X0, X1, X1
@@ -21060,7 +21516,7 @@ dotW16x4Q8G32F16AVX512_done:
 	RET
 
 // func dotW16x4Q8G32F32AVX512(w []byte, q []int16, d []float32, nsub int, rows int, rb int, stride int, out []float32)
-// Requires: AVX, AVX512BW, AVX512DQ, AVX512F
+// Requires: AVX, AVX512BW, AVX512DQ, AVX512F, AVX512VL
 TEXT ·dotW16x4Q8G32F32AVX512(SB), NOSPLIT, $0-128
 	MOVQ w_base+0(FP), AX
 	MOVQ rows+80(FP), CX
@@ -21212,7 +21668,7 @@ dotW16x4Q8G32F32AVX512_end:
 	VADDPS        Z2, Z0, Z0
 	VEXTRACTF64X4 $0x01, Z0, Y1
 	VADDPS        Y1, Y0, Y1
-	VEXTRACTF128  $0x01, Y1, X0
+	VEXTRACTF32X4 $0x01, Y1, X0
 	VADDPS        X1, X0, X0
 	VMOVHLPS      X0, X0, X1
 	VADDPS        X1, X0, X0
@@ -21225,7 +21681,7 @@ dotW16x4Q8G32F32AVX512_end:
 	VADDPS        Z6, Z4, Z4
 	VEXTRACTF64X4 $0x01, Z4, Y0
 	VADDPS        Y0, Y4, Y0
-	VEXTRACTF128  $0x01, Y0, X1
+	VEXTRACTF32X4 $0x01, Y0, X1
 	VADDPS        X0, X1, X1
 	VMOVHLPS      X1, X1, X0
 	VADDPS        X0, X1, X1
@@ -21238,7 +21694,7 @@ dotW16x4Q8G32F32AVX512_end:
 	VADDPS        Z10, Z8, Z8
 	VEXTRACTF64X4 $0x01, Z8, Y0
 	VADDPS        Y0, Y8, Y0
-	VEXTRACTF128  $0x01, Y0, X1
+	VEXTRACTF32X4 $0x01, Y0, X1
 	VADDPS        X0, X1, X1
 	VMOVHLPS      X1, X1, X0
 	VADDPS        X0, X1, X1
@@ -21251,7 +21707,7 @@ dotW16x4Q8G32F32AVX512_end:
 	VADDPS        Z14, Z12, Z12
 	VEXTRACTF64X4 $0x01, Z12, Y0
 	VADDPS        Y0, Y12, Y0
-	VEXTRACTF128  $0x01, Y0, X1
+	VEXTRACTF32X4 $0x01, Y0, X1
 	VADDPS        X0, X1, X1
 	VMOVHLPS      X1, X1, X0
 	VADDPS        X0, X1, X1
@@ -21725,7 +22181,7 @@ siluMulAVX512_done:
 	RET
 
 // func expShiftedAVX512(x []float32, shift float32) float32
-// Requires: AVX, AVX512DQ, AVX512F, SSE
+// Requires: AVX, AVX512DQ, AVX512F, AVX512VL, SSE
 TEXT ·expShiftedAVX512(SB), NOSPLIT, $0-36
 	MOVQ         x_base+0(FP), AX
 	MOVQ         x_len+8(FP), CX
@@ -21767,7 +22223,7 @@ expShiftedAVX512_loop:
 expShiftedAVX512_done:
 	VEXTRACTF64X4 $0x01, Z1, Y0
 	VADDPS        Y0, Y1, Y0
-	VEXTRACTF128  $0x01, Y0, X1
+	VEXTRACTF32X4 $0x01, Y0, X1
 	VADDPS        X0, X1, X1
 	VMOVHLPS      X1, X1, X0
 	VADDPS        X0, X1, X1

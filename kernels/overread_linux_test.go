@@ -70,6 +70,14 @@ func TestNoOverread(t *testing.T) {
 					b.pack([]QuantizedActivations{acts, acts, acts, acts})
 					var o [4]float32
 					k.dotQx4(f, w, &b, &o)
+					if k.dotQx4Rows != nil {
+						// Two rows, the second ending at the page; the
+						// four output rows likewise.
+						w2 := endOfPage[byte](t, 2*f.RowBytes(n))
+						copy(w2, w)
+						copy(w2[f.RowBytes(n):], w)
+						k.dotQx4Rows(f, endOfPage[float32](t, 3*3+2), 3, w2, 2, f.RowBytes(n), &b)
+					}
 				}
 			}
 		}

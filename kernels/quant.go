@@ -289,6 +289,9 @@ func (k *impl) mulRowsQ(f QFormat, out []float32, outStride int, w []byte, rows 
 		// Four activation rows at a time, interleaved once for all rows.
 		for ; batch != nil && t+4 <= t1; t += 4 {
 			batch.pack(acts[t : t+4])
+			if k.dotQx4Rows != nil && k.dotQx4Rows(f, out[t*outStride:], outStride, w, rows, rb, batch) {
+				continue
+			}
 			var o [4]float32
 			for r := range rows {
 				k.dotQx4(f, w[r*rb:(r+1)*rb], batch, &o)

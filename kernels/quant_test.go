@@ -241,7 +241,7 @@ func TestMulRowsQ(t *testing.T) {
 	forEach(t, func(t *testing.T, k *impl) {
 		r := rand.New(rand.NewPCG(15, 16))
 		for _, f := range qFormats {
-			for _, dims := range [][3]int{{1, 1, 1}, {3, 33, 5}, {5, 256, 2}, {2, 1000, 9}, {3, 64, 4}, {2, 4096 + 7, 45}} {
+			for _, dims := range [][3]int{{1, 1, 1}, {3, 33, 5}, {5, 256, 2}, {2, 1000, 9}, {3, 64, 4}, {9, 768, 8}, {2, 4096 + 7, 45}} {
 				rows, cols, T := dims[0], dims[1], dims[2]
 				rb := f.RowBytes(cols)
 				w := make([]byte, 0, rows*rb)

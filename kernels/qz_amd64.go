@@ -10,7 +10,7 @@ package kernels
 // many-row and four-activation-row paths, so all three stay bit-identical.
 
 type zRowsFunc func(w []byte, q []int8, d []float32, s []float32, n4, bb, rows, rb int, out []float32)
-type zX4Func func(w []byte, q []int8, d []float32, s []float32, n4, bb int, out *[4]float32)
+type zX4Func func(w []byte, q []int8, d []float32, s []float32, n4, bb, rows, rb, stride int, out []float32)
 
 // zFuncs are indexed by kind (q4, q4a), f32 scales and layout (G32, G64,
 // G128: Group/32 = 1, 2 or a multiple of 4).
@@ -113,11 +113,29 @@ func (z *zFuncs) dotX4(ki, si, li int, f QFormat, w []byte, b *qBatch4, out *[4]
 	if n4 > 0 {
 		_ = w[f.RowBytes(128*n4)-1]
 		b.packZ()
-		z.x4[ki][si][li](w, b.zq[:512*n4], b.zd[:16*n4], b.zs[:16*n4], n4, f.BlockBytes(), out)
+		z.x4[ki][si][li](w, b.zq[:512*n4], b.zd[:16*n4], b.zs[:16*n4], n4, f.BlockBytes(), 1, 0, 1, out[:])
 	}
 	for t := range out {
 		out[t] = zTail(f, w, b.q, 128, 32*t, b.d, b.s, 4, t, 4*n4, nsub, out[t])
 	}
+}
+
+// dotX4Rows stores in out[t*stride+r] the dot products of the rows rows
+// of rb bytes at w with b's activation rows t = 0..3, in one kernel call,
+// if f has z kernels and the rows a whole number of groups of four
+// sub-blocks (else it reports false: the caller goes row by row).
+func (z *zFuncs) dotX4Rows(f QFormat, out []float32, stride int, w []byte, rows, rb int, b *qBatch4) bool {
+	ki, si, li, ok := z.index(f)
+	nsub := b.groups
+	if !ok || nsub%4 != 0 || rows == 0 {
+		return false
+	}
+	n4 := nsub / 4
+	_ = out[3*stride+rows-1]                // the four output rows
+	_ = w[(rows-1)*rb+f.RowBytes(128*n4)-1] // every row covers every group read
+	b.packZ()
+	z.x4[ki][si][li](w, b.zq[:512*n4], b.zd[:16*n4], b.zs[:16*n4], n4, f.BlockBytes(), rows, rb, stride, out)
+	return true
 }
 
 // packZ fills b's z layout from its interleaved one, once per pack: per

@@ -86,7 +86,13 @@ func hsum(s isa, v VecVirtual) VecVirtual {
 		y = hi
 	}
 	x := XMM()
-	VEXTRACTF128(U8(1), y, x)
+	if s.lanes == 16 {
+		// EVEX: the register allocator may give AVX-512 code X16-X31,
+		// which VEX's VEXTRACTF128 cannot encode.
+		VEXTRACTF32X4(U8(1), y, x)
+	} else {
+		VEXTRACTF128(U8(1), y, x)
+	}
 	VADDPS(y.(Vec).AsX(), x, x)
 	t := XMM()
 	VMOVHLPS(x, x, t)
@@ -114,10 +120,16 @@ func groupsEnd(name string, i Register, result func() VecVirtual, out, wp Regist
 	nextRow(name, result(), out, wp, rb, rows)
 }
 
-// x4Params loads the four-activation-row q4 kernels' pointers and group
-// count.
-func x4Params() (blk, qp, dp, sp, n4 Register) {
-	blk = Load(Param("w").Base(), GP64())
+// x4Row begins a four-activation-row q4 kernel's weight row (at
+// name+"_row", to name+"_done" when none is left): the row's first block
+// in blk, the activations' pointers and the group count reloaded from the
+// arguments, since every row runs through all of them.
+func x4Row(name string, wp, rows Register) (blk, qp, dp, sp, n4 Register) {
+	Label(name + "_row")
+	TESTQ(rows, rows)
+	JZ(LabelRef(name + "_done"))
+	blk = GP64()
+	MOVQ(wp, blk)
 	qp = Load(Param("q").Base(), GP64())
 	dp = Load(Param("d").Base(), GP64())
 	sp = Load(Param("s").Base(), GP64())
@@ -138,18 +150,31 @@ func advanceRow(name string, out, wp Register, rb Op, rows Register) {
 
 // x4End ends a four-activation-row q4 kernel's group (the activations'
 // pointers moved to the next group, n4 counted down, back to
-// name+"_loop"), then stores result(t) in out[t] at name+"_end".
-func x4End(name string, qp, dp, sp, n4 Register, result func(t int) VecVirtual) {
+// name+"_loop"); at name+"_end" it stores result(t) in out[t*stride] and
+// goes on to the next weight row (rb bytes on, out one float on).
+func x4End(name string, qp, dp, sp, n4, wp, rows, out Register, result func(t int) VecVirtual) {
 	ADDQ(U32(512), qp)
 	ADDQ(U32(64), dp)
 	ADDQ(U32(64), sp)
 	DECQ(n4)
 	JMP(LabelRef(name + "_loop"))
 	Label(name + "_end")
-	out := Load(Param("out"), GP64())
+	s4 := Load(Param("stride"), GP64())
+	SHLQ(U8(2), s4)
+	o := GP64()
+	MOVQ(out, o)
 	for t := 0; t < 4; t++ {
-		VMOVSS(result(t), Mem{Base: out, Disp: 4 * t})
+		if t > 0 {
+			ADDQ(s4, o)
+		}
+		VMOVSS(result(t), Mem{Base: o})
 	}
+	rb := Load(Param("rb"), GP64())
+	ADDQ(rb, wp)
+	ADDQ(U8(4), out)
+	DECQ(rows)
+	JMP(LabelRef(name + "_row"))
+	Label(name + "_done")
 	VZEROUPPER()
 	RET()
 }
@@ -199,13 +224,20 @@ func rowStart(name string, rows Register) {
 	JZ(LabelRef(name + "_done"))
 }
 
-// x4Text declares a four-activation-row q4 kernel (the z and y families).
-func x4Text(name, family string) {
-	TEXT(name, NOSPLIT, "func(w []byte, q []int8, d []float32, s []float32, n4, bb int, out *[4]float32)")
+// x4Text declares a four-activation-row q4 kernel (the z and y families)
+// and returns its weight pointer, row count and output pointer. One call
+// runs every weight row: the Go wrapper's cost per call (a third of a
+// 768-value row's time) was paid per row and per four tokens of a prefill.
+func x4Text(name, family string) (wp, rows, out Register) {
+	TEXT(name, NOSPLIT, "func(w []byte, q []int8, d []float32, s []float32, n4, bb, rows, rb, stride int, out []float32)")
 	Pragma("noescape") // kernels keep no pointer to their arguments
-	Doc(name+" stores in out[t] the dot product of the first 4·n4 sub-blocks",
-		"of the weight row w with the packed activation row t = 0..3; see the "+family,
-		"kernels in kernels/_asm.")
+	Doc(name+" stores in out[t*stride+r] the dot product of the first 4·n4",
+		"sub-blocks of weight row r < rows (w[r*rb:]) with the packed activation",
+		"row t = 0..3; see the "+family+" kernels in kernels/_asm.")
+	wp = Load(Param("w").Base(), GP64())
+	rows = Load(Param("rows"), GP64())
+	out = Load(Param("out").Base(), GP64())
+	return
 }
 
 func zero(v ...VecVirtual) {

@@ -248,16 +248,16 @@ func yRows(y *yKernel, permuted bool) {
 	groupsEnd(name, i, func() VecVirtual { return y.finish(r, k) }, out, wp, rb, rows)
 }
 
-// yX4 generates the kernel for one weight row times four activation rows
+// yX4 generates the kernel for weight rows times four activation rows
 // packed as for the z kernels (qBatch4.packZ): per group g of four
 // sub-blocks, q[512g+128t:] row t's 128 codes (each pair permuted),
 // d[16g+4t:] and s[16g+4t:] its four d and s.
 func yX4(y *yKernel) {
 	name := "dotYx4" + y.suffix()
-	x4Text(name, "y")
+	wp, rows, out := x4Text(name, "y")
 	k := yConstants()
-	blk, qp, dp, sp, n4 := x4Params()
 	bb := y.blockSize()
+	blk, qp, dp, sp, n4 := x4Row(name, wp, rows)
 	codes, next := y.blockPointers(blk, bb)
 	var rs [4]yRow
 	for t := range rs {
@@ -279,5 +279,5 @@ func yX4(y *yKernel) {
 		}
 	}
 	y.advance(name+"_next", blk, codes, next, bb)
-	x4End(name, qp, dp, sp, n4, func(t int) VecVirtual { return y.finish(rs[t], k) })
+	x4End(name, qp, dp, sp, n4, wp, rows, out, func(t int) VecVirtual { return y.finish(rs[t], k) })
 }

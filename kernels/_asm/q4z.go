@@ -413,17 +413,20 @@ func zRows(z *zKernel, permuted bool) {
 	groupsEnd(name, i, func() VecVirtual { return z.finish(r, k) }, out, wp, rb, rows)
 }
 
-// zX4 generates the kernel for one weight row times four activation rows
+// zX4 generates the kernel for weight rows times four activation rows
 // packed per group g of four sub-blocks: q[512g+128t:] the row t's 128
 // codes (each pair permuted), d[16g+4t:] and s[16g+4t:] its four d and s.
 func zX4(z *zKernel) {
 	name := "dotZx4" + z.suffix()
-	x4Text(name, "z")
+	wp, rows, out := x4Text(name, "z")
 	k, nib, idx, kmask := z.setup()
-	blk, qp, dp, sp, n4 := x4Params()
-	var codes, next, bb Register
+	var bb Register
 	if z.layout == "G128" {
 		bb = Load(Param("bb"), GP64())
+	}
+	blk, qp, dp, sp, n4 := x4Row(name, wp, rows)
+	var codes, next Register
+	if z.layout == "G128" {
 		codes, next = GP64(), GP64()
 		LEAQ(Mem{Base: blk, Disp: z.hdr}, codes)
 		LEAQ(Mem{Base: blk, Index: bb, Scale: 1}, next)
@@ -442,7 +445,7 @@ func zX4(z *zKernel) {
 		})
 	}
 	z.advance(name+"_next", blk, codes, next, bb)
-	x4End(name, qp, dp, sp, n4, func(t int) VecVirtual { return z.finish(rs[t], k) })
+	x4End(name, qp, dp, sp, n4, wp, rows, out, func(t int) VecVirtual { return z.finish(rs[t], k) })
 }
 
 // q4All generates the z kernels (vnni) and the y kernels (avx2, avx512)
