@@ -317,8 +317,10 @@ func (m *Model) NewState(maxSeq int) *State {
 // Pos returns how many tokens the state holds.
 func (s *State) Pos() int { return s.pos }
 
-// Reset empties the sequence, keeping the buffers.
-func (s *State) Reset() { s.pos, s.kvCap = 0, 0 }
+// Reset empties the sequence, keeping the buffers and the heads' spacing:
+// a state reused for sequences of similar length (perplexity's windows,
+// fed in batches) moves its cache only while the first one grows.
+func (s *State) Reset() { s.pos = 0 }
 
 // reserve grows the heads' spacing by kvGrowthNum/kvGrowthDen at a time
 // (at least kvMinSpacing positions): a small factor keeps the heads close,
