@@ -34,11 +34,21 @@ type Pool struct {
 	// yield is set when the pool has more workers than the Go scheduler
 	// has Ps: a spinning goroutine must then give way, or the one it
 	// waits for may never run.
-	yield    bool
+	yield bool
+	// seq, pending and loop sit on cache lines of their own (as far as
+	// padding can place them), apart from the fields the caller alone
+	// uses: the workers spin on seq, and each loop moves every line they
+	// share from one core to the other (BenchmarkPoolFor, an empty loop
+	// at 2 threads, old and new builds alternated: 2.05–2.15 µs packed,
+	// 1.63–1.76 padded).
+	_        [56]byte
 	seq      atomic.Uint64 // generation of the current loop
-	pending  atomic.Int32  // workers that have not finished the loop
-	shares   []share       // per worker: its pieces not yet taken
-	loop     poolLoop      // written before seq is bumped, read after
+	_        [56]byte
+	pending  atomic.Int32 // workers that have not finished the loop
+	_        [60]byte
+	loop     poolLoop // written before seq is bumped, read after
+	_        [64]byte
+	shares   []share // per worker: its pieces not yet taken
 	parked   []atomic.Bool
 	wake     []chan struct{}
 	closed   atomic.Bool
