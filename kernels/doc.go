@@ -56,4 +56,10 @@
 // w[start*cols:] (w[start*RowBytes:] for quantized rows) and end-start.
 // Batched products give bit-identical results to the single-row dot of the
 // same variant, whatever T.
+//
+// Attention over a KV cache: the scores are GemvF32 (or MulRowsF16 with T =
+// 1) over a head's cached keys, the output WeightedSumF32 (WeightedSumF16)
+// of its cached values. Their Next forms (GemvF32Next, GemvF16Next,
+// WeightedSumF32Next, WeightedSumF16Next) give the same bits and also
+// prefetch an array of the same shape, the data the caller reads next.
 package kernels

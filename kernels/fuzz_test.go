@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"testing"
 )
 
@@ -92,6 +93,30 @@ func FuzzDotF32(f *testing.F) {
 				for c := range out {
 					if d := math.Abs(float64(out[c]) - want[c]); d > float64(2*rows+2)*0x1p-24*abs[c]+0x1p-140 && !math.IsInf(float64(out[c]), 0) {
 						t.Fatalf("%s: weightedSum rows=%d cols=%d: out[%d] = %v, want %v", k.name, rows, cols, c, out[c], want[c])
+					}
+				}
+				// The prefetching products: the same bits, whatever
+				// next holds (here the same array read backwards).
+				if k.weightedSumNext != nil && cols > 0 {
+					next := slices.Clone(b)
+					slices.Reverse(next)
+					nbuf, nout := guarded(cols)
+					k.weightedSumNext(nout, a[:rows], b, cols, next)
+					checkGuards(t, nbuf)
+					rbuf, rows32 := guarded(rows)
+					k.dotF32RowsNext(rows32, b, rows, cols, a[:cols], next)
+					checkGuards(t, rbuf)
+					plain := make([]float32, rows)
+					k.dotF32Rows(plain, b, rows, cols, a[:cols])
+					for c := range out {
+						if math.Float32bits(nout[c]) != math.Float32bits(out[c]) && !(isNaN32(nout[c]) && isNaN32(out[c])) {
+							t.Fatalf("%s: weightedSumNext rows=%d cols=%d: out[%d] = %v, plain %v", k.name, rows, cols, c, nout[c], out[c])
+						}
+					}
+					for i := range plain {
+						if math.Float32bits(rows32[i]) != math.Float32bits(plain[i]) && !(isNaN32(rows32[i]) && isNaN32(plain[i])) {
+							t.Fatalf("%s: dotF32RowsNext rows=%d cols=%d: out[%d] = %v, plain %v", k.name, rows, cols, i, rows32[i], plain[i])
+						}
 					}
 				}
 			}

@@ -34,6 +34,13 @@ type impl struct {
 	dotF16Rows func(out []float32, w []uint16, rows, cols int, x []float32)
 	// weightedSumF16 is WeightedSumF16 after its checks.
 	weightedSumF16 func(out, a []float32, v []uint16, stride int)
+	// dotF32RowsNext, dotF16RowsNext, weightedSumNext and
+	// weightedSumF16Next, if not nil, are the same products that also
+	// prefetch next (prefetch.go), bit-identical to them; generic has none.
+	dotF32RowsNext     func(out, w []float32, rows, cols int, x, next []float32)
+	dotF16RowsNext     func(out []float32, w []uint16, rows, cols int, x []float32, next []uint16)
+	weightedSumNext    func(out, a, v []float32, stride int, next []float32)
+	weightedSumF16Next func(out, a []float32, v []uint16, stride int, next []uint16)
 	// narrowF16 is F32ToF16.
 	narrowF16 func(dst []uint16, src []float32)
 	// dotQ is the quantized row dot product (see DotQ); f is valid and w

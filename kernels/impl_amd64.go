@@ -232,6 +232,10 @@ func newAsmImpl(name string, supported bool, f asmFuncs, q *qFuncs, qx4 *qx4Func
 	k.dotF16Rows = rowsKernel(m, k.dotF16, pick(wide, dotF16RowsAVX512, dotF16RowsAVX2))
 	k.weightedSum = weightedSumKernel(m, pick(wide, weightedSumAVX512, weightedSumAVX2), weightedSumGeneric)
 	k.weightedSumF16 = weightedSumKernel(m, pick(wide, weightedSumF16AVX512, weightedSumF16AVX2), weightedSumF16Generic)
+	k.dotF32RowsNext = rowsKernelNext(m, k.dotF32, pick(wide, dotF32RowsNextAVX512, dotF32RowsNextAVX2))
+	k.dotF16RowsNext = rowsKernelNext(m, k.dotF16, pick(wide, dotF16RowsNextAVX512, dotF16RowsNextAVX2))
+	k.weightedSumNext = weightedSumKernelNext(m, pick(wide, weightedSumNextAVX512, weightedSumNextAVX2), weightedSumGeneric)
+	k.weightedSumF16Next = weightedSumKernelNext(m, pick(wide, weightedSumF16NextAVX512, weightedSumF16NextAVX2), weightedSumF16Generic)
 	k.narrowF16 = func(dst []uint16, src []float32) {
 		dst = dst[:len(src)]
 		full := len(src) &^ m
@@ -295,6 +299,33 @@ func rowsKernel[E float32 | uint16](m int, dot func([]E, []float32) float32, asm
 		}
 		_, _, _ = out[rows-1], w[rows*cols-1], x[cols-1]
 		asm(out, w, rows, cols, x)
+	}
+}
+
+// rowsKernelNext is rowsKernel for the prefetching rows kernels; rows
+// that are not a whole number of vectors go without prefetching.
+func rowsKernelNext[E float32 | uint16](m int, dot func([]E, []float32) float32, asm func([]float32, []E, int, int, []float32, []E)) func([]float32, []E, int, int, []float32, []E) {
+	return func(out []float32, w []E, rows, cols int, x []float32, next []E) {
+		if cols&m != 0 || rows == 0 || cols == 0 {
+			for r := range rows {
+				out[r] = dot(w[r*cols:(r+1)*cols], x[:cols])
+			}
+			return
+		}
+		_, _, _, _ = out[rows-1], w[rows*cols-1], x[cols-1], next[rows*cols-1]
+		asm(out, w, rows, cols, x, next)
+	}
+}
+
+// weightedSumKernelNext is weightedSumKernel for the prefetching weighted
+// sums (the tail's columns are not prefetched).
+func weightedSumKernelNext[E float32 | uint16](m int, asm func([]float32, []float32, []E, int, []E), tail func([]float32, []float32, []E, int)) func([]float32, []float32, []E, int, []E) {
+	return func(out, a []float32, v []E, stride int, next []E) {
+		_ = next[(len(a)-1)*stride+len(out)-1]
+		asm(out, a, v, stride, next)
+		if full := len(out) &^ m; full < len(out) {
+			tail(out[full:], a, v[full:], stride)
+		}
 	}
 }
 

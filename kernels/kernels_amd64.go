@@ -118,6 +118,30 @@ func weightedSumF16AVX2(out []float32, a []float32, v []uint16, stride int)
 //go:noescape
 func narrowF16AVX2(dst []uint16, src []float32)
 
+// dotF32RowsNextAVX2 stores in out[r] the dot product of w[r*cols:(r+1)*cols] and x
+// for r < rows, prefetching next[r*cols:(r+1)*cols]; cols is a multiple of 8.
+//
+//go:noescape
+func dotF32RowsNextAVX2(out []float32, w []float32, rows int, cols int, x []float32, next []float32)
+
+// dotF16RowsNextAVX2 stores in out[r] the dot product of w[r*cols:(r+1)*cols] and x
+// for r < rows, prefetching next[r*cols:(r+1)*cols]; cols is a multiple of 8.
+//
+//go:noescape
+func dotF16RowsNextAVX2(out []float32, w []uint16, rows int, cols int, x []float32, next []uint16)
+
+// weightedSumNextAVX2 stores in out[c] the sum over p < len(a) of a[p]*v[p*stride+c],
+// for c < len(out)&^7, prefetching the same elements of next.
+//
+//go:noescape
+func weightedSumNextAVX2(out []float32, a []float32, v []float32, stride int, next []float32)
+
+// weightedSumF16NextAVX2 stores in out[c] the sum over p < len(a) of a[p]*v[p*stride+c],
+// for c < len(out)&^7, prefetching the same elements of next.
+//
+//go:noescape
+func weightedSumF16NextAVX2(out []float32, a []float32, v []uint16, stride int, next []uint16)
+
 // dotF32RowsAVX512 stores in out[r] the dot product of w[r*cols:(r+1)*cols] and x
 // for r < rows; cols is a multiple of 16.
 //
@@ -147,6 +171,30 @@ func weightedSumF16AVX512(out []float32, a []float32, v []uint16, stride int)
 //
 //go:noescape
 func narrowF16AVX512(dst []uint16, src []float32)
+
+// dotF32RowsNextAVX512 stores in out[r] the dot product of w[r*cols:(r+1)*cols] and x
+// for r < rows, prefetching next[r*cols:(r+1)*cols]; cols is a multiple of 16.
+//
+//go:noescape
+func dotF32RowsNextAVX512(out []float32, w []float32, rows int, cols int, x []float32, next []float32)
+
+// dotF16RowsNextAVX512 stores in out[r] the dot product of w[r*cols:(r+1)*cols] and x
+// for r < rows, prefetching next[r*cols:(r+1)*cols]; cols is a multiple of 16.
+//
+//go:noescape
+func dotF16RowsNextAVX512(out []float32, w []uint16, rows int, cols int, x []float32, next []uint16)
+
+// weightedSumNextAVX512 stores in out[c] the sum over p < len(a) of a[p]*v[p*stride+c],
+// for c < len(out)&^15, prefetching the same elements of next.
+//
+//go:noescape
+func weightedSumNextAVX512(out []float32, a []float32, v []float32, stride int, next []float32)
+
+// weightedSumF16NextAVX512 stores in out[c] the sum over p < len(a) of a[p]*v[p*stride+c],
+// for c < len(out)&^15, prefetching the same elements of next.
+//
+//go:noescape
+func weightedSumF16NextAVX512(out []float32, a []float32, v []uint16, stride int, next []uint16)
 
 // quantizeActsAVX2 quantizes the len(x)/32 whole groups of x (see QuantizeActivations).
 //

@@ -1003,6 +1003,310 @@ narrowF16AVX2_x1_end:
 	VZEROUPPER
 	RET
 
+// func dotF32RowsNextAVX2(out []float32, w []float32, rows int, cols int, x []float32, next []float32)
+// Requires: AVX, FMA3, MMX+
+TEXT ·dotF32RowsNextAVX2(SB), NOSPLIT, $0-112
+	MOVQ out_base+0(FP), AX
+	MOVQ w_base+24(FP), CX
+	MOVQ rows+48(FP), DX
+	MOVQ cols+56(FP), BX
+	MOVQ x_base+64(FP), SI
+	MOVQ next_base+88(FP), DI
+	MOVQ BX, R8
+	SHLQ $0x02, R8
+	XORQ R9, R9
+
+dotF32RowsNextAVX2_row:
+	CMPQ R9, DX
+	JAE  dotF32RowsNextAVX2_row_end
+	XORQ R10, R10
+
+dotF32RowsNextAVX2_pf:
+	CMPQ       R10, R8
+	JAE        dotF32RowsNextAVX2_pf_end
+	PREFETCHT0 (DI)(R10*1)
+	ADDQ       $0x00000040, R10
+	JMP        dotF32RowsNextAVX2_pf
+
+dotF32RowsNextAVX2_pf_end:
+	ADDQ   R8, DI
+	MOVQ   BX, R10
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	MOVQ   R10, R11
+	ANDQ   $-16, R11
+	ANDQ   $-8, R10
+	XORQ   R12, R12
+
+dotF32RowsNextAVX2_x2:
+	CMPQ        R12, R11
+	JAE         dotF32RowsNextAVX2_x2_end
+	VMOVUPS     (CX)(R12*4), Y2
+	VFMADD231PS (SI)(R12*4), Y2, Y0
+	VMOVUPS     32(CX)(R12*4), Y2
+	VFMADD231PS 32(SI)(R12*4), Y2, Y1
+	ADDQ        $0x00000010, R12
+	JMP         dotF32RowsNextAVX2_x2
+
+dotF32RowsNextAVX2_x2_end:
+dotF32RowsNextAVX2_x1:
+	CMPQ        R12, R10
+	JAE         dotF32RowsNextAVX2_x1_end
+	VMOVUPS     (CX)(R12*4), Y2
+	VFMADD231PS (SI)(R12*4), Y2, Y0
+	ADDQ        $0x00000008, R12
+	JMP         dotF32RowsNextAVX2_x1
+
+dotF32RowsNextAVX2_x1_end:
+	VADDPS       Y1, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X0, X1, X1
+	VMOVHLPS     X1, X1, X0
+	VADDPS       X0, X1, X1
+	VMOVSHDUP    X1, X0
+	VADDSS       X0, X1, X1
+	VMOVSS       X1, (AX)(R9*4)
+	ADDQ         R8, CX
+	ADDQ         $0x00000001, R9
+	JMP          dotF32RowsNextAVX2_row
+
+dotF32RowsNextAVX2_row_end:
+	VZEROUPPER
+	RET
+
+// func dotF16RowsNextAVX2(out []float32, w []uint16, rows int, cols int, x []float32, next []uint16)
+// Requires: AVX, F16C, FMA3, MMX+
+TEXT ·dotF16RowsNextAVX2(SB), NOSPLIT, $0-112
+	MOVQ out_base+0(FP), AX
+	MOVQ w_base+24(FP), CX
+	MOVQ rows+48(FP), DX
+	MOVQ cols+56(FP), BX
+	MOVQ x_base+64(FP), SI
+	MOVQ next_base+88(FP), DI
+	MOVQ BX, R8
+	SHLQ $0x01, R8
+	XORQ R9, R9
+
+dotF16RowsNextAVX2_row:
+	CMPQ R9, DX
+	JAE  dotF16RowsNextAVX2_row_end
+	XORQ R10, R10
+
+dotF16RowsNextAVX2_pf:
+	CMPQ       R10, R8
+	JAE        dotF16RowsNextAVX2_pf_end
+	PREFETCHT0 (DI)(R10*1)
+	ADDQ       $0x00000040, R10
+	JMP        dotF16RowsNextAVX2_pf
+
+dotF16RowsNextAVX2_pf_end:
+	ADDQ   R8, DI
+	MOVQ   BX, R10
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	MOVQ   R10, R11
+	ANDQ   $-16, R11
+	ANDQ   $-8, R10
+	XORQ   R12, R12
+
+dotF16RowsNextAVX2_x2:
+	CMPQ        R12, R11
+	JAE         dotF16RowsNextAVX2_x2_end
+	VCVTPH2PS   (CX)(R12*2), Y2
+	VFMADD231PS (SI)(R12*4), Y2, Y0
+	VCVTPH2PS   16(CX)(R12*2), Y2
+	VFMADD231PS 32(SI)(R12*4), Y2, Y1
+	ADDQ        $0x00000010, R12
+	JMP         dotF16RowsNextAVX2_x2
+
+dotF16RowsNextAVX2_x2_end:
+dotF16RowsNextAVX2_x1:
+	CMPQ        R12, R10
+	JAE         dotF16RowsNextAVX2_x1_end
+	VCVTPH2PS   (CX)(R12*2), Y2
+	VFMADD231PS (SI)(R12*4), Y2, Y0
+	ADDQ        $0x00000008, R12
+	JMP         dotF16RowsNextAVX2_x1
+
+dotF16RowsNextAVX2_x1_end:
+	VADDPS       Y1, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X0, X1, X1
+	VMOVHLPS     X1, X1, X0
+	VADDPS       X0, X1, X1
+	VMOVSHDUP    X1, X0
+	VADDSS       X0, X1, X1
+	VMOVSS       X1, (AX)(R9*4)
+	ADDQ         R8, CX
+	ADDQ         $0x00000001, R9
+	JMP          dotF16RowsNextAVX2_row
+
+dotF16RowsNextAVX2_row_end:
+	VZEROUPPER
+	RET
+
+// func weightedSumNextAVX2(out []float32, a []float32, v []float32, stride int, next []float32)
+// Requires: AVX, FMA3, MMX+
+TEXT ·weightedSumNextAVX2(SB), NOSPLIT, $0-104
+	MOVQ out_base+0(FP), AX
+	MOVQ out_len+8(FP), CX
+	MOVQ a_base+24(FP), DX
+	MOVQ a_len+32(FP), BX
+	MOVQ v_base+48(FP), SI
+	MOVQ next_base+80(FP), DI
+	MOVQ stride+72(FP), R8
+	SHLQ $0x02, R8
+	MOVQ CX, R9
+	ANDQ $-32, R9
+	ANDQ $-8, CX
+	XORQ R10, R10
+
+weightedSumNextAVX2_x4:
+	CMPQ   R10, R9
+	JAE    weightedSumNextAVX2_x4_end
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	XORQ   R11, R11
+	LEAQ   (SI)(R10*4), R12
+	LEAQ   (DI)(R10*4), R13
+
+weightedSumNextAVX2_x4_p:
+	CMPQ         R11, BX
+	JAE          weightedSumNextAVX2_x4_p_end
+	PREFETCHT0   (R13)
+	PREFETCHT0   64(R13)
+	ADDQ         R8, R13
+	VBROADCASTSS (DX)(R11*4), Y4
+	VFMADD231PS  (R12), Y4, Y0
+	VFMADD231PS  32(R12), Y4, Y1
+	VFMADD231PS  64(R12), Y4, Y2
+	VFMADD231PS  96(R12), Y4, Y3
+	ADDQ         R8, R12
+	ADDQ         $0x00000001, R11
+	JMP          weightedSumNextAVX2_x4_p
+
+weightedSumNextAVX2_x4_p_end:
+	VMOVUPS Y0, (AX)(R10*4)
+	VMOVUPS Y1, 32(AX)(R10*4)
+	VMOVUPS Y2, 64(AX)(R10*4)
+	VMOVUPS Y3, 96(AX)(R10*4)
+	ADDQ    $0x00000020, R10
+	JMP     weightedSumNextAVX2_x4
+
+weightedSumNextAVX2_x4_end:
+weightedSumNextAVX2_x1:
+	CMPQ   R10, CX
+	JAE    weightedSumNextAVX2_x1_end
+	VXORPS Y0, Y0, Y0
+	XORQ   R9, R9
+	LEAQ   (SI)(R10*4), R11
+	LEAQ   (DI)(R10*4), R12
+
+weightedSumNextAVX2_x1_p:
+	CMPQ         R9, BX
+	JAE          weightedSumNextAVX2_x1_p_end
+	PREFETCHT0   (R12)
+	ADDQ         R8, R12
+	VBROADCASTSS (DX)(R9*4), Y1
+	VFMADD231PS  (R11), Y1, Y0
+	ADDQ         R8, R11
+	ADDQ         $0x00000001, R9
+	JMP          weightedSumNextAVX2_x1_p
+
+weightedSumNextAVX2_x1_p_end:
+	VMOVUPS Y0, (AX)(R10*4)
+	ADDQ    $0x00000008, R10
+	JMP     weightedSumNextAVX2_x1
+
+weightedSumNextAVX2_x1_end:
+	VZEROUPPER
+	RET
+
+// func weightedSumF16NextAVX2(out []float32, a []float32, v []uint16, stride int, next []uint16)
+// Requires: AVX, F16C, FMA3, MMX+
+TEXT ·weightedSumF16NextAVX2(SB), NOSPLIT, $0-104
+	MOVQ out_base+0(FP), AX
+	MOVQ out_len+8(FP), CX
+	MOVQ a_base+24(FP), DX
+	MOVQ a_len+32(FP), BX
+	MOVQ v_base+48(FP), SI
+	MOVQ next_base+80(FP), DI
+	MOVQ stride+72(FP), R8
+	SHLQ $0x01, R8
+	MOVQ CX, R9
+	ANDQ $-32, R9
+	ANDQ $-8, CX
+	XORQ R10, R10
+
+weightedSumF16NextAVX2_x4:
+	CMPQ   R10, R9
+	JAE    weightedSumF16NextAVX2_x4_end
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	XORQ   R11, R11
+	LEAQ   (SI)(R10*2), R12
+	LEAQ   (DI)(R10*2), R13
+
+weightedSumF16NextAVX2_x4_p:
+	CMPQ         R11, BX
+	JAE          weightedSumF16NextAVX2_x4_p_end
+	PREFETCHT0   (R13)
+	ADDQ         R8, R13
+	VBROADCASTSS (DX)(R11*4), Y4
+	VCVTPH2PS    (R12), Y5
+	VFMADD231PS  Y5, Y4, Y0
+	VCVTPH2PS    16(R12), Y5
+	VFMADD231PS  Y5, Y4, Y1
+	VCVTPH2PS    32(R12), Y5
+	VFMADD231PS  Y5, Y4, Y2
+	VCVTPH2PS    48(R12), Y5
+	VFMADD231PS  Y5, Y4, Y3
+	ADDQ         R8, R12
+	ADDQ         $0x00000001, R11
+	JMP          weightedSumF16NextAVX2_x4_p
+
+weightedSumF16NextAVX2_x4_p_end:
+	VMOVUPS Y0, (AX)(R10*4)
+	VMOVUPS Y1, 32(AX)(R10*4)
+	VMOVUPS Y2, 64(AX)(R10*4)
+	VMOVUPS Y3, 96(AX)(R10*4)
+	ADDQ    $0x00000020, R10
+	JMP     weightedSumF16NextAVX2_x4
+
+weightedSumF16NextAVX2_x4_end:
+weightedSumF16NextAVX2_x1:
+	CMPQ   R10, CX
+	JAE    weightedSumF16NextAVX2_x1_end
+	VXORPS Y0, Y0, Y0
+	XORQ   R9, R9
+	LEAQ   (SI)(R10*2), R11
+	LEAQ   (DI)(R10*2), R12
+
+weightedSumF16NextAVX2_x1_p:
+	CMPQ         R9, BX
+	JAE          weightedSumF16NextAVX2_x1_p_end
+	PREFETCHT0   (R12)
+	ADDQ         R8, R12
+	VBROADCASTSS (DX)(R9*4), Y1
+	VCVTPH2PS    (R11), Y2
+	VFMADD231PS  Y2, Y1, Y0
+	ADDQ         R8, R11
+	ADDQ         $0x00000001, R9
+	JMP          weightedSumF16NextAVX2_x1_p
+
+weightedSumF16NextAVX2_x1_p_end:
+	VMOVUPS Y0, (AX)(R10*4)
+	ADDQ    $0x00000008, R10
+	JMP     weightedSumF16NextAVX2_x1
+
+weightedSumF16NextAVX2_x1_end:
+	VZEROUPPER
+	RET
+
 // func dotF32RowsAVX512(out []float32, w []float32, rows int, cols int, x []float32)
 // Requires: AVX, AVX512DQ, AVX512F, AVX512VL
 TEXT ·dotF32RowsAVX512(SB), NOSPLIT, $0-88
@@ -1291,6 +1595,317 @@ narrowF16AVX512_x1:
 	JMP       narrowF16AVX512_x1
 
 narrowF16AVX512_x1_end:
+	VZEROUPPER
+	RET
+
+// func dotF32RowsNextAVX512(out []float32, w []float32, rows int, cols int, x []float32, next []float32)
+// Requires: AVX, AVX512DQ, AVX512F, AVX512VL, MMX+
+TEXT ·dotF32RowsNextAVX512(SB), NOSPLIT, $0-112
+	MOVQ out_base+0(FP), AX
+	MOVQ w_base+24(FP), CX
+	MOVQ rows+48(FP), DX
+	MOVQ cols+56(FP), BX
+	MOVQ x_base+64(FP), SI
+	MOVQ next_base+88(FP), DI
+	MOVQ BX, R8
+	SHLQ $0x02, R8
+	XORQ R9, R9
+
+dotF32RowsNextAVX512_row:
+	CMPQ R9, DX
+	JAE  dotF32RowsNextAVX512_row_end
+	XORQ R10, R10
+
+dotF32RowsNextAVX512_pf:
+	CMPQ       R10, R8
+	JAE        dotF32RowsNextAVX512_pf_end
+	PREFETCHT0 (DI)(R10*1)
+	ADDQ       $0x00000040, R10
+	JMP        dotF32RowsNextAVX512_pf
+
+dotF32RowsNextAVX512_pf_end:
+	ADDQ   R8, DI
+	MOVQ   BX, R10
+	VXORPS Z0, Z0, Z0
+	VXORPS Z1, Z1, Z1
+	MOVQ   R10, R11
+	ANDQ   $-32, R11
+	ANDQ   $-16, R10
+	XORQ   R12, R12
+
+dotF32RowsNextAVX512_x2:
+	CMPQ        R12, R11
+	JAE         dotF32RowsNextAVX512_x2_end
+	VMOVUPS     (CX)(R12*4), Z2
+	VFMADD231PS (SI)(R12*4), Z2, Z0
+	VMOVUPS     64(CX)(R12*4), Z2
+	VFMADD231PS 64(SI)(R12*4), Z2, Z1
+	ADDQ        $0x00000020, R12
+	JMP         dotF32RowsNextAVX512_x2
+
+dotF32RowsNextAVX512_x2_end:
+dotF32RowsNextAVX512_x1:
+	CMPQ        R12, R10
+	JAE         dotF32RowsNextAVX512_x1_end
+	VMOVUPS     (CX)(R12*4), Z2
+	VFMADD231PS (SI)(R12*4), Z2, Z0
+	ADDQ        $0x00000010, R12
+	JMP         dotF32RowsNextAVX512_x1
+
+dotF32RowsNextAVX512_x1_end:
+	VADDPS        Z1, Z0, Z0
+	VEXTRACTF64X4 $0x01, Z0, Y1
+	VADDPS        Y1, Y0, Y1
+	VEXTRACTF32X4 $0x01, Y1, X0
+	VADDPS        X1, X0, X0
+	VMOVHLPS      X0, X0, X1
+	VADDPS        X1, X0, X0
+	VMOVSHDUP     X0, X1
+	VADDSS        X1, X0, X0
+	VMOVSS        X0, (AX)(R9*4)
+	ADDQ          R8, CX
+	ADDQ          $0x00000001, R9
+	JMP           dotF32RowsNextAVX512_row
+
+dotF32RowsNextAVX512_row_end:
+	VZEROUPPER
+	RET
+
+// func dotF16RowsNextAVX512(out []float32, w []uint16, rows int, cols int, x []float32, next []uint16)
+// Requires: AVX, AVX512DQ, AVX512F, AVX512VL, MMX+
+TEXT ·dotF16RowsNextAVX512(SB), NOSPLIT, $0-112
+	MOVQ out_base+0(FP), AX
+	MOVQ w_base+24(FP), CX
+	MOVQ rows+48(FP), DX
+	MOVQ cols+56(FP), BX
+	MOVQ x_base+64(FP), SI
+	MOVQ next_base+88(FP), DI
+	MOVQ BX, R8
+	SHLQ $0x01, R8
+	XORQ R9, R9
+
+dotF16RowsNextAVX512_row:
+	CMPQ R9, DX
+	JAE  dotF16RowsNextAVX512_row_end
+	XORQ R10, R10
+
+dotF16RowsNextAVX512_pf:
+	CMPQ       R10, R8
+	JAE        dotF16RowsNextAVX512_pf_end
+	PREFETCHT0 (DI)(R10*1)
+	ADDQ       $0x00000040, R10
+	JMP        dotF16RowsNextAVX512_pf
+
+dotF16RowsNextAVX512_pf_end:
+	ADDQ   R8, DI
+	MOVQ   BX, R10
+	VXORPS Z0, Z0, Z0
+	VXORPS Z1, Z1, Z1
+	MOVQ   R10, R11
+	ANDQ   $-32, R11
+	ANDQ   $-16, R10
+	XORQ   R12, R12
+
+dotF16RowsNextAVX512_x2:
+	CMPQ        R12, R11
+	JAE         dotF16RowsNextAVX512_x2_end
+	VCVTPH2PS   (CX)(R12*2), Z2
+	VFMADD231PS (SI)(R12*4), Z2, Z0
+	VCVTPH2PS   32(CX)(R12*2), Z2
+	VFMADD231PS 64(SI)(R12*4), Z2, Z1
+	ADDQ        $0x00000020, R12
+	JMP         dotF16RowsNextAVX512_x2
+
+dotF16RowsNextAVX512_x2_end:
+dotF16RowsNextAVX512_x1:
+	CMPQ        R12, R10
+	JAE         dotF16RowsNextAVX512_x1_end
+	VCVTPH2PS   (CX)(R12*2), Z2
+	VFMADD231PS (SI)(R12*4), Z2, Z0
+	ADDQ        $0x00000010, R12
+	JMP         dotF16RowsNextAVX512_x1
+
+dotF16RowsNextAVX512_x1_end:
+	VADDPS        Z1, Z0, Z0
+	VEXTRACTF64X4 $0x01, Z0, Y1
+	VADDPS        Y1, Y0, Y1
+	VEXTRACTF32X4 $0x01, Y1, X0
+	VADDPS        X1, X0, X0
+	VMOVHLPS      X0, X0, X1
+	VADDPS        X1, X0, X0
+	VMOVSHDUP     X0, X1
+	VADDSS        X1, X0, X0
+	VMOVSS        X0, (AX)(R9*4)
+	ADDQ          R8, CX
+	ADDQ          $0x00000001, R9
+	JMP           dotF16RowsNextAVX512_row
+
+dotF16RowsNextAVX512_row_end:
+	VZEROUPPER
+	RET
+
+// func weightedSumNextAVX512(out []float32, a []float32, v []float32, stride int, next []float32)
+// Requires: AVX, AVX512DQ, AVX512F, MMX+
+TEXT ·weightedSumNextAVX512(SB), NOSPLIT, $0-104
+	MOVQ out_base+0(FP), AX
+	MOVQ out_len+8(FP), CX
+	MOVQ a_base+24(FP), DX
+	MOVQ a_len+32(FP), BX
+	MOVQ v_base+48(FP), SI
+	MOVQ next_base+80(FP), DI
+	MOVQ stride+72(FP), R8
+	SHLQ $0x02, R8
+	MOVQ CX, R9
+	ANDQ $-64, R9
+	ANDQ $-16, CX
+	XORQ R10, R10
+
+weightedSumNextAVX512_x4:
+	CMPQ   R10, R9
+	JAE    weightedSumNextAVX512_x4_end
+	VXORPS Z0, Z0, Z0
+	VXORPS Z1, Z1, Z1
+	VXORPS Z2, Z2, Z2
+	VXORPS Z3, Z3, Z3
+	XORQ   R11, R11
+	LEAQ   (SI)(R10*4), R12
+	LEAQ   (DI)(R10*4), R13
+
+weightedSumNextAVX512_x4_p:
+	CMPQ         R11, BX
+	JAE          weightedSumNextAVX512_x4_p_end
+	PREFETCHT0   (R13)
+	PREFETCHT0   64(R13)
+	PREFETCHT0   128(R13)
+	PREFETCHT0   192(R13)
+	ADDQ         R8, R13
+	VBROADCASTSS (DX)(R11*4), Z4
+	VFMADD231PS  (R12), Z4, Z0
+	VFMADD231PS  64(R12), Z4, Z1
+	VFMADD231PS  128(R12), Z4, Z2
+	VFMADD231PS  192(R12), Z4, Z3
+	ADDQ         R8, R12
+	ADDQ         $0x00000001, R11
+	JMP          weightedSumNextAVX512_x4_p
+
+weightedSumNextAVX512_x4_p_end:
+	VMOVUPS Z0, (AX)(R10*4)
+	VMOVUPS Z1, 64(AX)(R10*4)
+	VMOVUPS Z2, 128(AX)(R10*4)
+	VMOVUPS Z3, 192(AX)(R10*4)
+	ADDQ    $0x00000040, R10
+	JMP     weightedSumNextAVX512_x4
+
+weightedSumNextAVX512_x4_end:
+weightedSumNextAVX512_x1:
+	CMPQ   R10, CX
+	JAE    weightedSumNextAVX512_x1_end
+	VXORPS Z0, Z0, Z0
+	XORQ   R9, R9
+	LEAQ   (SI)(R10*4), R11
+	LEAQ   (DI)(R10*4), R12
+
+weightedSumNextAVX512_x1_p:
+	CMPQ         R9, BX
+	JAE          weightedSumNextAVX512_x1_p_end
+	PREFETCHT0   (R12)
+	ADDQ         R8, R12
+	VBROADCASTSS (DX)(R9*4), Z1
+	VFMADD231PS  (R11), Z1, Z0
+	ADDQ         R8, R11
+	ADDQ         $0x00000001, R9
+	JMP          weightedSumNextAVX512_x1_p
+
+weightedSumNextAVX512_x1_p_end:
+	VMOVUPS Z0, (AX)(R10*4)
+	ADDQ    $0x00000010, R10
+	JMP     weightedSumNextAVX512_x1
+
+weightedSumNextAVX512_x1_end:
+	VZEROUPPER
+	RET
+
+// func weightedSumF16NextAVX512(out []float32, a []float32, v []uint16, stride int, next []uint16)
+// Requires: AVX, AVX512DQ, AVX512F, MMX+
+TEXT ·weightedSumF16NextAVX512(SB), NOSPLIT, $0-104
+	MOVQ out_base+0(FP), AX
+	MOVQ out_len+8(FP), CX
+	MOVQ a_base+24(FP), DX
+	MOVQ a_len+32(FP), BX
+	MOVQ v_base+48(FP), SI
+	MOVQ next_base+80(FP), DI
+	MOVQ stride+72(FP), R8
+	SHLQ $0x01, R8
+	MOVQ CX, R9
+	ANDQ $-64, R9
+	ANDQ $-16, CX
+	XORQ R10, R10
+
+weightedSumF16NextAVX512_x4:
+	CMPQ   R10, R9
+	JAE    weightedSumF16NextAVX512_x4_end
+	VXORPS Z0, Z0, Z0
+	VXORPS Z1, Z1, Z1
+	VXORPS Z2, Z2, Z2
+	VXORPS Z3, Z3, Z3
+	XORQ   R11, R11
+	LEAQ   (SI)(R10*2), R12
+	LEAQ   (DI)(R10*2), R13
+
+weightedSumF16NextAVX512_x4_p:
+	CMPQ         R11, BX
+	JAE          weightedSumF16NextAVX512_x4_p_end
+	PREFETCHT0   (R13)
+	PREFETCHT0   64(R13)
+	ADDQ         R8, R13
+	VBROADCASTSS (DX)(R11*4), Z4
+	VCVTPH2PS    (R12), Z5
+	VFMADD231PS  Z5, Z4, Z0
+	VCVTPH2PS    32(R12), Z5
+	VFMADD231PS  Z5, Z4, Z1
+	VCVTPH2PS    64(R12), Z5
+	VFMADD231PS  Z5, Z4, Z2
+	VCVTPH2PS    96(R12), Z5
+	VFMADD231PS  Z5, Z4, Z3
+	ADDQ         R8, R12
+	ADDQ         $0x00000001, R11
+	JMP          weightedSumF16NextAVX512_x4_p
+
+weightedSumF16NextAVX512_x4_p_end:
+	VMOVUPS Z0, (AX)(R10*4)
+	VMOVUPS Z1, 64(AX)(R10*4)
+	VMOVUPS Z2, 128(AX)(R10*4)
+	VMOVUPS Z3, 192(AX)(R10*4)
+	ADDQ    $0x00000040, R10
+	JMP     weightedSumF16NextAVX512_x4
+
+weightedSumF16NextAVX512_x4_end:
+weightedSumF16NextAVX512_x1:
+	CMPQ   R10, CX
+	JAE    weightedSumF16NextAVX512_x1_end
+	VXORPS Z0, Z0, Z0
+	XORQ   R9, R9
+	LEAQ   (SI)(R10*2), R11
+	LEAQ   (DI)(R10*2), R12
+
+weightedSumF16NextAVX512_x1_p:
+	CMPQ         R9, BX
+	JAE          weightedSumF16NextAVX512_x1_p_end
+	PREFETCHT0   (R12)
+	ADDQ         R8, R12
+	VBROADCASTSS (DX)(R9*4), Z1
+	VCVTPH2PS    (R11), Z2
+	VFMADD231PS  Z2, Z1, Z0
+	ADDQ         R8, R11
+	ADDQ         $0x00000001, R9
+	JMP          weightedSumF16NextAVX512_x1_p
+
+weightedSumF16NextAVX512_x1_p_end:
+	VMOVUPS Z0, (AX)(R10*4)
+	ADDQ    $0x00000010, R10
+	JMP     weightedSumF16NextAVX512_x1
+
+weightedSumF16NextAVX512_x1_end:
 	VZEROUPPER
 	RET
 

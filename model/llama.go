@@ -888,6 +888,11 @@ type attentionTask struct {
 	store, attend bool
 }
 
+// Run attends for items [start, end) in turn, each prefetching what the
+// next reads (kernels.GemvF16Next and the others): the first query head's
+// scores request the kv head's cached values, and the last one's output
+// requests the next item's cached keys, so that each short run from DRAM
+// arrives while the previous one is multiplied instead of after it.
 func (a *attentionTask) Run(worker, start, end int) {
 	c, s := a.m.Config, a.s
 	hd, qd := c.HeadDim, c.Heads*c.HeadDim
@@ -901,23 +906,60 @@ func (a *attentionTask) Run(worker, start, end int) {
 		if !a.attend {
 			continue
 		}
-		n := s.pos + t + 1 // causal: positions 0..pos+t
-		from, to := kh*s.kvCap*hd, (kh*s.kvCap+n)*hd
+		from, to := a.cached(i)
+		n := (to - from) / hd
+		nextFrom, nextTo := 0, 0
+		if i+1 < end {
+			nextFrom, nextTo = a.cached(i + 1)
+		}
 		scores := s.scores[worker][:n]
 		for g := 0; g < group; g++ {
 			h := kh*group + g
 			q, out := a.q[t*qd+h*hd:t*qd+(h+1)*hd], a.out[t*qd+h*hd:t*qd+(h+1)*hd]
+			first, last := g == 0, g == group-1
 			if s.k16 != nil {
-				kernels.MulRowsF16(scores, n, s.k16[a.l][from:to], n, hd, q, 1, nil)
+				var nextKeys []uint16
+				if nextTo > 0 {
+					nextKeys = s.k16[a.l][nextFrom:nextTo]
+				}
+				attendHead(scores, q, out, s.k16[a.l][from:to], s.v16[a.l][from:to], nextKeys, hd, scale, first, last, kernels.GemvF16Next, kernels.WeightedSumF16Next)
 			} else {
-				kernels.GemvF32(scores, s.k[a.l][from:to], n, hd, q)
-			}
-			softmax(scores, scale)
-			if s.v16 != nil {
-				kernels.WeightedSumF16(out, scores, s.v16[a.l][from:to], hd)
-			} else {
-				kernels.WeightedSumF32(out, scores, s.v[a.l][from:to], hd)
+				var nextKeys []float32
+				if nextTo > 0 {
+					nextKeys = s.k[a.l][nextFrom:nextTo]
+				}
+				attendHead(scores, q, out, s.k[a.l][from:to], s.v[a.l][from:to], nextKeys, hd, scale, first, last, kernels.GemvF32Next, kernels.WeightedSumF32Next)
 			}
 		}
 	}
+}
+
+// attendHead computes one query head's output from a kv head's cached keys
+// and values: the scores q·key, their softmax, the weighted sum of the
+// values. The first query head of a kv head prefetches its values while
+// scoring, the last one the next item's keys (nil if none) while summing.
+func attendHead[E float32 | uint16](scores, q, out []float32, keys, values, nextKeys []E, hd int, scale float32, first, last bool,
+	gemv func(out []float32, w []E, rows, cols int, x []float32, next []E),
+	weightedSum func(out, a []float32, v []E, stride int, next []E)) {
+	n := len(scores)
+	var next []E
+	if first {
+		next = values
+	}
+	gemv(scores, keys, n, hd, q, next)
+	softmax(scores, scale)
+	next = nil
+	if last && len(nextKeys) >= len(keys) {
+		next = nextKeys
+	}
+	weightedSum(out, scores, values, hd, next)
+}
+
+// cached returns the range of a layer's key (or value) cache that item i
+// of the attention loop reads: its kv head's positions 0..pos+t (causal).
+func (a *attentionTask) cached(i int) (from, to int) {
+	c, s := a.m.Config, a.s
+	t, kh := i/c.KVHeads, i%c.KVHeads
+	n := s.pos + t + 1
+	return kh * s.kvCap * c.HeadDim, (kh*s.kvCap + n) * c.HeadDim
 }

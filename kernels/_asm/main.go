@@ -46,6 +46,10 @@ func main() {
 		dotF16Rows(s)
 		weightedSumF16(s)
 		narrowF16(s)
+		dotF32RowsNext(s)
+		dotF16RowsNext(s)
+		weightedSumNext(s)
+		weightedSumF16Next(s)
 	}
 	quantizeActs()
 	for _, vnni := range []bool{false, true} {
