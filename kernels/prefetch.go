@@ -16,9 +16,11 @@ import "fmt"
 // while the memory bus idles. Given the head's values as next, the scores
 // have them requested while the keys are multiplied; given the next head's
 // keys, the output has those requested while the values are summed.
-// Paired decode measurements (110M-shaped q4 model, median tok/s ratio of
-// 10–16 alternations within one process): +1.8% and +3.2% at 2 threads,
-// +4.7% and +11% at 1 thread, +5.8% at a 1000-token context at 1 thread.
+// Paired decode measurements (median tok/s ratio of 10–16 alternations
+// within one process, two sessions): 110M-shaped q4 model +3.2% and +5.8%
+// at 2 threads, +5.1% and +4.1% at 1; q8 +2.4% to +3.2%; 850M-shaped
+// (grouped-query, attention a smaller share) +0.2% to +1.7%; at a
+// 1000-token context, 110M q4 +5.8% at 2 threads and +3.9% at 1.
 // The pure-Go variant cannot prefetch and ignores next.
 
 // GemvF32Next is GemvF32 that also prefetches next[:rows*cols].
