@@ -1,7 +1,6 @@
 package export
 
 import (
-	"bufio"
 	"encoding/binary"
 	"fmt"
 	"io"
@@ -199,7 +198,7 @@ func Llama2c(m *convert.Model, out string, opts Llama2cOptions) (*Result, error)
 	}
 	defer f.Abort()
 	cw := &countingWriter{w: f}
-	w := bufio.NewWriterSize(cw, 1<<20)
+	w := atomicfile.NewChunkedWriter(cw)
 	if err := writeLlama2cHeader(w, c, opts.Version, group); err != nil {
 		return nil, err
 	}

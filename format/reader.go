@@ -80,7 +80,7 @@ func Open(path string, opts ...Options) (*File, error) {
 			return nil, err
 		}
 	} else if !o.NoMmap && kf.dataEnd() > 0 {
-		m, err := unix.Mmap(int(f.Fd()), 0, int(kf.dataEnd()), unix.PROT_READ, unix.MAP_SHARED)
+		m, err := mapFile(int(f.Fd()), int(kf.dataEnd()))
 		if err == nil {
 			kf.mapped = m
 		}
@@ -327,11 +327,17 @@ func (kf *File) sum(e TensorEntry) (uint64, error) {
 // (they stay in the page cache), so verifying a file larger than memory
 // does not grow the process to the file's size. Only whole pages inside the
 // tensor are released; a later access faults them back in from the cache.
+// A mapping that may use 2 MiB pages (mapFile) releases whole 2 MiB pages
+// only: releasing part of one splits its mapping into 4 KiB pages for as
+// long as the file stays mapped.
 func (kf *File) release(e TensorEntry) {
 	if kf.preloaded {
 		return // private anonymous memory: DONTNEED would zero it
 	}
 	page := int64(os.Getpagesize())
+	if len(kf.mapped) >= hugePage {
+		page = hugePage
+	}
 	start := (e.Offset + page - 1) / page * page
 	end := (e.Offset + e.Size) / page * page
 	if end > start {
@@ -342,7 +348,11 @@ func (kf *File) release(e TensorEntry) {
 // Close unmaps and closes the file. Slices returned by Data become invalid.
 func (kf *File) Close() error {
 	if kf.mapped != nil {
-		unix.Munmap(kf.mapped)
+		if kf.preloaded {
+			unix.Munmap(kf.mapped)
+		} else {
+			unmapFile(kf.mapped)
+		}
 		kf.mapped = nil
 	}
 	if kf.closer == nil {

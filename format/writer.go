@@ -1,7 +1,6 @@
 package format
 
 import (
-	"bufio"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -22,7 +21,7 @@ var ErrWriterClosed = errors.New("kvant writer already closed")
 type Writer struct {
 	path     string
 	tmp      *atomicfile.File
-	buf      *bufio.Writer
+	buf      *atomicfile.ChunkedWriter
 	offset   int64
 	index    index
 	names    map[string]bool
@@ -41,7 +40,7 @@ func Create(path string) (*Writer, error) {
 	w := &Writer{
 		path:  path,
 		tmp:   tmp,
-		buf:   bufio.NewWriterSize(tmp, 1<<20),
+		buf:   atomicfile.NewChunkedWriter(tmp),
 		index: index{FormatVersion: Version, Metadata: map[string]json.RawMessage{}},
 		names: map[string]bool{},
 	}

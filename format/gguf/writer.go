@@ -1,7 +1,6 @@
 package gguf
 
 import (
-	"bufio"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -20,7 +19,7 @@ import (
 // Tensor data must already be in the tensor's ggml type: F32, F16 or BF16
 // elements, or Q8_0, Q4_0, Q4_1 blocks (see QuantizeQ8_0 and friends).
 type Writer struct {
-	bw         *bufio.Writer
+	bw         *atomicfile.ChunkedWriter
 	pos        int64 // bytes written so far
 	kvs        []KeyValue
 	keys       map[string]bool
@@ -48,7 +47,7 @@ type plannedTensor struct {
 // but does not close w.
 func NewWriter(w io.Writer) *Writer {
 	return &Writer{
-		bw:        bufio.NewWriterSize(w, 64<<10),
+		bw:        atomicfile.NewChunkedWriter(w),
 		keys:      map[string]bool{},
 		names:     map[string]bool{},
 		alignment: DefaultAlignment,

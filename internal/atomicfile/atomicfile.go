@@ -3,7 +3,9 @@
 // which Commit fsyncs and renames into place. A crash, a kill or a full disk
 // therefore never leaves a half-written file under the name a user asked
 // for. Every kvant writer (.kvant, GGUF, safetensors, llama2.c, saved
-// logits) goes through it.
+// logits) goes through it. The large files among them are written through
+// a ChunkedWriter, in aligned 2 MiB pieces, so that the page cache can map
+// them with huge pages.
 package atomicfile
 
 import (
