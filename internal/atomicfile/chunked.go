@@ -16,11 +16,12 @@ import "io"
 // 2 MiB pieces (`dd bs=1M` and `bs=2M`), decoded mapped in one interleaved
 // bench/models run: 850M q8 16.2 against 31.4 tok/s at 1 thread and 37.4
 // against 56.3 at 2; 850M q4 30.2 / 43.2 and 55.7 / 70.6; 110M q4 250 /
-// 314 and 420 / 439 (the huge-page copy of --preload reads as fast as the
-// 2 MiB one). The price is paid once, when writing: the kernel compacts
-// memory to find 2 MiB of contiguous pages for each folio (converting a
-// 1.89 GB checkpoint took 3.0–3.6 s instead of 1.7–2.0, system time 2.0–2.4
-// s instead of 0.65).
+// 314 and 420 / 439 (in the full benchmark runs that followed, the 2 MiB
+// file mapped decoded 850M q8 at 31.6–32.8 tok/s at 1 thread, the huge-page
+// copy of --preload at 31.3–37.9). The price is paid once, when writing:
+// the kernel compacts memory to find 2 MiB of contiguous pages for each
+// folio (converting a 1.89 GB checkpoint took 3.0–3.6 s instead of
+// 1.7–2.0, system time 2.0–2.4 s instead of 0.65).
 const ChunkSize = 2 << 20
 
 // A ChunkedWriter buffers writes to an io.Writer and passes them on in
