@@ -1,10 +1,12 @@
 package kernels
 
 import (
+	"sort"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+	"unsafe"
 )
 
 // Every index is visited exactly once, by ranges that respect the grain,
@@ -160,5 +162,56 @@ func TestPoolFirstPiece(t *testing.T) {
 				t.Errorf("%+v: worker %d ran [%d, %d) first, firstPiece says [%d, %d)", c, worker, r[0], r[1], s, e)
 			}
 		}
+	}
+}
+
+// A mailbox and a done line fill whole 128-byte blocks at 128-byte
+// boundaries, so that the lines the caller and a worker hand back and
+// forth carry nothing else.
+func TestPoolLinesAligned(t *testing.T) {
+	if got := unsafe.Sizeof(mailbox{}); got != 128 {
+		t.Errorf("mailbox is %d bytes, want 128", got)
+	}
+	if got := unsafe.Sizeof(doneLine{}); got != 128 {
+		t.Errorf("doneLine is %d bytes, want 128", got)
+	}
+	p := NewPool(3)
+	defer p.Close()
+	for i := range p.boxes {
+		if a := uintptr(unsafe.Pointer(p.boxes[i])); a%128 != 0 {
+			t.Errorf("mailbox %d at %#x, not 128-byte aligned", i, a)
+		}
+		if a := uintptr(unsafe.Pointer(p.done[i])); a%128 != 0 {
+			t.Errorf("done line %d at %#x, not 128-byte aligned", i, a)
+		}
+	}
+}
+
+// A loop longer than a mailbox's 32-bit length is run in parts: every
+// index once, ranges on the grain.
+func TestPoolLongLoop(t *testing.T) {
+	p := NewPool(2)
+	defer p.Close()
+	const n, grain = 1<<32 + 12345, 1<<20 + 3
+	var mu sync.Mutex
+	var ranges [][2]int
+	p.For(n, grain, func(w, start, end int) {
+		mu.Lock()
+		ranges = append(ranges, [2]int{start, end})
+		mu.Unlock()
+	})
+	sort.Slice(ranges, func(i, j int) bool { return ranges[i][0] < ranges[j][0] })
+	at := 0
+	for _, r := range ranges {
+		if r[0] != at || r[1] <= r[0] {
+			t.Fatalf("range [%d, %d) after %d: not contiguous", r[0], r[1], at)
+		}
+		if r[0]%grain != 0 {
+			t.Errorf("range [%d, %d) does not start on the grain", r[0], r[1])
+		}
+		at = r[1]
+	}
+	if at != n {
+		t.Fatalf("ranges cover [0, %d), want [0, %d)", at, n)
 	}
 }
