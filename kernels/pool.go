@@ -81,7 +81,9 @@ type mailbox struct {
 type mailboxFields struct {
 	seq   atomic.Uint64 // generation of the loop below; stored last
 	share share
-	task  Task
+	// The loop's body stays here until the next loop (or Close) replaces
+	// it: clearing it after each loop would move the line once more.
+	task Task
 	// The following loop, as Pool.Next announced it, so that the worker
 	// can warm its first piece. The lengths are 32-bit so that one line
 	// holds everything; Run splits longer loops.
@@ -331,29 +333,26 @@ const maxLoop = 1<<31 - 1
 
 // Run is For with a Task.
 func (p *Pool) Run(n, grain int, task Task) {
-	grain = max(grain, 1)
-	if n > maxLoop {
-		// Pieces of whole grains, each run as a loop of its own; the
-		// announced next loop belongs to the last.
-		upcoming := p.upcoming
-		step := maxLoop / grain * grain
-		if step == 0 { // a grain longer than maxLoop: one item at a time
-			step = grain
-		}
-		for start := 0; start < n; start += step {
-			p.upcoming = nextLoop{}
-			if start+step >= n {
-				p.upcoming = upcoming
-			}
-			p.Run(min(step, n-start), grain, offsetTask{task, start})
-		}
-		return
-	}
 	l := p.shape(n, grain)
 	if l.participate <= 1 {
 		p.upcoming = nextLoop{}
 		if n > 0 {
 			task.Run(0, 0, n)
+		}
+		return
+	}
+	if n > maxLoop || l.grain > maxLoop {
+		// Parts of whole grains, each run as a loop of its own (a grain
+		// longer than maxLoop is a part, run by the caller); the
+		// announced next loop belongs to the last.
+		upcoming := p.upcoming
+		step := max(maxLoop/l.grain, 1) * l.grain
+		for start := 0; start < n; start += step {
+			p.upcoming = nextLoop{}
+			if start+step >= n {
+				p.upcoming = upcoming
+			}
+			p.Run(min(step, n-start), l.grain, offsetTask{task, start})
 		}
 		return
 	}
@@ -506,6 +505,7 @@ func (p *Pool) Close() {
 	p.once.Do(func() {
 		for i := 1; i < p.workers; i++ {
 			p.boxes[i].seq.Store(closedSeq)
+			p.boxes[i].task, p.boxes[i].warmer = nil, nil
 			select {
 			case p.wake[i] <- struct{}{}:
 			default:

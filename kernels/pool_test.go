@@ -187,31 +187,35 @@ func TestPoolLinesAligned(t *testing.T) {
 	}
 }
 
-// A loop longer than a mailbox's 32-bit length is run in parts: every
-// index once, ranges on the grain.
+// A loop longer than a mailbox's 32-bit length, or with a longer grain, is
+// run in parts: every index once, ranges on the grain.
 func TestPoolLongLoop(t *testing.T) {
 	p := NewPool(2)
 	defer p.Close()
-	const n, grain = 1<<32 + 12345, 1<<20 + 3
-	var mu sync.Mutex
-	var ranges [][2]int
-	p.For(n, grain, func(w, start, end int) {
-		mu.Lock()
-		ranges = append(ranges, [2]int{start, end})
-		mu.Unlock()
-	})
-	sort.Slice(ranges, func(i, j int) bool { return ranges[i][0] < ranges[j][0] })
-	at := 0
-	for _, r := range ranges {
-		if r[0] != at || r[1] <= r[0] {
-			t.Fatalf("range [%d, %d) after %d: not contiguous", r[0], r[1], at)
+	for _, c := range []struct{ n, grain int }{
+		{1<<32 + 12345, 1<<20 + 3},
+		{3<<31 + 7, 1<<31 + 5},
+	} {
+		var mu sync.Mutex
+		var ranges [][2]int
+		p.For(c.n, c.grain, func(w, start, end int) {
+			mu.Lock()
+			ranges = append(ranges, [2]int{start, end})
+			mu.Unlock()
+		})
+		sort.Slice(ranges, func(i, j int) bool { return ranges[i][0] < ranges[j][0] })
+		at := 0
+		for _, r := range ranges {
+			if r[0] != at || r[1] <= r[0] {
+				t.Fatalf("n %d grain %d: range [%d, %d) after %d: not contiguous", c.n, c.grain, r[0], r[1], at)
+			}
+			if r[0]%c.grain != 0 {
+				t.Errorf("n %d grain %d: range [%d, %d) does not start on the grain", c.n, c.grain, r[0], r[1])
+			}
+			at = r[1]
 		}
-		if r[0]%grain != 0 {
-			t.Errorf("range [%d, %d) does not start on the grain", r[0], r[1])
+		if at != c.n {
+			t.Fatalf("n %d grain %d: ranges cover [0, %d)", c.n, c.grain, at)
 		}
-		at = r[1]
-	}
-	if at != n {
-		t.Fatalf("ranges cover [0, %d), want [0, %d)", at, n)
 	}
 }
