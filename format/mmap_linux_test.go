@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"unsafe"
+
+	"golang.org/x/sys/unix"
 )
 
 // filePmdMapped returns the FilePmdMapped figure (kB) of the mapping that
@@ -109,4 +111,73 @@ func TestMappedWithHugePages(t *testing.T) {
 		t.Skip("this kernel or file system keeps no 2 MiB folios in the page cache (a file written in one 8 MiB write is not mapped with 2 MiB pages either)")
 	}
 	t.Fatal("the .kvant file is mapped with 4 KiB pages only, while a file written in one 8 MiB write gets 2 MiB pages: the writer's writes are not whole aligned 2 MiB chunks")
+}
+
+// TestPreloadReadsHugeFolios drops a written .kvant file from the page
+// cache, preloads it, and checks that the preload read it back in 2 MiB
+// folios: a mapping made afterwards gets 2 MiB pages. Read with ReadAt,
+// the file came back in small folios, and every later mapped load of it
+// used 4 KiB pages.
+func TestPreloadReadsHugeFolios(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "big.kvant")
+	w, err := Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := bytes.Repeat([]byte{1, 2, 3, 4}, 6<<20/4)
+	if err := w.WriteTensor(TensorEntry{Name: "w", DType: F32, Shape: []int64{1536, 1024}}, bytes.NewReader(data)); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	dropCache := func() {
+		f, err := os.Open(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		if err := unix.Fadvise(int(f.Fd()), 0, 0, unix.FADV_DONTNEED); err != nil {
+			t.Skipf("cannot drop the file's cache: %v", err)
+		}
+	}
+	pmdAfter := func(load func()) int {
+		dropCache()
+		load()
+		f, err := os.Open(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		m, err := mapFile(int(f.Fd()), len(data))
+		if err != nil {
+			t.Skipf("cannot map: %v", err)
+		}
+		defer unmapFile(m)
+		touchPages(m)
+		return filePmdMapped(t, uintptr(unsafe.Pointer(unsafe.SliceData(m))))
+	}
+	// The control: the mapping's own faults read the file in 2 MiB folios.
+	control := pmdAfter(func() {})
+	if control == 0 {
+		t.Skip("this kernel or file system reads no 2 MiB folios on a MADV_HUGEPAGE fault")
+	}
+	kb := pmdAfter(func() {
+		f, err := Open(path, Options{Preload: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := f.mapped[len(f.mapped)-1]; got != data[len(data)-1] {
+			t.Errorf("preloaded data ends with %d, want %d", got, data[len(data)-1])
+		}
+		f.Close()
+	})
+	// Open reads the header with ReadAt before the preload, which leaves
+	// the first 2 MiB in small folios; the rest must come back whole (with
+	// ReadAt for the data too: 2048 kB of the control's 6144).
+	if kb < control-2048 {
+		t.Fatalf("after a preload, %d kB of the file are mapped with 2 MiB pages, against %d when the mapping reads it itself: the preload reads it into small folios", kb, control)
+	}
+	t.Logf("after a preload, %d kB mapped with 2 MiB pages (control %d)", kb, control)
 }
