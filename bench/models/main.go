@@ -16,6 +16,14 @@
 // -prompt 1 -gen 128 is llama-bench's decode test (tg128): decoding from an
 // empty context, so that less of each token is attention over the cache.
 //
+// Before loading, it drops the model files from the page cache (-recache,
+// on by default), so that the loader reads them back as after a reboot:
+// in 2 MiB folios, mapped with 2 MiB pages. How a file's cache was left
+// otherwise depends on who read it last and what the kernel reclaimed
+// since: the 110M q4 file, found with 45 of its 79 MB in 2 MiB folios,
+// decoded at 2 threads at 65–72% of the read bandwidth in three runs and
+// at 104% once re-read.
+//
 //	go run ./bench/models -rounds 5 -threads 1,2 -load mapped,preload -kv f16,f32 a.kvant b.kvant ...
 package main
 
@@ -81,6 +89,7 @@ func main() {
 	gen := flag.Int("gen", 32, "decoded tokens per round")
 	bwMiB := flag.Int("bw-mib", 1024, "size of the read-bandwidth probe's array, MiB (0: no probe)")
 	asJSON := flag.Bool("json", false, "print JSON")
+	recache := flag.Bool("recache", true, "drop the model files from the page cache before loading them")
 	flag.Parse()
 	var threads []int
 	for _, s := range strings.Split(*threadList, ",") {
@@ -128,6 +137,13 @@ func main() {
 	// measurement left megabytes of garbage whose collection then ran
 	// during the timed decode, on one of the two cores (110M q4 at 2
 	// threads: -11%, median of 15 paired runs).
+	if *recache {
+		for _, p := range flag.Args() {
+			if err := dropCache(p); err != nil {
+				fail(err)
+			}
+		}
+	}
 	loaded := map[key]*infer.Loaded{}
 	states := map[key]*model.State{}
 	for _, p := range flag.Args() {
@@ -207,6 +223,9 @@ func main() {
 	}
 	fmt.Printf("kernels: %s; medians of %d interleaved rounds; prefill %d tokens, decode %d tokens\n",
 		rep.Kernels, *rounds, *prompt, *gen)
+	if *recache {
+		fmt.Println("model files dropped from the page cache before loading (-recache)")
+	}
 	for _, th := range threads {
 		if bw, ok := rep.ReadBandwidthBest[th]; ok {
 			fmt.Printf("read bandwidth, %d thread(s): best %.1f GB/s, median %.1f (%d passes)\n", th, bw, rep.ReadBandwidthMedian[th], len(bandwidth[th]))
