@@ -153,8 +153,10 @@ func NewReader(r io.ReaderAt, size int64, name string) (*File, error) {
 // folios, as a mapped load would read them, where ReadAt's readahead
 // leaves small ones that every later mapped load of the file maps with 4
 // KiB pages. (The benchmark's 110M q4 file, once found with 45 of its 79
-// MB in 2 MiB folios, decoded at 2 threads at 65–72% of the read
-// bandwidth instead of 90–104% after it was read back into them.)
+// MB in 2 MiB folios, decoded at 2 threads at 66–72% of the read
+// bandwidth in the first invocation of three full runs; read back into 2
+// MiB folios, at 104% in one run of that invocation and 78% in the next
+// full run, whose other invocations gave 74% and 90%.)
 func (kf *File) preload(f *os.File) error {
 	n := int(kf.dataEnd())
 	m, err := unix.Mmap(-1, 0, n, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANON)

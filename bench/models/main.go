@@ -21,8 +21,9 @@
 // in 2 MiB folios, mapped with 2 MiB pages. How a file's cache was left
 // otherwise depends on who read it last and what the kernel reclaimed
 // since: the 110M q4 file, found with 45 of its 79 MB in 2 MiB folios,
-// decoded at 2 threads at 65–72% of the read bandwidth in three runs and
-// at 104% once re-read.
+// decoded at 2 threads at 66–72% of the read bandwidth in the first
+// invocation of three full runs, and at 104% in that invocation once
+// re-read (78% in the next full run).
 //
 //	go run ./bench/models -rounds 5 -threads 1,2 -load mapped,preload -kv f16,f32 a.kvant b.kvant ...
 package main
