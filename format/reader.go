@@ -40,6 +40,9 @@ type File struct {
 	f      io.ReaderAt
 	closer io.Closer
 	mapped []byte
+	// whole maps the whole file (mapped is its data region), unless
+	// the file was preloaded or could not be mapped.
+	whole  []byte
 	size   int64
 	index  index
 	byName map[string]int
@@ -68,23 +71,42 @@ func Open(path string, opts ...Options) (*File, error) {
 		f.Close()
 		return nil, err
 	}
-	kf, err := NewReader(f, st.Size(), path)
+	// The header and index are read through the mapping too: pages not
+	// cached come in through its MADV_HUGEPAGE faults as 2 MiB folios,
+	// where ReadAt's readahead would leave the file's first and last
+	// megabytes in small ones for every later mapping (mapFile).
+	var whole []byte
+	var r io.ReaderAt = f
+	if !o.NoMmap && st.Size() > 0 {
+		if m, err := mapFile(int(f.Fd()), int(st.Size())); err == nil {
+			whole, r = m, bytes.NewReader(m)
+		}
+		// On failure (a file system without mmap) everything is read with
+		// ReadAt.
+	}
+	kf, err := NewReader(r, st.Size(), path)
 	if err != nil {
+		if whole != nil {
+			unmapFile(whole)
+		}
 		f.Close()
 		return nil, err
 	}
-	kf.closer = f
-	if o.Preload && kf.dataEnd() > 0 {
-		if err := kf.preload(f); err != nil {
+	kf.f, kf.closer = f, f
+	switch {
+	case o.Preload && kf.dataEnd() > 0:
+		err := kf.preload(f, whole)
+		if whole != nil {
+			unmapFile(whole)
+		}
+		if err != nil {
 			kf.Close()
 			return nil, err
 		}
-	} else if !o.NoMmap && kf.dataEnd() > 0 {
-		m, err := mapFile(int(f.Fd()), int(kf.dataEnd()))
-		if err == nil {
-			kf.mapped = m
-		}
-		// On failure (a file system without mmap) Data falls back to ReadAt.
+	case whole != nil && kf.dataEnd() > 0:
+		kf.whole, kf.mapped = whole, whole[:kf.dataEnd():kf.dataEnd()]
+	case whole != nil:
+		unmapFile(whole)
 	}
 	if o.Verify {
 		if err := kf.Verify(context.Background(), 0, nil); err != nil {
@@ -148,8 +170,8 @@ func NewReader(r io.ReaderAt, size int64, name string) (*File, error) {
 }
 
 // preload copies the data region into an anonymous mapping advised to use
-// huge pages. It copies from a mapping of the file (mapFile) rather than
-// with ReadAt: pages not cached are then read into the page cache as 2 MiB
+// huge pages. It copies from src, the file's mapping (mapFile), if there is
+// one, rather than with ReadAt: pages not cached are then read into the page cache as 2 MiB
 // folios, as a mapped load would read them, where ReadAt's readahead
 // leaves small ones that every later mapped load of the file maps with 4
 // KiB pages. (The benchmark's 110M q4 file, once found with 45 of its 79
@@ -157,16 +179,15 @@ func NewReader(r io.ReaderAt, size int64, name string) (*File, error) {
 // bandwidth in the first invocation of three full runs; read back into 2
 // MiB folios, at 104% in one run of that invocation and 78% in the next
 // full run, whose other invocations gave 74% and 90%.)
-func (kf *File) preload(f *os.File) error {
+func (kf *File) preload(f *os.File, src []byte) error {
 	n := int(kf.dataEnd())
 	m, err := unix.Mmap(-1, 0, n, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANON)
 	if err != nil {
 		return fmt.Errorf("%s: preload %d bytes: %w", kf.path, n, err)
 	}
 	unix.Madvise(m, unix.MADV_HUGEPAGE) // advisory: without THP it is plain memory
-	if src, err := mapFile(int(f.Fd()), n); err == nil {
-		copy(m, src)
-		unmapFile(src)
+	if src != nil {
+		copy(m, src[:n])
 	} else if _, err := f.ReadAt(m, 0); err != nil { // a file system without mmap
 		unix.Munmap(m)
 		return fmt.Errorf("%s: preload: %w", kf.path, err)
@@ -358,14 +379,12 @@ func (kf *File) release(e TensorEntry) {
 
 // Close unmaps and closes the file. Slices returned by Data become invalid.
 func (kf *File) Close() error {
-	if kf.mapped != nil {
-		if kf.preloaded {
-			unix.Munmap(kf.mapped)
-		} else {
-			unmapFile(kf.mapped)
-		}
-		kf.mapped = nil
+	if kf.preloaded {
+		unix.Munmap(kf.mapped)
+	} else if kf.whole != nil {
+		unmapFile(kf.whole)
 	}
+	kf.mapped, kf.whole = nil, nil
 	if kf.closer == nil {
 		return nil
 	}
