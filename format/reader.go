@@ -170,11 +170,11 @@ func NewReader(r io.ReaderAt, size int64, name string) (*File, error) {
 }
 
 // preload copies the data region into an anonymous mapping advised to use
-// huge pages. It copies from src, the file's mapping (mapFile), if there is
-// one, rather than with ReadAt: pages not cached are then read into the page cache as 2 MiB
-// folios, as a mapped load would read them, where ReadAt's readahead
-// leaves small ones that every later mapped load of the file maps with 4
-// KiB pages. (The benchmark's 110M q4 file, once found with 45 of its 79
+// huge pages. It copies from src, the file's mapping (mapFile), if there
+// is one, rather than with ReadAt: pages not cached are then read into the
+// page cache as 2 MiB folios, as a mapped load would read them, where
+// ReadAt's readahead leaves small ones that every later mapped load of the
+// file maps with 4 KiB pages. (The benchmark's 110M q4 file, once found with 45 of its 79
 // MB in 2 MiB folios, decoded at 2 threads at 66–72% of the read
 // bandwidth in the first invocation of three full runs; read back into 2
 // MiB folios, at 104% in one run of that invocation and 78% in the next
