@@ -72,9 +72,13 @@ type report struct {
 	// best (STREAM's convention, and the conservative denominator: other
 	// tenants of a shared machine only ever lower a 40 ms probe) and the
 	// median.
-	ReadBandwidthBest   map[int]float64 `json:"read_bandwidth_best_gb_per_s"`
-	ReadBandwidthMedian map[int]float64 `json:"read_bandwidth_median_gb_per_s"`
-	Results             []result        `json:"results"`
+	ReadBandwidthBest map[int]float64 `json:"read_bandwidth_best_gb_per_s"`
+	// HugePageShare is, per model file loaded mapped, the share of its
+	// mapped pages that the kernel mapped with 2 MiB pages after the
+	// rounds (hugePageShare).
+	HugePageShare       map[string]float64 `json:"mapped_2mib_page_share,omitempty"`
+	ReadBandwidthMedian map[int]float64    `json:"read_bandwidth_median_gb_per_s"`
+	Results             []result           `json:"results"`
 }
 
 // probePasses is how many read-bandwidth passes each round makes per
@@ -195,7 +199,14 @@ func main() {
 			}
 		}
 	}
-	rep := report{Kernels: kernels.Active(), Rounds: *rounds, ReadBandwidthBest: map[int]float64{}, ReadBandwidthMedian: map[int]float64{}}
+	rep := report{Kernels: kernels.Active(), Rounds: *rounds, ReadBandwidthBest: map[int]float64{}, ReadBandwidthMedian: map[int]float64{}, HugePageShare: map[string]float64{}}
+	for _, p := range flag.Args() {
+		if abs, err := filepath.Abs(p); err == nil {
+			if share, ok := hugePageShare(abs); ok {
+				rep.HugePageShare[filepath.Base(p)] = share
+			}
+		}
+	}
 	for th, v := range bandwidth {
 		rep.ReadBandwidthBest[th] = slices.Max(v)
 		rep.ReadBandwidthMedian[th] = median(v)
@@ -231,6 +242,15 @@ func main() {
 		if bw, ok := rep.ReadBandwidthBest[th]; ok {
 			fmt.Printf("read bandwidth, %d thread(s): best %.1f GB/s, median %.1f (%d passes)\n", th, bw, rep.ReadBandwidthMedian[th], len(bandwidth[th]))
 		}
+	}
+	if len(rep.HugePageShare) > 0 {
+		var parts []string
+		for _, p := range flag.Args() {
+			if share, ok := rep.HugePageShare[filepath.Base(p)]; ok {
+				parts = append(parts, fmt.Sprintf("%s %.0f%%", filepath.Base(p), 100*share))
+			}
+		}
+		fmt.Printf("mapped weights in 2 MiB pages after the rounds: %s\n", strings.Join(parts, ", "))
 	}
 	fmt.Println("% of best: decode GB/s over the best probe pass of the run; % adjacent: median over rounds of decode GB/s over the probe run just before it")
 	fmt.Printf("%-20s %-16s %7s %12s %11s %9s %8s %9s %10s\n", "model", "weights", "threads", "prefill t/s", "decode t/s", "MB/token", "GB/s", "% of best", "% adjacent")
