@@ -54,14 +54,10 @@ func touchPages(b []byte) {
 	}
 }
 
-// TestMappedWithHugePages writes a .kvant file with a 6 MiB tensor, opens
-// it mapped and checks that the mapping is 2 MiB-aligned and that the
-// kernel maps the file with 2 MiB pages: the writer's aligned 2 MiB writes
-// left the page cache in 2 MiB folios. Where the kernel or file system
-// keeps no such folios (a control file written in one 8 MiB write gets
-// none either), it skips.
-func TestMappedWithHugePages(t *testing.T) {
-	dir := t.TempDir()
+// writeBigFile writes dir/big.kvant, one 6 MiB f32 tensor, and returns its
+// path and the tensor's bytes.
+func writeBigFile(t *testing.T, dir string) (string, []byte) {
+	t.Helper()
 	path := filepath.Join(dir, "big.kvant")
 	w, err := Create(path)
 	if err != nil {
@@ -74,6 +70,18 @@ func TestMappedWithHugePages(t *testing.T) {
 	if err := w.Close(); err != nil {
 		t.Fatal(err)
 	}
+	return path, data
+}
+
+// TestMappedWithHugePages writes a .kvant file with a 6 MiB tensor, opens
+// it mapped and checks that the mapping is 2 MiB-aligned and that the
+// kernel maps the file with 2 MiB pages: the writer's aligned 2 MiB writes
+// left the page cache in 2 MiB folios. Where the kernel or file system
+// keeps no such folios (a control file written in one 8 MiB write gets
+// none either), it skips.
+func TestMappedWithHugePages(t *testing.T) {
+	dir := t.TempDir()
+	path, _ := writeBigFile(t, dir)
 	f, err := Open(path)
 	if err != nil {
 		t.Fatal(err)
@@ -121,18 +129,7 @@ func TestMappedWithHugePages(t *testing.T) {
 // load of it used 4 KiB pages.
 func TestPreloadReadsHugeFolios(t *testing.T) {
 	dir := t.TempDir()
-	path := filepath.Join(dir, "big.kvant")
-	w, err := Create(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	data := bytes.Repeat([]byte{1, 2, 3, 4}, 6<<20/4)
-	if err := w.WriteTensor(TensorEntry{Name: "w", DType: F32, Shape: []int64{1536, 1024}}, bytes.NewReader(data)); err != nil {
-		t.Fatal(err)
-	}
-	if err := w.Close(); err != nil {
-		t.Fatal(err)
-	}
+	path, data := writeBigFile(t, dir)
 	dropCache := func() {
 		f, err := os.Open(path)
 		if err != nil {
