@@ -240,6 +240,11 @@ func BenchmarkGemvHot(b *testing.B) {
 	for _, q := range benchQFormats {
 		b.Run(q.name, func(b *testing.B) { benchQ(b, q.f, 64, 2048, 1, false) })
 	}
+	// The 110M shape's short rows (768 values: six iterations of the
+	// kernels), where the end of each row weighs.
+	for _, q := range benchQFormats[1:3] {
+		b.Run(q.name+"/cols=768", func(b *testing.B) { benchQ(b, q.f, 64, 768, 1, false) })
+	}
 }
 
 // BenchmarkMulRows is a prefill product: 1024x1024 weights times T=32

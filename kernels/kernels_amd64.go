@@ -779,6 +779,12 @@ func dotZRowsQ4G32F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb i
 //go:noescape
 func dotZRowsPQ4G32F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
 
+// dotZRows4PQ4G32F16 is dotZRowsPQ4G32F16 four weight rows at a time: rows
+// must be a multiple of four; see the z kernels in kernels/_asm.
+//
+//go:noescape
+func dotZRows4PQ4G32F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
+
 // dotZx4Q4G32F16 stores in out[t*stride+r] the dot product of the first 4·n4
 // sub-blocks of weight row r < rows (w[r*rb:]) with the packed activation
 // row t = 0..3; see the z kernels in kernels/_asm.
@@ -820,6 +826,12 @@ func dotZRowsQ4G64F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb i
 //
 //go:noescape
 func dotZRowsPQ4G64F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
+
+// dotZRows4PQ4G64F16 is dotZRowsPQ4G64F16 four weight rows at a time: rows
+// must be a multiple of four; see the z kernels in kernels/_asm.
+//
+//go:noescape
+func dotZRows4PQ4G64F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
 
 // dotZx4Q4G64F16 stores in out[t*stride+r] the dot product of the first 4·n4
 // sub-blocks of weight row r < rows (w[r*rb:]) with the packed activation
@@ -905,6 +917,12 @@ func dotZRowsQ4G32F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb i
 //go:noescape
 func dotZRowsPQ4G32F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
 
+// dotZRows4PQ4G32F32 is dotZRowsPQ4G32F32 four weight rows at a time: rows
+// must be a multiple of four; see the z kernels in kernels/_asm.
+//
+//go:noescape
+func dotZRows4PQ4G32F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
+
 // dotZx4Q4G32F32 stores in out[t*stride+r] the dot product of the first 4·n4
 // sub-blocks of weight row r < rows (w[r*rb:]) with the packed activation
 // row t = 0..3; see the z kernels in kernels/_asm.
@@ -946,6 +964,12 @@ func dotZRowsQ4G64F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb i
 //
 //go:noescape
 func dotZRowsPQ4G64F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
+
+// dotZRows4PQ4G64F32 is dotZRowsPQ4G64F32 four weight rows at a time: rows
+// must be a multiple of four; see the z kernels in kernels/_asm.
+//
+//go:noescape
+func dotZRows4PQ4G64F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
 
 // dotZx4Q4G64F32 stores in out[t*stride+r] the dot product of the first 4·n4
 // sub-blocks of weight row r < rows (w[r*rb:]) with the packed activation
@@ -1031,6 +1055,12 @@ func dotZRowsQ4AG32F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb 
 //go:noescape
 func dotZRowsPQ4AG32F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
 
+// dotZRows4PQ4AG32F16 is dotZRowsPQ4AG32F16 four weight rows at a time: rows
+// must be a multiple of four; see the z kernels in kernels/_asm.
+//
+//go:noescape
+func dotZRows4PQ4AG32F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
+
 // dotZx4Q4AG32F16 stores in out[t*stride+r] the dot product of the first 4·n4
 // sub-blocks of weight row r < rows (w[r*rb:]) with the packed activation
 // row t = 0..3; see the z kernels in kernels/_asm.
@@ -1072,6 +1102,12 @@ func dotZRowsQ4AG64F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb 
 //
 //go:noescape
 func dotZRowsPQ4AG64F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
+
+// dotZRows4PQ4AG64F16 is dotZRowsPQ4AG64F16 four weight rows at a time: rows
+// must be a multiple of four; see the z kernels in kernels/_asm.
+//
+//go:noescape
+func dotZRows4PQ4AG64F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
 
 // dotZx4Q4AG64F16 stores in out[t*stride+r] the dot product of the first 4·n4
 // sub-blocks of weight row r < rows (w[r*rb:]) with the packed activation
@@ -1157,6 +1193,12 @@ func dotZRowsQ4AG32F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb 
 //go:noescape
 func dotZRowsPQ4AG32F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
 
+// dotZRows4PQ4AG32F32 is dotZRowsPQ4AG32F32 four weight rows at a time: rows
+// must be a multiple of four; see the z kernels in kernels/_asm.
+//
+//go:noescape
+func dotZRows4PQ4AG32F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
+
 // dotZx4Q4AG32F32 stores in out[t*stride+r] the dot product of the first 4·n4
 // sub-blocks of weight row r < rows (w[r*rb:]) with the packed activation
 // row t = 0..3; see the z kernels in kernels/_asm.
@@ -1198,6 +1240,12 @@ func dotZRowsQ4AG64F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb 
 //
 //go:noescape
 func dotZRowsPQ4AG64F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
+
+// dotZRows4PQ4AG64F32 is dotZRowsPQ4AG64F32 four weight rows at a time: rows
+// must be a multiple of four; see the z kernels in kernels/_asm.
+//
+//go:noescape
+func dotZRows4PQ4AG64F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
 
 // dotZx4Q4AG64F32 stores in out[t*stride+r] the dot product of the first 4·n4
 // sub-blocks of weight row r < rows (w[r*rb:]) with the packed activation
@@ -1338,6 +1386,18 @@ func dotW16x4Q8G32F16AVX512(w []byte, q []int16, d []float32, nsub int, rows int
 //
 //go:noescape
 func dotW16x4Q8G32F32AVX512(w []byte, q []int16, d []float32, nsub int, rows int, rb int, stride int, out []float32)
+
+// dotW16Rows4Q8G32F16AVX512 is dotW16RowsQ8G32F16AVX512 four rows at a time: rows and
+// nsub must be multiples of four; see w16Rows4 in kernels/_asm.
+//
+//go:noescape
+func dotW16Rows4Q8G32F16AVX512(w []byte, q []int16, d []float32, nsub int, gsub int, rows int, rb int, out []float32)
+
+// dotW16Rows4Q8G32F32AVX512 is dotW16RowsQ8G32F32AVX512 four rows at a time: rows and
+// nsub must be multiples of four; see w16Rows4 in kernels/_asm.
+//
+//go:noescape
+func dotW16Rows4Q8G32F32AVX512(w []byte, q []int16, d []float32, nsub int, gsub int, rows int, rb int, out []float32)
 
 // quantizeActs16AVX2 quantizes the len(x)/32 whole groups of x to int16 (see QuantizeInt16Activations).
 //

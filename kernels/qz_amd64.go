@@ -17,7 +17,10 @@ type zX4Func func(w []byte, q []int8, d []float32, s []float32, n4, bb, rows, rb
 type zFuncs struct {
 	rows  [2][2][3]zRowsFunc
 	rowsP [2][2][3]zRowsFunc // rows, with activations in the kernels' order
-	x4    [2][2][3]zX4Func
+	// rowsP four weight rows at a time, for G32 and G64 (nil where a
+	// family has none): rows a multiple of four.
+	rows4P [2][2][2]zRowsFunc
+	x4     [2][2][3]zX4Func
 }
 
 var zVNNI = zFuncs{
@@ -28,6 +31,10 @@ var zVNNI = zFuncs{
 	rowsP: [2][2][3]zRowsFunc{
 		{{dotZRowsPQ4G32F16, dotZRowsPQ4G64F16, dotZRowsPQ4G128F16}, {dotZRowsPQ4G32F32, dotZRowsPQ4G64F32, dotZRowsPQ4G128F32}},
 		{{dotZRowsPQ4AG32F16, dotZRowsPQ4AG64F16, dotZRowsPQ4AG128F16}, {dotZRowsPQ4AG32F32, dotZRowsPQ4AG64F32, dotZRowsPQ4AG128F32}},
+	},
+	rows4P: [2][2][2]zRowsFunc{
+		{{dotZRows4PQ4G32F16, dotZRows4PQ4G64F16}, {dotZRows4PQ4G32F32, dotZRows4PQ4G64F32}},
+		{{dotZRows4PQ4AG32F16, dotZRows4PQ4AG64F16}, {dotZRows4PQ4AG32F32, dotZRows4PQ4AG64F32}},
 	},
 	x4: [2][2][3]zX4Func{
 		{{dotZx4Q4G32F16, dotZx4Q4G64F16, dotZx4Q4G128F16}, {dotZx4Q4G32F32, dotZx4Q4G64F32, dotZx4Q4G128F32}},
@@ -98,7 +105,15 @@ func (z *zFuncs) dotRows(f QFormat, out []float32, w []byte, rows, rb int, a *Qu
 	out = out[:rows]
 	_ = w[(rows-1)*rb+f.RowBytes(a.N)-1]
 	if len(a.zq) == 128*n4 {
-		z.rowsP[ki][si][li](w, a.zq, a.D[:4*n4], a.S[:4*n4], n4, f.BlockBytes(), rows, rb, out)
+		d, s, bb := a.D[:4*n4], a.S[:4*n4], f.BlockBytes()
+		if r4 := rows &^ 3; r4 > 0 && n4 <= shortRowIterations && li < 2 && z.rows4P[ki][si][li] != nil {
+			z.rows4P[ki][si][li](w, a.zq, d, s, n4, bb, r4, rb, out)
+			if r4 == rows {
+				return true
+			}
+			w, out, rows = w[r4*rb:], out[r4:], rows-r4
+		}
+		z.rowsP[ki][si][li](w, a.zq, d, s, n4, bb, rows, rb, out)
 		return true
 	}
 	z.rows[ki][si][li](w, a.Q[:128*n4], a.D[:4*n4], a.S[:4*n4], n4, f.BlockBytes(), rows, rb, out)

@@ -29,7 +29,10 @@ func TestMulRowsQRowsPaths(t *testing.T) {
 	forEach(t, func(t *testing.T, k *impl) {
 		r := rand.New(rand.NewPCG(31, 32))
 		for _, f := range zFormats {
-			for _, cols := range []int{32, 96, 128, 256, 384, 640, 768 + 32, 1024, 3072} {
+			// 768 and 1024: rows of 6 and 8 iterations, which the vnni
+			// kernels run four at a time (7 rows: four, then three one by
+			// one); 1152 just past them.
+			for _, cols := range []int{32, 96, 128, 256, 384, 640, 768, 768 + 32, 1024, 1152, 3072} {
 				for _, rows := range []int{1, 3, 7} {
 					for _, T := range []int{1, 2, 3, 4, 5, 9} {
 						for _, exact := range []bool{false, true} {
@@ -82,7 +85,7 @@ func TestMulRowsQNoOverread(t *testing.T) {
 		r := rand.New(rand.NewPCG(33, 34))
 		for _, f := range zFormats {
 			for _, cols := range []int{128, 256, 512 + 32, 1024} {
-				rows := 3
+				rows := 3 + 4*(cols/128%2) // 5 rows: four at a time, then one
 				rb := f.RowBytes(cols)
 				w := endOfPage[byte](t, rows*rb)
 				for i := range rows {

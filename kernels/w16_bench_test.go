@@ -34,6 +34,10 @@ func BenchmarkGemvHotW16(b *testing.B) {
 	for _, q := range benchW16Formats {
 		b.Run(q.name, func(b *testing.B) { benchW16(b, q.f, 64, 2048, 1, false) })
 	}
+	// The 110M shape's short rows (BenchmarkGemvHot).
+	for _, q := range benchW16Formats {
+		b.Run(q.name+"/cols=768", func(b *testing.B) { benchW16(b, q.f, 64, 768, 1, false) })
+	}
 }
 
 // BenchmarkMulRowsW16 is BenchmarkMulRows (1024x1024, T=32) for q8 weights

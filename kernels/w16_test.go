@@ -71,7 +71,9 @@ func TestMulRowsQ8W16(t *testing.T) {
 	forEach(t, func(t *testing.T, k *impl) {
 		r := rand.New(rand.NewPCG(41, 42))
 		for _, f := range w16Formats {
-			for _, cols := range []int{1, 31, 32, 33, 64, 96, 100, 128, 160, 224, 256, 384, 1000, 2048, 4096 + 96} {
+			// 128 to 1024 in steps of 128: rows of whole iterations that
+			// AVX-512 runs four at a time (7 rows: four, then three).
+			for _, cols := range []int{1, 31, 32, 33, 64, 96, 100, 128, 160, 224, 256, 384, 768, 1000, 1024, 1152, 2048, 4096 + 96} {
 				for _, rows := range []int{1, 3, 7} {
 					for _, exact := range []bool{false, true} {
 						// 1 row, and 4k+1 for the four-row kernels and a
@@ -231,15 +233,17 @@ func TestNoOverreadW16(t *testing.T) {
 				copy(q, a.Q)
 				copy(d, a.D)
 				a.Q, a.D = q, d
+				// 5 rows: short G32 rows run four at a time, then one.
+				const rows = 5
 				rb := f.RowBytes(n)
-				w := endOfPage[byte](t, 3*rb)
-				copy(w, randQRow(r, f, n, false))
-				copy(w[rb:], randQRow(r, f, n, false))
-				copy(w[2*rb:], randQRow(r, f, n, false))
-				out := make([]float32, 3)
-				k.mulRowsW16(f, out, 3, w, 3, []Int16Activations{a})
+				w := endOfPage[byte](t, rows*rb)
+				for i := range rows {
+					copy(w[i*rb:], randQRow(r, f, n, false))
+				}
+				out := make([]float32, rows)
+				k.mulRowsW16(f, out, rows, w, rows, []Int16Activations{a})
 				// Four activation rows: the four-row kernels.
-				k.mulRowsW16(f, make([]float32, 12), 3, w, 3, []Int16Activations{a, a, a, a})
+				k.mulRowsW16(f, make([]float32, 4*rows), rows, w, rows, []Int16Activations{a, a, a, a})
 			}
 		}
 	})

@@ -183,6 +183,56 @@ func x4End(name string, qp, dp, sp, n4, wp, rows, out Register, result func(t in
 	RET()
 }
 
+// The four-row kernels (zRows4, w16Rows4) share their frame: rows4Start
+// begins a block of four weight rows (to name+"_done" when fewer than four
+// are left), rowsAt addresses the block's rows from blk, prefetchAhead
+// reads ahead of the block, and rows4End stores the four results and
+// moves on to the next block.
+
+// rows4Start begins a block of four rows at name+"_row".
+func rows4Start(name string, rows Register) {
+	Label(name + "_row")
+	CMPQ(rows, U8(4))
+	JB(LabelRef(name + "_done"))
+}
+
+// rowsAt returns the addresses of four rows rb bytes apart from blk, rb3
+// holding 3·rb.
+func rowsAt(blk, rb, rb3 Register) [4]Mem {
+	return [4]Mem{{Base: blk}, {Base: blk, Index: rb, Scale: 1}, {Base: blk, Index: rb, Scale: 2}, {Base: blk, Index: rb3, Scale: 1}}
+}
+
+// times3 returns a new register holding 3·r.
+func times3(r Register) Register {
+	r3 := GP64()
+	LEAQ(Mem{Base: r, Index: r, Scale: 2}, r3)
+	return r3
+}
+
+// prefetchAhead prefetches the n bytes at pf (every line they touch,
+// when n is a multiple of 64 or more) and moves pf n bytes on.
+func prefetchAhead(pf Register, n int) {
+	for o := 0; o < n; o += 64 {
+		PREFETCHT0(Mem{Base: pf, Disp: o})
+	}
+	ADDQ(U32(n), pf)
+}
+
+// rows4End stores result(t) at out[t] for the block's four rows, moves out
+// and wp (by 4·rb) on and loops to name+"_row"; then the kernel's exit.
+func rows4End(name string, out, wp, rb, rows Register, result func(t int) VecVirtual) {
+	for t := range 4 {
+		VMOVSS(result(t), Mem{Base: out, Disp: 4 * t})
+	}
+	ADDQ(U8(16), out)
+	LEAQ(Mem{Base: wp, Index: rb, Scale: 4}, wp)
+	SUBQ(U8(4), rows)
+	JMP(LabelRef(name + "_row"))
+	Label(name + "_done")
+	VZEROUPPER()
+	RET()
+}
+
 // rowsText declares a q4 rows kernel of the z or y family ("Z", "Y") and
 // returns its name; blocks says how its weight rows are cut.
 func rowsText(family, suffix string, permuted bool, blocks string) string {

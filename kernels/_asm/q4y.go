@@ -95,7 +95,7 @@ func (y *yKernel) scales(blk Register, off int) VecVirtual {
 func (y *yKernel) groupScales(blk Register) (dw, mw VecVirtual) {
 	load := y.scales
 	if y.lay != nil {
-		load = func(blk Register, off int) VecVirtual { return y.lay.scales(blk, off).(VecVirtual) }
+		load = func(blk Register, off int) VecVirtual { return y.lay.scales(Mem{Base: blk}, off).(VecVirtual) }
 	}
 	dw = load(blk, 0)
 	if y.kind == "Q4A" {

@@ -30,13 +30,12 @@ func w16All() {
 	}
 	w16x4(false)
 	w16x4(true)
+	w16Rows4(false)
+	w16Rows4(true)
 }
 
 func w16Rows(s isa, f32, g32 bool) {
-	sc, sb := "F16", 2
-	if f32 {
-		sc, sb = "F32", 4
-	}
+	sc, sb := w16ScaleType(f32)
 	g := ""
 	if g32 {
 		g = "G32"
@@ -265,10 +264,7 @@ func quantizeActs16() {
 // reduction), so the results are the same bits as four one-row calls;
 // the codes are loaded and sign-extended once for the four rows.
 func w16x4(f32 bool) {
-	sc, sb := "F16", 2
-	if f32 {
-		sc, sb = "F32", 4
-	}
+	sc, sb := w16ScaleType(f32)
 	name := "dotW16x4Q8G32" + sc + "AVX512"
 	TEXT(name, NOSPLIT, "func(w []byte, q []int16, d []float32, nsub, rows, rb, stride int, out []float32)")
 	Pragma("noescape") // kernels keep no pointer to their arguments
@@ -282,19 +278,7 @@ func w16x4(f32 bool) {
 	Label(name + "_row")
 	TESTQ(rows, rows)
 	JZ(LabelRef(name + "_done"))
-	var acc [4][4]VecVirtual
-	for t := range acc {
-		for u := range acc[t] {
-			acc[t][u] = ZMM()
-			VXORPS(acc[t][u], acc[t][u], acc[t][u])
-		}
-	}
-	qc := Load(Param("q").Base(), GP64())
-	dc := Load(Param("d").Base(), GP64())
-	cnt := Load(Param("nsub"), GP64())
-	SHRQ(U8(2), cnt)
-	blk := GP64()
-	MOVQ(wp, blk)
+	acc, qc, dc, cnt, blk := w16Block(wp)
 
 	step := func(u int, a func(t int) VecVirtual) {
 		bm := Mem{Base: blk, Disp: u * (sb + 32)}
@@ -333,4 +317,91 @@ func w16x4(f32 bool) {
 		}
 	}
 	advanceRow(name, out, wp, Load(Param("rb"), GP64()), rows)
+}
+
+// w16Rows4 generates the AVX-512 G32 kernel for rows (a multiple of four)
+// short q8 weight rows at a time, times one int16 activation row, over
+// nsub sub-blocks (a multiple of four): w16Rows' operations on four rows
+// at once, with the activations loaded once for the four. As for the z
+// kernels' zRows4, the rows of the 110M shape (768 values, six
+// iterations) spent about as long on the end of each row, its reduction,
+// as on its sub-blocks; four rows give the core independent work across
+// it. Each row's sums are w16Rows' operations, so the results are the
+// same bits. Four rows at once are four streams, which the hardware
+// prefetcher does not follow: the kernel prefetches rows4Ahead bytes
+// ahead of the rows' block itself.
+func w16Rows4(f32 bool) {
+	sc, sb := w16ScaleType(f32)
+	name := "dotW16Rows4Q8G32" + sc + "AVX512"
+	TEXT(name, NOSPLIT, "func(w []byte, q []int16, d []float32, nsub, gsub, rows, rb int, out []float32)")
+	Pragma("noescape") // kernels keep no pointer to their arguments
+	Doc(name+" is dotW16RowsQ8G32"+sc+"AVX512 four rows at a time: rows and",
+		"nsub must be multiples of four; see w16Rows4 in kernels/_asm.")
+	wp := Load(Param("w").Base(), GP64())
+	rows := Load(Param("rows"), GP64())
+	out := Load(Param("out").Base(), GP64())
+	rb := Load(Param("rb"), GP64())
+	rb3 := times3(rb)
+	const bs = 4 // sub-blocks per iteration
+
+	rows4Start(name, rows)
+	acc, qc, dc, cnt, blk := w16Block(wp)
+	pf := GP64()
+	LEAQ(Mem{Base: wp, Disp: rows4Ahead}, pf)
+	at := rowsAt(blk, rb, rb3)
+
+	Label(name + "_loop")
+	TESTQ(cnt, cnt)
+	JZ(LabelRef(name + "_end"))
+	for u := range bs {
+		x := ZMM()
+		VMOVDQU64(Mem{Base: qc, Disp: 64 * u}, x)
+		for t := range acc {
+			bm := at[t].Offset(u * (sb + 32))
+			ws := w16Scale(avx512, f32, bm)
+			VMULPS_BCST(Mem{Base: dc, Disp: 4 * u}, ws, ws)
+			c := ZMM()
+			VPMOVSXBW(bm.Offset(sb), c)
+			VPMADDWD(x, c, c)
+			VCVTDQ2PS(c, c)
+			VFMADD231PS(ws, c, acc[t][u])
+		}
+	}
+	prefetchAhead(pf, 4*bs*(sb+32))
+	ADDQ(U32(bs*(sb+32)), blk)
+	ADDQ(U32(64*bs), qc)
+	ADDQ(U8(4*bs), dc)
+	DECQ(cnt)
+	JMP(LabelRef(name + "_loop"))
+
+	Label(name + "_end")
+	rows4End(name, out, wp, rb, rows, func(t int) VecVirtual { return reduce4(avx512, acc[t]) })
+}
+
+// w16Block begins a block of four rows of w16x4 or w16Rows4 (four
+// accumulators each, zeroed), with the loop's state loaded from the
+// arguments: qc and dc the activations' codes and scales, cnt nsub/4
+// iterations, blk the block's first row (wp).
+func w16Block(wp Register) (acc [4][4]VecVirtual, qc, dc, cnt, blk Register) {
+	for t := range acc {
+		for u := range acc[t] {
+			acc[t][u] = ZMM()
+			VXORPS(acc[t][u], acc[t][u], acc[t][u])
+		}
+	}
+	qc = Load(Param("q").Base(), GP64())
+	dc = Load(Param("d").Base(), GP64())
+	cnt = Load(Param("nsub"), GP64())
+	SHRQ(U8(2), cnt)
+	blk = GP64()
+	MOVQ(wp, blk)
+	return
+}
+
+// w16ScaleType returns the name and size of the scales' type.
+func w16ScaleType(f32 bool) (name string, size int) {
+	if f32 {
+		return "F32", 4
+	}
+	return "F16", 2
 }
