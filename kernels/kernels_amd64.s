@@ -11856,7 +11856,7 @@ DATA zSIdxQ4G32F16<>+62(SB)/2, $0x0000
 GLOBL zSIdxQ4G32F16<>(SB), RODATA|NOPTR, $64
 
 // func dotZRowsQ4G32F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
-// Requires: AVX, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, F16C, FMA3
+// Requires: AVX, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, F16C, FMA3, MMX+
 TEXT ·dotZRowsQ4G32F16(SB), NOSPLIT, $0-152
 	VMOVDQU64 zNib<>+0(SB), Z0
 	VMOVDQU64 zIdx0<>+0(SB), Z1
@@ -11895,6 +11895,8 @@ dotZRowsQ4G32F16_loop:
 	VBROADCASTI32X4 38(R10), Z10
 	VBROADCASTI32X4 56(R10), K1, Z10
 	VPANDD          Z0, Z10, Z10
+	PREFETCHT0      8192(R10)
+	PREFETCHT0      8256(R10)
 	VMULPS          (DX)(R11*1), X8, X11
 	VFMADD231PS     (BX)(R11*1), X8, X7
 	VPERMPS         Z11, Z1, Z8
@@ -12026,7 +12028,7 @@ DATA zM8<>+0(SB)/4, $0xc1000000
 GLOBL zM8<>(SB), RODATA|NOPTR, $4
 
 // func dotZRowsPQ4G32F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
-// Requires: AVX, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, F16C, FMA3
+// Requires: AVX, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, F16C, FMA3, MMX+
 TEXT ·dotZRowsPQ4G32F16(SB), NOSPLIT, $0-152
 	VMOVDQU64 zNib<>+0(SB), Z0
 	VMOVDQU64 zIdx0<>+0(SB), Z1
@@ -12064,6 +12066,8 @@ dotZRowsPQ4G32F16_loop:
 	VBROADCASTI32X4 38(R10), Z9
 	VBROADCASTI32X4 56(R10), K1, Z9
 	VPANDD          Z0, Z9, Z9
+	PREFETCHT0      8192(R10)
+	PREFETCHT0      8256(R10)
 	VMULPS          (DX)(R11*1), X7, X10
 	VFMADD231PS     (BX)(R11*1), X7, X6
 	VPERMPS         Z10, Z1, Z7
@@ -12939,7 +12943,7 @@ dotYx4Q4G32F16_done:
 	RET
 
 // func dotZRowsQ4G64F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
-// Requires: AVX, AVX512F, AVX512VL, AVX512VNNI, F16C, FMA3
+// Requires: AVX, AVX512F, AVX512VL, AVX512VNNI, F16C, FMA3, MMX+
 TEXT ·dotZRowsQ4G64F16(SB), NOSPLIT, $0-152
 	VMOVDQU64 zNib<>+0(SB), Z0
 	VMOVDQU64 zIdx0<>+0(SB), Z1
@@ -12978,6 +12982,8 @@ dotZRowsQ4G64F16_loop:
 	VPANDD          Z0, Z8, Z8
 	VBROADCASTI64X4 36(R10), Z9
 	VPANDD          Z0, Z9, Z9
+	PREFETCHT0      8192(R10)
+	PREFETCHT0      8256(R10)
 	VMULPS          (DX)(R11*1), X7, X10
 	VFMADD231PS     (BX)(R11*1), X7, X6
 	VPERMPS         Z10, Z1, Z7
@@ -13024,7 +13030,7 @@ dotZRowsQ4G64F16_done:
 	RET
 
 // func dotZRowsPQ4G64F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
-// Requires: AVX, AVX512F, AVX512VL, AVX512VNNI, F16C, FMA3
+// Requires: AVX, AVX512F, AVX512VL, AVX512VNNI, F16C, FMA3, MMX+
 TEXT ·dotZRowsPQ4G64F16(SB), NOSPLIT, $0-152
 	VMOVDQU64 zNib<>+0(SB), Z0
 	VMOVDQU64 zIdx0<>+0(SB), Z1
@@ -13062,6 +13068,8 @@ dotZRowsPQ4G64F16_loop:
 	VPANDD          Z0, Z7, Z7
 	VBROADCASTI64X4 36(R10), Z8
 	VPANDD          Z0, Z8, Z8
+	PREFETCHT0      8192(R10)
+	PREFETCHT0      8256(R10)
 	VMULPS          (DX)(R11*1), X6, X9
 	VFMADD231PS     (BX)(R11*1), X6, X5
 	VPERMPS         Z9, Z1, Z6
@@ -14652,7 +14660,7 @@ DATA zSIdxQ4G32F32<>+60(SB)/4, $0x00000000
 GLOBL zSIdxQ4G32F32<>(SB), RODATA|NOPTR, $64
 
 // func dotZRowsQ4G32F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
-// Requires: AVX, AVX512F, AVX512VL, AVX512VNNI, FMA3
+// Requires: AVX, AVX512F, AVX512VL, AVX512VNNI, FMA3, MMX+
 TEXT ·dotZRowsQ4G32F32(SB), NOSPLIT, $0-152
 	VMOVDQU64 zNib<>+0(SB), Z0
 	VMOVDQU64 zIdx0<>+0(SB), Z1
@@ -14690,6 +14698,8 @@ dotZRowsQ4G32F32_loop:
 	VBROADCASTI32X4 44(R10), Z10
 	VBROADCASTI32X4 64(R10), K1, Z10
 	VPANDD          Z0, Z10, Z10
+	PREFETCHT0      8192(R10)
+	PREFETCHT0      8256(R10)
 	VMULPS          (DX)(R11*1), X8, X11
 	VFMADD231PS     (BX)(R11*1), X8, X7
 	VPERMPS         Z11, Z1, Z8
@@ -14736,7 +14746,7 @@ dotZRowsQ4G32F32_done:
 	RET
 
 // func dotZRowsPQ4G32F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
-// Requires: AVX, AVX512F, AVX512VL, AVX512VNNI, FMA3
+// Requires: AVX, AVX512F, AVX512VL, AVX512VNNI, FMA3, MMX+
 TEXT ·dotZRowsPQ4G32F32(SB), NOSPLIT, $0-152
 	VMOVDQU64 zNib<>+0(SB), Z0
 	VMOVDQU64 zIdx0<>+0(SB), Z1
@@ -14773,6 +14783,8 @@ dotZRowsPQ4G32F32_loop:
 	VBROADCASTI32X4 44(R10), Z9
 	VBROADCASTI32X4 64(R10), K1, Z9
 	VPANDD          Z0, Z9, Z9
+	PREFETCHT0      8192(R10)
+	PREFETCHT0      8256(R10)
 	VMULPS          (DX)(R11*1), X7, X10
 	VFMADD231PS     (BX)(R11*1), X7, X6
 	VPERMPS         Z10, Z1, Z7
@@ -15576,7 +15588,7 @@ dotYx4Q4G32F32_done:
 	RET
 
 // func dotZRowsQ4G64F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
-// Requires: AVX, AVX512F, AVX512VL, AVX512VNNI, FMA3
+// Requires: AVX, AVX512F, AVX512VL, AVX512VNNI, FMA3, MMX+
 TEXT ·dotZRowsQ4G64F32(SB), NOSPLIT, $0-152
 	VMOVDQU64 zNib<>+0(SB), Z0
 	VMOVDQU64 zIdx0<>+0(SB), Z1
@@ -15611,6 +15623,8 @@ dotZRowsQ4G64F32_loop:
 	VPANDD          Z0, Z8, Z8
 	VBROADCASTI64X4 40(R10), Z9
 	VPANDD          Z0, Z9, Z9
+	PREFETCHT0      8192(R10)
+	PREFETCHT0      8256(R10)
 	VMULPS          (DX)(R11*1), X7, X10
 	VFMADD231PS     (BX)(R11*1), X7, X6
 	VPERMPS         Z10, Z1, Z7
@@ -15657,7 +15671,7 @@ dotZRowsQ4G64F32_done:
 	RET
 
 // func dotZRowsPQ4G64F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
-// Requires: AVX, AVX512F, AVX512VL, AVX512VNNI, FMA3
+// Requires: AVX, AVX512F, AVX512VL, AVX512VNNI, FMA3, MMX+
 TEXT ·dotZRowsPQ4G64F32(SB), NOSPLIT, $0-152
 	VMOVDQU64 zNib<>+0(SB), Z0
 	VMOVDQU64 zIdx0<>+0(SB), Z1
@@ -15691,6 +15705,8 @@ dotZRowsPQ4G64F32_loop:
 	VPANDD          Z0, Z7, Z7
 	VBROADCASTI64X4 40(R10), Z8
 	VPANDD          Z0, Z8, Z8
+	PREFETCHT0      8192(R10)
+	PREFETCHT0      8256(R10)
 	VMULPS          (DX)(R11*1), X6, X9
 	VFMADD231PS     (BX)(R11*1), X6, X5
 	VPERMPS         Z9, Z1, Z6
@@ -17293,7 +17309,7 @@ DATA zMIdxQ4AG32F16<>+62(SB)/2, $0x0000
 GLOBL zMIdxQ4AG32F16<>(SB), RODATA|NOPTR, $64
 
 // func dotZRowsQ4AG32F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
-// Requires: AVX, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, F16C, FMA3
+// Requires: AVX, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, F16C, FMA3, MMX+
 TEXT ·dotZRowsQ4AG32F16(SB), NOSPLIT, $0-152
 	VMOVDQU64 zNib<>+0(SB), Z0
 	VMOVDQU64 zIdx0<>+0(SB), Z1
@@ -17335,6 +17351,8 @@ dotZRowsQ4AG32F16_loop:
 	VBROADCASTI32X4 44(R10), Z12
 	VBROADCASTI32X4 64(R10), K1, Z12
 	VPANDD          Z0, Z12, Z12
+	PREFETCHT0      8192(R10)
+	PREFETCHT0      8256(R10)
 	VMULPS          (DX)(R11*1), X9, X9
 	VFMADD231PS     (BX)(R11*1), X10, X8
 	VPERMPS         Z9, Z1, Z10
@@ -17380,7 +17398,7 @@ dotZRowsQ4AG32F16_done:
 	RET
 
 // func dotZRowsPQ4AG32F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
-// Requires: AVX, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, F16C, FMA3
+// Requires: AVX, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, F16C, FMA3, MMX+
 TEXT ·dotZRowsPQ4AG32F16(SB), NOSPLIT, $0-152
 	VMOVDQU64 zNib<>+0(SB), Z0
 	VMOVDQU64 zIdx0<>+0(SB), Z1
@@ -17421,6 +17439,8 @@ dotZRowsPQ4AG32F16_loop:
 	VBROADCASTI32X4 44(R10), Z11
 	VBROADCASTI32X4 64(R10), K1, Z11
 	VPANDD          Z0, Z11, Z11
+	PREFETCHT0      8192(R10)
+	PREFETCHT0      8256(R10)
 	VMULPS          (DX)(R11*1), X8, X8
 	VFMADD231PS     (BX)(R11*1), X9, X7
 	VPERMPS         Z8, Z1, Z9
@@ -18286,7 +18306,7 @@ dotYx4Q4AG32F16_done:
 	RET
 
 // func dotZRowsQ4AG64F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
-// Requires: AVX, AVX512F, AVX512VL, AVX512VNNI, F16C, FMA3
+// Requires: AVX, AVX512F, AVX512VL, AVX512VNNI, F16C, FMA3, MMX+
 TEXT ·dotZRowsQ4AG64F16(SB), NOSPLIT, $0-152
 	VMOVDQU64 zNib<>+0(SB), Z0
 	VMOVDQU64 zIdx0<>+0(SB), Z1
@@ -18332,6 +18352,8 @@ dotZRowsQ4AG64F16_loop:
 	VPANDD          Z0, Z9, Z9
 	VBROADCASTI64X4 40(R10), Z10
 	VPANDD          Z0, Z10, Z10
+	PREFETCHT0      8192(R10)
+	PREFETCHT0      8256(R10)
 	VMULPS          (DX)(R11*1), X7, X7
 	VFMADD231PS     (BX)(R11*1), X8, X6
 	VPERMPS         Z7, Z1, Z8
@@ -18377,7 +18399,7 @@ dotZRowsQ4AG64F16_done:
 	RET
 
 // func dotZRowsPQ4AG64F16(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
-// Requires: AVX, AVX512F, AVX512VL, AVX512VNNI, F16C, FMA3
+// Requires: AVX, AVX512F, AVX512VL, AVX512VNNI, F16C, FMA3, MMX+
 TEXT ·dotZRowsPQ4AG64F16(SB), NOSPLIT, $0-152
 	VMOVDQU64 zNib<>+0(SB), Z0
 	VMOVDQU64 zIdx0<>+0(SB), Z1
@@ -18422,6 +18444,8 @@ dotZRowsPQ4AG64F16_loop:
 	VPANDD          Z0, Z8, Z8
 	VBROADCASTI64X4 40(R10), Z9
 	VPANDD          Z0, Z9, Z9
+	PREFETCHT0      8192(R10)
+	PREFETCHT0      8256(R10)
 	VMULPS          (DX)(R11*1), X6, X6
 	VFMADD231PS     (BX)(R11*1), X7, X5
 	VPERMPS         Z6, Z1, Z7
@@ -20035,7 +20059,7 @@ dotYx4Q4AG128F16_done:
 	RET
 
 // func dotZRowsQ4AG32F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
-// Requires: AVX, AVX512F, AVX512VL, AVX512VNNI, FMA3
+// Requires: AVX, AVX512F, AVX512VL, AVX512VNNI, FMA3, MMX+
 TEXT ·dotZRowsQ4AG32F32(SB), NOSPLIT, $0-152
 	VMOVDQU64 zNib<>+0(SB), Z0
 	VMOVDQU64 zIdx0<>+0(SB), Z1
@@ -20079,6 +20103,8 @@ dotZRowsQ4AG32F32_loop:
 	VBROADCASTI32X4 56(R10), Z10
 	VBROADCASTI32X4 80(R10), K1, Z10
 	VPANDD          Z0, Z10, Z10
+	PREFETCHT0      8192(R10)
+	PREFETCHT0      8256(R10)
 	VMULPS          (DX)(R11*1), X7, X7
 	VFMADD231PS     (BX)(R11*1), X8, X6
 	VPERMPS         Z7, Z1, Z8
@@ -20124,7 +20150,7 @@ dotZRowsQ4AG32F32_done:
 	RET
 
 // func dotZRowsPQ4AG32F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
-// Requires: AVX, AVX512F, AVX512VL, AVX512VNNI, FMA3
+// Requires: AVX, AVX512F, AVX512VL, AVX512VNNI, FMA3, MMX+
 TEXT ·dotZRowsPQ4AG32F32(SB), NOSPLIT, $0-152
 	VMOVDQU64 zNib<>+0(SB), Z0
 	VMOVDQU64 zIdx0<>+0(SB), Z1
@@ -20167,6 +20193,8 @@ dotZRowsPQ4AG32F32_loop:
 	VBROADCASTI32X4 56(R10), Z9
 	VBROADCASTI32X4 80(R10), K1, Z9
 	VPANDD          Z0, Z9, Z9
+	PREFETCHT0      8192(R10)
+	PREFETCHT0      8256(R10)
 	VMULPS          (DX)(R11*1), X6, X6
 	VFMADD231PS     (BX)(R11*1), X7, X5
 	VPERMPS         Z6, Z1, Z7
@@ -21001,7 +21029,7 @@ dotYx4Q4AG32F32_done:
 	RET
 
 // func dotZRowsQ4AG64F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
-// Requires: AVX, AVX512F, AVX512VL, AVX512VNNI, FMA3
+// Requires: AVX, AVX512F, AVX512VL, AVX512VNNI, FMA3, MMX+
 TEXT ·dotZRowsQ4AG64F32(SB), NOSPLIT, $0-152
 	VMOVDQU64 zNib<>+0(SB), Z0
 	VMOVDQU64 zIdx0<>+0(SB), Z1
@@ -21039,6 +21067,8 @@ dotZRowsQ4AG64F32_loop:
 	VPANDD          Z0, Z9, Z9
 	VBROADCASTI64X4 48(R10), Z10
 	VPANDD          Z0, Z10, Z10
+	PREFETCHT0      8192(R10)
+	PREFETCHT0      8256(R10)
 	VMULPS          (DX)(R11*1), X7, X7
 	VFMADD231PS     (BX)(R11*1), X8, X6
 	VPERMPS         Z7, Z1, Z8
@@ -21084,7 +21114,7 @@ dotZRowsQ4AG64F32_done:
 	RET
 
 // func dotZRowsPQ4AG64F32(w []byte, q []int8, d []float32, s []float32, n4 int, bb int, rows int, rb int, out []float32)
-// Requires: AVX, AVX512F, AVX512VL, AVX512VNNI, FMA3
+// Requires: AVX, AVX512F, AVX512VL, AVX512VNNI, FMA3, MMX+
 TEXT ·dotZRowsPQ4AG64F32(SB), NOSPLIT, $0-152
 	VMOVDQU64 zNib<>+0(SB), Z0
 	VMOVDQU64 zIdx0<>+0(SB), Z1
@@ -21121,6 +21151,8 @@ dotZRowsPQ4AG64F32_loop:
 	VPANDD          Z0, Z8, Z8
 	VBROADCASTI64X4 48(R10), Z9
 	VPANDD          Z0, Z9, Z9
+	PREFETCHT0      8192(R10)
+	PREFETCHT0      8256(R10)
 	VMULPS          (DX)(R11*1), X6, X6
 	VFMADD231PS     (BX)(R11*1), X7, X5
 	VPERMPS         Z6, Z1, Z7

@@ -209,13 +209,18 @@ func times3(r Register) Register {
 	return r3
 }
 
-// prefetchAhead prefetches the n bytes at pf (every line they touch,
-// when n is a multiple of 64 or more) and moves pf n bytes on.
+// prefetchAhead prefetches the n bytes at pf and moves pf n bytes on.
 func prefetchAhead(pf Register, n int) {
-	for o := 0; o < n; o += 64 {
-		PREFETCHT0(Mem{Base: pf, Disp: o})
-	}
+	prefetchLines(Mem{Base: pf}, n)
 	ADDQ(U32(n), pf)
+}
+
+// prefetchLines prefetches a line every 64 bytes of the n bytes at m: every
+// line of a stream read n bytes at a time.
+func prefetchLines(m Mem, n int) {
+	for o := 0; o < n; o += 64 {
+		PREFETCHT0(m.Offset(o))
+	}
 }
 
 // rows4End stores result(t) at out[t] for the block's four rows, moves out

@@ -328,7 +328,7 @@ func w16x4(f32 bool) {
 // as on its sub-blocks; four rows give the core independent work across
 // it. Each row's sums are w16Rows' operations, so the results are the
 // same bits. Four rows at once are four streams, which the hardware
-// prefetcher does not follow: the kernel prefetches rows4Ahead bytes
+// prefetcher does not follow: the kernel prefetches prefetchDistance bytes
 // ahead of the rows' block itself.
 func w16Rows4(f32 bool) {
 	sc, sb := w16ScaleType(f32)
@@ -347,7 +347,7 @@ func w16Rows4(f32 bool) {
 	rows4Start(name, rows)
 	acc, qc, dc, cnt, blk := w16Block(wp)
 	pf := GP64()
-	LEAQ(Mem{Base: wp, Disp: rows4Ahead}, pf)
+	LEAQ(Mem{Base: wp, Disp: prefetchDistance}, pf)
 	at := rowsAt(blk, rb, rb3)
 
 	Label(name + "_loop")
