@@ -438,7 +438,7 @@ const prefetchDistance = 8192
 // order, for the G32 and G64 layouts. One row gives the core only its two
 // dependent FMA chains and then a reduction; rows of the 110M shape (768
 // values, six iterations) spent about as long on each row's end as on its
-// groups (in cache, 64 rows of 768 ran at 24–29 GB/s against 36 for rows
+// groups (in cache, 64 rows of 768 ran at 24–30 GB/s against 36 for rows
 // of 2048). Four rows at once give it four rows' independent work, and
 // load the activations once for the four. Each row's operations are the
 // one-row kernel's, so the results are the same bits.
