@@ -10,6 +10,17 @@
 // two ways: over the best probe pass of the whole run (conservative), and
 // the median over rounds of its ratio to the probe run just before it.
 //
+// Each round decodes -windows windows of -gen tokens from the same
+// context (the prompt's cache, truncated back to it), each right after
+// its own probe; decode speeds and ratios are medians over all the
+// windows of all rounds. On this 2-core VM, one window of 32 tokens of the
+// 110M shape lasts 50–60 ms, and the median of five such windows moved by
+// ±10% from one full run to the next (the 110M q4 row at 2 threads,
+// 68–90% of the probe over five runs with one window a round); more
+// windows make a steadier median of the same measurement. The first
+// window's ratios alone (the measurement before -windows) are reported
+// too.
+//
 // Keys and values are cached as f16, kvant-infer run's default and
 // llama.cpp's (whose figures issue 6 compares with); -kv f16,f32 also runs
 // each model with the exact f32 cache (--kv-cache f32).
@@ -58,16 +69,20 @@ type result struct {
 	// BandwidthShare is DecodeGBs over the best read bandwidth measured at
 	// the same thread count in the same rounds.
 	BandwidthShare float64 `json:"bandwidth_share"`
-	// AdjacentShare is the median over rounds of the round's decode GB/s
-	// over the best of the probe passes run just before it at the same
-	// thread count: the ratio of two measurements taken side by side,
-	// which a shared machine's slow and fast phases disturb alike.
+	// AdjacentShare is the median over decode windows of the window's
+	// decode GB/s over the best of the probe passes run just before it at
+	// the same thread count: the ratio of two measurements taken side by
+	// side, which a shared machine's slow and fast phases disturb alike.
 	AdjacentShare float64 `json:"adjacent_bandwidth_share"`
+	// FirstWindowShare is AdjacentShare over each round's first window
+	// only: one decode of -gen tokens right after the prefill.
+	FirstWindowShare float64 `json:"first_window_bandwidth_share"`
 }
 
 type report struct {
 	Kernels string `json:"kernels"`
 	Rounds  int    `json:"rounds"`
+	Windows int    `json:"decode_windows_per_round"`
 	// Read bandwidth per thread count, GB/s, over all probe passes: the
 	// best (STREAM's convention, and the conservative denominator: other
 	// tenants of a shared machine only ever lower a 40 ms probe) and the
@@ -91,7 +106,8 @@ func main() {
 	loadList := flag.String("load", "mapped", "load modes: mapped, preload, or both (mapped,preload)")
 	kvList := flag.String("kv", "f16", "KV cache types: f16 (kvant-infer run's default), f32 (--kv-cache f32), or both (f16,f32)")
 	prompt := flag.Int("prompt", 128, "prefill batch length")
-	gen := flag.Int("gen", 32, "decoded tokens per round")
+	gen := flag.Int("gen", 32, "decoded tokens per window")
+	windows := flag.Int("windows", 3, "decode windows per round, each after its own probe")
 	bwMiB := flag.Int("bw-mib", 1024, "size of the read-bandwidth probe's array, MiB (0: no probe)")
 	asJSON := flag.Bool("json", false, "print JSON")
 	recache := flag.Bool("recache", true, "drop the model files from the page cache before loading them")
@@ -103,6 +119,9 @@ func main() {
 			fail(fmt.Errorf("-threads: %q is not a thread count", s))
 		}
 		threads = append(threads, n)
+	}
+	if *windows < 1 || *rounds < 1 || *gen < 1 {
+		fail(fmt.Errorf("-rounds, -windows and -gen must be at least 1"))
 	}
 	// A mode is a load mode and a KV cache type: "mapped", "preload",
 	// "mapped, kv f32", ...
@@ -126,7 +145,7 @@ func main() {
 		model, load string
 		threads     int
 	}
-	prefill, decode, adjacent := map[key][]float64{}, map[key][]float64{}, map[key][]float64{}
+	prefill, decode, adjacent, first := map[key][]float64{}, map[key][]float64{}, map[key][]float64{}, map[key][]float64{}
 	bytesPerTok := map[string]int64{}
 	for _, p := range flag.Args() {
 		n, err := decodeBytes(p)
@@ -176,30 +195,43 @@ func main() {
 		for _, p := range flag.Args() {
 			for _, l := range loads {
 				for _, th := range threads {
-					// The probe runs right before each measurement.
-					var bw float64
-					for range probePasses {
-						if probe != nil {
-							b := membw.Pass(probe, th)
-							bandwidth[th] = append(bandwidth[th], b)
-							bw = max(bw, b)
-						}
-					}
 					k := key{p, l, th}
-					pf, dc, err := measure(loaded[k].Model, states[k], *prompt, *gen)
-					if err != nil {
-						fail(err)
-					}
-					prefill[k] = append(prefill[k], pf)
-					decode[k] = append(decode[k], dc)
-					if bw > 0 {
-						adjacent[k] = append(adjacent[k], dc*float64(bytesPerTok[p])/1e9/bw)
+					for w := range *windows {
+						// The probe runs right before each measurement.
+						var bw float64
+						for range probePasses {
+							if probe != nil {
+								b := membw.Pass(probe, th)
+								bandwidth[th] = append(bandwidth[th], b)
+								bw = max(bw, b)
+							}
+						}
+						var dc float64
+						var err error
+						if w == 0 {
+							var pf float64
+							pf, dc, err = measure(loaded[k].Model, states[k], *prompt, *gen)
+							prefill[k] = append(prefill[k], pf)
+						} else {
+							dc, err = decodeAgain(loaded[k].Model, states[k], *prompt, *gen)
+						}
+						if err != nil {
+							fail(err)
+						}
+						decode[k] = append(decode[k], dc)
+						if bw > 0 {
+							share := dc * float64(bytesPerTok[p]) / 1e9 / bw
+							adjacent[k] = append(adjacent[k], share)
+							if w == 0 {
+								first[k] = append(first[k], share)
+							}
+						}
 					}
 				}
 			}
 		}
 	}
-	rep := report{Kernels: kernels.Active(), Rounds: *rounds, ReadBandwidthBest: map[int]float64{}, ReadBandwidthMedian: map[int]float64{}, HugePageShare: map[string]float64{}}
+	rep := report{Kernels: kernels.Active(), Rounds: *rounds, Windows: *windows, ReadBandwidthBest: map[int]float64{}, ReadBandwidthMedian: map[int]float64{}, HugePageShare: map[string]float64{}}
 	for _, p := range flag.Args() {
 		if abs, err := filepath.Abs(p); err == nil {
 			if share, ok := hugePageShare(abs); ok {
@@ -222,6 +254,7 @@ func main() {
 				}
 				if len(adjacent[k]) > 0 {
 					res.AdjacentShare = median(adjacent[k])
+					res.FirstWindowShare = median(first[k])
 				}
 				rep.Results = append(rep.Results, res)
 			}
@@ -233,8 +266,8 @@ func main() {
 		enc.Encode(rep)
 		return
 	}
-	fmt.Printf("kernels: %s; medians of %d interleaved rounds; prefill %d tokens, decode %d tokens\n",
-		rep.Kernels, *rounds, *prompt, *gen)
+	fmt.Printf("kernels: %s; medians of %d interleaved rounds; prefill %d tokens, decode %d windows of %d tokens a round\n",
+		rep.Kernels, *rounds, *prompt, *windows, *gen)
 	if *recache {
 		fmt.Println("model files dropped from the page cache before loading (-recache)")
 	}
@@ -252,8 +285,8 @@ func main() {
 		}
 		fmt.Printf("mapped weights in 2 MiB pages after the rounds: %s\n", strings.Join(parts, ", "))
 	}
-	fmt.Println("% of best: decode GB/s over the best probe pass of the run; % adjacent: median over rounds of decode GB/s over the probe run just before it")
-	fmt.Printf("%-20s %-16s %7s %12s %11s %9s %8s %9s %10s\n", "model", "weights", "threads", "prefill t/s", "decode t/s", "MB/token", "GB/s", "% of best", "% adjacent")
+	fmt.Println("% of best: decode GB/s over the best probe pass of the run; % adjacent: median over windows of decode GB/s over the probe run just before it; 1st window: the same over each round's first window only")
+	fmt.Printf("%-20s %-16s %7s %12s %11s %9s %8s %9s %10s %10s\n", "model", "weights", "threads", "prefill t/s", "decode t/s", "MB/token", "GB/s", "% of best", "% adjacent", "1st window")
 	pct := func(v float64) string {
 		if v <= 0 {
 			return "-"
@@ -267,31 +300,49 @@ func main() {
 		if *prompt <= 1 {
 			prefill = "-"
 		}
-		fmt.Printf("%-20s %-16s %7d %12s %11.1f %9.1f %8.1f %9s %10s\n", r.Model, r.Load, r.Threads, prefill, r.DecodeTokS, float64(r.BytesPerTok)/1e6, r.DecodeGBs, pct(r.BandwidthShare), pct(r.AdjacentShare))
+		fmt.Printf("%-20s %-16s %7d %12s %11.1f %9.1f %8.1f %9s %10s %10s\n", r.Model, r.Load, r.Threads, prefill, r.DecodeTokS, float64(r.BytesPerTok)/1e6, r.DecodeGBs, pct(r.BandwidthShare), pct(r.AdjacentShare), pct(r.FirstWindowShare))
 	}
+}
+
+// promptIDs is measure's prompt of n tokens.
+func promptIDs(m *model.Model, n int) []int {
+	ids := make([]int, n)
+	for i := range ids {
+		ids[i] = 1 + (i*7919)%(m.Config.VocabSize-1)
+	}
+	return ids
 }
 
 // measure times one prefill of n tokens and gen decode steps after it, in
 // st, emptied first.
 func measure(m *model.Model, st *model.State, n, gen int) (prefill, decode float64, err error) {
-	ids := make([]int, n)
-	for i := range ids {
-		ids[i] = 1 + (i*7919)%(m.Config.VocabSize-1)
-	}
+	ids := promptIDs(m, n)
 	st.Reset()
 	start := time.Now()
 	if _, err := m.Forward(st, ids, false); err != nil {
 		return 0, 0, err
 	}
 	prefill = float64(n) / time.Since(start).Seconds()
-	start = time.Now()
+	decode, err = decodeFrom(m, st, ids, gen)
+	return prefill, decode, err
+}
+
+// decodeAgain times measure's gen decode steps once more, from the same
+// context: st, left by measure, truncated back to its n-token prompt.
+func decodeAgain(m *model.Model, st *model.State, n, gen int) (float64, error) {
+	st.Truncate(n)
+	return decodeFrom(m, st, promptIDs(m, n), gen)
+}
+
+// decodeFrom times gen decode steps in st, the tokens taken from ids.
+func decodeFrom(m *model.Model, st *model.State, ids []int, gen int) (float64, error) {
+	start := time.Now()
 	for i := 0; i < gen; i++ {
-		if _, err := m.Forward(st, []int{ids[i%n]}, false); err != nil {
-			return 0, 0, err
+		if _, err := m.Forward(st, []int{ids[i%len(ids)]}, false); err != nil {
+			return 0, err
 		}
 	}
-	decode = float64(gen) / time.Since(start).Seconds()
-	return prefill, decode, nil
+	return float64(gen) / time.Since(start).Seconds(), nil
 }
 
 // decodeBytes is the weight bytes one decoded token reads: every matrix
