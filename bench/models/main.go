@@ -8,16 +8,18 @@
 // medians are reported. It also reports the weight bytes read per decoded
 // token, the bandwidth that implies, and its share of the read bandwidth
 // two ways: over the best probe pass of the whole run (conservative), and
-// the median over rounds of its ratio to the probe run just before it.
+// the median over decode windows of its ratio to the probe run just
+// before it.
 //
 // Each round decodes -windows windows of -gen tokens from the same
 // context (the prompt's cache, truncated back to it), each right after
 // its own probe; decode speeds and ratios are medians over all the
 // windows of all rounds. On this 2-core VM, one window of 32 tokens of the
-// 110M shape lasts 50–60 ms, and the median of five such windows moved by
-// ±10% from one full run to the next (the 110M q4 row at 2 threads,
-// 68–90% of the probe over five runs with one window a round); more
-// windows make a steadier median of the same measurement. The first
+// 110M shape lasts 50–60 ms, and the median of five such windows moved
+// from one full run to the next by more than the margin it was judged by
+// (the 110M q4 row at 2 threads: 68–90% of the probe over five runs with
+// one window a round); more windows make a steadier median of the same
+// measurement. The first
 // window's ratios alone (the measurement before -windows) are reported
 // too.
 //
@@ -191,6 +193,19 @@ func main() {
 		probe = membw.NewArray(*bwMiB)
 	}
 	bandwidth := map[int][]float64{}
+	// probeBest runs the probe's passes at th threads and returns the
+	// best; 0 without a probe.
+	probeBest := func(th int) float64 {
+		var bw float64
+		for range probePasses {
+			if probe != nil {
+				b := membw.Pass(probe, th)
+				bandwidth[th] = append(bandwidth[th], b)
+				bw = max(bw, b)
+			}
+		}
+		return bw
+	}
 	for r := 0; r < *rounds; r++ {
 		for _, p := range flag.Args() {
 			for _, l := range loads {
@@ -198,14 +213,7 @@ func main() {
 					k := key{p, l, th}
 					for w := range *windows {
 						// The probe runs right before each measurement.
-						var bw float64
-						for range probePasses {
-							if probe != nil {
-								b := membw.Pass(probe, th)
-								bandwidth[th] = append(bandwidth[th], b)
-								bw = max(bw, b)
-							}
-						}
+						bw := probeBest(th)
 						var dc float64
 						var err error
 						if w == 0 {
