@@ -147,6 +147,16 @@ func main() {
 		model, load string
 		threads     int
 	}
+	// keys lists every measured configuration, in the order a round
+	// interleaves them and the report prints them.
+	var keys []key
+	for _, p := range flag.Args() {
+		for _, l := range loads {
+			for _, th := range threads {
+				keys = append(keys, key{p, l, th})
+			}
+		}
+	}
 	prefill, decode, adjacent, first := map[key][]float64{}, map[key][]float64{}, map[key][]float64{}, map[key][]float64{}
 	bytesPerTok := map[string]int64{}
 	for _, p := range flag.Args() {
@@ -172,20 +182,15 @@ func main() {
 	}
 	loaded := map[key]*infer.Loaded{}
 	states := map[key]*model.State{}
-	for _, p := range flag.Args() {
-		for _, l := range loads {
-			for _, th := range threads {
-				m, err := infer.Load(p, infer.Options{Threads: th, Preload: strings.HasPrefix(l, "preload"), HalfKVCache: !strings.HasSuffix(l, "kv f32")})
-				if err != nil {
-					fail(err)
-				}
-				defer m.Close()
-				k := key{p, l, th}
-				loaded[k], states[k] = m, m.Model.NewState(*prompt+*gen+1)
-				if _, _, err := measure(m.Model, states[k], 8, 2); err != nil {
-					fail(err)
-				}
-			}
+	for _, k := range keys {
+		m, err := infer.Load(k.model, infer.Options{Threads: k.threads, Preload: strings.HasPrefix(k.load, "preload"), HalfKVCache: !strings.HasSuffix(k.load, "kv f32")})
+		if err != nil {
+			fail(err)
+		}
+		defer m.Close()
+		loaded[k], states[k] = m, m.Model.NewState(*prompt+*gen+1)
+		if _, _, err := measure(m.Model, states[k], 8, 2); err != nil {
+			fail(err)
 		}
 	}
 	var probe []uint64
@@ -206,34 +211,29 @@ func main() {
 		}
 		return bw
 	}
-	for r := 0; r < *rounds; r++ {
-		for _, p := range flag.Args() {
-			for _, l := range loads {
-				for _, th := range threads {
-					k := key{p, l, th}
-					for w := range *windows {
-						// The probe runs right before each measurement.
-						bw := probeBest(th)
-						var dc float64
-						var err error
-						if w == 0 {
-							var pf float64
-							pf, dc, err = measure(loaded[k].Model, states[k], *prompt, *gen)
-							prefill[k] = append(prefill[k], pf)
-						} else {
-							dc, err = decodeAgain(loaded[k].Model, states[k], *prompt, *gen)
-						}
-						if err != nil {
-							fail(err)
-						}
-						decode[k] = append(decode[k], dc)
-						if bw > 0 {
-							share := dc * float64(bytesPerTok[p]) / 1e9 / bw
-							adjacent[k] = append(adjacent[k], share)
-							if w == 0 {
-								first[k] = append(first[k], share)
-							}
-						}
+	for range *rounds {
+		for _, k := range keys {
+			for w := range *windows {
+				// The probe runs right before each measurement.
+				bw := probeBest(k.threads)
+				var dc float64
+				var err error
+				if w == 0 {
+					var pf float64
+					pf, dc, err = measure(loaded[k].Model, states[k], *prompt, *gen)
+					prefill[k] = append(prefill[k], pf)
+				} else {
+					dc, err = decodeAgain(loaded[k].Model, states[k], *prompt, *gen)
+				}
+				if err != nil {
+					fail(err)
+				}
+				decode[k] = append(decode[k], dc)
+				if bw > 0 {
+					share := dc * float64(bytesPerTok[k.model]) / 1e9 / bw
+					adjacent[k] = append(adjacent[k], share)
+					if w == 0 {
+						first[k] = append(first[k], share)
 					}
 				}
 			}
@@ -251,22 +251,17 @@ func main() {
 		rep.ReadBandwidthBest[th] = slices.Max(v)
 		rep.ReadBandwidthMedian[th] = median(v)
 	}
-	for _, p := range flag.Args() {
-		for _, l := range loads {
-			for _, th := range threads {
-				k := key{p, l, th}
-				res := result{Model: filepath.Base(p), Load: l, Threads: th, PrefillTokS: median(prefill[k]), DecodeTokS: median(decode[k]), BytesPerTok: bytesPerTok[p]}
-				res.DecodeGBs = res.DecodeTokS * float64(res.BytesPerTok) / 1e9
-				if bw := rep.ReadBandwidthBest[th]; bw > 0 {
-					res.BandwidthShare = res.DecodeGBs / bw
-				}
-				if len(adjacent[k]) > 0 {
-					res.AdjacentShare = median(adjacent[k])
-					res.FirstWindowShare = median(first[k])
-				}
-				rep.Results = append(rep.Results, res)
-			}
+	for _, k := range keys {
+		res := result{Model: filepath.Base(k.model), Load: k.load, Threads: k.threads, PrefillTokS: median(prefill[k]), DecodeTokS: median(decode[k]), BytesPerTok: bytesPerTok[k.model]}
+		res.DecodeGBs = res.DecodeTokS * float64(res.BytesPerTok) / 1e9
+		if bw := rep.ReadBandwidthBest[k.threads]; bw > 0 {
+			res.BandwidthShare = res.DecodeGBs / bw
 		}
+		if len(adjacent[k]) > 0 {
+			res.AdjacentShare = median(adjacent[k])
+			res.FirstWindowShare = median(first[k])
+		}
+		rep.Results = append(rep.Results, res)
 	}
 	if *asJSON {
 		enc := json.NewEncoder(os.Stdout)
